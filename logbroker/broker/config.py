@@ -1,0 +1,138 @@
+"""Broker settings: one frozen dataclass, loaded from defaults, a TOML file,
+``LOGBROKER_*`` environment variables and command-line flags, in that order.
+
+Keys may be written the Kafka way (``auto.create.topics.enable``) or the
+Python way (``auto_create_topics_enable``); both name the same field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from logbroker.errors import InvalidConfigError
+
+FLUSH_MODES = ("always", "interval", "never")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerConfig:
+    """Every broker setting, with Kafka's defaults where Kafka has one."""
+
+    data_dir: str = field(default="./logbroker-data", metadata={"help": "Directory holding the log."})
+    host: str = field(default="127.0.0.1", metadata={"help": "Address the listener binds."})
+    port: int = field(default=9092, metadata={"help": "Port the listener binds (0 = any free port)."})
+    advertised_host: str | None = field(
+        default=None, metadata={"help": "Host clients are told to connect to (default: host)."}
+    )
+    advertised_port: int | None = field(
+        default=None, metadata={"help": "Port clients are told to connect to (default: the bound port)."}
+    )
+    node_id: int = field(default=0, metadata={"help": "This broker's id in Metadata responses."})
+    cluster_id: str | None = field(
+        default=None, metadata={"help": "Cluster id; generated once and kept in the data dir when unset."}
+    )
+    auto_create_topics_enable: bool = field(
+        default=True, metadata={"help": "Create a topic when a client asks for an unknown one."}
+    )
+    num_partitions: int = field(default=1, metadata={"help": "Partitions of an auto-created topic."})
+    delete_topic_enable: bool = field(default=True, metadata={"help": "Allow DeleteTopics."})
+    flush: str = field(
+        default="interval",
+        metadata={"help": "Durability: always (fsync before ack), interval, or never (OS decides)."},
+    )
+    flush_interval_ms: int = field(default=1000, metadata={"help": "fsync period with flush=interval."})
+    socket_request_max_bytes: int = field(
+        default=100 * 1024 * 1024, metadata={"help": "Largest request frame accepted; larger closes the connection."}
+    )
+    message_max_bytes: int = field(default=1048588, metadata={"help": "Default max.message.bytes of topics."})
+    log_segment_bytes: int = field(default=1 << 30, metadata={"help": "Default segment.bytes of topics."})
+    log_roll_ms: int = field(default=7 * 24 * 3600 * 1000, metadata={"help": "Default segment.ms of topics."})
+    log_retention_ms: int = field(
+        default=7 * 24 * 3600 * 1000, metadata={"help": "Default retention.ms of topics (-1 = forever)."}
+    )
+    log_retention_bytes: int = field(default=-1, metadata={"help": "Default retention.bytes of topics (-1 = no limit)."})
+    log_retention_check_interval_ms: int = field(
+        default=300_000, metadata={"help": "How often retention runs."}
+    )
+    log_index_interval_bytes: int = field(default=4096, metadata={"help": "Bytes between sparse index entries."})
+
+    def __post_init__(self) -> None:
+        if self.flush not in FLUSH_MODES:
+            raise InvalidConfigError(f"flush must be one of {', '.join(FLUSH_MODES)}, not {self.flush!r}")
+        if not 0 <= self.port <= 65535:
+            raise InvalidConfigError(f"port {self.port} out of range")
+        if self.num_partitions < 1:
+            raise InvalidConfigError("num.partitions must be at least 1")
+        for name in ("flush_interval_ms", "socket_request_max_bytes", "message_max_bytes", "log_segment_bytes"):
+            if getattr(self, name) <= 0:
+                raise InvalidConfigError(f"{name} must be positive")
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        config_file: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> BrokerConfig:
+        """Merge defaults < file < environment < overrides; None overrides are ignored.
+
+        Raises InvalidConfigError naming the bad key or value.
+        """
+        values: dict[str, Any] = {}
+        if config_file is not None:
+            try:
+                with open(config_file, "rb") as fh:
+                    raw = tomllib.load(fh)
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise InvalidConfigError(f"cannot read config file {config_file}: {exc}") from exc
+            values.update(_normalize(raw, source=config_file))
+        env = os.environ if environ is None else environ
+        prefix = "LOGBROKER_"
+        for key, value in env.items():
+            if key.startswith(prefix) and key != "LOGBROKER_CONFIG":
+                name = key[len(prefix) :].lower()
+                if name in cls.field_names():
+                    values[name] = value
+        if overrides:
+            values.update(_normalize({k: v for k, v in overrides.items() if v is not None}, source="options"))
+        return cls(**{name: _coerce(name, value) for name, value in values.items()})
+
+
+def _normalize(raw: Mapping[str, Any], *, source: str) -> dict[str, Any]:
+    out = {}
+    names = BrokerConfig.field_names()
+    for key, value in raw.items():
+        name = key.replace(".", "_").replace("-", "_").lower()
+        if name not in names:
+            raise InvalidConfigError(f"unknown setting {key!r} in {source}")
+        out[name] = value
+    return out
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = BrokerConfig.__dataclass_fields__[name].type
+    if not isinstance(value, str) or kind in ("str", "str | None"):
+        return value
+    try:
+        if kind in ("int", "int | None"):
+            return int(value)
+        if kind == "bool":
+            lowered = value.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+    except ValueError as exc:
+        raise InvalidConfigError(f"bad value {value!r} for {name}") from exc
+    return value

@@ -1,0 +1,285 @@
+"""The broker's state: the log manager, topic registry and producer state.
+
+Synchronous; the server drives it from the trio thread and runs fsyncs in
+worker threads. Request handlers (``broker.handlers``) are its only callers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+
+from logbroker.broker.config import BrokerConfig
+from logbroker.broker.producer_state import Duplicate, PartitionProducerState
+from logbroker.errors import UnknownTopicError
+from logbroker.records import parse_header
+from logbroker.storage import TOPIC_CONFIG_DEFAULTS, LogConfig, LogManager, LogManagerConfig, PartitionLog
+
+log = logging.getLogger("logbroker.broker")
+
+_PRODUCER_ID_BLOCK = 1000
+_PRODUCER_ID_FILE = "producer-id-block"
+_META_FILE = "meta.properties"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+_SOURCE_TOPIC, _SOURCE_STATIC_BROKER, _SOURCE_DEFAULT = 1, 4, 5
+_TYPE_BOOLEAN, _TYPE_STRING, _TYPE_LONG, _TYPE_DOUBLE, _TYPE_LIST = 1, 2, 5, 6, 7
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigEntry:
+    """One config as DescribeConfigs reports it (Kafka's source and type codes)."""
+
+    name: str
+    value: str | None
+    source: int
+    config_type: int
+    read_only: bool = False
+
+
+def _config_type(name: str, value: str) -> int:
+    default = TOPIC_CONFIG_DEFAULTS.get(name, value)
+    if default in ("true", "false"):
+        return _TYPE_BOOLEAN
+    if name in ("cleanup.policy",) or name.endswith("replicas"):
+        return _TYPE_LIST
+    try:
+        int(default)
+        return _TYPE_LONG
+    except ValueError:
+        pass
+    try:
+        float(default)
+        return _TYPE_DOUBLE
+    except ValueError:
+        return _TYPE_STRING
+
+
+@dataclass(frozen=True, slots=True)
+class ProduceResult:
+    base_offset: int
+    log_append_time: int
+    log_start_offset: int
+    duplicate: bool = False
+
+
+class Broker:
+    """One single-node broker over one data directory."""
+
+    def __init__(self, config: BrokerConfig, *, clock=now_ms) -> None:
+        self.config = config
+        self.clock = clock
+        os.makedirs(config.data_dir, exist_ok=True)
+        self.log_manager = LogManager.open(
+            config.data_dir, _log_manager_config(config), now_ms=clock()
+        )
+        self.cluster_id = config.cluster_id or self._load_cluster_id()
+        self.advertised_host = config.advertised_host or config.host
+        self.advertised_port = config.advertised_port or config.port
+        self._producer_states: dict[tuple[str, int], PartitionProducerState] = {}
+        self._next_producer_id, self._producer_id_limit = 0, 0
+        self._restore_producer_states()
+
+    def __repr__(self) -> str:
+        return (
+            f"Broker(data_dir={self.config.data_dir!r}, topics={len(self.log_manager.topics())}, "
+            f"advertised={self.advertised_host}:{self.advertised_port})"
+        )
+
+    # -- topics -----------------------------------------------------------
+
+    def topics(self):
+        return self.log_manager.topics()
+
+    def partition(self, topic: str, partition: int) -> PartitionLog:
+        """The log of one partition; raises UnknownTopicError."""
+        return self.log_manager.get_partition(topic, partition)
+
+    def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None):
+        info = self.log_manager.create_topic(name, partitions, dict(configs or {}))
+        log.info("created topic %s with %d partitions", name, partitions)
+        return info
+
+    def delete_topic(self, name: str) -> None:
+        self.log_manager.delete_topic(name)
+        for key in [k for k in self._producer_states if k[0] == name]:
+            del self._producer_states[key]
+        log.info("deleted topic %s", name)
+
+    def add_partitions(self, name: str, total: int) -> None:
+        self.log_manager.add_partitions(name, total)
+        log.info("topic %s now has %d partitions", name, total)
+
+    def validate_topic_configs(self, configs: dict[str, str]) -> LogConfig:
+        """The effective LogConfig; raises InvalidConfigError naming the bad key."""
+        return LogConfig.from_topic_configs(configs, self.log_manager.config.log)
+
+    def alter_topic_configs(self, name: str, configs: dict[str, str]) -> None:
+        """Replace the topic's overrides with ``configs``."""
+        self.log_manager.alter_topic_configs(name, configs)
+
+    def describe_topic_configs(self, name: str, overrides: dict[str, str] | None = None) -> list[ConfigEntry]:
+        """Every topic config with its value and where the value comes from."""
+        if overrides is None:
+            overrides = dict(self.log_manager.topics()[name].configs)
+        broker_level = self.log_manager.config.log.to_topic_configs()
+        entries = []
+        for key, kafka_default in sorted(TOPIC_CONFIG_DEFAULTS.items()):
+            if key in overrides:
+                value, source = str(overrides[key]), _SOURCE_TOPIC
+            elif broker_level.get(key, kafka_default) != kafka_default:
+                value, source = broker_level[key], _SOURCE_STATIC_BROKER
+            else:
+                value, source = kafka_default, _SOURCE_DEFAULT
+            entries.append(ConfigEntry(key, value, source, _config_type(key, value)))
+        return entries
+
+    def describe_broker_configs(self) -> list[ConfigEntry]:
+        """The broker settings, under their Kafka names, all read-only."""
+        defaults = BrokerConfig()
+        entries = []
+        for field_name in BrokerConfig.field_names():
+            value = getattr(self.config, field_name)
+            source = _SOURCE_DEFAULT if value == getattr(defaults, field_name) else _SOURCE_STATIC_BROKER
+            text = None if value is None else (str(value).lower() if isinstance(value, bool) else str(value))
+            kafka_name = field_name.replace("_", ".")
+            entries.append(ConfigEntry(kafka_name, text, source, _TYPE_STRING, read_only=True))
+        return entries
+
+    def maybe_auto_create(self, name: str) -> bool:
+        """Create an unknown topic when auto-creation is on; True if it exists now."""
+        if name in self.log_manager.topics():
+            return True
+        if not self.config.auto_create_topics_enable:
+            return False
+        self.create_topic(name, self.config.num_partitions)
+        return True
+
+    # -- produce ----------------------------------------------------------
+
+    def append(self, topic: str, partition: int, batch) -> ProduceResult:
+        """Validate and append one producer batch.
+
+        Raises UnknownTopicError, RecordsError subclasses, ProducerStateError
+        subclasses and StorageError; on any of them nothing is written.
+        """
+        plog = self.log_manager.get_partition(topic, partition)
+        header = parse_header(batch)
+        state = None
+        if header.producer_id >= 0:
+            state = self._producer_state(topic, partition, plog)
+            dup = state.check(header)
+            if isinstance(dup, Duplicate):
+                return ProduceResult(dup.base_offset, -1, plog.log_start_offset, duplicate=True)
+        info = plog.append(batch, self.clock())
+        if state is not None:
+            state.update(header, info.base_offset, header.max_timestamp)
+        return ProduceResult(info.base_offset, info.log_append_time_ms, info.log_start_offset)
+
+    def _producer_state(self, topic: str, partition: int, plog: PartitionLog) -> PartitionProducerState:
+        key = (topic, partition)
+        state = self._producer_states.get(key)
+        if state is None:
+            state = PartitionProducerState()
+            state.rebuild(plog.iter_batch_headers(plog.log_start_offset))
+            self._producer_states[key] = state
+        return state
+
+    def _restore_producer_states(self) -> None:
+        """Load snapshots written at clean shutdown and replay the log after them.
+
+        A snapshot is deleted once read, so a later crash never trusts a stale
+        one; without a snapshot the state is rebuilt lazily from batch headers.
+        """
+        for name, info in self.log_manager.topics().items():
+            for p in range(info.partitions):
+                plog = self.log_manager.get_partition(name, p)
+                loaded = PartitionProducerState.load(plog.directory)
+                if loaded is None:
+                    continue
+                PartitionProducerState.discard_snapshot(plog.directory)
+                state, covered = loaded
+                if covered > plog.log_end_offset:
+                    continue  # the log lost data after the snapshot: rebuild lazily
+                state.rebuild(plog.iter_batch_headers(max(covered, plog.log_start_offset)))
+                self._producer_states[(name, p)] = state
+
+    def allocate_producer_id(self) -> int:
+        """A producer id never handed out before, across restarts."""
+        if self._next_producer_id >= self._producer_id_limit:
+            path = os.path.join(self.config.data_dir, _PRODUCER_ID_FILE)
+            try:
+                with open(path) as fh:
+                    start = int(fh.read().strip() or 0)
+            except (FileNotFoundError, ValueError):
+                start = 0
+            _write_atomic(path, str(start + _PRODUCER_ID_BLOCK))
+            self._next_producer_id, self._producer_id_limit = start, start + _PRODUCER_ID_BLOCK
+        pid = self._next_producer_id
+        self._next_producer_id += 1
+        return pid
+
+    # -- lifecycle --------------------------------------------------------
+
+    def flush_dirty(self) -> None:
+        self.log_manager.flush_dirty()
+
+    def apply_retention(self) -> int:
+        return self.log_manager.apply_retention(self.clock())
+
+    def close(self) -> None:
+        """Flush, snapshot producer state and write the clean-shutdown marker."""
+        for (topic, p), state in self._producer_states.items():
+            try:
+                plog = self.log_manager.get_partition(topic, p)
+            except UnknownTopicError:
+                continue
+            state.save(plog.directory, plog.log_end_offset)
+        self.log_manager.close()
+
+    def _load_cluster_id(self) -> str:
+        path = os.path.join(self.config.data_dir, _META_FILE)
+        try:
+            with open(path) as fh:
+                for line in fh:
+                    if line.startswith("cluster.id="):
+                        return line.split("=", 1)[1].strip()
+        except FileNotFoundError:
+            pass
+        cluster_id = _new_cluster_id()
+        _write_atomic(path, f"version=1\ncluster.id={cluster_id}\nnode.id={self.config.node_id}\n")
+        return cluster_id
+
+
+def _new_cluster_id() -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _write_atomic(path: str, text: str) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _log_manager_config(config: BrokerConfig) -> LogManagerConfig:
+    defaults = LogConfig(
+        segment_bytes=config.log_segment_bytes,
+        segment_ms=config.log_roll_ms,
+        retention_ms=config.log_retention_ms,
+        retention_bytes=config.log_retention_bytes,
+        max_message_bytes=config.message_max_bytes,
+        index_interval_bytes=config.log_index_interval_bytes,
+    )
+    return LogManagerConfig(flush=config.flush, flush_interval_ms=config.flush_interval_ms, log=defaults)

@@ -1,0 +1,66 @@
+"""Request handlers: one module per API family, one dispatch table.
+
+A handler takes ``(broker, request)`` and returns a response body, a
+:class:`Reply` (body plus fsyncs and wake-ups for the server), or a
+:class:`FetchOperation` the server completes when data arrives.
+"""
+
+from __future__ import annotations
+
+from logbroker.broker.handlers._result import Reply as Reply
+from logbroker.broker.handlers.errors import error_code_for as error_code_for
+from logbroker.broker.handlers.fetch import FetchOperation as FetchOperation, handle_fetch
+from logbroker.broker.handlers.metadata import (
+    handle_api_versions,
+    handle_describe_cluster,
+    handle_metadata,
+)
+from logbroker.broker.handlers.offsets import (
+    handle_delete_records,
+    handle_init_producer_id,
+    handle_list_offsets,
+    handle_offset_for_leader_epoch,
+)
+from logbroker.broker.handlers.produce import handle_produce
+from logbroker.broker.handlers.topics import (
+    handle_alter_configs,
+    handle_create_partitions,
+    handle_create_topics,
+    handle_delete_topics,
+    handle_describe_configs,
+    handle_incremental_alter_configs,
+)
+from logbroker.protocol import SUPPORTED_VERSIONS, ApiKey
+
+HANDLERS = {
+    ApiKey.PRODUCE: handle_produce,
+    ApiKey.FETCH: handle_fetch,
+    ApiKey.LIST_OFFSETS: handle_list_offsets,
+    ApiKey.METADATA: handle_metadata,
+    ApiKey.OFFSET_FOR_LEADER_EPOCH: handle_offset_for_leader_epoch,
+    ApiKey.DESCRIBE_CLUSTER: handle_describe_cluster,
+    ApiKey.CREATE_TOPICS: handle_create_topics,
+    ApiKey.DELETE_TOPICS: handle_delete_topics,
+    ApiKey.CREATE_PARTITIONS: handle_create_partitions,
+    ApiKey.DESCRIBE_CONFIGS: handle_describe_configs,
+    ApiKey.ALTER_CONFIGS: handle_alter_configs,
+    ApiKey.INCREMENTAL_ALTER_CONFIGS: handle_incremental_alter_configs,
+    ApiKey.DELETE_RECORDS: handle_delete_records,
+    ApiKey.INIT_PRODUCER_ID: handle_init_producer_id,
+}
+
+SERVED_VERSIONS = {
+    key: SUPPORTED_VERSIONS[key] for key in (*HANDLERS, ApiKey.API_VERSIONS) if key in SUPPORTED_VERSIONS
+}
+
+
+def is_served(api_key: int, api_version: int) -> bool:
+    versions = SERVED_VERSIONS.get(api_key)
+    return versions is not None and versions[0] <= api_version <= versions[1]
+
+
+def dispatch(broker, request):
+    """Run the handler of ``request``; callers checked :func:`is_served` first."""
+    if request.api_key == ApiKey.API_VERSIONS:
+        return handle_api_versions(broker, request, served_versions=SERVED_VERSIONS)
+    return HANDLERS[request.api_key](broker, request)

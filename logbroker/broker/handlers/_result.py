@@ -1,0 +1,20 @@
+"""What a handler hands back to the server besides a response body."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class Reply:
+    """A response body plus the work the server must finish before sending it.
+
+    ``body`` None means no response at all (Produce with acks=0).
+    ``flush`` lists (partition log, offset) pairs to fsync before answering.
+    ``appended`` names the (topic, partition) pairs that grew, to wake fetches.
+    """
+
+    body: Any
+    flush: list = field(default_factory=list)
+    appended: list = field(default_factory=list)

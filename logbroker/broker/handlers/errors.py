@@ -1,0 +1,33 @@
+"""The one table that turns domain exceptions into Kafka error codes."""
+
+from __future__ import annotations
+
+from kio.schema.errors import ErrorCode
+
+from logbroker.broker.producer_state import InvalidProducerEpochError, OutOfOrderSequenceError
+from logbroker import errors as e
+
+_TABLE: tuple[tuple[type[BaseException], ErrorCode], ...] = (
+    (e.UnknownTopicError, ErrorCode.unknown_topic_or_partition),
+    (e.BatchTooLargeError, ErrorCode.message_too_large),
+    (e.CorruptBatchError, ErrorCode.corrupt_message),
+    (e.CompressionError, ErrorCode.corrupt_message),
+    (e.InvalidBatchError, ErrorCode.invalid_record),
+    (e.OffsetOutOfRangeError, ErrorCode.offset_out_of_range),
+    (e.TopicExistsError, ErrorCode.topic_already_exists),
+    (e.InvalidConfigError, ErrorCode.invalid_config),
+    (OutOfOrderSequenceError, ErrorCode.out_of_order_sequence_number),
+    (InvalidProducerEpochError, ErrorCode.invalid_producer_epoch),
+    (e.StorageError, ErrorCode.kafka_storage_error),
+)
+
+
+def error_code_for(exc: BaseException) -> ErrorCode:
+    """The Kafka error code for ``exc``; UNKNOWN_SERVER_ERROR when unmapped."""
+    invalid_topic = getattr(e, "InvalidTopicError", None)
+    if invalid_topic is not None and isinstance(exc, invalid_topic):
+        return ErrorCode.invalid_topic_exception
+    for kind, code in _TABLE:
+        if isinstance(exc, kind):
+            return code
+    return ErrorCode.unknown_server_error

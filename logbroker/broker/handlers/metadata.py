@@ -1,0 +1,111 @@
+"""ApiVersions, Metadata and DescribeCluster: what this broker is and holds."""
+
+from __future__ import annotations
+
+from kio.schema.errors import ErrorCode
+
+from logbroker.broker.handlers._build import build, module_of
+from logbroker.broker.handlers.errors import error_code_for
+from logbroker.errors import LogbrokerError
+
+
+def handle_api_versions(broker, request, *, served_versions):
+    mod = module_of(request.response_class)
+    keys = tuple(
+        build(mod.ApiVersion, api_key=int(key), min_version=lo, max_version=hi)
+        for key, (lo, hi) in sorted(served_versions.items())
+    )
+    return build(request.response_class, error_code=ErrorCode.none, api_keys=keys)
+
+
+def _broker_entry(broker, cls):
+    return build(
+        cls,
+        node_id=broker.config.node_id,
+        broker_id=broker.config.node_id,
+        host=broker.advertised_host,
+        port=broker.advertised_port,
+        rack=None,
+    )
+
+
+def handle_metadata(broker, request):
+    body = request.body
+    mod = module_of(request.response_class)
+    topics = broker.topics()
+    node = broker.config.node_id
+    if body.topics is None:
+        wanted = sorted(topics)
+        allow_create = False
+    else:
+        wanted = [t.name for t in body.topics]
+        # v0-v3 have no flag: those clients always allow auto-creation.
+        allow_create = getattr(body, "allow_auto_topic_creation", True)
+        if any(t.name is None for t in body.topics):
+            by_id = {info.topic_id: name for name, info in topics.items()}
+            wanted = [t.name if t.name is not None else by_id.get(t.topic_id) for t in body.topics]
+    topics_out = []
+    for name in wanted:
+        code = ErrorCode.none
+        if name is None:
+            topics_out.append(
+                build(mod.MetadataResponseTopic, error_code=ErrorCode.unknown_topic_id, name=None, partitions=())
+            )
+            continue
+        if name not in topics and allow_create:
+            try:
+                broker.maybe_auto_create(name)
+            except LogbrokerError as exc:
+                code = error_code_for(exc)
+        topics = broker.topics()
+        info = topics.get(name)
+        if info is None:
+            if code == ErrorCode.none:
+                code = ErrorCode.unknown_topic_or_partition
+            topics_out.append(build(mod.MetadataResponseTopic, error_code=code, name=name, partitions=()))
+            continue
+        partitions = tuple(
+            build(
+                mod.MetadataResponsePartition,
+                error_code=ErrorCode.none,
+                partition_index=p,
+                leader_id=node,
+                leader_epoch=0,
+                replica_nodes=(node,),
+                isr_nodes=(node,),
+                offline_replicas=(),
+            )
+            for p in range(info.partitions)
+        )
+        topics_out.append(
+            build(
+                mod.MetadataResponseTopic,
+                error_code=ErrorCode.none,
+                name=name,
+                topic_id=info.topic_id,
+                is_internal=name.startswith("__"),
+                partitions=partitions,
+                topic_authorized_operations=-2147483648,
+            )
+        )
+    return build(
+        request.response_class,
+        brokers=(_broker_entry(broker, mod.MetadataResponseBroker),),
+        cluster_id=broker.cluster_id,
+        controller_id=node,
+        topics=tuple(topics_out),
+        cluster_authorized_operations=-2147483648,
+    )
+
+
+def handle_describe_cluster(broker, request):
+    mod = module_of(request.response_class)
+    return build(
+        request.response_class,
+        error_code=ErrorCode.none,
+        endpoint_type=1,
+        cluster_id=broker.cluster_id,
+        controller_id=broker.config.node_id,
+        brokers=(_broker_entry(broker, mod.DescribeClusterBroker),),
+        cluster_authorized_operations=-2147483648,
+    )

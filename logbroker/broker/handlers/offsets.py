@@ -1,0 +1,126 @@
+"""ListOffsets, OffsetForLeaderEpoch, DeleteRecords and InitProducerId."""
+
+from __future__ import annotations
+
+from kio.schema.errors import ErrorCode
+
+from logbroker.broker.handlers._build import build, module_of
+from logbroker.broker.handlers.errors import error_code_for
+from logbroker.errors import LogbrokerError
+
+EARLIEST = -2
+LATEST = -1
+MAX_TIMESTAMP = -3
+
+
+def _lookup(plog, timestamp: int) -> tuple[int, int]:
+    """(offset, timestamp) for a ListOffsets query; (-1, -1) when nothing matches."""
+    if timestamp == EARLIEST:
+        return plog.log_start_offset, -1
+    if timestamp == LATEST:
+        return plog.log_end_offset, -1
+    if timestamp == MAX_TIMESTAMP:
+        found = plog.max_timestamp()
+        if found is None:
+            return -1, -1
+        ts, offset = found
+        return offset, ts
+    found = plog.offset_for_timestamp(timestamp)
+    if found is None:
+        return -1, -1
+    offset, ts = found
+    return offset, ts
+
+
+def handle_list_offsets(broker, request):
+    mod = module_of(request.response_class)
+    topics_out = []
+    for topic in request.body.topics:
+        parts = []
+        for p in topic.partitions:
+            index = int(p.partition_index)
+            try:
+                plog = broker.partition(topic.name, index)
+                offset, ts = _lookup(plog, int(p.timestamp))
+                code = ErrorCode.none
+            except LogbrokerError as exc:
+                offset, ts, code = -1, -1, error_code_for(exc)
+            parts.append(
+                build(
+                    mod.ListOffsetsPartitionResponse,
+                    partition_index=index,
+                    error_code=code,
+                    timestamp=ts,
+                    offset=offset,
+                    leader_epoch=0 if code == ErrorCode.none else -1,
+                )
+            )
+        topics_out.append(build(mod.ListOffsetsTopicResponse, name=topic.name, partitions=tuple(parts)))
+    return build(request.response_class, topics=tuple(topics_out))
+
+
+def handle_offset_for_leader_epoch(broker, request):
+    mod = module_of(request.response_class)
+    topics_out = []
+    for topic in request.body.topics:
+        parts = []
+        for p in topic.partitions:
+            index = int(p.partition)
+            try:
+                end = broker.partition(topic.topic, index).log_end_offset
+                code, epoch = ErrorCode.none, 0
+                if int(p.leader_epoch) > 0:
+                    # We have only ever had epoch 0; a later epoch is unknown here.
+                    code, epoch, end = ErrorCode.none, -1, -1
+            except LogbrokerError as exc:
+                code, epoch, end = error_code_for(exc), -1, -1
+            parts.append(
+                build(mod.EpochEndOffset, error_code=code, partition=index, leader_epoch=epoch, end_offset=end)
+            )
+        topics_out.append(build(mod.OffsetForLeaderTopicResult, topic=topic.topic, partitions=tuple(parts)))
+    return build(request.response_class, topics=tuple(topics_out))
+
+
+def handle_delete_records(broker, request):
+    mod = module_of(request.response_class)
+    topics_out = []
+    for topic in request.body.topics:
+        parts = []
+        for p in topic.partitions:
+            index = int(p.partition_index)
+            try:
+                plog = broker.partition(topic.name, index)
+                target = int(p.offset)
+                if target == -1:
+                    target = plog.log_end_offset
+                if target < 0 or target > plog.log_end_offset:
+                    raise_code = ErrorCode.offset_out_of_range
+                    parts.append(
+                        build(mod.DeleteRecordsPartitionResult, partition_index=index, low_watermark=-1, error_code=raise_code)
+                    )
+                    continue
+                plog.delete_records_before(target)
+                low, code = plog.log_start_offset, ErrorCode.none
+            except LogbrokerError as exc:
+                low, code = -1, error_code_for(exc)
+            parts.append(build(mod.DeleteRecordsPartitionResult, partition_index=index, low_watermark=low, error_code=code))
+        topics_out.append(build(mod.DeleteRecordsTopicResult, name=topic.name, partitions=tuple(parts)))
+    return build(request.response_class, topics=tuple(topics_out))
+
+
+def handle_init_producer_id(broker, request):
+    body = request.body
+    if body.transactional_id is not None:
+        # Transactions are not served; say so in the code Kafka uses for a disabled feature.
+        return build(
+            request.response_class,
+            error_code=ErrorCode.transactional_id_authorization_failed,
+            producer_id=-1,
+            producer_epoch=-1,
+        )
+    return build(
+        request.response_class,
+        error_code=ErrorCode.none,
+        producer_id=broker.allocate_producer_id(),
+        producer_epoch=0,
+    )

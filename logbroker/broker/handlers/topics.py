@@ -1,0 +1,254 @@
+"""CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs, AlterConfigs
+and IncrementalAlterConfigs."""
+
+from __future__ import annotations
+
+import re
+
+from kio.schema.errors import ErrorCode
+
+from logbroker.broker.handlers._build import build, module_of
+from logbroker.broker.handlers.errors import error_code_for
+from logbroker.errors import InvalidConfigError, LogbrokerError
+
+RESOURCE_TOPIC = 2
+RESOURCE_BROKER = 4
+SOURCE_TOPIC = 1
+SOURCE_STATIC_BROKER = 4
+SOURCE_DEFAULT = 5
+OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
+
+_TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+
+
+def _topic_name_error(name: str) -> str | None:
+    if not _TOPIC_NAME.match(name or "") or name in (".", ".."):
+        return f"topic name {name!r} is illegal: use 1-249 of [a-zA-Z0-9._-], not '.' or '..'"
+    return None
+
+
+def handle_create_topics(broker, request):
+    body = request.body
+    mod = module_of(request.response_class)
+    results = []
+    for topic in body.topics:
+        name = topic.name
+        configs = {c.name: c.value for c in topic.configs if c.value is not None}
+        partitions = int(topic.num_partitions)
+        if partitions == -1:
+            partitions = broker.config.num_partitions
+        rf = int(topic.replication_factor)
+        code, message, info = ErrorCode.none, None, None
+        if (err := _topic_name_error(name)) is not None:
+            code, message = ErrorCode.invalid_topic_exception, err
+        elif name in broker.topics():
+            code, message = ErrorCode.topic_already_exists, f"topic {name!r} already exists"
+        elif topic.assignments:
+            code, message = ErrorCode.invalid_request, "manual replica assignment is not supported"
+        elif partitions <= 0:
+            code, message = ErrorCode.invalid_partitions, "number of partitions must be larger than 0"
+        elif rf not in (1, -1):
+            code, message = ErrorCode.invalid_replication_factor, (
+                f"replication factor {rf} is larger than the 1 available broker"
+            )
+        else:
+            try:
+                broker.validate_topic_configs(configs)
+                if not body.validate_only:
+                    info = broker.create_topic(name, partitions, configs)
+            except LogbrokerError as exc:
+                code, message = error_code_for(exc), str(exc)
+        described = None
+        if code == ErrorCode.none:
+            described = tuple(
+                build(
+                    mod.CreatableTopicConfigs,
+                    name=entry.name,
+                    value=entry.value,
+                    read_only=False,
+                    config_source=entry.source,
+                    is_sensitive=False,
+                )
+                for entry in broker.describe_topic_configs(name, configs)
+            ) if hasattr(mod, "CreatableTopicConfigs") else None
+        results.append(
+            build(
+                mod.CreatableTopicResult,
+                name=name,
+                topic_id=info.topic_id if info is not None else None,
+                error_code=code,
+                error_message=message,
+                num_partitions=partitions if code == ErrorCode.none else -1,
+                replication_factor=1 if code == ErrorCode.none else -1,
+                configs=described,
+            )
+        )
+    return build(request.response_class, topics=tuple(results))
+
+
+def handle_delete_topics(broker, request):
+    body = request.body
+    mod = module_of(request.response_class)
+    topics = broker.topics()
+    by_id = {info.topic_id: name for name, info in topics.items()}
+    if hasattr(body, "topic_names"):
+        wanted = [(name, None) for name in body.topic_names]
+    else:
+        wanted = [(t.name, t.topic_id) for t in body.topics]
+    results = []
+    for name, topic_id in wanted:
+        if name is None and topic_id is not None:
+            name = by_id.get(topic_id)
+        code, message = ErrorCode.none, None
+        if not broker.config.delete_topic_enable:
+            code, message = ErrorCode.topic_deletion_disabled, "topic deletion is disabled"
+        elif name is None:
+            code = ErrorCode.unknown_topic_id
+        elif name not in broker.topics():
+            code = ErrorCode.unknown_topic_or_partition
+        else:
+            try:
+                topic_id = broker.topics()[name].topic_id
+                broker.delete_topic(name)
+            except LogbrokerError as exc:
+                code, message = error_code_for(exc), str(exc)
+        results.append(
+            build(mod.DeletableTopicResult, name=name, topic_id=topic_id, error_code=code, error_message=message)
+        )
+    return build(request.response_class, responses=tuple(results))
+
+
+def handle_create_partitions(broker, request):
+    body = request.body
+    mod = module_of(request.response_class)
+    results = []
+    for topic in body.topics:
+        info = broker.topics().get(topic.name)
+        count = int(topic.count)
+        code, message = ErrorCode.none, None
+        if info is None:
+            code = ErrorCode.unknown_topic_or_partition
+        elif count <= info.partitions:
+            code = ErrorCode.invalid_partitions
+            message = f"topic has {info.partitions} partitions; the new count {count} must be larger"
+        elif topic.assignments:
+            code, message = ErrorCode.invalid_replica_assignment, "manual replica assignment is not supported"
+        elif not body.validate_only:
+            try:
+                broker.add_partitions(topic.name, count)
+            except LogbrokerError as exc:
+                code, message = error_code_for(exc), str(exc)
+        results.append(build(mod.CreatePartitionsTopicResult, name=topic.name, error_code=code, error_message=message))
+    return build(request.response_class, results=tuple(results))
+
+
+def handle_describe_configs(broker, request):
+    body = request.body
+    mod = module_of(request.response_class)
+    results = []
+    for resource in body.resources:
+        rtype = int(resource.resource_type)
+        code, message, entries = ErrorCode.none, None, []
+        if rtype == RESOURCE_TOPIC:
+            if resource.resource_name not in broker.topics():
+                code = ErrorCode.unknown_topic_or_partition
+            else:
+                entries = broker.describe_topic_configs(resource.resource_name)
+        elif rtype == RESOURCE_BROKER:
+            entries = broker.describe_broker_configs()
+        else:
+            code, message = ErrorCode.invalid_request, f"resource type {rtype} is not supported"
+        keys = resource.configuration_keys
+        if keys is not None:
+            entries = [entry for entry in entries if entry.name in keys]
+        configs = tuple(
+            build(
+                mod.DescribeConfigsResourceResult,
+                name=entry.name,
+                value=entry.value,
+                read_only=entry.read_only,
+                is_default=entry.source == SOURCE_DEFAULT,
+                config_source=entry.source,
+                is_sensitive=False,
+                synonyms=(
+                    tuple(build(mod.DescribeConfigsSynonym, name=entry.name, value=entry.value, source=entry.source)
+                          for _ in range(1))
+                    if getattr(body, "include_synonyms", False) and hasattr(mod, "DescribeConfigsSynonym")
+                    else ()
+                ),
+                config_type=entry.config_type,
+                documentation=None,
+            )
+            for entry in entries
+        )
+        results.append(
+            build(
+                mod.DescribeConfigsResult,
+                error_code=code,
+                error_message=message,
+                resource_type=rtype,
+                resource_name=resource.resource_name,
+                configs=configs,
+            )
+        )
+    return build(request.response_class, results=tuple(results))
+
+
+def _alter(broker, request, *, incremental: bool):
+    body = request.body
+    mod = module_of(request.response_class)
+    results = []
+    for resource in body.resources:
+        rtype = int(resource.resource_type)
+        name = resource.resource_name
+        code, message = ErrorCode.none, None
+        try:
+            if rtype != RESOURCE_TOPIC:
+                code, message = ErrorCode.invalid_request, "only topic configs can be altered"
+            elif name not in broker.topics():
+                code = ErrorCode.unknown_topic_or_partition
+            else:
+                current = dict(broker.topics()[name].configs)
+                if incremental:
+                    new = dict(current)
+                    for c in resource.configs:
+                        op = int(c.config_operation)
+                        if op == OP_SET:
+                            new[c.name] = c.value
+                        elif op == OP_DELETE:
+                            new.pop(c.name, None)
+                        elif op in (OP_APPEND, OP_SUBTRACT):
+                            items = [v for v in (new.get(c.name) or "").split(",") if v]
+                            values = [v for v in (c.value or "").split(",") if v]
+                            if op == OP_APPEND:
+                                items += [v for v in values if v not in items]
+                            else:
+                                items = [v for v in items if v not in values]
+                            new[c.name] = ",".join(items)
+                        else:
+                            raise InvalidConfigError(f"unknown config operation {op}")
+                else:
+                    new = {c.name: c.value for c in resource.configs if c.value is not None}
+                broker.validate_topic_configs(new)
+                if not body.validate_only:
+                    broker.alter_topic_configs(name, new)
+        except LogbrokerError as exc:
+            code, message = error_code_for(exc), str(exc)
+        results.append(
+            build(
+                mod.AlterConfigsResourceResponse,
+                error_code=code,
+                error_message=message,
+                resource_type=rtype,
+                resource_name=name,
+            )
+        )
+    return build(request.response_class, responses=tuple(results))
+
+
+def handle_alter_configs(broker, request):
+    return _alter(broker, request, incremental=False)
+
+
+def handle_incremental_alter_configs(broker, request):
+    return _alter(broker, request, incremental=True)

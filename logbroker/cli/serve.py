@@ -1,0 +1,58 @@
+"""``logbroker serve``: run the broker until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+import click
+
+from logbroker.errors import LogbrokerError
+
+
+@click.command()
+@click.option("--data-dir", default=None, help="Data directory [default: ./logbroker-data].")
+@click.option("--host", default=None, help="Address to bind [default: 127.0.0.1].")
+@click.option("--port", type=int, default=None, help="Port to bind [default: 9092; 0 = any free port].")
+@click.option("--advertised-host", default=None, help="Host clients are told to use [default: --host].")
+@click.option("--advertised-port", type=int, default=None, help="Port clients are told to use [default: bound port].")
+@click.option(
+    "--flush", type=click.Choice(["always", "interval", "never"]), default=None,
+    help="Durability: fsync before every ack, every --flush-interval-ms, or never [default: interval].",
+)
+@click.option("--flush-interval-ms", type=int, default=None, help="fsync period with --flush interval [default: 1000].")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              envvar="LOGBROKER_CONFIG", help="TOML file of settings (Kafka or Python names).")
+@click.option("--log-level", default="INFO", show_default=True, help="Logging level.")
+def serve(config_file, log_level, **options) -> None:
+    """Run a Kafka-compatible broker. Settings come from flags, then LOGBROKER_* variables,
+    then the config file, then defaults."""
+    import trio
+
+    from logbroker.broker import BrokerConfig
+    from logbroker.server import serve as serve_broker
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        config = BrokerConfig.load(config_file=config_file, overrides=options)
+    except LogbrokerError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(serve_broker, config)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    logging.getLogger("logbroker.server").info("received %s", signal.Signals(signum).name)
+                    server.shutdown()
+                    break
+
+    try:
+        trio.run(main)
+    except LogbrokerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot start: {exc}") from exc

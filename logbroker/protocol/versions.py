@@ -1,0 +1,136 @@
+"""The API keys logbroker names and the one table of versions it can decode.
+
+:data:`SUPPORTED_VERSIONS` is the single source of truth for "which (key,
+version) pairs does the protocol layer accept". Handlers land over time, so the
+server advertises (and accepts) a subset chosen by ``enabled_keys``; see
+:func:`api_versions_entries` and :func:`is_enabled`. ApiVersions itself is
+always enabled, because version negotiation needs it.
+
+Every range is checked against kio 0.6.5's schemas by the tests. Ranges come
+from ``docs/…/kafka-notes.md`` §1 (AK sets the floors, no API requires a
+flexible version); DescribeConfigs starts at v1 because kio has no v0.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from collections.abc import Iterable
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final
+
+__all__ = [
+    "ApiKey",
+    "SUPPORTED_VERSIONS",
+    "api_versions_entries",
+    "enabled_versions",
+    "is_enabled",
+]
+
+
+class ApiKey(enum.IntEnum):
+    """Kafka API keys that logbroker serves (values are the wire numbers)."""
+
+    PRODUCE = 0
+    FETCH = 1
+    LIST_OFFSETS = 2
+    METADATA = 3
+    OFFSET_COMMIT = 8
+    OFFSET_FETCH = 9
+    FIND_COORDINATOR = 10
+    JOIN_GROUP = 11
+    HEARTBEAT = 12
+    LEAVE_GROUP = 13
+    SYNC_GROUP = 14
+    DESCRIBE_GROUPS = 15
+    LIST_GROUPS = 16
+    API_VERSIONS = 18
+    CREATE_TOPICS = 19
+    DELETE_TOPICS = 20
+    DELETE_RECORDS = 21
+    INIT_PRODUCER_ID = 22
+    OFFSET_FOR_LEADER_EPOCH = 23
+    DESCRIBE_CONFIGS = 32
+    ALTER_CONFIGS = 33
+    CREATE_PARTITIONS = 37
+    DELETE_GROUPS = 42
+    INCREMENTAL_ALTER_CONFIGS = 44
+    OFFSET_DELETE = 47
+    DESCRIBE_CLUSTER = 60
+
+
+SUPPORTED_VERSIONS: Final[Mapping[ApiKey, tuple[int, int]]] = MappingProxyType(
+    {
+        ApiKey.API_VERSIONS: (0, 4),
+        ApiKey.METADATA: (0, 12),
+        ApiKey.PRODUCE: (3, 9),
+        ApiKey.FETCH: (4, 12),
+        ApiKey.LIST_OFFSETS: (1, 7),
+        ApiKey.OFFSET_FOR_LEADER_EPOCH: (2, 4),
+        ApiKey.DESCRIBE_CLUSTER: (0, 1),
+        ApiKey.CREATE_TOPICS: (2, 7),
+        ApiKey.DELETE_TOPICS: (1, 6),
+        ApiKey.CREATE_PARTITIONS: (0, 3),
+        ApiKey.DESCRIBE_CONFIGS: (1, 4),  # kio 0.6.5 has no v0
+        ApiKey.ALTER_CONFIGS: (0, 2),
+        ApiKey.INCREMENTAL_ALTER_CONFIGS: (0, 1),
+        ApiKey.DELETE_RECORDS: (0, 2),
+        ApiKey.INIT_PRODUCER_ID: (0, 4),
+        ApiKey.FIND_COORDINATOR: (0, 3),
+        ApiKey.JOIN_GROUP: (0, 7),
+        ApiKey.SYNC_GROUP: (0, 5),
+        ApiKey.HEARTBEAT: (0, 4),
+        ApiKey.LEAVE_GROUP: (0, 5),
+        ApiKey.OFFSET_COMMIT: (2, 8),
+        ApiKey.OFFSET_FETCH: (1, 7),
+        ApiKey.LIST_GROUPS: (0, 4),
+        ApiKey.DESCRIBE_GROUPS: (0, 5),
+        ApiKey.DELETE_GROUPS: (0, 2),
+        ApiKey.OFFSET_DELETE: (0, 0),
+    }
+)
+"""ApiKey -> (min version, max version), both inclusive. Read-only."""
+
+
+def enabled_versions(
+    enabled_keys: Iterable[int] | None = None,
+) -> Mapping[ApiKey, tuple[int, int]]:
+    """Return the part of :data:`SUPPORTED_VERSIONS` for ``enabled_keys``.
+
+    ``None`` means every supported key. ApiVersions is always included.
+
+    :raises ValueError: if a key is not in :data:`SUPPORTED_VERSIONS`.
+    """
+    if enabled_keys is None:
+        return SUPPORTED_VERSIONS
+    keys = {ApiKey.API_VERSIONS}
+    for key in enabled_keys:
+        if key not in SUPPORTED_VERSIONS:
+            raise ValueError(f"API key {key!r} is not in SUPPORTED_VERSIONS")
+        keys.add(ApiKey(key))
+    return MappingProxyType({key: SUPPORTED_VERSIONS[key] for key in sorted(keys)})
+
+
+def api_versions_entries(
+    enabled_keys: Iterable[int] | None = None,
+) -> tuple[tuple[ApiKey, int, int], ...]:
+    """Return ``(api_key, min_version, max_version)`` rows sorted by key.
+
+    These are the rows of an ApiVersions response; ``None`` advertises every
+    supported key and ApiVersions is always present.
+
+    :raises ValueError: if a key is not in :data:`SUPPORTED_VERSIONS`.
+    """
+    versions = enabled_versions(enabled_keys)
+    return tuple((key, lo, hi) for key, (lo, hi) in sorted(versions.items()))
+
+
+def is_enabled(
+    api_key: int,
+    api_version: int,
+    versions: Mapping[ApiKey, tuple[int, int]] = SUPPORTED_VERSIONS,
+) -> bool:
+    """Return True when ``versions`` (default: all supported) covers the pair."""
+    bounds = versions.get(api_key)  # type: ignore[call-overload]
+    return bounds is not None and bounds[0] <= api_version <= bounds[1]

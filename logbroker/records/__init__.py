@@ -1,0 +1,36 @@
+"""Kafka record batch v2: header parse/validate/stamp, batch builder and decoder."""
+
+from logbroker.records.header import (
+    ATTR_COMPRESSION_MASK as ATTR_COMPRESSION_MASK,
+    ATTR_CONTROL as ATTR_CONTROL,
+    ATTR_LOG_APPEND_TIME as ATTR_LOG_APPEND_TIME,
+    ATTR_TRANSACTIONAL as ATTR_TRANSACTIONAL,
+    HEADER_SIZE as HEADER_SIZE,
+    LOG_OVERHEAD as LOG_OVERHEAD,
+    MAGIC as MAGIC,
+    NO_PRODUCER_ID as NO_PRODUCER_ID,
+    BatchHeader as BatchHeader,
+    batch_crc as batch_crc,
+    check_batch as check_batch,
+    iter_batches as iter_batches,
+    parse_header as parse_header,
+    peek_size as peek_size,
+    scan_valid_prefix as scan_valid_prefix,
+    stamp_batch as stamp_batch,
+    validate_produced_batch as validate_produced_batch,
+)
+from logbroker.records.builder import (
+    BatchBuilder as BatchBuilder,
+    build_batch as build_batch,
+)
+from logbroker.records.compression import (
+    Compression as Compression,
+    compress as compress,
+    decompress as decompress,
+)
+from logbroker.records.decoder import (
+    DecodedBatch as DecodedBatch,
+    Record as Record,
+    decode_batch as decode_batch,
+    decode_batches as decode_batches,
+)

@@ -1,0 +1,131 @@
+"""File naming and crash-safe file primitives (Kafka's LogFileUtils).
+
+Segment files are named by their base offset zero-padded to 20 digits:
+``00000000000000000000.log`` / ``.index`` / ``.timeindex``. Partition
+directories are ``<topic>-<partition>``. :func:`write_atomically` replaces a
+small file so that a crash leaves either the old or the new content.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from logbroker.errors import StorageError
+
+LOG_SUFFIX = ".log"
+INDEX_SUFFIX = ".index"
+TIME_INDEX_SUFFIX = ".timeindex"
+SEGMENT_SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX)
+TEMP_SUFFIX = ".tmp"
+
+
+def segment_name(base_offset: int) -> str:
+    """``base_offset`` zero-padded to 20 digits (the stem of every segment file)."""
+    return f"{base_offset:020d}"
+
+
+def segment_path(directory: Path, base_offset: int, suffix: str) -> Path:
+    return directory / (segment_name(base_offset) + suffix)
+
+
+def parse_segment_name(name: str) -> tuple[int, str] | None:
+    """``(base_offset, suffix)`` of a segment file name, or None if it is not one."""
+    stem, dot, ext = name.partition(".")
+    if not dot or len(stem) != 20 or not stem.isdigit():
+        return None
+    suffix = "." + ext
+    if suffix not in SEGMENT_SUFFIXES:
+        return None
+    return int(stem), suffix
+
+
+def partition_dir_name(topic: str, partition: int) -> str:
+    return f"{topic}-{partition}"
+
+
+def parse_partition_dir_name(name: str) -> tuple[str, int] | None:
+    """``(topic, partition)`` of a partition directory name, or None."""
+    topic, dash, number = name.rpartition("-")
+    if not dash or not topic or not number.isdigit():
+        return None
+    return topic, int(number)
+
+
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory so that entries created, renamed or removed in it persist."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_path(path: Path) -> bool:
+    """fsync a file by path; False if it no longer exists (deleted meanwhile)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: temp file, fsync, rename, fsync directory.
+
+    Raises StorageError if the disk refuses; the old file is then untouched.
+    """
+    tmp = path.with_name(path.name + TEMP_SUFFIX)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def allocate(fd: int, size: int, path: Path) -> None:
+    """Reserve ``size`` bytes of disk for ``fd`` so page writes cannot fail later.
+
+    Uses posix_fallocate, or writes zeros where the filesystem lacks it.
+    Raises StorageError (ENOSPC, EFBIG...) with nothing reserved beyond the old size.
+    """
+    try:
+        old = os.fstat(fd).st_size
+        if size <= old:
+            return
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+            _zero_fill(fd, old, size)
+    except OSError as exc:
+        try:
+            os.ftruncate(fd, old)
+        except OSError:
+            pass
+        raise StorageError(f"cannot allocate {size} bytes for {path}: {exc.strerror or exc}") from exc
+
+
+def _zero_fill(fd: int, start: int, end: int) -> None:
+    chunk = bytes(min(1 << 20, end - start))
+    pos = start
+    while pos < end:
+        pos += os.pwrite(fd, chunk[: end - pos], pos)

@@ -61,6 +61,14 @@ class InvalidConfigError(LogbrokerError):
     """A configuration value is out of range or of the wrong type."""
 
 
+class InvalidTopicError(LogbrokerError):
+    """A topic name breaks Kafka's rules ([a-zA-Z0-9._-], 1..249 chars, not "." or "..")."""
+
+
+class InvalidPartitionsError(LogbrokerError):
+    """A partition count that is not allowed (below 1, or not an increase)."""
+
+
 class ProtocolError(LogbrokerError):
     """The peer sent bytes that are not a valid Kafka request; close the connection."""
 

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 
 import crc32c
 
+from logbroker.errors import CompressionError
 from logbroker.records.compression import Compression, compress
 from logbroker.records.header import (
     ATTR_CONTROL,
@@ -50,6 +51,8 @@ def _as_bytes(obj, what: str) -> bytes:
 
 def _encode_headers(headers) -> bytes:
     """headerCount followed by each header; keys are str (UTF-8) or bytes."""
+    if not isinstance(headers, (list, tuple)):
+        headers = tuple(headers)
     parts = [encode_zigzag(len(headers))]
     append = parts.append
     for name, value in headers:
@@ -111,7 +114,10 @@ class BatchBuilder:
         control: bool = False,
     ) -> None:
         # The API is fixed by its callers, hence more keywords than STYLE rule 12 likes.
-        self._codec = Compression(compression)
+        try:
+            self._codec = Compression(compression)
+        except ValueError:
+            raise CompressionError(f"unknown compression codec {compression!r}") from None
         self._base_offset = base_offset
         self._producer_id = producer_id
         self._producer_epoch = producer_epoch
@@ -140,21 +146,16 @@ class BatchBuilder:
     ) -> None:
         """Encode one record at the end of the batch.
 
-        ``key``/``value`` are bytes-like or None; ``headers`` is a sequence of
-        ``(name, value)`` with a str (or bytes) name and a bytes-like or None
-        value; ``timestamp_ms`` defaults to the current wall-clock time.
-        Raises TypeError for a key, value or header of another type.
+        ``key``/``value`` are bytes-like or None (copied if not bytes);
+        ``headers`` is an iterable of ``(name, value)`` with a str (or bytes)
+        name and a bytes-like or None value; ``timestamp_ms`` (int) defaults
+        to the current wall-clock time. Raises TypeError for a key, value or
+        header of another type, leaving the builder unchanged.
         """
         count = self._count
         if timestamp_ms is None:
             timestamp_ms = time.time_ns() // 1_000_000
-        if count:
-            delta = timestamp_ms - self._base_ts
-            if timestamp_ms > self._max_ts:
-                self._max_ts = timestamp_ms
-        else:
-            self._base_ts = self._max_ts = timestamp_ms
-            delta = 0
+        delta = timestamp_ms - self._base_ts if count else 0
         attr_ts = _ATTR_TS[delta] if 0 <= delta < TABLE_SIZE else ZERO + encode_zigzag(delta)
         offset_delta = ENCODED[count] if count < TABLE_SIZE else encode_zigzag(count)
 
@@ -189,6 +190,10 @@ class BatchBuilder:
         self._parts += (length, attr_ts, offset_delta, key_len, key, value_len, value, encoded_headers)
         self._size += len(length) + body
         self._count = count + 1
+        if not count:
+            self._base_ts = self._max_ts = timestamp_ms
+        elif timestamp_ms > self._max_ts:
+            self._max_ts = timestamp_ms
 
     def __len__(self) -> int:
         """Number of records appended."""

@@ -126,7 +126,7 @@ def _label(codec) -> str:
 def _lz4_frame_compress(data, level: int) -> bytes:
     # block_linked=False: Java's KafkaLZ4BlockInputStream decodes each block alone.
     compressor = cramjam.lz4.Compressor(level=level, content_checksum=False, block_linked=False)
-    compressor.compress(data)
+    compressor.compress(data if data.__class__ is bytes else bytes(data))  # it takes bytes only
     return bytes(compressor.finish())
 
 

@@ -15,7 +15,7 @@ from functools import cache
 from types import ModuleType
 from typing import Any
 
-from kio.schema.errors import ErrorCode
+from logbroker.protocol import ErrorCode
 
 _UTC = datetime.timezone.utc
 _MISSING = dataclasses.MISSING

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kio.schema.errors import ErrorCode
+from logbroker.protocol import ErrorCode
 
 from logbroker.broker.producer_state import InvalidProducerEpochError, OutOfOrderSequenceError
 from logbroker import errors as e

@@ -6,7 +6,7 @@ server retries whenever one of its partitions grows, until ``max_wait_ms``.
 
 from __future__ import annotations
 
-from kio.schema.errors import ErrorCode
+from logbroker.protocol import ErrorCode
 
 from logbroker.broker.handlers._build import build, module_of, ms
 from logbroker.broker.handlers.errors import error_code_for

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kio.schema.errors import ErrorCode
+from logbroker.protocol import ErrorCode
 
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.handlers.errors import error_code_for

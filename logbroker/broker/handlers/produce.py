@@ -5,7 +5,7 @@ Batches stay opaque bytes; only their 61-byte header is read.
 
 from __future__ import annotations
 
-from kio.schema.errors import ErrorCode
+from logbroker.protocol import ErrorCode
 
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.handlers._result import Reply

@@ -1,0 +1,54 @@
+"""Sans-I/O Kafka protocol: framing, the version table, and our adapter over kio.
+
+Never touches sockets and never imports trio. See :mod:`.adapter` for how to
+build kio response objects.
+"""
+
+from kio.schema.errors import ErrorCode as ErrorCode
+
+from .adapter import ZERO_COPY_MIN as ZERO_COPY_MIN
+from .adapter import Request as Request
+from .adapter import api_versions_response as api_versions_response
+from .adapter import build as build
+from .adapter import decode_request as decode_request
+from .adapter import decode_response as decode_response
+from .adapter import duration as duration
+from .adapter import encode_request as encode_request
+from .adapter import encode_response as encode_response
+from .adapter import encode_unsupported_api_versions as encode_unsupported_api_versions
+from .adapter import request_module as request_module
+from .adapter import response_module as response_module
+from .adapter import timestamp as timestamp
+from .adapter import to_ms as to_ms
+from .framing import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES
+from .framing import FrameDecoder as FrameDecoder
+from .versions import SUPPORTED_VERSIONS as SUPPORTED_VERSIONS
+from .versions import ApiKey as ApiKey
+from .versions import api_versions_entries as api_versions_entries
+from .versions import enabled_versions as enabled_versions
+from .versions import is_enabled as is_enabled
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_BYTES",
+    "SUPPORTED_VERSIONS",
+    "ZERO_COPY_MIN",
+    "ApiKey",
+    "ErrorCode",
+    "FrameDecoder",
+    "Request",
+    "api_versions_entries",
+    "api_versions_response",
+    "build",
+    "decode_request",
+    "decode_response",
+    "duration",
+    "enabled_versions",
+    "encode_request",
+    "encode_response",
+    "encode_unsupported_api_versions",
+    "is_enabled",
+    "request_module",
+    "response_module",
+    "timestamp",
+    "to_ms",
+]

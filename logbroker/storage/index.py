@@ -1,0 +1,288 @@
+"""Sparse offset and time indexes of a segment: fixed-width numpy memmaps.
+
+Byte layouts (big-endian, like Kafka; no header, no checksum)::
+
+    .index       8-byte entries:  relative offset u32 | file position u32
+    .timeindex  12-byte entries:  timestamp i64       | relative offset u32
+
+``relative offset = offset - segment base offset``. An offset-index entry maps
+the *last* offset of a batch to the *start* position of that batch in the
+.log; entries are strictly increasing in both fields. A time-index entry says
+"the largest timestamp up to this offset is this timestamp"; entries are
+strictly increasing in timestamp and non-decreasing in offset.
+
+The active segment's index files are preallocated with posix_fallocate (see
+:func:`logbroker.storage.files.allocate`) so a write through the memmap never
+needs a new disk block and cannot die of SIGBUS on a full disk. When the
+segment rolls, the file is trimmed to its entries. The number of entries is
+not stored: a trimmed file holds exactly its entries; a preallocated file
+found after a crash belongs to a segment that recovery rebuilds.
+
+Lookups are binary searches with ``struct.unpack_from`` over the mapping
+(about 2 µs for 260 000 entries; numpy's ``searchsorted`` would first copy a
+big-endian array to native order).
+
+Thread-safety: none; the owning segment serialises access. Flushing is done
+by fsync on the file path, which also writes back pages dirtied via the map.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+
+from logbroker.storage.files import allocate
+
+__all__ = ["CorruptIndexError", "OffsetIndex", "TimeIndex"]
+
+
+class CorruptIndexError(Exception):
+    """An index file fails its sanity check; the caller rebuilds it from the log."""
+
+
+class _MappedIndex:
+    """Common file, memmap and binary-search machinery; see the module docstring."""
+
+    ENTRY_SIZE: int
+    DTYPE: np.dtype
+    _ENTRY: struct.Struct
+
+    def __init__(self, path: Path, base_offset: int) -> None:
+        self.path = path
+        self.base_offset = base_offset
+        self.existed = path.exists()
+        if not self.existed:
+            path.touch()
+        size = path.stat().st_size
+        self.misaligned = size % self.ENTRY_SIZE != 0
+        self._entries = size // self.ENTRY_SIZE
+        self._capacity = self._entries
+        self._writable = False
+        self._mm: np.memmap | None = None
+        self._u8: np.ndarray | None = None
+        self._map(self._entries)
+
+    # -- mapping -----------------------------------------------------------------
+    def _map(self, n: int) -> None:
+        self._mm = self._u8 = None
+        if n > 0:
+            self._mm = np.memmap(self.path, dtype=self.DTYPE, mode="r+", shape=(n,))
+            self._u8 = self._mm.view(np.uint8)
+
+    def make_writable(self, capacity_bytes: int) -> None:
+        """Preallocate room for ``capacity_bytes // ENTRY_SIZE`` entries (at least the
+        current ones) and map it writable. Raises StorageError if the disk refuses."""
+        capacity = max(capacity_bytes // self.ENTRY_SIZE, self._entries)
+        if capacity * self.ENTRY_SIZE > self.path.stat().st_size:
+            fd = os.open(self.path, os.O_RDWR)
+            try:
+                allocate(fd, capacity * self.ENTRY_SIZE, self.path)
+            finally:
+                os.close(fd)
+        self._map(capacity)
+        self._capacity = capacity
+        self._writable = True
+
+    def trim(self) -> None:
+        """Cut the file to its entries and map it read-only-in-practice (segment rolled)."""
+        self._map(0)
+        os.truncate(self.path, self._entries * self.ENTRY_SIZE)
+        self.misaligned = False
+        self._map(self._entries)
+        self._capacity = self._entries
+        self._writable = False
+
+    def close(self) -> None:
+        """Unmap. A writable index is trimmed first, so a clean reopen finds its entries."""
+        if self._writable:
+            self.trim()
+        self._map(0)
+
+    def delete(self) -> None:
+        self._map(0)
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+
+    # -- state ---------------------------------------------------------------------
+    @property
+    def entries(self) -> int:
+        return self._entries
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def is_full(self) -> bool:
+        return self._entries >= self._capacity
+
+    @property
+    def size_bytes(self) -> int:
+        return self._entries * self.ENTRY_SIZE
+
+    def entry(self, n: int) -> tuple[int, int]:
+        """The raw ``n``-th entry as stored (relative fields)."""
+        return self._ENTRY.unpack_from(self._u8, n * self.ENTRY_SIZE)
+
+    def reset(self) -> None:
+        """Drop every entry (before a rebuild)."""
+        if self._mm is not None and self._entries:
+            self._mm[: self._entries] = 0
+        self._entries = 0
+
+    def _truncate_entries(self, n: int) -> None:
+        if n < self._entries:
+            if self._writable and self._mm is not None:
+                self._mm[n : self._entries] = 0
+            self._entries = n
+
+    def _bisect(self, field_offset: int, fmt: struct.Struct, target: int) -> int:
+        """Index of the last entry whose field is <= target, or -1."""
+        buf, size, unpack = self._u8, self.ENTRY_SIZE, fmt.unpack_from
+        lo, hi = 0, self._entries
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if unpack(buf, mid * size + field_offset)[0] <= target:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo - 1
+
+    def _arrays(self) -> np.ndarray:
+        assert self._mm is not None
+        return self._mm[: self._entries]
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.path.name} entries={self._entries}/"
+            f"{self._capacity} {'writable' if self._writable else 'sealed'}>"
+        )
+
+
+_U32 = struct.Struct(">I")
+_I64 = struct.Struct(">q")
+
+
+class OffsetIndex(_MappedIndex):
+    """``.index``: (relative offset u32, position u32) per entry, big-endian."""
+
+    ENTRY_SIZE = 8
+    DTYPE = np.dtype([("rel", ">u4"), ("pos", ">u4")])
+    _ENTRY = struct.Struct(">II")
+
+    def append(self, offset: int, position: int) -> None:
+        """Add (offset, position); ignored when the index is full (lookups then scan further)."""
+        if self._entries < self._capacity:
+            self._ENTRY.pack_into(self._u8, self._entries * 8, offset - self.base_offset, position)
+            self._entries += 1
+
+    def lookup(self, offset: int) -> tuple[int, int]:
+        """``(offset, position)`` of the last entry with offset <= ``offset``;
+        ``(base_offset, 0)`` when there is none."""
+        i = self._bisect(0, _U32, offset - self.base_offset)
+        if i < 0:
+            return self.base_offset, 0
+        rel, pos = self._ENTRY.unpack_from(self._u8, i * 8)
+        return self.base_offset + rel, pos
+
+    def lookup_position(self, position: int) -> int:
+        """Largest indexed batch start <= ``position`` (0 when there is none)."""
+        i = self._bisect(4, _U32, position)
+        return 0 if i < 0 else _U32.unpack_from(self._u8, i * 8 + 4)[0]
+
+    def last_entry(self) -> tuple[int, int]:
+        """``(offset, position)`` of the last entry, or ``(base_offset, 0)``."""
+        if not self._entries:
+            return self.base_offset, 0
+        rel, pos = self.entry(self._entries - 1)
+        return self.base_offset + rel, pos
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove entries whose offset is >= ``offset``."""
+        self._truncate_entries(self._bisect(0, _U32, offset - self.base_offset - 1) + 1)
+
+    def truncate_to_position(self, position: int) -> None:
+        """Remove entries whose position is >= ``position``."""
+        self._truncate_entries(self._bisect(4, _U32, position - 1) + 1)
+
+    def sanity_check(self, log_size: int) -> None:
+        """Raise CorruptIndexError unless entries are strictly increasing and
+        positions lie inside a log of ``log_size`` bytes (and are never 0)."""
+        if self.misaligned:
+            raise CorruptIndexError(f"{self.path.name}: size is not a multiple of 8")
+        if not self._entries:
+            return
+        arr = self._arrays()
+        rel = arr["rel"].astype(np.int64)
+        pos = arr["pos"].astype(np.int64)
+        if pos[0] <= 0 or pos[-1] >= log_size:
+            raise CorruptIndexError(f"{self.path.name}: position outside the log ({log_size} bytes)")
+        if (np.diff(rel) <= 0).any() or (np.diff(pos) <= 0).any():
+            raise CorruptIndexError(f"{self.path.name}: entries are not strictly increasing")
+
+
+class TimeIndex(_MappedIndex):
+    """``.timeindex``: (timestamp i64, relative offset u32) per entry, big-endian."""
+
+    ENTRY_SIZE = 12
+    DTYPE = np.dtype([("ts", ">i8"), ("rel", ">u4")])
+    _ENTRY = struct.Struct(">qI")
+
+    def last_entry(self) -> tuple[int, int] | None:
+        """``(timestamp, offset)`` of the last entry, or None."""
+        if not self._entries:
+            return None
+        ts, rel = self.entry(self._entries - 1)
+        return ts, self.base_offset + rel
+
+    def maybe_append(self, timestamp: int, offset: int, *, force: bool = False) -> None:
+        """Add (timestamp, offset) if the timestamp grows past the last entry's.
+
+        ``force`` may use the one spare entry kept for when a segment seals
+        (:attr:`is_full` counts without it).
+        """
+        if self._entries:
+            last_ts, last_rel = self.entry(self._entries - 1)
+            if timestamp <= last_ts or offset - self.base_offset < last_rel:
+                return
+        if self._entries < self._capacity - (0 if force else 1):
+            self._ENTRY.pack_into(self._u8, self._entries * 12, timestamp, offset - self.base_offset)
+            self._entries += 1
+
+    @property
+    def is_full(self) -> bool:
+        return self._entries >= self._capacity - 1
+
+    def lookup(self, timestamp: int) -> int:
+        """Offset of the last entry with timestamp <= ``timestamp``; the base offset if none."""
+        i = self._bisect(0, _I64, timestamp)
+        if i < 0:
+            return self.base_offset
+        return self.base_offset + self.entry(i)[1]
+
+    def truncate_to(self, offset: int) -> None:
+        """Remove entries whose offset is >= ``offset``."""
+        n = self._entries
+        while n and self.base_offset + self.entry(n - 1)[1] >= offset:
+            n -= 1
+        self._truncate_entries(n)
+
+    def sanity_check(self, max_offset: int) -> None:
+        """Raise CorruptIndexError unless timestamps strictly increase, offsets do
+        not decrease, and no offset exceeds ``max_offset``."""
+        if self.misaligned:
+            raise CorruptIndexError(f"{self.path.name}: size is not a multiple of 12")
+        if not self._entries:
+            return
+        arr = self._arrays()
+        ts = arr["ts"].astype(np.int64)
+        rel = arr["rel"].astype(np.int64)
+        if (np.diff(ts) <= 0).any() or (np.diff(rel) < 0).any():
+            raise CorruptIndexError(f"{self.path.name}: entries are not increasing")
+        if self.base_offset + rel[-1] > max_offset:
+            raise CorruptIndexError(f"{self.path.name}: offset beyond the segment")

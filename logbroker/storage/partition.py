@@ -1,0 +1,547 @@
+"""One partition's log: a directory of segments, appended and read by offset.
+
+A :class:`PartitionLog` validates a produced batch, numbers it (writes the base
+offset and leader epoch in its first 16 bytes, which the CRC does not cover)
+and appends it to the active segment, rolling to a new segment by size, age
+or full index. Reads return zero-copy memoryviews of whole batches from one
+segment. Retention deletes whole sealed segments from the oldest.
+
+Thread-safety: every method is meant for one thread (the broker's event loop
+thread), except :meth:`flush` and the read-only properties
+(``log_end_offset``, ``recovery_point``, ``dirty``), which may be called from
+worker threads concurrently with appends. Concurrent :meth:`flush` callers
+share fsyncs (group commit): a caller whose offset is already covered by a
+finished fsync returns without another one.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import NamedTuple
+
+import crc32c
+
+from logbroker.errors import BatchTooLargeError, CorruptBatchError, OffsetOutOfRangeError, StorageError
+from logbroker.records import (
+    ATTR_LOG_APPEND_TIME,
+    BatchHeader,
+    check_batch,
+    validate_produced_batch,
+)
+from logbroker.storage.config import LogConfig
+from logbroker.storage.files import fsync_dir, fsync_path
+from logbroker.storage.loader import PartitionRecovery, load_segments
+from logbroker.storage.segment import LogSegment
+
+__all__ = ["AppendInfo", "PartitionLog", "ReadResult", "SegmentInfo"]
+
+logger = logging.getLogger("logbroker.storage")
+
+_PREFIX = struct.Struct(">qii")  # baseOffset, batchLength, partitionLeaderEpoch
+_ATTRIBUTES = struct.Struct(">h")
+_I64 = struct.Struct(">q")
+_U32 = struct.Struct(">I")
+_INT32_MAX = 2**31 - 1
+_EMPTY = memoryview(b"")
+
+
+class AppendInfo(NamedTuple):
+    """Where an appended batch landed. ``log_append_time_ms`` is -1 for CreateTime topics."""
+
+    base_offset: int
+    last_offset: int
+    log_append_time_ms: int
+    log_start_offset: int
+
+
+class ReadResult(NamedTuple):
+    """``records``: whole batches from one segment (empty at the log end)."""
+
+    records: memoryview
+    high_watermark: int
+    log_start_offset: int
+
+
+class SegmentInfo(NamedTuple):
+    """A snapshot of one segment's state."""
+
+    base_offset: int
+    next_offset: int
+    size_bytes: int
+    max_timestamp: int
+    path: Path
+
+
+class PartitionLog:
+    """The log of one partition in ``directory`` (created if missing).
+
+    ``recovery_point``: offsets below it are known to be on disk;
+    ``clean_shutdown``: the directory was closed cleanly (no data scan on
+    open); without it every segment from the recovery point on is re-scanned
+    and cut at the first invalid byte (see :mod:`logbroker.storage.loader`).
+    ``log_start_offset``: the persisted DeleteRecords position.
+    ``on_log_start_offset_change(new_offset)`` is called after
+    :meth:`delete_records_before` moves the log start, to persist it.
+    Raises StorageError if the directory cannot be opened.
+    """
+
+    def __init__(
+        self,
+        directory: Path | str,
+        config: LogConfig | None = None,
+        *,
+        recovery_point: int = 0,
+        log_start_offset: int = 0,
+        clean_shutdown: bool = False,
+        on_log_start_offset_change: Callable[[int], None] | None = None,
+    ) -> None:
+        self._dir = Path(directory)
+        self._config = config if config is not None else LogConfig()
+        self._set_limits(self._config)
+        try:
+            self._dir.mkdir(parents=True, exist_ok=True)
+            segments, report = load_segments(
+                self._dir,
+                self._config,
+                recovery_point=recovery_point,
+                clean=clean_shutdown,
+                log_start_offset=log_start_offset,
+            )
+        except OSError as exc:
+            raise StorageError(f"cannot open partition directory {self._dir}: {exc}") from exc
+        self.recovery_report: PartitionRecovery = report
+        self._segments: list[LogSegment] = segments
+        self._bases = [s.base_offset for s in segments]
+        self._active = segments[-1]
+        end = self._active.next_offset
+        self._log_start_offset = min(max(log_start_offset, segments[0].base_offset), end)
+        # As Kafka: recovered bytes are not known to be on disk, so the recovery
+        # point stays where the checkpoint put it (capped by the log end).
+        self._recovery_point = min(recovery_point, end)
+        self._on_log_start_change = on_log_start_offset_change
+        self._lock = threading.Lock()  # guards the segment list vs flush threads
+        self._flush_lock = threading.Lock()  # one fsync round at a time
+        self._generation = 0  # bumped by truncations, which lower the recovery point
+        self._unsynced_sealed: list[LogSegment] = []
+        self._dir_dirty = False
+        self._closed = False
+        self.fsyncs = 0  # fsync calls made by flush (statistics)
+
+    # -- properties ---------------------------------------------------------------
+    @property
+    def directory(self) -> Path:
+        """The partition directory; the broker may keep its own files here."""
+        return self._dir
+
+    @property
+    def config(self) -> LogConfig:
+        return self._config
+
+    def update_config(self, config: LogConfig) -> None:
+        """Apply new topic settings (from the next append / retention run on)."""
+        self._config = config
+        self._set_limits(config)
+        for segment in self._segments:
+            segment.config = config
+
+    def _set_limits(self, config: LogConfig) -> None:
+        self._max_message_bytes = config.max_message_bytes
+        self._segment_bytes = config.segment_bytes
+        self._segment_ms = config.segment_ms
+        self._log_append_time = config.log_append_time
+
+    @property
+    def log_start_offset(self) -> int:
+        return self._log_start_offset
+
+    @property
+    def log_end_offset(self) -> int:
+        """One past the last offset (the next offset to be assigned)."""
+        return self._active.next_offset
+
+    @property
+    def high_watermark(self) -> int:
+        """Equal to the log end offset on a single node."""
+        return self._active.next_offset
+
+    @property
+    def recovery_point(self) -> int:
+        """Offsets below this are fsynced."""
+        return self._recovery_point
+
+    @property
+    def dirty(self) -> bool:
+        """True if some appended data is not yet fsynced."""
+        return self._recovery_point < self._active.next_offset or bool(self._unsynced_sealed)
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(s.size for s in self._segments)
+
+    @property
+    def segments(self) -> tuple[SegmentInfo, ...]:
+        return tuple(
+            SegmentInfo(s.base_offset, s.next_offset, s.size, s.max_timestamp, s.log_path)
+            for s in self._segments
+        )
+
+    # -- append ---------------------------------------------------------------------
+    def append(
+        self,
+        batch: bytes | memoryview,
+        now_ms: int,
+        *,
+        leader_epoch: int = 0,
+        header: BatchHeader | None = None,
+        allow_control: bool = False,
+    ) -> AppendInfo:
+        """Validate, number and append one produced batch; returns its AppendInfo.
+
+        ``batch`` is not copied (except on LogAppendTime topics, which rewrite
+        attributes, maxTimestamp and CRC): a new 16-byte prefix with the
+        offset and epoch is written, followed by ``batch[16:]``.
+        ``header``: the result of ``validate_produced_batch(batch)`` if the
+        caller already ran it (the CRC is then not checked again).
+        ``allow_control``: accept control batches (broker-written markers).
+
+        Raises BatchTooLargeError (above max.message.bytes or segment.bytes),
+        CorruptBatchError, InvalidBatchError, StorageError (disk refused; the
+        log is unchanged). Nothing is written when it raises.
+        """
+        if self._closed:
+            raise StorageError(f"{self._dir.name} is closed")
+        size = len(batch) if batch.__class__ is bytes else memoryview(batch).nbytes
+        if header is None:
+            if allow_control:
+                header = _validate_trusted(batch)
+            else:
+                header = validate_produced_batch(batch, max_bytes=self._max_message_bytes)
+        if size > self._max_message_bytes or size > self._segment_bytes:
+            limit = "max.message.bytes" if size > self._max_message_bytes else "segment.bytes"
+            raise BatchTooLargeError(f"batch of {size} bytes exceeds {limit}")
+        segment = self._active
+        base = segment.next_offset
+        last = base + header.last_offset_delta
+        if self._log_append_time:
+            max_ts = append_time = now_ms
+            buffers = (_stamp_log_append_time(batch, base, leader_epoch, now_ms),)
+        else:
+            max_ts = header.max_timestamp
+            append_time = -1
+            view = batch if batch.__class__ is memoryview else memoryview(batch)
+            buffers = (_PREFIX.pack(base, header.batch_length, leader_epoch), view[16:])
+        if segment.size and (
+            segment.size + size > self._segment_bytes
+            or (
+                segment.rolling_timestamp is not None
+                and segment.rolling_timestamp >= 0
+                and max_ts - segment.rolling_timestamp > self._segment_ms
+            )
+            or segment.offset_index.is_full
+            or segment.time_index.is_full
+            or last - segment.base_offset > _INT32_MAX
+        ):
+            segment = self._roll(base)
+        segment.append(buffers, size, last, max_ts)
+        return AppendInfo(base, last, append_time, self._log_start_offset)
+
+    def roll(self) -> None:
+        """Seal the active segment and start a new one at the log end (no-op if empty)."""
+        if self._active.size:
+            self._roll(self._active.next_offset)
+
+    def _roll(self, base: int) -> LogSegment:
+        new = LogSegment.create(self._dir, base, self._config)  # may raise: nothing changed
+        with self._lock:
+            old = self._active
+            old.seal()
+            self._segments.append(new)
+            self._bases.append(base)
+            self._active = new
+            self._unsynced_sealed.append(old)
+            self._dir_dirty = True
+        logger.debug("%s: rolled to %s", self._dir.name, new.log_path.name)
+        return new
+
+    # -- reads ------------------------------------------------------------------------
+    def read(self, offset: int, max_bytes: int) -> ReadResult:
+        """Whole batches of one segment from the batch containing ``offset``: at least
+        one batch even if larger than ``max_bytes``, then more while the total fits.
+
+        Empty ``records`` when ``offset`` is the log end. Raises
+        OffsetOutOfRangeError outside [log start, log end].
+        """
+        end = self._active.next_offset
+        if offset == end:
+            return ReadResult(_EMPTY, end, self._log_start_offset)
+        if offset < self._log_start_offset or offset > end:
+            raise OffsetOutOfRangeError(
+                f"offset {offset} is outside [{self._log_start_offset}, {end}] of {self._dir.name}"
+            )
+        segments = self._segments
+        i = bisect.bisect_right(self._bases, offset) - 1
+        while True:
+            segment = segments[i]
+            pos = segment.locate(offset)
+            if pos is not None:
+                return ReadResult(segment.read(pos, max_bytes), end, self._log_start_offset)
+            i += 1  # a gap in the offsets: continue at the next segment
+
+    def iter_batch_headers(self, from_offset: int = 0) -> Iterator[tuple[int, BatchHeader]]:
+        """``(segment base offset, header)`` of each batch whose last offset is >=
+        ``from_offset``, in order (e.g. to rebuild producer state)."""
+        for segment in list(self._segments):
+            if segment.next_offset <= from_offset:
+                continue
+            start = segment.locate(max(from_offset, segment.base_offset))
+            if start is None:
+                continue
+            for _, header in segment.headers(start):
+                yield segment.base_offset, header
+
+    def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
+        """``(offset, timestamp)`` of the first record at or after the log start whose
+        timestamp is >= ``timestamp_ms``; None if there is none."""
+        from logbroker.records import decode_batch
+
+        start = self._log_start_offset
+        for segment in list(self._segments):
+            if segment.max_timestamp < timestamp_ms or segment.next_offset <= start:
+                continue
+            offset = max(segment.time_index.lookup(timestamp_ms), start)
+            _, pos = segment.offset_index.lookup(offset)
+            for position, header in segment.headers(pos):
+                if header.last_offset < start or header.max_timestamp < timestamp_ms:
+                    continue
+                if header.log_append_time:
+                    return max(header.base_offset, start), header.max_timestamp
+                for record in decode_batch(segment.view(), position).records:
+                    if record.offset >= start and record.timestamp >= timestamp_ms:
+                        return record.offset, record.timestamp
+        return None
+
+    def max_timestamp(self) -> tuple[int, int] | None:
+        """``(timestamp, offset)`` of the first record with the largest timestamp,
+        or None if the log holds no timestamped record."""
+        from logbroker.records import decode_batch
+
+        best = None
+        for segment in self._segments:
+            if segment.max_timestamp >= 0 and (best is None or segment.max_timestamp > best.max_timestamp):
+                best = segment
+        if best is None:
+            return None
+        ts, offset = best.max_timestamp, best.offset_of_max_timestamp
+        pos = best.locate(offset)
+        if pos is not None:
+            decoded = decode_batch(best.view(), pos)
+            for record in decoded.records:
+                if record.timestamp == ts:
+                    return ts, record.offset
+        return ts, offset
+
+    # -- deletion -------------------------------------------------------------------------
+    def apply_retention(self, now_ms: int) -> int:
+        """Delete whole sealed segments from the oldest while one of these holds:
+        older than ``retention.ms`` (by its largest timestamp), the rest still
+        holds ``retention.bytes``, or it lies wholly below the log start offset.
+        Time and size only apply with ``delete`` in cleanup.policy. The active
+        segment is never deleted. Returns the number of segments deleted."""
+        config = self._config
+        by_time = config.deletes and config.retention_ms >= 0
+        by_size = config.deletes and config.retention_bytes >= 0
+        total = self.size_bytes
+        doomed: list[LogSegment] = []
+        for segment, following in zip(self._segments, self._segments[1:]):
+            if following.base_offset <= self._log_start_offset:
+                pass
+            elif by_time and now_ms - _largest_timestamp(segment) > config.retention_ms:
+                pass
+            elif by_size and total - segment.size >= config.retention_bytes:
+                pass
+            else:
+                break
+            doomed.append(segment)
+            total -= segment.size
+        if doomed:
+            self._delete_oldest(len(doomed))
+            logger.info(
+                "%s: retention deleted %d segments, log start offset now %d",
+                self._dir.name,
+                len(doomed),
+                self._log_start_offset,
+            )
+        return len(doomed)
+
+    def delete_records_before(self, offset: int) -> int:
+        """DeleteRecords: move the log start offset up to ``offset`` and delete the
+        sealed segments wholly below it. Returns the new log start offset.
+
+        Raises OffsetOutOfRangeError if ``offset`` is beyond the log end.
+        """
+        end = self._active.next_offset
+        if offset > end or offset < 0:
+            raise OffsetOutOfRangeError(f"cannot delete records before {offset}: log end is {end}")
+        if offset <= self._log_start_offset:
+            return self._log_start_offset
+        self._log_start_offset = offset
+        count = 0
+        for following in self._segments[1:]:
+            if following.base_offset > offset:
+                break
+            count += 1
+        if count:
+            self._delete_oldest(count)
+        if self._on_log_start_change is not None:
+            self._on_log_start_change(self._log_start_offset)
+        return self._log_start_offset
+
+    def _delete_oldest(self, count: int) -> None:
+        with self._lock:
+            doomed = self._segments[:count]
+            del self._segments[:count]
+            del self._bases[:count]
+            self._unsynced_sealed = [s for s in self._unsynced_sealed if s not in doomed]
+            self._dir_dirty = True
+            self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
+        for segment in doomed:
+            segment.delete()
+
+    def truncate_to(self, offset: int) -> int:
+        """Remove every batch whose last offset is >= ``offset`` (a batch containing
+        ``offset`` goes whole). Returns the new log end offset (<= ``offset``).
+
+        Below the log start, the log is emptied and restarts at ``offset``.
+        Memoryviews of the removed bytes must no longer be used.
+        """
+        end = self._active.next_offset
+        if offset >= end:
+            return end
+        with self._lock:
+            self._generation += 1
+            if offset < self._log_start_offset:
+                for segment in self._segments:
+                    segment.delete()
+                doomed = []
+                new = LogSegment.create(self._dir, offset, self._config)
+                self._segments, self._bases = [new], [offset]
+                self._log_start_offset = offset
+            else:
+                i = bisect.bisect_right(self._bases, offset) - 1
+                doomed = self._segments[i + 1 :]
+                keep = self._segments[i]
+                del self._segments[i + 1 :]
+                del self._bases[i + 1 :]
+                if not keep.active:
+                    keep.activate()
+                keep.truncate_to(offset)
+            self._active = self._segments[-1]
+            self._unsynced_sealed = [s for s in self._unsynced_sealed if s in self._segments]
+            self._recovery_point = min(self._recovery_point, self._active.next_offset)
+            self._log_start_offset = min(self._log_start_offset, self._active.next_offset)
+            self._dir_dirty = True
+        for segment in doomed:
+            segment.delete()
+        logger.info("%s: truncated to offset %d", self._dir.name, self._active.next_offset)
+        return self._active.next_offset
+
+    # -- durability ---------------------------------------------------------------------------
+    def flush(self, up_to_offset: int | None = None) -> None:
+        """Make every offset below ``up_to_offset`` (default: the log end) durable.
+
+        Thread-safe and may run in a worker thread while the owner appends.
+        Callers share fsyncs: whoever finds an earlier round already covered
+        its offset returns at once; otherwise one round fsyncs everything
+        appended so far (so it also covers callers that queued behind it).
+        Raises StorageError if fsync fails.
+        """
+        target = self._active.next_offset if up_to_offset is None else up_to_offset
+        if self._closed or (self._recovery_point >= target and not self._unsynced_sealed):
+            return
+        with self._flush_lock:
+            if self._closed or (self._recovery_point >= target and not self._unsynced_sealed):
+                return
+            with self._lock:
+                end = self._active.next_offset
+                generation = self._generation
+                start = self._recovery_point
+                paths = []
+                for segment in self._unsynced_sealed:
+                    paths.extend(segment.flush_paths())
+                for segment in self._segments:
+                    if segment.next_offset > start and segment.base_offset < end and segment not in self._unsynced_sealed:
+                        paths.extend(segment.flush_paths())
+                self._unsynced_sealed = []
+                dir_dirty, self._dir_dirty = self._dir_dirty, False
+            try:
+                for path in paths:
+                    fsync_path(path)
+                    self.fsyncs += 1
+                if dir_dirty:
+                    fsync_dir(self._dir)
+                    self.fsyncs += 1
+            except OSError as exc:
+                raise StorageError(f"fsync failed in {self._dir}: {exc.strerror or exc}") from exc
+            with self._lock:
+                if generation == self._generation and end > self._recovery_point:
+                    self._recovery_point = end
+
+    def close(self) -> None:
+        """Seal the active segment (trimming its indexes), fsync everything, unmap.
+
+        Idempotent. Memoryviews already handed out stay valid.
+        """
+        if self._closed:
+            return
+        with self._lock:
+            active = self._active
+            active.seal()
+            if active not in self._unsynced_sealed:
+                self._unsynced_sealed.append(active)
+        self.flush()
+        with self._flush_lock:
+            self._closed = True
+            for segment in self._segments:
+                segment.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<PartitionLog {self._dir.name} offsets=[{self._log_start_offset}, "
+            f"{self._active.next_offset}) recovery_point={self._recovery_point} "
+            f"segments={len(self._segments)} size={self.size_bytes}"
+            f"{' closed' if self._closed else ''}>"
+        )
+
+
+def _largest_timestamp(segment: LogSegment) -> int:
+    if segment.max_timestamp >= 0:
+        return segment.max_timestamp
+    try:
+        return int(os.stat(segment.log_path).st_mtime * 1000)
+    except FileNotFoundError:
+        return 0
+
+
+def _validate_trusted(batch) -> BatchHeader:
+    header = check_batch(batch, 0)
+    if header.size != len(batch) or header.last_offset_delta < 0:
+        raise CorruptBatchError(f"batch length {header.size} does not match {len(batch)} bytes")
+    return header
+
+
+def _stamp_log_append_time(batch, base: int, leader_epoch: int, now_ms: int) -> bytearray:
+    """A copy of ``batch`` with the LogAppendTime attribute, maxTimestamp = now,
+    a new CRC, and the offset and epoch stamped."""
+    buf = bytearray(batch)
+    attributes = _ATTRIBUTES.unpack_from(buf, 21)[0] | ATTR_LOG_APPEND_TIME
+    _ATTRIBUTES.pack_into(buf, 21, attributes)
+    _I64.pack_into(buf, 35, now_ms)
+    _U32.pack_into(buf, 17, crc32c.crc32c(memoryview(buf)[21:]))
+    _PREFIX.pack_into(buf, 0, base, len(buf) - 12, leader_epoch)
+    return buf

@@ -1,0 +1,447 @@
+"""One log segment: a ``.log`` file of v2 record batches plus its two indexes.
+
+Layout: ``<base offset, 20 digits>.log`` holds complete record batches back to
+back (the 61-byte header table is in docs/on-disk-format.md), numbered with
+increasing offsets >= the base offset. ``.index`` and ``.timeindex`` are the
+sparse indexes of :mod:`logbroker.storage.index`: an entry is added when more
+than ``index.interval.bytes`` were appended since the last one (Kafka's rule).
+
+I/O choices:
+
+* **Writes** go through the file descriptor (``os.pwritev`` at the segment's
+  size), never through a mapping: a full disk then yields ENOSPC/EFBIG, and a
+  partial write is cut back with ftruncate, so the file always ends on a batch
+  boundary.
+* **Reads** are zero-copy ``memoryview`` slices of a read-only ``mmap`` of the
+  file. Python cannot map past the end of a file, so the map is re-created
+  lazily when a read needs bytes beyond the mapped length. A view handed out
+  keeps its (old) map alive. Views of bytes later removed by a truncation must
+  not be touched (the kernel would raise SIGBUS), as with any mmap.
+* Only the active segment keeps a file descriptor; sealed segments are read
+  through their map and flushed by path.
+
+Thread-safety: not thread-safe; the owning :class:`PartitionLog` calls it from
+one thread, except that ``log_path``/``index paths`` may be fsynced by path
+from any thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import struct
+from pathlib import Path
+
+import crc32c
+
+from logbroker.errors import StorageError
+from logbroker.records import HEADER_SIZE, LOG_OVERHEAD, MAGIC, BatchHeader, iter_batches
+from logbroker.storage.config import LogConfig
+from logbroker.storage.files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, segment_path
+from logbroker.storage.index import CorruptIndexError, OffsetIndex, TimeIndex
+
+__all__ = ["LogSegment", "SegmentRecovery"]
+
+_HEADER = struct.Struct(">qiibIhiqqqhii")  # the 61-byte batch header
+_LOCATE = struct.Struct(">qi11xi")  # baseOffset, batchLength, lastOffsetDelta
+_INT32_MAX = 2**31 - 1
+_EMPTY = memoryview(b"")
+
+
+class SegmentRecovery:
+    """What :meth:`LogSegment.recover` found: batches kept and bytes cut off."""
+
+    __slots__ = ("batches", "valid_bytes", "truncated_bytes")
+
+    def __init__(self, batches: int, valid_bytes: int, truncated_bytes: int) -> None:
+        self.batches = batches
+        self.valid_bytes = valid_bytes
+        self.truncated_bytes = truncated_bytes
+
+
+def index_capacities(config: LogConfig) -> tuple[int, int]:
+    """Bytes to preallocate for (.index, .timeindex) of an active segment.
+
+    An entry needs more than ``index.interval.bytes`` since the previous one,
+    so a full segment needs at most ``segment.bytes / interval + 1`` entries;
+    ``segment.index.bytes`` caps it. The time index keeps one spare entry for
+    the entry written when the segment seals.
+    """
+    entries = config.segment_index_bytes // OffsetIndex.ENTRY_SIZE
+    if config.index_interval_bytes > 0:
+        entries = min(entries, config.segment_bytes // config.index_interval_bytes + 1)
+    return entries * OffsetIndex.ENTRY_SIZE, (entries + 1) * TimeIndex.ENTRY_SIZE
+
+
+class LogSegment:
+    """A segment starting at ``base_offset`` in ``directory``; see module docstring.
+
+    Attributes kept in memory: ``size`` (bytes), ``next_offset`` (one past the
+    last offset, ``base_offset`` when empty), ``max_timestamp`` and
+    ``offset_of_max_timestamp`` (-1 when none), ``rolling_timestamp`` (max
+    timestamp of the first batch, for ``segment.ms``; None when empty).
+    """
+
+    def __init__(self, directory: Path, base_offset: int, config: LogConfig) -> None:
+        self.directory = directory
+        self.base_offset = base_offset
+        self.log_path = segment_path(directory, base_offset, LOG_SUFFIX)
+        self.config = config
+        self.size = 0
+        self.next_offset = base_offset
+        self.max_timestamp = -1
+        self.offset_of_max_timestamp = -1
+        self.rolling_timestamp: int | None = None
+        self.active = False
+        self._fd: int | None = None
+        self._bytes_since_index = 0
+        self._map: mmap.mmap | None = None
+        self._view: memoryview = _EMPTY
+        self._mapped = 0
+        self.offset_index = OffsetIndex(segment_path(directory, base_offset, INDEX_SUFFIX), base_offset)
+        self.time_index = TimeIndex(segment_path(directory, base_offset, TIME_INDEX_SUFFIX), base_offset)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    @classmethod
+    def create(cls, directory: Path, base_offset: int, config: LogConfig) -> LogSegment:
+        """A new, empty, active segment. Raises StorageError if the disk refuses."""
+        path = segment_path(directory, base_offset, LOG_SUFFIX)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.close(fd)
+            for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
+                segment_path(directory, base_offset, suffix).unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create segment {path}: {exc.strerror or exc}") from exc
+        segment = cls(directory, base_offset, config)
+        segment.activate()
+        return segment
+
+    @classmethod
+    def open(cls, directory: Path, base_offset: int, config: LogConfig) -> LogSegment:
+        """An existing segment, sealed; the caller then recovers, loads or activates it."""
+        segment = cls(directory, base_offset, config)
+        segment.size = segment.log_path.stat().st_size
+        return segment
+
+    def load(self) -> bool:
+        """Fill in the in-memory state of a cleanly closed segment from its indexes
+        without scanning the data. Returns False if an index is missing or fails
+        its sanity check (the caller then calls :meth:`recover`)."""
+        if self.size and not (self.offset_index.existed and self.time_index.existed):
+            return False
+        try:
+            self.offset_index.sanity_check(self.size)
+            _, pos = self.offset_index.last_entry()
+            last_pos, last = pos, None
+            for last_pos, last in iter_batches(self._view_to(self.size), pos, self.size):
+                pass
+            if last is None and self.size:
+                raise CorruptIndexError(f"{self.offset_index.path.name}: no batch at indexed position")
+            if last is not None and last_pos + last.size != self.size:
+                raise CorruptIndexError(f"{self.log_path.name}: does not end on a batch boundary")
+            self.next_offset = last.next_offset if last is not None else self.base_offset
+            self.time_index.sanity_check(self.next_offset - 1)
+        except CorruptIndexError:
+            return False
+        entry = self.time_index.last_entry()
+        if entry is not None:
+            self.max_timestamp, self.offset_of_max_timestamp = entry
+        if self.size:
+            first = _HEADER.unpack_from(self._view, 0)
+            self.rolling_timestamp = first[8]
+        self._bytes_since_index = self.size - pos
+        return True
+
+    def sanity_check_indexes(self) -> bool:
+        """Cheap check of a sealed segment's indexes against its size; False if corrupt."""
+        if self.size and not (self.offset_index.existed and self.time_index.existed):
+            return False
+        try:
+            self.offset_index.sanity_check(self.size)
+            self.time_index.sanity_check(2**63 - 1)
+        except CorruptIndexError:
+            return False
+        return True
+
+    def activate(self) -> None:
+        """Make this the active segment: open for writing, preallocate the indexes."""
+        if self.active:
+            return
+        offset_bytes, time_bytes = index_capacities(self.config)
+        try:
+            self._fd = os.open(self.log_path, os.O_RDWR)
+        except OSError as exc:
+            raise StorageError(f"cannot open {self.log_path}: {exc.strerror or exc}") from exc
+        self.offset_index.make_writable(offset_bytes)
+        self.time_index.make_writable(time_bytes)
+        self.active = True
+
+    def seal(self) -> None:
+        """Stop appending (roll or close): record the final max timestamp in the
+        time index, trim both indexes, close the write descriptor."""
+        if not self.active:
+            return
+        self._seal_indexes()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.active = False
+
+    def _seal_indexes(self) -> None:
+        if self.max_timestamp >= 0:
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp, force=True)
+        self.offset_index.trim()
+        self.time_index.trim()
+
+    def close(self) -> None:
+        """Seal and drop the map (views already handed out stay valid)."""
+        self.seal()
+        self.offset_index.close()
+        self.time_index.close()
+        self._drop_map()
+
+    def delete(self) -> None:
+        """Remove the files: .log first, so a crash leaves orphan indexes at worst."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.active = False
+        self._drop_map()
+        self.log_path.unlink(missing_ok=True)
+        self.offset_index.delete()
+        self.time_index.delete()
+
+    def paths(self) -> tuple[Path, Path, Path]:
+        return self.log_path, self.offset_index.path, self.time_index.path
+
+    # -- append --------------------------------------------------------------------------
+    def append(self, buffers, size: int, last_offset: int, max_timestamp: int) -> int:
+        """Write ``buffers`` (``size`` bytes: one or more whole, numbered batches whose
+        last offset is ``last_offset``) at the end. Returns the start position.
+
+        Raises StorageError if the disk refuses; the file is then cut back to
+        its previous size, so nothing partial remains.
+        """
+        pos = self.size
+        try:
+            written = os.pwritev(self._fd, buffers, pos)
+            if written != size:
+                self._write_rest(buffers, written, size, pos)
+        except OSError as exc:
+            self._undo_write(pos)
+            raise StorageError(f"cannot append to {self.log_path}: {exc.strerror or exc}") from exc
+        if max_timestamp > self.max_timestamp:
+            self.max_timestamp = max_timestamp
+            self.offset_of_max_timestamp = last_offset
+        if self._bytes_since_index > self.config.index_interval_bytes:
+            self.offset_index.append(last_offset, pos)
+            self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
+            self._bytes_since_index = 0
+        self._bytes_since_index += size
+        if self.rolling_timestamp is None:
+            self.rolling_timestamp = max_timestamp
+        self.size = pos + size
+        self.next_offset = last_offset + 1
+        return pos
+
+    def _write_rest(self, buffers, written: int, size: int, pos: int) -> None:
+        data = memoryview(b"".join(buffers))  # rare path (short write): a copy is fine
+        while written < size:
+            n = os.pwrite(self._fd, data[written:], pos + written)
+            if n <= 0:
+                raise OSError(errno.ENOSPC, "short write")
+            written += n
+
+    def _undo_write(self, pos: int) -> None:
+        try:
+            os.ftruncate(self._fd, pos)
+        except OSError:
+            pass  # the next recovery cuts the partial batch off anyway
+
+    # -- reads -----------------------------------------------------------------------------
+    def _view_to(self, end: int) -> memoryview:
+        """A view of the file's first >= ``end`` bytes, remapping if the file grew."""
+        if end > self._mapped:
+            fd = self._fd if self._fd is not None else os.open(self.log_path, os.O_RDONLY)
+            try:
+                self._map = mmap.mmap(fd, self.size, access=mmap.ACCESS_READ)
+            except OSError as exc:
+                raise StorageError(f"cannot map {self.log_path}: {exc.strerror or exc}") from exc
+            finally:
+                if fd != self._fd:
+                    os.close(fd)
+            self._view = memoryview(self._map)
+            self._mapped = self.size
+        return self._view
+
+    def _drop_map(self) -> None:
+        self._view = _EMPTY
+        self._map = None
+        self._mapped = 0
+
+    def locate(self, offset: int) -> int | None:
+        """Position of the batch containing ``offset`` (the first batch whose last
+        offset is >= ``offset``), or None if every batch ends before it."""
+        _, pos = self.offset_index.lookup(offset)
+        size = self.size
+        if pos >= size:
+            return None
+        view = self._view_to(size)
+        unpack = _LOCATE.unpack_from
+        while pos < size:
+            base, length, last_delta = unpack(view, pos)
+            if base + last_delta >= offset:
+                return pos
+            pos += length + LOG_OVERHEAD
+        return None
+
+    def read(self, position: int, max_bytes: int) -> memoryview:
+        """Whole batches from ``position``: at least the first, then as many more as
+        fit in ``max_bytes`` in total. A zero-copy view of the map."""
+        size = self.size
+        view = self._view_to(size)
+        end = position + _LOCATE.unpack_from(view, position)[1] + LOG_OVERHEAD
+        limit = position + max_bytes
+        if limit >= size:
+            end = size
+        elif limit > end:
+            pos = max(end, self.offset_index.lookup_position(limit))
+            while pos < limit:
+                nxt = pos + _LOCATE.unpack_from(view, pos)[1] + LOG_OVERHEAD
+                if nxt > limit:
+                    break
+                pos = nxt
+            end = pos
+        return view[position:end]
+
+    def view(self) -> memoryview:
+        """The whole segment (zero-copy)."""
+        return self._view_to(self.size)[: self.size] if self.size else _EMPTY
+
+    def headers(self, position: int = 0):
+        """``(position, BatchHeader)`` of each batch from ``position`` (no CRC check)."""
+        if position >= self.size:
+            return iter(())
+        return iter_batches(self._view_to(self.size), position, self.size)
+
+    # -- recovery and truncation -----------------------------------------------------------
+    def recover(self, max_batch_bytes: int | None = None) -> SegmentRecovery:
+        """Validate every batch (length, magic, CRC, increasing offsets), rebuild
+        both indexes and truncate the file at the first invalid byte.
+
+        ``max_batch_bytes`` (optional) treats a batch declaring more bytes as
+        invalid. Leaves the segment sealed unless it was active.
+        """
+        was_active = self.active
+        offset_bytes, time_bytes = index_capacities(self.config)
+        self.offset_index.make_writable(offset_bytes)
+        self.time_index.make_writable(time_bytes)
+        self.offset_index.reset()
+        self.time_index.reset()
+        self._drop_map()
+        file_size = self.log_path.stat().st_size
+        self.size = file_size
+        pos, batches = self._rebuild(file_size, max_batch_bytes)
+        if pos < file_size:
+            os.truncate(self.log_path, pos)
+            self._drop_map()
+        self.size = pos
+        if not was_active:
+            self._seal_indexes()
+        return SegmentRecovery(batches, pos, file_size - pos)
+
+    def _rebuild(self, end: int, max_batch_bytes: int | None) -> tuple[int, int]:
+        """The scan of :meth:`recover`; returns (valid bytes, batches)."""
+        self.next_offset = expected = self.base_offset
+        self.max_timestamp = self.offset_of_max_timestamp = -1
+        self.rolling_timestamp = None
+        if end < HEADER_SIZE:
+            self._bytes_since_index = 0
+            return 0, 0
+        limit_size = max_batch_bytes if max_batch_bytes is not None else 1 << 62
+        interval = self.config.index_interval_bytes
+        offset_index, time_index = self.offset_index, self.time_index
+        view = self._view_to(end)
+        unpack, crc = _HEADER.unpack_from, crc32c.crc32c
+        max_rel = self.base_offset + _INT32_MAX
+        pos = batches = since = 0
+        max_ts, max_ts_offset = -1, -1
+        while end - pos >= HEADER_SIZE:
+            base, length, _, magic, stored_crc, _, last_delta, _, batch_max_ts = unpack(view, pos)[:9]
+            size = length + LOG_OVERHEAD
+            if (
+                length < HEADER_SIZE - LOG_OVERHEAD
+                or size > end - pos
+                or size > limit_size
+                or magic != MAGIC
+                or base < expected
+                or last_delta < 0
+                or base + last_delta > max_rel
+                or crc(view[pos + 21 : pos + size]) != stored_crc
+            ):
+                break
+            last = base + last_delta
+            if batch_max_ts > max_ts:
+                max_ts, max_ts_offset = batch_max_ts, last
+            if since > interval:
+                offset_index.append(last, pos)
+                time_index.maybe_append(max_ts, max_ts_offset)
+                since = 0
+            since += size
+            if not batches:
+                self.rolling_timestamp = batch_max_ts
+            expected = last + 1
+            pos += size
+            batches += 1
+        self.next_offset = expected
+        self.max_timestamp, self.offset_of_max_timestamp = max_ts, max_ts_offset
+        self._bytes_since_index = since
+        return pos, batches
+
+    def truncate_to(self, offset: int) -> int:
+        """Remove every batch whose last offset is >= ``offset`` (a batch containing
+        ``offset`` goes whole). Returns the bytes removed. The segment must be active."""
+        pos = self.locate(offset)
+        if pos is None:
+            return 0
+        removed = self.size - pos
+        self._drop_map()
+        try:
+            os.ftruncate(self._fd, pos)
+        except OSError as exc:
+            raise StorageError(f"cannot truncate {self.log_path}: {exc.strerror or exc}") from exc
+        self.size = pos
+        self.offset_index.truncate_to_position(pos)
+        # Recompute the in-memory state from the remaining headers (not a hot path).
+        self.next_offset = self.base_offset
+        self.max_timestamp = self.offset_of_max_timestamp = -1
+        self.rolling_timestamp = None
+        for _, header in self.headers(0):
+            if header.max_timestamp > self.max_timestamp:
+                self.max_timestamp, self.offset_of_max_timestamp = header.max_timestamp, header.last_offset
+            if self.rolling_timestamp is None:
+                self.rolling_timestamp = header.max_timestamp
+            self.next_offset = header.next_offset
+        self._bytes_since_index = pos - self.offset_index.last_entry()[1]
+        self.time_index.truncate_to(self.next_offset)
+        return removed
+
+    def flush_paths(self) -> tuple[Path, ...]:
+        """Files to fsync to make this segment durable (all three once sealed)."""
+        if self.active:
+            return (self.log_path,)
+        return self.paths()
+
+    def first_header(self) -> BatchHeader | None:
+        for _, header in self.headers(0):
+            return header
+        return None
+
+    def __repr__(self) -> str:
+        return (
+            f"<LogSegment {self.log_path.name} offsets=[{self.base_offset}, {self.next_offset}) "
+            f"size={self.size} {'active' if self.active else 'sealed'} "
+            f"max_ts={self.max_timestamp} index={self.offset_index.entries}>"
+        )

@@ -2,11 +2,10 @@
 
 Server side::
 
-    request = decode_request(frame)            # frame from FrameDecoder.next_frame()
+    versions = enabled_versions(HANDLED_KEYS)  # once; what we advertise and accept
+    request = decode_request(frame, versions)  # frame from FrameDecoder.next_frame()
     m = request.response_module                # kio module of the response's version
-    body = build(
-        m.HeartbeatResponse, throttle_time=0, error_code=ErrorCode.none
-    )
+    body = build(m.HeartbeatResponse, throttle_time=0, error_code=ErrorCode.none)
     if request.expects_response:               # Produce with acks=0 gets no answer
         buffers = encode_response(request, body)   # list for sendmsg / send_all
 
@@ -18,8 +17,9 @@ Errors are translated here and only here: malformed peer bytes raise
 with ``api_key``, ``api_version`` and ``correlation_id`` set. For ApiVersions the
 server answers with :func:`encode_unsupported_api_versions` (Kafka's
 ``isUnsupportedApiVersionsRequest``: error 35, v0 shape, so the client retries
-lower); for any other key Kafka closes the connection. A body we cannot encode
-raises :class:`~logbroker.errors.LocalProtocolError` (our bug).
+lower; pass the same ``versions``); for any other key Kafka closes the
+connection. A body we cannot encode raises
+:class:`~logbroker.errors.LocalProtocolError` (our bug).
 
 **Building kio objects.** kio's dataclasses are frozen, keyword-only and differ
 per version; fields are plain Python values at runtime:
@@ -77,6 +77,7 @@ from logbroker.errors import LocalProtocolError
 from logbroker.errors import ProtocolError
 from logbroker.errors import UnsupportedVersionError
 
+from ._reader import Reader
 from ._reader import entity_reader
 from .versions import SUPPORTED_VERSIONS
 from .versions import ApiKey
@@ -169,30 +170,32 @@ class _Codec:
     """Everything needed to read or write one (key, version, direction)."""
 
     payload_class: type
-    header_class: type
-    read_header: Any
-    read_payload: Any
+    read_header: Reader
+    read_payload: Reader
 
 
 @functools.cache
 def _request_codec(api_key: int, api_version: int) -> _Codec:
     cls = load_request_schema(api_key, api_version)
-    header_class = cls.__header_schema__
-    return _Codec(cls, header_class, entity_reader(header_class), entity_reader(cls))
+    return _Codec(cls, entity_reader(cls.__header_schema__), entity_reader(cls))
 
 
 @functools.cache
 def _response_codec(api_key: int, api_version: int) -> _Codec:
     cls = load_response_schema(api_key, api_version)
-    header_class = cls.__header_schema__
-    return _Codec(cls, header_class, entity_reader(header_class), entity_reader(cls))
+    return _Codec(cls, entity_reader(cls.__header_schema__), entity_reader(cls))
 
 
 def _readonly(payload: bytes | bytearray | memoryview) -> bytes | memoryview:
     """kio's native readers refuse writable buffers; copy only when needed."""
     if type(payload) is bytes:
         return payload
-    if isinstance(payload, memoryview) and payload.readonly and payload.format == "B":
+    if (
+        isinstance(payload, memoryview)
+        and payload.readonly
+        and payload.format == "B"
+        and payload.c_contiguous
+    ):
         return payload
     return bytes(payload)
 
@@ -234,7 +237,15 @@ def decode_request(
             api_version=api_version,
             correlation_id=correlation_id,
         )
-    codec = _request_codec(api_key, api_version)
+    try:
+        codec = _request_codec(api_key, api_version)
+    except KioIndexError as exc:  # a custom ``versions`` beyond kio's schemas
+        raise UnsupportedVersionError(
+            f"{_api_name(api_key)} v{api_version} has no kio schema",
+            api_key=api_key,
+            api_version=api_version,
+            correlation_id=correlation_id,
+        ) from exc
     try:
         header, header_size = codec.read_header(buffer, 0)
         body, body_size = codec.read_payload(buffer, header_size)

@@ -6,9 +6,10 @@ server advertises (and accepts) a subset chosen by ``enabled_keys``; see
 :func:`api_versions_entries` and :func:`is_enabled`. ApiVersions itself is
 always enabled, because version negotiation needs it.
 
-Every range is checked against kio 0.6.5's schemas by the tests. Ranges come
-from ``docs/…/kafka-notes.md`` §1 (AK sets the floors, no API requires a
-flexible version); DescribeConfigs starts at v1 because kio has no v0.
+Every range is checked against kio 0.6.5's schemas by the tests. The ranges
+follow the client survey in the project's Kafka research notes (§1: aiokafka
+sets the floors, no classic API requires a flexible version); DescribeConfigs
+starts at v1 because kio 0.6.5 has no v0.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import trio
 
 from logbroker.broker import Broker, BrokerConfig
-from logbroker.broker.handlers import FetchOperation, Reply, dispatch, is_served
+from logbroker.broker.handlers import SERVED_VERSIONS, FetchOperation, Reply, dispatch, is_served
 from logbroker.errors import ProtocolError, UnsupportedVersionError
 from logbroker.protocol import (
     ApiKey,
@@ -130,14 +130,14 @@ class Server:
 
     async def _handle_frame(self, frame) -> Sequence | None:
         try:
-            request = decode_request(frame)
+            request = decode_request(frame, SERVED_VERSIONS)
         except UnsupportedVersionError as exc:
             if exc.api_key == ApiKey.API_VERSIONS:
-                return encode_unsupported_api_versions(exc.correlation_id)
+                return encode_unsupported_api_versions(exc.correlation_id, SERVED_VERSIONS)
             raise
         if not is_served(request.api_key, request.api_version):
             if request.api_key == ApiKey.API_VERSIONS:
-                return encode_unsupported_api_versions(request.correlation_id)
+                return encode_unsupported_api_versions(request.correlation_id, SERVED_VERSIONS)
             raise ProtocolError(f"API key {request.api_key} v{request.api_version} is not served")
         try:
             result = dispatch(self.broker, request)

@@ -13,3 +13,9 @@ from logbroker.storage.partition import (
     ReadResult as ReadResult,
     SegmentInfo as SegmentInfo,
 )
+from logbroker.storage.manager import (
+    LogManager as LogManager,
+    RecoveryReport as RecoveryReport,
+    TopicInfo as TopicInfo,
+    validate_topic_name as validate_topic_name,
+)

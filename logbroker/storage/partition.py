@@ -23,12 +23,19 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, NoReturn
 
 import crc32c
 
-from logbroker.errors import BatchTooLargeError, CorruptBatchError, OffsetOutOfRangeError, StorageError
+from logbroker.errors import (
+    BatchTooLargeError,
+    CorruptBatchError,
+    InvalidBatchError,
+    OffsetOutOfRangeError,
+    StorageError,
+)
 from logbroker.records import (
+    ATTR_CONTROL,
     ATTR_LOG_APPEND_TIME,
     BatchHeader,
     check_batch,
@@ -44,6 +51,7 @@ __all__ = ["AppendInfo", "PartitionLog", "ReadResult", "SegmentInfo"]
 logger = logging.getLogger("logbroker.storage")
 
 _PREFIX = struct.Struct(">qii")  # baseOffset, batchLength, partitionLeaderEpoch
+_HEADER = struct.Struct(">qiibIhiqqqhii")  # the 61-byte batch header
 _ATTRIBUTES = struct.Struct(">h")
 _I64 = struct.Struct(">q")
 _U32 = struct.Struct(">I")
@@ -216,40 +224,68 @@ class PartitionLog:
         """
         if self._closed:
             raise StorageError(f"{self._dir.name} is closed")
-        size = len(batch) if batch.__class__ is bytes else memoryview(batch).nbytes
-        if header is None:
-            if allow_control:
-                header = _validate_trusted(batch)
-            else:
-                header = validate_produced_batch(batch, max_bytes=self._max_message_bytes)
-        if size > self._max_message_bytes or size > self._segment_bytes:
-            limit = "max.message.bytes" if size > self._max_message_bytes else "segment.bytes"
-            raise BatchTooLargeError(f"batch of {size} bytes exceeds {limit}")
+        size = len(batch)
+        if header is not None:
+            last_delta, max_ts = header.last_offset_delta, header.max_timestamp
+            length = header.batch_length
+            if size > self._max_message_bytes or size > self._segment_bytes:
+                self._refuse(batch, allow_control)
+        else:
+            # Fast path: the checks of validate_produced_batch on one unpack; any
+            # failure goes to the slow path, which raises the precise error.
+            try:
+                (_, length, _, magic, crc, attributes, last_delta, _, max_ts,
+                 producer_id, _, base_sequence, count) = _HEADER.unpack_from(batch, 0)
+            except struct.error:
+                self._refuse(batch, allow_control)
+            view = batch if batch.__class__ is memoryview else memoryview(batch)
+            if (
+                length + 12 != size
+                or size > self._max_message_bytes
+                or size > self._segment_bytes
+                or magic != 2
+                or count <= 0
+                or last_delta + 1 != count
+                or (attributes & ATTR_CONTROL and not allow_control)
+                or (producer_id >= 0 and base_sequence < 0)
+                or crc32c.crc32c(view[21:]) != crc
+            ):
+                self._refuse(batch, allow_control)
         segment = self._active
         base = segment.next_offset
-        last = base + header.last_offset_delta
+        last = base + last_delta
         if self._log_append_time:
             max_ts = append_time = now_ms
             buffers = (_stamp_log_append_time(batch, base, leader_epoch, now_ms),)
         else:
-            max_ts = header.max_timestamp
             append_time = -1
-            view = batch if batch.__class__ is memoryview else memoryview(batch)
-            buffers = (_PREFIX.pack(base, header.batch_length, leader_epoch), view[16:])
-        if segment.size and (
-            segment.size + size > self._segment_bytes
-            or (
-                segment.rolling_timestamp is not None
-                and segment.rolling_timestamp >= 0
-                and max_ts - segment.rolling_timestamp > self._segment_ms
-            )
-            or segment.offset_index.is_full
-            or segment.time_index.is_full
+            if header is not None:
+                view = batch if batch.__class__ is memoryview else memoryview(batch)
+            buffers = (_PREFIX.pack(base, length, leader_epoch), view[16:])
+        used = segment.size
+        if used and (
+            used + size > self._segment_bytes
+            or max_ts - segment.roll_base_timestamp > self._segment_ms
+            or segment.indexes_full
             or last - segment.base_offset > _INT32_MAX
         ):
             segment = self._roll(base)
         segment.append(buffers, size, last, max_ts)
         return AppendInfo(base, last, append_time, self._log_start_offset)
+
+    def _refuse(self, batch, allow_control: bool) -> NoReturn:
+        """Raise the precise error for a batch the fast path refused."""
+        if allow_control:
+            header = _validate_trusted(batch)
+        else:
+            header = validate_produced_batch(batch, max_bytes=self._max_message_bytes)
+        if header.size > self._segment_bytes:
+            raise BatchTooLargeError(f"batch of {header.size} bytes exceeds segment.bytes {self._segment_bytes}")
+        if header.size > self._max_message_bytes:
+            raise BatchTooLargeError(
+                f"batch of {header.size} bytes exceeds max.message.bytes {self._max_message_bytes}"
+            )
+        raise CorruptBatchError("batch refused")  # unreachable unless the checks disagree
 
     def roll(self) -> None:
         """Seal the active segment and start a new one at the log end (no-op if empty)."""
@@ -492,11 +528,10 @@ class PartitionLog:
                 if generation == self._generation and end > self._recovery_point:
                     self._recovery_point = end
 
-    def close(self) -> None:
-        """Seal the active segment (trimming its indexes), fsync everything, unmap.
-
-        Idempotent. Memoryviews already handed out stay valid.
-        """
+    def close(self, *, flush: bool = True) -> None:
+        """Seal the active segment (trimming its indexes), fsync everything unless
+        ``flush`` is False, unmap. Idempotent. Memoryviews already handed out
+        stay valid. Raises StorageError if the final fsync fails."""
         if self._closed:
             return
         with self._lock:
@@ -504,7 +539,8 @@ class PartitionLog:
             active.seal()
             if active not in self._unsynced_sealed:
                 self._unsynced_sealed.append(active)
-        self.flush()
+        if flush:
+            self.flush()
         with self._flush_lock:
             self._closed = True
             for segment in self._segments:
@@ -529,9 +565,12 @@ def _largest_timestamp(segment: LogSegment) -> int:
 
 
 def _validate_trusted(batch) -> BatchHeader:
+    """Checks for broker-written batches (control batches allowed)."""
     header = check_batch(batch, 0)
-    if header.size != len(batch) or header.last_offset_delta < 0:
-        raise CorruptBatchError(f"batch length {header.size} does not match {len(batch)} bytes")
+    if header.size != len(batch):
+        raise CorruptBatchError(f"batch length says {header.size} bytes but {len(batch)} were given")
+    if header.records_count <= 0 or header.last_offset_delta + 1 != header.records_count:
+        raise InvalidBatchError(f"lastOffsetDelta {header.last_offset_delta} does not match {header.records_count} records")
     return header
 
 

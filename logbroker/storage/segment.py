@@ -47,6 +47,7 @@ _HEADER = struct.Struct(">qiibIhiqqqhii")  # the 61-byte batch header
 _LOCATE = struct.Struct(">qi11xi")  # baseOffset, batchLength, lastOffsetDelta
 _INT32_MAX = 2**31 - 1
 _EMPTY = memoryview(b"")
+_NO_ROLL_TS = 2**62
 
 
 class SegmentRecovery:
@@ -93,6 +94,8 @@ class LogSegment:
         self.max_timestamp = -1
         self.offset_of_max_timestamp = -1
         self.rolling_timestamp: int | None = None
+        self.roll_base_timestamp = _NO_ROLL_TS  # rolling_timestamp, or a value that never rolls
+        self.indexes_full = False
         self.active = False
         self._fd: int | None = None
         self._bytes_since_index = 0

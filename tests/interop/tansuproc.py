@@ -41,7 +41,10 @@ class TansuProcess:
 
     def start(self, timeout=30.0):
         url = f"tcp://127.0.0.1:{self.port}"
-        cmd = [TANSU, "broker", "--listener-url", url, "--advertised-listener-url", url,
+        adv = url
+        if "--advertised-port" in self.args:
+            adv = f"tcp://127.0.0.1:{self.args[self.args.index('--advertised-port') + 1]}"
+        cmd = [TANSU, "broker", "--listener-url", url, "--advertised-listener-url", adv,
                "--storage-engine", "memory://tansu/"]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.STDOUT, stdout=subprocess.PIPE, text=True)
         self.log_lines = []

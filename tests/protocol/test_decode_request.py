@@ -26,6 +26,7 @@ from logbroker.errors import UnsupportedVersionError
 from logbroker.protocol import SUPPORTED_VERSIONS
 from logbroker.protocol import ApiKey
 from logbroker.protocol import decode_request
+from logbroker.protocol import decode_response
 from logbroker.protocol import enabled_versions
 from logbroker.protocol import to_ms
 
@@ -421,3 +422,29 @@ def test_huge_array_counts_are_refused_without_allocating() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split("\n").count("refused response") == 1
     assert result.stdout.count("refused ") == 5
+
+
+def test_non_contiguous_memoryview_is_copied_not_refused() -> None:
+    payload = REAL_PAYLOADS["fetch_v12"]
+    doubled = bytes(b for byte in payload for b in (byte, 0))
+    view = memoryview(doubled)[::2]
+    assert not view.c_contiguous
+    assert decode_request(view) == decode_request(payload)
+
+
+def test_custom_versions_beyond_kio_are_unsupported_not_crashes() -> None:
+    payload = struct.pack(">hhih", 32, 0, 9, -1)  # DescribeConfigs v0: not in kio
+    with pytest.raises(UnsupportedVersionError) as info:
+        decode_request(payload, {ApiKey.DESCRIBE_CONFIGS: (0, 4)})
+    assert info.value.correlation_id == 9
+
+
+@settings(max_examples=1000, suppress_health_check=list(HealthCheck))
+@given(pair=st.sampled_from(_SUPPORTED_PAIRS), payload=st.binary(max_size=200))
+def test_fuzz_client_side_decode_response_raises_only_protocol_errors(
+    pair: tuple[int, int], payload: bytes
+) -> None:
+    try:
+        decode_response(pair[0], pair[1], payload)
+    except ProtocolError:
+        pass

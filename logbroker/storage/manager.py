@@ -1,0 +1,481 @@
+"""The data directory: topics, their partition logs, lock, checkpoints, shutdown marker.
+
+Layout of ``data_dir`` (byte formats in docs/on-disk-format.md)::
+
+    .lock                              fcntl.flock'ed while a LogManager is open; holds its pid
+    clean-shutdown                     written by close(), removed at open
+    topics.json                        topic metadata (name, UUID, partitions, overrides)
+    recovery-point-offset-checkpoint   per partition: offsets below it are fsynced
+    log-start-offset-checkpoint        per partition: the DeleteRecords position
+    <topic>-<partition>/               one PartitionLog per directory
+
+Crash safety: topics.json and the checkpoints are replaced atomically (temp
+file, fsync, rename, fsync dir). A topic is created by writing topics.json
+first, then its directories (a crash in between leaves directories to
+create at open); it is deleted by renaming its directories to
+``*.deleted`` first, then writing topics.json, then removing them (leftover
+``*.deleted`` directories are removed at open). A directory that looks
+like a partition of an unknown topic is left alone, with a warning.
+
+Thread-safety: meant for one thread, except :meth:`flush_dirty` and
+:meth:`checkpoint`, which may run in a worker thread concurrently with it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from logbroker.errors import (
+    InvalidPartitionsError,
+    InvalidTopicError,
+    LogDirLockedError,
+    StorageError,
+    TopicExistsError,
+    UnknownTopicError,
+)
+from logbroker.storage.checkpoints import (
+    LOG_START_OFFSET_CHECKPOINT,
+    RECOVERY_POINT_CHECKPOINT,
+    read_checkpoint,
+    write_checkpoint,
+)
+from logbroker.storage.config import LogConfig, LogManagerConfig
+from logbroker.storage.files import fsync_dir, parse_partition_dir_name, partition_dir_name, write_atomically
+from logbroker.storage.loader import PartitionRecovery
+from logbroker.storage.partition import PartitionLog
+
+__all__ = ["LogManager", "RecoveryReport", "TopicInfo", "validate_topic_name"]
+
+logger = logging.getLogger("logbroker.storage")
+
+LOCK_FILE = ".lock"
+CLEAN_SHUTDOWN_FILE = "clean-shutdown"
+TOPICS_FILE = "topics.json"
+DELETED_SUFFIX = ".deleted"
+_TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+MAX_PARTITIONS = 100_000
+
+
+def validate_topic_name(name: str) -> None:
+    """Raise InvalidTopicError unless ``name`` follows Kafka's topic name rules."""
+    if not isinstance(name, str) or not _TOPIC_NAME.fullmatch(name) or name in (".", ".."):
+        raise InvalidTopicError(
+            f"invalid topic name {name!r}: use 1 to 249 of [a-zA-Z0-9._-], not '.' or '..'"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    """A topic's metadata. ``configs`` are the explicit overrides (source TOPIC);
+    every other config has its default (see TOPIC_CONFIG_DEFAULTS)."""
+
+    name: str
+    topic_id: uuid.UUID
+    partitions: int
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What opening the data directory did, for the server to log."""
+
+    clean_shutdown: bool
+    partitions: tuple[PartitionRecovery, ...]
+    removed: tuple[str, ...]
+    duration_s: float
+
+    @property
+    def truncated_bytes(self) -> int:
+        return sum(p.truncated_bytes for p in self.partitions)
+
+    def __str__(self) -> str:
+        scanned = sum(p.scanned_bytes for p in self.partitions)
+        return (
+            f"{'clean' if self.clean_shutdown else 'unclean'} shutdown before; opened "
+            f"{len(self.partitions)} partitions in {self.duration_s:.3f}s, scanned {scanned} bytes, "
+            f"truncated {self.truncated_bytes} bytes, removed {len(self.removed)} leftovers"
+        )
+
+
+class LogManager:
+    """Owns ``data_dir`` and every partition log in it; see the module docstring.
+
+    Opening takes the directory lock (LogDirLockedError if another process
+    holds it), loads topic metadata and checkpoints, and opens every
+    partition (recovering them after an unclean shutdown); ``now_ms`` is the
+    caller's clock. ``recovery_report`` says what recovery did. Use as a
+    context manager or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path | str,
+        config: LogManagerConfig | None = None,
+        now_ms: int | None = None,
+    ) -> None:
+        started = time.perf_counter()
+        self.data_dir = Path(data_dir)
+        self.config = config if config is not None else LogManagerConfig()
+        self.opened_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
+        self._lock = threading.RLock()
+        self._closed = False
+        self._topics: dict[str, TopicInfo] = {}
+        self._log_configs: dict[str, LogConfig] = {}
+        self._logs: dict[tuple[str, int], PartitionLog] = {}
+        self._written: dict[str, dict[tuple[str, int], int]] = {}
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot create data directory {self.data_dir}: {exc}") from exc
+        self._lock_fd = self._take_lock()
+        try:
+            self.recovery_report = self._open(started)
+        except BaseException:
+            self._release()
+            raise
+
+    # -- opening -------------------------------------------------------------------------
+    def _take_lock(self) -> int:
+        path = self.data_dir / LOCK_FILE
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise LogDirLockedError(
+                f"data directory {self.data_dir} is in use by another process (pid {holder}); "
+                f"stop that broker or choose another directory"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
+    def _open(self, started: float) -> RecoveryReport:
+        marker = self.data_dir / CLEAN_SHUTDOWN_FILE
+        had_marker = marker.exists()
+        clean = had_marker or not (self.data_dir / TOPICS_FILE).exists()  # a new directory
+        removed = self._remove_leftovers()
+        self._load_topics()
+        try:
+            recovery_points = read_checkpoint(self.data_dir / RECOVERY_POINT_CHECKPOINT)
+        except StorageError as exc:
+            logger.warning("%s; recovering every partition from offset 0", exc)
+            recovery_points, clean = {}, False
+        try:
+            log_starts = read_checkpoint(self.data_dir / LOG_START_OFFSET_CHECKPOINT)
+        except StorageError as exc:
+            logger.warning("%s; log start offsets fall back to the first segments", exc)
+            log_starts = {}
+        if had_marker:
+            marker.unlink()
+            fsync_dir(self.data_dir)  # a later crash must not look clean
+        reports = []
+        for info in self._topics.values():
+            for n in range(info.partitions):
+                tp = (info.name, n)
+                log = self._open_partition(info.name, n, recovery_points.get(tp, 0), log_starts.get(tp, 0), clean)
+                reports.append(log.recovery_report)
+        report = RecoveryReport(clean, tuple(reports), tuple(removed), time.perf_counter() - started)
+        for part in reports:
+            if part.scanned_segments or part.changed_data or part.rebuilt_indexes:
+                logger.info("recovery: %s", part)
+        logger.info("opened %s: %s", self.data_dir, report)
+        self._written = {
+            RECOVERY_POINT_CHECKPOINT: dict(recovery_points),
+            LOG_START_OFFSET_CHECKPOINT: dict(log_starts),
+        }
+        return report
+
+    def _open_partition(self, topic: str, n: int, recovery_point: int, log_start: int, clean: bool) -> PartitionLog:
+        log = PartitionLog(
+            self.data_dir / partition_dir_name(topic, n),
+            self._log_configs[topic],
+            recovery_point=recovery_point,
+            log_start_offset=log_start,
+            clean_shutdown=clean,
+            on_log_start_offset_change=lambda _offset: self.checkpoint(),
+        )
+        self._logs[(topic, n)] = log
+        return log
+
+    def _remove_leftovers(self) -> list[str]:
+        removed = []
+        for entry in sorted(os.listdir(self.data_dir)):
+            path = self.data_dir / entry
+            if entry.endswith(DELETED_SUFFIX) and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(entry)
+            elif entry.endswith(".tmp") and path.is_file():
+                path.unlink()
+                removed.append(entry)
+        return removed
+
+    def _load_topics(self) -> None:
+        path = self.data_dir / TOPICS_FILE
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            strays = [e for e in os.listdir(self.data_dir) if (self.data_dir / e).is_dir()]
+            if strays:
+                raise StorageError(
+                    f"{path} is missing but {self.data_dir} holds directories {strays[:5]}; "
+                    f"refusing to guess the topics"
+                ) from None
+            return
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"cannot read topic metadata {path}: {exc}") from exc
+        try:
+            for item in doc["topics"]:
+                configs = {str(k): str(v) for k, v in item["configs"].items()}
+                info = TopicInfo(item["name"], uuid.UUID(item["topic_id"]), int(item["partitions"]), configs)
+                self._topics[info.name] = info
+                self._log_configs[info.name] = LogConfig.from_topic_configs(configs, self.config.log)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StorageError(f"malformed topic metadata {path}: {exc!r}") from exc
+        for entry in os.listdir(self.data_dir):
+            parsed = parse_partition_dir_name(entry)
+            if parsed and (self.data_dir / entry).is_dir():
+                info = self._topics.get(parsed[0])
+                if info is None or parsed[1] >= info.partitions:
+                    logger.warning("ignoring %s: not a partition of a known topic", self.data_dir / entry)
+
+    def _save_topics(self) -> None:
+        doc = {
+            "version": 1,
+            "topics": [
+                {"name": t.name, "topic_id": str(t.topic_id), "partitions": t.partitions, "configs": t.configs}
+                for t in sorted(self._topics.values(), key=lambda t: t.name)
+            ],
+        }
+        write_atomically(self.data_dir / TOPICS_FILE, json.dumps(doc, indent=1).encode("utf-8"))
+
+    # -- topics ------------------------------------------------------------------------------
+    def topics(self) -> dict[str, TopicInfo]:
+        """Every topic by name (a copy)."""
+        return dict(self._topics)
+
+    def topic(self, name: str) -> TopicInfo:
+        """Raises UnknownTopicError."""
+        try:
+            return self._topics[name]
+        except KeyError:
+            raise UnknownTopicError(f"unknown topic {name!r}") from None
+
+    def log_config(self, name: str) -> LogConfig:
+        """The effective LogConfig of a topic. Raises UnknownTopicError."""
+        self.topic(name)
+        return self._log_configs[name]
+
+    def create_topic(
+        self,
+        name: str,
+        partitions: int,
+        configs: dict[str, str] | None = None,
+        *,
+        topic_id: uuid.UUID | None = None,
+    ) -> TopicInfo:
+        """Create a topic with ``partitions`` empty partitions and config overrides.
+
+        Raises InvalidTopicError, InvalidPartitionsError, InvalidConfigError,
+        TopicExistsError, StorageError.
+        """
+        self._check_open()
+        validate_topic_name(name)
+        if name in self._topics:
+            raise TopicExistsError(f"topic {name!r} already exists")
+        if not isinstance(partitions, int) or not 1 <= partitions <= MAX_PARTITIONS:
+            raise InvalidPartitionsError(f"partitions must be between 1 and {MAX_PARTITIONS}, got {partitions!r}")
+        overrides = {k: str(v) for k, v in (configs or {}).items()}
+        log_config = LogConfig.from_topic_configs(overrides, self.config.log)
+        info = TopicInfo(name, topic_id or uuid.uuid4(), partitions, overrides)
+        with self._lock:
+            self._topics[name] = info
+            self._log_configs[name] = log_config
+            try:
+                self._save_topics()
+            except StorageError:
+                del self._topics[name], self._log_configs[name]
+                raise
+            for n in range(partitions):
+                self._clear_stale_dir(name, n)
+                self._open_partition(name, n, 0, 0, True)
+            fsync_dir(self.data_dir)
+        logger.info("created topic %s (%s) with %d partitions", name, info.topic_id, partitions)
+        return info
+
+    def _clear_stale_dir(self, name: str, n: int) -> None:
+        path = self.data_dir / partition_dir_name(name, n)
+        if path.exists():
+            logger.warning("removing stale directory %s before creating %s-%d", path, name, n)
+            doomed = path.with_name(f"{path.name}.{uuid.uuid4().hex}{DELETED_SUFFIX}")
+            os.rename(path, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+
+    def delete_topic(self, name: str) -> None:
+        """Delete a topic and its data. Raises UnknownTopicError, StorageError."""
+        self._check_open()
+        info = self.topic(name)
+        with self._lock:
+            doomed = []
+            for n in range(info.partitions):
+                log = self._logs.pop((name, n))
+                log.close(flush=False)
+                path = log.directory
+                target = path.with_name(f"{path.name}.{info.topic_id.hex}{DELETED_SUFFIX}")
+                try:
+                    os.rename(path, target)
+                except FileNotFoundError:
+                    continue
+                doomed.append(target)
+            fsync_dir(self.data_dir)
+            del self._topics[name], self._log_configs[name]
+            self._save_topics()
+        for path in doomed:
+            shutil.rmtree(path, ignore_errors=True)
+        self.checkpoint()
+        logger.info("deleted topic %s (%s)", name, info.topic_id)
+
+    def add_partitions(self, name: str, new_total: int) -> TopicInfo:
+        """Grow a topic to ``new_total`` partitions. Raises UnknownTopicError,
+        InvalidPartitionsError (not an increase), StorageError."""
+        self._check_open()
+        info = self.topic(name)
+        if not isinstance(new_total, int) or not info.partitions < new_total <= MAX_PARTITIONS:
+            raise InvalidPartitionsError(
+                f"topic {name!r} has {info.partitions} partitions; cannot change to {new_total!r}"
+            )
+        grown = TopicInfo(info.name, info.topic_id, new_total, dict(info.configs))
+        with self._lock:
+            self._topics[name] = grown
+            try:
+                self._save_topics()
+            except StorageError:
+                self._topics[name] = info
+                raise
+            for n in range(info.partitions, new_total):
+                self._clear_stale_dir(name, n)
+                self._open_partition(name, n, 0, 0, True)
+            fsync_dir(self.data_dir)
+        return grown
+
+    def alter_topic_configs(self, name: str, configs: dict[str, str]) -> TopicInfo:
+        """Replace a topic's overrides with ``configs`` (names absent fall back to
+        defaults). Raises UnknownTopicError, InvalidConfigError, StorageError."""
+        self._check_open()
+        info = self.topic(name)
+        overrides = {k: str(v) for k, v in configs.items()}
+        log_config = LogConfig.from_topic_configs(overrides, self.config.log)
+        altered = TopicInfo(info.name, info.topic_id, info.partitions, overrides)
+        with self._lock:
+            self._topics[name] = altered
+            try:
+                self._save_topics()
+            except StorageError:
+                self._topics[name] = info
+                raise
+            self._log_configs[name] = log_config
+            for n in range(info.partitions):
+                self._logs[(name, n)].update_config(log_config)
+        return altered
+
+    # -- partitions ----------------------------------------------------------------------------
+    def get_partition(self, topic: str, partition: int) -> PartitionLog:
+        """The log of one partition. Raises UnknownTopicError."""
+        try:
+            return self._logs[(topic, partition)]
+        except KeyError:
+            raise UnknownTopicError(f"unknown topic-partition {topic}-{partition}") from None
+
+    def iter_partitions(self) -> Iterator[tuple[tuple[str, int], PartitionLog]]:
+        """``((topic, partition), log)`` for every partition (a snapshot)."""
+        with self._lock:
+            items = list(self._logs.items())
+        return iter(items)
+
+    # -- maintenance -------------------------------------------------------------------------------
+    def flush_dirty(self) -> int:
+        """fsync every partition with unflushed data, then write the checkpoints.
+        Returns the number of partitions flushed. Thread-safe."""
+        flushed = 0
+        for _, log in self.iter_partitions():
+            if log.dirty:
+                log.flush()
+                flushed += 1
+        self.checkpoint()
+        return flushed
+
+    def apply_retention(self, now_ms: int) -> int:
+        """Run retention on every partition; returns the number of segments deleted."""
+        deleted = 0
+        for _, log in self.iter_partitions():
+            deleted += log.apply_retention(now_ms)
+        return deleted
+
+    def checkpoint(self) -> None:
+        """Write the recovery-point and log-start-offset checkpoints if they changed.
+        Thread-safe."""
+        with self._lock:
+            if self._closed:
+                return
+            items = list(self._logs.items())
+            files = {
+                RECOVERY_POINT_CHECKPOINT: {tp: log.recovery_point for tp, log in items},
+                LOG_START_OFFSET_CHECKPOINT: {tp: log.log_start_offset for tp, log in items},
+            }
+            for file_name, entries in files.items():
+                if self._written.get(file_name) != entries:
+                    write_checkpoint(self.data_dir / file_name, entries)
+                    self._written[file_name] = entries
+
+    def close(self) -> None:
+        """Flush and close every partition, write the checkpoints and the clean-shutdown
+        marker, release the lock. Idempotent. If a flush fails the marker is not
+        written (the next open recovers) and StorageError is raised."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                for _, log in self.iter_partitions():
+                    log.close()
+                self.checkpoint()
+                write_atomically(self.data_dir / CLEAN_SHUTDOWN_FILE, b"")
+            finally:
+                self._closed = True
+                for _, log in self.iter_partitions():
+                    log.close(flush=False)
+                self._release()
+        logger.info("closed %s cleanly", self.data_dir)
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError(f"log manager of {self.data_dir} is closed")
+
+    def __enter__(self) -> LogManager:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<LogManager {self.data_dir} flush={self.config.flush} topics={len(self._topics)} "
+            f"partitions={len(self._logs)}{' closed' if self._closed else ''}>"
+        )

@@ -77,9 +77,7 @@ class Broker:
         self.config = config
         self.clock = clock
         os.makedirs(config.data_dir, exist_ok=True)
-        self.log_manager = LogManager.open(
-            config.data_dir, _log_manager_config(config), now_ms=clock()
-        )
+        self.log_manager = LogManager(config.data_dir, _log_manager_config(config), now_ms=clock())
         self.cluster_id = config.cluster_id or self._load_cluster_id()
         self.advertised_host = config.advertised_host or config.host
         self.advertised_port = config.advertised_port or config.port
@@ -188,7 +186,7 @@ class Broker:
         state = self._producer_states.get(key)
         if state is None:
             state = PartitionProducerState()
-            state.rebuild(plog.iter_batch_headers(plog.log_start_offset))
+            state.rebuild(h for _, h in plog.iter_batch_headers(plog.log_start_offset))
             self._producer_states[key] = state
         return state
 
@@ -208,7 +206,7 @@ class Broker:
                 state, covered = loaded
                 if covered > plog.log_end_offset:
                     continue  # the log lost data after the snapshot: rebuild lazily
-                state.rebuild(plog.iter_batch_headers(max(covered, plog.log_start_offset)))
+                state.rebuild(h for _, h in plog.iter_batch_headers(max(covered, plog.log_start_offset)))
                 self._producer_states[(name, p)] = state
 
     def allocate_producer_id(self) -> int:

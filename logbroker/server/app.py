@@ -8,6 +8,7 @@ the request it is handling, wake long polls, flush, write the clean marker.
 from __future__ import annotations
 
 import logging
+import os
 import math
 from collections.abc import Sequence
 
@@ -225,10 +226,7 @@ async def serve(config: BrokerConfig, *, task_status=trio.TASK_STATUS_IGNORED) -
     clean-shutdown marker.
     """
     broker = await trio.to_thread.run_sync(Broker, config)
-    report = getattr(broker.log_manager, "recovery_report", None)
-    log.info("data directory %s", broker.config.data_dir)
-    if report:
-        log.info("recovery: %s", report)
+    log.info("data directory %s", os.path.abspath(broker.config.data_dir))
     try:
         listeners = await trio.open_tcp_listeners(config.port, host=config.host)
         bound = listeners[0].socket.getsockname()

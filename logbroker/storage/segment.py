@@ -153,7 +153,7 @@ class LogSegment:
             self.max_timestamp, self.offset_of_max_timestamp = entry
         if self.size:
             first = _HEADER.unpack_from(self._view, 0)
-            self.rolling_timestamp = first[8]
+            self._set_rolling(first[8])
         self._bytes_since_index = self.size - pos
         return True
 
@@ -179,6 +179,7 @@ class LogSegment:
             raise StorageError(f"cannot open {self.log_path}: {exc.strerror or exc}") from exc
         self.offset_index.make_writable(offset_bytes)
         self.time_index.make_writable(time_bytes)
+        self._update_full()
         self.active = True
 
     def seal(self) -> None:
@@ -191,6 +192,14 @@ class LogSegment:
             os.close(self._fd)
             self._fd = None
         self.active = False
+
+    def _set_rolling(self, timestamp: int | None) -> None:
+        self.rolling_timestamp = timestamp
+        ok = timestamp is not None and timestamp >= 0
+        self.roll_base_timestamp = timestamp if ok else _NO_ROLL_TS
+
+    def _update_full(self) -> None:
+        self.indexes_full = self.offset_index.is_full or self.time_index.is_full
 
     def _seal_indexes(self) -> None:
         if self.max_timestamp >= 0:
@@ -242,9 +251,10 @@ class LogSegment:
             self.offset_index.append(last_offset, pos)
             self.time_index.maybe_append(self.max_timestamp, self.offset_of_max_timestamp)
             self._bytes_since_index = 0
+            self._update_full()
         self._bytes_since_index += size
-        if self.rolling_timestamp is None:
-            self.rolling_timestamp = max_timestamp
+        if not pos:
+            self._set_rolling(max_timestamp)
         self.size = pos + size
         self.next_offset = last_offset + 1
         return pos
@@ -351,6 +361,7 @@ class LogSegment:
             os.truncate(self.log_path, pos)
             self._drop_map()
         self.size = pos
+        self._update_full()
         if not was_active:
             self._seal_indexes()
         return SegmentRecovery(batches, pos, file_size - pos)
@@ -359,7 +370,7 @@ class LogSegment:
         """The scan of :meth:`recover`; returns (valid bytes, batches)."""
         self.next_offset = expected = self.base_offset
         self.max_timestamp = self.offset_of_max_timestamp = -1
-        self.rolling_timestamp = None
+        self._set_rolling(None)
         if end < HEADER_SIZE:
             self._bytes_since_index = 0
             return 0, 0
@@ -394,7 +405,7 @@ class LogSegment:
                 since = 0
             since += size
             if not batches:
-                self.rolling_timestamp = batch_max_ts
+                self._set_rolling(batch_max_ts)
             expected = last + 1
             pos += size
             batches += 1
@@ -420,14 +431,15 @@ class LogSegment:
         # Recompute the in-memory state from the remaining headers (not a hot path).
         self.next_offset = self.base_offset
         self.max_timestamp = self.offset_of_max_timestamp = -1
-        self.rolling_timestamp = None
+        self._set_rolling(None)
         for _, header in self.headers(0):
             if header.max_timestamp > self.max_timestamp:
                 self.max_timestamp, self.offset_of_max_timestamp = header.max_timestamp, header.last_offset
             if self.rolling_timestamp is None:
-                self.rolling_timestamp = header.max_timestamp
+                self._set_rolling(header.max_timestamp)
             self.next_offset = header.next_offset
         self._bytes_since_index = pos - self.offset_index.last_entry()[1]
+        self._update_full()
         self.time_index.truncate_to(self.next_offset)
         return removed
 

@@ -42,12 +42,24 @@ if os.environ.get("INTEROP_TARGET") == "tansu":
 
 
 @pytest.fixture(scope="module")
-def module_broker(tmp_path_factory):
+def module_broker_factory(tmp_path_factory):
+    """Like ``broker_factory``, but the brokers live until the end of the module."""
+    started = []
+
+    def start(*args: str):
+        proc = BrokerProcess(tmp_path_factory.mktemp("broker"), *args)
+        started.append(proc)
+        return proc.start()
+
+    yield start
+    for proc in started:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def module_broker(module_broker_factory):
     """One default ``logbroker serve`` shared by every test of a module."""
-    proc = BrokerProcess(tmp_path_factory.mktemp("broker"))
-    proc.start()
-    yield proc
-    proc.kill()
+    return module_broker_factory()
 
 
 @pytest.fixture

@@ -159,7 +159,7 @@ def handle_describe_configs(broker, request):
         else:
             code, message = ErrorCode.invalid_request, f"resource type {rtype} is not supported"
         keys = resource.configuration_keys
-        if keys is not None:
+        if keys:  # null or empty both mean every config, as in Kafka
             entries = [entry for entry in entries if entry.name in keys]
         configs = tuple(
             build(

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from logbroker.broker.config import BrokerConfig
 from logbroker.broker.producer_state import Duplicate, PartitionProducerState
 from logbroker.errors import UnknownTopicError
-from logbroker.records import parse_header
+from logbroker.errors import InvalidBatchError, RecordsError
+from logbroker.records import decode_batch, parse_header
 from logbroker.storage import TOPIC_CONFIG_DEFAULTS, LogConfig, LogManager, LogManagerConfig, PartitionLog
 
 log = logging.getLogger("logbroker.broker")
@@ -170,6 +171,8 @@ class Broker:
         """
         plog = self.log_manager.get_partition(topic, partition)
         header = parse_header(batch)
+        if "compact" in plog.config.cleanup_policy:
+            _require_keys(batch)
         state = None
         if header.producer_id >= 0:
             state = self._producer_state(topic, partition, plog)
@@ -254,6 +257,19 @@ class Broker:
         cluster_id = _new_cluster_id()
         _write_atomic(path, f"version=1\ncluster.id={cluster_id}\nnode.id={self.config.node_id}\n")
         return cluster_id
+
+
+def _require_keys(batch) -> None:
+    """Compacted topics keep the latest record per key, so every record needs one.
+
+    The only produce path that decodes records; compacted topics pay for it.
+    """
+    try:
+        records = decode_batch(batch).records
+    except RecordsError:
+        return  # the append reports the corrupt batch with its own reason
+    if any(record.key is None for record in records):
+        raise InvalidBatchError("compacted topics require a key on every record")
 
 
 def _new_cluster_id() -> str:

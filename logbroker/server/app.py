@@ -15,7 +15,14 @@ from collections.abc import Sequence
 import trio
 
 from logbroker.broker import Broker, BrokerConfig
-from logbroker.broker.handlers import SERVED_VERSIONS, FetchOperation, Reply, dispatch, is_served
+from logbroker.broker.handlers import (
+    SERVED_VERSIONS,
+    FetchOperation,
+    Reply,
+    dispatch,
+    is_served,
+    unsupported_version_response,
+)
 from logbroker.errors import ProtocolError, UnsupportedVersionError
 from logbroker.protocol import (
     ApiKey,
@@ -135,6 +142,10 @@ class Server:
         except UnsupportedVersionError as exc:
             if exc.api_key == ApiKey.API_VERSIONS:
                 return encode_unsupported_api_versions(exc.correlation_id, SERVED_VERSIONS)
+            if exc.api_key is not None and exc.correlation_id is not None:
+                parts = unsupported_version_response(exc.api_key, exc.api_version, exc.correlation_id)
+                if parts is not None:
+                    return parts
             raise
         if not is_served(request.api_key, request.api_version):
             if request.api_key == ApiKey.API_VERSIONS:

@@ -53,9 +53,10 @@ class DropProxy:
         return f"127.0.0.1:{self.port}"
 
     def arm(self, count: int = 1) -> None:
-        """Lose the responses of the next ``count`` Produce requests."""
+        """Lose the responses of the next ``count`` Produce requests; ``dropped`` counts from here."""
         with self.lock:
             self.armed = count
+            self.dropped = 0
 
     def close(self) -> None:
         self.closed = True

@@ -64,3 +64,38 @@ def dispatch(broker, request):
     if request.api_key == ApiKey.API_VERSIONS:
         return handle_api_versions(broker, request, served_versions=SERVED_VERSIONS)
     return HANDLERS[request.api_key](broker, request)
+
+
+def unsupported_version_response(api_key: int, api_version: int, correlation_id: int):
+    """Buffers answering a served API at a version we lack with UNSUPPORTED_VERSION.
+
+    Only responses with a top-level error code can say it; for the others
+    (and keys kio has no schema for) returns None and the caller closes the
+    connection, as Kafka does.
+    """
+    import dataclasses
+
+    from logbroker.broker.handlers._build import build
+    from logbroker.errors import LocalProtocolError
+    from logbroker.protocol import ErrorCode, Request, encode_response, response_module
+
+    if api_key not in SERVED_VERSIONS:
+        return None
+    try:
+        mod = response_module(api_key, api_version)
+    except LocalProtocolError:
+        return None
+    cls = next(
+        (c for c in vars(mod).values() if isinstance(c, type) and c.__name__.endswith("Response")
+         and dataclasses.is_dataclass(c) and getattr(c, "__type__", None) is not None
+         and str(c.__type__).endswith("response")),
+        None,
+    )
+    if cls is None or "error_code" not in {f.name for f in dataclasses.fields(cls)}:
+        return None
+    body = build(cls, error_code=ErrorCode.unsupported_version)
+    request = Request(
+        api_key=ApiKey(api_key), api_version=api_version, correlation_id=correlation_id,
+        client_id=None, body=None, response_class=cls,
+    )
+    return encode_response(request, body)

@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LISTENING = re.compile(r"listening on \S+:(\d+)")
 _TROUBLE = re.compile(r"\b(ERROR|CRITICAL|WARN(ING)?|Traceback|panicked)\b")
 
@@ -102,7 +103,8 @@ class _BrokerProcess:
     def _spawn(self, cmd: list[str], env: dict | None = None) -> None:
         self._log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            cmd, stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            cmd, stdout=self._log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            cwd=self.workdir,
         )
 
     def start(self, timeout: float = 30.0):
@@ -150,6 +152,8 @@ class LogbrokerProcess(_BrokerProcess):
             "--data-dir", self.data_dir, "--host", "127.0.0.1", "--port", "0", *self.args,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOGBROKER_")}
+        # Measure the tree this file sits in, whatever is installed.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, env.get("PYTHONPATH")]))
         self._spawn(cmd, env)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and self.proc.poll() is None:

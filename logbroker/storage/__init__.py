@@ -1,4 +1,9 @@
-"""Storage engine: segments, indexes, partition logs, recovery, log manager."""
+"""Storage engine: segments, indexes, partition logs, recovery, the log manager.
+
+Synchronous and protocol-agnostic: it imports only ``logbroker.records`` and
+``logbroker.errors``. Byte layouts are in docs/on-disk-format.md, flush modes
+and crash behaviour in docs/durability.md.
+"""
 
 from logbroker.storage.config import (
     TOPIC_CONFIG_DEFAULTS as TOPIC_CONFIG_DEFAULTS,
@@ -6,16 +11,37 @@ from logbroker.storage.config import (
     LogConfig as LogConfig,
     LogManagerConfig as LogManagerConfig,
 )
+from logbroker.storage.index import OffsetIndex as OffsetIndex, TimeIndex as TimeIndex
 from logbroker.storage.loader import PartitionRecovery as PartitionRecovery
-from logbroker.storage.partition import (
-    AppendInfo as AppendInfo,
-    PartitionLog as PartitionLog,
-    ReadResult as ReadResult,
-    SegmentInfo as SegmentInfo,
-)
 from logbroker.storage.manager import (
     LogManager as LogManager,
     RecoveryReport as RecoveryReport,
     TopicInfo as TopicInfo,
     validate_topic_name as validate_topic_name,
 )
+from logbroker.storage.partition import (
+    AppendInfo as AppendInfo,
+    PartitionLog as PartitionLog,
+    ReadResult as ReadResult,
+    SegmentInfo as SegmentInfo,
+)
+from logbroker.storage.segment import LogSegment as LogSegment
+
+__all__ = [
+    "TOPIC_CONFIG_DEFAULTS",
+    "AppendInfo",
+    "FlushMode",
+    "LogConfig",
+    "LogManager",
+    "LogManagerConfig",
+    "LogSegment",
+    "OffsetIndex",
+    "PartitionLog",
+    "PartitionRecovery",
+    "ReadResult",
+    "RecoveryReport",
+    "SegmentInfo",
+    "TimeIndex",
+    "TopicInfo",
+    "validate_topic_name",
+]

@@ -11,11 +11,13 @@ the *last* offset of a batch to the *start* position of that batch in the
 "the largest timestamp up to this offset is this timestamp"; entries are
 strictly increasing in timestamp and non-decreasing in offset.
 
-The active segment's index files are preallocated with posix_fallocate (see
-:func:`logbroker.storage.files.allocate`) so a write through the memmap never
-needs a new disk block and cannot die of SIGBUS on a full disk. When the
-segment rolls, the file is trimmed to its entries. The number of entries is
-not stored: a trimmed file holds exactly its entries; a preallocated file
+The active segment's index files are reserved with posix_fallocate (see
+:func:`logbroker.storage.files.allocate`) ahead of the entries, so a write
+through the memmap never needs a new disk block and cannot die of SIGBUS on a
+full disk. The reservation starts at 1024 entries and doubles (remapping) up
+to the capacity the config allows. When the segment rolls, the file is
+trimmed to its entries. The number of entries is
+not stored: a trimmed file holds exactly its entries; a reserved file
 found after a crash belongs to a segment that recovery rebuilds.
 
 Lookups are binary searches with ``struct.unpack_from`` over the mapping
@@ -28,15 +30,22 @@ by fsync on the file path, which also writes back pages dirtied via the map.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from pathlib import Path
 
 import numpy as np
 
+from logbroker.errors import StorageError
 from logbroker.storage.files import allocate
 
 __all__ = ["CorruptIndexError", "OffsetIndex", "TimeIndex"]
+
+logger = logging.getLogger("logbroker.storage")
+
+#: Entries reserved when a segment becomes active; the reservation then doubles.
+INITIAL_ENTRIES = 1024
 
 
 class CorruptIndexError(Exception):
@@ -59,7 +68,8 @@ class _MappedIndex:
         size = path.stat().st_size
         self.misaligned = size % self.ENTRY_SIZE != 0
         self._entries = size // self.ENTRY_SIZE
-        self._capacity = self._entries
+        self._capacity = self._entries  # most entries this index may hold
+        self._allocated = self._entries  # entries the file (and map) has room for now
         self._writable = False
         self._mm: np.memmap | None = None
         self._u8: np.ndarray | None = None
@@ -73,18 +83,38 @@ class _MappedIndex:
             self._u8 = self._mm.view(np.uint8)
 
     def make_writable(self, capacity_bytes: int) -> None:
-        """Preallocate room for ``capacity_bytes // ENTRY_SIZE`` entries (at least the
-        current ones) and map it writable. Raises StorageError if the disk refuses."""
-        capacity = max(capacity_bytes // self.ENTRY_SIZE, self._entries)
-        if capacity * self.ENTRY_SIZE > self.path.stat().st_size:
+        """Allow up to ``capacity_bytes // ENTRY_SIZE`` entries (at least the current
+        ones) and map the file writable. Disk is reserved ahead of the entries
+        in doubling steps (first :data:`INITIAL_ENTRIES` beyond the current
+        ones). Raises StorageError if the disk refuses the first step."""
+        self._capacity = max(capacity_bytes // self.ENTRY_SIZE, self._entries)
+        self._reserve(min(self._capacity, self._entries + INITIAL_ENTRIES))
+        self._writable = True
+
+    def _reserve(self, n: int) -> None:
+        """posix_fallocate the file to ``n`` entries and map them."""
+        size = n * self.ENTRY_SIZE
+        if size > self.path.stat().st_size:
             fd = os.open(self.path, os.O_RDWR)
             try:
-                allocate(fd, capacity * self.ENTRY_SIZE, self.path)
+                allocate(fd, size, self.path)
             finally:
                 os.close(fd)
-        self._map(capacity)
-        self._capacity = capacity
-        self._writable = True
+        self._map(n)
+        self._allocated = n
+
+    def _room(self, limit: int) -> bool:
+        """True if one more entry fits under ``limit``, growing the reservation so
+        that a spare entry stays reserved; a refused growth only makes the
+        index sparser (lookups then scan further), never an error."""
+        if self._entries >= limit:
+            return False
+        if self._entries + 1 >= self._allocated and self._allocated < self._capacity:
+            try:
+                self._reserve(min(self._capacity, max(2 * self._allocated, self._entries + INITIAL_ENTRIES)))
+            except StorageError as exc:
+                logger.warning("%s; the index stays sparser", exc)
+        return self._entries < self._allocated
 
     def trim(self) -> None:
         """Cut the file to its entries and map it read-only-in-practice (segment rolled)."""
@@ -92,7 +122,7 @@ class _MappedIndex:
         os.truncate(self.path, self._entries * self.ENTRY_SIZE)
         self.misaligned = False
         self._map(self._entries)
-        self._capacity = self._entries
+        self._capacity = self._allocated = self._entries
         self._writable = False
 
     def close(self) -> None:
@@ -177,7 +207,7 @@ class OffsetIndex(_MappedIndex):
 
     def append(self, offset: int, position: int) -> None:
         """Add (offset, position); ignored when the index is full (lookups then scan further)."""
-        if self._entries < self._capacity:
+        if self._room(self._capacity):
             self._ENTRY.pack_into(self._u8, self._entries * 8, offset - self.base_offset, position)
             self._entries += 1
 
@@ -250,7 +280,7 @@ class TimeIndex(_MappedIndex):
             last_ts, last_rel = self.entry(self._entries - 1)
             if timestamp <= last_ts or offset - self.base_offset < last_rel:
                 return
-        if self._entries < self._capacity - (0 if force else 1):
+        if self._room(self._capacity - (0 if force else 1)):
             self._ENTRY.pack_into(self._u8, self._entries * 12, timestamp, offset - self.base_offset)
             self._entries += 1
 

@@ -32,9 +32,10 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 
 from logbroker.errors import (
     InvalidPartitionsError,
@@ -83,7 +84,10 @@ class TopicInfo:
     name: str
     topic_id: uuid.UUID
     partitions: int
-    configs: dict[str, str] = field(default_factory=dict)
+    configs: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "configs", MappingProxyType(dict(self.configs)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,7 +259,7 @@ class LogManager:
         doc = {
             "version": 1,
             "topics": [
-                {"name": t.name, "topic_id": str(t.topic_id), "partitions": t.partitions, "configs": t.configs}
+                {"name": t.name, "topic_id": str(t.topic_id), "partitions": t.partitions, "configs": dict(t.configs)}
                 for t in sorted(self._topics.values(), key=lambda t: t.name)
             ],
         }

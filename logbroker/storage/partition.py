@@ -311,8 +311,11 @@ class PartitionLog:
         one batch even if larger than ``max_bytes``, then more while the total fits.
 
         Empty ``records`` when ``offset`` is the log end. Raises
-        OffsetOutOfRangeError outside [log start, log end].
+        OffsetOutOfRangeError outside [log start, log end], StorageError once
+        the log is closed (e.g. its topic was deleted).
         """
+        if self._closed:
+            raise StorageError(f"{self._dir.name} is closed")
         end = self._active.next_offset
         if offset == end:
             return ReadResult(_EMPTY, end, self._log_start_offset)

@@ -36,7 +36,7 @@ from pathlib import Path
 import crc32c
 
 from logbroker.errors import StorageError
-from logbroker.records import HEADER_SIZE, LOG_OVERHEAD, MAGIC, BatchHeader, iter_batches
+from logbroker.records import HEADER_SIZE, LOG_OVERHEAD, MAGIC, iter_batches
 from logbroker.storage.config import LogConfig
 from logbroker.storage.files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, segment_path
 from logbroker.storage.index import CorruptIndexError, OffsetIndex, TimeIndex
@@ -62,7 +62,7 @@ class SegmentRecovery:
 
 
 def index_capacities(config: LogConfig) -> tuple[int, int]:
-    """Bytes to preallocate for (.index, .timeindex) of an active segment.
+    """Most bytes (.index, .timeindex) of an active segment may grow to.
 
     An entry needs more than ``index.interval.bytes`` since the previous one,
     so a full segment needs at most ``segment.bytes / interval + 1`` entries;
@@ -118,7 +118,11 @@ class LogSegment:
         except OSError as exc:
             raise StorageError(f"cannot create segment {path}: {exc.strerror or exc}") from exc
         segment = cls(directory, base_offset, config)
-        segment.activate()
+        try:
+            segment.activate()
+        except StorageError:
+            segment.delete()
+            raise
         return segment
 
     @classmethod
@@ -136,10 +140,11 @@ class LogSegment:
             return False
         try:
             self.offset_index.sanity_check(self.size)
-            _, pos = self.offset_index.last_entry()
+            indexed, pos = self.offset_index.last_entry()
             last_pos, last = pos, None
             for last_pos, last in iter_batches(self._view_to(self.size), pos, self.size):
-                pass
+                if last_pos == pos and pos and last.last_offset != indexed:
+                    raise CorruptIndexError(f"{self.offset_index.path.name}: last entry does not match the log")
             if last is None and self.size:
                 raise CorruptIndexError(f"{self.offset_index.path.name}: no batch at indexed position")
             if last is not None and last_pos + last.size != self.size:
@@ -157,19 +162,8 @@ class LogSegment:
         self._bytes_since_index = self.size - pos
         return True
 
-    def sanity_check_indexes(self) -> bool:
-        """Cheap check of a sealed segment's indexes against its size; False if corrupt."""
-        if self.size and not (self.offset_index.existed and self.time_index.existed):
-            return False
-        try:
-            self.offset_index.sanity_check(self.size)
-            self.time_index.sanity_check(2**63 - 1)
-        except CorruptIndexError:
-            return False
-        return True
-
     def activate(self) -> None:
-        """Make this the active segment: open for writing, preallocate the indexes."""
+        """Make this the active segment: open for writing, reserve index space."""
         if self.active:
             return
         offset_bytes, time_bytes = index_capacities(self.config)
@@ -448,11 +442,6 @@ class LogSegment:
         if self.active:
             return (self.log_path,)
         return self.paths()
-
-    def first_header(self) -> BatchHeader | None:
-        for _, header in self.headers(0):
-            return header
-        return None
 
     def __repr__(self) -> str:
         return (

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 
-from interop_support import unique_topic, wait_until
+from interop_support import create_topic, unique_topic, wait_until
 
 TOPIC_ALREADY_EXISTS = 36
 UNKNOWN_TOPIC_OR_PARTITION = 3
@@ -94,10 +94,10 @@ def test_kafka_python_admin(module_broker):
         assert configs["retention.ms"] == ("999", DYNAMIC_TOPIC_CONFIG)
 
         deleted = admin.delete_topics([name])
-        assert [(t["name"], t["error_code"]) for t in deleted["responses"]] == [(name, 0)]
+        assert [(t["name"], t["error_code"]) for t in deleted["topics"]] == [(name, 0)]
         wait_until(lambda: name not in admin.list_topics(), 10, message=f"{name} to disappear")
         again = admin.delete_topics([name], raise_errors=False)
-        assert [t["error_code"] for t in again["responses"]] == [UNKNOWN_TOPIC_OR_PARTITION]
+        assert [t["error_code"] for t in again["topics"]] == [UNKNOWN_TOPIC_OR_PARTITION]
     finally:
         admin.close()
 
@@ -230,3 +230,15 @@ def test_confluent_admin(module_broker):
     wait_until(lambda: name not in admin.list_topics(timeout=10).topics, 10, message=f"{name} to disappear")
     [future] = admin.delete_topics([name], operation_timeout=10).values()
     assert error_code(future) == UNKNOWN_TOPIC_OR_PARTITION
+
+
+def test_confluent_list_all_topics(module_broker):
+    """AdminClient.list_topics() with no topic asks Metadata for all topics (a null topic list)."""
+    from confluent_kafka.admin import AdminClient
+
+    name = unique_topic("admin-ck-all")
+    create_topic(module_broker.bootstrap, name, partitions=2)
+    admin = AdminClient({"bootstrap.servers": module_broker.bootstrap, "socket.timeout.ms": 10000})
+    metadata = admin.list_topics(timeout=10)
+    assert sorted(metadata.topics[name].partitions) == [0, 1]
+    assert [b.port for b in metadata.brokers.values()] == [module_broker.port]

@@ -7,7 +7,7 @@ def test_offset_index_append_lookup_trim_reopen(tmp_path):
     path = tmp_path / "00000000000000000100.index"
     idx = OffsetIndex(path, 100)
     idx.make_writable(80)
-    assert idx.capacity == 10 and path.stat().st_size == 80
+    assert idx.capacity == 10 and path.stat().st_size == 80  # capacity below the first step
     for i in range(1, 6):
         idx.append(100 + 10 * i, 1000 * i)
     assert idx.lookup(99) == (100, 0)
@@ -77,3 +77,28 @@ def test_time_index_only_grows(tmp_path):
         idx.sanity_check(max_offset=24)
     idx.truncate_to(12)
     assert idx.last_entry() == (100, 5)
+
+
+def test_reservation_grows_in_steps_and_a_refused_step_only_makes_it_sparser(tmp_path, monkeypatch):
+    from logbroker.errors import StorageError
+    from logbroker.storage import index as index_module
+
+    path = tmp_path / "00000000000000000000.index"
+    idx = OffsetIndex(path, 0)
+    idx.make_writable(1 << 20)
+    assert idx.capacity == (1 << 20) // 8
+    assert path.stat().st_size == index_module.INITIAL_ENTRIES * 8
+    for i in range(1, 3000):
+        idx.append(i, 10 * i)
+    assert idx.entries == 2999 and path.stat().st_size >= 3000 * 8
+    assert all(path.stat().st_blocks * 512 >= path.stat().st_size for _ in [0])  # really allocated
+    assert idx.lookup(2500) == (2500, 25000)
+
+    def refuse(fd, size, p):
+        raise StorageError("No space left on device")
+
+    monkeypatch.setattr(index_module, "allocate", refuse)
+    for i in range(3000, 10_000):
+        idx.append(i, 10 * i)
+    assert 2999 < idx.entries < 9999  # stopped at the reservation, no exception
+    idx.sanity_check(log_size=10**9)

@@ -294,3 +294,28 @@ def test_iter_batches_over_whole_read(open_log):
     for _ in range(5):
         log.append(make_batch(records=2), now_ms=0)
     assert len(list(iter_batches(log.read(0, 1 << 20).records))) == 5
+
+
+def test_append_accepts_a_memoryview_slice_and_a_prevalidated_header(open_log):
+    from logbroker.records import validate_produced_batch
+
+    log = open_log()
+    batch = make_batch(records=4)
+    frame = bytearray(b"junk" + batch + b"tail")
+    view = memoryview(bytes(frame))[4 : 4 + len(batch)]
+    assert log.append(view, now_ms=0).last_offset == 3
+    header = validate_produced_batch(batch)
+    assert log.append(batch, now_ms=0, header=header).base_offset == 4
+    assert batch_spans(log.read(0, 1 << 20).records) == [(0, 3), (4, 7)]
+    log.update_config(LogConfig(max_message_bytes=10))
+    with pytest.raises(BatchTooLargeError):
+        log.append(batch, now_ms=0, header=header)
+    assert log.log_end_offset == 8
+
+
+def test_read_after_close_raises(open_log):
+    log = open_log()
+    log.append(make_batch(), now_ms=0)
+    log.close()
+    with pytest.raises(StorageError):
+        log.read(0, 100)

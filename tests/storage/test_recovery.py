@@ -1,5 +1,6 @@
 import os
 
+from logbroker.records import iter_batches
 from logbroker.storage import LogConfig, PartitionLog
 
 from .conftest import batch_spans, make_batch
@@ -46,10 +47,7 @@ def test_corrupt_batch_mid_log_truncates_and_deletes_later_segments(tmp_path):
     segments = log.segments
     victim = segments[2]
     data = bytearray(victim.path.read_bytes())
-    second = batch_spans(data)
-    size0 = len(make_batch(records=2, value_size=100))  # not exact; find the 2nd batch's position instead
-    from logbroker.records import iter_batches
-
+    spans = batch_spans(data)
     positions = [p for p, _ in iter_batches(data)]
     data[positions[1] + 70] ^= 0x55  # inside the records: CRC now fails
     victim.path.write_bytes(bytes(data))
@@ -57,13 +55,12 @@ def test_corrupt_batch_mid_log_truncates_and_deletes_later_segments(tmp_path):
     report = again.recovery_report
     assert report.deleted_segments == tuple(s.base_offset for s in segments[3:])
     assert report.truncated_bytes == victim.size_bytes - positions[1]
-    assert again.log_end_offset == second[0][1] + 1
+    assert again.log_end_offset == spans[0][1] + 1
     assert len(again.segments) == 3
     for s in segments[3:]:
         assert not s.path.exists()
-    assert again.append(make_batch(), now_ms=0).base_offset == second[0][1] + 1
+    assert again.append(make_batch(), now_ms=0).base_offset == spans[0][1] + 1
     again.close()
-    del size0
 
 
 def test_corrupt_or_missing_index_is_rebuilt_after_clean_shutdown(tmp_path):

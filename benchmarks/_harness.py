@@ -22,7 +22,8 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _LISTENING = re.compile(r"listening on \S+:(\d+)")
-_TROUBLE = re.compile(r"\b(ERROR|CRITICAL|WARN(ING)?|Traceback|panicked)\b")
+# Errors and warnings, and logbroker's INFO line for a connection it drops.
+_TROUBLE = re.compile(r"\b(ERROR|CRITICAL|WARN(ING)?|Traceback|panicked|closing connection)\b")
 
 
 def free_port() -> int:
@@ -96,7 +97,7 @@ class _BrokerProcess:
             return ""
 
     def trouble(self, limit: int = 20) -> list[str]:
-        """Log lines that look like errors or warnings (at most ``limit``)."""
+        """Log lines that look like errors, warnings or dropped connections (at most ``limit``)."""
         lines = [line.rstrip() for line in self.log().splitlines() if _TROUBLE.search(line)]
         return lines[:limit]
 

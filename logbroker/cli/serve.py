@@ -52,7 +52,25 @@ def serve(config_file, log_level, **options) -> None:
 
     try:
         trio.run(main)
-    except LogbrokerError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except OSError as exc:
-        raise click.ClickException(f"cannot start: {exc}") from exc
+    except BaseExceptionGroup as group:
+        found = _first_user_error(group)
+        if found is None:
+            raise
+        raise click.ClickException(_describe(found)) from group
+    except (LogbrokerError, OSError) as exc:
+        raise click.ClickException(_describe(exc)) from exc
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, LogbrokerError) else f"cannot start: {exc}"
+
+
+def _first_user_error(group: BaseExceptionGroup) -> BaseException | None:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_user_error(exc)
+            if found is not None:
+                return found
+        elif isinstance(exc, (LogbrokerError, OSError)):
+            return exc
+    return None

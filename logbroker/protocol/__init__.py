@@ -4,7 +4,19 @@ Never touches sockets and never imports trio. See :mod:`.adapter` for how to
 build kio response objects.
 """
 
-from kio.schema.errors import ErrorCode as ErrorCode
+import sys as _sys
+
+if "hypothesis" not in _sys.modules:
+    # kio's phantom types register hypothesis strategies whenever hypothesis is
+    # importable, and that writes a .hypothesis/ cache into the working
+    # directory of every broker. Hide it while kio loads; tests import it first.
+    _sys.modules["hypothesis"] = None  # type: ignore[assignment]
+    try:
+        import kio.static.primitive  # noqa: F401
+    finally:
+        del _sys.modules["hypothesis"]
+
+from kio.schema.errors import ErrorCode as ErrorCode  # noqa: E402
 
 from .adapter import ZERO_COPY_MIN as ZERO_COPY_MIN
 from .adapter import Request as Request

@@ -231,7 +231,10 @@ class LogManager:
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            strays = [e for e in os.listdir(self.data_dir) if (self.data_dir / e).is_dir()]
+            strays = [
+                e for e in os.listdir(self.data_dir)
+                if (self.data_dir / e).is_dir() and parse_partition_dir_name(e) is not None
+            ]
             if strays:
                 raise StorageError(
                     f"{path} is missing but {self.data_dir} holds directories {strays[:5]}; "

@@ -62,6 +62,18 @@ def module_broker(module_broker_factory):
     return module_broker_factory()
 
 
+@pytest.fixture(scope="module")
+def proxy(module_broker_factory):
+    """A ``DropProxy`` in front of a module-scoped broker that advertises the proxy's port."""
+    from kafka_proxy import DropProxy
+
+    proxy = DropProxy()
+    broker = module_broker_factory("--advertised-port", str(proxy.port))
+    proxy.target = ("127.0.0.1", broker.port)
+    yield proxy
+    proxy.close()
+
+
 @pytest.fixture
 def topic(request):
     """A topic name unique to this test (the topic itself is not created)."""

@@ -1,4 +1,4 @@
-"""A loopback TCP proxy that can lose a Produce response on purpose.
+"""A loopback TCP proxy that counts requests and can lose a Produce response on purpose.
 
 The broker is started with ``--advertised-port`` set to the proxy's port, so
 clients reach it only through the proxy. When armed, the proxy forwards the
@@ -9,6 +9,7 @@ retries a batch the broker has already appended.
 
 from __future__ import annotations
 
+import collections
 import socket
 import struct
 import threading
@@ -43,7 +44,7 @@ class DropProxy:
         self.lock = threading.Lock()
         self.armed = 0
         self.dropped = 0
-        self.produce_requests = 0
+        self.requests: collections.Counter[int] = collections.Counter()  # api key -> requests seen
         self.closed = False
         self.sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -87,12 +88,11 @@ class DropProxy:
         try:
             while (frame := _read_frame(client)) is not None:
                 api_key, _version, correlation_id = struct.unpack_from(">hhi", frame, 4)
-                if api_key == PRODUCE:
-                    with self.lock:
-                        self.produce_requests += 1
-                        if self.armed:
-                            self.armed -= 1
-                            doomed.add(correlation_id)
+                with self.lock:
+                    self.requests[api_key] += 1
+                    if api_key == PRODUCE and self.armed:
+                        self.armed -= 1
+                        doomed.add(correlation_id)
                 upstream.sendall(frame)
         except OSError:
             pass

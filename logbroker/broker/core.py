@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 
 from logbroker.broker.config import BrokerConfig
+from logbroker.broker.groups import GroupConfig, GroupCoordinator, OffsetsTopic
 from logbroker.broker.producer_state import Duplicate, PartitionProducerState
 from logbroker.errors import UnknownTopicError
 from logbroker.errors import InvalidBatchError, RecordsError
@@ -86,6 +87,9 @@ class Broker:
         self._next_producer_id, self._producer_id_limit = 0, 0
         self._timer_sources: list = []
         self._restore_producer_states()
+        self.groups = GroupCoordinator(GroupConfig.from_broker(config), OffsetsTopic(self.log_manager))
+        self.groups.load(clock())
+        self.add_timer_source(self.groups)
 
     def __repr__(self) -> str:
         return (
@@ -258,6 +262,7 @@ class Broker:
 
     def close(self) -> None:
         """Flush, snapshot producer state and write the clean-shutdown marker."""
+        self.groups.close()
         for (topic, p), state in self._producer_states.items():
             try:
                 plog = self.log_manager.get_partition(topic, p)

@@ -218,7 +218,7 @@ def decode_request(
 
     ``versions`` limits what is accepted (default: all of SUPPORTED_VERSIONS;
     pass :func:`~logbroker.protocol.enabled_versions` to serve a subset).
-    Unknown tagged fields are skipped; trailing bytes are an error.
+    Unknown tagged fields are skipped; trailing bytes are ignored, as Kafka does.
 
     :raises UnsupportedVersionError: key or version not in ``versions``; carries
         ``api_key``, ``api_version`` and ``correlation_id``.
@@ -254,12 +254,8 @@ def decode_request(
             f"malformed {_api_name(api_key)} v{api_version} request "
             f"(correlation id {correlation_id}): {type(exc).__name__}: {exc}"
         ) from exc
-    if header_size + body_size != len(buffer):
-        raise ProtocolError(
-            f"{_api_name(api_key)} v{api_version} request (correlation id "
-            f"{correlation_id}) has {len(buffer) - header_size - body_size} "
-            "trailing bytes"
-        )
+    # Trailing bytes are ignored, as Kafka does: librdkafka's flexible
+    # Metadata request writes a 4-byte null array where a 1-byte varint belongs.
     return Request(
         api_key=ApiKey(api_key),
         api_version=api_version,

@@ -18,27 +18,24 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
 from brokerproc import BrokerProcess  # noqa: E402
 from interop_support import unique_topic  # noqa: E402
 
-# TEMPORARY: INTEROP_TARGET=tansu runs the suite against Tansu (in-memory) to validate
-# the tests' own logic while logbroker is unfinished. Removed before hand-off.
-if os.environ.get("INTEROP_TARGET") == "tansu":
-    from tansuproc import TansuProcess as BrokerProcess  # noqa: F811,E402
 
-    @pytest.fixture
-    def broker_factory(tmp_path):
-        started = []
+def pytest_configure(config):
+    # kafka-python loads its protocol schemas with deprecated importlib.resources calls.
+    config.addinivalue_line("filterwarnings", "ignore:read_text is deprecated:DeprecationWarning")
+    config.addinivalue_line("filterwarnings", "ignore:open_text is deprecated:DeprecationWarning")
 
-        def start(*args, data_dir=None):
-            proc = BrokerProcess(data_dir or tmp_path / f"data{len(started)}", *args)
-            started.append(proc)
-            return proc.start()
+_module_brokers: list[BrokerProcess] = []
 
-        yield start
-        for proc in started:
-            proc.kill()
 
-    @pytest.fixture
-    def broker(broker_factory):
-        return broker_factory()
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the tail of each module broker's log to a failed test's report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and call.when == "call":
+        for proc in _module_brokers:
+            tail = "".join(proc.log_lines[-40:])
+            report.sections.append((f"logbroker log, port {proc.port} (last 40 lines)", tail))
 
 
 @pytest.fixture(scope="module")
@@ -49,11 +46,13 @@ def module_broker_factory(tmp_path_factory):
     def start(*args: str):
         proc = BrokerProcess(tmp_path_factory.mktemp("broker"), *args)
         started.append(proc)
+        _module_brokers.append(proc)
         return proc.start()
 
     yield start
     for proc in started:
         proc.kill()
+        _module_brokers.remove(proc)
 
 
 @pytest.fixture(scope="module")

@@ -211,6 +211,7 @@ class ConfluentProducer:
 
     def close(self):
         self.client.flush(5)
+        self.client = None  # librdkafka's handle is destroyed with its last reference
 
 
 # ------------------------------------------------------------------------ consumers

@@ -208,8 +208,7 @@ def test_confluent_admin(module_broker):
     metadata = admin.list_topics(topic=name, timeout=10)
     assert metadata.topics[name].error is None
     assert sorted(metadata.topics[name].partitions) == [0, 1, 2]
-    assert all(p.leader == metadata.orig_broker_id or p.leader >= 0
-               for p in metadata.topics[name].partitions.values())
+    assert {p.leader for p in metadata.topics[name].partitions.values()} == set(metadata.brokers)
 
     _check_created(describe())
 

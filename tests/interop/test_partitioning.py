@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import pytest
 
-from interop_support import AIO, CK, CLIENTS, KP, consume, consume_nothing, create_topic, make_consumer, make_producer
+from interop_support import AIO, CLIENTS, KP, consume, consume_nothing, create_topic, make_consumer, make_producer
 
 PARTITIONS = 4
 KEYS = [f"user-{i}".encode() for i in range(12)]
@@ -77,4 +77,3 @@ def test_clients_agree_with_kafka_python_on_java_partitioner(module_broker, topi
         finally:
             producer.close()
     assert placements[KP] == placements[AIO]
-    assert CK not in placements

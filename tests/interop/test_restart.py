@@ -114,22 +114,22 @@ def test_sigkill_with_flush_always_keeps_acked_records(broker_factory, topic):
     stop = threading.Event()
 
     def produce_until_killed():
-        producer = make_producer(KP, broker.bootstrap)
+        from kafka import KafkaProducer
+
+        # Short timeouts, so the batch in flight at the kill expires and close() returns.
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks="all", linger_ms=0,
+                                 request_timeout_ms=1000, delivery_timeout_ms=1500, max_block_ms=2000)
         try:
             i = 0
             while not stop.is_set():
                 value = b"late-%d" % i
-                [(partition, offset)] = producer.send_many(topic, [dict(key=b"late", value=value, partition=0)],
-                                                           timeout=2)
-                in_flight_acked.append(Rec(partition, offset, b"late", value, (), -1))
+                md = producer.send(topic, key=b"late", value=value, partition=0).get(timeout=3)
+                in_flight_acked.append(Rec(md.partition, md.offset, b"late", value, (), -1))
                 i += 1
         except Exception:
             pass  # the broker died under us: only what was acknowledged counts
         finally:
-            try:
-                producer.client.close(timeout=0)
-            except Exception:
-                pass
+            producer.close(timeout=5)
 
     thread = threading.Thread(target=produce_until_killed, daemon=True)
     thread.start()

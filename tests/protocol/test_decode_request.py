@@ -281,9 +281,17 @@ def test_every_truncation_is_a_protocol_error(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(REAL_PAYLOADS))
-def test_trailing_bytes_are_a_protocol_error(name: str) -> None:
-    with pytest.raises(ProtocolError, match="1 trailing bytes"):
-        decode_request(REAL_PAYLOADS[name] + b"\x00")
+def test_trailing_bytes_are_ignored_as_kafka_does(name: str) -> None:
+    plain = decode_request(REAL_PAYLOADS[name])
+    padded = decode_request(REAL_PAYLOADS[name] + b"\x01\x00\x00")
+    assert padded.body == plain.body and padded.correlation_id == plain.correlation_id
+
+
+def test_librdkafka_metadata_v12_all_topics_request() -> None:
+    # librdkafka 2.16 writes the null topic array as 4 bytes (librdkafka issue 5049).
+    frame = bytes.fromhex("000000190003000c00000004000772646b61666b610000000000010000")
+    request = decode_request(frame[4:])
+    assert request.body.topics is None and request.correlation_id == 4
 
 
 def test_protocol_error_is_chained_from_the_codec_error() -> None:

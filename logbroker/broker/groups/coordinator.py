@@ -226,9 +226,10 @@ class GroupCoordinator(OffsetCommands):
         self._set_session_deadline(group, member, now + member.session_timeout_ms)
         if group.is_(_COMPLETING) and member.matches(req.protocols):
             # The member lost our answer and asks again: same generation.
-            return self._generation_result(group, member, with_members=member_id == group.leader_id)
+            is_leader = member_id == group.leader_id
+            return self._generation_result(group, member, members=self._member_list(group) if is_leader else ())
         if group.is_(_STABLE) and member_id != group.leader_id and member.matches(req.protocols):
-            return self._generation_result(group, member, with_members=False)
+            return self._generation_result(group, member)
         # Preparing; a changed member; or the leader rejoining a stable group
         # (how a consumer leader asks for a rebalance after metadata changes).
         return self._update_member(group, member, req, now)
@@ -288,11 +289,12 @@ class GroupCoordinator(OffsetCommands):
         self._try_complete_join(group, now)
         return waiter
 
-    def _generation_result(self, group: Group, member: Member, *, with_members: bool) -> JoinResult:
+    @staticmethod
+    def _generation_result(group: Group, member: Member, *, members: tuple[JoinedMember, ...] = ()) -> JoinResult:
+        """The current generation as ``member`` sees it (``members`` for the leader)."""
         return JoinResult(
             E.NONE, member_id=member.member_id, generation=group.generation, protocol_type=group.protocol_type,
-            protocol_name=group.protocol_name, leader_id=group.leader_id or "",
-            members=self._member_list(group) if with_members else (),
+            protocol_name=group.protocol_name, leader_id=group.leader_id or "", members=members,
         )
 
     @staticmethod
@@ -370,11 +372,8 @@ class GroupCoordinator(OffsetCommands):
             member.is_new = False
             self._set_session_deadline(group, member, now + member.session_timeout_ms)
             if waiter is not None:
-                waiter.complete(self._generation_result(group, member, with_members=False) if member.member_id
-                                != group.leader_id else JoinResult(
-                                    E.NONE, member_id=member.member_id, generation=group.generation,
-                                    protocol_type=group.protocol_type, protocol_name=group.protocol_name,
-                                    leader_id=group.leader_id or "", members=members))
+                is_leader = member.member_id == group.leader_id
+                waiter.complete(self._generation_result(group, member, members=members if is_leader else ()))
         group.pending_sync = set(group.members)
         group.sync_deadline = now + group.rebalance_timeout_ms()
         self._schedule(group.sync_deadline, _SYNC, group.group_id)
@@ -464,7 +463,7 @@ class GroupCoordinator(OffsetCommands):
         if member_id == group.leader_id:
             for m in group.members.values():
                 m.assignment = bytes(assignments.get(m.member_id, b""))
-            error = self._persist_group(group, now_ms, members_after=len(group.members))
+            error = self._persist_group(group, now_ms)
             if error is E.NONE:
                 group.transition(_STABLE, now_ms)
                 self._propagate_assignment(group, E.NONE, now_ms)

@@ -47,7 +47,8 @@ class Member:
     """One member of a group, with the requests it has waiting, if any.
 
     ``session_deadline``: when the member expires unless it heartbeats
-    (ignored while it waits in JoinGroup or SyncGroup, as in Kafka).
+    (ignored while it waits in JoinGroup or SyncGroup, as in Kafka);
+    ``timer_at``: the deadline of its entry in the coordinator's timer heap.
     """
 
     member_id: str
@@ -62,6 +63,7 @@ class Member:
     join_waiter: Deferred | None = None
     sync_waiter: Deferred | None = None
     session_deadline: int = 0
+    timer_at: int | None = None
     is_new: bool = True
 
     def __repr__(self) -> str:

@@ -1,0 +1,36 @@
+"""Consumer groups: the classic group coordinator and the offsets it stores.
+
+The coordinator is a state machine with time as a parameter
+(:class:`GroupCoordinator`); its state is persisted to, and replayed from,
+the internal topic ``__consumer_offsets`` (:class:`OffsetsTopic`, record
+format in :mod:`.records`).
+"""
+
+from logbroker.broker.groups.config import GroupConfig as GroupConfig
+from logbroker.broker.groups.coordinator import (
+    NEW_MEMBER_JOIN_TIMEOUT_MS as NEW_MEMBER_JOIN_TIMEOUT_MS,
+    GroupCoordinator as GroupCoordinator,
+)
+from logbroker.broker.groups.records import OffsetValue as OffsetValue
+from logbroker.broker.groups.results import (
+    CommitRequest as CommitRequest,
+    CommitResult as CommitResult,
+    CoordinatorStatistics as CoordinatorStatistics,
+    FetchResult as FetchResult,
+    GroupError as GroupError,
+    GroupSummary as GroupSummary,
+    JoinedMember as JoinedMember,
+    JoinRequest as JoinRequest,
+    JoinResult as JoinResult,
+    LeaveResult as LeaveResult,
+    ListedGroup as ListedGroup,
+    MemberSummary as MemberSummary,
+    OffsetDeleteResult as OffsetDeleteResult,
+    SyncResult as SyncResult,
+)
+from logbroker.broker.groups.state import GroupState as GroupState
+from logbroker.broker.groups.store import (
+    OFFSETS_TOPIC as OFFSETS_TOPIC,
+    FlushPoint as FlushPoint,
+    OffsetsTopic as OffsetsTopic,
+)

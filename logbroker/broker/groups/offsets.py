@@ -1,0 +1,396 @@
+"""Committed offsets and the group registry: OffsetCommit/Fetch/Delete,
+ListGroups, DescribeGroups, DeleteGroups, offset expiry, and the replay and
+compaction of the internal topic.
+
+:class:`OffsetCommands` is the half of
+:class:`~logbroker.broker.groups.coordinator.GroupCoordinator` that deals in
+stored state; it uses the coordinator's ``config``, ``_groups``, ``_store``,
+``loading`` and timer heap. A command that changes stored state appends its
+records first and changes memory only once the append succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from logbroker.broker.groups.records import (
+    GroupKey,
+    GroupValue,
+    OffsetKey,
+    OffsetValue,
+    RecordFormatError,
+    decode_key,
+    decode_value,
+    encode_key,
+    encode_value,
+)
+from logbroker.broker.groups.results import (
+    CommitRequest,
+    CommitResult,
+    CoordinatorStatistics,
+    FetchResult,
+    GroupError,
+    GroupSummary,
+    ListedGroup,
+    MemberSummary,
+    OffsetDeleteResult,
+)
+from logbroker.broker.groups.state import Group, GroupState
+from logbroker.errors import BatchTooLargeError, LogbrokerError
+
+log = logging.getLogger("logbroker.groups")
+
+E = GroupError
+_EMPTY = GroupState.EMPTY
+_DEAD = GroupState.DEAD
+
+
+class OffsetCommands:
+    """Offsets, listing, deletion, expiry and persistence (see the module docstring)."""
+
+    # -- persistence -----------------------------------------------------------
+
+    def load(self, now_ms: int) -> None:
+        """Replay the internal topic: groups come back Empty, with their offsets.
+
+        Records that do not parse are skipped with a warning. Groups that had
+        members when the broker stopped are recorded as Empty from now.
+        """
+        skipped = 0
+        for raw_key, raw_value, _timestamp in self._store.replay():
+            try:
+                key = decode_key(raw_key)
+                value = decode_value(key, raw_value) if key is not None else None
+            except RecordFormatError:
+                skipped += 1
+                continue
+            if key is None or (value is None and raw_value is not None):
+                skipped += 1  # a newer format than this broker knows
+                continue
+            self._apply(key, value)
+        if skipped:
+            log.warning("skipped %d unreadable records in the internal topic", skipped)
+        emptied = [g for g in self._groups.values() if g.state_timestamp < 0]
+        for group in emptied:
+            group.state_timestamp = now_ms
+            self._persist_group(group, now_ms)
+        self.loading = False
+        self._next_check = now_ms + self.config.retention_check_interval_ms
+        self._schedule(self._next_check, "check")
+        log.info(
+            "loaded %d groups with %d offsets from %d records",
+            len(self._groups), sum(len(g.offsets) for g in self._groups.values()), self._store.record_count,
+        )
+        self._maybe_compact(now_ms)
+
+    def _apply(self, key: OffsetKey | GroupKey, value: OffsetValue | GroupValue | None) -> None:
+        group = self._groups.get(key.group_id)
+        if isinstance(key, OffsetKey):
+            if value is None:
+                if group is not None:
+                    group.offsets.pop((key.topic, key.partition), None)
+                    if not group.offsets and not group.persisted:
+                        del self._groups[key.group_id]  # it only existed through its offsets
+                return
+            if group is None:
+                group = self._groups[key.group_id] = Group(key.group_id)
+            group.offsets[(key.topic, key.partition)] = value
+            return
+        if value is None:
+            self._groups.pop(key.group_id, None)
+            return
+        if group is None:
+            group = self._groups[key.group_id] = Group(key.group_id)
+        group.protocol_type = value.protocol_type
+        group.generation = value.generation
+        group.persisted = True
+        # Members do not survive a restart: the group is Empty, since the
+        # recorded time if it was Empty already, else from the end of loading (-1).
+        group.state_timestamp = value.state_timestamp if value.member_count == 0 else -1
+
+    def _persist_group(self, group: Group, now_ms: int) -> GroupError:
+        """Record the group's generation and protocol; an error if the append failed."""
+        value = GroupValue(
+            group.protocol_type, group.generation, group.protocol_name, group.leader_id,
+            group.state_timestamp, len(group.members),
+        )
+        try:
+            self._store.append([(encode_key(GroupKey(group.group_id)), encode_value(value))], now_ms)
+        except LogbrokerError as exc:
+            log.warning("group %s: cannot write group metadata: %s", group.group_id, exc)
+            return E.COORDINATOR_NOT_AVAILABLE
+        group.persisted = True
+        self._maybe_compact(now_ms)
+        return E.NONE
+
+    def _live_records(self) -> list[tuple[bytes, bytes | None]]:
+        records = []
+        for group in self._groups.values():
+            if group.persisted:
+                value = GroupValue(
+                    group.protocol_type, group.generation, group.protocol_name, group.leader_id,
+                    group.state_timestamp, len(group.members),
+                )
+                records.append((encode_key(GroupKey(group.group_id)), encode_value(value)))
+            for (topic, partition), offset in group.offsets.items():
+                records.append((encode_key(OffsetKey(group.group_id, topic, partition)), encode_value(offset)))
+        return records
+
+    def _maybe_compact(self, now_ms: int) -> None:
+        """Copy the live state forward once the log holds mostly superseded records."""
+        count = self._store.record_count
+        if count < self._next_compaction_check:
+            return
+        live = self._live_records()
+        if count >= 2 * len(live):
+            try:
+                self._store.rewrite(live, now_ms)
+            except LogbrokerError as exc:
+                log.warning("cannot compact the internal topic: %s", exc)
+        self._next_compaction_check = self._store.record_count + max(self.config.compact_min_records, len(live))
+
+    def _append(self, records: list[tuple[bytes, bytes | None]], now_ms: int):
+        """Append; returns (flush point, None) or (None, the error to answer)."""
+        try:
+            flush = self._store.append(records, now_ms)
+        except BatchTooLargeError as exc:
+            log.warning("internal topic refused %d records: %s", len(records), exc)
+            return None, E.INVALID_COMMIT_OFFSET_SIZE
+        except LogbrokerError as exc:
+            log.warning("cannot write to the internal topic: %s", exc)
+            return None, E.COORDINATOR_NOT_AVAILABLE
+        return flush, None
+
+    # -- OffsetCommit / OffsetFetch / OffsetDelete -------------------------------
+
+    def commit_offsets(self, req: CommitRequest, now_ms: int) -> CommitResult:
+        """OffsetCommit. A group that does not exist is created for a "simple"
+        consumer (generation < 0); a member of an active group must be current."""
+        if self.loading:
+            return CommitResult({tp: E.COORDINATOR_LOAD_IN_PROGRESS for tp in req.offsets})
+        group = self._groups.get(req.group_id)
+        new_group = None
+        if group is None:
+            if req.generation >= 0:
+                return CommitResult({tp: E.ILLEGAL_GENERATION for tp in req.offsets})
+            group = new_group = Group(req.group_id, state_timestamp=now_ms)
+        else:
+            error = self._check_commit(group, req)
+            if error is not None:
+                return CommitResult({tp: error for tp in req.offsets})
+            member = group.members.get(req.member_id)
+            if member is not None:
+                self._set_session_deadline(group, member, now_ms + member.session_timeout_ms)
+        errors: dict[tuple[str, int], GroupError] = {}
+        values: dict[tuple[str, int], OffsetValue] = {}
+        expire = now_ms + req.retention_ms if req.retention_ms >= 0 else -1
+        limit = self.config.offset_metadata_max_bytes
+        for tp, value in req.offsets.items():
+            if value.metadata is not None and len(value.metadata.encode("utf-8")) > limit:
+                errors[tp] = E.OFFSET_METADATA_TOO_LARGE
+                continue
+            values[tp] = OffsetValue(value.offset, value.leader_epoch, value.metadata, now_ms, expire)
+        if not values:
+            return CommitResult(errors)
+        records = [
+            (encode_key(OffsetKey(req.group_id, topic, partition)), encode_value(value))
+            for (topic, partition), value in values.items()
+        ]
+        flush, error = self._append(records, now_ms)
+        if error is not None:
+            errors.update((tp, error) for tp in values)
+            return CommitResult(errors)
+        if new_group is not None:
+            self._groups[req.group_id] = new_group
+        group.offsets.update(values)
+        errors.update((tp, E.NONE) for tp in values)
+        self._maybe_compact(now_ms)
+        return CommitResult(errors, flush)
+
+    @staticmethod
+    def _check_commit(group: Group, req: CommitRequest) -> GroupError | None:
+        """Kafka's checks of a commit to an existing group, in its order."""
+        if group.is_(_DEAD):
+            return E.COORDINATOR_NOT_AVAILABLE
+        if group.is_fenced(req.group_instance_id, req.member_id):
+            return E.FENCED_INSTANCE_ID
+        if req.generation < 0 and group.is_(_EMPTY):
+            return None  # a group that only stores offsets
+        if group.is_(GroupState.COMPLETING_REBALANCE):
+            return E.REBALANCE_IN_PROGRESS
+        if req.member_id not in group.members:
+            return E.UNKNOWN_MEMBER_ID
+        if req.generation != group.generation:
+            return E.ILLEGAL_GENERATION
+        return None
+
+    def fetch_offsets(self, group_id: str, partitions: list[tuple[str, int]] | None) -> FetchResult:
+        """OffsetFetch of ``partitions`` (None: every partition the group has offsets for)."""
+        if self.loading:
+            return FetchResult(E.COORDINATOR_LOAD_IN_PROGRESS)
+        group = self._groups.get(group_id)
+        stored = group.offsets if group is not None and not group.is_(_DEAD) else {}
+        if partitions is None:
+            return FetchResult(E.NONE, dict(stored))
+        return FetchResult(E.NONE, {tp: stored.get(tp) for tp in partitions})
+
+    def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]], now_ms: int) -> OffsetDeleteResult:
+        """OffsetDelete: refused per partition for topics the active group consumes."""
+        if self.loading:
+            return OffsetDeleteResult(E.COORDINATOR_LOAD_IN_PROGRESS)
+        if not group_id:
+            return OffsetDeleteResult(E.INVALID_GROUP_ID)
+        group = self._groups.get(group_id)
+        if group is None or group.is_(_DEAD):
+            return OffsetDeleteResult(E.GROUP_ID_NOT_FOUND)
+        if group.protocol_type == "consumer":
+            subscribed = group.subscribed_topics() or set()
+        elif group.is_(_EMPTY):
+            subscribed = set()
+        else:
+            return OffsetDeleteResult(E.NON_EMPTY_GROUP)
+        results = {tp: E.GROUP_SUBSCRIBED_TO_TOPIC if tp[0] in subscribed else E.NONE for tp in partitions}
+        doomed = [tp for tp, error in results.items() if error is E.NONE and tp in group.offsets]
+        if not doomed:
+            return OffsetDeleteResult(E.NONE, results)
+        flush, error = self._append([(encode_key(OffsetKey(group_id, *tp)), None) for tp in doomed], now_ms)
+        if error is not None:
+            return OffsetDeleteResult(error)
+        for tp in doomed:
+            del group.offsets[tp]
+        return OffsetDeleteResult(E.NONE, results, flush)
+
+    # -- ListGroups / DescribeGroups / DeleteGroups --------------------------------
+
+    def list_groups(self, states: set[str] | None = None) -> tuple[GroupError, list[ListedGroup]]:
+        """Every group (optionally only those in ``states``, matched case-insensitively)."""
+        if self.loading:
+            return E.COORDINATOR_LOAD_IN_PROGRESS, []
+        wanted = {s.lower() for s in states} if states else None
+        out = [
+            ListedGroup(g.group_id, g.protocol_type or "", g.state.value)
+            for g in self._groups.values()
+            if not g.is_(_DEAD) and (wanted is None or g.state.value.lower() in wanted)
+        ]
+        return E.NONE, out
+
+    def describe_groups(self, group_ids: list[str]) -> list[GroupSummary]:
+        """DescribeGroups; an unknown group is reported Dead with no error, as Kafka does."""
+        out = []
+        for group_id in group_ids:
+            group = self._groups.get(group_id)
+            if self.loading:
+                out.append(GroupSummary(group_id, E.COORDINATOR_LOAD_IN_PROGRESS, _DEAD.value))
+            elif group is None:
+                out.append(GroupSummary(group_id, E.NONE, _DEAD.value))
+            else:
+                stable = group.is_(GroupState.STABLE)
+                members = tuple(
+                    MemberSummary(
+                        m.member_id, m.group_instance_id, m.client_id, m.client_host,
+                        m.metadata(group.protocol_name) if stable else b"", m.assignment if stable else b"",
+                    )
+                    for m in group.members.values()
+                )
+                out.append(GroupSummary(
+                    group_id, E.NONE, group.state.value, group.protocol_type or "",
+                    (group.protocol_name or "") if stable else "", members,
+                ))
+        return out
+
+    def delete_groups(self, group_ids: list[str], now_ms: int) -> tuple[dict[str, GroupError], object | None]:
+        """DeleteGroups: Empty groups go, with their offsets; returns (errors, flush point)."""
+        results: dict[str, GroupError] = {}
+        flush = None
+        for group_id in group_ids:
+            group = self._groups.get(group_id)
+            if self.loading:
+                results[group_id] = E.COORDINATOR_LOAD_IN_PROGRESS
+            elif not group_id:
+                results[group_id] = E.INVALID_GROUP_ID
+            elif group is None or group.is_(_DEAD):
+                results[group_id] = E.GROUP_ID_NOT_FOUND
+            elif not group.is_(_EMPTY):
+                results[group_id] = E.NON_EMPTY_GROUP
+            else:
+                written, error = self._append(_tombstones(group), now_ms)
+                if error is not None:
+                    results[group_id] = error
+                    continue
+                flush = written
+                group.transition(_DEAD, now_ms)
+                del self._groups[group_id]
+                results[group_id] = E.NONE
+                log.info("deleted group %s", group_id)
+        return results, flush
+
+    # -- expiry --------------------------------------------------------------------
+
+    def expire_offsets(self, now_ms: int) -> int:
+        """Kafka's offset retention; then Empty groups without offsets are removed.
+
+        An Empty group's offsets expire ``offsets_retention_ms`` after it became
+        Empty; a group that only stores offsets counts from each commit; a
+        stable consumer group loses offsets of topics it no longer subscribes
+        to. Explicit expire timestamps (OffsetCommit v2-v4) win. Returns the
+        number of offsets removed.
+        """
+        retention = self.config.offsets_retention_ms
+        records: list[tuple[bytes, bytes | None]] = []
+        changes: list[tuple[Group, list[tuple[str, int]], bool]] = []
+        for group in self._groups.values():
+            skip: set[str] = set()
+            if group.is_(_EMPTY) and group.protocol_type is not None:
+                base = group.state_timestamp
+            elif group.is_(_EMPTY):
+                base = None  # each offset's commit time
+            elif group.is_(GroupState.STABLE) and (topics := group.subscribed_topics()) is not None:
+                base, skip = None, topics
+            else:
+                continue
+            expired = [
+                tp for tp, v in group.offsets.items()
+                if tp[0] not in skip and (
+                    now_ms >= v.expire_timestamp if v.expire_timestamp >= 0
+                    else now_ms - (v.commit_timestamp if base is None else base) >= retention
+                )
+            ]
+            drop_group = group.is_(_EMPTY) and len(expired) == len(group.offsets) and not group.pending_members
+            if not expired and not drop_group:
+                continue
+            records.extend((encode_key(OffsetKey(group.group_id, *tp)), None) for tp in expired)
+            if drop_group and group.persisted:
+                records.append((encode_key(GroupKey(group.group_id)), None))
+            changes.append((group, expired, drop_group))
+        if not changes:
+            return 0
+        if records:
+            _, error = self._append(records, now_ms)
+            if error is not None:
+                return 0
+        removed = 0
+        for group, expired, drop_group in changes:
+            for tp in expired:
+                del group.offsets[tp]
+            removed += len(expired)
+            if drop_group:
+                group.transition(_DEAD, now_ms)
+                del self._groups[group.group_id]
+        log.info("expired %d offsets; %d groups remain", removed, len(self._groups))
+        return removed
+
+    def statistics(self) -> CoordinatorStatistics:
+        return CoordinatorStatistics(
+            groups=len(self._groups),
+            members=sum(len(g.members) for g in self._groups.values()),
+            offsets=sum(len(g.offsets) for g in self._groups.values()),
+            log_records=self._store.record_count,
+        )
+
+
+def _tombstones(group: Group) -> list[tuple[bytes, bytes | None]]:
+    records: list[tuple[bytes, bytes | None]] = [
+        (encode_key(OffsetKey(group.group_id, topic, partition)), None) for topic, partition in group.offsets
+    ]
+    records.append((encode_key(GroupKey(group.group_id)), None))
+    return records

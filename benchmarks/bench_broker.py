@@ -352,8 +352,8 @@ def _create_topics(bootstrap: str, names: list[str]) -> None:
     for name, future in futures.items():
         future.result(timeout=60)
     # Wait until metadata shows every partition of every topic. One topic per
-    # request: logbroker drops the connection on librdkafka's all-topics
-    # Metadata v12 request ("3 trailing bytes").
+    # request: librdkafka's all-topics Metadata v12 request carries a 4-byte
+    # null array where a 1-byte varint belongs, which strict brokers refuse.
     deadline = time.monotonic() + 30
     for name in names:
         while True:
@@ -363,6 +363,12 @@ def _create_topics(bootstrap: str, names: list[str]) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"topic {name} not visible in metadata with {PARTITIONS} partitions")
             time.sleep(0.2)
+
+
+def _cpu_since(broker, before: float | None) -> float | None:
+    """Broker CPU seconds since ``before`` (the worker's start-up included)."""
+    now = broker.cpu_seconds()
+    return None if now is None or before is None else round(now - before, 3)
 
 
 def _rounded(result: dict) -> dict:
@@ -401,9 +407,11 @@ def bench_broker(broker, plan: dict) -> dict:
                 topic = topics[label, ack, rep]
                 progress(f"{broker.name}: {name}{tag}: {count:,} records")
                 try:
+                    cpu = broker.cpu_seconds()
                     r = _run("produce", {"bootstrap": bootstrap, "topic": topic, "size": size,
                                          "count": count, "acks": acks, "timeout": plan["timeout"]},
                              plan["timeout"] + 60)
+                    r["broker_cpu_seconds"] = _cpu_since(broker, cpu)
                     details.setdefault(name, []).append(_rounded(r))
                     if r["errors"]:
                         errors.append(f"{name}: {r['errors']} delivery errors, e.g. {r['first_errors']}")
@@ -421,8 +429,10 @@ def bench_broker(broker, plan: dict) -> dict:
             for topic in produced:
                 progress(f"{broker.name}: {name}{tag}: {count:,} records from {topic}")
                 try:
+                    cpu = broker.cpu_seconds()
                     r = _run("consume", {"bootstrap": bootstrap, "topic": topic, "size": size, "count": count,
                                          "stall": STALL_SECONDS}, plan["timeout"] + 60)
+                    r["broker_cpu_seconds"] = _cpu_since(broker, cpu)
                     details.setdefault(name, []).append(_rounded(r))
                     if r["errors"] or not r["value_size_ok"]:
                         errors.append(f"{name} {topic}: errors {r['errors']}, value sizes ok: {r['value_size_ok']}")
@@ -451,7 +461,9 @@ def bench_broker(broker, plan: dict) -> dict:
         progress(f"{broker.name}: {key}: {LATENCY_RATE:,} records/s for {plan['latency_seconds']} s "
                  f"(+{LATENCY_WARMUP_S} s warm-up), linger.ms {linger}")
         try:
+            cpu = broker.cpu_seconds()
             figures[key], details[key] = _latency(bootstrap, latency_topics[key], plan, linger)
+            details[key]["broker_cpu_seconds"] = _cpu_since(broker, cpu)
             lat = figures[key]
             progress(f"{broker.name}: {key}: p50 {lat['p50']} ms, p99 {lat['p99']} ms, p99.9 {lat['p999']} ms")
             if details[key]["missing"] or details[key]["producer"]["errors"]:
@@ -539,7 +551,7 @@ def run(args) -> dict:
         "repeat": args.repeat if args.repeat else (1 if args.quick else REPEAT),
         "timeout": 240.0,
     }
-    from confluent_kafka import libversion, version
+    import confluent_kafka
 
     report: dict = {
         "benchmark": "broker",
@@ -549,7 +561,7 @@ def run(args) -> dict:
                     "latency": {"rate_per_s": LATENCY_RATE, "warmup_s": LATENCY_WARMUP_S,
                                 "seconds": plan["latency_seconds"], "value_bytes": 100,
                                 "linger_ms": dict(latency_runs), "acks": "all (client default)"}},
-        "client": {"confluent_kafka": version()[0], "librdkafka": libversion()[0],
+        "client": {"confluent_kafka": confluent_kafka.__version__, "librdkafka": confluent_kafka.libversion()[0],
                    "producer": PRODUCER_CONFIG, "consumer": CONSUMER_CONFIG},
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "loadavg_1m_at_start": round(os.getloadavg()[0], 2)},

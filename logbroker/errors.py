@@ -101,3 +101,100 @@ class UnsupportedVersionError(ProtocolError):
 
 class LocalProtocolError(LogbrokerError):
     """We were about to send something that is not valid Kafka: our bug, not the peer's."""
+
+
+# -- the client's errors (logbroker.client) ------------------------------------
+
+
+class ClientError(LogbrokerError):
+    """Raised by :mod:`logbroker.client`: Kafka errors and client-side conditions."""
+
+
+class ClientClosedError(ClientError):
+    """The producer, consumer or admin client was closed by its owner (you closed it)."""
+
+
+class NoOffsetError(ClientError):
+    """A partition has no committed offset and ``auto_offset_reset`` is ``"none"``."""
+
+
+class KafkaError(ClientError):
+    """An error with a Kafka error code, from a broker's answer or the client itself.
+
+    ``code`` is the Kafka error code (an ``int``; the client passes kio's
+    ``ErrorCode`` members, which are ints) and ``retriable`` says whether the
+    same operation may succeed if tried again. Subclasses name the codes that
+    callers commonly catch; :func:`logbroker.client.kafka_error` picks the class
+    for a code.
+    """
+
+    default_code: int = -1  # UNKNOWN_SERVER_ERROR
+    default_retriable: bool = False
+
+    def __init__(self, message: str = "", *, code: int | None = None, retriable: bool | None = None) -> None:
+        super().__init__(message)
+        self.code = self.default_code if code is None else code
+        self.retriable = self.default_retriable if retriable is None else retriable
+
+    def __reduce__(self):  # keyword-only arguments survive pickling (threads, processes)
+        return (_rebuild_kafka_error, (type(self), str(self), self.code, self.retriable))
+
+
+def _rebuild_kafka_error(cls, message, code, retriable):
+    return cls(message, code=code, retriable=retriable)
+
+
+class KafkaTimeoutError(KafkaError):
+    """A configured limit expired before the operation completed (REQUEST_TIMED_OUT)."""
+
+    default_code = 7
+    default_retriable = True
+
+
+class KafkaConnectionError(KafkaError):
+    """The connection to a broker failed or broke (NETWORK_EXCEPTION): the peer or the OS."""
+
+    default_code = 13
+    default_retriable = True
+
+
+class UnknownTopicOrPartitionError(KafkaError):
+    """The broker does not host that topic or partition (UNKNOWN_TOPIC_OR_PARTITION)."""
+
+    default_code = 3
+    default_retriable = True
+
+
+class NotLeaderError(KafkaError):
+    """The broker is not the partition's leader (NOT_LEADER_OR_FOLLOWER)."""
+
+    default_code = 6
+    default_retriable = True
+
+
+class FetchOffsetOutOfRangeError(KafkaError):
+    """A fetch or seek asked for an offset outside the log (OFFSET_OUT_OF_RANGE)."""
+
+    default_code = 1
+
+
+class RecordTooLargeError(KafkaError):
+    """A record or batch exceeds the broker's or the producer's limit (MESSAGE_TOO_LARGE)."""
+
+    default_code = 10
+
+
+class TopicAlreadyExistsError(KafkaError):
+    """CreateTopics found a topic of that name (TOPIC_ALREADY_EXISTS)."""
+
+    default_code = 36
+
+
+class GroupError(KafkaError):
+    """The consumer group coordinator refused a request (membership, generation, state)."""
+
+
+class CommitFailedError(GroupError):
+    """An offset commit was refused because the group rebalanced or evicted this member."""
+
+    default_code = 27  # REBALANCE_IN_PROGRESS; the broker's code when it gave one

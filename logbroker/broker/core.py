@@ -115,6 +115,7 @@ class Broker:
         self.log_manager.delete_topic(name)
         for key in [k for k in self._producer_states if k[0] == name]:
             del self._producer_states[key]
+        self.groups.topic_deleted(name, self.clock())
         log.info("deleted topic %s", name)
 
     def add_partitions(self, name: str, total: int) -> None:
@@ -156,6 +157,11 @@ class Broker:
             kafka_name = field_name.replace("_", ".")
             entries.append(ConfigEntry(kafka_name, text, source, _TYPE_STRING, read_only=True))
         return entries
+
+    @staticmethod
+    def is_internal_topic(name: str) -> bool:
+        """Topics the broker writes itself (``__consumer_offsets``...); clients only read them."""
+        return name.startswith("__")
 
     def maybe_auto_create(self, name: str) -> bool:
         """Create an unknown topic when auto-creation is on; True if it exists now."""

@@ -197,3 +197,26 @@ def test_log_append_time_topic_stamps_broker_time(h):
     assert resp.error_code == ErrorCode.none and resp.log_append_time is not None
     records = [r for b in decode_batches(bytes(fetch(h, "t", 0).records)) for r in b.records]
     assert all(r.timestamp > 1_600_000_000_000 for r in records)
+
+
+def test_flush_always_asks_the_server_to_fsync_the_whole_batch(make_broker):
+    from logbroker.broker.handlers import Reply, dispatch
+    from logbroker.protocol import decode_request, encode_request
+
+    h = make_broker(flush="always")
+    create(h, "t")
+    produce(h, "t", batch(2))
+    part = h.req(PRODUCE, 9, "PartitionProduceData", index=0, records=batch(3))
+    data = h.req(PRODUCE, 9, "TopicProduceData", name="t", partition_data=(part,))
+    body = h.req(PRODUCE, 9, "ProduceRequest", acks=-1, timeout=1000, topic_data=(data,))
+    reply = dispatch(h.broker, decode_request(encode_request(PRODUCE, 9, 1, "t", body)[4:]))
+    assert isinstance(reply, Reply)
+    [(plog, offset)] = reply.flush
+    assert offset == 5  # offsets below 5, i.e. the new batch 2..4, must be on disk before the ack
+    plog.flush(offset)
+    assert plog.recovery_point >= 5
+
+
+def test_clients_may_not_produce_to_internal_topics(h):
+    h.broker.create_topic("__internal", 1, {})
+    assert produce(h, "__internal", batch()).error_code == ErrorCode.invalid_topic_exception

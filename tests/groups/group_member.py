@@ -108,8 +108,8 @@ def run_aiokafka(member: Member, spec: dict) -> None:
     async def main() -> None:
         consumer = AIOKafkaConsumer(
             spec["topic"], bootstrap_servers=spec["bootstrap"], group_id=spec["group"],
-            auto_offset_reset="earliest", enable_auto_commit=False, session_timeout_ms=SESSION_MS,
-            heartbeat_interval_ms=HEARTBEAT_MS, fetch_max_wait_ms=100,
+            group_instance_id=spec.get("instance"), auto_offset_reset="earliest", enable_auto_commit=False,
+            session_timeout_ms=SESSION_MS, heartbeat_interval_ms=HEARTBEAT_MS, fetch_max_wait_ms=100,
         )
         await consumer.start()
         emit(e="started")

@@ -25,6 +25,7 @@ class MemberProcess:
             stderr=subprocess.PIPE, text=True, env=env,
         )
         self.parts: list[int] = []
+        self.assignments: list[list[int]] = []  # every assignment it reported, in order
         self.records: list[tuple[int, int, str, float]] = []  # (partition, offset, value, time), in order
         self.committed: list[tuple[int, int, float]] = []  # (partition, offset, time) of successful commits
         self.failed: list[tuple[int, int, str]] = []
@@ -47,6 +48,7 @@ class MemberProcess:
                 kind = event["e"]
                 if kind == "assign":
                     self.parts = event["parts"]
+                    self.assignments.append(event["parts"])
                 elif kind == "rec":
                     self.records.append((event["p"], event["o"], event["v"], event["t"]))
                 elif kind == "ok":

@@ -198,6 +198,8 @@ def test_members_split_partitions_and_take_over_from_leavers_and_the_dead(group_
     finally:
         for m in members:
             m.kill()
+    assert all(m.records for m in members)
+    assert {p for p, *_ in c.records} == set(ALL)  # c ended up with every partition
     duplicates = check_once(members, expected)
     # Only b's in-flight records (SIGKILL between processing and the commit's answer) may come twice.
     assert duplicates <= len([f for m in members for f in m.failed]) + PARTITIONS
@@ -213,13 +215,15 @@ def test_restarted_consumer_resumes_after_its_last_commit(group_broker, client):
     try:
         wait_until(lambda: len(first.committed) >= len(first_batch), 30, message="first batch committed")
         first.stop()
-        second_batch = produce(bootstrap, topic, "second", partitions=2)
-        second = MemberProcess(client, bootstrap, topic, group, name="second")
+    finally:
+        first.kill()
+    second_batch = produce(bootstrap, topic, "second", partitions=2)
+    second = MemberProcess(client, bootstrap, topic, group, name="second")
+    try:
         wait_until(lambda: processed([second]) >= set(second_batch), 30, message="second batch processed")
         second.stop()
     finally:
-        first.kill()
-        second.kill() if "second" in locals() else None
+        second.kill()
     assert processed([second]) == set(second_batch)  # nothing again, nothing skipped
     last = {p: max(o for q, o, _ in first.committed if q == p) for p in (0, 1)}
     starts = {p: min(o for q, o, _, _ in second.records if q == p) for p in (0, 1)}
@@ -269,3 +273,74 @@ def test_broker_restart_keeps_every_committed_offset(broker_factory):
             member.kill()
     for client, member in resumed.items():
         assert processed([member]) == set(runs[client][2]), client
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_static_member_restart_keeps_its_partitions_without_a_rebalance(group_broker, client):
+    bootstrap = group_broker.bootstrap
+    topic, group = names(client, "static")
+    create_topic(bootstrap, topic, PARTITIONS)
+    a = MemberProcess(client, bootstrap, topic, group, name="a", instance="instance-a")
+    b = MemberProcess(client, bootstrap, topic, group, name="b", instance="instance-b")
+    members = [a, b]
+    try:
+        wait_split([a, b])
+        before_a, seen_by_b = a.parts, len(b.assignments)
+        a.kill()  # well within the session timeout, its successor takes over its instance id
+        again = MemberProcess(client, bootstrap, topic, group, name="a-again", instance="instance-a")
+        members.append(again)
+        wait_split([again, b], timeout=5)  # long before the 6 s session timeout
+        assert again.parts == before_a
+        assert len(b.assignments) == seen_by_b  # b never saw a rebalance
+        view = admin_view(client, bootstrap, group)
+        assert view["state"].lower() == "stable" and len(view["assignments"]) == 2
+    finally:
+        for m in members:
+            m.kill()
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_simple_consumer_commits_without_joining(group_broker, client):
+    """assign() + commit with a group id but no membership (generation -1), as Kafka accepts."""
+    bootstrap = group_broker.bootstrap
+    topic, group = names(client, "simple")
+    create_topic(bootstrap, topic, 2)
+    if client == "confluent-kafka":
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+        try:
+            consumer.assign([TopicPartition(topic, 0, 0), TopicPartition(topic, 1, 0)])
+            consumer.commit(offsets=[TopicPartition(topic, 0, 7), TopicPartition(topic, 1, 9)], asynchronous=False)
+            got = {tp.partition: tp.offset for tp in consumer.committed(
+                [TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)}
+        finally:
+            consumer.close()
+    elif client == "kafka-python":
+        from kafka import KafkaConsumer, OffsetAndMetadata, TopicPartition
+
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+        try:
+            consumer.assign([TopicPartition(topic, 0), TopicPartition(topic, 1)])
+            consumer.commit({TopicPartition(topic, 0): OffsetAndMetadata(7, "", -1),
+                             TopicPartition(topic, 1): OffsetAndMetadata(9, "", -1)})
+            got = {p: consumer.committed(TopicPartition(topic, p)) for p in (0, 1)}
+        finally:
+            consumer.close()
+    else:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        async def run():
+            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+            await consumer.start()
+            try:
+                consumer.assign([TopicPartition(topic, 0), TopicPartition(topic, 1)])
+                await consumer.commit({TopicPartition(topic, 0): 7, TopicPartition(topic, 1): 9})
+                return {p: await consumer.committed(TopicPartition(topic, p)) for p in (0, 1)}
+            finally:
+                await consumer.stop()
+
+        got = asyncio.run(run())
+    assert got == {0: 7, 1: 9}
+    view = admin_view(client, bootstrap, group)
+    assert view["listed"] and view["state"].lower() == "empty" and view["assignments"] == []

@@ -1,6 +1,6 @@
 """Committed offsets with explicit time: commit rules, replay after restart, expiry, deletion, compaction."""
 
-from conftest import done, join_req
+from group_support import done, join_req
 from logbroker.broker.groups import CommitRequest, GroupError as E, GroupState, OffsetValue
 from logbroker.broker.groups.store import OFFSETS_TOPIC
 
@@ -206,3 +206,16 @@ def test_unreadable_records_are_skipped_at_load(env):
     store.append([(b"\x00\x63junk", b"x"), (b"\x00\x01\x00", b"truncated")], 20)
     coord = env.restart(30)
     assert fetched(coord, "g") == {("t", 0): 1}
+
+
+def test_offsets_of_a_deleted_topic_are_dropped(make_harness):
+    from logbroker.broker.groups import CommitRequest as Commit
+
+    h = make_harness()
+    broker = h.broker
+    broker.create_topic("t", 2)
+    broker.create_topic("u", 1)
+    values = {("t", 0): OffsetValue(1), ("t", 1): OffsetValue(2), ("u", 0): OffsetValue(3)}
+    broker.groups.commit_offsets(Commit("g", -1, "", values), broker.clock())
+    broker.delete_topic("t")
+    assert fetched(broker.groups, "g") == {("u", 0): 3}

@@ -14,7 +14,7 @@ are dropped when they reach the top. The broker polls
 :meth:`next_deadline_ms` and calls :meth:`fire_deadlines` (the timer-source
 interface of :class:`~logbroker.broker.core.Broker`).
 
-Offsets, group listing and deletion live in :class:`_OffsetCommands`
+Offsets, group listing and deletion live in :class:`OffsetCommands`
 (:mod:`.offsets`), which this class extends.
 """
 
@@ -151,7 +151,7 @@ class GroupCoordinator(OffsetCommands):
         if (member.join_waiter is not None and not member.is_new) or member.sync_waiter is not None:
             return
         log.info("group %s: member %s session expired", group.group_id, member_id)
-        self._remove_member(group, member, now)
+        self._remove_member(group, member, now, "session expired")
 
     def _on_join_deadline(self, group: Group, now: int) -> None:
         if group.initial_delay_left is not None and group.new_member_added and group.initial_delay_left > 0:
@@ -393,12 +393,12 @@ class GroupCoordinator(OffsetCommands):
             ))
             self._set_session_deadline(group, member, now + member.session_timeout_ms)
 
-    def _remove_member(self, group: Group, member: Member, now: int) -> None:
+    def _remove_member(self, group: Group, member: Member, now: int, reason: str) -> None:
         """Kafka's removeMemberAndUpdateGroup."""
         group.remove(member.member_id)
         self._answer_removed(member)
         if group.state in (_STABLE, _COMPLETING):
-            self._maybe_prepare_rebalance(group, now, f"member {member.member_id} left")
+            self._maybe_prepare_rebalance(group, now, f"member {member.member_id} {reason}")
         elif group.is_(_PREPARING):
             self._try_complete_join(group, now)
 
@@ -527,7 +527,7 @@ class GroupCoordinator(OffsetCommands):
         if member is None:
             return E.UNKNOWN_MEMBER_ID
         log.info("group %s: member %s leaves", group.group_id, member_id)
-        self._remove_member(group, member, now)
+        self._remove_member(group, member, now, "left")
         return E.NONE
 
     # -- lifecycle -------------------------------------------------------------

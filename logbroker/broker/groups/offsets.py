@@ -379,6 +379,19 @@ class OffsetCommands:
         log.info("expired %d offsets; %d groups remain", removed, len(self._groups))
         return removed
 
+    def topic_deleted(self, topic: str, now_ms: int) -> int:
+        """Drop every group's offsets of a deleted topic (as Kafka does); returns how many."""
+        doomed = [(group, tp) for group in self._groups.values() for tp in group.offsets if tp[0] == topic]
+        if not doomed or self.loading:
+            return 0
+        _, error = self._append([(encode_key(OffsetKey(g.group_id, *tp)), None) for g, tp in doomed], now_ms)
+        if error is not None:
+            return 0
+        for group, tp in doomed:
+            del group.offsets[tp]
+        log.info("removed %d committed offsets of deleted topic %s", len(doomed), topic)
+        return len(doomed)
+
     def statistics(self) -> CoordinatorStatistics:
         return CoordinatorStatistics(
             groups=len(self._groups),

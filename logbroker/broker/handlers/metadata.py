@@ -83,7 +83,7 @@ def handle_metadata(broker, request):
                 error_code=ErrorCode.none,
                 name=name,
                 topic_id=info.topic_id,
-                is_internal=name.startswith("__"),
+                is_internal=broker.is_internal_topic(name),
                 partitions=partitions,
                 topic_authorized_operations=-2147483648,
             )

@@ -34,6 +34,9 @@ def handle_produce(broker, request) -> Reply:
                 code, result = ErrorCode.invalid_required_acks, None
             elif not exists:
                 code, result = ErrorCode.unknown_topic_or_partition, None
+            elif broker.is_internal_topic(name):
+                code, result = ErrorCode.invalid_topic_exception, None
+                message = f"producing to internal topic {name} is not allowed"
             elif not pdata.records:
                 code, result = ErrorCode.corrupt_message, None
             else:
@@ -52,14 +55,16 @@ def handle_produce(broker, request) -> Reply:
                         base_offset=-1,
                         log_append_time=-1,
                         log_start_offset=-1,
-                        error_message=None if code != ErrorCode.invalid_record else message,
+                        error_message=message,
                     )
                 )
                 continue
             if not result.duplicate:
                 appended.append((name, index))
                 if always and acks != 0:
-                    flush.append((broker.partition(name, index), result.base_offset))
+                    plog = broker.partition(name, index)
+                    # flush(n) makes offsets below n durable: cover the whole batch.
+                    flush.append((plog, plog.log_end_offset))
             partitions_out.append(
                 build(
                     mod.PartitionProduceResponse,

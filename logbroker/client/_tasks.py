@@ -1,0 +1,33 @@
+"""A nursery for a client's background tasks that the owner's own code is not inside.
+
+``async with`` a client opens an outer nursery in the caller's task; its body
+is the caller's code. Cancelling that nursery would cancel the caller too, so
+the client's tasks live in an inner nursery hosted by one task of the outer
+one: cancelling the inner nursery stops the client's tasks and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import trio
+
+__all__ = ["open_background"]
+
+
+async def _host(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async with trio.open_nursery() as nursery:
+        task_status.started(nursery)
+        await trio.sleep_forever()
+
+
+async def open_background(stack: contextlib.AsyncExitStack) -> trio.Nursery:
+    """Return a nursery whose cancel scope covers only the tasks started in it.
+
+    The outer nursery is entered on ``stack``; closing the stack waits for the
+    inner nursery, which ends once its cancel scope is cancelled.
+    """
+    outer = await stack.enter_async_context(trio.open_nursery())
+    inner = await outer.start(_host)
+    stack.callback(inner.cancel_scope.cancel)  # runs before the outer nursery's exit
+    return inner

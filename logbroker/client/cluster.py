@@ -1,0 +1,303 @@
+"""What a client knows about the cluster: brokers, partition leaders, coordinators,
+and one connection per (broker, lane).
+
+Lanes keep slow requests off fast paths: Kafka answers a connection's
+requests in order, so a JoinGroup that waits for a whole rebalance, or a
+fetch that long-polls, would hold up everything queued behind it. The
+consumer fetches on lane ``"fetch"``, talks to its group coordinator on
+``"group"``; everything else uses ``"default"``. A single-node broker simply
+gets a few connections; a multi-node cluster gets them per node that leads
+something this client needs.
+
+Every connection's reader task runs in the nursery the cluster was given;
+:meth:`Cluster.aclose` closes them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+
+import trio
+
+from logbroker.errors import ClientClosedError, KafkaConnectionError, KafkaError, KafkaTimeoutError
+from logbroker.protocol import ApiKey, ErrorCode
+
+from . import _wire
+from ._errors import kafka_error
+from .config import ClientConfig
+from .connection import Connection
+from .types import BrokerInfo, ClusterMetadata, TopicInfo
+
+__all__ = ["Cluster"]
+
+log = logging.getLogger("logbroker.client")
+
+_RETRIABLE_TOPIC_ERRORS = (ErrorCode.leader_not_available, ErrorCode.unknown_topic_or_partition)
+
+
+class Cluster:
+    """Metadata and connections for one client. Not thread-safe (one trio loop)."""
+
+    def __init__(
+        self,
+        config: ClientConfig,
+        nursery: trio.Nursery,
+        *,
+        connector=None,
+        allow_auto_create: bool = False,
+    ) -> None:
+        self.config = config
+        self.metadata = ClusterMetadata()
+        self._nursery = nursery
+        self._connector = connector
+        self._allow_auto_create = allow_auto_create
+        self._connections: dict[tuple[int, str], Connection] = {}
+        self._locks: dict[tuple[int, str], trio.Lock] = {}
+        self._bootstrap_connection: Connection | None = None
+        self._coordinators: dict[str, BrokerInfo] = {}
+        self._topics: set[str] = set()
+        self._refresh_lock = trio.Lock()
+        self._refreshed_at = -math.inf
+        self._refreshes = 0
+        self._closed = False
+
+    def __repr__(self) -> str:
+        live = sum(not c.broken for c in self._connections.values())
+        return (
+            f"<Cluster brokers={sorted(self.metadata.brokers)} topics={len(self.metadata.topics)} "
+            f"connections={live} refreshes={self._refreshes}>"
+        )
+
+    # -- connections -------------------------------------------------------------
+
+    async def connection(self, node_id: int, lane: str = "default") -> Connection:
+        """A live connection to broker ``node_id`` on ``lane``, opened if needed.
+
+        :raises KafkaConnectionError: unknown node or it cannot be reached.
+        """
+        key = (node_id, lane)
+        conn = self._connections.get(key)
+        if conn is not None and not conn.broken:
+            return conn
+        lock = self._locks.setdefault(key, trio.Lock())
+        async with lock:
+            conn = self._connections.get(key)
+            if conn is not None and not conn.broken:
+                return conn
+            if self._closed:
+                raise ClientClosedError("the client is closed")
+            broker = self.metadata.brokers.get(node_id) or self._node_from_coordinators(node_id)
+            if broker is None:
+                raise KafkaConnectionError(f"node {node_id} is not in the cluster metadata")
+            conn = await self._open(broker.host, broker.port, node_id)
+            self._connections[key] = conn
+            return conn
+
+    def _node_from_coordinators(self, node_id: int) -> BrokerInfo | None:
+        for broker in self._coordinators.values():
+            if broker.node_id == node_id:
+                return broker
+        return None
+
+    async def _open(self, host: str, port: int, node_id: int) -> Connection:
+        c = self.config
+        return await Connection.open(
+            self._nursery,
+            host,
+            port,
+            node_id=node_id,
+            client_id=c.client_id,
+            request_timeout_ms=c.request_timeout_ms,
+            connect_timeout_ms=c.connect_timeout_ms,
+            max_response_bytes=c.max_response_bytes,
+            connector=self._connector,
+        )
+
+    async def any_connection(self) -> Connection:
+        """A live default-lane connection to some broker: a known one, else a bootstrap address.
+
+        :raises KafkaConnectionError: no broker could be reached.
+        """
+        for (node_id, lane), conn in self._connections.items():
+            if lane == "default" and not conn.broken and node_id in self.metadata.brokers:
+                return conn
+        if self._bootstrap_connection is not None and not self._bootstrap_connection.broken:
+            return self._bootstrap_connection
+        errors = []
+        for node_id in list(self.metadata.brokers):
+            try:
+                return await self.connection(node_id)
+            except KafkaConnectionError as exc:
+                errors.append(str(exc))
+        lock = self._locks.setdefault((-1, "bootstrap"), trio.Lock())
+        async with lock:
+            if self._bootstrap_connection is not None and not self._bootstrap_connection.broken:
+                return self._bootstrap_connection
+            for host, port in self.config.addresses:
+                if self._closed:
+                    raise ClientClosedError("the client is closed")
+                try:
+                    self._bootstrap_connection = await self._open(host, port, -1)
+                    return self._bootstrap_connection
+                except KafkaConnectionError as exc:
+                    errors.append(str(exc))
+        raise KafkaConnectionError("no broker reachable: " + "; ".join(errors))
+
+    async def aclose(self) -> None:
+        """Close every connection (their reader tasks end). Idempotent."""
+        self._closed = True
+        conns = list(self._connections.values())
+        if self._bootstrap_connection is not None:
+            conns.append(self._bootstrap_connection)
+        self._connections.clear()
+        self._bootstrap_connection = None
+        for conn in conns:
+            await conn.aclose()
+
+    # -- metadata -----------------------------------------------------------------
+
+    @property
+    def stale(self) -> bool:
+        """True when metadata is older than ``metadata_max_age_ms``."""
+        return trio.current_time() - self._refreshed_at > self.config.metadata_max_age_ms / 1000
+
+    def add_topics(self, topics: Iterable[str]) -> bool:
+        """Remember ``topics`` for later refreshes; True if any is new."""
+        new = set(topics) - self._topics
+        self._topics |= new
+        return bool(new)
+
+    async def refresh(self, topics: Iterable[str] | None = (), *, all_topics: bool = False) -> ClusterMetadata:
+        """Ask Metadata for the remembered topics plus ``topics`` (or all topics).
+
+        Concurrent calls share one request when it covers them. Retries on
+        other brokers and with backoff until ``request_timeout_ms`` passes.
+
+        :raises KafkaConnectionError, KafkaTimeoutError: no broker answered in time.
+        """
+        if topics:
+            self.add_topics(topics)
+        started = self._refreshes
+        async with self._refresh_lock:
+            if self._refreshes > started and not all_topics and self._topics <= set(self.metadata.topics):
+                return self.metadata  # someone refreshed while we waited
+            deadline = trio.current_time() + self.config.request_timeout_ms / 1000
+            attempt = 0
+            while True:
+                attempt += 1
+                try:
+                    conn = await self.any_connection()
+                    version = conn.version(ApiKey.METADATA)
+                    wanted = None if all_topics else sorted(self._topics)
+                    body = _wire.metadata_request(version, wanted, allow_auto_create=self._allow_auto_create)
+                    answer = await conn.request(ApiKey.METADATA, version, body)
+                    break
+                except (KafkaConnectionError, KafkaTimeoutError) as exc:
+                    if self._closed:
+                        raise ClientClosedError("the client is closed") from exc
+                    if trio.current_time() + self.config.backoff(attempt) > deadline:
+                        raise
+                    await trio.sleep(self.config.backoff(attempt))
+            fresh = _wire.parse_metadata(answer)
+            if not all_topics:
+                # Keep what we knew of topics this answer did not mention.
+                topics_map = dict(self.metadata.topics)
+                topics_map.update(fresh.topics)
+                fresh = ClusterMetadata(fresh.brokers, topics_map, fresh.controller_id, fresh.cluster_id)
+            self._forget_departed(fresh)
+            self.metadata = fresh
+            self._refreshed_at = trio.current_time()
+            self._refreshes += 1
+            return fresh
+
+    def _forget_departed(self, fresh: ClusterMetadata) -> None:
+        """Drop connections to nodes that left or moved."""
+        for (node_id, lane), conn in list(self._connections.items()):
+            broker = fresh.brokers.get(node_id)
+            if broker is None and self._node_from_coordinators(node_id) is not None:
+                continue
+            if broker is None or (broker.host, broker.port) != (conn.host, conn.port):
+                del self._connections[(node_id, lane)]
+                self._nursery.start_soon(conn.aclose)
+
+    async def topic(self, name: str) -> TopicInfo:
+        """Metadata of topic ``name`` with a leader for every partition.
+
+        Refreshes until the topic is known and led (auto-creation and leader
+        elections take a moment), for at most ``request_timeout_ms``.
+
+        :raises UnknownTopicOrPartitionError: the topic does not exist in time.
+        :raises KafkaError: another topic-level error (authorization...).
+        """
+        info = self.metadata.topics.get(name)
+        if info is not None and not info.error_code and info.partitions and all(p.leader >= 0 for p in info.partitions):
+            return info
+        deadline = trio.current_time() + self.config.request_timeout_ms / 1000
+        attempt = 0
+        while True:
+            attempt += 1
+            meta = await self.refresh([name])
+            info = meta.topics.get(name)
+            code = info.error_code if info is not None else ErrorCode.unknown_topic_or_partition
+            if info is not None and not code and info.partitions and all(p.leader >= 0 for p in info.partitions):
+                return info
+            if code and code not in _RETRIABLE_TOPIC_ERRORS:
+                raise kafka_error(code, context=f"topic {name!r}")
+            if trio.current_time() + self.config.backoff(attempt) > deadline:
+                raise kafka_error(code or ErrorCode.leader_not_available, context=f"topic {name!r}")
+            await trio.sleep(self.config.backoff(attempt))
+
+    def leader(self, topic: str, partition: int) -> int:
+        """The leader's node id from current metadata, -1 if unknown."""
+        info = self.metadata.topics.get(topic)
+        if info is None or partition >= len(info.partitions):
+            return -1
+        p = info.partitions[partition]
+        return p.leader if p.partition == partition else -1
+
+    def partition_count(self, topic: str) -> int:
+        """Partitions of ``topic`` in current metadata (0 if unknown)."""
+        info = self.metadata.topics.get(topic)
+        return len(info.partitions) if info is not None and not info.error_code else 0
+
+    # -- coordinators ----------------------------------------------------------------
+
+    async def coordinator(self, group_id: str) -> int:
+        """The node id of ``group_id``'s coordinator (FindCoordinator), cached.
+
+        :raises KafkaError: retriable codes (COORDINATOR_NOT_AVAILABLE...) are
+            retried with backoff until ``request_timeout_ms``; others raise.
+        """
+        cached = self._coordinators.get(group_id)
+        if cached is not None:
+            return cached.node_id
+        deadline = trio.current_time() + self.config.request_timeout_ms / 1000
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                conn = await self.any_connection()
+                version = conn.version(ApiKey.FIND_COORDINATOR)
+                answer = await conn.request(
+                    ApiKey.FIND_COORDINATOR, version, _wire.find_coordinator_request(version, group_id)
+                )
+                if answer.error_code == ErrorCode.none:
+                    broker = BrokerInfo(answer.node_id, answer.host, answer.port)
+                    self._coordinators[group_id] = broker
+                    known = self.metadata.brokers.get(broker.node_id)
+                    if known is not None and (known.host, known.port) != (broker.host, broker.port):
+                        log.debug("coordinator address %s differs from metadata %s", broker, known)
+                    return broker.node_id
+                error: KafkaError = kafka_error(answer.error_code, getattr(answer, "error_message", None),
+                                                context=f"FindCoordinator({group_id!r})")
+            except (KafkaConnectionError, KafkaTimeoutError) as exc:
+                error = exc
+            if not error.retriable or trio.current_time() + self.config.backoff(attempt) > deadline:
+                raise error
+            await trio.sleep(self.config.backoff(attempt))
+
+    def forget_coordinator(self, group_id: str) -> None:
+        """Ask FindCoordinator again next time (after NOT_COORDINATOR and friends)."""
+        self._coordinators.pop(group_id, None)

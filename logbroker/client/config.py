@@ -1,0 +1,204 @@
+"""Client settings: frozen dataclasses validated once, in ``__post_init__`` (STYLE rule 5).
+
+Names follow Kafka's with underscores (``linger_ms`` is ``linger.ms``);
+defaults follow the Java client except where noted. Every wait the client
+does is bounded by one of these limits, so nothing hangs forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from logbroker.errors import InvalidConfigError
+from logbroker.records import Compression
+
+__all__ = ["AdminConfig", "ClientConfig", "ConsumerConfig", "ProducerConfig", "parse_bootstrap"]
+
+_ACKS = {"all": -1, "-1": -1, "1": 1, "0": 0, -1: -1, 1: 1, 0: 0}
+PARTITIONERS = ("xxhash", "murmur2", "crc32")
+ASSIGNORS = ("range", "roundrobin", "cooperative-sticky")
+
+
+def parse_bootstrap(bootstrap: str | list[str] | tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    """``"h1:9092,h2"`` (or a list) -> ``(("h1", 9092), ("h2", 9092))``.
+
+    :raises InvalidConfigError: empty, or a port that is not a number.
+    """
+    items = bootstrap.split(",") if isinstance(bootstrap, str) else list(bootstrap)
+    out = []
+    for item in items:
+        item = item.strip()
+        if not item:
+            continue
+        if item.startswith("["):  # [ipv6]:port
+            host, _, rest = item[1:].partition("]")
+            port = rest.lstrip(":") or "9092"
+        else:
+            host, sep, port = item.rpartition(":")
+            if not sep:
+                host, port = item, "9092"
+        try:
+            out.append((host, int(port)))
+        except ValueError:
+            raise InvalidConfigError(f"bootstrap address {item!r} has no valid port") from None
+    if not out:
+        raise InvalidConfigError("bootstrap names no broker")
+    return tuple(out)
+
+
+def _positive(obj: Any, *names: str, zero: bool = False) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not isinstance(value, int) or value < 0 or (value == 0 and not zero):
+            raise InvalidConfigError(f"{name} must be a {'non-negative' if zero else 'positive'} int, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """Settings every client shares."""
+
+    bootstrap: str = "localhost:9092"
+    client_id: str = "logbroker-python"
+    request_timeout_ms: int = 30_000
+    """Longest wait for one answer; the connection is closed when it expires."""
+    connect_timeout_ms: int = 10_000
+    metadata_max_age_ms: int = 300_000
+    retry_backoff_ms: int = 100
+    retry_backoff_max_ms: int = 1_000
+    max_response_bytes: int = 200 * 1024 * 1024
+    """Largest response frame accepted (a fetch answer is bounded by ``fetch_max_bytes``)."""
+
+    def __post_init__(self) -> None:
+        parse_bootstrap(self.bootstrap)
+        _positive(self, "request_timeout_ms", "connect_timeout_ms", "metadata_max_age_ms",
+                  "retry_backoff_max_ms", "max_response_bytes")
+        _positive(self, "retry_backoff_ms", zero=True)
+
+    @property
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        return parse_bootstrap(self.bootstrap)
+
+    def backoff(self, attempt: int) -> float:
+        """Seconds to wait before retry number ``attempt`` (1-based): exponential, capped."""
+        ms = min(self.retry_backoff_max_ms, self.retry_backoff_ms * (2 ** max(0, attempt - 1)))
+        return ms / 1000
+
+    @classmethod
+    def from_options(cls, bootstrap: str | None, options: dict[str, Any]):
+        """Build from keyword options; unknown names raise InvalidConfigError."""
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise InvalidConfigError(f"unknown {cls.__name__} option(s): {', '.join(unknown)}")
+        if bootstrap is not None:
+            options = {**options, "bootstrap": bootstrap}
+        return cls(**options)
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerConfig(ClientConfig):
+    """Producer settings.
+
+    ``batch_size`` is larger than Java's 16 KiB: this client pays per batch in
+    Python, so bigger batches are much cheaper per record. ``max_buffer_bytes``
+    bounds the records waiting in memory (Java's ``buffer.memory``); ``send()``
+    waits for room at most ``max_block_ms``, ``send_nowait()`` raises.
+    """
+
+    acks: int | str = "all"
+    linger_ms: int = 5
+    batch_size: int = 256 * 1024
+    compression: str = "none"
+    idempotence: bool = True
+    partitioner: str = "xxhash"
+    retries: int = 2_147_483_647
+    delivery_timeout_ms: int = 120_000
+    max_in_flight: int = 5
+    max_request_size: int = 1024 * 1024
+    max_buffer_bytes: int = 32 * 1024 * 1024
+    max_block_ms: int = 60_000
+    allow_auto_create_topics: bool = True
+
+    def __post_init__(self) -> None:
+        ClientConfig.__post_init__(self)
+        if self.acks not in _ACKS:
+            raise InvalidConfigError(f"acks must be 'all', -1, 0 or 1, got {self.acks!r}")
+        object.__setattr__(self, "acks", _ACKS[self.acks])
+        Compression.from_name(self.compression)  # raises CompressionError for unknown codecs
+        if self.partitioner not in PARTITIONERS:
+            raise InvalidConfigError(f"partitioner must be one of {PARTITIONERS}, got {self.partitioner!r}")
+        _positive(self, "batch_size", "delivery_timeout_ms", "max_in_flight", "max_request_size",
+                  "max_buffer_bytes", "max_block_ms")
+        _positive(self, "linger_ms", "retries", zero=True)
+        if self.idempotence:
+            if self.acks != -1:
+                raise InvalidConfigError("idempotence needs acks='all'; pass idempotence=False for acks 0 or 1")
+            if self.max_in_flight > 5:
+                raise InvalidConfigError("idempotence allows at most 5 requests in flight per connection")
+        if self.batch_size > self.max_request_size:
+            object.__setattr__(self, "batch_size", self.max_request_size)
+
+    @property
+    def codec(self) -> Compression:
+        return Compression.from_name(self.compression)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConfig(ClientConfig):
+    """Consumer settings. ``group_id`` None means no group: ``assign()`` only, no commits.
+
+    ``prefetch_bytes`` bounds the fetched-but-unread bytes per partition; the
+    next fetch for a partition is in flight while the application reads the
+    last one, as long as less than that is buffered.
+    """
+
+    group_id: str | None = None
+    group_instance_id: str | None = None
+    auto_offset_reset: str = "latest"
+    enable_auto_commit: bool = True
+    auto_commit_interval_ms: int = 5_000
+    fetch_min_bytes: int = 1
+    fetch_max_wait_ms: int = 500
+    fetch_max_bytes: int = 50 * 1024 * 1024
+    max_partition_fetch_bytes: int = 1024 * 1024
+    prefetch_bytes: int = 4 * 1024 * 1024
+    isolation_level: str = "read_uncommitted"
+    session_timeout_ms: int = 45_000
+    heartbeat_interval_ms: int = 3_000
+    rebalance_timeout_ms: int = 300_000
+    assignors: tuple[str, ...] = ("range", "roundrobin")
+    allow_auto_create_topics: bool = True
+
+    def __post_init__(self) -> None:
+        ClientConfig.__post_init__(self)
+        if self.auto_offset_reset not in ("earliest", "latest", "none"):
+            raise InvalidConfigError(f"auto_offset_reset must be earliest, latest or none, got {self.auto_offset_reset!r}")
+        if self.isolation_level not in ("read_uncommitted", "read_committed"):
+            raise InvalidConfigError(f"isolation_level must be read_uncommitted or read_committed, got {self.isolation_level!r}")
+        if isinstance(self.assignors, str):
+            object.__setattr__(self, "assignors", (self.assignors,))
+        else:
+            object.__setattr__(self, "assignors", tuple(self.assignors))
+        if not self.assignors or any(a not in ASSIGNORS for a in self.assignors):
+            raise InvalidConfigError(f"assignors must be chosen from {ASSIGNORS}, got {self.assignors!r}")
+        if "cooperative-sticky" in self.assignors and len(self.assignors) > 1:
+            raise InvalidConfigError("cooperative-sticky cannot be mixed with eager assignors in one consumer")
+        _positive(self, "auto_commit_interval_ms", "fetch_max_bytes", "max_partition_fetch_bytes",
+                  "prefetch_bytes", "session_timeout_ms", "heartbeat_interval_ms", "rebalance_timeout_ms")
+        _positive(self, "fetch_min_bytes", "fetch_max_wait_ms", zero=True)
+        if self.heartbeat_interval_ms >= self.session_timeout_ms:
+            raise InvalidConfigError("heartbeat_interval_ms must be below session_timeout_ms")
+        if self.group_id is not None and not self.group_id:
+            raise InvalidConfigError("group_id must be a non-empty string or None")
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig(ClientConfig):
+    """Admin settings: ``operation_timeout_ms`` is the broker-side timeout of topic operations."""
+
+    operation_timeout_ms: int = 30_000
+
+    def __post_init__(self) -> None:
+        ClientConfig.__post_init__(self)
+        _positive(self, "operation_timeout_ms")

@@ -1,0 +1,341 @@
+"""One connection to one broker: pipelined requests, answers matched by correlation id.
+
+A :class:`Connection` owns a trio stream and one reader task
+(:meth:`Connection.run`, started in the cluster's nursery). Any task may call
+:meth:`Connection.request`: it encodes the frame, sends it under a lock (a
+frame is never interleaved with another), then waits for the reader to hand
+it the decoded answer. Many requests are in flight at once; Kafka answers
+them in order, but the reader matches them by correlation id anyway.
+
+After connecting, :meth:`Connection.handshake` asks ApiVersions and keeps,
+for every API the client implements, the highest version both sides support
+(:func:`logbroker.client.versions.negotiate`).
+
+Failure is sticky: once the stream breaks, a request times out, or the
+peer sends bytes that do not decode, the connection is *broken*: every waiting
+and later request raises :class:`~logbroker.errors.KafkaConnectionError`
+(or :class:`~logbroker.errors.KafkaTimeoutError` for the request that timed
+out) and the cluster opens a new connection on next use. A timed-out request
+breaks the connection because its answer may still arrive and answers come
+in order; Kafka's Java client does the same.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Any
+
+import trio
+
+from logbroker.errors import (
+    ClientClosedError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    LogbrokerError,
+    ProtocolError,
+)
+from logbroker.protocol import ApiKey, ErrorCode, FrameDecoder, build, decode_response, encode_request, request_module
+
+from .versions import CLIENT_VERSIONS, negotiate
+
+__all__ = ["Connection"]
+
+log = logging.getLogger("logbroker.client")
+
+_RECEIVE_CHUNK = 1024 * 1024
+_SOFTWARE_NAME = "logbroker-python"
+_SOFTWARE_VERSION = "0.1.0"
+
+
+class _Pending:
+    """A request waiting for its answer; the reader fills ``body`` or ``error``."""
+
+    __slots__ = ("api_key", "version", "event", "body", "error")
+
+    def __init__(self, api_key: int, version: int) -> None:
+        self.api_key = api_key
+        self.version = version
+        self.event = trio.Event()
+        self.body: Any = None
+        self.error: BaseException | None = None
+
+
+class Connection:
+    """A connection to broker ``node_id`` at ``host:port`` (node id -1: a bootstrap address).
+
+    Create with :meth:`open`; close with :meth:`aclose`. ``versions`` is
+    empty until :meth:`handshake` ran.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        *,
+        node_id: int,
+        host: str,
+        port: int,
+        client_id: str,
+        request_timeout_ms: int,
+        max_response_bytes: int,
+    ) -> None:
+        self.node_id = node_id
+        self.host = host
+        self.port = port
+        self._stream = stream
+        self._client_id = client_id
+        self._timeout = request_timeout_ms / 1000
+        self._decoder = FrameDecoder(max_response_bytes)
+        self._pending: dict[int, _Pending] = {}
+        self._correlation = itertools.count(1)
+        self._send_lock = trio.Lock()
+        self._error: KafkaError | ClientClosedError | None = None
+        self._closed = trio.Event()
+        self.versions: dict[ApiKey, int] = {}
+        self.requests_sent = 0
+
+    def __repr__(self) -> str:
+        state = "open" if self._error is None else f"broken ({type(self._error).__name__})"
+        return (
+            f"<Connection node={self.node_id} {self.host}:{self.port} {state} "
+            f"in_flight={len(self._pending)} sent={self.requests_sent}>"
+        )
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def broken(self) -> bool:
+        """True once the connection failed or was closed; it never recovers."""
+        return self._error is not None
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        """The reader task: decode answers until the stream ends; then fail what waits.
+
+        Returns when the connection is closed or broken; never raises for a
+        network failure (the waiting requests get it).
+        """
+        task_status.started()
+        error: KafkaError | ClientClosedError
+        try:
+            while True:
+                data = await self._stream.receive_some(_RECEIVE_CHUNK)
+                if not data:
+                    error = KafkaConnectionError(f"broker {self._peer()} closed the connection")
+                    break
+                self._decoder.receive_data(data)
+                while (frame := self._decoder.next_frame()) is not None:
+                    self._dispatch(frame)
+        except trio.ClosedResourceError:
+            error = self._error or ClientClosedError("connection closed")
+        except (trio.BrokenResourceError, OSError) as exc:
+            error = KafkaConnectionError(f"connection to {self._peer()} broke: {exc}")
+        except ProtocolError as exc:  # an oversized frame, or an answer that does not decode
+            error = KafkaConnectionError(f"bad answer from {self._peer()}: {exc}")
+        self._break(error)
+        with trio.CancelScope(shield=True):
+            await self._stream.aclose()
+        self._closed.set()
+
+    async def aclose(self) -> None:
+        """Close the stream; waiting requests raise ClientClosedError. Idempotent."""
+        self._break(ClientClosedError(f"connection to {self._peer()} closed"))
+        with trio.CancelScope(shield=True):
+            await self._stream.aclose()
+
+    def _break(self, error: KafkaError | ClientClosedError) -> None:
+        if self._error is None:
+            self._error = error
+            if isinstance(error, KafkaError):
+                log.debug("connection to %s broken: %s", self._peer(), error)
+        pending, self._pending = self._pending, {}
+        for slot in pending.values():
+            slot.error = self._error
+            slot.event.set()
+
+    def _dispatch(self, frame: bytes) -> None:
+        correlation_id = int.from_bytes(frame[:4], "big", signed=True)
+        slot = self._pending.pop(correlation_id, None)
+        if slot is None:  # its caller gave up (cancelled); the answer is dropped
+            return
+        try:
+            _, slot.body = decode_response(slot.api_key, slot.version, frame)
+        except LogbrokerError as exc:
+            slot.error = KafkaConnectionError(
+                f"undecodable {ApiKey(slot.api_key).name} v{slot.version} answer from {self._peer()}: {exc}"
+            )
+            slot.error.__cause__ = exc
+        slot.event.set()
+
+    def _peer(self) -> str:
+        return f"{self.host}:{self.port}" if self.node_id < 0 else f"node {self.node_id} ({self.host}:{self.port})"
+
+    # -- requests ------------------------------------------------------------
+
+    def version(self, api_key: ApiKey) -> int:
+        """The negotiated version of ``api_key``.
+
+        :raises KafkaError: UNSUPPORTED_VERSION when the ranges do not overlap.
+        """
+        try:
+            return self.versions[api_key]
+        except KeyError:
+            raise KafkaError(
+                f"{self._peer()} supports no version of {api_key.name} that this client implements",
+                code=ErrorCode.unsupported_version,
+                retriable=False,
+            ) from None
+
+    def supports(self, api_key: ApiKey) -> bool:
+        return api_key in self.versions
+
+    async def request(
+        self,
+        api_key: ApiKey,
+        version: int,
+        body: Any,
+        *,
+        expect_response: bool = True,
+        extra_timeout_ms: int = 0,
+    ) -> Any:
+        """Send ``body`` as ``api_key`` v``version``; return the decoded answer body.
+
+        ``expect_response=False`` (Produce with acks=0) returns None once the
+        frame is sent. The wait is bounded by ``request_timeout_ms`` plus
+        ``extra_timeout_ms`` (a long poll's own wait). Cancelling the caller
+        while waiting for the answer leaves the connection usable (the answer
+        is dropped); a frame is always sent whole.
+
+        :raises KafkaConnectionError: the connection is or becomes broken.
+        :raises KafkaTimeoutError: no answer in time (the connection is closed).
+        :raises ClientClosedError: the connection was closed by its owner.
+        """
+        if self._error is not None:
+            raise self._error
+        correlation_id = next(self._correlation)
+        frame = encode_request(api_key, version, correlation_id, self._client_id, body)
+        slot = None
+        if expect_response:
+            slot = _Pending(api_key, version)
+            self._pending[correlation_id] = slot
+        timeout = self._timeout + extra_timeout_ms / 1000
+        try:
+            # Shielded: a frame cut in half would corrupt the stream for everyone.
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(timeout) as send_scope:
+                    async with self._send_lock:
+                        if self._error is not None:
+                            raise self._error
+                        await self._stream.send_all(frame)
+                        self.requests_sent += 1
+            if send_scope.cancelled_caught:
+                error = KafkaTimeoutError(f"sending {api_key.name} to {self._peer()} took over {timeout:.1f} s")
+                self._break(error)
+                raise error
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+            self._break(KafkaConnectionError(f"connection to {self._peer()} broke: {exc}"))
+            raise self._error from exc  # type: ignore[misc]
+        if slot is None:
+            return None
+        try:
+            with trio.move_on_after(timeout) as wait_scope:
+                await slot.event.wait()
+        finally:
+            if not slot.event.is_set():
+                self._pending.pop(correlation_id, None)
+        if wait_scope.cancelled_caught and not slot.event.is_set():
+            error = KafkaTimeoutError(
+                f"no answer to {api_key.name} from {self._peer()} within {timeout:.1f} s"
+            )
+            self._break(error)
+            raise error
+        if slot.error is not None:
+            raise slot.error
+        return slot.body
+
+    async def handshake(self) -> None:
+        """Ask ApiVersions (v3, falling back as the broker says) and negotiate versions.
+
+        :raises KafkaConnectionError, KafkaTimeoutError: as :meth:`request`.
+        :raises KafkaError: the broker answered ApiVersions with an error.
+        """
+        version = CLIENT_VERSIONS[ApiKey.API_VERSIONS][1]
+        for _ in range(3):
+            m = request_module(ApiKey.API_VERSIONS, version)
+            body = build(
+                m.ApiVersionsRequest,
+                client_software_name=_SOFTWARE_NAME,
+                client_software_version=_SOFTWARE_VERSION,
+            )
+            answer = await self.request(ApiKey.API_VERSIONS, version, body)
+            rows = [(entry.api_key, entry.min_version, entry.max_version) for entry in answer.api_keys]
+            if answer.error_code == ErrorCode.unsupported_version:
+                broker_max = next((hi for key, _, hi in rows if key == ApiKey.API_VERSIONS), 0)
+                version = min(version - 1, broker_max)
+                if version < 0:
+                    break
+                continue
+            if answer.error_code != ErrorCode.none:
+                raise KafkaError(
+                    f"ApiVersions refused by {self._peer()}: {ErrorCode(answer.error_code).name}",
+                    code=answer.error_code,
+                )
+            self.versions = negotiate(rows)
+            return
+        raise KafkaError(f"{self._peer()} supports no ApiVersions version we speak", code=ErrorCode.unsupported_version)
+
+    @classmethod
+    async def open(
+        cls,
+        nursery: trio.Nursery,
+        host: str,
+        port: int,
+        *,
+        node_id: int,
+        client_id: str,
+        request_timeout_ms: int,
+        connect_timeout_ms: int,
+        max_response_bytes: int,
+        connector=None,
+    ) -> Connection:
+        """Connect, start the reader task in ``nursery`` and negotiate versions.
+
+        ``connector(host, port)`` returns a trio Stream (default:
+        ``trio.open_tcp_stream``); tests pass in-memory streams, TLS users an
+        SSL stream.
+
+        :raises KafkaConnectionError: could not connect (or handshake) in time.
+        """
+        connect = connector or _tcp
+        with trio.move_on_after(connect_timeout_ms / 1000) as scope:
+            try:
+                stream = await connect(host, port)
+            except OSError as exc:
+                raise KafkaConnectionError(f"cannot connect to {host}:{port}: {exc}") from exc
+        if scope.cancelled_caught:
+            raise KafkaConnectionError(f"connecting to {host}:{port} took over {connect_timeout_ms} ms")
+        conn = cls(
+            stream,
+            node_id=node_id,
+            host=host,
+            port=port,
+            client_id=client_id,
+            request_timeout_ms=min(request_timeout_ms, connect_timeout_ms * 3),
+            max_response_bytes=max_response_bytes,
+        )
+        await nursery.start(conn.run)
+        try:
+            await conn.handshake()
+        except BaseException:
+            await conn.aclose()
+            raise
+        conn._timeout = request_timeout_ms / 1000
+        return conn
+
+
+async def _tcp(host: str, port: int) -> trio.abc.Stream:
+    return await trio.open_tcp_stream(host, port)  # trio sets TCP_NODELAY

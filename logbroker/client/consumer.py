@@ -1,0 +1,881 @@
+"""The async consumer: assign or subscribe, fetch ahead, decode, commit.
+
+Usage::
+
+    async with Consumer("localhost:9092", group_id="billing", auto_offset_reset="earliest") as consumer:
+        await consumer.subscribe(["invoices"])
+        async for record in consumer:
+            handle(record)
+
+How it works:
+
+* Each assigned partition has a *position* (the next offset handed to the
+  application) and a *fetch offset* (the next offset to fetch). A fetch task
+  per leader keeps one Fetch request in flight on the ``"fetch"`` lane, for
+  every partition of that leader with less than ``prefetch_bytes`` buffered,
+  so the next answer is on its way while the application reads the last.
+* Answers are kept as raw batches and decoded (decompressed, CRC-checked)
+  when the application reaches them; control batches and records below the
+  position are skipped. ``async for``, :meth:`getone` and :meth:`getmany`
+  read them in arrival order.
+* A partition without a position takes its group's committed offset, else
+  ``auto_offset_reset`` (earliest/latest, or an error with "none");
+  OFFSET_OUT_OF_RANGE resets the same way.
+* With ``subscribe`` a :class:`~logbroker.client.group.GroupMember` task
+  runs the classic group protocol; auto-commit commits positions every
+  ``auto_commit_interval_ms``, before partitions are revoked and on close.
+* ``seek`` bumps the partition's epoch; fetched data of an older epoch is
+  dropped, so nothing from before a seek is returned after it.
+
+Iteration hands out records of a decoded fetch without a checkpoint, and
+yields to trio every 256 records and between fetches: cancellation is seen
+within that many records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import inspect
+import logging
+import math
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import trio
+
+from logbroker.errors import (
+    ClientClosedError,
+    FetchOffsetOutOfRangeError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    NoOffsetError,
+    LogbrokerError,
+)
+from logbroker.protocol import ApiKey, ErrorCode
+from logbroker.records import ATTR_CONTROL, decode_batches, iter_batches
+
+from . import _wire
+from ._errors import kafka_error
+from ._offsets import EARLIEST, LATEST, list_offsets, timestamp_ms
+from ._tasks import open_background
+from .cluster import Cluster
+from .config import ConsumerConfig
+from .group import GroupMember
+from .types import ConsumerRecord, OffsetAndTimestamp, TopicPartition
+
+__all__ = ["Consumer"]
+
+log = logging.getLogger("logbroker.client.consumer")
+
+_REFRESH_CODES = frozenset(
+    {
+        ErrorCode.not_leader_or_follower,
+        ErrorCode.unknown_topic_or_partition,
+        ErrorCode.leader_not_available,
+        ErrorCode.fenced_leader_epoch,
+        ErrorCode.unknown_leader_epoch,
+        ErrorCode.kafka_storage_error,
+        ErrorCode.replica_not_available,
+    }
+)
+_YIELD_EVERY = 256
+
+
+class _Partition:
+    """What the consumer tracks for one assigned partition."""
+
+    __slots__ = ("tp", "position", "fetch_offset", "epoch", "paused", "buffered", "in_flight", "reset",
+                 "high_watermark", "log_start_offset", "max_bytes", "retry_at", "committed")
+
+    def __init__(self, tp: TopicPartition, max_bytes: int) -> None:
+        self.tp = tp
+        self.position: int | None = None  # next offset for the application; None = to be found
+        self.fetch_offset: int | None = None
+        self.epoch = 0
+        self.paused = False
+        self.buffered = 0
+        self.in_flight = False
+        self.reset: int | None = None  # pending ListOffsets target (timestamp, LATEST, EARLIEST)
+        self.high_watermark = -1
+        self.log_start_offset = -1
+        self.max_bytes = max_bytes
+        self.retry_at = 0.0
+        self.committed = -1  # last offset committed by this consumer
+
+    def seek(self, offset: int) -> None:
+        self.position = self.fetch_offset = offset
+        self.epoch += 1
+        self.reset = None
+        self.retry_at = 0.0
+
+    def __repr__(self) -> str:
+        return (f"<_Partition {self.tp.topic}[{self.tp.partition}] position={self.position} "
+                f"fetch={self.fetch_offset} buffered={self.buffered} paused={self.paused}>")
+
+
+class _Chunk:
+    """One partition's records from one Fetch answer: raw batches, decoded on demand."""
+
+    __slots__ = ("state", "epoch", "data", "next_offset", "records")
+
+    def __init__(self, state: _Partition, epoch: int, data: bytes | None, next_offset: int,
+                 records: list[ConsumerRecord] | None = None) -> None:
+        self.state = state
+        self.epoch = epoch
+        self.data = data
+        self.next_offset = next_offset
+        self.records = records
+
+
+class Consumer:
+    """An async Kafka consumer. Use as ``async with Consumer(bootstrap, **options)``.
+
+    Options are the fields of :class:`~logbroker.client.ConsumerConfig`
+    (``group_id``, ``auto_offset_reset``, ``enable_auto_commit``...).
+    Background tasks (fetchers, the group member, auto-commit, connection
+    readers) live in a nursery opened by ``async with``; leaving it commits
+    (with auto-commit), leaves the group and closes the connections.
+    """
+
+    def __init__(self, bootstrap: str | None = None, *, config: ConsumerConfig | None = None,
+                 connector=None, **options: Any) -> None:
+        if config is None:
+            config = ConsumerConfig.from_options(bootstrap, options)
+        elif options or bootstrap is not None:
+            raise TypeError("pass either config= or options, not both")
+        self.config = config
+        self._connector = connector
+        self._isolation = 1 if config.isolation_level == "read_committed" else 0
+        self._reset_target = {"earliest": EARLIEST, "latest": LATEST, "none": None}[config.auto_offset_reset]
+        self._cluster: Cluster | None = None
+        self._nursery: trio.Nursery | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._group: GroupMember | None = None
+        self._group_task = False
+        self._assigned: dict[TopicPartition, _Partition] = {}
+        self._chunks: deque[_Chunk] = deque()
+        self._parked: list[_Chunk] = []
+        self._records: list[ConsumerRecord] = []
+        self._index = 0
+        self._current: _Partition | None = None
+        self._current_chunk: _Chunk | None = None
+        self._since_yield = 0
+        self._data_ready = trio.Event()
+        self._fetch_wake = trio.Event()
+        self._fetching_nodes: set[int] = set()
+        self._errors: deque[BaseException] = deque()
+        self._need_metadata = False
+        self._closed = False
+        self._on_assign: Callable | None = None
+        self._on_revoke: Callable | None = None
+        self.records_returned = 0
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._nursery else "not started"
+        return (f"<Consumer {state} group={self.config.group_id!r} assigned={len(self._assigned)} "
+                f"buffered_chunks={len(self._chunks)} returned={self.records_returned}>")
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Consumer:
+        if self._stack is not None:
+            raise RuntimeError("a Consumer can be entered only once")
+        self._stack = contextlib.AsyncExitStack()
+        await self._stack.__aenter__()
+        try:
+            self._nursery = await open_background(self._stack)
+            self._cluster = Cluster(self.config, self._nursery, connector=self._connector,
+                                    allow_auto_create=self.config.allow_auto_create_topics)
+            self._nursery.start_soon(self._fetch_loop)
+        except BaseException:
+            await self._stack.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if exc is None or isinstance(exc, Exception):
+                with trio.CancelScope(shield=True):
+                    with trio.move_on_after(self.config.request_timeout_ms / 1000):
+                        await self.close()
+        finally:
+            self._closed = True
+            assert self._stack is not None
+            await self._stack.__aexit__(exc_type, exc, tb)
+        return False
+
+    async def close(self) -> None:
+        """Commit (with auto-commit), leave the group, stop fetching. Idempotent; never raises
+        for a failed final commit (it is logged)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._group is not None:
+            if self.config.enable_auto_commit:
+                try:
+                    await self._commit_positions()
+                except (KafkaError, ClientClosedError) as exc:
+                    log.warning("final commit failed: %s", exc)
+            await self._group.leave()
+        self._data_ready.set()
+        if self._cluster is not None:
+            await self._cluster.aclose()
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise ClientClosedError("the consumer is closed")
+        if self._nursery is None:
+            raise RuntimeError("use the consumer inside 'async with Consumer(...)'")
+
+    def _report(self, error: BaseException) -> None:
+        """Hand an error to the application: the next read raises it."""
+        self._errors.append(error)
+        self._data_ready.set()
+
+    # -- assignment ---------------------------------------------------------------------
+
+    def assign(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> None:
+        """Consume exactly ``partitions`` (no group management). Replaces any previous assignment.
+
+        :raises RuntimeError: the consumer is subscribed to topics.
+        """
+        self._check_usable()
+        if self._group is not None and self._group.topics:
+            raise RuntimeError("assign() cannot be used while subscribed; unsubscribe() first")
+        wanted = {TopicPartition(*tp) for tp in partitions}
+        for tp in set(self._assigned) - wanted:
+            self._drop(tp)
+        for tp in wanted - set(self._assigned):
+            self._assigned[tp] = _Partition(tp, self.config.max_partition_fetch_bytes)
+        if wanted:
+            self._ensure_group_member()
+            assert self._cluster is not None
+            self._cluster.add_topics(tp.topic for tp in wanted)
+        self._fetch_wake.set()
+
+    async def subscribe(
+        self,
+        topics: Iterable[str],
+        *,
+        group_id: str | None = None,
+        on_assign: Callable | None = None,
+        on_revoke: Callable | None = None,
+    ) -> None:
+        """Join ``group_id`` (default: the configured one) consuming ``topics``.
+
+        ``on_assign(partitions)`` and ``on_revoke(partitions)`` (plain or
+        async callables) run on every rebalance, ``on_revoke`` after the
+        auto-commit of those partitions. Returns at once; the first records
+        arrive once the group has assigned partitions (see :meth:`wait_assignment`).
+
+        :raises InvalidConfigError: no group id.
+        :raises RuntimeError: partitions were assigned with :meth:`assign`.
+        """
+        self._check_usable()
+        topics = tuple(sorted(set([topics] if isinstance(topics, str) else topics)))
+        if group_id is not None and group_id != self.config.group_id:
+            if self._group is not None:
+                raise RuntimeError("the consumer already belongs to another group")
+            object.__setattr__(self.config, "group_id", group_id)  # frozen, but ours: set before first use
+        if self.config.group_id is None:
+            from logbroker.errors import InvalidConfigError
+
+            raise InvalidConfigError("subscribe() needs a group_id")
+        if self._assigned and (self._group is None or not self._group.topics):
+            raise RuntimeError("subscribe() cannot be used after assign(); assign([]) first")
+        self._on_assign, self._on_revoke = on_assign, on_revoke
+        member = self._ensure_group_member()
+        assert member is not None and self._cluster is not None
+        self._cluster.add_topics(topics)
+        member.subscribe(topics)
+        if not self._group_task:
+            self._group_task = True
+            assert self._nursery is not None
+            self._nursery.start_soon(member.run)
+            if self.config.enable_auto_commit:
+                self._nursery.start_soon(self._auto_commit_loop)
+
+    async def unsubscribe(self) -> None:
+        """Stop consuming the subscribed topics; the member stays in the group with none."""
+        if self._group is not None:
+            self._group.subscribe(())
+
+    async def wait_assignment(self) -> set[TopicPartition]:
+        """Wait until the group has given this member its partitions; return them.
+
+        :raises RuntimeError: not subscribed.
+        """
+        if self._group is None or not self._group.topics:
+            raise RuntimeError("wait_assignment() needs subscribe()")
+        while True:
+            await self._group.wait_stable()
+            if self._group.stable:
+                return self.assignment()
+
+    def _ensure_group_member(self) -> GroupMember | None:
+        if self._group is None and self.config.group_id is not None:
+            assert self._cluster is not None
+            self._group = GroupMember(self, self._cluster, self.config, self.config.group_id)
+        return self._group
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self._assigned)
+
+    def subscription(self) -> set[str]:
+        return set(self._group.topics) if self._group is not None else set()
+
+    async def _assign_from_group(self, added: set[TopicPartition], assigned: set[TopicPartition]) -> None:
+        for tp in set(self._assigned) - assigned:
+            self._drop(tp)
+        for tp in added:
+            if tp not in self._assigned:
+                self._assigned[tp] = _Partition(tp, self.config.max_partition_fetch_bytes)
+        self._fetch_wake.set()
+        if self._on_assign is not None:
+            await _call(self._on_assign, set(added))
+
+    async def _revoke(self, partitions: set[TopicPartition]) -> None:
+        if self.config.enable_auto_commit:
+            try:
+                await self._commit_positions(partitions)
+            except (KafkaError, ClientClosedError) as exc:
+                log.info("commit before revoking %d partitions failed: %s", len(partitions), exc)
+        if self._on_revoke is not None:
+            await _call(self._on_revoke, set(partitions))
+        for tp in partitions:
+            self._drop(tp)
+
+    def _drop(self, tp: TopicPartition) -> None:
+        state = self._assigned.pop(tp, None)
+        if state is None:
+            return
+        state.epoch += 1  # in-flight answers and buffered chunks become stale
+        if self._current is state:
+            self._records = []
+            self._index = 0
+            self._current = None
+        self._parked = [c for c in self._parked if c.state is not state]
+
+    # -- positions ---------------------------------------------------------------------
+
+    def _state(self, tp: TopicPartition | tuple[str, int]) -> _Partition:
+        state = self._assigned.get(TopicPartition(*tp))
+        if state is None:
+            raise KeyError(f"{tp} is not assigned to this consumer")
+        return state
+
+    def seek(self, tp: TopicPartition | tuple[str, int], offset: int) -> None:
+        """Make ``offset`` the next offset returned for ``tp``.
+
+        :raises KeyError: ``tp`` is not assigned.
+        :raises ValueError: a negative offset.
+        """
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        state = self._state(tp)
+        state.seek(offset)
+        if self._current is state:
+            self._records = []
+            self._index = 0
+            self._current = None
+        self._fetch_wake.set()
+
+    async def _seek_to(self, target: int, partitions: tuple) -> None:
+        states = [self._state(tp) for tp in partitions] if partitions else list(self._assigned.values())
+        if not states:
+            return
+        assert self._cluster is not None
+        answers = await list_offsets(self._cluster, {s.tp: target for s in states}, isolation_level=self._isolation)
+        ends = None
+        for s in states:
+            offset = answers[s.tp].offset
+            if offset < 0:  # no record at or after the timestamp: the end
+                if ends is None:
+                    ends = await self.end_offsets([x.tp for x in states])
+                offset = ends[s.tp]
+            if s.tp in self._assigned:
+                self.seek(s.tp, offset)
+
+    async def seek_to_beginning(self, *partitions: TopicPartition | tuple[str, int]) -> None:
+        """Seek ``partitions`` (default: all assigned) to their log start offsets."""
+        await self._seek_to(EARLIEST, partitions)
+
+    async def seek_to_end(self, *partitions: TopicPartition | tuple[str, int]) -> None:
+        """Seek ``partitions`` (default: all assigned) to their high watermarks."""
+        await self._seek_to(LATEST, partitions)
+
+    async def seek_to_time(self, when: datetime.datetime | int, *partitions: TopicPartition | tuple[str, int]) -> None:
+        """Seek ``partitions`` (default: all) to the first record at or after ``when``
+        (an aware datetime, or epoch ms); the end where there is none."""
+        await self._seek_to(timestamp_ms(when), partitions)
+
+    async def position(self, tp: TopicPartition | tuple[str, int]) -> int:
+        """The next offset that will be returned for ``tp`` (found first if unknown).
+
+        :raises NoOffsetError: no committed offset and ``auto_offset_reset="none"``.
+        """
+        state = self._state(tp)
+        if state.position is None:
+            await self._resolve_positions([state])
+            if state.position is None:
+                raise NoOffsetError(f"{state.tp} has no committed offset and auto_offset_reset is 'none'")
+        return state.position
+
+    async def committed(self, tp: TopicPartition | tuple[str, int]) -> int | None:
+        """The group's committed offset for ``tp``, None if there is none.
+
+        :raises RuntimeError: the consumer has no group id.
+        """
+        if self._ensure_group_member() is None:
+            raise RuntimeError("committed() needs a group_id")
+        assert self._group is not None
+        tp = TopicPartition(*tp)
+        offset = (await self._group.fetch_committed([tp]))[tp]
+        return offset if offset >= 0 else None
+
+    async def commit(self, offsets: Mapping[TopicPartition | tuple[str, int], int] | None = None) -> None:
+        """Commit ``offsets`` (next offset to read, per partition) or, by default, every
+        assigned partition's position; returns once the coordinator accepted them.
+
+        :raises CommitFailedError: the group rebalanced; the partitions may have moved.
+        :raises RuntimeError: the consumer has no group id.
+        :raises KafkaError: another error.
+        """
+        self._check_usable()
+        if self._ensure_group_member() is None:
+            raise RuntimeError("commit() needs a group_id")
+        if offsets is None:
+            await self._commit_positions()
+            return
+        normalized = {TopicPartition(*tp): off for tp, off in offsets.items()}
+        assert self._group is not None
+        await self._group.commit(normalized)
+        for tp, off in normalized.items():
+            if tp in self._assigned:
+                self._assigned[tp].committed = off
+
+    async def _commit_positions(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        states = [self._assigned[tp] for tp in partitions if tp in self._assigned] if partitions is not None \
+            else list(self._assigned.values())
+        offsets = {s.tp: s.position for s in states if s.position is not None and s.position != s.committed}
+        if not offsets or self._group is None:
+            return
+        await self._group.commit(offsets)  # type: ignore[arg-type]
+        for s in states:
+            if s.tp in offsets:
+                s.committed = offsets[s.tp]  # type: ignore[assignment]
+
+    async def _auto_commit_loop(self) -> None:
+        interval = self.config.auto_commit_interval_ms / 1000
+        while not self._closed:
+            await trio.sleep(interval)
+            if self._group is None or not self._group.stable:
+                continue
+            try:
+                await self._commit_positions()
+            except (KafkaError, ClientClosedError) as exc:
+                log.info("auto-commit failed: %s", exc)
+
+    def pause(self, *partitions: TopicPartition | tuple[str, int]) -> None:
+        """Stop fetching and returning records of ``partitions`` until :meth:`resume`."""
+        for tp in partitions:
+            state = self._state(tp)
+            state.paused = True
+            if self._current is state and self._index < len(self._records):
+                self._parked.append(_Chunk(state, state.epoch, None, -1, self._records[self._index:]))
+                self._records = []
+                self._index = 0
+                self._current = None
+
+    def resume(self, *partitions: TopicPartition | tuple[str, int]) -> None:
+        """Fetch and return records of ``partitions`` again."""
+        resumed = set()
+        for tp in partitions:
+            state = self._state(tp)
+            state.paused = False
+            resumed.add(id(state))
+        back = [c for c in self._parked if id(c.state) in resumed]
+        self._parked = [c for c in self._parked if id(c.state) not in resumed]
+        self._chunks.extendleft(reversed(back))
+        if back:
+            self._data_ready.set()
+        self._fetch_wake.set()
+
+    def paused(self) -> set[TopicPartition]:
+        return {tp for tp, s in self._assigned.items() if s.paused}
+
+    async def beginning_offsets(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> dict[TopicPartition, int]:
+        """Log start offset of each partition."""
+        assert self._cluster is not None
+        answers = await list_offsets(self._cluster, {TopicPartition(*tp): EARLIEST for tp in partitions})
+        return {tp: a.offset for tp, a in answers.items()}
+
+    async def end_offsets(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> dict[TopicPartition, int]:
+        """High watermark (last offset + 1) of each partition."""
+        assert self._cluster is not None
+        answers = await list_offsets(self._cluster, {TopicPartition(*tp): LATEST for tp in partitions},
+                                     isolation_level=self._isolation)
+        return {tp: a.offset for tp, a in answers.items()}
+
+    async def offsets_for_times(
+        self, timestamps: Mapping[TopicPartition | tuple[str, int], datetime.datetime | int]
+    ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
+        """For each partition, the first offset with a timestamp at or after the given one (None: none)."""
+        assert self._cluster is not None
+        answers = await list_offsets(
+            self._cluster, {TopicPartition(*tp): timestamp_ms(ts) for tp, ts in timestamps.items()},
+            isolation_level=self._isolation,
+        )
+        return {tp: (a if a.offset >= 0 else None) for tp, a in answers.items()}
+
+    async def partitions_for(self, topic: str) -> list[int]:
+        """Partition numbers of ``topic``.
+
+        :raises UnknownTopicOrPartitionError: it does not exist in time.
+        """
+        self._check_usable()
+        assert self._cluster is not None
+        info = await self._cluster.topic(topic)
+        return [p.partition for p in info.partitions]
+
+    async def topics(self) -> set[str]:
+        """Every topic name the cluster knows (internal ones left out)."""
+        self._check_usable()
+        assert self._cluster is not None
+        meta = await self._cluster.refresh(all_topics=True)
+        return {name for name, info in meta.topics.items() if not info.internal and not info.error_code}
+
+    # -- reading --------------------------------------------------------------------------
+
+    def __aiter__(self) -> Consumer:
+        return self
+
+    async def __anext__(self) -> ConsumerRecord:
+        i = self._index
+        records = self._records
+        if i < len(records) and self._since_yield < _YIELD_EVERY:
+            self._index = i + 1
+            self._since_yield += 1
+            record = records[i]
+            self._current.position = record.offset + 1  # type: ignore[union-attr]
+            self.records_returned += 1
+            return record
+        try:
+            return await self.getone()
+        except ClientClosedError:
+            raise StopAsyncIteration from None
+
+    async def getone(self) -> ConsumerRecord:
+        """Wait for and return the next record.
+
+        :raises KafkaError: a fetch or group error (reported once).
+        :raises NoOffsetError: a partition has no offset and ``auto_offset_reset="none"``.
+        :raises ClientClosedError: the consumer is closed.
+        """
+        self._since_yield = 0
+        await trio.lowlevel.checkpoint()
+        while self._index >= len(self._records):
+            await self._next_chunk()
+        record = self._records[self._index]
+        self._index += 1
+        self._current.position = record.offset + 1  # type: ignore[union-attr]
+        self.records_returned += 1
+        return record
+
+    async def getmany(self, max_records: int | None = None) -> list[ConsumerRecord]:
+        """Wait for records and return those of the current fetch (at most ``max_records``).
+
+        :raises: as :meth:`getone`.
+        """
+        self._since_yield = 0
+        await trio.lowlevel.checkpoint()
+        while self._index >= len(self._records):
+            await self._next_chunk()
+        start = self._index
+        end = len(self._records) if max_records is None else min(len(self._records), start + max_records)
+        batch = self._records[start:end]
+        self._index = end
+        self._current.position = batch[-1].offset + 1  # type: ignore[union-attr]
+        self.records_returned += len(batch)
+        return batch
+
+    async def _next_chunk(self) -> None:
+        """Make the next non-empty chunk current, waiting for fetches as needed."""
+        self._finish_current()
+        while True:
+            if self._errors:
+                raise self._errors.popleft()
+            if self._closed:
+                raise ClientClosedError("the consumer is closed")
+            while self._chunks:
+                chunk = self._chunks.popleft()
+                state = chunk.state
+                if chunk.data is not None:
+                    state.buffered -= len(chunk.data)
+                    self._fetch_wake.set()
+                if chunk.epoch != state.epoch or self._assigned.get(state.tp) is not state:
+                    continue
+                if state.paused:
+                    self._parked.append(chunk)
+                    continue
+                records = chunk.records if chunk.records is not None else self._decode(chunk)
+                if records:
+                    self._records = records
+                    self._index = 0
+                    self._current = state
+                    self._current_chunk = chunk
+                    return
+                if chunk.next_offset > (state.position or 0):
+                    state.position = chunk.next_offset
+            self._data_ready = trio.Event()
+            self._fetch_wake.set()
+            await self._data_ready.wait()
+
+    def _finish_current(self) -> None:
+        """The current chunk is read: move the position past any trailing control batches."""
+        chunk = self._current_chunk
+        if chunk is not None:
+            state = chunk.state
+            if chunk.epoch == state.epoch and state.position is not None and chunk.next_offset > state.position:
+                state.position = chunk.next_offset
+            self._current_chunk = None
+        self._records = []
+        self._index = 0
+        self._current = None
+
+    def _decode(self, chunk: _Chunk) -> list[ConsumerRecord]:
+        state = chunk.state
+        topic, partition = state.tp
+        start = state.position or 0
+        out: list[ConsumerRecord] = []
+        extend = out.extend
+        make = ConsumerRecord
+        try:
+            for batch in decode_batches(chunk.data):
+                h = batch.header
+                if h.attributes & ATTR_CONTROL or h.base_offset + h.last_offset_delta < start:
+                    continue
+                if h.base_offset >= start:
+                    extend([make(topic, partition, r.offset, r.timestamp, r.key, r.value, r.headers)
+                            for r in batch.records])
+                else:
+                    extend([make(topic, partition, r.offset, r.timestamp, r.key, r.value, r.headers)
+                            for r in batch.records if r.offset >= start])
+        except LogbrokerError as exc:  # CorruptBatchError, CompressionError
+            self._report(KafkaError(f"{topic}[{partition}] at offset {start}: {exc}",
+                                    code=ErrorCode.corrupt_message))
+        return out
+
+    # -- fetching -------------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        assert self._cluster is not None
+        while True:
+            self._fetch_wake = trio.Event()
+            now = trio.current_time()
+            unresolved = [s for s in self._assigned.values() if s.fetch_offset is None and s.retry_at <= now]
+            if unresolved:
+                try:
+                    await self._resolve_positions(unresolved)
+                except (KafkaError, ClientClosedError, NoOffsetError) as exc:
+                    if self._closed:
+                        return
+                    self._report(exc)
+                    for s in unresolved:
+                        s.retry_at = trio.current_time() + self.config.backoff(3)
+                continue
+            next_wake = self._start_fetches(now)
+            if self._need_metadata or (self._cluster.stale and self._assigned):
+                self._need_metadata = False
+                with contextlib.suppress(KafkaError):
+                    await self._cluster.refresh({tp.topic for tp in self._assigned})
+                continue
+            with trio.move_on_after(max(0.0, next_wake - now) if not math.isinf(next_wake) else math.inf):
+                await self._fetch_wake.wait()
+
+    def _start_fetches(self, now: float) -> float:
+        """Start a Fetch for each leader with fetchable partitions; return the next retry time."""
+        assert self._cluster is not None and self._nursery is not None
+        plans: dict[int, list[_Partition]] = {}
+        next_wake = math.inf
+        prefetch = self.config.prefetch_bytes
+        for state in self._assigned.values():
+            if state.paused or state.in_flight or state.fetch_offset is None or state.buffered >= prefetch:
+                continue
+            if state.retry_at > now:
+                next_wake = min(next_wake, state.retry_at)
+                continue
+            node = self._cluster.leader(state.tp.topic, state.tp.partition)
+            if node < 0:
+                self._need_metadata = True
+                state.retry_at = now + self.config.backoff(1)
+                next_wake = min(next_wake, state.retry_at)
+                continue
+            if node in self._fetching_nodes:
+                continue
+            plans.setdefault(node, []).append(state)
+        for node, states in plans.items():
+            self._fetching_nodes.add(node)
+            for s in states:
+                s.in_flight = True
+            self._nursery.start_soon(self._fetch, node, states)
+        return next_wake
+
+    async def _fetch(self, node: int, states: list[_Partition]) -> None:
+        assert self._cluster is not None
+        c = self.config
+        epochs = {s.tp: (s, s.epoch, s.fetch_offset) for s in states}
+        try:
+            by_topic: dict[str, list[tuple[int, int, int]]] = {}
+            for s in states:
+                by_topic.setdefault(s.tp.topic, []).append((s.tp.partition, s.fetch_offset, s.max_bytes))
+            try:
+                conn = await self._cluster.connection(node, "fetch")
+                version = conn.version(ApiKey.FETCH)
+                body = _wire.fetch_request(
+                    version, max_wait_ms=c.fetch_max_wait_ms, min_bytes=c.fetch_min_bytes,
+                    max_bytes=c.fetch_max_bytes, isolation_level=self._isolation, partitions=by_topic,
+                )
+                answer = await conn.request(ApiKey.FETCH, version, body, extra_timeout_ms=c.fetch_max_wait_ms)
+            except (KafkaConnectionError, KafkaTimeoutError) as exc:
+                if not self._closed:
+                    log.debug("fetch from node %d failed: %s", node, exc)
+                self._backoff(states, refresh=True)
+                return
+            except (KafkaError, ClientClosedError) as exc:
+                if not self._closed:
+                    self._report(exc)
+                self._backoff(states)
+                return
+            top = getattr(answer, "error_code", ErrorCode.none)
+            if top != ErrorCode.none:
+                self._backoff(states, refresh=True)
+                return
+            self._take(answer, epochs)
+        finally:
+            self._fetching_nodes.discard(node)
+            for s in states:
+                s.in_flight = False
+            self._fetch_wake.set()
+
+    def _backoff(self, states: list[_Partition], *, refresh: bool = False) -> None:
+        at = trio.current_time() + self.config.backoff(2)
+        for s in states:
+            s.retry_at = at
+        if refresh:
+            self._need_metadata = True
+
+    def _take(self, answer: Any, epochs: dict[TopicPartition, tuple[_Partition, int, int]]) -> None:
+        """Queue the records of a Fetch answer; handle per-partition errors."""
+        added = False
+        for topic in answer.responses:
+            name = topic.topic
+            for p in topic.partitions:
+                entry = epochs.get(TopicPartition(name, p.partition_index))
+                if entry is None:
+                    continue
+                state, epoch, offset = entry
+                if state.epoch != epoch or self._assigned.get(state.tp) is not state:
+                    continue  # seeked or revoked meanwhile
+                code = p.error_code
+                if code == ErrorCode.none:
+                    state.high_watermark = p.high_watermark
+                    state.log_start_offset = getattr(p, "log_start_offset", -1)
+                    data = p.records
+                    if not data:
+                        continue
+                    next_offset = None
+                    for _, header in iter_batches(data):
+                        next_offset = header.base_offset + header.last_offset_delta + 1
+                    if next_offset is None:  # one batch larger than we asked for
+                        state.max_bytes = min(state.max_bytes * 2, self.config.fetch_max_bytes)
+                        continue
+                    if next_offset <= offset:
+                        continue
+                    if not isinstance(data, bytes):
+                        data = bytes(data)
+                    state.fetch_offset = next_offset
+                    state.buffered += len(data)
+                    self._chunks.append(_Chunk(state, epoch, data, next_offset))
+                    added = True
+                elif code == ErrorCode.offset_out_of_range:
+                    if self._reset_target is None:
+                        self._report(FetchOffsetOutOfRangeError(
+                            f"{state.tp} offset {offset} is out of range and auto_offset_reset is 'none'",
+                            code=ErrorCode.offset_out_of_range))
+                        state.retry_at = trio.current_time() + 1.0
+                    else:
+                        log.info("%s: offset %d out of range; resetting to %s", state.tp, offset,
+                                 self.config.auto_offset_reset)
+                        state.fetch_offset = None
+                        state.reset = self._reset_target
+                        state.epoch += 1
+                elif code in _REFRESH_CODES:
+                    self._backoff([state], refresh=True)
+                else:
+                    self._report(kafka_error(code, context=f"fetch {state.tp.topic}[{state.tp.partition}]"))
+                    self._backoff([state])
+        if added:
+            self._data_ready.set()
+
+    async def _resolve_positions(self, states: list[_Partition]) -> None:
+        """Find positions: committed offsets first (with a group), then the reset policy."""
+        assert self._cluster is not None
+        need_committed = [s for s in states if s.reset is None and s.position is None]
+        if need_committed and self._group is not None:
+            committed = await self._group.fetch_committed([s.tp for s in need_committed])
+            for s in need_committed:
+                offset = committed.get(s.tp, -1)
+                if offset >= 0:
+                    s.seek(offset)
+                    s.committed = offset
+        targets = {}
+        missing = []
+        for s in states:
+            if s.fetch_offset is not None and s.position is not None:
+                continue
+            target = s.reset if s.reset is not None else self._reset_target
+            if target is None:
+                missing.append(s)
+            else:
+                targets[s.tp] = target
+        if targets:
+            answers = await list_offsets(self._cluster, targets, isolation_level=self._isolation)
+            for tp, answer in answers.items():
+                s = self._assigned.get(tp)
+                if s is not None and s.fetch_offset is None:
+                    s.seek(answer.offset if answer.offset >= 0 else 0)
+        if missing:
+            for s in missing:
+                s.retry_at = math.inf  # until seek()
+            raise NoOffsetError(
+                f"no committed offset for {', '.join(f'{s.tp.topic}[{s.tp.partition}]' for s in missing)} "
+                "and auto_offset_reset is 'none'; seek() first"
+            )
+        self._fetch_wake.set()
+
+    # -- replay -----------------------------------------------------------------------------
+
+    def replay(
+        self,
+        topic: str,
+        *,
+        start: int | datetime.datetime = 0,
+        stop: int | datetime.datetime | None = None,
+        partitions: Iterable[int] | None = None,
+    ):
+        """Read a range of ``topic``'s history across its partitions; see :class:`~logbroker.client.Replay`."""
+        from .replay import Replay
+
+        return Replay(self, topic, start=start, stop=stop, partitions=partitions)
+
+
+async def _call(fn: Callable, arg: Any) -> None:
+    result = fn(arg)
+    if inspect.isawaitable(result):
+        await result

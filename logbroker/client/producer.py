@@ -1,0 +1,721 @@
+"""The async producer: partition, batch, send, retry; idempotent by default.
+
+Usage::
+
+    async with Producer("localhost:9092", linger_ms=5) as producer:
+        delivery = await producer.send("events", b"value", key=b"k")
+        metadata = await delivery          # RecordMetadata(topic, partition, offset, timestamp)
+
+How it works:
+
+* ``send_nowait`` appends the record to the open batch of its partition
+  (key hashed by the configured partitioner, keyless records on a sticky
+  partition) and returns a :class:`~logbroker.client.Delivery` handle; no
+  await, no future per record. ``send`` is the same but waits for buffer
+  space and topic metadata first.
+* One sender task closes batches that are full or older than ``linger_ms``,
+  groups them by leader and sends one Produce request per leader with at
+  most one batch per partition, keeping up to ``max_in_flight`` requests
+  in flight per broker. Each request runs in its own short task.
+* With idempotence (the default) the sender first asks InitProducerId; each
+  batch then carries the producer id and a per-partition sequence number,
+  so a retried batch is written once. Retriable errors (a new leader, a
+  timeout, a lost connection) re-queue the batch in sequence order after a
+  backoff; NOT_LEADER_OR_FOLLOWER and UNKNOWN_TOPIC_OR_PARTITION refresh the
+  metadata first. A batch that cannot be delivered within
+  ``delivery_timeout_ms`` fails with KafkaTimeoutError.
+* ``flush()`` sends everything now and waits for it; ``close()`` (and
+  leaving ``async with`` normally) flushes, then stops the tasks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import time
+from collections import deque
+from typing import Any
+
+import trio
+
+from logbroker.errors import (
+    ClientClosedError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    RecordTooLargeError,
+    UnknownTopicOrPartitionError,
+)
+from logbroker.protocol import ApiKey, ErrorCode, to_ms
+from logbroker.records import BatchBuilder
+
+from . import _wire
+from ._batches import Delivery, ProducerBatch
+from ._errors import kafka_error
+from ._tasks import open_background
+from .cluster import Cluster
+from .config import ProducerConfig
+from .partitioner import PARTITIONERS, StickyPartitions, hashes_empty_key
+from .types import RecordMetadata
+
+__all__ = ["Producer", "ProducerStatistics"]
+
+log = logging.getLogger("logbroker.client.producer")
+
+_RECORD_OVERHEAD = 24  # an upper bound of a small record's varints and attributes
+_REFRESH_CODES = frozenset(
+    {
+        ErrorCode.not_leader_or_follower,
+        ErrorCode.unknown_topic_or_partition,
+        ErrorCode.leader_not_available,
+        ErrorCode.fenced_leader_epoch,
+        ErrorCode.unknown_leader_epoch,
+        ErrorCode.kafka_storage_error,
+    }
+)
+_RESET_PRODUCER_CODES = frozenset({ErrorCode.unknown_producer_id, ErrorCode.invalid_producer_epoch})
+
+
+def _as_bytes(obj: Any, what: str) -> bytes:
+    if isinstance(obj, str):
+        return obj.encode("utf-8")
+    if isinstance(obj, (bytearray, memoryview)):
+        return bytes(obj)
+    raise TypeError(f"record {what} must be bytes, str or None, not {type(obj).__name__}")
+
+
+class ProducerStatistics:
+    """A snapshot of the producer's counters (frozen in spirit: a fresh one per call)."""
+
+    __slots__ = ("records_sent", "records_failed", "batches_sent", "requests", "retries",
+                 "buffered_bytes", "in_flight_requests", "producer_id")
+
+    def __init__(self, **values: int) -> None:
+        for name in self.__slots__:
+            setattr(self, name, values.get(name, 0))
+
+    def __repr__(self) -> str:
+        return "ProducerStatistics(" + ", ".join(f"{n}={getattr(self, n)}" for n in self.__slots__) + ")"
+
+
+class Producer:
+    """An async Kafka producer. Use as ``async with Producer(bootstrap, **options)``.
+
+    Options are the fields of :class:`~logbroker.client.ProducerConfig`
+    (or pass ``config=``). ``connector(host, port)`` may return any trio
+    Stream (tests use in-memory streams; TLS users an SSL stream).
+
+    Background tasks (the sender, one task per request in flight, one reader
+    per connection) live in a nursery opened by ``async with``; leaving it
+    normally flushes first, leaving it by an exception fails whatever is
+    still buffered with ClientClosedError.
+    """
+
+    def __init__(self, bootstrap: str | None = None, *, config: ProducerConfig | None = None,
+                 connector=None, **options: Any) -> None:
+        if config is None:
+            config = ProducerConfig.from_options(bootstrap, options)
+        elif options or bootstrap is not None:
+            raise TypeError("pass either config= or options, not both")
+        self.config = config
+        self._connector = connector
+        self._codec = config.codec
+        self._hash = PARTITIONERS[config.partitioner]
+        self._hash_empty = hashes_empty_key(config.partitioner)
+        self._sticky = StickyPartitions()
+        self._batch_size = config.batch_size
+        self._linger = config.linger_ms / 1000
+        self._max_buffer = config.max_buffer_bytes
+        self._idempotent = config.idempotence
+        # state
+        self._cluster: Cluster | None = None
+        self._nursery: trio.Nursery | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._counts: dict[str, int] = {}  # topic -> partitions, from metadata
+        self._loading: set[str] = set()
+        self._open: dict[tuple[str, int], ProducerBatch] = {}
+        self._queues: dict[tuple[str, int], deque[ProducerBatch]] = {}
+        self._in_flight: dict[tuple[str, int], int] = {}
+        self._in_flight_batches: set[ProducerBatch] = set()
+        self._node_in_flight: dict[int, int] = {}
+        self._order = itertools.count()
+        self._buffered = 0
+        self._space = trio.Event()
+        self._wake = trio.Event()
+        self._flushing = 0
+        self._need_metadata = False
+        self._refreshing = False
+        self._producer_id = -1
+        self._producer_epoch = -1
+        self._next_seq: dict[tuple[str, int], int] = {}  # sequence of the next batch sent
+        self._guess_seq: dict[tuple[str, int], int] = {}  # sequence of the next batch opened
+        self._pid_ready = trio.Event()
+        self._reset_pid = False
+        self._fatal: BaseException | None = None
+        self._closed = False
+        self._stopping = False
+        self._sender_done = trio.Event()
+        self._stats = {"records_sent": 0, "records_failed": 0, "batches_sent": 0, "requests": 0, "retries": 0}
+        if not self._idempotent:
+            self._pid_ready.set()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open" if self._nursery else "not started"
+        return (
+            f"<Producer {state} bootstrap={self.config.bootstrap!r} buffered={self._buffered}B "
+            f"open_batches={len(self._open)} queued={sum(map(len, self._queues.values()))} "
+            f"in_flight={len(self._in_flight_batches)} producer_id={self._producer_id}>"
+        )
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def __aenter__(self) -> Producer:
+        if self._stack is not None:
+            raise RuntimeError("a Producer can be entered only once")
+        self._stack = contextlib.AsyncExitStack()
+        await self._stack.__aenter__()
+        try:
+            self._nursery = await open_background(self._stack)
+            self._cluster = Cluster(self.config, self._nursery, connector=self._connector,
+                                    allow_auto_create=self.config.allow_auto_create_topics)
+            self._nursery.start_soon(self._sender)
+        except BaseException:
+            await self._stack.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if exc is None or isinstance(exc, Exception):
+                await self.close()
+            else:
+                self._abort(ClientClosedError("the producer was cancelled before delivering"))
+        finally:
+            assert self._stack is not None
+            await self._stack.__aexit__(exc_type, exc, tb)
+        return False
+
+    async def close(self) -> None:
+        """Flush, then stop the sender and close connections. Idempotent.
+
+        Cancelling it fails the records not yet delivered with ClientClosedError.
+
+        :raises KafkaError: as :meth:`flush`.
+        """
+        if self._closed:
+            return
+        try:
+            await self.flush()
+        finally:
+            self._closed = True
+            self._stopping = True
+            self._wake.set()
+            if self._nursery is not None:
+                with trio.move_on_after(self.config.request_timeout_ms / 1000):
+                    await self._sender_done.wait()
+                self._abort(ClientClosedError("the producer is closed"))
+                if self._cluster is not None:
+                    await self._cluster.aclose()
+                self._nursery.cancel_scope.cancel()
+
+    def _abort(self, error: BaseException) -> None:
+        """Fail every record not yet delivered; stop the background tasks."""
+        self._closed = True
+        self._stopping = True
+        for batch in list(self._open.values()):
+            self._finish(batch, error)
+        self._open.clear()
+        for queue in self._queues.values():
+            for batch in queue:
+                self._finish(batch, error)
+            queue.clear()
+        for batch in list(self._in_flight_batches):
+            self._finish(batch, error)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    def _check_usable(self) -> None:
+        if self._fatal is not None:
+            raise self._fatal
+        if self._closed:
+            raise ClientClosedError("the producer is closed")
+        if self._nursery is None:
+            raise RuntimeError("use the producer inside 'async with Producer(...)'")
+
+    # -- sending ------------------------------------------------------------------
+
+    def send_nowait(
+        self,
+        topic: str,
+        value: bytes | str | None,
+        key: bytes | str | None = None,
+        *,
+        partition: int | None = None,
+        headers=(),
+        timestamp_ms: int | None = None,
+    ) -> Delivery:
+        """Queue one record without waiting; return its :class:`Delivery`.
+
+        ``headers`` is a sequence of ``(str, bytes | None)``. ``str`` keys
+        and values are encoded as UTF-8.
+
+        :raises trio.WouldBlock: the buffer is full (``max_buffer_bytes``) or
+            the topic's metadata is not loaded yet (it is being fetched);
+            ``await send(...)`` waits for both.
+        :raises RecordTooLargeError: the record alone exceeds ``max_request_size``.
+        :raises UnknownTopicOrPartitionError: ``partition`` is out of range.
+        :raises ClientClosedError: the producer is closed.
+        """
+        if self._closed or self._fatal is not None or self._nursery is None:
+            self._check_usable()
+        n = self._counts.get(topic)
+        if n is None:
+            self._want_topic(topic)
+            raise trio.WouldBlock
+        if self._buffered >= self._max_buffer:
+            raise trio.WouldBlock
+        if value is not None and value.__class__ is not bytes:
+            value = _as_bytes(value, "value")
+        if key is not None and key.__class__ is not bytes:
+            key = _as_bytes(key, "key")
+        if partition is None:
+            if key is None or (not key and not self._hash_empty):
+                partition = self._sticky.get(topic, n)
+            else:
+                partition = self._hash(key, n)
+        elif not 0 <= partition < n:
+            raise UnknownTopicOrPartitionError(f"{topic!r} has {n} partitions, not {partition + 1}")
+        if timestamp_ms is None:
+            timestamp_ms = time.time_ns() // 1_000_000
+        size = _RECORD_OVERHEAD + (len(value) if value is not None else 0) + (len(key) if key is not None else 0)
+        if headers:
+            size += sum(len(h[0]) + (len(h[1]) if h[1] is not None else 0) + 10 for h in headers)
+        tp = (topic, partition)
+        batch = self._open.get(tp)
+        if batch is None:
+            batch = self._new_batch(tp, size)
+        elif batch.buffered + size > self._batch_size:
+            self._close_batch(tp, batch)
+            batch = self._new_batch(tp, size)
+        batch.builder.append(value, key, headers, timestamp_ms)  # type: ignore[union-attr]
+        index = batch.count
+        batch.count = index + 1
+        batch.buffered += size
+        self._buffered += size
+        if batch.buffered >= self._batch_size:
+            self._close_batch(tp, batch)
+        return Delivery(batch, index, timestamp_ms)
+
+    async def send(
+        self,
+        topic: str,
+        value: bytes | str | None,
+        key: bytes | str | None = None,
+        *,
+        partition: int | None = None,
+        headers=(),
+        timestamp_ms: int | None = None,
+    ) -> Delivery:
+        """Queue one record, waiting for buffer space and topic metadata; return its :class:`Delivery`.
+
+        Waits at most ``max_block_ms``. ``await (await producer.send(...))``
+        waits for the delivery too. Cancelling it leaves the record unsent.
+
+        :raises KafkaTimeoutError: no room or no metadata within ``max_block_ms``.
+        :raises UnknownTopicOrPartitionError: the topic does not exist (and
+            cannot be auto-created) or ``partition`` is out of range.
+        :raises RecordTooLargeError, ClientClosedError: as :meth:`send_nowait`.
+        """
+        try:
+            return self.send_nowait(topic, value, key, partition=partition, headers=headers,
+                                    timestamp_ms=timestamp_ms)
+        except trio.WouldBlock:
+            pass
+        with trio.move_on_after(self.config.max_block_ms / 1000) as scope:
+            while True:
+                self._check_usable()
+                if topic not in self._counts:
+                    await self._load_topic(topic)
+                    continue
+                if self._buffered >= self._max_buffer:
+                    self._wake.set()
+                    if self._space.is_set():
+                        self._space = trio.Event()
+                    await self._space.wait()
+                    continue
+                return self.send_nowait(topic, value, key, partition=partition, headers=headers,
+                                        timestamp_ms=timestamp_ms)
+        assert scope.cancelled_caught
+        what = "metadata" if topic not in self._counts else "buffer space"
+        raise KafkaTimeoutError(f"no {what} for {topic!r} within max_block_ms={self.config.max_block_ms}")
+
+    async def send_and_wait(self, topic: str, value: bytes | str | None, key: bytes | str | None = None,
+                            **kwargs: Any) -> RecordMetadata:
+        """``send`` then wait for the delivery; returns its RecordMetadata."""
+        return await (await self.send(topic, value, key, **kwargs))
+
+    async def flush(self) -> None:
+        """Send every buffered record now and wait until each is delivered or failed.
+
+        Bounded by ``delivery_timeout_ms`` per batch. Cancelling it stops the
+        waiting, not the sending.
+
+        :raises KafkaError: the first failure among records that failed and
+            whose Delivery nobody looked at (a fire-and-forget send).
+        """
+        if self._nursery is None:
+            return
+        batches = self._pending_batches()
+        self._flushing += 1
+        self._wake.set()
+        try:
+            for batch in batches:
+                await batch.wait()
+        finally:
+            self._flushing -= 1
+        for batch in batches:
+            if batch.error is not None and not batch.observed:
+                batch.observed = True
+                raise batch.error
+
+    def _pending_batches(self) -> list[ProducerBatch]:
+        batches = list(self._open.values())
+        for queue in self._queues.values():
+            batches.extend(queue)
+        batches.extend(self._in_flight_batches)
+        return batches
+
+    async def partitions_for(self, topic: str) -> list[int]:
+        """The partition numbers of ``topic``, loading its metadata if needed.
+
+        :raises UnknownTopicOrPartitionError: the topic does not exist in time.
+        """
+        self._check_usable()
+        if topic not in self._counts:
+            await self._load_topic(topic)
+        return list(range(self._counts[topic]))
+
+    def statistics(self) -> ProducerStatistics:
+        return ProducerStatistics(
+            **self._stats,
+            buffered_bytes=self._buffered,
+            in_flight_requests=sum(self._node_in_flight.values()),
+            producer_id=self._producer_id,
+        )
+
+    # -- batches --------------------------------------------------------------------
+
+    def _new_batch(self, tp: tuple[str, int], size: int) -> ProducerBatch:
+        if size > self.config.max_request_size - 100:
+            raise RecordTooLargeError(
+                f"a record of about {size} bytes exceeds max_request_size={self.config.max_request_size}"
+            )
+        now = trio.current_time()
+        seq = self._guess_seq.get(tp, 0) if self._producer_id >= 0 else -1
+        builder = BatchBuilder(compression=self._codec, producer_id=self._producer_id,
+                               producer_epoch=self._producer_epoch, base_sequence=seq)
+        batch = ProducerBatch(
+            tp[0], tp[1], builder, order=next(self._order), created=now,
+            deadline=now + self.config.delivery_timeout_ms / 1000,
+            producer_id=self._producer_id, producer_epoch=self._producer_epoch, base_sequence=seq,
+        )
+        self._open[tp] = batch
+        if len(self._open) == 1 or self._linger == 0:
+            self._wake.set()  # the sender may be sleeping without a linger deadline
+        return batch
+
+    def _close_batch(self, tp: tuple[str, int], batch: ProducerBatch) -> None:
+        """Move an open batch to its partition's send queue."""
+        del self._open[tp]
+        batch.close()
+        if batch.base_sequence >= 0:
+            self._guess_seq[tp] = (batch.base_sequence + batch.count) & 0x7FFFFFFF
+        queue = self._queues.get(tp)
+        if queue is None:
+            queue = self._queues[tp] = deque()
+        queue.append(batch)
+        self._sticky.batch_closed(tp[0], tp[1], self._counts.get(tp[0], 1))
+        self._wake.set()
+
+    def _finish(self, batch: ProducerBatch, error: BaseException | None = None,
+                base_offset: int = -1, log_append_time: int = -1) -> None:
+        if batch.done:
+            return
+        if error is None:
+            batch.complete(base_offset, log_append_time)
+            self._stats["records_sent"] += batch.count
+        else:
+            batch.fail(error)
+            self._stats["records_failed"] += batch.count
+        self._buffered -= batch.buffered
+        if self._buffered < self._max_buffer:
+            self._space.set()
+
+    # -- metadata ---------------------------------------------------------------------
+
+    def _want_topic(self, topic: str) -> None:
+        if topic not in self._loading and self._nursery is not None:
+            self._loading.add(topic)
+            self._nursery.start_soon(self._load_topic_quietly, topic)
+
+    async def _load_topic_quietly(self, topic: str) -> None:
+        with contextlib.suppress(KafkaError, ClientClosedError):
+            await self._load_topic(topic)
+
+    async def _load_topic(self, topic: str) -> None:
+        assert self._cluster is not None
+        try:
+            info = await self._cluster.topic(topic)
+        finally:
+            self._loading.discard(topic)
+        self._counts[topic] = len(info.partitions)
+
+    async def _refresh_metadata(self) -> None:
+        assert self._cluster is not None
+        try:
+            meta = await self._cluster.refresh(self._counts)
+            for topic in self._counts:
+                info = meta.topics.get(topic)
+                if info is not None and not info.error_code and info.partitions:
+                    self._counts[topic] = len(info.partitions)
+        except (KafkaError, ClientClosedError) as exc:
+            log.debug("metadata refresh failed: %s", exc)
+        finally:
+            self._refreshing = False
+            self._wake.set()
+
+    # -- the sender ---------------------------------------------------------------------
+
+    async def _sender(self) -> None:
+        try:
+            if self._idempotent:
+                await self._init_producer_id()
+            while True:
+                self._wake = trio.Event()
+                delay = self._drain(trio.current_time())
+                if self._stopping and not self._open and not any(self._queues.values()) \
+                        and not self._in_flight_batches:
+                    return
+                if delay > 0:
+                    with trio.move_on_after(delay):
+                        await self._wake.wait()
+        except (KafkaError, ClientClosedError) as exc:  # InitProducerId failed for good
+            self._fatal = exc
+            self._abort(exc)
+        finally:
+            self._sender_done.set()
+
+    async def _init_producer_id(self) -> None:
+        """Ask InitProducerId until it answers, for at most ``delivery_timeout_ms``."""
+        assert self._cluster is not None
+        deadline = trio.current_time() + self.config.delivery_timeout_ms / 1000
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                conn = await self._cluster.any_connection()
+                version = conn.version(ApiKey.INIT_PRODUCER_ID)
+                answer = await conn.request(ApiKey.INIT_PRODUCER_ID, version,
+                                            _wire.init_producer_id_request(version))
+                if answer.error_code == ErrorCode.none:
+                    self._producer_id = answer.producer_id
+                    self._producer_epoch = answer.producer_epoch
+                    self._next_seq.clear()
+                    self._guess_seq.clear()
+                    self._pid_ready.set()
+                    return
+                error: KafkaError = kafka_error(answer.error_code, context="InitProducerId")
+            except (KafkaConnectionError, KafkaTimeoutError) as exc:
+                error = exc
+            if not error.retriable or trio.current_time() + self.config.backoff(attempt) > deadline:
+                raise error
+            await trio.sleep(self.config.backoff(attempt))
+
+    async def _renew_producer_id(self) -> None:
+        try:
+            await self._init_producer_id()
+        except (KafkaError, ClientClosedError) as exc:
+            self._fatal = exc
+            self._abort(exc)
+        finally:
+            self._reset_pid = False
+            self._wake.set()
+
+    def _drain(self, now: float) -> float:
+        """Close lingering batches, fail expired ones, start requests; return seconds to sleep."""
+        assert self._nursery is not None and self._cluster is not None
+        next_wake = math.inf
+        urgent = self._flushing or self._stopping or self._buffered >= self._max_buffer
+        for tp, batch in list(self._open.items()):
+            ready_at = batch.created + self._linger
+            if urgent or ready_at <= now:
+                self._close_batch(tp, batch)
+            else:
+                next_wake = min(next_wake, ready_at)
+        if self._reset_pid or not self._pid_ready.is_set():
+            return 0.05 if math.isinf(next_wake) else max(0.0, min(next_wake - now, 0.05))
+        if self._cluster.stale and not self._refreshing and self._counts:
+            self._need_metadata = True
+        plans: dict[int, list[ProducerBatch]] = {}
+        plan_bytes: dict[int, int] = {}
+        max_request = self.config.max_request_size
+        for tp, queue in self._queues.items():
+            while queue and queue[0].deadline <= now:
+                expired = queue.popleft()
+                self._finish(expired, KafkaTimeoutError(
+                    f"{expired.count} records for {tp[0]}[{tp[1]}] not delivered within "
+                    f"delivery_timeout_ms={self.config.delivery_timeout_ms}"))
+            if not queue:
+                continue
+            head = queue[0]
+            next_wake = min(next_wake, head.deadline)
+            if head.retry_at > now:
+                next_wake = min(next_wake, head.retry_at)
+                continue
+            in_flight = self._in_flight.get(tp, 0)
+            if in_flight and (head.attempts or in_flight >= self.config.max_in_flight):
+                continue  # a retrying partition sends one batch at a time
+            node = self._cluster.leader(tp[0], tp[1])
+            if node < 0:
+                self._need_metadata = True
+                next_wake = min(next_wake, now + 0.05)
+                continue
+            if self._node_in_flight.get(node, 0) >= self.config.max_in_flight:
+                continue
+            planned = plan_bytes.get(node, 0)
+            if planned and planned + len(head.data) > max_request:  # type: ignore[arg-type]
+                next_wake = now  # send the rest in the next request
+                continue
+            queue.popleft()
+            self._assign_sequence(tp, head)
+            plans.setdefault(node, []).append(head)
+            plan_bytes[node] = planned + len(head.data)  # type: ignore[arg-type]
+        for node, batches in plans.items():
+            self._node_in_flight[node] = self._node_in_flight.get(node, 0) + 1
+            for batch in batches:
+                tp = (batch.topic, batch.partition)
+                self._in_flight[tp] = self._in_flight.get(tp, 0) + 1
+                self._in_flight_batches.add(batch)
+            self._nursery.start_soon(self._send_request, node, batches)
+        if self._need_metadata and not self._refreshing:
+            self._need_metadata = False
+            self._refreshing = True
+            self._nursery.start_soon(self._refresh_metadata)
+        return max(0.0, next_wake - now) if not math.isinf(next_wake) else math.inf
+
+    def _assign_sequence(self, tp: tuple[str, int], batch: ProducerBatch) -> None:
+        """Stamp producer id and sequence on the first send (retries keep theirs)."""
+        if not self._idempotent:
+            return
+        if batch.attempts and batch.producer_id == self._producer_id and batch.producer_epoch == self._producer_epoch:
+            return
+        seq = self._next_seq.get(tp, 0)
+        batch.stamp(self._producer_id, self._producer_epoch, seq)
+        self._next_seq[tp] = (seq + batch.count) & 0x7FFFFFFF
+        if self._guess_seq.get(tp, 0) < self._next_seq[tp] and tp not in self._open:
+            self._guess_seq[tp] = self._next_seq[tp]
+
+    async def _send_request(self, node: int, batches: list[ProducerBatch]) -> None:
+        """One Produce request to ``node``; settle each batch from the answer."""
+        assert self._cluster is not None
+        acks = self.config.acks
+        try:
+            by_topic: dict[str, list[tuple[int, bytes]]] = {}
+            for batch in batches:
+                by_topic.setdefault(batch.topic, []).append((batch.partition, batch.data))  # type: ignore[arg-type]
+            try:
+                conn = await self._cluster.connection(node)
+                version = conn.version(ApiKey.PRODUCE)
+                if self._codec == 4 and version < 7:
+                    raise KafkaError(f"node {node} cannot take zstd (Produce v{version} < 7)",
+                                     code=ErrorCode.unsupported_compression_type)
+                body = _wire.produce_request(version, acks, self.config.request_timeout_ms, by_topic)
+                self._stats["requests"] += 1
+                answer = await conn.request(ApiKey.PRODUCE, version, body, expect_response=acks != 0)
+            except (KafkaConnectionError, KafkaTimeoutError) as exc:
+                self._need_metadata = True
+                for batch in batches:
+                    self._retry_or_fail(batch, exc)
+                return
+            except (KafkaError, ClientClosedError) as exc:
+                for batch in batches:
+                    self._finish(batch, exc)
+                return
+            self._stats["batches_sent"] += len(batches)
+            if answer is None:  # acks=0
+                for batch in batches:
+                    self._finish(batch)
+                return
+            self._settle(batches, answer)
+        finally:
+            self._node_in_flight[node] -= 1
+            for batch in batches:
+                tp = (batch.topic, batch.partition)
+                self._in_flight[tp] -= 1
+                self._in_flight_batches.discard(batch)
+            self._wake.set()
+
+    def _settle(self, batches: list[ProducerBatch], answer: Any) -> None:
+        results: dict[tuple[str, int], Any] = {}
+        for topic in answer.responses:
+            for p in topic.partition_responses:
+                results[(topic.name, p.index)] = p
+        for batch in batches:
+            p = results.get((batch.topic, batch.partition))
+            if p is None:
+                self._retry_or_fail(batch, KafkaError("the broker's answer left this partition out",
+                                                      code=ErrorCode.unknown_server_error, retriable=True))
+                continue
+            code = p.error_code
+            if code == ErrorCode.none or code == ErrorCode.duplicate_sequence_number:
+                lat = p.log_append_time
+                self._finish(batch, None, p.base_offset, to_ms(lat) if lat is not None else -1)
+                continue
+            message = getattr(p, "error_message", None)
+            error = kafka_error(code, message, context=f"produce to {batch.topic}[{batch.partition}]")
+            if code in _REFRESH_CODES:
+                self._need_metadata = True
+            if code == ErrorCode.out_of_order_sequence_number and self._earlier_batch_retrying(batch):
+                error.retriable = True
+            elif code in _RESET_PRODUCER_CODES and self._idempotent:
+                self._schedule_pid_reset()
+                error.retriable = True
+            elif code == ErrorCode.out_of_order_sequence_number and self._idempotent:
+                self._schedule_pid_reset()  # the broker lost track; later batches start over
+            self._retry_or_fail(batch, error)
+
+    def _earlier_batch_retrying(self, batch: ProducerBatch) -> bool:
+        tp = (batch.topic, batch.partition)
+        queue = self._queues.get(tp)
+        if queue and queue[0].order < batch.order:
+            return True
+        return any(
+            other.order < batch.order and (other.topic, other.partition) == tp
+            for other in self._in_flight_batches
+        )
+
+    def _schedule_pid_reset(self) -> None:
+        if not self._reset_pid and self._nursery is not None:
+            self._reset_pid = True
+            self._pid_ready = trio.Event()
+            self._nursery.start_soon(self._renew_producer_id)
+
+    def _retry_or_fail(self, batch: ProducerBatch, error: KafkaError) -> None:
+        now = trio.current_time()
+        batch.attempts += 1
+        if (not getattr(error, "retriable", False) or batch.attempts > self.config.retries
+                or now >= batch.deadline or self._stopping and self._closed):
+            self._finish(batch, error)
+            return
+        self._stats["retries"] += 1
+        batch.retry_at = now + self.config.backoff(batch.attempts)
+        tp = (batch.topic, batch.partition)
+        queue = self._queues.setdefault(tp, deque())
+        queue.append(batch)
+        if len(queue) > 1 and queue[-2].order > batch.order:
+            ordered = sorted(queue, key=lambda b: b.order)
+            queue.clear()
+            queue.extend(ordered)
+        log.debug("retrying %r after %s", batch, error)

@@ -1,0 +1,186 @@
+"""The values the client hands out: partitions, delivery results, records, metadata.
+
+All are frozen (STYLE rule 7) except :class:`ConsumerRecord`, a plain
+``__slots__`` class because the consumer makes one per record and a frozen
+dataclass costs twice as much to construct.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+__all__ = [
+    "BrokerInfo",
+    "ClusterMetadata",
+    "ConsumerRecord",
+    "GroupDescription",
+    "GroupListing",
+    "GroupMember",
+    "NewTopic",
+    "OffsetAndTimestamp",
+    "PartitionInfo",
+    "RecordMetadata",
+    "TopicDescription",
+    "TopicInfo",
+    "TopicPartition",
+]
+
+
+class TopicPartition(NamedTuple):
+    """A (topic, partition) pair; a plain tuple, so ``("t", 0)`` works too."""
+
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMetadata:
+    """Where a produced record landed: its offset is -1 with ``acks=0``.
+
+    ``timestamp`` is the record's create time in ms, or the broker's append
+    time when the topic uses LogAppendTime.
+    """
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+
+
+class ConsumerRecord:
+    """One consumed record. Header names are str; key, value and header values bytes or None."""
+
+    __slots__ = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
+
+    def __init__(self, topic, partition, offset, timestamp, key, value, headers) -> None:
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.timestamp = timestamp
+        self.key = key
+        self.value = value
+        self.headers = headers
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+    @property
+    def datetime(self) -> datetime.datetime:
+        """The timestamp as an aware UTC datetime."""
+        return datetime.datetime.fromtimestamp(self.timestamp / 1000, tz=datetime.UTC)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ConsumerRecord):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        value = self.value if self.value is None or len(self.value) <= 40 else self.value[:40] + b"..."
+        return (
+            f"ConsumerRecord(topic={self.topic!r}, partition={self.partition}, offset={self.offset}, "
+            f"timestamp={self.timestamp}, key={self.key!r}, value={value!r}, headers={self.headers!r})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetAndTimestamp:
+    """A ListOffsets answer: the offset, and the timestamp of that record (-1 if unknown)."""
+
+    offset: int
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerInfo:
+    node_id: int
+    host: str
+    port: int
+    rack: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionInfo:
+    """One partition in a Metadata answer. ``leader`` is -1 while there is none."""
+
+    topic: str
+    partition: int
+    leader: int
+    leader_epoch: int = -1
+    replicas: tuple[int, ...] = ()
+    isr: tuple[int, ...] = ()
+    error_code: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    """One topic in a Metadata answer; ``partitions`` are sorted by index."""
+
+    name: str
+    partitions: tuple[PartitionInfo, ...]
+    error_code: int = 0
+    topic_id: str | None = None
+    internal: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterMetadata:
+    """A snapshot of the cluster: brokers by node id and the topics asked about."""
+
+    brokers: dict[int, BrokerInfo] = field(default_factory=dict)
+    topics: dict[str, TopicInfo] = field(default_factory=dict)
+    controller_id: int = -1
+    cluster_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewTopic:
+    """A topic for :meth:`Admin.create_topics`; -1 lets the broker choose."""
+
+    name: str
+    partitions: int = -1
+    replication_factor: int = -1
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicDescription:
+    """A topic with its partitions and (when asked for) its non-default configs."""
+
+    name: str
+    partitions: tuple[PartitionInfo, ...]
+    topic_id: str | None = None
+    internal: bool = False
+    configs: dict[str, str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupListing:
+    group_id: str
+    protocol_type: str
+    state: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    """A member of a described group; ``assignment`` is decoded for consumer groups."""
+
+    member_id: str
+    client_id: str
+    client_host: str
+    group_instance_id: str | None = None
+    assignment: tuple[TopicPartition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GroupDescription:
+    group_id: str
+    state: str
+    protocol_type: str
+    protocol: str
+    members: tuple[GroupMember, ...] = ()
+    error_code: int = 0

@@ -86,6 +86,8 @@ class Broker:
         self._producer_states: dict[tuple[str, int], PartitionProducerState] = {}
         self._next_producer_id, self._producer_id_limit = 0, 0
         self._timer_sources: list = []
+        # Address of the client whose request is being handled (Kafka's "/host").
+        self.request_peer = ""
         self._restore_producer_states()
         self.groups = GroupCoordinator(GroupConfig.from_broker(config), OffsetsTopic(self.log_manager))
         self.groups.load(clock())

@@ -35,6 +35,7 @@ within that many records.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import inspect
 import logging
@@ -281,7 +282,7 @@ class Consumer:
         if group_id is not None and group_id != self.config.group_id:
             if self._group is not None:
                 raise RuntimeError("the consumer already belongs to another group")
-            object.__setattr__(self.config, "group_id", group_id)  # frozen, but ours: set before first use
+            self.config = dataclasses.replace(self.config, group_id=group_id)
         if self.config.group_id is None:
             from logbroker.errors import InvalidConfigError
 

@@ -127,6 +127,7 @@ class Server:
             return
         self._connections += 1
         peer = _peer(stream)
+        peer_host = "/" + peer.rsplit(":", 1)[0]
         decoder = FrameDecoder(self.config.socket_request_max_bytes)
         try:
             while not self._closing:
@@ -143,7 +144,7 @@ class Server:
                     decoder.receive_data(data)
                     continue
                 with trio.CancelScope(shield=True):
-                    parts = await self._handle_frame(frame)
+                    parts = await self._handle_frame(frame, peer_host)
                     if parts:
                         await _send_buffers(stream, parts)
         except ProtocolError as exc:
@@ -157,7 +158,7 @@ class Server:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _handle_frame(self, frame) -> Sequence | None:
+    async def _handle_frame(self, frame, peer: str = "") -> Sequence | None:
         try:
             request = decode_request(frame, SERVED_VERSIONS)
         except UnsupportedVersionError as exc:
@@ -173,6 +174,7 @@ class Server:
                 return encode_unsupported_api_versions(request.correlation_id, SERVED_VERSIONS)
             raise ProtocolError(f"API key {request.api_key} v{request.api_version} is not served")
         try:
+            self.broker.request_peer = peer
             result = dispatch(self.broker, request)
         except Exception as exc:
             log.exception("handler for API key %s failed", request.api_key)

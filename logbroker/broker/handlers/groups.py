@@ -87,6 +87,7 @@ def handle_join_group(broker, request):
         group_instance_id=getattr(body, "group_instance_id", None),
         require_known_member_id=version >= 4,
         client_id=request.client_id or "",
+        client_host=broker.request_peer,
     )
     result = broker.groups.join_group(req, broker.clock())
     return _then(result, lambda r: _join_response(request, r))

@@ -16,8 +16,10 @@ ALLOWED = {
     "server": {"broker", "protocol", "records", "errors", "storage"},
     "client": {"protocol", "records", "errors"},
     "cli": None,  # the top: anything
+    "_embedded": None,
+    "pytest_plugin": None,
 }
-TRIO_ALLOWED = {"server", "client", "cli"}
+TRIO_ALLOWED = {"server", "client", "cli", "_embedded", "pytest_plugin"}
 
 
 def _layer(path: pathlib.Path) -> str:

@@ -605,8 +605,24 @@ class Consumer:
         self.records_returned += len(batch)
         return batch
 
-    async def _next_chunk(self) -> None:
-        """Make the next non-empty chunk current, waiting for fetches as needed."""
+    async def _read_chunk(self) -> list[ConsumerRecord]:
+        """The rest of the current fetch's records, or [] after consuming a chunk without any
+        (control batches only): the position moved, so callers that stop at an offset can look."""
+        self._since_yield = 0
+        await trio.lowlevel.checkpoint()
+        if self._index >= len(self._records) and not await self._next_chunk(allow_empty=True):
+            return []
+        batch = self._records[self._index:]
+        self._index = len(self._records)
+        self._current.position = batch[-1].offset + 1  # type: ignore[union-attr]
+        self.records_returned += len(batch)
+        return batch
+
+    async def _next_chunk(self, *, allow_empty: bool = False) -> bool:
+        """Make the next non-empty chunk current, waiting for fetches as needed.
+
+        Returns True; with ``allow_empty``, False after a chunk without records.
+        """
         self._finish_current()
         while True:
             if self._errors:
@@ -630,9 +646,11 @@ class Consumer:
                     self._index = 0
                     self._current = state
                     self._current_chunk = chunk
-                    return
+                    return True
                 if chunk.next_offset > (state.position or 0):
                     state.position = chunk.next_offset
+                if allow_empty:
+                    return False
             self._data_ready = trio.Event()
             self._fetch_wake.set()
             await self._data_ready.wait()

@@ -106,7 +106,11 @@ class Replay:
 
     async def _refill(self) -> None:
         consumer = self._consumer
-        records = await consumer.getmany()
+        consumer._finish_current()  # past trailing control batches of the last fetch
+        self._retire_finished()
+        if not self._active:
+            return
+        records = await consumer._read_chunk()
         keep = []
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
@@ -115,6 +119,11 @@ class Replay:
                 keep.append(record)
         self._buffer = keep
         self._index = 0
+        self._retire_finished()
+
+    def _retire_finished(self) -> None:
+        """Partitions whose position reached their stop offset are done (and paused)."""
+        consumer = self._consumer
         for tp in list(self._active):
             state = consumer._assigned.get(tp)
             if state is None or (state.position is not None and state.position >= self.bounds[tp][1]):

@@ -1,0 +1,429 @@
+"""The async admin client: topics, configs, groups, offsets.
+
+Usage::
+
+    async with Admin("localhost:9092") as admin:
+        await admin.create_topic("events", partitions=6, configs={"retention.ms": "86400000"})
+        print(await admin.describe_topics(["events"]))
+
+Topic operations go to the controller (any broker answers them on a single
+node); group operations to each group's coordinator; ListOffsets to each
+partition's leader. Every method raises a typed
+:class:`~logbroker.errors.KafkaError` for the first per-item error, except
+the plural ``create_topics``/``delete_topics``/``delete_groups``, which
+return the error (or None) per item so one failure does not hide the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from logbroker.errors import ClientClosedError, GroupError, KafkaConnectionError, KafkaError, KafkaTimeoutError
+from logbroker.protocol import ApiKey, ErrorCode
+
+import trio
+
+from . import _wire
+from ._errors import kafka_error, raise_for_code
+from ._offsets import EARLIEST, LATEST, list_offsets, timestamp_ms
+from ._tasks import open_background
+from .assignors import decode_assignment
+from .cluster import Cluster
+from .config import AdminConfig
+from .types import (
+    GroupDescription,
+    GroupListing,
+    GroupMember,
+    NewTopic,
+    OffsetAndTimestamp,
+    TopicDescription,
+    TopicPartition,
+)
+
+__all__ = ["Admin"]
+
+_COORDINATOR_CODES = frozenset(
+    {ErrorCode.coordinator_not_available, ErrorCode.not_coordinator, ErrorCode.coordinator_load_in_progress}
+)
+OffsetSpec = int | str | datetime.datetime
+"""An offset to list or reset to: "earliest", "latest", a datetime, or (for resets) an offset."""
+
+
+class Admin:
+    """An async admin client. Use as ``async with Admin(bootstrap, **options)``."""
+
+    def __init__(self, bootstrap: str | None = None, *, config: AdminConfig | None = None,
+                 connector=None, **options: Any) -> None:
+        if config is None:
+            config = AdminConfig.from_options(bootstrap, options)
+        elif options or bootstrap is not None:
+            raise TypeError("pass either config= or options, not both")
+        self.config = config
+        self._connector = connector
+        self._cluster: Cluster | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<Admin bootstrap={self.config.bootstrap!r} closed={self._closed}>"
+
+    async def __aenter__(self) -> Admin:
+        if self._stack is not None:
+            raise RuntimeError("an Admin can be entered only once")
+        self._stack = contextlib.AsyncExitStack()
+        await self._stack.__aenter__()
+        try:
+            nursery = await open_background(self._stack)
+            self._cluster = Cluster(self.config, nursery, connector=self._connector)
+        except BaseException:
+            await self._stack.__aexit__(None, None, None)
+            raise
+        return self
+
+    async def __aexit__(self, exc_type, exc, tb) -> bool:
+        try:
+            await self.close()
+        finally:
+            assert self._stack is not None
+            await self._stack.__aexit__(exc_type, exc, tb)
+        return False
+
+    async def close(self) -> None:
+        """Close every connection. Idempotent."""
+        self._closed = True
+        if self._cluster is not None:
+            with trio.CancelScope(shield=True):
+                await self._cluster.aclose()
+
+    @property
+    def cluster(self) -> Cluster:
+        if self._closed:
+            raise ClientClosedError("the admin client is closed")
+        if self._cluster is None:
+            raise RuntimeError("use the admin client inside 'async with Admin(...)'")
+        return self._cluster
+
+    async def _call(self, api_key: ApiKey, make_body, *, node: int | None = None) -> Any:
+        """Send to ``node`` (default: the controller, else any broker), retrying connection errors."""
+        cluster = self.cluster
+        deadline = trio.current_time() + self.config.request_timeout_ms / 1000
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                if node is not None:
+                    conn = await cluster.connection(node)
+                else:
+                    if not cluster.metadata.brokers:
+                        await cluster.refresh()
+                    controller = cluster.metadata.controller_id
+                    conn = await (cluster.connection(controller) if controller in cluster.metadata.brokers
+                                  else cluster.any_connection())
+                version = conn.version(api_key)
+                return await conn.request(api_key, version, make_body(version),
+                                          extra_timeout_ms=self.config.operation_timeout_ms)
+            except (KafkaConnectionError, KafkaTimeoutError):
+                if trio.current_time() + self.config.backoff(attempt) > deadline:
+                    raise
+                await trio.sleep(self.config.backoff(attempt))
+
+    # -- topics ------------------------------------------------------------------------
+
+    async def create_topics(self, topics: Iterable[NewTopic], *, validate_only: bool = False
+                            ) -> dict[str, KafkaError | None]:
+        """Create ``topics``; returns name -> None (created) or the error for that topic."""
+        topics = list(topics)
+        rows = [(t.name, t.partitions, t.replication_factor, dict(t.configs)) for t in topics]
+        answer = await self._call(
+            ApiKey.CREATE_TOPICS,
+            lambda v: _wire.create_topics_request(v, rows, timeout_ms=self.config.operation_timeout_ms,
+                                                  validate_only=validate_only),
+        )
+        result: dict[str, KafkaError | None] = {}
+        for t in answer.topics:
+            result[t.name] = (kafka_error(t.error_code, getattr(t, "error_message", None), context=f"topic {t.name!r}")
+                              if t.error_code else None)
+        await self.cluster.refresh([t.name for t in topics if result.get(t.name) is None])
+        return result
+
+    async def create_topic(self, name: str, partitions: int = -1, *, replication_factor: int = -1,
+                           configs: Mapping[str, str] | None = None) -> None:
+        """Create one topic (-1: the broker's default partitions / replication).
+
+        :raises TopicAlreadyExistsError: it exists.
+        :raises KafkaError: another refusal (INVALID_PARTITIONS, INVALID_CONFIG...).
+        """
+        errors = await self.create_topics([NewTopic(name, partitions, replication_factor, dict(configs or {}))])
+        if errors.get(name) is not None:
+            raise errors[name]  # type: ignore[misc]
+
+    async def delete_topics(self, names: Iterable[str]) -> dict[str, KafkaError | None]:
+        """Delete topics; returns name -> None (deleted) or the error for that topic."""
+        names = list(names)
+        answer = await self._call(
+            ApiKey.DELETE_TOPICS,
+            lambda v: _wire.delete_topics_request(v, names, timeout_ms=self.config.operation_timeout_ms),
+        )
+        result: dict[str, KafkaError | None] = {}
+        for r in answer.responses:
+            result[r.name] = (kafka_error(r.error_code, getattr(r, "error_message", None), context=f"topic {r.name!r}")
+                              if r.error_code else None)
+        return result
+
+    async def delete_topic(self, name: str) -> None:
+        """Delete one topic. :raises UnknownTopicOrPartitionError: it does not exist."""
+        errors = await self.delete_topics([name])
+        if errors.get(name) is not None:
+            raise errors[name]  # type: ignore[misc]
+
+    async def list_topics(self, *, internal: bool = False) -> list[str]:
+        """Sorted topic names (internal topics such as __consumer_offsets only if asked)."""
+        meta = await self.cluster.refresh(all_topics=True)
+        return sorted(name for name, info in meta.topics.items()
+                      if not info.error_code and (internal or not info.internal))
+
+    async def describe_topics(self, names: Iterable[str] | None = None, *, configs: bool = False
+                              ) -> list[TopicDescription]:
+        """Partitions (leader, replicas, ISR) of ``names`` (default: all), optionally with configs.
+
+        :raises UnknownTopicOrPartitionError: a named topic does not exist.
+        """
+        cluster = self.cluster
+        if names is None:
+            meta = await cluster.refresh(all_topics=True)
+            wanted = sorted(n for n, i in meta.topics.items() if not i.error_code and not i.internal)
+        else:
+            wanted = list(names)
+            meta = await cluster.refresh(wanted)
+        out = []
+        found_configs = await self.describe_configs(wanted) if configs and wanted else {}
+        for name in wanted:
+            info = meta.topics.get(name)
+            if info is None:
+                raise kafka_error(ErrorCode.unknown_topic_or_partition, context=f"topic {name!r}")
+            raise_for_code(info.error_code, context=f"topic {name!r}")
+            out.append(TopicDescription(name, info.partitions, info.topic_id, info.internal,
+                                        found_configs.get(name, {})))
+        return out
+
+    async def describe_configs(self, topics: Iterable[str], *, include_defaults: bool = False
+                               ) -> dict[str, dict[str, str | None]]:
+        """Topic name -> {config name: value}; only non-default values unless ``include_defaults``."""
+        names = list(topics)
+        answer = await self._call(ApiKey.DESCRIBE_CONFIGS, lambda v: _wire.describe_configs_request(v, names))
+        result: dict[str, dict[str, str | None]] = {}
+        for r in answer.results:
+            raise_for_code(r.error_code, getattr(r, "error_message", None), context=f"topic {r.resource_name!r}")
+            entries = {}
+            for c in r.configs:
+                source = getattr(c, "config_source", -1)
+                is_default = getattr(c, "is_default", False) or source == 5  # DEFAULT_CONFIG
+                if include_defaults or not is_default:
+                    entries[c.name] = c.value
+            result[r.resource_name] = entries
+        return result
+
+    async def alter_topic(self, name: str, *, partitions: int | None = None,
+                          configs: Mapping[str, str | None] | None = None) -> None:
+        """Grow ``name`` to ``partitions`` and/or set configs (None deletes one, back to its default).
+
+        :raises KafkaError: INVALID_PARTITIONS (not an increase), INVALID_CONFIG...
+        """
+        if partitions is not None:
+            answer = await self._call(
+                ApiKey.CREATE_PARTITIONS,
+                lambda v: _wire.create_partitions_request(v, {name: partitions},
+                                                          timeout_ms=self.config.operation_timeout_ms),
+            )
+            for r in answer.results:
+                raise_for_code(r.error_code, getattr(r, "error_message", None), context=f"topic {r.name!r}")
+        if configs:
+            answer = await self._call(ApiKey.INCREMENTAL_ALTER_CONFIGS,
+                                      lambda v: _wire.incremental_alter_configs_request(v, name, configs))
+            for r in answer.responses:
+                raise_for_code(r.error_code, getattr(r, "error_message", None), context=f"topic {r.resource_name!r}")
+        await self.cluster.refresh([name])
+
+    # -- offsets ------------------------------------------------------------------------
+
+    async def list_offsets(self, specs: Mapping[TopicPartition | tuple[str, int], OffsetSpec]
+                           ) -> dict[TopicPartition, OffsetAndTimestamp]:
+        """Offsets per partition: spec ``"earliest"``, ``"latest"``, a datetime or epoch ms.
+
+        A time gives the first offset at or after it (-1 when there is none).
+        """
+        targets = {TopicPartition(*tp): _list_target(spec) for tp, spec in specs.items()}
+        return await list_offsets(self.cluster, targets)
+
+    async def topic_offsets(self, topic: str, spec: OffsetSpec = "latest") -> dict[int, int]:
+        """partition -> offset of ``spec`` for every partition of ``topic``."""
+        info = await self.cluster.topic(topic)
+        answers = await self.list_offsets({TopicPartition(topic, p.partition): spec for p in info.partitions})
+        return {tp.partition: a.offset for tp, a in sorted(answers.items())}
+
+    # -- groups ------------------------------------------------------------------------
+
+    async def _group_call(self, group_id: str, api_key: ApiKey, make_body) -> Any:
+        cluster = self.cluster
+        for attempt in range(1, 6):
+            node = await cluster.coordinator(group_id)
+            answer = await self._call(api_key, make_body, node=node)
+            code = _top_code(answer, group_id)
+            if code in _COORDINATOR_CODES:
+                cluster.forget_coordinator(group_id)
+                await trio.sleep(self.config.backoff(attempt))
+                continue
+            return answer
+        return answer
+
+    async def list_groups(self) -> list[GroupListing]:
+        """Every group on every broker."""
+        cluster = self.cluster
+        meta = await cluster.refresh()
+        groups: dict[str, GroupListing] = {}
+        for node in meta.brokers:
+            answer = await self._call(ApiKey.LIST_GROUPS, _wire.list_groups_request, node=node)
+            raise_for_code(answer.error_code, context="ListGroups")
+            for g in answer.groups:
+                groups[g.group_id] = GroupListing(g.group_id, g.protocol_type, getattr(g, "group_state", ""))
+        return sorted(groups.values(), key=lambda g: g.group_id)
+
+    async def describe_groups(self, group_ids: Iterable[str]) -> list[GroupDescription]:
+        """State, protocol and members (with decoded assignments) of each group."""
+        out = []
+        for group_id in group_ids:
+            answer = await self._group_call(group_id, ApiKey.DESCRIBE_GROUPS,
+                                            lambda v: _wire.describe_groups_request(v, [group_id]))
+            for g in answer.groups:
+                raise_for_code(g.error_code, context=f"group {g.group_id!r}")
+                members = []
+                for m in g.members:
+                    assignment: tuple[TopicPartition, ...] = ()
+                    if g.protocol_type == "consumer" and m.member_assignment:
+                        with contextlib.suppress(Exception):
+                            assignment = decode_assignment(m.member_assignment).partitions
+                    members.append(GroupMember(m.member_id, m.client_id, m.client_host,
+                                               getattr(m, "group_instance_id", None), assignment))
+                out.append(GroupDescription(g.group_id, g.group_state, g.protocol_type, g.protocol_data,
+                                            tuple(members)))
+        return out
+
+    async def delete_groups(self, group_ids: Iterable[str]) -> dict[str, KafkaError | None]:
+        """Delete groups (they must have no members); returns group -> None or its error."""
+        result: dict[str, KafkaError | None] = {}
+        for group_id in group_ids:
+            answer = await self._group_call(group_id, ApiKey.DELETE_GROUPS,
+                                            lambda v: _wire.delete_groups_request(v, [group_id]))
+            for r in answer.results:
+                result[r.group_id] = (kafka_error(r.error_code, context=f"group {r.group_id!r}")
+                                      if r.error_code else None)
+        return result
+
+    async def list_group_offsets(self, group_id: str, topics: Iterable[str] | None = None
+                                 ) -> dict[TopicPartition, int]:
+        """The group's committed offsets (all, or those of ``topics``)."""
+        partitions = None
+        if topics is not None:
+            partitions = {}
+            for t in topics:
+                info = await self.cluster.topic(t)
+                partitions[t] = [p.partition for p in info.partitions]
+        answer = await self._group_call(group_id, ApiKey.OFFSET_FETCH,
+                                        lambda v: _wire.offset_fetch_request(v, group_id, partitions))
+        raise_for_code(getattr(answer, "error_code", 0), context=f"OffsetFetch for group {group_id!r}")
+        out = {}
+        for t in answer.topics:
+            for p in t.partitions:
+                if p.error_code == ErrorCode.none and p.committed_offset >= 0:
+                    out[TopicPartition(t.name, p.partition_index)] = p.committed_offset
+        return dict(sorted(out.items()))
+
+    async def reset_offsets(self, group_id: str, topic: str, to: OffsetSpec, *,
+                            partitions: Iterable[int] | None = None) -> dict[TopicPartition, int]:
+        """Commit new offsets for an *inactive* group, as ``kafka-consumer-groups --reset-offsets`` does.
+
+        ``to`` is ``"earliest"``, ``"latest"``, a datetime (first offset at or
+        after it, the end where there is none) or an offset (clamped to the
+        log). Returns what was committed.
+
+        :raises GroupError: NON_EMPTY_GROUP when the group has members.
+        """
+        descriptions = await self.describe_groups([group_id])
+        if descriptions and descriptions[0].members:
+            raise GroupError(f"group {group_id!r} has {len(descriptions[0].members)} members; stop them first",
+                             code=ErrorCode.non_empty_group)
+        info = await self.cluster.topic(topic)
+        numbers = sorted(partitions) if partitions is not None else [p.partition for p in info.partitions]
+        tps = [TopicPartition(topic, p) for p in numbers]
+        begin = {tp: a.offset for tp, a in (await self.list_offsets({tp: "earliest" for tp in tps})).items()}
+        end = {tp: a.offset for tp, a in (await self.list_offsets({tp: "latest" for tp in tps})).items()}
+        if isinstance(to, int) and not isinstance(to, bool):
+            target = {tp: min(max(to, begin[tp]), end[tp]) for tp in tps}
+        elif to == "earliest":
+            target = begin
+        elif to == "latest":
+            target = end
+        else:
+            found = await self.list_offsets({tp: to for tp in tps})
+            target = {tp: (found[tp].offset if found[tp].offset >= 0 else end[tp]) for tp in tps}
+        by_topic: dict[str, list[tuple[int, int, str | None]]] = defaultdict(list)
+        for tp in tps:
+            by_topic[tp.topic].append((tp.partition, target[tp], ""))
+        answer = await self._group_call(
+            group_id, ApiKey.OFFSET_COMMIT,
+            lambda v: _wire.offset_commit_request(v, group_id=group_id, generation_id=-1, member_id="",
+                                                  group_instance_id=None, offsets=by_topic),
+        )
+        for t in answer.topics:
+            for p in t.partitions:
+                raise_for_code(p.error_code, context=f"OffsetCommit {t.name}[{p.partition_index}]")
+        return {tp: target[tp] for tp in tps}
+
+    async def delete_records(self, before: Mapping[TopicPartition | tuple[str, int], int]) -> dict[TopicPartition, int]:
+        """Move each partition's log start up to the given offset; returns the new low watermarks."""
+        cluster = self.cluster
+        by_node: dict[int, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))
+        for tp, offset in before.items():
+            tp = TopicPartition(*tp)
+            await cluster.topic(tp.topic)
+            by_node[cluster.leader(tp.topic, tp.partition)][tp.topic].append((tp.partition, offset))
+        out = {}
+        for node, request in by_node.items():
+            answer = await self._call(
+                ApiKey.DELETE_RECORDS,
+                lambda v, request=request: _wire.delete_records_request(v, request,
+                                                                        timeout_ms=self.config.operation_timeout_ms),
+                node=node,
+            )
+            for t in answer.topics:
+                for p in t.partitions:
+                    raise_for_code(p.error_code, context=f"DeleteRecords {t.name}[{p.partition_index}]")
+                    out[TopicPartition(t.name, p.partition_index)] = p.low_watermark
+        return out
+
+
+def _list_target(spec: OffsetSpec) -> int:
+    if spec == "earliest":
+        return EARLIEST
+    if spec == "latest":
+        return LATEST
+    if isinstance(spec, (datetime.datetime, int)) and not isinstance(spec, bool):
+        return timestamp_ms(spec)
+    raise ValueError(f"offset spec must be 'earliest', 'latest', a datetime or epoch ms, not {spec!r}")
+
+
+def _top_code(answer: Any, group_id: str) -> int:
+    code = getattr(answer, "error_code", 0)
+    if code:
+        return code
+    for g in getattr(answer, "groups", ()) or ():
+        if getattr(g, "group_id", group_id) == group_id and getattr(g, "error_code", 0):
+            return g.error_code
+    for r in getattr(answer, "results", ()) or ():
+        if getattr(r, "error_code", 0):
+            return r.error_code
+    return 0

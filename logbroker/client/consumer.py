@@ -56,9 +56,10 @@ from logbroker.errors import (
     LogbrokerError,
 )
 from logbroker.protocol import ApiKey, ErrorCode
-from logbroker.records import ATTR_CONTROL, decode_batches, iter_batches
+from logbroker.records import iter_batches
 
 from . import _wire
+from ._decode import decode_for_consumer
 from ._errors import kafka_error
 from ._offsets import EARLIEST, LATEST, list_offsets, timestamp_ms
 from ._tasks import open_background
@@ -83,6 +84,7 @@ _REFRESH_CODES = frozenset(
     }
 )
 _YIELD_EVERY = 256
+_HELD_MAX_WAIT_MS = 20
 
 
 class _Partition:
@@ -669,26 +671,13 @@ class Consumer:
 
     def _decode(self, chunk: _Chunk) -> list[ConsumerRecord]:
         state = chunk.state
-        topic, partition = state.tp
         start = state.position or 0
-        out: list[ConsumerRecord] = []
-        extend = out.extend
-        make = ConsumerRecord
         try:
-            for batch in decode_batches(chunk.data):
-                h = batch.header
-                if h.attributes & ATTR_CONTROL or h.base_offset + h.last_offset_delta < start:
-                    continue
-                if h.base_offset >= start:
-                    extend([make(topic, partition, r.offset, r.timestamp, r.key, r.value, r.headers)
-                            for r in batch.records])
-                else:
-                    extend([make(topic, partition, r.offset, r.timestamp, r.key, r.value, r.headers)
-                            for r in batch.records if r.offset >= start])
+            return decode_for_consumer(chunk.data, state.tp.topic, state.tp.partition, start)  # type: ignore[arg-type]
         except LogbrokerError as exc:  # CorruptBatchError, CompressionError
-            self._report(KafkaError(f"{topic}[{partition}] at offset {start}: {exc}",
+            self._report(KafkaError(f"{state.tp.topic}[{state.tp.partition}] at offset {start}: {exc}",
                                     code=ErrorCode.corrupt_message))
-        return out
+            return []
 
     # -- fetching -------------------------------------------------------------------------
 
@@ -721,10 +710,14 @@ class Consumer:
         """Start a Fetch for each leader with fetchable partitions; return the next retry time."""
         assert self._cluster is not None and self._nursery is not None
         plans: dict[int, list[_Partition]] = {}
+        held: set[int] = set()  # nodes with partitions waiting only for the application to read
         next_wake = math.inf
         prefetch = self.config.prefetch_bytes
         for state in self._assigned.values():
-            if state.paused or state.in_flight or state.fetch_offset is None or state.buffered >= prefetch:
+            if state.paused or state.in_flight or state.fetch_offset is None:
+                continue
+            if state.buffered >= prefetch:
+                held.add(self._cluster.leader(state.tp.topic, state.tp.partition))
                 continue
             if state.retry_at > now:
                 next_wake = min(next_wake, state.retry_at)
@@ -742,10 +735,14 @@ class Consumer:
             self._fetching_nodes.add(node)
             for s in states:
                 s.in_flight = True
-            self._nursery.start_soon(self._fetch, node, states)
+            # A long poll would keep the held partitions waiting on this node's one
+            # connection after the application made room: poll briefly instead.
+            max_wait = min(self.config.fetch_max_wait_ms, _HELD_MAX_WAIT_MS) if node in held \
+                else self.config.fetch_max_wait_ms
+            self._nursery.start_soon(self._fetch, node, states, max_wait)
         return next_wake
 
-    async def _fetch(self, node: int, states: list[_Partition]) -> None:
+    async def _fetch(self, node: int, states: list[_Partition], max_wait_ms: int) -> None:
         assert self._cluster is not None
         c = self.config
         epochs = {s.tp: (s, s.epoch, s.fetch_offset) for s in states}
@@ -757,10 +754,10 @@ class Consumer:
                 conn = await self._cluster.connection(node, "fetch")
                 version = conn.version(ApiKey.FETCH)
                 body = _wire.fetch_request(
-                    version, max_wait_ms=c.fetch_max_wait_ms, min_bytes=c.fetch_min_bytes,
+                    version, max_wait_ms=max_wait_ms, min_bytes=c.fetch_min_bytes,
                     max_bytes=c.fetch_max_bytes, isolation_level=self._isolation, partitions=by_topic,
                 )
-                answer = await conn.request(ApiKey.FETCH, version, body, extra_timeout_ms=c.fetch_max_wait_ms)
+                answer = await conn.request(ApiKey.FETCH, version, body, extra_timeout_ms=max_wait_ms)
             except (KafkaConnectionError, KafkaTimeoutError) as exc:
                 if not self._closed:
                     log.debug("fetch from node %d failed: %s", node, exc)

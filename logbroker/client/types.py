@@ -1,8 +1,8 @@
 """The values the client hands out: partitions, delivery results, records, metadata.
 
-All are frozen (STYLE rule 7) except :class:`ConsumerRecord`, a plain
-``__slots__`` class because the consumer makes one per record and a frozen
-dataclass costs twice as much to construct.
+All are frozen (STYLE rule 7). :class:`ConsumerRecord` is a named tuple
+rather than a dataclass: the consumer makes one per record, and a tuple is
+cheaper to make and to garbage-collect.
 """
 
 from __future__ import annotations
@@ -49,19 +49,20 @@ class RecordMetadata:
     timestamp: int
 
 
-class ConsumerRecord:
-    """One consumed record. Header names are str; key, value and header values bytes or None."""
+class ConsumerRecord(NamedTuple):
+    """One consumed record. Header names are str; key, value and header values bytes or None.
 
-    __slots__ = ("topic", "partition", "offset", "timestamp", "key", "value", "headers")
+    A named tuple: immutable, cheap to make, and (holding only atomic values)
+    not tracked by the garbage collector.
+    """
 
-    def __init__(self, topic, partition, offset, timestamp, key, value, headers) -> None:
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.timestamp = timestamp
-        self.key = key
-        self.value = value
-        self.headers = headers
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
     @property
     def topic_partition(self) -> TopicPartition:
@@ -71,20 +72,6 @@ class ConsumerRecord:
     def datetime(self) -> datetime.datetime:
         """The timestamp as an aware UTC datetime."""
         return datetime.datetime.fromtimestamp(self.timestamp / 1000, tz=datetime.UTC)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ConsumerRecord):
-            return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        value = self.value if self.value is None or len(self.value) <= 40 else self.value[:40] + b"..."
-        return (
-            f"ConsumerRecord(topic={self.topic!r}, partition={self.partition}, offset={self.offset}, "
-            f"timestamp={self.timestamp}, key={self.key!r}, value={value!r}, headers={self.headers!r})"
-        )
 
 
 @dataclass(frozen=True, slots=True)

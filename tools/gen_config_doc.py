@@ -17,6 +17,7 @@ DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "configuration.m
 _ACTED_ON = {
     "segment.bytes", "segment.ms", "segment.index.bytes", "index.interval.bytes", "retention.ms",
     "retention.bytes", "max.message.bytes", "message.timestamp.type", "cleanup.policy",
+    "delete.retention.ms", "min.cleanable.dirty.ratio", "min.compaction.lag.ms",
 }
 
 

@@ -60,6 +60,12 @@ class BrokerConfig:
         default=300_000, metadata={"help": "How often retention runs."}
     )
     log_index_interval_bytes: int = field(default=4096, metadata={"help": "Bytes between sparse index entries."})
+    log_cleaner_enable: bool = field(
+        default=True, metadata={"help": "Compact topics with cleanup.policy=compact in the background."}
+    )
+    log_cleaner_backoff_ms: int = field(
+        default=15_000, metadata={"help": "Pause between log cleaner passes over the compacted topics."}
+    )
     group_min_session_timeout_ms: int = field(
         default=6000, metadata={"help": "Smallest session timeout a group member may ask for."}
     )
@@ -79,6 +85,22 @@ class BrokerConfig:
     offsets_retention_check_interval_ms: int = field(
         default=600_000, metadata={"help": "How often expired offsets and empty groups are removed."}
     )
+    group_share_record_lock_duration_ms: int = field(
+        default=30_000, metadata={"help": "How long a share-group consumer holds the records it fetched."}
+    )
+    group_share_delivery_count_limit: int = field(
+        default=5, metadata={"help": "Deliveries of a record to a share group before it is archived."}
+    )
+    group_share_partition_max_record_locks: int = field(
+        default=2000, metadata={"help": "In-flight records per share-partition (beyond them, fetches get nothing new)."}
+    )
+    group_share_heartbeat_interval_ms: int = field(
+        default=5000, metadata={"help": "Heartbeat interval the broker tells share-group members."}
+    )
+    group_share_session_timeout_ms: int = field(
+        default=45_000, metadata={"help": "A share-group member that sends no heartbeat for this long is removed."}
+    )
+    group_share_max_size: int = field(default=200, metadata={"help": "Most members one share group may have."})
 
     def __post_init__(self) -> None:
         if self.flush not in FLUSH_MODES:
@@ -95,6 +117,14 @@ class BrokerConfig:
                 raise InvalidConfigError(f"{name} must be positive")
         if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms:
             raise InvalidConfigError("group_max_session_timeout_ms must not be below group_min_session_timeout_ms")
+        for name in (
+            "group_share_record_lock_duration_ms", "group_share_partition_max_record_locks",
+            "group_share_heartbeat_interval_ms", "group_share_session_timeout_ms", "group_share_max_size",
+        ):
+            if getattr(self, name) <= 0:
+                raise InvalidConfigError(f"{name} must be positive")
+        if self.group_share_delivery_count_limit < 1:
+            raise InvalidConfigError("group_share_delivery_count_limit must be at least 1")
         if self.group_initial_rebalance_delay_ms < 0:
             raise InvalidConfigError("group_initial_rebalance_delay_ms must not be negative")
 

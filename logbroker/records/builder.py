@@ -143,8 +143,12 @@ class BatchBuilder:
         key: bytes | None = None,
         headers=(),
         timestamp_ms: int | None = None,
+        offset_delta: int | None = None,
     ) -> None:
         """Encode one record at the end of the batch.
+
+        ``offset_delta`` (default: the record's index) lets the log cleaner
+        rewrite a batch with gaps while every record keeps its offset.
 
         ``key``/``value`` are bytes-like or None (copied if not bytes);
         ``headers`` is an iterable of ``(name, value)`` with a str (or bytes)
@@ -157,7 +161,9 @@ class BatchBuilder:
             timestamp_ms = time.time_ns() // 1_000_000
         delta = timestamp_ms - self._base_ts if count else 0
         attr_ts = _ATTR_TS[delta] if 0 <= delta < TABLE_SIZE else ZERO + encode_zigzag(delta)
-        offset_delta = ENCODED[count] if count < TABLE_SIZE else encode_zigzag(count)
+        if offset_delta is None:
+            offset_delta = count
+        offset_delta = ENCODED[offset_delta] if offset_delta < TABLE_SIZE else encode_zigzag(offset_delta)
 
         if key is None:
             key_len = NULL
@@ -203,9 +209,11 @@ class BatchBuilder:
         """Uncompressed size of the batch so far, header included, in bytes."""
         return HEADER_SIZE + self._size
 
-    def build(self) -> bytes:
+    def build(self, *, last_offset_delta: int | None = None) -> bytes:
         """The complete batch: header with a valid CRC-32C, records compressed
-        with the builder's codec. Raises ValueError if no record was appended,
+        with the builder's codec. ``last_offset_delta`` defaults to the record
+        count - 1; the cleaner keeps the original one so a compacted batch still
+        spans its offsets. Raises ValueError if no record was appended,
         CompressionError if the codec fails.
         """
         count = self._count
@@ -216,7 +224,7 @@ class BatchBuilder:
             records = compress(self._codec, records)
         tail = _TAIL.pack(
             self._attributes,
-            count - 1,
+            count - 1 if last_offset_delta is None else last_offset_delta,
             self._base_ts,
             self._max_ts,
             self._producer_id,

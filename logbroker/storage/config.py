@@ -136,6 +136,21 @@ class LogConfig:
             if not isinstance(value, str):
                 raise InvalidConfigError(f"{name} must be a string, got {value!r}")
         extra = dict(self.extra)
+        for name in ("delete.retention.ms", "min.compaction.lag.ms"):
+            if name in extra:
+                try:
+                    _check_int(name, int(extra[name]), 0)
+                except ValueError:
+                    raise InvalidConfigError(f"{name} must be an integer, got {extra[name]!r}") from None
+        if "min.cleanable.dirty.ratio" in extra:
+            try:
+                ratio = float(extra["min.cleanable.dirty.ratio"])
+            except ValueError:
+                ratio = -1.0
+            if not 0.0 <= ratio <= 1.0:
+                raise InvalidConfigError(
+                    f"min.cleanable.dirty.ratio must be in [0, 1], got {extra['min.cleanable.dirty.ratio']!r}"
+                )
         codec = extra.get("compression.type")
         if codec is not None and codec not in _COMPRESSION_TYPES:
             raise InvalidConfigError(
@@ -146,6 +161,33 @@ class LogConfig:
     def log_append_time(self) -> bool:
         """True when the broker stamps batches with its own clock."""
         return self.message_timestamp_type == "LogAppendTime"
+
+    @property
+    def compacts(self) -> bool:
+        """True when the log cleaner keeps only the latest record per key."""
+        return "compact" in self.cleanup_policy
+
+    def _extra_number(self, name: str, kind=int):
+        raw = dict(self.extra).get(name, TOPIC_CONFIG_DEFAULTS[name])
+        try:
+            return kind(raw)
+        except ValueError:
+            raise InvalidConfigError(f"{name} must be a number, got {raw!r}") from None
+
+    @property
+    def delete_retention_ms(self) -> int:
+        """delete.retention.ms: how long tombstones survive compaction."""
+        return self._extra_number("delete.retention.ms")
+
+    @property
+    def min_compaction_lag_ms(self) -> int:
+        """min.compaction.lag.ms: records younger than this are never compacted."""
+        return self._extra_number("min.compaction.lag.ms")
+
+    @property
+    def min_cleanable_dirty_ratio(self) -> float:
+        """min.cleanable.dirty.ratio: share of uncleaned bytes that triggers cleaning."""
+        return self._extra_number("min.cleanable.dirty.ratio", float)
 
     @property
     def deletes(self) -> bool:

@@ -274,8 +274,11 @@ class TimeIndex(_MappedIndex):
         """Add (timestamp, offset) if the timestamp grows past the last entry's.
 
         ``force`` may use the one spare entry kept for when a segment seals
-        (:attr:`is_full` counts without it).
+        (:attr:`is_full` counts without it). Batches without timestamps (-1,
+        or any negative value a producer sent) get no entry.
         """
+        if timestamp < 0 or offset < self.base_offset:
+            return
         if self._entries:
             last_ts, last_rel = self.entry(self._entries - 1)
             if timestamp <= last_ts or offset - self.base_offset < last_rel:

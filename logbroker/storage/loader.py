@@ -20,6 +20,7 @@ from pathlib import Path
 
 from logbroker.storage.config import LogConfig
 from logbroker.storage.files import LOG_SUFFIX, parse_segment_name
+from logbroker.storage.cleaner import finish_interrupted_cleaning
 from logbroker.storage.segment import LogSegment
 
 __all__ = ["PartitionRecovery", "load_segments"]
@@ -95,7 +96,9 @@ def load_segments(
     disk refuses.
     """
     started = time.perf_counter()
+    cleaning = finish_interrupted_cleaning(directory)
     bases, removed = _list_segments(directory)
+    removed = [*removed, *cleaning]
     segments = [LogSegment.open(directory, base, config) for base in bases]
     tally = _Tally()
     first_scan = len(segments) if clean else max(bisect.bisect_right(bases, recovery_point) - 1, 0)

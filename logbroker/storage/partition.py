@@ -325,12 +325,12 @@ class PartitionLog:
             )
         segments = self._segments
         i = bisect.bisect_right(self._bases, offset) - 1
-        while True:
-            segment = segments[i]
+        for segment in segments[i:]:
             pos = segment.locate(offset)
             if pos is not None:
                 return ReadResult(segment.read(pos, max_bytes), end, self._log_start_offset)
-            i += 1  # a gap in the offsets: continue at the next segment
+            # a gap in the offsets (compaction): continue at the next segment
+        return ReadResult(_EMPTY, end, self._log_start_offset)  # only gaps up to the end
 
     def iter_batch_headers(self, from_offset: int = 0) -> Iterator[tuple[int, BatchHeader]]:
         """``(segment base offset, header)`` of each batch whose last offset is >=

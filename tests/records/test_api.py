@@ -61,4 +61,4 @@ def test_builder_signature():
         assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
         assert params[name].default == default
     append = inspect.signature(records.BatchBuilder.append).parameters
-    assert list(append) == ["self", "value", "key", "headers", "timestamp_ms"]
+    assert list(append) == ["self", "value", "key", "headers", "timestamp_ms", "offset_delta"]

@@ -319,3 +319,20 @@ def test_read_after_close_raises(open_log):
     log.close()
     with pytest.raises(StorageError):
         log.read(0, 100)
+
+
+def test_batches_without_timestamps_append_and_recover(tmp_path):
+    """Timestamps of -1 (NO_TIMESTAMP) or below are legal; they get no time-index entry."""
+    from logbroker.records import build_batch
+
+    config = LogConfig(segment_bytes=8192, index_interval_bytes=64)
+    plog = PartitionLog(tmp_path / "p", config)
+    for i in range(50):
+        plog.append(build_batch([(b"k", b"v" * 50, (), -1 - i)]), 1_000)
+    assert plog.log_end_offset == 50
+    assert plog.max_timestamp() is None or plog.max_timestamp()[0] < 0
+    plog.close()
+    again = PartitionLog(tmp_path / "p", config)  # unclean: rescans and rebuilds the indexes
+    assert again.log_end_offset == 50
+    assert again.read(25, 1).records
+    again.close()

@@ -1,0 +1,198 @@
+"""Log compaction: latest record per key, offsets kept, tombstones, crash-safe swap."""
+
+from __future__ import annotations
+
+import os
+import random
+
+from logbroker.records import Compression, build_batch, decode_batches
+from logbroker.storage import LogConfig, PartitionLog
+from logbroker.storage.cleaner import (
+    CLEANING_DIR,
+    SWAP_MARKER,
+    build_cleaned,
+    clean_partition,
+    plan_cleaning,
+    swap_cleaned,
+)
+from logbroker.storage.files import segment_name
+
+NOW = 1_700_000_000_000
+DAY = 24 * 3600 * 1000
+
+
+def _config(**extra) -> LogConfig:
+    configs = {"cleanup.policy": "compact", "segment.bytes": "65536", "index.interval.bytes": "1024"}
+    configs.update(extra)
+    return LogConfig.from_topic_configs(configs)
+
+
+def _all_records(plog: PartitionLog):
+    out, offset = [], plog.log_start_offset
+    while offset < plog.log_end_offset:
+        batches = list(decode_batches(bytes(plog.read(offset, 1 << 20).records)))
+        if not batches:
+            break
+        out += [r for b in batches for r in b.records if r.offset >= offset]
+        # As consumers do: continue after the batch's last offset (compaction leaves gaps).
+        offset = batches[-1].header.last_offset + 1
+    return out
+
+
+def _changelog(plog, updates, keys, *, per_batch=100, ts=NOW - DAY, codec=Compression.NONE, seed=7):
+    rng = random.Random(seed)
+    latest = {}
+    offset = plog.log_end_offset
+    for start in range(0, updates, per_batch):
+        rows = []
+        for _ in range(per_batch):
+            key = b"key-%d" % rng.randrange(keys)
+            value = b"value-%d" % offset
+            rows.append((key, value, (), ts))
+            latest[key] = (offset, value)
+            offset += 1
+        plog.append(build_batch(rows, compression=codec), NOW)
+    return latest
+
+
+def test_changelog_compacts_to_the_last_value_per_key(tmp_path):
+    plog = PartitionLog(tmp_path / "p", _config())
+    latest = _changelog(plog, 100_000, 1_000)
+    plog.roll()  # everything sealed: all of it is cleanable
+    end = plog.log_end_offset
+    result = clean_partition(plog, NOW)
+    assert result is not None and result.records_after == len(latest) == 1_000
+    records = _all_records(plog)
+    assert {r.key: (r.offset, r.value) for r in records} == latest
+    assert len(records) == 1_000, "one record per key"
+    assert plog.log_end_offset == end, "the log end does not move"
+    assert [r.offset for r in records] == sorted(r.offset for r in records)
+    # Reopening (index sanity checks included) gives the same log.
+    plog.close()
+    again = PartitionLog(tmp_path / "p", _config(), clean_shutdown=True)
+    assert {r.key: r.value for r in _all_records(again)} == {k: v for k, (_, v) in latest.items()}
+    again.close()
+
+
+def test_every_kept_offset_is_readable_by_offset(tmp_path):
+    plog = PartitionLog(tmp_path / "p", _config())
+    latest = _changelog(plog, 5_000, 50, codec=Compression.LZ4)
+    plog.roll()
+    clean_partition(plog, NOW)
+    for offset, value in latest.values():
+        view = plog.read(offset, 1).records
+        found = [r for b in decode_batches(bytes(view)) for r in b.records if r.offset == offset]
+        assert found and found[0].value == value
+    plog.close()
+
+
+def test_batches_keep_their_offsets_and_producer_fields(tmp_path):
+    plog = PartitionLog(tmp_path / "p", _config())
+    rows = [(b"a", b"1", (), NOW - DAY), (b"b", b"2", (), NOW - DAY), (b"a", b"3", (), NOW - DAY)]
+    plog.append(build_batch(rows, producer_id=9, producer_epoch=2, base_sequence=40), NOW)
+    plog.roll()
+    clean_partition(plog, NOW, force=True)
+    [batch] = list(decode_batches(bytes(plog.read(0, 1 << 20).records)))
+    assert [(r.offset, r.key) for r in batch.records] == [(1, b"b"), (2, b"a")]
+    h = batch.header
+    assert (h.base_offset, h.last_offset_delta, h.producer_id, h.producer_epoch, h.base_sequence) == (0, 2, 9, 2, 40)
+    plog.close()
+
+
+def test_tombstones_live_for_delete_retention(tmp_path):
+    plog = PartitionLog(tmp_path / "p", _config(**{"delete.retention.ms": str(DAY)}))
+    plog.append(build_batch([(b"gone", b"v", (), NOW - 3 * DAY)]), NOW)
+    plog.append(build_batch([(b"gone", None, (), NOW - 2 * DAY)]), NOW)
+    plog.roll()
+    clean_partition(plog, NOW - DAY - DAY // 2, force=True)  # tombstone younger than a day
+    assert [(r.key, r.value) for r in _all_records(plog)] == [(b"gone", None)]
+    clean_partition(plog, NOW, force=True)  # now older than delete.retention.ms
+    assert _all_records(plog) == []
+    plog.close()
+
+
+def test_young_segments_wait_for_the_compaction_lag(tmp_path):
+    plog = PartitionLog(tmp_path / "p", _config(**{"min.compaction.lag.ms": str(DAY)}))
+    _changelog(plog, 500, 5, ts=NOW - 1000)
+    plog.roll()
+    assert plan_cleaning(plog, NOW, force=True) is None
+    assert plan_cleaning(plog, NOW + DAY, force=True) is not None
+    plog.close()
+
+
+def test_dirty_ratio_gates_cleaning(tmp_path):
+    plog = PartitionLog(tmp_path / "p", _config(**{"min.cleanable.dirty.ratio": "0.5"}))
+    _changelog(plog, 2_000, 10)
+    plog.roll()
+    assert clean_partition(plog, NOW) is not None
+    assert plan_cleaning(plog, NOW) is None, "nothing new since the last cleaning"
+    plog.close()
+
+
+def test_delete_only_topics_are_never_compacted(tmp_path):
+    plog = PartitionLog(tmp_path / "p", LogConfig(segment_bytes=65536))
+    _changelog(plog, 500, 5)
+    plog.roll()
+    assert plan_cleaning(plog, NOW, force=True) is None
+    plog.close()
+
+
+def test_a_reader_mid_compaction_keeps_a_consistent_view(tmp_path):
+    plog = PartitionLog(tmp_path / "p", _config())
+    _changelog(plog, 3_000, 10)
+    plog.roll()
+    before = plog.read(0, 1 << 20).records  # a fetch in flight
+    old = [r.offset for b in decode_batches(bytes(before)) for r in b.records]
+    plan = plan_cleaning(plog, NOW)
+    result = build_cleaned(plan)
+    assert swap_cleaned(plog, result)
+    assert [r.offset for b in decode_batches(bytes(before)) for r in b.records] == old
+    assert len(_all_records(plog)) == 10
+    plog.close()
+
+
+def test_new_appends_during_cleaning_are_kept(tmp_path):
+    plog = PartitionLog(tmp_path / "p", _config())
+    _changelog(plog, 2_000, 10)
+    plog.roll()
+    plan = plan_cleaning(plog, NOW)
+    result = build_cleaned(plan)
+    plog.append(build_batch([(b"key-1", b"newest", (), NOW)]), NOW)
+    assert swap_cleaned(plog, result)
+    records = _all_records(plog)
+    assert records[-1].value == b"newest"
+    assert len(records) == 11
+    plog.close()
+
+
+def test_crash_after_the_swap_marker_completes_the_swap(tmp_path):
+    directory = tmp_path / "p"
+    plog = PartitionLog(directory, _config())
+    latest = _changelog(plog, 3_000, 10)
+    plog.roll()
+    result = build_cleaned(plan_cleaning(plog, NOW))
+    base = result.rewritten[0]
+    cleaning = directory / CLEANING_DIR
+    (cleaning / SWAP_MARKER).write_text("swap\n")
+    os.replace(cleaning / (segment_name(base) + ".log"), directory / (segment_name(base) + ".log"))
+    # The process dies here: the new .log sits next to the old indexes.
+    reopened = PartitionLog(directory, _config(), clean_shutdown=False)
+    assert not cleaning.exists()
+    got = {r.key: r.value for r in _all_records(reopened)}
+    assert got == {k: v for k, (_, v) in latest.items()}
+    for offset, value in latest.values():
+        view = reopened.read(offset, 1).records
+        assert any(r.offset == offset for b in decode_batches(bytes(view)) for r in b.records)
+    reopened.close()
+
+
+def test_crash_before_the_swap_marker_keeps_the_old_segments(tmp_path):
+    directory = tmp_path / "p"
+    plog = PartitionLog(directory, _config())
+    _changelog(plog, 3_000, 10)
+    plog.roll()
+    build_cleaned(plan_cleaning(plog, NOW))  # cleaned files written, never swapped
+    reopened = PartitionLog(directory, _config(), clean_shutdown=False)
+    assert not (directory / CLEANING_DIR).exists()
+    assert len(_all_records(reopened)) == 3_000
+    reopened.close()

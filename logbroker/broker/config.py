@@ -17,6 +17,8 @@ from typing import Any
 from logbroker.errors import InvalidConfigError
 
 FLUSH_MODES = ("always", "interval", "never")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,23 @@ class BrokerConfig:
         default=300_000, metadata={"help": "How often retention runs."}
     )
     log_index_interval_bytes: int = field(default=4096, metadata={"help": "Bytes between sparse index entries."})
+    security_protocol: str = field(
+        default="PLAINTEXT",
+        metadata={"help": "Listener security: PLAINTEXT, SASL_PLAINTEXT (login required), SSL or SASL_SSL."},
+    )
+    sasl_enabled_mechanisms: str = field(
+        default="PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+        metadata={"help": "SASL mechanisms offered, comma-separated; users come from `logbroker users`."},
+    )
+    ssl_certfile: str | None = field(default=None, metadata={"help": "PEM certificate chain of an SSL listener."})
+    ssl_keyfile: str | None = field(default=None, metadata={"help": "PEM private key of an SSL listener."})
+    authorizer_enable: bool = field(
+        default=False,
+        metadata={"help": "Check ACLs (`logbroker acls`): a principal may do only what an ACL allows."},
+    )
+    super_users: str = field(
+        default="", metadata={"help": "Principals that pass every ACL check, e.g. User:admin (comma-separated)."}
+    )
     log_cleaner_enable: bool = field(
         default=True, metadata={"help": "Compact topics with cleanup.policy=compact in the background."}
     )
@@ -103,6 +122,15 @@ class BrokerConfig:
     group_share_max_size: int = field(default=200, metadata={"help": "Most members one share group may have."})
 
     def __post_init__(self) -> None:
+        if self.security_protocol not in SECURITY_PROTOCOLS:
+            raise InvalidConfigError(
+                f"security.protocol must be one of {', '.join(SECURITY_PROTOCOLS)}, not {self.security_protocol!r}"
+            )
+        unknown = set(self.sasl_mechanisms) - set(SASL_MECHANISMS)
+        if unknown:
+            raise InvalidConfigError(f"unsupported SASL mechanisms: {', '.join(sorted(unknown))}")
+        if self.uses_ssl and not (self.ssl_certfile and self.ssl_keyfile):
+            raise InvalidConfigError(f"{self.security_protocol} needs ssl.certfile and ssl.keyfile")
         if self.flush not in FLUSH_MODES:
             raise InvalidConfigError(f"flush must be one of {', '.join(FLUSH_MODES)}, not {self.flush!r}")
         if not 0 <= self.port <= 65535:
@@ -127,6 +155,22 @@ class BrokerConfig:
             raise InvalidConfigError("group_share_delivery_count_limit must be at least 1")
         if self.group_initial_rebalance_delay_ms < 0:
             raise InvalidConfigError("group_initial_rebalance_delay_ms must not be negative")
+
+    @property
+    def sasl_mechanisms(self) -> tuple[str, ...]:
+        return tuple(m.strip() for m in self.sasl_enabled_mechanisms.split(",") if m.strip())
+
+    @property
+    def requires_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.security_protocol.endswith("SSL")
+
+    @property
+    def super_user_list(self) -> tuple[str, ...]:
+        return tuple(u.strip() for u in self.super_users.split(",") if u.strip())
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:

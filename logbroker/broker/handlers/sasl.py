@@ -1,0 +1,41 @@
+"""SaslHandshake (v1) and SaslAuthenticate: PLAIN and SCRAM-SHA-256/512."""
+
+from __future__ import annotations
+
+from logbroker.broker.handlers._build import build
+from logbroker.broker.security import AuthenticationError, new_mechanism
+from logbroker.protocol import ErrorCode
+
+
+def handle_sasl_handshake(broker, request):
+    session = broker.request_session
+    mechanisms = broker.config.sasl_mechanisms
+    mechanism = request.body.mechanism
+    if session.authenticated or session.exchange is not None:
+        return build(request.response_class, error_code=ErrorCode.illegal_sasl_state, mechanisms=mechanisms)
+    if mechanism not in mechanisms:
+        return build(request.response_class, error_code=ErrorCode.unsupported_sasl_mechanism, mechanisms=mechanisms)
+    session.mechanism = mechanism
+    session.exchange = new_mechanism(mechanism, broker.users.credential)
+    return build(request.response_class, error_code=ErrorCode.none, mechanisms=mechanisms)
+
+
+def handle_sasl_authenticate(broker, request):
+    session = broker.request_session
+    exchange = session.exchange
+    if exchange is None or session.authenticated:
+        session.close_after_reply = True
+        return build(request.response_class, error_code=ErrorCode.illegal_sasl_state,
+                     error_message="SaslAuthenticate without a SaslHandshake", auth_bytes=b"")
+    try:
+        reply = exchange.step(bytes(request.body.auth_bytes))
+    except AuthenticationError as exc:
+        session.exchange = None
+        session.close_after_reply = True
+        return build(request.response_class, error_code=ErrorCode.sasl_authentication_failed,
+                     error_message=str(exc), auth_bytes=b"")
+    if exchange.done:
+        session.authenticated = True
+        session.principal = f"User:{exchange.principal}"
+        session.exchange = None
+    return build(request.response_class, error_code=ErrorCode.none, auth_bytes=reply, session_lifetime=0)

@@ -1,0 +1,128 @@
+"""``logbroker users`` and ``logbroker acls``: edit the data directory's users.json
+and acls.json. A running broker picks up changes without a restart."""
+
+from __future__ import annotations
+
+import click
+
+from logbroker.errors import LogbrokerError
+
+_DATA_DIR = click.option(
+    "--data-dir", default="./logbroker-data", show_default=True, envvar="LOGBROKER_DATA_DIR",
+    help="Data directory of the broker.",
+)
+
+
+@click.group()
+def users() -> None:
+    """Users who may log in with SASL PLAIN or SCRAM (salted credentials only)."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="Password (prompted for when omitted).")
+@click.option("--iterations", default=4096, show_default=True, help="SCRAM iterations.")
+@_DATA_DIR
+def users_add(name: str, password: str, iterations: int, data_dir: str) -> None:
+    """Add NAME, or change its password."""
+    from logbroker.broker.security import UserStore
+
+    try:
+        UserStore(data_dir).add(name, password, iterations=iterations)
+    except LogbrokerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"user {name} saved (SCRAM-SHA-256, SCRAM-SHA-512; PLAIN checks against them)")
+
+
+@users.command("delete")
+@click.argument("name")
+@_DATA_DIR
+def users_delete(name: str, data_dir: str) -> None:
+    """Remove NAME."""
+    from logbroker.broker.security import UserStore
+
+    if not UserStore(data_dir).delete(name):
+        raise click.ClickException(f"no user {name}")
+    click.echo(f"user {name} deleted")
+
+
+@users.command("list")
+@_DATA_DIR
+def users_list(data_dir: str) -> None:
+    """List users and their mechanisms."""
+    from logbroker.broker.security import UserStore
+
+    for name, mechanisms in UserStore(data_dir).users().items():
+        click.echo(f"{name}\t{', '.join(mechanisms)}")
+
+
+def _acl_options(fn):
+    for option in reversed([
+        click.option("--principal", required=True, help="User:NAME or User:* (everyone)."),
+        click.option("--topic", default=None, help="Topic name (or prefix with --prefixed; * = all)."),
+        click.option("--group", default=None, help="Consumer or share group name."),
+        click.option("--cluster", is_flag=True, help="The cluster itself (create topics, idempotent writes)."),
+        click.option("--operation", "operations", multiple=True, required=True,
+                     type=click.Choice(["read", "write", "create", "delete", "describe", "alter", "all"]),
+                     help="Operation to allow or deny; repeat for several."),
+        click.option("--deny", is_flag=True, help="A DENY rule (wins over any ALLOW)."),
+        click.option("--prefixed", is_flag=True, help="Match every name starting with the given one."),
+        _DATA_DIR,
+    ]):
+        fn = option(fn)
+    return fn
+
+
+def _acls_from(principal, topic, group, cluster, operations, deny, prefixed):
+    from logbroker.broker.security import Acl
+
+    targets = [(kind, name) for kind, name in (("topic", topic), ("group", group)) if name is not None]
+    if cluster:
+        targets.append(("cluster", "kafka-cluster"))
+    if len(targets) != 1:
+        raise click.UsageError("give exactly one of --topic, --group or --cluster")
+    kind, name = targets[0]
+    try:
+        return [Acl(principal, kind, name, op, "deny" if deny else "allow", "prefixed" if prefixed else "literal")
+                for op in operations]
+    except LogbrokerError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+def acls() -> None:
+    """Permissions per principal on topics, groups and the cluster (with authorizer.enable)."""
+
+
+@acls.command("add")
+@_acl_options
+def acls_add(principal, topic, group, cluster, operations, deny, prefixed, data_dir) -> None:
+    """Add rules."""
+    from logbroker.broker.security import Authorizer
+
+    authorizer = Authorizer(data_dir)
+    for acl in _acls_from(principal, topic, group, cluster, operations, deny, prefixed):
+        authorizer.add(acl)
+        click.echo(f"added: {acl}")
+
+
+@acls.command("remove")
+@_acl_options
+def acls_remove(principal, topic, group, cluster, operations, deny, prefixed, data_dir) -> None:
+    """Remove rules."""
+    from logbroker.broker.security import Authorizer
+
+    authorizer = Authorizer(data_dir)
+    for acl in _acls_from(principal, topic, group, cluster, operations, deny, prefixed):
+        click.echo(f"removed: {acl}" if authorizer.remove(acl) else f"not found: {acl}")
+
+
+@acls.command("list")
+@_DATA_DIR
+def acls_list(data_dir: str) -> None:
+    """List every rule."""
+    from logbroker.broker.security import Authorizer
+
+    for acl in Authorizer(data_dir).acls():
+        click.echo(str(acl))

@@ -1,4 +1,5 @@
-"""The broker's state: the log manager, topic registry and producer state.
+"""The broker's state: the log manager, topic registry, producer state and
+the group coordinators (classic groups and share groups).
 
 Synchronous; the server drives it from the trio thread and runs fsyncs in
 worker threads. Request handlers (``broker.handlers``) are its only callers.
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from logbroker.broker.config import BrokerConfig
 from logbroker.broker.groups import GroupConfig, GroupCoordinator, OffsetsTopic
 from logbroker.broker.producer_state import Duplicate, PartitionProducerState
+from logbroker.broker.share import ShareConfig, ShareCoordinator, ShareStateTopic
 from logbroker.errors import UnknownTopicError
 from logbroker.errors import InvalidBatchError, RecordsError
 from logbroker.records import decode_batch, parse_header
@@ -92,6 +94,12 @@ class Broker:
         self.groups = GroupCoordinator(GroupConfig.from_broker(config), OffsetsTopic(self.log_manager))
         self.groups.load(clock())
         self.add_timer_source(self.groups)
+        self.share = ShareCoordinator(
+            ShareConfig.from_broker(config), ShareStateTopic(self.log_manager), self.log_manager,
+            is_classic_group=lambda group_id: self.groups.group(group_id) is not None,
+        )
+        self.share.load(clock())
+        self.add_timer_source(self.share)
 
     def __repr__(self) -> str:
         return (
@@ -118,6 +126,7 @@ class Broker:
         for key in [k for k in self._producer_states if k[0] == name]:
             del self._producer_states[key]
         self.groups.topic_deleted(name, self.clock())
+        self.share.topic_deleted(name, self.clock())
         log.info("deleted topic %s", name)
 
     def add_partitions(self, name: str, total: int) -> None:
@@ -271,6 +280,7 @@ class Broker:
     def close(self) -> None:
         """Flush, snapshot producer state and write the clean-shutdown marker."""
         self.groups.close()
+        self.share.close(self.clock())
         for (topic, p), state in self._producer_states.items():
             try:
                 plog = self.log_manager.get_partition(topic, p)

@@ -37,10 +37,14 @@ EXPECTED = {
     "LEAVE_GROUP": (0, 5),
     "OFFSET_COMMIT": (2, 8),
     "OFFSET_FETCH": (1, 7),
-    "LIST_GROUPS": (0, 4),
+    "LIST_GROUPS": (0, 5),
     "DESCRIBE_GROUPS": (0, 5),
     "DELETE_GROUPS": (0, 2),
     "OFFSET_DELETE": (0, 0),
+    "SHARE_GROUP_HEARTBEAT": (1, 1),
+    "SHARE_GROUP_DESCRIBE": (1, 1),
+    "SHARE_FETCH": (1, 2),
+    "SHARE_ACKNOWLEDGE": (1, 2),
 }
 
 

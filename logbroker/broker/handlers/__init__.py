@@ -35,6 +35,14 @@ from logbroker.broker.handlers.offsets import (
     handle_offset_for_leader_epoch,
 )
 from logbroker.broker.handlers.produce import handle_produce
+from logbroker.broker.handlers.share import (
+    ShareFetchOperation as ShareFetchOperation,
+    handle_share_acknowledge,
+    handle_share_fetch,
+    handle_share_group_describe,
+    handle_share_group_heartbeat,
+    with_group_configs,
+)
 from logbroker.broker.handlers.topics import (
     handle_alter_configs,
     handle_create_partitions,
@@ -71,7 +79,14 @@ HANDLERS = {
     ApiKey.LIST_GROUPS: handle_list_groups,
     ApiKey.DESCRIBE_GROUPS: handle_describe_groups,
     ApiKey.DELETE_GROUPS: handle_delete_groups,
+    ApiKey.SHARE_GROUP_HEARTBEAT: handle_share_group_heartbeat,
+    ApiKey.SHARE_GROUP_DESCRIBE: handle_share_group_describe,
+    ApiKey.SHARE_FETCH: handle_share_fetch,
+    ApiKey.SHARE_ACKNOWLEDGE: handle_share_acknowledge,
 }
+# Group configs (share groups) ride on the topic config handlers.
+HANDLERS[ApiKey.DESCRIBE_CONFIGS] = with_group_configs(handle_describe_configs, incremental=False)
+HANDLERS[ApiKey.INCREMENTAL_ALTER_CONFIGS] = with_group_configs(handle_incremental_alter_configs, incremental=True)
 
 SERVED_VERSIONS = {
     key: SUPPORTED_VERSIONS[key] for key in (*HANDLERS, ApiKey.API_VERSIONS) if key in SUPPORTED_VERSIONS

@@ -274,11 +274,21 @@ def handle_offset_delete(broker, request):
 def handle_list_groups(broker, request):
     mod = module_of(request.response_class)
     states = set(getattr(request.body, "states_filter", ()) or ())
+    types = {t.lower() for t in getattr(request.body, "types_filter", ()) or ()}
     error, groups = broker.groups.list_groups(states or None)
     out = tuple(
-        build(mod.ListedGroup, group_id=g.group_id, protocol_type=g.protocol_type, group_state=g.state)
+        build(mod.ListedGroup, group_id=g.group_id, protocol_type=g.protocol_type, group_state=g.state,
+              group_type="classic")
         for g in groups
+        if not types or "classic" in types
     )
+    if not types or "share" in types:  # share groups (KIP-932), type "share" from ListGroups v5
+        wanted = {s.lower() for s in states}
+        out += tuple(
+            build(mod.ListedGroup, group_id=g.group_id, protocol_type="share", group_state=g.state, group_type="share")
+            for g in broker.share.list_groups()
+            if not wanted or g.state.lower() in wanted
+        )
     return build(request.response_class, error_code=_code(error), groups=out)
 
 
@@ -287,6 +297,9 @@ def handle_describe_groups(broker, request):
     summaries = broker.groups.describe_groups(list(request.body.groups))
     out = []
     for s in summaries:
+        if s.state == "Dead" and broker.share.is_share_group(s.group_id):
+            out.append(_describe_share_group(broker, mod, s.group_id))
+            continue
         members = tuple(
             build(
                 mod.DescribedGroupMember,
@@ -310,6 +323,20 @@ def handle_describe_groups(broker, request):
             authorized_operations=_NO_AUTHORIZED_OPERATIONS,
         ))
     return build(request.response_class, groups=tuple(out))
+
+
+def _describe_share_group(broker, mod, group_id: str):
+    """A share group as DescribeGroups shows it: state, type "share", members (no metadata)."""
+    (g,) = broker.share.describe([group_id])
+    members = tuple(
+        build(mod.DescribedGroupMember, member_id=m.member_id, group_instance_id=None, client_id=m.client_id,
+              client_host=m.client_host, member_metadata=b"", member_assignment=b"")
+        for m in g.members
+    )
+    return build(
+        mod.DescribedGroup, error_code=ErrorCode.none, group_id=group_id, group_state=g.state,
+        protocol_type="share", protocol_data="", members=members, authorized_operations=_NO_AUTHORIZED_OPERATIONS,
+    )
 
 
 def handle_delete_groups(broker, request):

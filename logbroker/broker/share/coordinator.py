@@ -1,0 +1,508 @@
+"""The share coordinator: share groups (KIP-932) as a state machine.
+
+It owns every share group's membership (:mod:`.membership`), share sessions
+(:mod:`.sessions`) and share-partitions (:mod:`.partition`), persists the
+in-flight state to ``__share_group_state`` (:mod:`.state` and :mod:`.store`,
+record format in :mod:`.records`) and copies rejected or exhausted records
+to dead-letter topics (:mod:`.dlq`). Every command takes ``now_ms``; nothing
+here sleeps.
+
+Writes are batched per request: commands mark share-partitions dirty and
+:meth:`ShareCoordinator.commit` appends one batch (a delta per changed
+share-partition, a snapshot every ``snapshot_every`` deltas) and returns
+where to fsync. Deadlines (member sessions, share sessions, record locks)
+sit in one heap with lazily dropped stale entries, as in the classic group
+coordinator; the broker polls :meth:`next_deadline_ms` and calls
+:meth:`fire_deadlines`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+
+from logbroker.broker.share.config import GroupSettings, ShareConfig
+from logbroker.broker.share.membership import ShareGroup, ShareMember, update_assignment
+from logbroker.broker.share.partition import Change, SharePartition, merge_ranges
+from logbroker.broker.share.results import (
+    GroupDescription, HeartbeatRequest, HeartbeatResult, ListedShareGroup, MemberDescription, PartitionData,
+    SessionResult, ShareError, ShareStatistics, Written,
+)
+from logbroker.broker.share.sessions import FINAL_EPOCH, INITIAL_EPOCH, ShareSession, ShareSessions
+from logbroker.broker.share.state import ShareStateCommands
+from logbroker.broker.share.store import ShareStateTopic
+from logbroker.errors import LogbrokerError, UnknownTopicError
+from logbroker.records import iter_batches
+from logbroker.storage import LogManager
+
+log = logging.getLogger("logbroker.share")
+
+E = ShareError
+_MEMBER, _SESSION, _LOCK = "member", "session", "lock"
+_READ_BYTES = 1 << 20
+TP = tuple[str, int]
+
+
+class ShareCoordinator(ShareStateCommands):
+    """Every share group of this broker. Not thread-safe: one thread drives it.
+
+    Create it, then call :meth:`load` to replay the internal topic; until
+    then commands answer COORDINATOR_LOAD_IN_PROGRESS. ``is_classic_group``
+    tells whether a group id belongs to the classic coordinator.
+    """
+
+    def __init__(
+        self, config: ShareConfig, store: ShareStateTopic, logs: LogManager,
+        *, is_classic_group: Callable[[str], bool] = lambda group_id: False,
+    ) -> None:
+        self.config = config
+        self._store = store
+        self._logs = logs
+        self._is_classic = is_classic_group
+        self._groups: dict[str, ShareGroup] = {}
+        self._parts: dict[str, dict[TP, SharePartition]] = {}
+        self.sessions = ShareSessions()
+        self._heap: list[tuple[int, int, str, str, object]] = []
+        self._seq = itertools.count()
+        self.loading = True
+        self._dirty: dict[tuple[str, str, int], list] = {}
+        self._dead: list[tuple[str, str, int, list[tuple[int, int, str]]]] = []
+        self._dirty_groups: set[str] = set()
+        self._available: set[TP] = set()
+        self._topic_ids: dict[uuid.UUID, str] = {}
+        self._next_compaction_check = config.compact_min_records
+
+    def __repr__(self) -> str:
+        state = "loading" if self.loading else "active"
+        parts = sum(len(p) for p in self._parts.values())
+        return f"ShareCoordinator({state}, groups={len(self._groups)}, partitions={parts}, sessions={len(self.sessions)})"
+
+    # -- lookups -------------------------------------------------------------------
+
+    def group(self, group_id: str) -> ShareGroup | None:
+        """The group's live state (for tests and tools; do not mutate)."""
+        return self._groups.get(group_id)
+
+    def share_partition(self, group_id: str, topic: str, partition: int) -> SharePartition | None:
+        """A share-partition's live state (for tests and tools; do not mutate)."""
+        return self._parts.get(group_id, {}).get((topic, partition))
+
+    def is_share_group(self, group_id: str) -> bool:
+        return group_id in self._groups
+
+    def topic_name(self, topic_id: uuid.UUID) -> str | None:
+        """The name of the topic with ``topic_id``, or None (cached; checked on every hit)."""
+        name = self._topic_ids.get(topic_id)
+        if name is not None:
+            try:
+                if self._logs.topic(name).topic_id == topic_id:
+                    return name
+            except UnknownTopicError:
+                pass
+        self._topic_ids = {info.topic_id: n for n, info in self._logs.topics().items()}
+        return self._topic_ids.get(topic_id)
+
+    def topic_id(self, topic: str) -> uuid.UUID | None:
+        try:
+            return self._logs.topic(topic).topic_id
+        except UnknownTopicError:
+            return None
+
+    def _group(self, group_id: str, now: int) -> ShareGroup:
+        group = self._groups.get(group_id)
+        if group is None:
+            group = self._groups[group_id] = ShareGroup(
+                group_id, GroupSettings.resolve({}, self.config), created=now
+            )
+            self._dirty_groups.add(group_id)
+        return group
+
+    # -- timers --------------------------------------------------------------------
+
+    def _schedule(self, deadline: int, kind: str, group_id: str, key: object) -> None:
+        heapq.heappush(self._heap, (deadline, next(self._seq), kind, group_id, key))
+
+    def _live(self, entry) -> bool:
+        deadline, _, kind, group_id, key = entry
+        if kind == _MEMBER:
+            group = self._groups.get(group_id)
+            member = group.members.get(key) if group is not None else None
+            return member is not None and member.timer_at == deadline
+        if kind == _SESSION:
+            session = self.sessions.get(group_id, key)
+            return session is not None and session.expiry_at == deadline
+        sp = self._parts.get(group_id, {}).get(key)
+        return sp is not None and sp.timer_at == deadline
+
+    def next_deadline_ms(self) -> int | None:
+        """The earliest live deadline, or None."""
+        heap = self._heap
+        while heap and not self._live(heap[0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def fire_deadlines(self, now_ms: int) -> Written:
+        """Act on every deadline at or before ``now_ms``; returns what was written."""
+        heap = self._heap
+        while heap and heap[0][0] <= now_ms:
+            entry = heapq.heappop(heap)
+            if not self._live(entry):
+                continue
+            _, _, kind, group_id, key = entry
+            if kind == _MEMBER:
+                self._on_member_deadline(self._groups[group_id], key, now_ms)
+            elif kind == _SESSION:
+                self._on_session_deadline(self.sessions.get(group_id, key), now_ms)
+            else:
+                sp = self._parts[group_id][key]
+                sp.timer_at = None
+                self._expire(group_id, key, sp, now_ms)
+        return self.commit(now_ms)
+
+    def _on_member_deadline(self, group: ShareGroup, member_id: str, now: int) -> None:
+        member = group.members[member_id]
+        member.timer_at = None
+        if member.session_deadline > now:
+            self._set_member_deadline(group, member, member.session_deadline)
+            return
+        log.info("share group %s: member %s session expired", group.group_id, member_id)
+        self._remove_member(group, member, now, release=True)
+
+    def _on_session_deadline(self, session: ShareSession, now: int) -> None:
+        session.expiry_at = None
+        group = self._groups.get(session.group_id)
+        timeout = group.settings.session_timeout_ms if group is not None else self.config.session_timeout_ms
+        if session.last_used + timeout > now:
+            self._touch_session(session, session.last_used, timeout)
+            return
+        log.info("share group %s: share session of %s expired", session.group_id, session.member_id)
+        self._close_session(session, now)
+
+    def _set_member_deadline(self, group: ShareGroup, member: ShareMember, deadline: int) -> None:
+        member.session_deadline = deadline
+        if member.timer_at is None or deadline < member.timer_at:
+            member.timer_at = deadline
+            self._schedule(deadline, _MEMBER, group.group_id, member.member_id)
+
+    def _touch_session(self, session: ShareSession, now: int, timeout: int) -> None:
+        session.last_used = now
+        if session.expiry_at is None:
+            session.expiry_at = now + timeout
+            self._schedule(session.expiry_at, _SESSION, session.group_id, session.member_id)
+
+    def _schedule_locks(self, group_id: str, tp: TP, sp: SharePartition) -> None:
+        deadline = sp.min_deadline()
+        if deadline is not None and (sp.timer_at is None or deadline < sp.timer_at):
+            sp.timer_at = deadline
+            self._schedule(deadline, _LOCK, group_id, tp)
+
+    def _expire(self, group_id: str, tp: TP, sp: SharePartition, now: int) -> None:
+        group = self._groups[group_id]
+        change = sp.expire(now, group.settings.delivery_count_limit)
+        self._note(group, tp, sp, change)
+        self._schedule_locks(group_id, tp, sp)
+
+    # -- ShareGroupHeartbeat -----------------------------------------------------------
+
+    def heartbeat(self, req: HeartbeatRequest, now_ms: int) -> HeartbeatResult:
+        """ShareGroupHeartbeat: epoch 0 joins, -1 leaves, else keeps the member alive."""
+        if self.loading:
+            return HeartbeatResult(E.COORDINATOR_LOAD_IN_PROGRESS)
+        if not req.group_id:
+            return HeartbeatResult(E.INVALID_REQUEST, message="GroupId can't be empty")
+        if not req.member_id:
+            return HeartbeatResult(E.INVALID_REQUEST, message="MemberId can't be empty")
+        if req.member_epoch < FINAL_EPOCH:
+            return HeartbeatResult(E.INVALID_REQUEST, message=f"bad member epoch {req.member_epoch}")
+        if req.member_epoch == 0 and not req.subscribed:
+            return HeartbeatResult(E.INVALID_REQUEST, message="SubscribedTopicNames must be set in the first request")
+        if self._is_classic(req.group_id) and req.group_id not in self._groups:
+            return HeartbeatResult(E.GROUP_ID_NOT_FOUND, message=f"group {req.group_id} is not a share group")
+        if req.member_epoch == FINAL_EPOCH:
+            group = self._groups.get(req.group_id)
+            member = group.members.get(req.member_id) if group is not None else None
+            if member is not None:
+                log.info("share group %s: member %s leaves", req.group_id, req.member_id)
+                self._remove_member(group, member, now_ms, release=self.sessions.get(req.group_id, req.member_id) is None)
+                self.commit(now_ms)
+            return HeartbeatResult(E.NONE, req.member_id, FINAL_EPOCH)
+        group = self._group(req.group_id, now_ms)
+        member = group.members.get(req.member_id)
+        send = False
+        if req.member_epoch == 0:
+            if member is None:
+                if len(group.members) >= self.config.max_size:
+                    return HeartbeatResult(E.GROUP_MAX_SIZE_REACHED, message=f"group {req.group_id} is full")
+                member = group.members[req.member_id] = ShareMember(req.member_id)
+                log.info("share group %s: member %s joins (%s)", req.group_id, req.member_id, ", ".join(req.subscribed))
+            member.epoch = 0
+            member.assignment = {}
+            send = True
+        elif member is None:
+            return HeartbeatResult(E.UNKNOWN_MEMBER_ID, message=f"member {req.member_id} is not in group {req.group_id}")
+        elif req.member_epoch not in (member.epoch, member.previous_epoch):
+            return HeartbeatResult(
+                E.FENCED_MEMBER_EPOCH, message=f"epoch {req.member_epoch} is not the member's epoch {member.epoch}"
+            )
+        elif req.member_epoch != member.epoch:
+            send = True  # it missed our last answer
+        if req.subscribed is not None:
+            member.subscribed = tuple(req.subscribed)
+        member.client_id = req.client_id or member.client_id
+        member.client_host = req.client_host or member.client_host
+        if req.rack_id is not None:
+            member.rack_id = req.rack_id
+        partitions = {name: info.partitions for name, info in self._logs.topics().items()}
+        if update_assignment(group, member, partitions):
+            send = True
+            self._dirty_groups.add(group.group_id)
+        self._set_member_deadline(group, member, now_ms + group.settings.session_timeout_ms)
+        self.commit(now_ms)
+        return HeartbeatResult(
+            E.NONE, member.member_id, member.epoch, group.settings.heartbeat_interval_ms,
+            self._assignment(member) if send else None,
+        )
+
+    def _assignment(self, member: ShareMember) -> tuple[tuple[uuid.UUID, str, tuple[int, ...]], ...]:
+        out = []
+        for topic, partitions in sorted(member.assignment.items()):
+            topic_id = self.topic_id(topic)
+            if topic_id is not None:
+                out.append((topic_id, topic, partitions))
+        return tuple(out)
+
+    def _remove_member(self, group: ShareGroup, member: ShareMember, now: int, *, release: bool) -> None:
+        """Drop ``member``; with ``release`` its share session closes and its records go back."""
+        del group.members[member.member_id]
+        group.bump()
+        self._dirty_groups.add(group.group_id)
+        if release:
+            session = self.sessions.get(group.group_id, member.member_id)
+            if session is not None:
+                self.sessions.close(session)
+            self._release_member(group, member.member_id)
+
+    def _release_member(self, group: ShareGroup, member_id: str) -> None:
+        limit = group.settings.delivery_count_limit
+        for tp, sp in self._parts.get(group.group_id, {}).items():
+            self._note(group, tp, sp, sp.release_member(member_id, limit))
+
+    # -- share sessions ------------------------------------------------------------------
+
+    def open_session(
+        self, group_id: str, member_id: str, epoch: int, add: Sequence[TP], forget: Sequence[TP], now_ms: int,
+        *, fetch: bool = True,
+    ) -> tuple[SessionResult, ShareSession | None]:
+        """The session part of a ShareFetch (``fetch``) or ShareAcknowledge.
+
+        Epoch 0 opens a session (a fetch only), -1 continues the session for
+        its last request (close it with :meth:`close_session` after the
+        acknowledgements), anything else must be the session's next epoch.
+        """
+        if self.loading:
+            return SessionResult(E.COORDINATOR_LOAD_IN_PROGRESS), None
+        if not group_id or not member_id:
+            return SessionResult(E.INVALID_REQUEST, message="group id and member id are required"), None
+        group = self._group(group_id, now_ms)
+        if epoch == INITIAL_EPOCH:
+            if not fetch:
+                return SessionResult(E.INVALID_SHARE_SESSION_EPOCH, message="ShareAcknowledge cannot open a session"), None
+            session, old = self.sessions.open(group_id, member_id, now_ms)
+            if old is not None:
+                self._release_member(group, member_id)
+        else:
+            session, error = self.sessions.check(group_id, member_id, epoch)
+            if error is E.INVALID_SHARE_SESSION_EPOCH:
+                self._close_session(session, now_ms)
+                return SessionResult(error, message=f"expected share session epoch {session.epoch}, got {epoch}"), None
+            if error is not E.NONE:
+                return SessionResult(error), None
+            if epoch != FINAL_EPOCH:
+                session.bump()
+        if epoch != FINAL_EPOCH:
+            for tp in add:
+                session.partitions[tp] = None
+            for tp in forget:
+                session.partitions.pop(tp, None)
+        self._touch_session(session, now_ms, group.settings.session_timeout_ms)
+        return SessionResult(E.NONE, tuple(session.partitions)), session
+
+    def close_session(self, session: ShareSession, now_ms: int) -> None:
+        """End a session (epoch -1): the member's remaining records are released."""
+        self._close_session(session, now_ms)
+
+    def _close_session(self, session: ShareSession, now: int) -> None:
+        self.sessions.close(session)
+        group = self._groups.get(session.group_id)
+        if group is not None:
+            self._release_member(group, session.member_id)
+
+    # -- acknowledgements and acquisition ----------------------------------------------------
+
+    def acknowledge(
+        self, group_id: str, member_id: str, topic: str, partition: int, batches, now_ms: int,
+        *, allow_renew: bool = False,
+    ) -> tuple[ShareError, str | None]:
+        """Apply one partition's acknowledgement batches ``(first, last, types)``;
+        returns (error, message). Call :meth:`commit` once the request is done."""
+        group = self._groups.get(group_id)
+        sp = self._parts.get(group_id, {}).get((topic, partition))
+        if group is None or sp is None:
+            return E.INVALID_RECORD_STATE, "no records of this partition are in flight"
+        settings = group.settings
+        change = sp.acknowledge(
+            member_id, batches, now_ms, settings.record_lock_duration_ms, settings.delivery_count_limit,
+            allow_renew=allow_renew,
+        )
+        if change.error is not None:
+            return E.INVALID_RECORD_STATE, change.error
+        self._note(group, (topic, partition), sp, change)
+        if allow_renew:
+            self._schedule_locks(group_id, (topic, partition), sp)
+        return E.NONE, None
+
+    def acquire(
+        self, group_id: str, member_id: str, partitions: Iterable[TP], max_records: int, max_bytes: int,
+        now_ms: int,
+    ) -> list[PartitionData]:
+        """Acquire up to about ``max_records`` records (whole batches) for
+        ``member_id`` from ``partitions``, in order. Returns the partitions that
+        got records or errors; records are the log's batches holding them."""
+        group = self._group(group_id, now_ms)
+        settings = group.settings
+        limit = self.config.partition_max_record_locks
+        out: list[PartitionData] = []
+        records_left, bytes_left = max(max_records, 1), max(max_bytes, 1)
+        for tp in partitions:
+            if records_left <= 0 or bytes_left <= 0:
+                break
+            try:
+                sp, plog = self._share_partition(group, tp, now_ms)
+            except UnknownTopicError:
+                out.append(PartitionData(tp[0], tp[1], E.UNKNOWN_TOPIC_OR_PARTITION))
+                continue
+            if sp.timer_at is not None and sp.timer_at <= now_ms:
+                self._expire(group_id, tp, sp, now_ms)
+            offset = sp.fetch_offset(limit)
+            if offset is None or offset >= plog.log_end_offset:
+                continue
+            ranges, pieces = [], []
+            while records_left > 0 and bytes_left > 0 and offset < plog.log_end_offset:
+                try:
+                    data = plog.read(offset, min(bytes_left, _READ_BYTES)).records
+                except LogbrokerError as exc:
+                    log.warning("share group %s: cannot read %s-%d at %d: %s", group_id, *tp, offset, exc)
+                    break
+                if not len(data):
+                    break
+                done, scanned = True, False  # done: a break ended the scan
+                for pos, header in iter_batches(data):
+                    scanned = True
+                    offset = header.last_offset + 1
+                    if header.is_control:
+                        continue  # transaction markers are never delivered (its offsets become a hole)
+                    got = sp.acquire_batch(
+                        member_id, header.base_offset, header.last_offset, now_ms,
+                        settings.record_lock_duration_ms, limit,
+                    )
+                    if got:
+                        ranges += got
+                        pieces.append((data, pos, header.size))
+                        records_left -= sum(r.last - r.first + 1 for r in got)
+                        bytes_left -= header.size
+                        if records_left <= 0 or bytes_left <= 0:
+                            break
+                    elif sp.in_flight >= limit and header.last_offset >= sp.end - 1:
+                        break  # the window is full and nothing before its end is available
+                else:
+                    done = not scanned  # a read without a whole batch cannot advance
+                if done:
+                    break
+            if ranges:
+                self._schedule_locks(group_id, tp, sp)
+                out.append(PartitionData(tp[0], tp[1], records=_join(pieces), acquired=tuple(merge_ranges(ranges))))
+        return out
+
+    def _share_partition(self, group: ShareGroup, tp: TP, now: int):
+        """The share-partition (created at the group's auto offset reset) and its log."""
+        plog = self._logs.get_partition(*tp)
+        parts = self._parts.setdefault(group.group_id, {})
+        sp = parts.get(tp)
+        topic_id = self._logs.topic(tp[0]).topic_id
+        if sp is not None and sp.topic_id != topic_id:
+            sp = None  # the topic was deleted and created again
+        if sp is None:
+            start = plog.log_start_offset if group.settings.auto_offset_reset == "earliest" else plog.log_end_offset
+            sp = parts[tp] = SharePartition(start, topic_id)
+            self._dirty[(group.group_id, *tp)] = ["snapshot"]
+            log.info("share group %s: %s-%d starts at offset %d", group.group_id, *tp, start)
+        if sp.start < plog.log_start_offset and sp.move_start(plog.log_start_offset):
+            self._dirty[(group.group_id, *tp)] = ["snapshot"]
+        return sp, plog
+
+    def _note(self, group: ShareGroup, tp: TP, sp: SharePartition, change: Change) -> None:
+        """Remember a change to persist, to dead-letter and to wake fetches for."""
+        if change.changed:
+            key = (group.group_id, *tp)
+            pending = self._dirty.get(key)
+            if pending is None:
+                self._dirty[key] = [change.lo, change.hi]
+            elif pending[0] != "snapshot":
+                pending[0] = min(pending[0], change.lo)
+                pending[1] = max(pending[1], change.hi)
+        if change.available:
+            self._available.add(tp)
+        if change.archived and group.settings.dlq_topic:
+            self._dead.append((group.group_id, tp[0], tp[1], change.archived))
+
+    # -- listing and description --------------------------------------------------------------
+
+    def list_groups(self) -> list[ListedShareGroup]:
+        if self.loading:
+            return []
+        return [ListedShareGroup(g.group_id, g.state) for g in self._groups.values()]
+
+    def describe(self, group_ids: Sequence[str]) -> list[GroupDescription]:
+        out = []
+        for group_id in group_ids:
+            group = self._groups.get(group_id)
+            if self.loading:
+                out.append(GroupDescription(group_id, E.COORDINATOR_LOAD_IN_PROGRESS))
+            elif group is None:
+                out.append(GroupDescription(group_id, E.GROUP_ID_NOT_FOUND, message=f"group {group_id} is not a share group"))
+            else:
+                members = tuple(
+                    MemberDescription(
+                        m.member_id, m.rack_id, m.epoch, m.client_id, m.client_host, m.subscribed, self._assignment(m)
+                    )
+                    for m in group.members.values()
+                )
+                out.append(GroupDescription(group_id, E.NONE, group.state, group.epoch, group.epoch, members))
+        return out
+
+    def statistics(self) -> ShareStatistics:
+        return ShareStatistics(
+            groups=len(self._groups),
+            members=sum(len(g.members) for g in self._groups.values()),
+            partitions=sum(len(p) for p in self._parts.values()),
+            sessions=len(self.sessions),
+            in_flight=sum(sp.in_flight for p in self._parts.values() for sp in p.values()),
+            log_records=self._store.record_count,
+        )
+
+def _join(pieces: list) -> object:
+    """The bytes of the chosen batches: one view when they are contiguous, else a copy."""
+    data, pos, size = pieces[0]
+    end = pos + size
+    contiguous = True
+    for other, p, s in pieces[1:]:
+        if other is not data or p != end:
+            contiguous = False
+            break
+        end = p + s
+    if contiguous:
+        return data[pos:end]
+    return b"".join(bytes(d[p : p + s]) for d, p, s in pieces)

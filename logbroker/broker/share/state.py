@@ -1,0 +1,275 @@
+"""The stored half of the share coordinator: writing the changes of each
+request to ``__share_group_state``, dead-letter copies, replay at startup,
+copy-forward compaction, group configs and topic deletion.
+
+:class:`ShareStateCommands` is mixed into
+:class:`~logbroker.broker.share.coordinator.ShareCoordinator`; it uses the
+coordinator's ``config``, ``_store``, ``_logs``, ``_groups``, ``_parts`` and
+the pending-change bookkeeping (``_dirty``, ``_dirty_groups``, ``_dead``,
+``_available``) that the commands fill.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from logbroker.broker.share.config import (
+    AUTO_OFFSET_RESET, DELIVERY_COUNT_LIMIT, DLQ_TOPIC, GROUP_CONFIG_DEFAULTS, HEARTBEAT_INTERVAL, LOCK_DURATION,
+    SESSION_TIMEOUT, GroupSettings, validate_group_configs,
+)
+from logbroker.broker.share.dlq import dead_letter_batch
+from logbroker.broker.share.membership import ShareGroup
+from logbroker.broker.share.partition import SharePartition
+from logbroker.broker.share.records import (
+    ConfigKey, ConfigValue, GroupKey, GroupValue, PartitionKey, PartitionValue, RecordFormatError,
+    decode_key, decode_value, encode_key, encode_value,
+)
+from logbroker.broker.share.results import ConfigDescription, Written
+from logbroker.broker.share.store import SHARE_STATE_TOPIC
+from logbroker.errors import InvalidConfigError, LogbrokerError
+
+log = logging.getLogger("logbroker.share")
+
+TP = tuple[str, int]
+
+
+class ShareStateCommands:
+    """Persistence, replay, configs (see the module docstring)."""
+
+    # -- persistence -------------------------------------------------------------------------
+
+    def commit(self, now_ms: int) -> Written:
+        """Write what the last commands changed (one batch) and the dead-letter
+        copies; returns the fsync points and the partitions that grew or whose
+        records became available."""
+        written = Written()
+        records = []
+        snapshots = []
+        for key, pending in self._dirty.items():
+            group_id, topic, partition = key
+            sp = self._parts.get(group_id, {}).get((topic, partition))
+            if sp is None:
+                continue
+            snapshot = pending[0] == "snapshot" or sp.deltas + 1 >= self.config.snapshot_every
+            runs = sp.runs() if snapshot else sp.runs(pending[0], pending[1])
+            value = PartitionValue(snapshot, sp.topic_id, sp.start, runs)
+            records.append((encode_key(PartitionKey(group_id, topic, partition)), encode_value(value)))
+            snapshots.append((sp, snapshot))
+        for group_id in self._dirty_groups:
+            group = self._groups.get(group_id)
+            if group is not None and group.persisted_epoch != group.epoch:
+                records.append((encode_key(GroupKey(group_id)), encode_value(GroupValue(group.epoch, group.created))))
+        failed = False
+        if records:
+            try:
+                written.flush.append(self._store.append(records, now_ms))
+            except LogbrokerError as exc:
+                log.warning("cannot write share-group state (will retry with snapshots): %s", exc)
+                failed = True
+                for key in self._dirty:
+                    self._dirty[key] = ["snapshot"]
+        if not failed:
+            for sp, snapshot in snapshots:
+                sp.deltas = 0 if snapshot else sp.deltas + 1
+            for group_id in self._dirty_groups:
+                group = self._groups.get(group_id)
+                if group is not None:
+                    group.persisted_epoch = group.epoch
+            self._dirty.clear()
+            self._dirty_groups.clear()
+        for group_id, topic, partition, items in self._dead:
+            tp = self._dead_letter(group_id, topic, partition, items, now_ms)
+            if tp is not None:
+                written.appended.append(tp)
+        self._dead.clear()
+        written.available = sorted(self._available)
+        self._available.clear()
+        if records and not failed:
+            self._maybe_compact(now_ms)
+        return written
+
+    def _dead_letter(self, group_id: str, topic: str, partition: int, items, now: int) -> TP | None:
+        group = self._groups.get(group_id)
+        target = group.settings.dlq_topic if group is not None else None
+        if not target or target == topic:
+            return None
+        try:
+            batch = dead_letter_batch(self._logs.get_partition(topic, partition), group_id, topic, partition, items)
+            if batch is None:
+                return None
+            if target not in self._logs.topics():
+                self._logs.create_topic(target, 1, {})
+                log.info("share group %s: created dead-letter topic %s", group_id, target)
+            target_partition = partition % self._logs.topic(target).partitions
+            self._logs.get_partition(target, target_partition).append(batch, now)
+        except LogbrokerError as exc:
+            log.warning("share group %s: cannot dead-letter %d records of %s-%d to %s: %s",
+                        group_id, len(items), topic, partition, target, exc)
+            return None
+        log.info("share group %s: %d records of %s-%d dead-lettered to %s", group_id, len(items), topic, partition, target)
+        return target, target_partition
+
+    def _live_records(self) -> list[tuple[bytes, bytes | None]]:
+        records = []
+        for group in self._groups.values():
+            records.append((encode_key(GroupKey(group.group_id)), encode_value(GroupValue(group.epoch, group.created))))
+            if group.configs:
+                value = ConfigValue(tuple(sorted(group.configs.items())))
+                records.append((encode_key(ConfigKey(group.group_id)), encode_value(value)))
+        for group_id, parts in self._parts.items():
+            for (topic, partition), sp in parts.items():
+                value = PartitionValue(True, sp.topic_id, sp.start, sp.runs())
+                records.append((encode_key(PartitionKey(group_id, topic, partition)), encode_value(value)))
+        return records
+
+    def _maybe_compact(self, now_ms: int) -> None:
+        """Copy the live state forward once the log holds mostly superseded records."""
+        count = self._store.record_count
+        if count < self._next_compaction_check:
+            return
+        live = self._live_records()
+        if count >= 2 * len(live):
+            try:
+                self._store.rewrite(live, now_ms)
+                for parts in self._parts.values():
+                    for sp in parts.values():
+                        sp.deltas = 0
+            except LogbrokerError as exc:
+                log.warning("cannot compact %s: %s", SHARE_STATE_TOPIC, exc)
+        self._next_compaction_check = self._store.record_count + max(self.config.compact_min_records, len(live))
+
+    def load(self, now_ms: int) -> None:
+        """Replay the internal topic: groups come back Empty with their configs
+        and share-partitions; state of deleted topics is dropped."""
+        skipped = 0
+        for raw_key, raw_value in self._store.replay():
+            try:
+                key = decode_key(raw_key)
+                value = decode_value(key, raw_value) if key is not None else None
+            except RecordFormatError:
+                skipped += 1
+                continue
+            if key is None or (value is None and raw_value is not None):
+                skipped += 1
+                continue
+            self._apply(key, value)
+        if skipped:
+            log.warning("skipped %d unreadable records in the share-group state topic", skipped)
+        topics = self._logs.topics()
+        for group_id, parts in self._parts.items():
+            for tp in list(parts):
+                info = topics.get(tp[0])
+                if info is None or info.topic_id != parts[tp].topic_id or tp[1] >= info.partitions:
+                    del parts[tp]
+                    self._dirty.pop((group_id, *tp), None)
+        for group in self._groups.values():
+            group.persisted_epoch = group.epoch
+        self.loading = False
+        log.info(
+            "loaded %d share groups with %d share-partitions from %d records",
+            len(self._groups), sum(len(p) for p in self._parts.values()), self._store.record_count,
+        )
+        self._maybe_compact(now_ms)
+
+    def _apply(self, key, value) -> None:
+        if isinstance(key, PartitionKey):
+            parts = self._parts.setdefault(key.group_id, {})
+            tp = (key.topic, key.partition)
+            if value is None:
+                parts.pop(tp, None)
+                return
+            if key.group_id not in self._groups:
+                self._groups[key.group_id] = ShareGroup(key.group_id, GroupSettings.resolve({}, self.config))
+            sp = parts.get(tp)
+            if sp is None or value.snapshot or sp.topic_id != value.topic_id:
+                sp = parts[tp] = SharePartition(value.start_offset, value.topic_id)
+                sp.apply_runs(value.start_offset, value.runs, snapshot=True)
+            else:
+                sp.apply_runs(value.start_offset, value.runs, snapshot=False)
+                sp.deltas += 1
+            return
+        if value is None:
+            self._groups.pop(key.group_id, None)
+            self._parts.pop(key.group_id, None)
+            return
+        group = self._groups.get(key.group_id)
+        if group is None:
+            group = self._groups[key.group_id] = ShareGroup(key.group_id, GroupSettings.resolve({}, self.config))
+        if isinstance(key, GroupKey):
+            group.epoch = max(group.epoch, value.group_epoch)
+            group.created = value.created_timestamp
+        else:
+            group.configs = dict(value.configs)
+            group.settings = GroupSettings.resolve(group.configs, self.config)
+
+    # -- group configs -----------------------------------------------------------------------
+
+    def describe_configs(self, group_id: str) -> list[ConfigDescription]:
+        """Every share-group config with its value ("" = the broker's setting)."""
+        group = self._groups.get(group_id)
+        overrides = group.configs if group is not None else {}
+        settings = group.settings if group is not None else GroupSettings.resolve({}, self.config)
+        effective = {
+            AUTO_OFFSET_RESET: settings.auto_offset_reset,
+            LOCK_DURATION: str(settings.record_lock_duration_ms),
+            DELIVERY_COUNT_LIMIT: str(settings.delivery_count_limit),
+            SESSION_TIMEOUT: str(settings.session_timeout_ms),
+            HEARTBEAT_INTERVAL: str(settings.heartbeat_interval_ms),
+            DLQ_TOPIC: settings.dlq_topic or "",
+        }
+        return [
+            ConfigDescription(name, overrides.get(name, effective.get(name, "")), name not in overrides)
+            for name in sorted(GROUP_CONFIG_DEFAULTS)
+        ]
+
+    def group_configs(self, group_id: str) -> dict[str, str]:
+        """The group's overrides."""
+        group = self._groups.get(group_id)
+        return dict(group.configs) if group is not None else {}
+
+    def alter_configs(self, group_id: str, configs: dict[str, str | None], now_ms: int, *, validate_only: bool = False):
+        """Replace the group's overrides with ``configs``; returns the fsync point (or None).
+
+        Raises InvalidConfigError naming the bad key or value (nothing changes).
+        """
+        if not group_id:
+            raise InvalidConfigError("a group config needs a group id")
+        if self._is_classic(group_id) and group_id not in self._groups:
+            raise InvalidConfigError(f"group {group_id} is not a share group")
+        overrides = validate_group_configs(configs)
+        if validate_only:
+            return None
+        group = self._group(group_id, now_ms)
+        value = ConfigValue(tuple(sorted(overrides.items())))
+        self.commit(now_ms)
+        flush = self._store.append([(encode_key(ConfigKey(group_id)), encode_value(value))], now_ms)
+        group.configs = overrides
+        group.settings = GroupSettings.resolve(overrides, self.config)
+        log.info("share group %s: configs now %s", group_id, overrides)
+        return flush
+
+    def topic_deleted(self, topic: str, now_ms: int) -> None:
+        """Forget every share group's state of a deleted topic."""
+        records = []
+        for group_id, parts in self._parts.items():
+            for tp in [tp for tp in parts if tp[0] == topic]:
+                del parts[tp]
+                self._dirty.pop((group_id, *tp), None)
+                records.append((encode_key(PartitionKey(group_id, *tp)), None))
+        if records and not self.loading:
+            try:
+                self._store.append(records, now_ms)
+            except LogbrokerError as exc:
+                log.warning("cannot forget share state of deleted topic %s: %s", topic, exc)
+
+    def close(self, now_ms: int) -> None:
+        """The broker is shutting down: write what is pending, and a snapshot of
+        every share-partition holding acquired records, so their delivery counts
+        survive a clean restart (acquisitions are otherwise not written)."""
+        if self.loading:
+            return
+        for group_id, parts in self._parts.items():
+            for (topic, partition), sp in parts.items():
+                if sp.min_deadline() is not None:
+                    self._dirty[(group_id, topic, partition)] = ["snapshot"]
+        self.commit(now_ms)

@@ -1,0 +1,215 @@
+"""``logbroker groups list|describe|delete|reset-offsets``: consumer groups and their lag.
+
+``describe`` shows what people look for first: per partition the committed
+offset, the log end and the lag, and which member owns it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import sys
+
+import click
+
+from logbroker.cli.topics import bootstrap_option, emit_json, format_option, run_client
+from logbroker.client import Admin, TopicPartition
+
+
+def _table(headers: list[str], rows: list[list]) -> None:
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    numeric = [bool(cells) and all(r[i].lstrip("-").isdigit() or r[i] == "-" for r in cells)
+               for i in range(len(headers))]
+
+    def line(values):
+        return "  ".join(v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths)))
+    click.echo(line(headers).rstrip())
+    for row in cells:
+        click.echo(line(row).rstrip())
+
+
+@click.group()
+def groups() -> None:
+    """List, describe, delete consumer groups and reset their offsets."""
+
+
+@groups.command("list")
+@click.option("--state", default=None, help="Only groups in this state (Stable, Empty...).")
+@bootstrap_option
+@format_option
+def list_(state, bootstrap, fmt) -> None:
+    """List groups with their type and state."""
+
+    async def main():
+        async with Admin(bootstrap) as admin:
+            return await admin.list_groups()
+
+    listed = [g for g in run_client(main) if state is None or g.state.lower() == state.lower()]
+    if fmt == "json":
+        emit_json([{"group": g.group_id, "type": g.protocol_type, "state": g.state} for g in listed])
+        return
+    if not listed:
+        click.echo("no groups")
+        return
+    _table(["GROUP", "TYPE", "STATE"], [[g.group_id, g.protocol_type or "-", g.state or "-"] for g in listed])
+
+
+async def _describe(admin: Admin, group_id: str):
+    [description] = await admin.describe_groups([group_id])
+    committed = await admin.list_group_offsets(group_id)
+    owners = {tp: m for m in description.members for tp in m.assignment}
+    partitions = sorted(set(committed) | set(owners))
+    ends = {}
+    if partitions:
+        ends = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "latest" for tp in partitions})).items()}
+    return description, committed, owners, partitions, ends
+
+
+@groups.command("describe")
+@click.argument("group_id")
+@bootstrap_option
+@format_option
+def describe(group_id, bootstrap, fmt) -> None:
+    """State, members and, per partition, committed offset, log end and lag."""
+
+    async def main():
+        async with Admin(bootstrap) as admin:
+            return await _describe(admin, group_id)
+
+    description, committed, owners, partitions, ends = run_client(main)
+    rows = []
+    for tp in partitions:
+        offset = committed.get(tp)
+        end = ends.get(tp, -1)
+        lag = end - offset if offset is not None and end >= 0 else None
+        member = owners.get(tp)
+        rows.append((tp, offset, end, lag, member))
+    if fmt == "json":
+        emit_json({
+            "group": group_id,
+            "state": description.state,
+            "type": description.protocol_type,
+            "protocol": description.protocol,
+            "members": [
+                {"member_id": m.member_id, "client_id": m.client_id, "host": m.client_host,
+                 "instance_id": m.group_instance_id,
+                 "assignment": [[tp.topic, tp.partition] for tp in m.assignment]}
+                for m in description.members
+            ],
+            "partitions": [
+                {"topic": tp.topic, "partition": tp.partition, "committed": offset, "log_end": end,
+                 "lag": lag, "member_id": member.member_id if member else None}
+                for tp, offset, end, lag, member in rows
+            ],
+            "total_lag": sum(lag for *_, lag, _ in rows if lag is not None),
+        })
+        return
+    total = sum(lag for *_, lag, _ in rows if lag is not None)
+    click.echo(f"Group {group_id}: {description.state}, {len(description.members)} members, "
+               f"protocol {description.protocol or '-'}, total lag {total}")
+    if description.members:
+        click.echo("")
+        _table(["MEMBER", "CLIENT", "HOST", "PARTITIONS"], [
+            [m.member_id, m.client_id, m.client_host or "-",
+             ", ".join(f"{tp.topic}-{tp.partition}" for tp in m.assignment) or "-"]
+            for m in description.members
+        ])
+    if rows:
+        click.echo("")
+        _table(["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "MEMBER"], [
+            [tp.topic, tp.partition, "-" if offset is None else offset, end,
+             "-" if lag is None else lag, member.client_id if member else "-"]
+            for tp, offset, end, lag, member in rows
+        ])
+
+
+@groups.command("delete")
+@click.argument("group_ids", nargs=-1, required=True)
+@bootstrap_option
+def delete(group_ids, bootstrap) -> None:
+    """Delete groups (and their committed offsets); they must have no members."""
+
+    async def main():
+        async with Admin(bootstrap) as admin:
+            return await admin.delete_groups(group_ids)
+
+    failed = False
+    for group_id, error in run_client(main).items():
+        if error is None:
+            click.echo(f"deleted  {group_id}")
+        else:
+            failed = True
+            click.echo(f"failed   {group_id}: {error}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@groups.command("reset-offsets")
+@click.argument("group_id")
+@click.option("--topic", required=True, help="Topic whose offsets to reset.")
+@click.option("--partition", "partitions", type=int, multiple=True, help="Only these partitions (repeatable).")
+@click.option("--to-earliest", is_flag=True, help="To the log start.")
+@click.option("--to-latest", is_flag=True, help="To the log end.")
+@click.option("--to-offset", type=int, default=None, help="To this offset (clamped to the log).")
+@click.option("--to-datetime", default=None, help="To the first record at or after this ISO time.")
+@click.option("--shift-by", type=int, default=None, help="Move each committed offset by N (negative = back).")
+@click.option("--dry-run", is_flag=True, help="Show the new offsets without committing them.")
+@bootstrap_option
+@format_option
+def reset_offsets(group_id, topic, partitions, to_earliest, to_latest, to_offset, to_datetime, shift_by,
+                  dry_run, bootstrap, fmt) -> None:
+    """Commit new offsets for GROUP_ID on --topic. Refused while the group has members."""
+    chosen = [n for n, v in (("--to-earliest", to_earliest), ("--to-latest", to_latest),
+                             ("--to-offset", to_offset is not None), ("--to-datetime", to_datetime is not None),
+                             ("--shift-by", shift_by is not None)) if v]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --to-earliest, --to-latest, --to-offset, --to-datetime, --shift-by")
+    when = None
+    if to_datetime is not None:
+        try:
+            when = datetime.datetime.fromisoformat(to_datetime)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--to-datetime") from exc
+        if when.tzinfo is None:
+            when = when.astimezone()
+
+    async def main():
+        async with Admin(bootstrap) as admin:
+            [description] = await admin.describe_groups([group_id])
+            if description.members:
+                raise click.ClickException(
+                    f"group {group_id} has {len(description.members)} active members; stop them first"
+                )
+            numbers = list(partitions) or sorted((await admin.topic_offsets(topic, "latest")))
+            tps = [TopicPartition(topic, p) for p in numbers]
+            begin = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "earliest" for tp in tps})).items()}
+            end = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "latest" for tp in tps})).items()}
+            committed = await admin.list_group_offsets(group_id, [topic])
+            if to_earliest:
+                target = dict(begin)
+            elif to_latest:
+                target = dict(end)
+            elif to_offset is not None:
+                target = {tp: to_offset for tp in tps}
+            elif shift_by is not None:
+                target = {tp: committed.get(tp, end[tp]) + shift_by for tp in tps}
+            else:
+                found = await admin.list_offsets({tp: when for tp in tps})
+                target = {tp: found[tp].offset if found[tp].offset >= 0 else end[tp] for tp in tps}
+            target = {tp: min(max(off, begin[tp]), end[tp]) for tp, off in target.items()}
+            if not dry_run:
+                for tp, offset in target.items():
+                    await admin.reset_offsets(group_id, topic, offset, partitions=[tp.partition])
+            return committed, target
+
+    committed, target = run_client(main)
+    if fmt == "json":
+        emit_json({"group": group_id, "dry_run": dry_run, "partitions": [
+            {"topic": tp.topic, "partition": tp.partition, "old": committed.get(tp), "new": off}
+            for tp, off in sorted(target.items())
+        ]})
+        return
+    _table(["TOPIC", "PARTITION", "OLD", "NEW"], [
+        [tp.topic, tp.partition, committed.get(tp, "-"), off] for tp, off in sorted(target.items())
+    ])
+    click.echo("(dry run: nothing committed)" if dry_run else f"committed new offsets for group {group_id}")

@@ -1,0 +1,65 @@
+"""``logbroker request`` and ``logbroker reply``: request-reply from the shell."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import click
+import trio
+
+from logbroker.cli.topics import bootstrap_option, run_client
+
+
+@click.command()
+@click.argument("topic")
+@click.argument("value")
+@click.option("--key", default=None, help="Key of the request record.")
+@click.option("--timeout-ms", default=5000, show_default=True, help="How long to wait for the reply.")
+@bootstrap_option
+def request(topic, value, key, timeout_ms, bootstrap) -> None:
+    """Send VALUE to TOPIC and print the reply (exit 1 on timeout or a handler error)."""
+    from logbroker.client.reply import Requester
+
+    async def main():
+        async with Requester(bootstrap, timeout_ms=timeout_ms) as requester:
+            return await requester.request(topic, value.encode(), key=None if key is None else key.encode())
+
+    reply = run_client(main)
+    click.echo((reply.value or b"").decode("utf-8", "replace"))
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("topic")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--group", default="logbroker-reply", show_default=True,
+              help="Consumer group: responders sharing it split the requests.")
+@click.option("--max-requests", type=int, default=None, help="Stop after answering this many.")
+@bootstrap_option
+def reply(topic, command, group, max_requests, bootstrap) -> None:
+    """Answer requests on TOPIC by running COMMAND (after --) for each: the request
+    value on its stdin, its stdout as the reply; a non-zero exit is an error reply."""
+    from logbroker.client.reply import Responder
+
+    def handler(record):
+        done = subprocess.run(list(command), input=record.value or b"", capture_output=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"exit {done.returncode}: {done.stderr.decode(errors='replace').strip()}")
+        return done.stdout
+
+    async def main():
+        async with Responder(bootstrap, topic, handler, group_id=group) as responder:
+            click.echo(f"answering requests on {topic} (group {group}); Ctrl-C to stop", err=True)
+            if max_requests is None:
+                await responder.run()
+                return
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(responder.run)
+                while responder.handled < max_requests:
+                    await trio.sleep(0.05)
+                nursery.cancel_scope.cancel()
+
+    try:
+        run_client(main)
+    except KeyboardInterrupt:
+        sys.exit(0)

@@ -235,14 +235,24 @@ class Broker:
                 self._producer_states[(name, p)] = state
 
     def allocate_producer_id(self) -> int:
-        """A producer id never handed out before, across restarts."""
+        """A producer id never handed out before, across restarts.
+
+        Ids come in blocks recorded in ``producer-id-block``. A block never
+        starts below the wall clock in ms x 1000, so a lost or damaged file
+        cannot hand out an old id again (a reused id would make a new
+        producer's first batch look like a retry and be dropped).
+        """
         if self._next_producer_id >= self._producer_id_limit:
             path = os.path.join(self.config.data_dir, _PRODUCER_ID_FILE)
             try:
                 with open(path) as fh:
-                    start = int(fh.read().strip() or 0)
-            except (FileNotFoundError, ValueError):
-                start = 0
+                    recorded = int(fh.read().strip())
+            except FileNotFoundError:
+                recorded = 0
+            except (OSError, ValueError) as exc:
+                log.warning("%s is unreadable (%s); starting a fresh producer id block", path, exc)
+                recorded = 0
+            start = max(recorded, self.clock() * 1000)
             _write_atomic(path, str(start + _PRODUCER_ID_BLOCK))
             self._next_producer_id, self._producer_id_limit = start, start + _PRODUCER_ID_BLOCK
         pid = self._next_producer_id
@@ -329,6 +339,11 @@ def _write_atomic(path: str, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(fd)  # the rename itself must survive a power loss
+    finally:
+        os.close(fd)
 
 
 def _log_manager_config(config: BrokerConfig) -> LogManagerConfig:

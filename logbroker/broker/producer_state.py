@@ -8,6 +8,7 @@ rebuilt from batch headers (never records) and snapshotted beside the log.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import deque
 from collections.abc import Iterable
@@ -18,6 +19,8 @@ from logbroker.records import BatchHeader
 
 BATCHES_TO_RETAIN = 5
 SNAPSHOT_NAME = "producer-state.json"
+
+_log = logging.getLogger("logbroker.broker")
 
 
 class ProducerStateError(LogbrokerError):
@@ -167,7 +170,8 @@ class PartitionProducerState:
             return state, int(data["log_end_offset"])
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            _log.warning("%s is damaged (%s); rebuilding producer state from the log", path, exc)
             return None
 
     @staticmethod

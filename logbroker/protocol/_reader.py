@@ -227,7 +227,24 @@ def _read_tagged_fields(
 
 
 def _field_reader(cls: type, field: Any, *, is_tag: bool) -> Reader:
-    """Compile the reader of one field of ``cls``."""
+    """Compile the reader of one field of ``cls``; a null array where the
+    schema allows none is a ProtocolError, not a None for the handlers."""
+    reader = _field_reader_any(cls, field, is_tag=is_tag)
+    kind = classify_field(field)
+    if isinstance(kind, (PrimitiveTupleField, EntityTupleField)) and not is_optional(field):
+        label = f"{cls.__qualname__}.{field.name}"
+
+        def read_non_null(buffer: Any, offset: int) -> tuple[Any, int]:
+            value, used = reader(buffer, offset)
+            if value is None:
+                raise ProtocolError(f"{label}: null array in a field that cannot be null")
+            return value, used
+
+        return read_non_null
+    return reader
+
+
+def _field_reader_any(cls: type, field: Any, *, is_tag: bool) -> Reader:
     flexible: bool = cls.__flexible__  # type: ignore[attr-defined]
     is_header = _is_request_header(cls)
     kind = classify_field(field)

@@ -12,17 +12,20 @@ class AppendWaiters:
 
     def __init__(self) -> None:
         self._waiting: dict[tuple[str, int], set[trio.Event]] = {}
+        self._all: set[trio.Event] = set()  # includes fetches watching no partition
 
     def __repr__(self) -> str:
         return f"AppendWaiters(partitions={len(self._waiting)})"
 
     def register(self, partitions: Iterable[tuple[str, int]]) -> trio.Event:
         event = trio.Event()
+        self._all.add(event)
         for tp in partitions:
             self._waiting.setdefault(tp, set()).add(event)
         return event
 
     def unregister(self, partitions: Iterable[tuple[str, int]], event: trio.Event) -> None:
+        self._all.discard(event)
         for tp in partitions:
             waiting = self._waiting.get(tp)
             if waiting is not None:
@@ -38,6 +41,5 @@ class AppendWaiters:
                     event.set()
 
     def notify_all(self) -> None:
-        for waiting in self._waiting.values():
-            for event in waiting:
-                event.set()
+        for event in self._all:
+            event.set()

@@ -34,6 +34,8 @@ def read_checkpoint(path: Path) -> dict[TopicPartition, int]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return {}
+    except UnicodeDecodeError as exc:
+        raise StorageError(f"malformed checkpoint file {path}: not UTF-8 text") from exc
     except OSError as exc:
         raise StorageError(f"cannot read {path}: {exc}") from exc
     lines = text.splitlines()

@@ -308,17 +308,16 @@ class LogManager:
         log_config = LogConfig.from_topic_configs(overrides, self.config.log)
         info = TopicInfo(name, topic_id or uuid.uuid4(), partitions, overrides)
         with self._lock:
-            self._topics[name] = info
             self._log_configs[name] = log_config
             try:
+                self._open_new_partitions(name, range(partitions))
+                self._topics[name] = info
                 self._save_topics()
             except StorageError:
-                del self._topics[name], self._log_configs[name]
+                self._topics.pop(name, None)
+                self._log_configs.pop(name, None)
+                self._discard_partitions(name, range(partitions))
                 raise
-            for n in range(partitions):
-                self._clear_stale_dir(name, n)
-                self._open_partition(name, n, 0, 0, True)
-            fsync_dir(self.data_dir)
         logger.info("created topic %s (%s) with %d partitions", name, info.topic_id, partitions)
         return info
 
@@ -364,18 +363,39 @@ class LogManager:
                 f"topic {name!r} has {info.partitions} partitions; cannot change to {new_total!r}"
             )
         grown = TopicInfo(info.name, info.topic_id, new_total, dict(info.configs))
+        added = range(info.partitions, new_total)
         with self._lock:
-            self._topics[name] = grown
             try:
+                self._open_new_partitions(name, added)
+                self._topics[name] = grown
                 self._save_topics()
             except StorageError:
                 self._topics[name] = info
+                self._discard_partitions(name, added)
                 raise
-            for n in range(info.partitions, new_total):
+        return grown
+
+    def _open_new_partitions(self, name: str, numbers: range) -> None:
+        """Create and open empty partitions; the caller persists topics.json only
+        once all of them opened, so a failure (EMFILE, ENOSPC) leaves no topic
+        that cannot be opened again."""
+        try:
+            for n in numbers:
                 self._clear_stale_dir(name, n)
                 self._open_partition(name, n, 0, 0, True)
             fsync_dir(self.data_dir)
-        return grown
+        except OSError as exc:
+            raise StorageError(f"cannot create partitions of {name}: {exc}") from exc
+
+    def _discard_partitions(self, name: str, numbers: range) -> None:
+        for n in numbers:
+            log = self._logs.pop((name, n), None)
+            if log is not None:
+                try:
+                    log.close(flush=False)
+                except (OSError, StorageError):
+                    pass
+            shutil.rmtree(self.data_dir / partition_dir_name(name, n), ignore_errors=True)
 
     def alter_topic_configs(self, name: str, configs: dict[str, str]) -> TopicInfo:
         """Replace a topic's overrides with ``configs`` (names absent fall back to

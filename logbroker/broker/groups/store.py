@@ -20,14 +20,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from logbroker.errors import UnknownTopicError
-from logbroker.records import BatchBuilder, decode_batches
+from logbroker.broker.replay import replay_records
+from logbroker.records import BatchBuilder
 from logbroker.storage import LogManager, PartitionLog
 
 log = logging.getLogger("logbroker.groups")
 
 OFFSETS_TOPIC = "__consumer_offsets"
 OFFSETS_TOPIC_CONFIGS = {"cleanup.policy": "compact", "segment.bytes": str(100 * 1024 * 1024)}
-_READ_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,17 +87,10 @@ class OffsetsTopic:
         plog = self._log(create=False)
         if plog is None:
             return
-        offset = plog.log_start_offset
-        while offset < plog.log_end_offset:
-            data = plog.read(offset, _READ_BYTES).records
-            if not len(data):
-                break
-            for batch in decode_batches(data):
-                offset = max(offset, batch.header.next_offset)
-                for record in batch.records:
-                    self.record_count += 1
-                    if record.key is not None:
-                        yield record.key, record.value, record.timestamp
+        for record in replay_records(plog):
+            self.record_count += 1
+            if record.key is not None:
+                yield record.key, record.value, record.timestamp
 
     def rewrite(self, records: Sequence[tuple[bytes, bytes | None]], now_ms: int, batch_records: int = 1000) -> None:
         """Copy-forward compaction: make ``records`` (the live state) the whole log.

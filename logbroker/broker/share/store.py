@@ -18,7 +18,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from logbroker.errors import UnknownTopicError
-from logbroker.records import BatchBuilder, decode_batches
+from logbroker.broker.replay import replay_records
+from logbroker.records import BatchBuilder
 from logbroker.storage import LogManager, PartitionLog
 
 log = logging.getLogger("logbroker.share")
@@ -29,7 +30,6 @@ SHARE_STATE_TOPIC_CONFIGS = {
     "segment.bytes": str(100 * 1024 * 1024),
     "max.message.bytes": str(16 * 1024 * 1024),
 }
-_READ_BYTES = 1 << 20
 _REWRITE_BATCH_BYTES = 1 << 20
 
 
@@ -85,17 +85,10 @@ class ShareStateTopic:
         plog = self._log(create=False)
         if plog is None:
             return
-        offset = plog.log_start_offset
-        while offset < plog.log_end_offset:
-            data = plog.read(offset, _READ_BYTES).records
-            if not len(data):
-                break
-            for batch in decode_batches(data):
-                offset = max(offset, batch.header.next_offset)
-                for record in batch.records:
-                    self.record_count += 1
-                    if record.key is not None:
-                        yield record.key, record.value
+        for record in replay_records(plog):
+            self.record_count += 1
+            if record.key is not None:
+                yield record.key, record.value
 
     def rewrite(self, records: Sequence[tuple[bytes, bytes | None]], now_ms: int, batch_records: int = 500) -> None:
         """Copy-forward compaction: make ``records`` (the live state) the whole log.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from logbroker.errors import RecordsError
+from logbroker.errors import RecordsError, StorageError
 from logbroker.records import Record, decode_batch, iter_batches
 
 log = logging.getLogger("logbroker.broker")
@@ -23,7 +23,11 @@ def replay_records(plog) -> Iterator[Record]:
     """Every record of ``plog`` from its log start, in offset order."""
     offset = plog.log_start_offset
     while offset < plog.log_end_offset:
-        data = plog.read(offset, _READ_BYTES).records
+        try:
+            data = plog.read(offset, _READ_BYTES).records
+        except StorageError as exc:  # the batch at ``offset`` fails its CRC check
+            _cut(plog, offset, offset, exc)
+            return
         if not len(data):
             break
         for pos, header in iter_batches(data):
@@ -31,14 +35,16 @@ def replay_records(plog) -> Iterator[Record]:
             try:
                 batch = decode_batch(data, pos)
             except RecordsError as exc:
-                size = plog.size_bytes
                 del data  # no view of the bytes about to be cut may survive
-                plog.truncate_to(header.base_offset)
-                log.error(
-                    "%s: damaged batch at offsets %d-%d (%s): truncated %d invalid bytes, "
-                    "the log now ends at offset %d",
-                    plog.directory, header.base_offset, header.last_offset, exc,
-                    size - plog.size_bytes, plog.log_end_offset,
-                )
+                _cut(plog, header.base_offset, header.last_offset, exc)
                 return
             yield from batch.records
+
+
+def _cut(plog, first: int, last: int, exc: Exception) -> None:
+    size = plog.size_bytes
+    plog.truncate_to(first)
+    log.error(
+        "%s: damaged batch at offsets %d-%d (%s): truncated %d invalid bytes, the log now ends at offset %d",
+        plog.directory, first, last, exc, size - plog.size_bytes, plog.log_end_offset,
+    )

@@ -1,6 +1,12 @@
 """The trio server: one nursery owns the listener, the connections and the
 maintenance tasks; each connection handles its requests in order.
 
+Pipelined requests: a connection handles every complete frame already
+received before it sends, and sends the responses it has ready together (one
+``send``/``sendmsg`` for many small responses). A request that must wait (a
+long-poll Fetch, a JoinGroup or SyncGroup, an fsync) first sends whatever is
+ready, so no response is held back behind another request's wait.
+
 Shutdown (``Server.shutdown``): stop accepting, let every connection finish
 the request it is handling, wake long polls, flush, write the clean marker.
 """
@@ -24,7 +30,7 @@ from logbroker.broker.handlers import (
     is_served,
     unsupported_version_response,
 )
-from logbroker.errors import ProtocolError, UnsupportedVersionError
+from logbroker.errors import LogbrokerError, ProtocolError, UnsupportedVersionError
 from logbroker.protocol import (
     ApiKey,
     FrameDecoder,
@@ -32,6 +38,7 @@ from logbroker.protocol import (
     encode_response,
     encode_unsupported_api_versions,
 )
+from logbroker.server.cleaner import run_cleaner
 from logbroker.server.waiters import AppendWaiters
 
 log = logging.getLogger("logbroker.server")
@@ -39,6 +46,15 @@ log = logging.getLogger("logbroker.server")
 _RECEIVE_CHUNK = 256 * 1024
 _COALESCE_BELOW = 16 * 1024
 _MAX_IOV = 512
+# Send the responses gathered from pipelined requests once there are this many
+# buffers or bytes, even if more complete frames are buffered (bounds the
+# delay of the first response behind the later requests' handling).
+_SEND_AFTER_BUFFERS = 64
+_SEND_AFTER_BYTES = 256 * 1024
+# Requests whose handling never moves a coordinator deadline: no need to wake
+# the timer task after them.
+_NO_DEADLINE_CHANGE = frozenset({ApiKey.PRODUCE, ApiKey.FETCH})
+_PENDING = object()  # _ready(): the request must wait; complete it with _complete()
 
 
 class Server:
@@ -104,14 +120,23 @@ class Server:
         while True:
             await trio.sleep_until(min(next_flush, next_retention))
             now = trio.current_time()
+            # A full or failing disk must not stop the broker: produce answers
+            # KAFKA_STORAGE_ERROR meanwhile, and these retry on the next tick.
             if now >= next_flush:
-                await trio.to_thread.run_sync(broker.flush_dirty)
                 next_flush = now + flush_every
+                try:
+                    await trio.to_thread.run_sync(broker.flush_dirty)
+                except (LogbrokerError, OSError) as exc:
+                    log.error("periodic flush failed: %s", exc)
             if now >= next_retention:
-                deleted = broker.apply_retention()
+                next_retention = now + retention_every
+                try:
+                    deleted = broker.apply_retention()
+                except (LogbrokerError, OSError) as exc:
+                    log.error("retention failed: %s", exc)
+                    deleted = 0
                 if deleted:
                     log.info("retention deleted %d segments", deleted)
-                next_retention = now + retention_every
 
     async def _accept(self, listeners, connections, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
         with self._accept_scope:
@@ -128,25 +153,11 @@ class Server:
         self._connections += 1
         peer = _peer(stream)
         peer_host = "/" + peer.rsplit(":", 1)[0]
-        decoder = FrameDecoder(self.config.socket_request_max_bytes)
         try:
-            while not self._closing:
-                frame = decoder.next_frame()
-                if frame is None:
-                    with trio.CancelScope() as idle:
-                        self._idle_scopes.add(idle)
-                        try:
-                            data = await stream.receive_some(_RECEIVE_CHUNK)
-                        finally:
-                            self._idle_scopes.discard(idle)
-                    if idle.cancelled_caught or not data:
-                        return
-                    decoder.receive_data(data)
-                    continue
-                with trio.CancelScope(shield=True):
-                    parts = await self._handle_frame(frame, peer_host)
-                    if parts:
-                        await _send_buffers(stream, parts)
+            # One scope per connection, cancelled by shutdown only while the
+            # connection waits for its next request (it is in _idle_scopes then).
+            with trio.CancelScope() as idle:
+                await self._serve_requests(stream, peer_host, idle)
         except ProtocolError as exc:
             log.info("closing connection from %s: %s", peer, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -158,20 +169,87 @@ class Server:
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _handle_frame(self, frame, peer: str = "") -> Sequence | None:
+    async def _serve_requests(self, stream: trio.SocketStream, peer_host: str, idle: trio.CancelScope) -> None:
+        """Answer requests in order until EOF or shutdown; see the module docstring."""
+        decoder = FrameDecoder(self.config.socket_request_max_bytes)
+        out: list = []  # buffers of responses ready to send, in request order
+        out_bytes = 0
+
+        async def send_ready() -> bool:
+            """Send the responses held, if any; True if there were some."""
+            nonlocal out, out_bytes
+            if not out:
+                return False
+            ready, out, out_bytes = out, [], 0
+            await _send_buffers(stream, ready)
+            return True
+
+        while not self._closing:  # checked after every receive: nothing is sent once idle is cancelled
+            try:
+                frame = decoder.next_frame()
+                if frame is not None:
+                    parts = await self._handle_frame(frame, peer_host, send_ready)
+            except Exception:
+                await send_ready()  # answer the requests before this one
+                raise
+            if frame is None:
+                await send_ready()
+                self._idle_scopes.add(idle)
+                try:
+                    data = await stream.receive_some(_RECEIVE_CHUNK)
+                finally:
+                    self._idle_scopes.discard(idle)
+                if not data:
+                    return
+                decoder.receive_data(data)
+                continue
+            if parts:
+                out += parts
+                out_bytes += sum(map(len, parts))
+                if len(out) >= _SEND_AFTER_BUFFERS or out_bytes >= _SEND_AFTER_BYTES:
+                    await send_ready()
+        await send_ready()  # shutting down: answer what was handled
+
+    async def _handle_frame(self, frame, peer: str = "", before_wait=None) -> Sequence | None:
+        """Handle one request frame; return its response buffers (None: no response).
+
+        Returns without suspending unless the request must wait (a long-poll
+        Fetch, a Deferred, an fsync); it then first awaits ``before_wait()``
+        (the connection sends the responses it holds; True if it did, and so
+        may have let other tasks run). Shutdown never cancels a request being
+        handled (only a connection waiting for its next request); cancelling
+        :func:`serve` does, and closes the connection.
+        """
+        request, result = self._dispatch_frame(frame, peer)
+        if request is None:
+            return result
+        parts = self._ready(request, result)
+        if parts is _PENDING and before_wait is not None and await before_wait():
+            # Data may have been appended (its wake-up missed) while we sent.
+            parts = self._ready(request, result)
+        if parts is not _PENDING:
+            return parts
+        return await self._complete(request, result)
+
+    def _dispatch_frame(self, frame, peer: str):
+        """Decode and dispatch one frame: ``(request, handler result)``, or
+        ``(None, buffers)`` when the answer is an error the decoder chose.
+
+        :raises ProtocolError: the connection must be closed.
+        """
         try:
             request = decode_request(frame, SERVED_VERSIONS)
         except UnsupportedVersionError as exc:
             if exc.api_key == ApiKey.API_VERSIONS:
-                return encode_unsupported_api_versions(exc.correlation_id, SERVED_VERSIONS)
+                return None, encode_unsupported_api_versions(exc.correlation_id, SERVED_VERSIONS)
             if exc.api_key is not None and exc.correlation_id is not None:
                 parts = unsupported_version_response(exc.api_key, exc.api_version, exc.correlation_id)
                 if parts is not None:
-                    return parts
+                    return None, parts
             raise
         if not is_served(request.api_key, request.api_version):
             if request.api_key == ApiKey.API_VERSIONS:
-                return encode_unsupported_api_versions(request.correlation_id, SERVED_VERSIONS)
+                return None, encode_unsupported_api_versions(request.correlation_id, SERVED_VERSIONS)
             raise ProtocolError(f"API key {request.api_key} v{request.api_version} is not served")
         try:
             self.broker.request_peer = peer
@@ -179,7 +257,34 @@ class Server:
         except Exception as exc:
             log.exception("handler for API key %s failed", request.api_key)
             raise ProtocolError(f"internal error handling API key {request.api_key}") from exc
-        self._timers_changed.set()
+        if request.api_key not in _NO_DEADLINE_CHANGE:
+            self._timers_changed.set()
+        return request, result
+
+    def _ready(self, request, result):
+        """The response buffers (None: no response) if ``result`` is complete
+        without waiting (a FetchOperation is attempted once), else ``_PENDING``."""
+        if isinstance(result, Deferred):
+            if not result.done:
+                return _PENDING
+            result = result.value
+        if isinstance(result, FetchOperation):
+            body = result.attempt(final=self._closing)
+            if body is None:
+                return _PENDING
+        elif isinstance(result, Reply):
+            if result.flush:
+                return _PENDING
+            if result.appended:
+                self.waiters.notify(result.appended)
+            body = result.body
+        else:
+            body = result
+        return None if body is None else encode_response(request, body)
+
+    async def _complete(self, request, result) -> Sequence | None:
+        """After :meth:`_ready` said ``_PENDING``: wait for what ``result`` needs,
+        then return the response buffers (None: no response)."""
         if isinstance(result, Deferred):
             if not result.done:
                 finished = trio.Event()
@@ -187,7 +292,7 @@ class Server:
                 await finished.wait()
             result = result.value
         if isinstance(result, FetchOperation):
-            body = await self._complete_fetch(result)
+            body = await self._long_poll(result)
         elif isinstance(result, Reply):
             if result.appended:
                 self.waiters.notify(result.appended)
@@ -200,10 +305,10 @@ class Server:
             return None
         return encode_response(request, body)
 
-    async def _complete_fetch(self, op: FetchOperation):
-        body = op.attempt(final=self._closing)
-        if body is not None:
-            return body
+    async def _long_poll(self, op: FetchOperation):
+        """Attempt ``op`` again each time a watched partition grows, until it has
+        enough data, ``wait_ms`` passed or the server shuts down (its first
+        attempt found too little)."""
         deadline = trio.current_time() + op.wait_ms / 1000
         while not self._closing:
             event = self.waiters.register(op.watch)
@@ -221,7 +326,10 @@ class Server:
 
 
 async def _send_buffers(stream: trio.SocketStream, parts: Sequence) -> None:
-    """Send a response given as buffers: small ones joined, large ones by sendmsg without a copy."""
+    """Send responses given as buffers (none: nothing to do): small ones joined,
+    large ones by sendmsg without a copy."""
+    if not parts:
+        return
     chunks: list = []
     small: list = []
     for part in parts:
@@ -281,6 +389,8 @@ async def serve(config: BrokerConfig, *, task_status=trio.TASK_STATUS_IGNORED) -
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server._maintenance)
             nursery.start_soon(server._timers)
+            if config.log_cleaner_enable:
+                nursery.start_soon(run_cleaner, broker, config.log_cleaner_backoff_ms)
             async with trio.open_nursery() as connections:
                 await nursery.start(server._accept, listeners, connections)
                 task_status.started(server)

@@ -255,6 +255,24 @@ class OffsetIndex(_MappedIndex):
         if (np.diff(rel) <= 0).any() or (np.diff(pos) <= 0).any():
             raise CorruptIndexError(f"{self.path.name}: entries are not strictly increasing")
 
+    def verify_against(self, log_view, log_size: int) -> None:
+        """Raise CorruptIndexError unless every entry points at a batch header
+        (magic 2) whose last offset is the entry's offset. Vectorised: a few ms
+        for a full 1 GiB segment's index."""
+        if not self._entries:
+            return
+        arr = self._arrays()
+        pos = arr["pos"].astype(np.int64)
+        if pos[-1] + 61 > log_size:
+            raise CorruptIndexError(f"{self.path.name}: entry points past the log's last header")
+        data = np.frombuffer(log_view, dtype=np.uint8, count=log_size)
+        if (data[pos + 16] != 2).any():
+            raise CorruptIndexError(f"{self.path.name}: an entry does not point at a batch header")
+        base = data[pos[:, None] + np.arange(8)].copy().view(">i8").ravel()
+        delta = data[pos[:, None] + np.arange(23, 27)].copy().view(">i4").ravel()
+        if ((base + delta) != (arr["rel"].astype(np.int64) + self.base_offset)).any():
+            raise CorruptIndexError(f"{self.path.name}: an entry's offset does not match its batch")
+
 
 class TimeIndex(_MappedIndex):
     """``.timeindex``: (timestamp i64, relative offset u32) per entry, big-endian."""

@@ -12,11 +12,19 @@ I/O choices:
   size), never through a mapping: a full disk then yields ENOSPC/EFBIG, and a
   partial write is cut back with ftruncate, so the file always ends on a batch
   boundary.
-* **Reads** are zero-copy ``memoryview`` slices of a read-only ``mmap`` of the
-  file. Python cannot map past the end of a file, so the map is re-created
-  lazily when a read needs bytes beyond the mapped length. A view handed out
-  keeps its (old) map alive. Views of bytes later removed by a truncation must
-  not be touched (the kernel would raise SIGBUS), as with any mmap.
+* **Reads** are zero-copy ``memoryview`` slices of a read-only shared map of
+  the file, never longer than the data (``size``). The active segment's map
+  reaches up to 16 MiB (:data:`_MAP_STEP`, at most ``segment.bytes``) past
+  its data, and bytes appended later through the descriptor show up in it,
+  so a consumer reading the tail after each append costs no remap. Python's
+  ``mmap`` cannot map past the end of a file, so this map is made with the C
+  library's ``mmap`` (through ctypes); where that fails, and for sealed
+  segments, the map is an ``mmap.mmap`` of the current size, re-created when
+  a read needs bytes beyond it. The file itself is never extended: its size
+  is always the data's size, so recovery and a full disk are unaffected. A
+  view handed out keeps its (old) map alive. Views of bytes later removed by
+  a truncation must not be touched (the kernel would raise SIGBUS), as with
+  any mmap.
 * Only the active segment keeps a file descriptor; sealed segments are read
   through their map and flushed by path.
 
@@ -27,16 +35,20 @@ from any thread.
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import functools
+import logging
 import mmap
 import os
 import struct
+import weakref
 from pathlib import Path
 
 import crc32c
 
-from logbroker.errors import StorageError
-from logbroker.records import HEADER_SIZE, LOG_OVERHEAD, MAGIC, iter_batches
+from logbroker.errors import CorruptBatchError, StorageError
+from logbroker.records import HEADER_SIZE, LOG_OVERHEAD, MAGIC, check_batch, iter_batches
 from logbroker.storage.config import LogConfig
 from logbroker.storage.files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, segment_path
 from logbroker.storage.index import CorruptIndexError, OffsetIndex, TimeIndex
@@ -45,9 +57,37 @@ __all__ = ["LogSegment", "SegmentRecovery"]
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")  # the 61-byte batch header
 _LOCATE = struct.Struct(">qi11xi")  # baseOffset, batchLength, lastOffsetDelta
+_CORRUPT = object()
+_log = logging.getLogger("logbroker.storage")
+
+
+def _is_batch_start(view, pos: int, size: int) -> bool:
+    """Cheap plausibility of a batch header at ``pos`` (magic and length), no CRC."""
+    if size - pos < HEADER_SIZE or view[pos + 16] != MAGIC:
+        return False
+    length = _LOCATE.unpack_from(view, pos)[1]
+    return HEADER_SIZE - LOG_OVERHEAD <= length and pos + length + LOG_OVERHEAD <= size
+
+
+def _walk_to(view, pos: int, size: int, offset: int):
+    """Position of the first batch from ``pos`` whose last offset is >= ``offset``,
+    None past the end, or _CORRUPT if ``pos`` is not on the batch chain."""
+    unpack = _LOCATE.unpack_from
+    while pos < size:
+        if not _is_batch_start(view, pos, size):
+            return _CORRUPT
+        base, length, last_delta = unpack(view, pos)
+        if base + last_delta >= offset:
+            return pos
+        pos += length + LOG_OVERHEAD
+    return None
 _INT32_MAX = 2**31 - 1
 _EMPTY = memoryview(b"")
 _NO_ROLL_TS = 2**62
+_MAP_STEP = 16 << 20
+"""The active segment's map reaches up to this many bytes past its data (and at
+most to ``segment.bytes``): it is remapped once per 16 MiB appended."""
+_NO_HINT = (2**63, 0)  # a locate() hint that never applies
 
 
 class SegmentRecovery:
@@ -102,6 +142,14 @@ class LogSegment:
         self._map: mmap.mmap | None = None
         self._view: memoryview = _EMPTY
         self._mapped = 0
+        # Scan hints for locate(), each (floor, position): every batch before
+        # ``position`` ends below ``floor``, so an offset >= floor can be looked
+        # for from ``position``. Consumers at the tail ask for the batches just
+        # appended or just after their previous read.
+        self._append_hint = self._read_hint = _NO_HINT
+        # Bytes [0, verified) passed a CRC check in this process (appended or
+        # recovered); reads check the CRC of anything beyond before serving it.
+        self.verified = 0
         self.offset_index = OffsetIndex(segment_path(directory, base_offset, INDEX_SUFFIX), base_offset)
         self.time_index = TimeIndex(segment_path(directory, base_offset, TIME_INDEX_SUFFIX), base_offset)
 
@@ -140,6 +188,8 @@ class LogSegment:
             return False
         try:
             self.offset_index.sanity_check(self.size)
+            if self.size:
+                self.offset_index.verify_against(self._view_to(self.size), self.size)
             indexed, pos = self.offset_index.last_entry()
             last_pos, last = pos, None
             for last_pos, last in iter_batches(self._view_to(self.size), pos, self.size):
@@ -186,6 +236,7 @@ class LogSegment:
             os.close(self._fd)
             self._fd = None
         self.active = False
+        self._drop_map()  # give back the address space reserved ahead of the data
 
     def _set_rolling(self, timestamp: int | None) -> None:
         self.rolling_timestamp = timestamp
@@ -249,7 +300,10 @@ class LogSegment:
         self._bytes_since_index += size
         if not pos:
             self._set_rolling(max_timestamp)
+        self._append_hint = (self.next_offset, pos)
         self.size = pos + size
+        if self.verified == pos:  # appended batches were validated by the partition log
+            self.verified = pos + size
         self.next_offset = last_offset + 1
         return pos
 
@@ -269,19 +323,33 @@ class LogSegment:
 
     # -- reads -----------------------------------------------------------------------------
     def _view_to(self, end: int) -> memoryview:
-        """A view of the file's first >= ``end`` bytes, remapping if the file grew."""
+        """A view of the file's first >= ``end`` bytes (at most ``size``), mapping
+        again only if the current map ends before ``end``."""
         if end > self._mapped:
-            fd = self._fd if self._fd is not None else os.open(self.log_path, os.O_RDONLY)
-            try:
-                self._map = mmap.mmap(fd, self.size, access=mmap.ACCESS_READ)
-            except OSError as exc:
-                raise StorageError(f"cannot map {self.log_path}: {exc.strerror or exc}") from exc
-            finally:
-                if fd != self._fd:
-                    os.close(fd)
-            self._view = memoryview(self._map)
-            self._mapped = self.size
+            self._map_file()
+        if self._mapped > self.size:  # a reservation: never expose bytes past the data
+            return self._view[: self.size]
         return self._view
+
+    def _map_file(self) -> None:
+        size = self.size
+        if self._fd is not None:
+            capacity = min(-(-(size + 1) // _MAP_STEP) * _MAP_STEP, self.config.segment_bytes)
+            if capacity > size:
+                view = _map_ahead(self._fd, capacity)
+                if view is not None:
+                    self._map, self._view, self._mapped = None, view, capacity
+                    return
+        fd = self._fd if self._fd is not None else os.open(self.log_path, os.O_RDONLY)
+        try:
+            self._map = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+        except OSError as exc:
+            raise StorageError(f"cannot map {self.log_path}: {exc.strerror or exc}") from exc
+        finally:
+            if fd != self._fd:
+                os.close(fd)
+        self._view = memoryview(self._map)
+        self._mapped = size
 
     def _drop_map(self) -> None:
         self._view = _EMPTY
@@ -291,18 +359,27 @@ class LogSegment:
     def locate(self, offset: int) -> int | None:
         """Position of the batch containing ``offset`` (the first batch whose last
         offset is >= ``offset``), or None if every batch ends before it."""
-        _, pos = self.offset_index.lookup(offset)
         size = self.size
+        floor, pos = self._append_hint
+        if offset < floor:
+            floor, pos = self._read_hint
+            # The read hint may be old: follow it only as far as the index would.
+            if offset < floor or size - pos > self.config.index_interval_bytes:
+                _, pos = self.offset_index.lookup(offset)
         if pos >= size:
             return None
         view = self._view_to(size)
-        unpack = _LOCATE.unpack_from
-        while pos < size:
-            base, length, last_delta = unpack(view, pos)
-            if base + last_delta >= offset:
-                return pos
-            pos += length + LOG_OVERHEAD
-        return None
+        found = _walk_to(view, pos, size, offset)
+        if found is _CORRUPT:
+            # The index pointed inside a batch (a damaged entry that passed the
+            # sanity check): walk from the segment start instead.
+            _log.warning("%s: index entry points inside a batch; scanning %s from its start",
+                         self.offset_index.path.name, self.log_path.name)
+            self._append_hint = self._read_hint = (self.base_offset, 0)
+            found = _walk_to(view, 0, size, offset)
+            if found is _CORRUPT:
+                raise StorageError(f"{self.log_path}: batch chain broken; it needs recovery")
+        return found
 
     def read(self, position: int, max_bytes: int) -> memoryview:
         """Whole batches from ``position``: at least the first, then as many more as
@@ -313,15 +390,40 @@ class LogSegment:
         limit = position + max_bytes
         if limit >= size:
             end = size
+            self._read_hint = (self.next_offset, size)
         elif limit > end:
             pos = max(end, self.offset_index.lookup_position(limit))
+            if pos != end and not _is_batch_start(view, pos, size):
+                pos = end  # a damaged index entry: extend batch by batch from here
             while pos < limit:
                 nxt = pos + _LOCATE.unpack_from(view, pos)[1] + LOG_OVERHEAD
                 if nxt > limit:
                     break
                 pos = nxt
             end = pos
+        if end > self.verified:
+            end = self._verify(view, position, end)
         return view[position:end]
+
+    def _verify(self, view, position: int, end: int) -> int:
+        """CRC-check the batches of [position, end) not yet verified; returns where
+        serving must stop (before the first corrupt batch). Raises StorageError
+        when the very first batch is corrupt: it is never served."""
+        contiguous = position <= self.verified
+        pos = max(position, self.verified) if contiguous else position
+        while pos < end:
+            try:
+                header = check_batch(view, pos)
+            except CorruptBatchError as exc:
+                _log.error("%s: corrupt batch at position %d not served: %s", self.log_path, pos, exc)
+                if pos == position:
+                    raise StorageError(f"{self.log_path}: corrupt batch at position {pos}: {exc}") from exc
+                end = pos
+                break
+            pos += header.size
+        if contiguous and pos > self.verified:
+            self.verified = pos
+        return end
 
     def view(self) -> memoryview:
         """The whole segment (zero-copy)."""
@@ -348,6 +450,7 @@ class LogSegment:
         self.offset_index.reset()
         self.time_index.reset()
         self._drop_map()
+        self._append_hint = self._read_hint = _NO_HINT
         file_size = self.log_path.stat().st_size
         self.size = file_size
         pos, batches = self._rebuild(file_size, max_batch_bytes)
@@ -355,6 +458,7 @@ class LogSegment:
             os.truncate(self.log_path, pos)
             self._drop_map()
         self.size = pos
+        self.verified = pos
         self._update_full()
         if not was_active:
             self._seal_indexes()
@@ -416,11 +520,13 @@ class LogSegment:
             return 0
         removed = self.size - pos
         self._drop_map()
+        self._append_hint = self._read_hint = _NO_HINT
         try:
             os.ftruncate(self._fd, pos)
         except OSError as exc:
             raise StorageError(f"cannot truncate {self.log_path}: {exc.strerror or exc}") from exc
         self.size = pos
+        self.verified = min(self.verified, pos)
         self.offset_index.truncate_to_position(pos)
         # Recompute the in-memory state from the remaining headers (not a hot path).
         self.next_offset = self.base_offset
@@ -449,3 +555,43 @@ class LogSegment:
             f"size={self.size} {'active' if self.active else 'sealed'} "
             f"max_ts={self.max_timestamp} index={self.offset_index.entries}>"
         )
+
+
+# -- mapping ahead of the data ---------------------------------------------------------
+
+
+@functools.cache
+def _libc_mmap():
+    """(mmap, munmap) of the C library, or None where ctypes cannot reach them."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        map_, unmap = libc.mmap, libc.munmap
+    except (OSError, AttributeError):
+        return None
+    map_.restype = ctypes.c_void_p
+    map_.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int64)
+    unmap.restype = ctypes.c_int
+    unmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+    return map_, unmap
+
+
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def _map_ahead(fd: int, length: int) -> memoryview | None:
+    """A read-only view of a shared map of ``length`` bytes of ``fd`` from 0, which
+    may extend past the end of the file (bytes appended later appear in it;
+    touching bytes beyond the end raises SIGBUS, so callers slice to the data).
+    Unmapped once the view and every slice of it are gone. None if the system
+    refuses (e.g. an address-space limit): the caller maps the usual way."""
+    calls = _libc_mmap()
+    if calls is None:
+        return None
+    map_, unmap = calls
+    address = map_(None, length, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    if address is None or address == _MAP_FAILED:
+        return None
+    region = (ctypes.c_ubyte * length).from_address(address)
+    # Not at exit: a view may still be in use then, and the process unmaps anyway.
+    weakref.finalize(region, unmap, address, length).atexit = False
+    return memoryview(region).cast("B").toreadonly()

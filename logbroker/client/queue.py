@@ -18,7 +18,7 @@ learns the assigned partitions; a fetch task sends ShareFetch to each
 partition leader, carrying the acknowledgements made since the last request,
 and hands the acquired records to the application. While records are
 delivered but not yet answered, fetches poll briefly so answers travel
-promptly, and records held longer than half the lock are renewed
+promptly, and records held longer than a third of the lock are renewed
 (acknowledge type Renew, ShareFetch v2) so a long handler keeps its lock.
 Closing releases every unanswered record and leaves the group.
 """
@@ -130,6 +130,7 @@ class QueueConsumer:
         self._cluster: Cluster | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._error: BaseException | None = None
+        self._loops: trio.Nursery | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -144,7 +145,7 @@ class QueueConsumer:
             connections = await stack.enter_async_context(trio.open_nursery())
             self._cluster = Cluster(self.config, connections)
             stack.push_async_callback(self._cluster.aclose)
-            stack.push_async_callback(self._leave)
+            stack.push_async_callback(self.close)
             meta = await self._cluster.refresh(self.topics)
             for name in self.topics:
                 info = meta.topics.get(name)
@@ -156,20 +157,30 @@ class QueueConsumer:
             loops = await stack.enter_async_context(trio.open_nursery())
             loops.start_soon(self._guard, self._heartbeat_loop)
             loops.start_soon(self._guard, self._fetch_loop)
+            self._loops = loops
             stack.callback(loops.cancel_scope.cancel)
             self._stack = stack.pop_all()
         return self
 
     async def __aexit__(self, *exc_info) -> bool | None:
+        # Nurseries are left in the task that entered them: close() only signals.
         await self.close()
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
         return None
 
     async def close(self) -> None:
-        """Release unanswered records, close the share sessions, leave the group."""
+        """Release unanswered records, close the share sessions, leave the group.
+
+        May be called from any task; the connections close on leaving ``async with``.
+        """
         if self._closed or self._stack is None:
             return
         self._closed = True
-        await self._stack.aclose()
+        self._loops.cancel_scope.cancel()
+        self._data.set()
+        await self._leave()
 
     async def _guard(self, loop) -> None:
         """Run a background loop; a client error ends it and is raised by :meth:`get`."""
@@ -287,7 +298,7 @@ class QueueConsumer:
     def _renewals(self) -> None:
         if not self.lock_renew:
             return
-        due = trio.current_time() - self._lock_timeout_ms / 2000
+        due = trio.current_time() - self._lock_timeout_ms / 3000  # renew at a third: slack for slow rounds
         for (tp, offset), message in self._held.items():
             if message._delivered_at <= due:
                 message._delivered_at = trio.current_time()

@@ -13,9 +13,29 @@ def main() -> None:
 
 def _register() -> None:
     from logbroker.cli import dump, serve
+    from logbroker.cli import consume, produce, topics
 
     main.add_command(serve.serve)
     main.add_command(dump.dump)
+    main.add_command(topics.topics)
+    main.add_command(produce.produce)
+    main.add_command(consume.consume)
+
+    from logbroker.cli import bench, groups, mirror, queue, reply, security
+
+    main.add_command(bench.bench)
+
+    main.add_command(queue.queue)
+
+    main.add_command(mirror.mirror)
+
+    main.add_command(reply.request)
+    main.add_command(reply.reply)
+
+    main.add_command(groups.groups)
+
+    main.add_command(security.users)
+    main.add_command(security.acls)
 
 
 _register()

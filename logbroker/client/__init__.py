@@ -24,10 +24,14 @@ from logbroker.client.producer import Producer as Producer
 from logbroker.client.producer import ProducerStatistics as ProducerStatistics
 from logbroker.client.replay import Replay as Replay
 from logbroker.client.replay import replay as replay
+from logbroker.client.sync import SyncAdmin as SyncAdmin
+from logbroker.client.sync import SyncConsumer as SyncConsumer
+from logbroker.client.sync import SyncDelivery as SyncDelivery
+from logbroker.client.sync import SyncProducer as SyncProducer
 from logbroker.client.types import ConsumerRecord as ConsumerRecord
 from logbroker.client.types import GroupDescription as GroupDescription
 from logbroker.client.types import GroupListing as GroupListing
-from logbroker.client.types import GroupMember as GroupMember
+from logbroker.client.types import MemberDescription as MemberDescription
 from logbroker.client.types import NewTopic as NewTopic
 from logbroker.client.types import OffsetAndTimestamp as OffsetAndTimestamp
 from logbroker.client.types import PartitionInfo as PartitionInfo

@@ -54,7 +54,10 @@ class ProducerBatch:
         "order",
         "created",
         "deadline",
-        "buffered",
+        "append",
+        "capacity",
+        "room",
+        "accounted",
         "count",
         "data",
         "producer_id",
@@ -78,6 +81,7 @@ class ProducerBatch:
         order: int,
         created: float,
         deadline: float,
+        capacity: int = 0,
         producer_id: int,
         producer_epoch: int,
         base_sequence: int,
@@ -88,7 +92,10 @@ class ProducerBatch:
         self.order = order
         self.created = created
         self.deadline = deadline
-        self.buffered = 0
+        self.append = builder.append if builder is not None else None  # the hot path calls it directly
+        self.capacity = capacity
+        self.room = capacity  # bytes (estimated) that still fit
+        self.accounted = 0  # bytes counted in the producer's buffer once closed
         self.count = 0
         self.data: bytes | None = None
         self.producer_id = producer_id
@@ -114,12 +121,18 @@ class ProducerBatch:
     def done(self) -> bool:
         return self._event is not None and self._event.is_set()
 
+    @property
+    def buffered(self) -> int:
+        """Estimated bytes of the records added so far."""
+        return self.capacity - self.room
+
     def close(self) -> None:
         """Encode the batch (compressing it); no more records may be added."""
         builder = self.builder
         if builder is not None:
             self.data = builder.build()
             self.builder = None
+            self.append = None
 
     def stamp(self, producer_id: int, producer_epoch: int, base_sequence: int) -> None:
         """Give the closed batch these ids, rewriting the header only if they changed."""
@@ -139,6 +152,7 @@ class ProducerBatch:
         self.error = error
         self.data = None
         self.builder = None
+        self.append = None
         self._finish()
 
     def _finish(self) -> None:
@@ -176,10 +190,18 @@ class Delivery:
     def __await__(self):
         return self.wait().__await__()
 
+    @property
+    def topic(self) -> str:
+        return self._batch.topic
+
+    @property
+    def partition(self) -> int:
+        """The partition, chosen when the record was queued."""
+        return self._batch.partition
+
     async def wait(self) -> RecordMetadata:
-        batch = self._batch
-        if not batch.done:
-            await batch.wait()
+        while not self._batch.done:  # a record held for metadata moves to its real batch once routed
+            await self._batch.wait()
         return self.result()
 
     def done(self) -> bool:

@@ -31,3 +31,27 @@ async def open_background(stack: contextlib.AsyncExitStack) -> trio.Nursery:
     inner = await outer.start(_host)
     stack.callback(inner.cancel_scope.cancel)  # runs before the outer nursery's exit
     return inner
+
+
+async def close_background(stack: contextlib.AsyncExitStack, exc: BaseException | None) -> None:
+    """Exit ``stack`` (opened by :func:`open_background`); re-raise ``exc`` itself, not a group.
+
+    A nursery wraps an error of its body in an ExceptionGroup, so an error of
+    the caller's own code inside ``async with client`` would come out wrapped.
+    When the group holds nothing but ``exc``, this returns and the caller's
+    ``__aexit__`` lets ``exc`` propagate unchanged; a group with errors of the
+    client's own tasks propagates as is.
+    """
+    try:
+        await stack.__aexit__(type(exc) if exc is not None else None, exc, exc.__traceback__ if exc else None)
+    except BaseExceptionGroup as group:
+        if exc is None or list(_leaves(group)) != [exc]:
+            raise
+
+
+def _leaves(group: BaseExceptionGroup):
+    for inner in group.exceptions:
+        if isinstance(inner, BaseExceptionGroup):
+            yield from _leaves(inner)
+        else:
+            yield inner

@@ -30,14 +30,14 @@ import trio
 from . import _wire
 from ._errors import kafka_error, raise_for_code
 from ._offsets import EARLIEST, LATEST, list_offsets, timestamp_ms
-from ._tasks import open_background
+from ._tasks import close_background, open_background
 from .assignors import decode_assignment
 from .cluster import Cluster
 from .config import AdminConfig
 from .types import (
     GroupDescription,
     GroupListing,
-    GroupMember,
+    MemberDescription,
     NewTopic,
     OffsetAndTimestamp,
     TopicDescription,
@@ -89,7 +89,7 @@ class Admin:
             await self.close()
         finally:
             assert self._stack is not None
-            await self._stack.__aexit__(exc_type, exc, tb)
+            await close_background(self._stack, exc)
         return False
 
     async def close(self) -> None:
@@ -306,7 +306,7 @@ class Admin:
                     if g.protocol_type == "consumer" and m.member_assignment:
                         with contextlib.suppress(Exception):
                             assignment = decode_assignment(m.member_assignment).partitions
-                    members.append(GroupMember(m.member_id, m.client_id, m.client_host,
+                    members.append(MemberDescription(m.member_id, m.client_id, m.client_host,
                                                getattr(m, "group_instance_id", None), assignment))
                 out.append(GroupDescription(g.group_id, g.group_state, g.protocol_type, g.protocol_data,
                                             tuple(members)))

@@ -234,8 +234,11 @@ class Member:
     group_instance_id: str | None = None
 
     @property
-    def sort_key(self) -> str:
-        return self.group_instance_id or self.member_id
+    def sort_key(self) -> tuple[int, str]:
+        """Java's order (``MemberInfo.compareTo``): static members by instance id, then the rest by member id."""
+        if self.group_instance_id is not None:
+            return (0, self.group_instance_id)
+        return (1, self.member_id)
 
 
 def _all_partitions(topics: Iterable[str], counts: Mapping[str, int]) -> list[TopicPartition]:

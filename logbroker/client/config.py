@@ -102,8 +102,11 @@ class ProducerConfig(ClientConfig):
 
     ``batch_size`` is larger than Java's 16 KiB: this client pays per batch in
     Python, so bigger batches are much cheaper per record. ``max_buffer_bytes``
-    bounds the records waiting in memory (Java's ``buffer.memory``); ``send()``
-    waits for room at most ``max_block_ms``, ``send_nowait()`` raises.
+    bounds the records waiting in memory (Java's ``buffer.memory``): those in
+    closed batches (queued or in flight) and those held for metadata; the
+    open batches (at most one of ``batch_size`` per partition) come on top.
+    When it is reached ``send()`` waits for room at most ``max_block_ms`` and
+    ``send_nowait()`` raises ``trio.WouldBlock``.
     """
 
     acks: int | str = "all"

@@ -52,11 +52,12 @@ _SOFTWARE_VERSION = "0.1.0"
 class _Pending:
     """A request waiting for its answer; the reader fills ``body`` or ``error``."""
 
-    __slots__ = ("api_key", "version", "event", "body", "error")
+    __slots__ = ("api_key", "version", "correlation_id", "event", "body", "error")
 
-    def __init__(self, api_key: int, version: int) -> None:
+    def __init__(self, api_key: int, version: int, correlation_id: int) -> None:
         self.api_key = api_key
         self.version = version
+        self.correlation_id = correlation_id
         self.event = trio.Event()
         self.body: Any = None
         self.error: BaseException | None = None
@@ -120,7 +121,7 @@ class Connection:
         network failure (the waiting requests get it).
         """
         task_status.started()
-        error: KafkaError | ClientClosedError
+        error: KafkaError | ClientClosedError | None = None
         try:
             while True:
                 data = await self._stream.receive_some(_RECEIVE_CHUNK)
@@ -131,15 +132,16 @@ class Connection:
                 while (frame := self._decoder.next_frame()) is not None:
                     self._dispatch(frame)
         except trio.ClosedResourceError:
-            error = self._error or ClientClosedError("connection closed")
+            pass  # aclose() was called: self._error says why
         except (trio.BrokenResourceError, OSError) as exc:
             error = KafkaConnectionError(f"connection to {self._peer()} broke: {exc}")
         except ProtocolError as exc:  # an oversized frame, or an answer that does not decode
             error = KafkaConnectionError(f"bad answer from {self._peer()}: {exc}")
-        self._break(error)
-        with trio.CancelScope(shield=True):
-            await self._stream.aclose()
-        self._closed.set()
+        finally:  # also when cancelled: the stream never outlives its reader
+            self._break(error or ClientClosedError(f"connection to {self._peer()} closed"))
+            with trio.CancelScope(shield=True):
+                await self._stream.aclose()
+            self._closed.set()
 
     async def aclose(self) -> None:
         """Close the stream; waiting requests raise ClientClosedError. Idempotent."""
@@ -214,42 +216,59 @@ class Connection:
         :raises KafkaTimeoutError: no answer in time (the connection is closed).
         :raises ClientClosedError: the connection was closed by its owner.
         """
+        slot = await self.send(api_key, version, body, expect_response=expect_response)
+        if slot is None:
+            return None
+        return await self.answer(slot, extra_timeout_ms=extra_timeout_ms)
+
+    async def send(self, api_key: ApiKey, version: int, body: Any, *, expect_response: bool = True) -> Any:
+        """The first half of :meth:`request`: send the frame, return a handle for :meth:`answer`
+        (None without a response). Frames go out in the order of the calls that
+        reach this point, which callers that need ordering (the producer) rely on.
+
+        :raises: as :meth:`request`.
+        """
         if self._error is not None:
             raise self._error
         correlation_id = next(self._correlation)
         frame = encode_request(api_key, version, correlation_id, self._client_id, body)
         slot = None
         if expect_response:
-            slot = _Pending(api_key, version)
+            slot = _Pending(api_key, version, correlation_id)
             self._pending[correlation_id] = slot
-        timeout = self._timeout + extra_timeout_ms / 1000
         try:
             # Shielded: a frame cut in half would corrupt the stream for everyone.
             with trio.CancelScope(shield=True):
-                with trio.move_on_after(timeout) as send_scope:
+                with trio.move_on_after(self._timeout) as send_scope:
                     async with self._send_lock:
                         if self._error is not None:
                             raise self._error
                         await self._stream.send_all(frame)
                         self.requests_sent += 1
             if send_scope.cancelled_caught:
-                error = KafkaTimeoutError(f"sending {api_key.name} to {self._peer()} took over {timeout:.1f} s")
+                error = KafkaTimeoutError(f"sending {api_key.name} to {self._peer()} took over {self._timeout:.1f} s")
                 self._break(error)
                 raise error
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._break(KafkaConnectionError(f"connection to {self._peer()} broke: {exc}"))
             raise self._error from exc  # type: ignore[misc]
-        if slot is None:
-            return None
+        return slot
+
+    async def answer(self, slot: _Pending, *, extra_timeout_ms: int = 0) -> Any:
+        """The second half of :meth:`request`: wait for the answer to a sent frame.
+
+        :raises: as :meth:`request`.
+        """
+        timeout = self._timeout + extra_timeout_ms / 1000
         try:
             with trio.move_on_after(timeout) as wait_scope:
                 await slot.event.wait()
         finally:
             if not slot.event.is_set():
-                self._pending.pop(correlation_id, None)
+                self._pending.pop(slot.correlation_id, None)
         if wait_scope.cancelled_caught and not slot.event.is_set():
             error = KafkaTimeoutError(
-                f"no answer to {api_key.name} from {self._peer()} within {timeout:.1f} s"
+                f"no answer to {ApiKey(slot.api_key).name} from {self._peer()} within {timeout:.1f} s"
             )
             self._break(error)
             raise error

@@ -62,7 +62,7 @@ from . import _wire
 from ._decode import decode_for_consumer
 from ._errors import kafka_error
 from ._offsets import EARLIEST, LATEST, list_offsets, timestamp_ms
-from ._tasks import open_background
+from ._tasks import close_background, open_background
 from .cluster import Cluster
 from .config import ConsumerConfig
 from .group import GroupMember
@@ -207,7 +207,7 @@ class Consumer:
         finally:
             self._closed = True
             assert self._stack is not None
-            await self._stack.__aexit__(exc_type, exc, tb)
+            await close_background(self._stack, exc)
         return False
 
     async def close(self) -> None:
@@ -217,7 +217,7 @@ class Consumer:
             return
         self._closed = True
         if self._group is not None:
-            if self.config.enable_auto_commit:
+            if self.config.enable_auto_commit and (self._group.stable or not self._group.topics):
                 try:
                     await self._commit_positions()
                 except (KafkaError, ClientClosedError) as exc:
@@ -444,6 +444,7 @@ class Consumer:
     async def commit(self, offsets: Mapping[TopicPartition | tuple[str, int], int] | None = None) -> None:
         """Commit ``offsets`` (next offset to read, per partition) or, by default, every
         assigned partition's position; returns once the coordinator accepted them.
+        If cancelled, the commit may or may not have been applied.
 
         :raises CommitFailedError: the group rebalanced; the partitions may have moved.
         :raises RuntimeError: the consumer has no group id.
@@ -574,7 +575,8 @@ class Consumer:
             raise StopAsyncIteration from None
 
     async def getone(self) -> ConsumerRecord:
-        """Wait for and return the next record.
+        """Wait for and return the next record. Cancelling the wait loses nothing: the
+        position only moves past records that were returned.
 
         :raises KafkaError: a fetch or group error (reported once).
         :raises NoOffsetError: a partition has no offset and ``auto_offset_reset="none"``.
@@ -634,13 +636,14 @@ class Consumer:
             while self._chunks:
                 chunk = self._chunks.popleft()
                 state = chunk.state
+                stale = chunk.epoch != state.epoch or self._assigned.get(state.tp) is not state
+                if state.paused and not stale:
+                    self._parked.append(chunk)  # still counts as buffered
+                    continue
                 if chunk.data is not None:
                     state.buffered -= len(chunk.data)
                     self._fetch_wake.set()
-                if chunk.epoch != state.epoch or self._assigned.get(state.tp) is not state:
-                    continue
-                if state.paused:
-                    self._parked.append(chunk)
+                if stale:
                     continue
                 records = chunk.records if chunk.records is not None else self._decode(chunk)
                 if records:

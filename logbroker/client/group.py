@@ -139,9 +139,10 @@ class GroupMember:
                 self._consumer._report(KafkaError(f"group {self.group_id}: {exc}"))
                 await trio.sleep(1.0)
 
-    async def _coordinator_request(self, api_key: ApiKey, make_body, *, extra_timeout_ms: int = 0) -> Any:
+    async def _coordinator_request(self, api_key: ApiKey, make_body, *, extra_timeout_ms: int = 0,
+                                   lane: str = "group") -> Any:
         node = await self._cluster.coordinator(self.group_id)
-        conn = await self._cluster.connection(node, "group")
+        conn = await self._cluster.connection(node, lane)
         version = conn.version(api_key)
         return await conn.request(api_key, version, make_body(version), extra_timeout_ms=extra_timeout_ms)
 
@@ -161,8 +162,12 @@ class GroupMember:
         if not self.cooperative and self.owned:
             await self._consumer._revoke(set(self.owned))
             self.owned = set()
-        if not self.topics:
-            await self._rejoin.wait()  # nothing to consume until subscribe()
+        if not self.topics:  # unsubscribed: give everything up, leave, wait for a new subscribe()
+            if self.owned:
+                await self._consumer._revoke(set(self.owned))
+                self.owned = set()
+            await self._send_leave()
+            await self._rejoin.wait()
             raise _Rejoin
         c = self._config
         protocols = []
@@ -382,9 +387,13 @@ class GroupMember:
                 await trio.sleep(self._config.backoff(attempt))
 
     async def leave(self) -> None:
-        """LeaveGroup (not for static members, whose session outlives a restart). Never raises."""
+        """Stop the loop and LeaveGroup (not for static members, whose session outlives a
+        restart). Never raises."""
         self._closing = True
         self._rejoin.set()
+        await self._send_leave()
+
+    async def _send_leave(self) -> None:
         if not self.member_id or self._config.group_instance_id is not None:
             return
         try:
@@ -393,6 +402,7 @@ class GroupMember:
                     ApiKey.LEAVE_GROUP,
                     lambda v: _wire.leave_group_request(v, group_id=self.group_id, member_id=self.member_id,
                                                         group_instance_id=self._config.group_instance_id),
+                    lane="default",  # not behind a JoinGroup still waiting on the group lane
                 )
         except (KafkaError, ClientClosedError) as exc:
             log.debug("LeaveGroup failed: %s", exc)

@@ -8,11 +8,13 @@ Usage::
 
 How it works:
 
-* ``send_nowait`` appends the record to the open batch of its partition
-  (key hashed by the configured partitioner, keyless records on a sticky
-  partition) and returns a :class:`~logbroker.client.Delivery` handle; no
-  await, no future per record. ``send`` is the same but waits for buffer
-  space and topic metadata first.
+* ``send`` appends the record to the open batch of its partition (key
+  hashed by the configured partitioner, keyless records on a sticky
+  partition), waiting only for buffer space or topic metadata, and returns a
+  :class:`~logbroker.client.Delivery`: a three-slot handle, no future per
+  record; the batch carries the one event and the outcome. ``send_nowait``
+  is the fire-and-forget path: no handle at all, failures come out of the
+  next ``flush()``.
 * One sender task closes batches that are full or older than ``linger_ms``,
   groups them by leader and sends one Produce request per leader with at
   most one batch per partition, keeping up to ``max_in_flight`` requests
@@ -54,7 +56,7 @@ from logbroker.records import BatchBuilder
 from . import _wire
 from ._batches import Delivery, ProducerBatch
 from ._errors import kafka_error
-from ._tasks import open_background
+from ._tasks import close_background, open_background
 from .cluster import Cluster
 from .config import ProducerConfig
 from .partitioner import PARTITIONERS, StickyPartitions, hashes_empty_key
@@ -64,6 +66,8 @@ __all__ = ["Producer", "ProducerStatistics"]
 
 log = logging.getLogger("logbroker.client.producer")
 
+_time_ns = time.time_ns
+_YIELD_MASK = 0xFF  # send() checkpoints once per 256 calls
 _RECORD_OVERHEAD = 24  # an upper bound of a small record's varints and attributes
 _REFRESH_CODES = frozenset(
     {
@@ -136,10 +140,14 @@ class Producer:
         self._counts: dict[str, int] = {}  # topic -> partitions, from metadata
         self._loading: set[str] = set()
         self._open: dict[tuple[str, int], ProducerBatch] = {}
+        self._sticky_open: dict[str, ProducerBatch] = {}  # topic -> open batch of its sticky partition
+        self._held: dict[str, tuple[ProducerBatch, list]] = {}  # records waiting for metadata
+        self._failed: list[ProducerBatch] = []  # failed batches not yet reported by flush()
         self._queues: dict[tuple[str, int], deque[ProducerBatch]] = {}
         self._in_flight: dict[tuple[str, int], int] = {}
         self._in_flight_batches: set[ProducerBatch] = set()
-        self._node_in_flight: dict[int, int] = {}
+        self._node_in_flight: dict[int, int] = {}  # requests planned and not answered, per node
+        self._writers: dict[int, trio.MemorySendChannel] = {}
         self._order = itertools.count()
         self._buffered = 0
         self._space = trio.Event()
@@ -154,7 +162,9 @@ class Producer:
         self._pid_ready = trio.Event()
         self._reset_pid = False
         self._fatal: BaseException | None = None
+        self._sends = 0
         self._closed = False
+        self._limit = -1  # max_buffer_bytes while usable; -1 (refuse everything) before start and after close
         self._stopping = False
         self._sender_done = trio.Event()
         self._stats = {"records_sent": 0, "records_failed": 0, "batches_sent": 0, "requests": 0, "retries": 0}
@@ -181,6 +191,7 @@ class Producer:
             self._cluster = Cluster(self.config, self._nursery, connector=self._connector,
                                     allow_auto_create=self.config.allow_auto_create_topics)
             self._nursery.start_soon(self._sender)
+            self._limit = self._max_buffer
         except BaseException:
             await self._stack.__aexit__(None, None, None)
             raise
@@ -194,7 +205,7 @@ class Producer:
                 self._abort(ClientClosedError("the producer was cancelled before delivering"))
         finally:
             assert self._stack is not None
-            await self._stack.__aexit__(exc_type, exc, tb)
+            await close_background(self._stack, exc)
         return False
 
     async def close(self) -> None:
@@ -206,27 +217,35 @@ class Producer:
         """
         if self._closed:
             return
+        flushed = False
         try:
             await self.flush()
+            flushed = True
         finally:
             self._closed = True
+            self._limit = -1
             self._stopping = True
             self._wake.set()
             if self._nursery is not None:
-                with trio.move_on_after(self.config.request_timeout_ms / 1000):
-                    await self._sender_done.wait()
-                self._abort(ClientClosedError("the producer is closed"))
-                if self._cluster is not None:
-                    await self._cluster.aclose()
-                self._nursery.cancel_scope.cancel()
+                with trio.CancelScope(shield=True):
+                    if flushed:  # the sender ends once the last answers are settled
+                        with trio.move_on_after(self.config.request_timeout_ms / 1000):
+                            await self._sender_done.wait()
+                    self._abort(ClientClosedError("the producer is closed"))
+                    if self._cluster is not None:
+                        await self._cluster.aclose()
 
     def _abort(self, error: BaseException) -> None:
         """Fail every record not yet delivered; stop the background tasks."""
         self._closed = True
+        self._limit = -1
         self._stopping = True
+        for topic in list(self._held):
+            self._route_held(topic, error)
         for batch in list(self._open.values()):
             self._finish(batch, error)
         self._open.clear()
+        self._sticky_open.clear()
         for queue in self._queues.values():
             for batch in queue:
                 self._finish(batch, error)
@@ -255,58 +274,147 @@ class Producer:
         partition: int | None = None,
         headers=(),
         timestamp_ms: int | None = None,
-    ) -> Delivery:
-        """Queue one record without waiting; return its :class:`Delivery`.
+    ) -> None:
+        """Queue one record without waiting, fire and forget (the fast path).
 
-        ``headers`` is a sequence of ``(str, bytes | None)``. ``str`` keys
-        and values are encoded as UTF-8.
+        Arguments as for :meth:`send`. Nothing is returned: a failure is
+        counted in :meth:`statistics` and raised by the next :meth:`flush`
+        (and so by :meth:`close`). A record for a topic whose metadata is not
+        loaded yet is held until it is.
 
-        :raises trio.WouldBlock: the buffer is full (``max_buffer_bytes``) or
-            the topic's metadata is not loaded yet (it is being fetched);
-            ``await send(...)`` waits for both.
+        :raises trio.WouldBlock: the buffer is full (``max_buffer_bytes``);
+            ``await send(...)`` waits for room instead.
         :raises RecordTooLargeError: the record alone exceeds ``max_request_size``.
         :raises UnknownTopicOrPartitionError: ``partition`` is out of range.
         :raises ClientClosedError: the producer is closed.
         """
-        if self._closed or self._fatal is not None or self._nursery is None:
-            self._check_usable()
-        n = self._counts.get(topic)
-        if n is None:
-            self._want_topic(topic)
-            raise trio.WouldBlock
-        if self._buffered >= self._max_buffer:
-            raise trio.WouldBlock
+        if self._buffered >= self._limit:
+            self._refuse()
+        if key is None and partition is None and not headers and timestamp_ms is None \
+                and value.__class__ is bytes:
+            # The hot path: a keyless record joins its topic's open sticky batch;
+            # the batch builder stamps the time.
+            batch = self._sticky_open.get(topic)
+            if batch is not None:
+                room = batch.room - _RECORD_OVERHEAD - len(value)  # type: ignore[arg-type]
+                if room >= 0:
+                    batch.append(value)
+                    batch.count += 1
+                    batch.room = room
+                    return
+        self._enqueue(topic, value, key, partition, headers, timestamp_ms)
+
+    def _enqueue(self, topic: str, value, key, partition: int | None, headers,
+                 timestamp_ms: int | None) -> Delivery:
+        """Queue one record; return its Delivery. Raises as :meth:`send_nowait`."""
+        if self._buffered >= self._limit:
+            self._refuse()
         if value is not None and value.__class__ is not bytes:
             value = _as_bytes(value, "value")
-        if key is not None and key.__class__ is not bytes:
+        if timestamp_ms is None:
+            timestamp_ms = _time_ns() // 1_000_000
+        if key is None and partition is None and not headers:
+            batch = self._sticky_open.get(topic)
+            if batch is not None:
+                room = batch.room - (_RECORD_OVERHEAD if value is None else _RECORD_OVERHEAD + len(value))
+                if room >= 0:
+                    batch.append(value, None, (), timestamp_ms)
+                    index = batch.count
+                    batch.count = index + 1
+                    batch.room = room
+                    return Delivery(batch, index, timestamp_ms)
+        elif key is not None and key.__class__ is not bytes:
             key = _as_bytes(key, "key")
+        size = _RECORD_OVERHEAD + (len(value) if value is not None else 0) + (len(key) if key is not None else 0)
+        if headers:
+            size += sum(len(h[0]) + (len(h[1]) if h[1] is not None else 0) + 10 for h in headers)
+        n = self._counts.get(topic)
+        if n is None:
+            return self._hold(topic, value, key, partition, headers, timestamp_ms, size)
+        batch, index = self._append(topic, n, value, key, partition, headers, timestamp_ms, size)
+        return Delivery(batch, index, timestamp_ms)
+
+    def _refuse(self) -> None:
+        """Why send_nowait cannot take a record: closed or failed (raises that), else full."""
+        self._check_usable()
+        raise trio.WouldBlock
+
+    def _append(self, topic: str, n: int, value, key, partition, headers, timestamp_ms: int,
+                size: int) -> tuple[ProducerBatch, int]:
+        """Add a record to its partition's open batch; return the batch and the record's index."""
+        sticky = False
         if partition is None:
             if key is None or (not key and not self._hash_empty):
                 partition = self._sticky.get(topic, n)
+                sticky = True
             else:
                 partition = self._hash(key, n)
         elif not 0 <= partition < n:
             raise UnknownTopicOrPartitionError(f"{topic!r} has {n} partitions, not {partition + 1}")
-        if timestamp_ms is None:
-            timestamp_ms = time.time_ns() // 1_000_000
-        size = _RECORD_OVERHEAD + (len(value) if value is not None else 0) + (len(key) if key is not None else 0)
-        if headers:
-            size += sum(len(h[0]) + (len(h[1]) if h[1] is not None else 0) + 10 for h in headers)
         tp = (topic, partition)
         batch = self._open.get(tp)
+        if batch is not None and batch.room < size:
+            self._close_batch(tp, batch)
+            if sticky:  # closing moved the sticky partition
+                partition = self._sticky.get(topic, n)
+                tp = (topic, partition)
+            batch = self._open.get(tp)
+            if batch is not None and batch.room < size:
+                self._close_batch(tp, batch)
+                batch = None
         if batch is None:
             batch = self._new_batch(tp, size)
-        elif batch.buffered + size > self._batch_size:
-            self._close_batch(tp, batch)
-            batch = self._new_batch(tp, size)
-        batch.builder.append(value, key, headers, timestamp_ms)  # type: ignore[union-attr]
+        if sticky:
+            self._sticky_open[topic] = batch
+        batch.append(value, key, headers, timestamp_ms)  # type: ignore[misc]
         index = batch.count
         batch.count = index + 1
-        batch.buffered += size
+        batch.room -= size
+        return batch, index
+
+    def _hold(self, topic: str, value, key, partition, headers, timestamp_ms: int, size: int) -> Delivery:
+        """Keep a record until ``topic``'s metadata arrives (see :meth:`_route_held`)."""
+        entry = self._held.get(topic)
+        if entry is None:
+            now = trio.current_time()
+            holder = ProducerBatch(topic, -1, None, order=next(self._order), created=now,  # type: ignore[arg-type]
+                                   deadline=now + self.config.max_block_ms / 1000,
+                                   producer_id=-1, producer_epoch=-1, base_sequence=-1)
+            entry = self._held[topic] = (holder, [])
+        holder, items = entry
+        delivery = Delivery(holder, len(items), timestamp_ms)
+        items.append((value, key, partition, headers, timestamp_ms, size, delivery))
+        holder.accounted += size
         self._buffered += size
-        if batch.buffered >= self._batch_size:
-            self._close_batch(tp, batch)
-        return Delivery(batch, index, timestamp_ms)
+        self._want_topic(topic)
+        return delivery
+
+    def _route_held(self, topic: str, error: BaseException | None = None) -> None:
+        """Metadata for ``topic`` arrived (or failed with ``error``): move its held records."""
+        entry = self._held.pop(topic, None)
+        if entry is None:
+            return
+        holder, items = entry
+        self._buffered -= holder.accounted
+        holder.accounted = 0
+        n = self._counts.get(topic)
+        for value, key, partition, headers, timestamp_ms, size, delivery in items:
+            if error is None and n is not None:
+                try:
+                    delivery._batch, delivery._index = self._append(topic, n, value, key, partition, headers,
+                                                                    timestamp_ms, size)
+                    continue
+                except (UnknownTopicOrPartitionError, RecordTooLargeError) as exc:
+                    failure: BaseException = exc
+            else:
+                failure = error or UnknownTopicOrPartitionError(f"no metadata for {topic!r}")
+            alone = ProducerBatch(topic, -1, None, order=holder.order, created=holder.created,  # type: ignore[arg-type]
+                                  deadline=holder.deadline, producer_id=-1, producer_epoch=-1, base_sequence=-1)
+            alone.fail(failure)
+            self._stats["records_failed"] += 1
+            self._failed.append(alone)
+            delivery._batch, delivery._index = alone, 0
+        holder.complete(-1)  # wakes waiters; their deliveries now point at real batches
 
     async def send(
         self,
@@ -320,17 +428,25 @@ class Producer:
     ) -> Delivery:
         """Queue one record, waiting for buffer space and topic metadata; return its :class:`Delivery`.
 
-        Waits at most ``max_block_ms``. ``await (await producer.send(...))``
+        ``headers`` is a sequence of ``(str, bytes | None)``; ``str`` keys and
+        values are encoded as UTF-8; ``timestamp_ms`` defaults to now. Without
+        ``partition`` a key is hashed by the partitioner and a keyless record
+        goes to the topic's sticky partition. Waits at most ``max_block_ms``. ``await (await producer.send(...))``
         waits for the delivery too. Cancelling it leaves the record unsent.
+        It yields to trio every 256 calls even when it need not wait, so a
+        loop of sends lets the sender work.
 
         :raises KafkaTimeoutError: no room or no metadata within ``max_block_ms``.
         :raises UnknownTopicOrPartitionError: the topic does not exist (and
             cannot be auto-created) or ``partition`` is out of range.
-        :raises RecordTooLargeError, ClientClosedError: as :meth:`send_nowait`.
+        :raises RecordTooLargeError: the record alone exceeds ``max_request_size``.
+        :raises ClientClosedError: the producer is closed.
         """
+        self._sends += 1
+        if not self._sends & _YIELD_MASK:  # let the sender (and everyone else) run now and then
+            await trio.lowlevel.checkpoint()
         try:
-            return self.send_nowait(topic, value, key, partition=partition, headers=headers,
-                                    timestamp_ms=timestamp_ms)
+            return self._enqueue(topic, value, key, partition, headers, timestamp_ms)
         except trio.WouldBlock:
             pass
         with trio.move_on_after(self.config.max_block_ms / 1000) as scope:
@@ -345,8 +461,7 @@ class Producer:
                         self._space = trio.Event()
                     await self._space.wait()
                     continue
-                return self.send_nowait(topic, value, key, partition=partition, headers=headers,
-                                        timestamp_ms=timestamp_ms)
+                return self._enqueue(topic, value, key, partition, headers, timestamp_ms)
         assert scope.cancelled_caught
         what = "metadata" if topic not in self._counts else "buffer space"
         raise KafkaTimeoutError(f"no {what} for {topic!r} within max_block_ms={self.config.max_block_ms}")
@@ -362,26 +477,32 @@ class Producer:
         Bounded by ``delivery_timeout_ms`` per batch. Cancelling it stops the
         waiting, not the sending.
 
-        :raises KafkaError: the first failure among records that failed and
-            whose Delivery nobody looked at (a fire-and-forget send).
+        :raises KafkaError: the first failure among records that failed (since
+            the last flush) and whose Delivery nobody looked at: a
+            fire-and-forget send does not fail silently.
         """
         if self._nursery is None:
             return
-        batches = self._pending_batches()
         self._flushing += 1
         self._wake.set()
         try:
+            for holder in [holder for holder, _ in self._held.values()]:
+                await holder.wait()  # records held for metadata move to real batches
+            batches = self._pending_batches()
             for batch in batches:
                 await batch.wait()
         finally:
             self._flushing -= 1
-        for batch in batches:
-            if batch.error is not None and not batch.observed:
-                batch.observed = True
-                raise batch.error
+        failed, self._failed = self._failed, []
+        unseen = [b for b in failed if not b.observed]
+        for batch in unseen:
+            batch.observed = True
+        if unseen:
+            raise unseen[0].error  # type: ignore[misc]
 
     def _pending_batches(self) -> list[ProducerBatch]:
-        batches = list(self._open.values())
+        batches = [holder for holder, _ in self._held.values()]
+        batches.extend(self._open.values())
         for queue in self._queues.values():
             batches.extend(queue)
         batches.extend(self._in_flight_batches)
@@ -418,7 +539,7 @@ class Producer:
                                producer_epoch=self._producer_epoch, base_sequence=seq)
         batch = ProducerBatch(
             tp[0], tp[1], builder, order=next(self._order), created=now,
-            deadline=now + self.config.delivery_timeout_ms / 1000,
+            deadline=now + self.config.delivery_timeout_ms / 1000, capacity=max(self._batch_size, size),
             producer_id=self._producer_id, producer_epoch=self._producer_epoch, base_sequence=seq,
         )
         self._open[tp] = batch
@@ -429,7 +550,11 @@ class Producer:
     def _close_batch(self, tp: tuple[str, int], batch: ProducerBatch) -> None:
         """Move an open batch to its partition's send queue."""
         del self._open[tp]
+        if self._sticky_open.get(tp[0]) is batch:
+            del self._sticky_open[tp[0]]
         batch.close()
+        batch.accounted = batch.buffered
+        self._buffered += batch.accounted
         if batch.base_sequence >= 0:
             self._guess_seq[tp] = (batch.base_sequence + batch.count) & 0x7FFFFFFF
         queue = self._queues.get(tp)
@@ -449,7 +574,9 @@ class Producer:
         else:
             batch.fail(error)
             self._stats["records_failed"] += batch.count
-        self._buffered -= batch.buffered
+            self._failed.append(batch)
+        self._buffered -= batch.accounted
+        batch.accounted = 0
         if self._buffered < self._max_buffer:
             self._space.set()
 
@@ -468,9 +595,13 @@ class Producer:
         assert self._cluster is not None
         try:
             info = await self._cluster.topic(topic)
+        except (KafkaError, ClientClosedError) as exc:
+            self._route_held(topic, exc)
+            raise
         finally:
             self._loading.discard(topic)
         self._counts[topic] = len(info.partitions)
+        self._route_held(topic)
 
     async def _refresh_metadata(self) -> None:
         assert self._cluster is not None
@@ -503,6 +634,7 @@ class Producer:
                         await self._wake.wait()
         except (KafkaError, ClientClosedError) as exc:  # InitProducerId failed for good
             self._fatal = exc
+            self._limit = -1
             self._abort(exc)
         finally:
             self._sender_done.set()
@@ -538,6 +670,7 @@ class Producer:
             await self._init_producer_id()
         except (KafkaError, ClientClosedError) as exc:
             self._fatal = exc
+            self._limit = -1
             self._abort(exc)
         finally:
             self._reset_pid = False
@@ -598,7 +731,7 @@ class Producer:
                 tp = (batch.topic, batch.partition)
                 self._in_flight[tp] = self._in_flight.get(tp, 0) + 1
                 self._in_flight_batches.add(batch)
-            self._nursery.start_soon(self._send_request, node, batches)
+            self._request_writer(node).send_nowait(batches)  # never blocks: in flight <= buffer
         if self._need_metadata and not self._refreshing:
             self._need_metadata = False
             self._refreshing = True
@@ -617,15 +750,31 @@ class Producer:
         if self._guess_seq.get(tp, 0) < self._next_seq[tp] and tp not in self._open:
             self._guess_seq[tp] = self._next_seq[tp]
 
-    async def _send_request(self, node: int, batches: list[ProducerBatch]) -> None:
-        """One Produce request to ``node``; settle each batch from the answer."""
-        assert self._cluster is not None
+    def _request_writer(self, node: int) -> trio.MemorySendChannel:
+        """The channel of ``node``'s writer task, started on first use."""
+        channel = self._writers.get(node)
+        if channel is None:
+            assert self._nursery is not None
+            channel, receive = trio.open_memory_channel(self.config.max_in_flight)
+            self._writers[node] = channel
+            self._nursery.start_soon(self._write_requests, node, receive)
+        return channel
+
+    async def _write_requests(self, node: int, requests: trio.MemoryReceiveChannel) -> None:
+        """Send ``node``'s Produce requests one after the other, in the order they were planned.
+
+        Sequence numbers require that a partition's batches reach the broker in
+        order, so one task sends them all (tasks spawned per request could run
+        in any order); answers are awaited by one short task each, so requests
+        stay pipelined.
+        """
+        assert self._cluster is not None and self._nursery is not None
         acks = self.config.acks
-        try:
-            by_topic: dict[str, list[tuple[int, bytes]]] = {}
-            for batch in batches:
-                by_topic.setdefault(batch.topic, []).append((batch.partition, batch.data))  # type: ignore[arg-type]
+        async for batches in requests:
             try:
+                by_topic: dict[str, list[tuple[int, bytes]]] = {}
+                for batch in batches:
+                    by_topic.setdefault(batch.topic, []).append((batch.partition, batch.data))  # type: ignore[arg-type]
                 conn = await self._cluster.connection(node)
                 version = conn.version(ApiKey.PRODUCE)
                 if self._codec == 4 and version < 7:
@@ -633,7 +782,30 @@ class Producer:
                                      code=ErrorCode.unsupported_compression_type)
                 body = _wire.produce_request(version, acks, self.config.request_timeout_ms, by_topic)
                 self._stats["requests"] += 1
-                answer = await conn.request(ApiKey.PRODUCE, version, body, expect_response=acks != 0)
+                slot = await conn.send(ApiKey.PRODUCE, version, body, expect_response=acks != 0)
+            except (KafkaConnectionError, KafkaTimeoutError) as exc:
+                self._need_metadata = True
+                for batch in batches:
+                    self._retry_or_fail(batch, exc)
+                self._request_done(node, batches)
+                continue
+            except (KafkaError, ClientClosedError) as exc:
+                for batch in batches:
+                    self._finish(batch, exc)
+                self._request_done(node, batches)
+                continue
+            self._stats["batches_sent"] += len(batches)
+            if slot is None:  # acks=0: no answer will come
+                for batch in batches:
+                    self._finish(batch)
+                self._request_done(node, batches)
+                continue
+            self._nursery.start_soon(self._await_answer, node, conn, slot, batches)
+
+    async def _await_answer(self, node: int, conn: Any, slot: Any, batches: list[ProducerBatch]) -> None:
+        try:
+            try:
+                answer = await conn.answer(slot)
             except (KafkaConnectionError, KafkaTimeoutError) as exc:
                 self._need_metadata = True
                 for batch in batches:
@@ -643,19 +815,17 @@ class Producer:
                 for batch in batches:
                     self._finish(batch, exc)
                 return
-            self._stats["batches_sent"] += len(batches)
-            if answer is None:  # acks=0
-                for batch in batches:
-                    self._finish(batch)
-                return
             self._settle(batches, answer)
         finally:
-            self._node_in_flight[node] -= 1
-            for batch in batches:
-                tp = (batch.topic, batch.partition)
-                self._in_flight[tp] -= 1
-                self._in_flight_batches.discard(batch)
-            self._wake.set()
+            self._request_done(node, batches)
+
+    def _request_done(self, node: int, batches: list[ProducerBatch]) -> None:
+        self._node_in_flight[node] -= 1
+        for batch in batches:
+            tp = (batch.topic, batch.partition)
+            self._in_flight[tp] -= 1
+            self._in_flight_batches.discard(batch)
+        self._wake.set()
 
     def _settle(self, batches: list[ProducerBatch], answer: Any) -> None:
         results: dict[tuple[str, int], Any] = {}

@@ -29,7 +29,8 @@ class Replay:
     """An async iterator over ``topic``'s records in [start, stop) of each partition.
 
     Made by :meth:`Consumer.replay`; it takes over the consumer's manual
-    assignment (``assign()``), so the consumer must not be subscribed.
+    assignment (``assign()``), so the consumer must not be subscribed, and
+    unassigns everything once it is exhausted.
     ``bounds`` (after the first record is asked for) maps each partition to
     its (start, stop) offsets.
     """
@@ -78,6 +79,7 @@ class Replay:
         consumer.assign(sorted(self._active))
         for tp in self._active:
             consumer.seek(tp, self.bounds[tp][0])
+        consumer.resume(*self._active)  # an earlier replay paused what it finished
         self._prepared = True
 
     async def _resolve(self, point: int | datetime.datetime, tps: list[TopicPartition],
@@ -101,6 +103,9 @@ class Replay:
                 self._index += 1
                 return record
             if not self._active:
+                if self._prepared is True:
+                    self._prepared = "done"
+                    self._consumer.assign([])  # hand the consumer back without leftovers
                 raise StopAsyncIteration
             await self._refill()
 

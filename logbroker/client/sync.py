@@ -49,6 +49,7 @@ class _LoopThread:
         self._token: trio.lowlevel.TrioToken | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
+        self._crash: BaseException | None = None
         self._stop: trio.Event | None = None
         self._stopped: trio.Event | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -60,10 +61,12 @@ class _LoopThread:
     def _run(self) -> None:
         try:
             trio.run(self._main)
-        except BaseException as exc:  # noqa: BLE001 - reported to the creating thread
+        except BaseException as exc:  # noqa: BLE001 - reported to the calling threads
             if not self._ready.is_set():
                 self._startup_error = exc
                 self._ready.set()
+            else:
+                self._crash = exc
 
     async def _main(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
@@ -80,23 +83,30 @@ class _LoopThread:
     def alive(self) -> bool:
         return self._thread.is_alive() and self._token is not None
 
+    def _dead(self) -> ClientClosedError:
+        error = ClientClosedError("the client is closed")
+        if self._crash is not None:
+            error = ClientClosedError(f"the client's loop stopped: {self._crash!r}")
+            error.__cause__ = self._crash
+        return error
+
     def call(self, fn: Callable, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         """Run ``await fn(*args, **kwargs)`` on the loop and return its result (or raise its error)."""
         if not self._thread.is_alive():
-            raise ClientClosedError("the client is closed")
+            raise self._dead()
         try:
             return trio.from_thread.run(_bounded, fn, args, kwargs, timeout, trio_token=self._token)
         except trio.RunFinishedError:
-            raise ClientClosedError("the client is closed") from None
+            raise self._dead() from None
 
     def call_sync(self, fn: Callable, *args: Any) -> Any:
         """Run plain ``fn(*args)`` on the loop thread."""
         if not self._thread.is_alive():
-            raise ClientClosedError("the client is closed")
+            raise self._dead()
         try:
             return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
         except trio.RunFinishedError:
-            raise ClientClosedError("the client is closed") from None
+            raise self._dead() from None
 
     def stop(self, timeout: float | None) -> None:
         """Close the client (its own ``close()`` first, under ``timeout``), end the loop, join the thread."""

@@ -17,7 +17,7 @@ __all__ = [
     "ConsumerRecord",
     "GroupDescription",
     "GroupListing",
-    "GroupMember",
+    "MemberDescription",
     "NewTopic",
     "OffsetAndTimestamp",
     "PartitionInfo",
@@ -153,7 +153,7 @@ class GroupListing:
 
 
 @dataclass(frozen=True, slots=True)
-class GroupMember:
+class MemberDescription:
     """A member of a described group; ``assignment`` is decoded for consumer groups."""
 
     member_id: str
@@ -169,5 +169,5 @@ class GroupDescription:
     state: str
     protocol_type: str
     protocol: str
-    members: tuple[GroupMember, ...] = ()
+    members: tuple[MemberDescription, ...] = ()
     error_code: int = 0

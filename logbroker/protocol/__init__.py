@@ -1,7 +1,8 @@
 """Sans-I/O Kafka protocol: framing, the version table, and our adapter over kio.
 
 Never touches sockets and never imports trio. See :mod:`.adapter` for how to
-build kio response objects.
+build kio response objects, and :mod:`.fastpath` for the hand-written
+Produce and Fetch response encoders the hot paths use instead.
 """
 
 import sys as _sys
@@ -32,6 +33,13 @@ from .adapter import request_module as request_module
 from .adapter import response_module as response_module
 from .adapter import timestamp as timestamp
 from .adapter import to_ms as to_ms
+from .fastpath import FETCH_VERSIONS as FETCH_VERSIONS
+from .fastpath import PRODUCE_VERSIONS as PRODUCE_VERSIONS
+from .fastpath import Encoded as Encoded
+from .fastpath import FetchPartition as FetchPartition
+from .fastpath import ProducePartition as ProducePartition
+from .fastpath import encode_fetch_response as encode_fetch_response
+from .fastpath import encode_produce_response as encode_produce_response
 from .framing import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES
 from .framing import FrameDecoder as FrameDecoder
 from .versions import SUPPORTED_VERSIONS as SUPPORTED_VERSIONS
@@ -42,11 +50,16 @@ from .versions import is_enabled as is_enabled
 
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
+    "FETCH_VERSIONS",
+    "PRODUCE_VERSIONS",
     "SUPPORTED_VERSIONS",
     "ZERO_COPY_MIN",
     "ApiKey",
+    "Encoded",
     "ErrorCode",
+    "FetchPartition",
     "FrameDecoder",
+    "ProducePartition",
     "Request",
     "api_versions_entries",
     "api_versions_response",
@@ -55,6 +68,8 @@ __all__ = [
     "decode_response",
     "duration",
     "enabled_versions",
+    "encode_fetch_response",
+    "encode_produce_response",
     "encode_request",
     "encode_response",
     "encode_unsupported_api_versions",

@@ -79,6 +79,7 @@ from logbroker.errors import UnsupportedVersionError
 
 from ._reader import Reader
 from ._reader import entity_reader
+from .fastpath import Encoded
 from .versions import SUPPORTED_VERSIONS
 from .versions import ApiKey
 from .versions import api_versions_entries
@@ -313,9 +314,15 @@ def encode_response(request: Request, body: Any) -> list[bytes | memoryview]:
     until sent). ``records`` memoryviews must be 1-D with format ``"B"``. With
     many large fields, send at most ``IOV_MAX`` (1024) buffers per ``sendmsg``.
 
+    A body already encoded by a fast path (an :class:`~.fastpath.Encoded`
+    from :func:`~.fastpath.encode_produce_response` or
+    :func:`~.fastpath.encode_fetch_response`) is returned as it is.
+
     :raises LocalProtocolError: ``body`` is not an instance of
         ``request.response_class`` or does not fit its schema.
     """
+    if type(body) is Encoded:
+        return body.buffers
     cls = request.response_class
     if type(body) is not cls:
         raise LocalProtocolError(

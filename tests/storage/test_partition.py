@@ -56,7 +56,42 @@ def test_reads_are_zero_copy_views_of_the_map(open_log):
     log.append(make_batch(), now_ms=0)
     records = log.read(0, 1000).records
     assert isinstance(records, memoryview) and records.readonly
-    assert type(records.obj).__name__ == "mmap"
+    # A view of the file's pages, not a copy: a byte changed in the file shows.
+    fd = os.open(log.segments[0].path, os.O_RDWR)
+    try:
+        os.pwrite(fd, bytes([records[-1] ^ 0xFF]), len(records) - 1)
+        assert records[-1] == os.pread(fd, 1, len(records) - 1)[0]
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("map_ahead", [True, False], ids=["map-ahead", "remap"])
+@pytest.mark.parametrize("segment_bytes", [1 << 30, 10_000])
+def test_tail_reads_after_each_append_see_every_batch(open_log, monkeypatch, segment_bytes, map_ahead):
+    # The active segment's map reaches past the data; reads must still stop at
+    # the data and see each append at once, across rolls and map growth. Where
+    # the system refuses such a map, the segment remaps as the file grows.
+    if not map_ahead:
+        monkeypatch.setattr("logbroker.storage.segment._map_ahead", lambda fd, length: None)
+    log = open_log(LogConfig(segment_bytes=segment_bytes, index_interval_bytes=300))
+    views = []
+    for i in range(200):
+        info = log.append(make_batch(records=1 + i % 3, value_size=40 + i), now_ms=0)
+        records = log.read(info.base_offset, 1 << 20).records
+        assert parse_header(records).base_offset == info.base_offset
+        assert len(records) == parse_header(records).size  # nothing past the data
+        views.append(records)
+        if i % 7 == 0:  # a consumer a few batches behind (reads stop at a segment's end)
+            behind = max(0, info.base_offset - 5)
+            spans = batch_spans(log.read(behind, 1 << 20).records)
+            assert spans[0][0] <= behind <= spans[0][1]
+            assert all(a[1] + 1 == b[0] for a, b in zip(spans, spans[1:]))
+            if segment_bytes > log.size_bytes:
+                assert spans[-1][1] == info.last_offset
+    assert sum(map(len, views)) == log.size_bytes
+    assert [parse_header(v).base_offset for v in views] == [
+        h.base_offset for _, h in log.iter_batch_headers(0)
+    ]
 
 
 def test_append_does_not_copy_the_payload(open_log, monkeypatch):
@@ -256,6 +291,18 @@ def test_truncate_to(open_log):
     assert batch_spans(log.read(14, 10_000).records) == [(14, 14)]
     assert log.truncate_to(100) == 15
     assert log.truncate_to(0) == 0 and log.size_bytes == 0
+
+
+def test_truncation_forgets_where_tail_reads_stopped(open_log):
+    log = open_log(LogConfig(index_interval_bytes=1 << 20))
+    for _ in range(10):
+        log.append(make_batch(records=1, value_size=100), now_ms=0)
+    assert batch_spans(log.read(9, 1 << 20).records) == [(9, 9)]  # a consumer at the tail
+    assert log.truncate_to(5) == 5
+    for _ in range(7):  # offsets 5..11 again, at other positions
+        log.append(make_batch(records=1, value_size=37), now_ms=0)
+    for offset in range(12):
+        assert batch_spans(log.read(offset, 1).records) == [(offset, offset)]
 
 
 def test_reopen_clean_and_unclean_gives_same_state(tmp_path, small_config):

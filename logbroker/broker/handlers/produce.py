@@ -1,13 +1,13 @@
 """Produce: validate each partition's batch, check producer state, append.
 
-Batches stay opaque bytes; only their 61-byte header is read.
+Batches stay opaque bytes; only their 61-byte header is read. The response
+is written by the protocol's fast Produce encoder (no kio objects).
 """
 
 from __future__ import annotations
 
-from logbroker.protocol import ErrorCode
+from logbroker.protocol import ErrorCode, ProducePartition, encode_produce_response
 
-from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.handlers._result import Reply
 from logbroker.broker.handlers.errors import error_code_for
 from logbroker.errors import LogbrokerError
@@ -17,7 +17,6 @@ _VALID_ACKS = (-1, 0, 1)
 
 def handle_produce(broker, request) -> Reply:
     body = request.body
-    mod = module_of(request.response_class)
     acks = int(body.acks)
     always = broker.config.flush == "always"
     topics_out = []
@@ -47,17 +46,7 @@ def handle_produce(broker, request) -> Reply:
                     code, result = error_code_for(exc), None
                     message = str(exc)
             if result is None:
-                partitions_out.append(
-                    build(
-                        mod.PartitionProduceResponse,
-                        index=index,
-                        error_code=code,
-                        base_offset=-1,
-                        log_append_time=-1,
-                        log_start_offset=-1,
-                        error_message=message,
-                    )
-                )
+                partitions_out.append(ProducePartition(index, code, error_message=message))
                 continue
             if not result.duplicate:
                 appended.append((name, index))
@@ -66,16 +55,16 @@ def handle_produce(broker, request) -> Reply:
                     # flush(n) makes offsets below n durable: cover the whole batch.
                     flush.append((plog, plog.log_end_offset))
             partitions_out.append(
-                build(
-                    mod.PartitionProduceResponse,
-                    index=index,
-                    error_code=ErrorCode.none,
+                ProducePartition(
+                    index,
+                    ErrorCode.none,
                     base_offset=result.base_offset,
                     log_append_time=result.log_append_time,
                     log_start_offset=result.log_start_offset,
                 )
             )
-        topics_out.append(build(mod.TopicProduceResponse, name=name, partition_responses=tuple(partitions_out)))
+        topics_out.append((name, partitions_out))
     if acks == 0:
         return Reply(None, flush=[], appended=appended)
-    return Reply(build(request.response_class, responses=tuple(topics_out)), flush=flush, appended=appended)
+    response = encode_produce_response(request.api_version, request.correlation_id, topics_out)
+    return Reply(response, flush=flush, appended=appended)

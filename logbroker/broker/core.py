@@ -112,6 +112,9 @@ class Broker:
     def topics(self):
         return self.log_manager.topics()
 
+    def has_topic(self, name: str) -> bool:
+        return self.log_manager.has_topic(name)
+
     def partition(self, topic: str, partition: int) -> PartitionLog:
         """The log of one partition; raises UnknownTopicError."""
         return self.log_manager.get_partition(topic, partition)

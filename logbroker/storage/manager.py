@@ -273,6 +273,10 @@ class LogManager:
         """Every topic by name (a copy)."""
         return dict(self._topics)
 
+    def has_topic(self, name: str) -> bool:
+        """True if ``name`` exists; no copy of the table (the produce path asks this)."""
+        return name in self._topics
+
     def topic(self, name: str) -> TopicInfo:
         """Raises UnknownTopicError."""
         try:

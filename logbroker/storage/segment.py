@@ -150,6 +150,7 @@ class LogSegment:
         # Bytes [0, verified) passed a CRC check in this process (appended or
         # recovered); reads check the CRC of anything beyond before serving it.
         self.verified = 0
+        self._appended_from: int | None = None  # bytes from here were appended (validated) in this process
         self.offset_index = OffsetIndex(segment_path(directory, base_offset, INDEX_SUFFIX), base_offset)
         self.time_index = TimeIndex(segment_path(directory, base_offset, TIME_INDEX_SUFFIX), base_offset)
 
@@ -304,6 +305,8 @@ class LogSegment:
         self.size = pos + size
         if self.verified == pos:  # appended batches were validated by the partition log
             self.verified = pos + size
+        if self._appended_from is None:
+            self._appended_from = pos
         self.next_offset = last_offset + 1
         return pos
 
@@ -401,7 +404,7 @@ class LogSegment:
                     break
                 pos = nxt
             end = pos
-        if end > self.verified:
+        if end > self.verified and (self._appended_from is None or position < self._appended_from):
             end = self._verify(view, position, end)
         return view[position:end]
 
@@ -411,7 +414,8 @@ class LogSegment:
         when the very first batch is corrupt: it is never served."""
         contiguous = position <= self.verified
         pos = max(position, self.verified) if contiguous else position
-        while pos < end:
+        stop = end if self._appended_from is None else min(end, self._appended_from)
+        while pos < stop:
             try:
                 header = check_batch(view, pos)
             except CorruptBatchError as exc:
@@ -527,6 +531,8 @@ class LogSegment:
             raise StorageError(f"cannot truncate {self.log_path}: {exc.strerror or exc}") from exc
         self.size = pos
         self.verified = min(self.verified, pos)
+        if self._appended_from is not None and self._appended_from > pos:
+            self._appended_from = pos
         self.offset_index.truncate_to_position(pos)
         # Recompute the in-memory state from the remaining headers (not a hot path).
         self.next_offset = self.base_offset

@@ -24,7 +24,7 @@ def handle_produce(broker, request) -> Reply:
     appended: list = []
     for topic in body.topic_data:
         name = topic.name
-        exists = name in broker.topics()
+        exists = broker.has_topic(name)
         partitions_out = []
         for pdata in topic.partition_data:
             index = int(pdata.index)

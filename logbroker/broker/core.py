@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from logbroker.broker.config import BrokerConfig
 from logbroker.broker.groups import GroupConfig, GroupCoordinator, OffsetsTopic
 from logbroker.broker.producer_state import Duplicate, PartitionProducerState
+from logbroker.broker.security import UserStore
+from logbroker.broker.session import Session
 from logbroker.broker.share import ShareConfig, ShareCoordinator, ShareStateTopic
 from logbroker.errors import UnknownTopicError
 from logbroker.errors import InvalidBatchError, RecordsError
@@ -90,6 +92,9 @@ class Broker:
         self._timer_sources: list = []
         # Address of the client whose request is being handled (Kafka's "/host").
         self.request_peer = ""
+        # The connection whose request is being handled (principal, SASL state).
+        self.request_session = Session()
+        self.users = UserStore(config.data_dir)
         self._restore_producer_states()
         self.groups = GroupCoordinator(GroupConfig.from_broker(config), OffsetsTopic(self.log_manager))
         self.groups.load(clock())

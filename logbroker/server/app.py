@@ -14,6 +14,7 @@ the request it is handling, wake long polls, flush, write the clean marker.
 from __future__ import annotations
 
 import logging
+import ssl
 import os
 import math
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ import trio
 
 from logbroker.broker import Broker, BrokerConfig
 from logbroker.broker.deferred import Deferred
+from logbroker.broker.session import Session
 from logbroker.broker.handlers import (
     SERVED_VERSIONS,
     FetchOperation,
@@ -30,7 +32,7 @@ from logbroker.broker.handlers import (
     is_served,
     unsupported_version_response,
 )
-from logbroker.errors import LogbrokerError, ProtocolError, UnsupportedVersionError
+from logbroker.errors import InvalidConfigError, LogbrokerError, ProtocolError, UnsupportedVersionError
 from logbroker.protocol import (
     ApiKey,
     FrameDecoder,
@@ -44,6 +46,7 @@ from logbroker.server.waiters import AppendWaiters
 log = logging.getLogger("logbroker.server")
 
 _RECEIVE_CHUNK = 256 * 1024
+_BEFORE_AUTHENTICATION = frozenset({ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE})
 _COALESCE_BELOW = 16 * 1024
 _MAX_IOV = 512
 # Send the responses gathered from pipelined requests once there are this many
@@ -172,6 +175,7 @@ class Server:
     async def _serve_requests(self, stream: trio.SocketStream, peer_host: str, idle: trio.CancelScope) -> None:
         """Answer requests in order until EOF or shutdown; see the module docstring."""
         decoder = FrameDecoder(self.config.socket_request_max_bytes)
+        session = Session(peer=peer_host)
         out: list = []  # buffers of responses ready to send, in request order
         out_bytes = 0
 
@@ -188,7 +192,7 @@ class Server:
             try:
                 frame = decoder.next_frame()
                 if frame is not None:
-                    parts = await self._handle_frame(frame, peer_host, send_ready)
+                    parts = await self._handle_frame(frame, peer_host, send_ready, session)
             except Exception:
                 await send_ready()  # answer the requests before this one
                 raise
@@ -208,9 +212,12 @@ class Server:
                 out_bytes += sum(map(len, parts))
                 if len(out) >= _SEND_AFTER_BUFFERS or out_bytes >= _SEND_AFTER_BYTES:
                     await send_ready()
+            if session.close_after_reply:  # failed authentication: answer, then hang up
+                await send_ready()
+                raise ProtocolError(f"authentication failed for {peer_host}")
         await send_ready()  # shutting down: answer what was handled
 
-    async def _handle_frame(self, frame, peer: str = "", before_wait=None) -> Sequence | None:
+    async def _handle_frame(self, frame, peer: str = "", before_wait=None, session=None) -> Sequence | None:
         """Handle one request frame; return its response buffers (None: no response).
 
         Returns without suspending unless the request must wait (a long-poll
@@ -220,7 +227,7 @@ class Server:
         handled (only a connection waiting for its next request); cancelling
         :func:`serve` does, and closes the connection.
         """
-        request, result = self._dispatch_frame(frame, peer)
+        request, result = self._dispatch_frame(frame, peer, session)
         if request is None:
             return result
         parts = self._ready(request, result)
@@ -231,7 +238,7 @@ class Server:
             return parts
         return await self._complete(request, result)
 
-    def _dispatch_frame(self, frame, peer: str):
+    def _dispatch_frame(self, frame, peer: str, session=None):
         """Decode and dispatch one frame: ``(request, handler result)``, or
         ``(None, buffers)`` when the answer is an error the decoder chose.
 
@@ -251,8 +258,17 @@ class Server:
             if request.api_key == ApiKey.API_VERSIONS:
                 return None, encode_unsupported_api_versions(request.correlation_id, SERVED_VERSIONS)
             raise ProtocolError(f"API key {request.api_key} v{request.api_version} is not served")
+        if session is None:
+            session = Session(peer=peer)
+        if (
+            self.config.requires_sasl
+            and not session.authenticated
+            and request.api_key not in _BEFORE_AUTHENTICATION
+        ):
+            raise ProtocolError(f"{request.api_key.name} from {peer} before SASL authentication")
         try:
             self.broker.request_peer = peer
+            self.broker.request_session = session
             result = dispatch(self.broker, request)
         except Exception as exc:
             log.exception("handler for API key %s failed", request.api_key)
@@ -345,7 +361,10 @@ async def _send_buffers(stream: trio.SocketStream, parts: Sequence) -> None:
     if len(chunks) == 1:
         await stream.send_all(chunks[0])
         return
-    sock = stream.socket
+    sock = getattr(stream, "socket", None)
+    if sock is None:  # a TLS stream: the bytes go through the SSL object anyway
+        await stream.send_all(b"".join(chunks))
+        return
     views = [memoryview(c).cast("B") for c in chunks]
     while views:
         sent = await sock.sendmsg(views[:_MAX_IOV])
@@ -361,7 +380,8 @@ async def _send_buffers(stream: trio.SocketStream, parts: Sequence) -> None:
 
 def _peer(stream: trio.SocketStream) -> str:
     try:
-        host, port = stream.socket.getpeername()[:2]
+        sock = stream.socket if hasattr(stream, "socket") else stream.transport_stream.socket
+        host, port = sock.getpeername()[:2]
         return f"{host}:{port}"
     except (OSError, AttributeError):
         return "?"
@@ -377,8 +397,18 @@ async def serve(config: BrokerConfig, *, task_status=trio.TASK_STATUS_IGNORED) -
     broker = await trio.to_thread.run_sync(Broker, config)
     log.info("data directory %s", os.path.abspath(broker.config.data_dir))
     try:
-        listeners = await trio.open_tcp_listeners(config.port, host=config.host)
-        bound = listeners[0].socket.getsockname()
+        if config.uses_ssl:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                context.load_cert_chain(config.ssl_certfile, config.ssl_keyfile)
+            except (OSError, ssl.SSLError) as exc:
+                raise InvalidConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
+            listeners = await trio.open_ssl_over_tcp_listeners(config.port, context, host=config.host)
+            tcp = [listener.transport_listener for listener in listeners]
+        else:
+            listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+            tcp = listeners
+        bound = tcp[0].socket.getsockname()
         server = Server(broker, config)
         server.port = bound[1]
         broker.advertised_port = config.advertised_port or bound[1]

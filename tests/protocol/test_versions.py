@@ -16,6 +16,8 @@ from logbroker.protocol import is_enabled
 
 EXPECTED = {
     "API_VERSIONS": (0, 4),
+    "SASL_HANDSHAKE": (1, 1),
+    "SASL_AUTHENTICATE": (0, 2),
     "METADATA": (0, 12),
     "PRODUCE": (3, 9),
     "FETCH": (4, 12),

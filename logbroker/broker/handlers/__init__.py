@@ -35,6 +35,7 @@ from logbroker.broker.handlers.offsets import (
     handle_offset_for_leader_epoch,
 )
 from logbroker.broker.handlers.produce import handle_produce
+from logbroker.broker.handlers.sasl import handle_sasl_authenticate, handle_sasl_handshake
 from logbroker.broker.handlers.share import (
     ShareFetchOperation as ShareFetchOperation,
     handle_share_acknowledge,
@@ -68,6 +69,8 @@ HANDLERS = {
     ApiKey.INCREMENTAL_ALTER_CONFIGS: handle_incremental_alter_configs,
     ApiKey.DELETE_RECORDS: handle_delete_records,
     ApiKey.INIT_PRODUCER_ID: handle_init_producer_id,
+    ApiKey.SASL_HANDSHAKE: handle_sasl_handshake,
+    ApiKey.SASL_AUTHENTICATE: handle_sasl_authenticate,
     ApiKey.FIND_COORDINATOR: handle_find_coordinator,
     ApiKey.JOIN_GROUP: handle_join_group,
     ApiKey.SYNC_GROUP: handle_sync_group,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from logbroker.broker.config import BrokerConfig
 from logbroker.broker.groups import GroupConfig, GroupCoordinator, OffsetsTopic
 from logbroker.broker.producer_state import Duplicate, PartitionProducerState
-from logbroker.broker.security import UserStore
+from logbroker.broker.security import Authorizer, UserStore
 from logbroker.broker.session import Session
 from logbroker.broker.share import ShareConfig, ShareCoordinator, ShareStateTopic
 from logbroker.errors import UnknownTopicError
@@ -95,6 +95,9 @@ class Broker:
         # The connection whose request is being handled (principal, SASL state).
         self.request_session = Session()
         self.users = UserStore(config.data_dir)
+        self.authorizer = (
+            Authorizer(config.data_dir, super_users=config.super_user_list) if config.authorizer_enable else None
+        )
         self._restore_producer_states()
         self.groups = GroupCoordinator(GroupConfig.from_broker(config), OffsetsTopic(self.log_manager))
         self.groups.load(clock())
@@ -116,6 +119,13 @@ class Broker:
 
     def topics(self):
         return self.log_manager.topics()
+
+    def allowed(self, operation: str, resource_type: str, name: str) -> bool:
+        """May the principal of the request being handled do ``operation``?
+        Always True without ``authorizer.enable``."""
+        if self.authorizer is None:
+            return True
+        return self.authorizer.allowed(self.request_session.principal, operation, resource_type, name)
 
     def has_topic(self, name: str) -> bool:
         return self.log_manager.has_topic(name)

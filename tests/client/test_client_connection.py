@@ -13,7 +13,7 @@ from logbroker.client.versions import CLIENT_VERSIONS, negotiate
 from logbroker.errors import ClientClosedError, KafkaConnectionError, KafkaError, KafkaTimeoutError
 from logbroker.protocol import SUPPORTED_VERSIONS, ApiKey, ErrorCode, build, encode_request
 
-from fakes import FakeBroker, metadata_answer
+from client_fakes import FakeBroker, metadata_answer
 
 
 async def _open(fake: FakeBroker, nursery, **kw) -> Connection:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import datetime
 import threading
-import time
 
 import pytest
 import trio
 
 from logbroker.client import Admin, Consumer, Producer, TopicPartition, murmur2_partition
 
-from conftest import create_topic
+from client_support import create_topic
 
 BASE_TS = 1_700_000_000_000
 GROUP_OPTIONS = dict(session_timeout_ms=10_000, heartbeat_interval_ms=300, auto_commit_interval_ms=200)

@@ -11,7 +11,7 @@ import xxhash
 from logbroker.client import crc32_partition, murmur2, murmur2_partition, xxhash_partition
 from logbroker.client.partitioner import StickyPartitions, hashes_empty_key
 
-from conftest import create_topic
+from client_support import create_topic
 
 KEYS = [b"", b"a", b"ab", b"abc", b"abcd", b"abcde", b"key-1", "ключ".encode(), bytes(range(256))] + [
     random.Random(7).randbytes(n) for n in range(1, 64)

@@ -9,7 +9,7 @@ from logbroker.client import Consumer, Producer
 from logbroker.errors import ClientClosedError, KafkaTimeoutError, RecordTooLargeError, UnknownTopicOrPartitionError
 from logbroker.protocol import ApiKey, ErrorCode, build
 
-from fakes import once
+from client_fakes import once
 
 
 def _options(inproc, **kw):

@@ -81,3 +81,45 @@ def test_sasl_ssl_listener(broker_factory, tmp_path):
     security = dict(security_protocol="SASL_SSL", ssl_cafile=str(cert), sasl_mechanism="SCRAM-SHA-512",
                     sasl_plain_username="alice", sasl_plain_password="s3cret")
     assert _round_trip(broker.bootstrap, **security) == [b"classified"]
+
+
+def test_acls_hold(broker_factory, tmp_path):
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from logbroker.broker.security import Acl, Authorizer
+
+    data = tmp_path / "data"
+    UserStore(data).add("mallory", "m-pw")  # alice (password s3cret) is added by _secured
+    authorizer = Authorizer(data)
+    authorizer.add(Acl("User:alice", "cluster", "kafka-cluster", "create"))
+    authorizer.add(Acl("User:alice", "topic", "payroll", "all"))
+    broker = _secured(broker_factory, tmp_path, "SASL_PLAINTEXT", ["authorizer_enable = true"])
+
+    def login(user, pw):
+        return dict(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256",
+                    sasl_plain_username=user, sasl_plain_password=pw)
+
+    admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap, **login("alice", "s3cret"))
+    admin.create_topics([NewTopic("payroll", 1, 1)])
+    admin.close()
+    assert _round_trip_topic(broker.bootstrap, "payroll", **login("alice", "s3cret")) == [b"salary"]
+    # mallory can log in but cannot write, read or even see the topic.
+    mallory = login("mallory", "m-pw")
+    with pytest.raises(KafkaError):
+        KafkaProducer(bootstrap_servers=broker.bootstrap, max_block_ms=3000, **mallory).send(
+            "payroll", b"raise").get(timeout=5)
+    consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, **mallory)
+    assert "payroll" not in consumer.topics()
+    consumer.close()
+
+
+def _round_trip_topic(bootstrap, topic, **security):
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **security)
+    producer.send(topic, b"salary").get(timeout=15)
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, consumer_timeout_ms=3000, **security)
+    consumer.assign([TopicPartition(topic, 0)])
+    consumer.seek_to_beginning()
+    values = [m.value for m in consumer]
+    consumer.close()
+    return values

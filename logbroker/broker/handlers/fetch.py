@@ -15,12 +15,13 @@ from logbroker.broker.handlers.errors import error_code_for
 from logbroker.errors import LogbrokerError
 
 _NONE = ErrorCode.none
+_DENIED = ErrorCode.topic_authorization_failed
 
 
 class FetchOperation:
     """One Fetch request, attempted again each time watched data arrives."""
 
-    __slots__ = ("_broker", "_version", "_correlation_id", "_topics", "_max_bytes",
+    __slots__ = ("_broker", "_version", "_correlation_id", "_topics", "_max_bytes", "_denied",
                  "wait_ms", "min_bytes", "watch")
 
     def __init__(self, broker, request) -> None:
@@ -37,6 +38,8 @@ class FetchOperation:
             for t in body.topics
         ]
         self.watch = [(topic, p[0]) for topic, parts in self._topics for p in parts]
+        # Decided once, for the principal of the connection that asked.
+        self._denied = {topic for topic, _ in self._topics if not broker.allowed("read", "topic", topic)}
 
     def __repr__(self) -> str:
         return f"FetchOperation(partitions={len(self.watch)}, wait_ms={self.wait_ms}, min_bytes={self.min_bytes})"
@@ -51,6 +54,10 @@ class FetchOperation:
         for topic, wanted in self._topics:
             parts = []
             for index, offset, partition_max in wanted:
+                if topic in self._denied:
+                    errors = True
+                    parts.append(FetchPartition(index, _DENIED, -1, -1, -1, b""))
+                    continue
                 try:
                     plog = partition_log(topic, index)
                     limit = min(partition_max, remaining)

@@ -35,7 +35,8 @@ def handle_metadata(broker, request):
     topics = broker.topics()
     node = broker.config.node_id
     if body.topics is None:
-        wanted = sorted(topics)
+        # Topics the principal may not describe are not even named.
+        wanted = sorted(t for t in topics if broker.allowed("describe", "topic", t))
         allow_create = False
     else:
         wanted = [t.name for t in body.topics]
@@ -52,7 +53,13 @@ def handle_metadata(broker, request):
                 build(mod.MetadataResponseTopic, error_code=ErrorCode.unknown_topic_id, name=None, partitions=())
             )
             continue
-        if name not in topics and allow_create:
+        if not broker.allowed("describe", "topic", name):
+            topics_out.append(
+                build(mod.MetadataResponseTopic, error_code=ErrorCode.topic_authorization_failed, name=name,
+                      partitions=())
+            )
+            continue
+        if name not in topics and allow_create and broker.allowed("create", "topic", name):
             try:
                 broker.maybe_auto_create(name)
             except LogbrokerError as exc:

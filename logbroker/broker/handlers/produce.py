@@ -31,6 +31,8 @@ def handle_produce(broker, request) -> Reply:
             message = None
             if acks not in _VALID_ACKS:
                 code, result = ErrorCode.invalid_required_acks, None
+            elif not broker.allowed("write", "topic", name):
+                code, result = ErrorCode.topic_authorization_failed, None
             elif not exists:
                 code, result = ErrorCode.unknown_topic_or_partition, None
             elif broker.is_internal_topic(name):

@@ -39,7 +39,9 @@ def handle_create_topics(broker, request):
             partitions = broker.config.num_partitions
         rf = int(topic.replication_factor)
         code, message, info = ErrorCode.none, None, None
-        if (err := _topic_name_error(name)) is not None:
+        if not (broker.allowed("create", "cluster", "kafka-cluster") or broker.allowed("create", "topic", name)):
+            code, message = ErrorCode.topic_authorization_failed, f"not allowed to create {name!r}"
+        elif (err := _topic_name_error(name)) is not None:
             code, message = ErrorCode.invalid_topic_exception, err
         elif name in broker.topics():
             code, message = ErrorCode.topic_already_exists, f"topic {name!r} already exists"
@@ -100,7 +102,9 @@ def handle_delete_topics(broker, request):
         if name is None and topic_id is not None:
             name = by_id.get(topic_id)
         code, message = ErrorCode.none, None
-        if not broker.config.delete_topic_enable:
+        if name is not None and not broker.allowed("delete", "topic", name):
+            code, message = ErrorCode.topic_authorization_failed, f"not allowed to delete {name!r}"
+        elif not broker.config.delete_topic_enable:
             code, message = ErrorCode.topic_deletion_disabled, "topic deletion is disabled"
         elif name is None:
             code = ErrorCode.unknown_topic_id

@@ -208,10 +208,22 @@ class BrokerConfig:
         return cls(**{name: _coerce(name, value) for name, value in values.items()})
 
 
+def _flatten(raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    # TOML reads an unquoted ``num.partitions = 3`` as a table {"num": {"partitions": 3}}.
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = f"{prefix}.{key}" if prefix else key
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
 def _normalize(raw: Mapping[str, Any], *, source: str) -> dict[str, Any]:
     out = {}
     names = BrokerConfig.field_names()
-    for key, value in raw.items():
+    for key, value in _flatten(raw).items():
         name = key.replace(".", "_").replace("-", "_").lower()
         if name not in names:
             raise InvalidConfigError(f"unknown setting {key!r} in {source}")

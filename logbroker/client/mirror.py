@@ -70,8 +70,8 @@ async def mirror(source: str, target: str, topics: list[str], *, follow: bool = 
                 if not follow and record.offset >= ends[tp]:
                     done.add(tp)
                     continue
-                producer.send_nowait(record.topic, record.value, record.key, partition=record.partition,
-                                     headers=record.headers, timestamp_ms=record.timestamp)
+                await producer.send(record.topic, record.value, record.key, partition=record.partition,
+                                    headers=record.headers, timestamp_ms=record.timestamp)
                 result.copied[record.topic] += 1
                 since_report += 1
                 if not follow and record.offset + 1 >= ends[tp]:

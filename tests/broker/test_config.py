@@ -35,3 +35,10 @@ def test_unknown_key_in_file(tmp_path):
     path.write_text("colour = 'blue'\n")
     with pytest.raises(InvalidConfigError, match="colour"):
         BrokerConfig.load(config_file=str(path), environ={})
+
+
+def test_unquoted_kafka_names_in_toml(tmp_path):
+    path = tmp_path / "broker.toml"
+    path.write_text("num.partitions = 6\nauto.create.topics.enable = false\n")
+    config = BrokerConfig.load(config_file=str(path), environ={})
+    assert config.num_partitions == 6 and config.auto_create_topics_enable is False

@@ -213,14 +213,48 @@ def run(broker: LogbrokerProcess, topic: str, consumers: int, records: int, work
     }
 
 
-def bench_request_reply(args) -> dict | None:
-    """Request-reply over a share group: needs the native client (``logbroker.client``).
+def bench_request_reply(bootstrap: str, seconds: float = 3.0) -> dict:
+    """Request-reply with logbroker.client's Requester and Responder (Spring's
+    kafka_correlationId / kafka_replyTopic headers): round trips/s and p50/p99
+    latency with 1 and with 50 requests outstanding, one responder process-local."""
+    import trio
 
-    To be added: requesters send with a correlation id and a reply topic
-    (Spring's ``kafka_correlationId``/``kafka_replyTopic`` headers), responders
-    in one share group answer; figures: round trips/s and p50/p99 latency.
-    """
-    return None
+    from logbroker.client import Admin
+    from logbroker.client.reply import Requester, Responder
+
+    async def main() -> dict:
+        async with Admin(bootstrap) as admin:
+            await admin.create_topic("rpc-bench", 1)
+        out = {}
+        async with Responder(bootstrap, "rpc-bench", lambda r: r.value, group_id="rpc-bench") as responder, \
+                Requester(bootstrap, timeout_ms=10_000) as requester:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(responder.run)
+                await requester.request("rpc-bench", b"warm-up")
+                for outstanding in (1, 50):
+                    latencies: list[float] = []
+                    deadline = time.perf_counter() + seconds
+
+                    async def caller() -> None:
+                        while time.perf_counter() < deadline:
+                            t0 = time.perf_counter()
+                            await requester.request("rpc-bench", b"ping")
+                            latencies.append(time.perf_counter() - t0)
+
+                    async with trio.open_nursery() as callers:
+                        for _ in range(outstanding):
+                            callers.start_soon(caller)
+                    latencies.sort()
+                    out[f"outstanding_{outstanding}"] = {
+                        "round_trips_per_s": round(len(latencies) / seconds),
+                        "p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
+                        "p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+                    }
+                nursery.cancel_scope.cancel()
+        out["target_p50_below_5ms_at_1"] = out["outstanding_1"]["p50_ms"] < 5
+        return out
+
+    return trio.run(main)
 
 
 def median_of(runs: list[dict], key: str) -> float:
@@ -262,7 +296,8 @@ def main() -> None:
             out["work"]["ratio"] >= 1.5
             and min(out["work"]["one_consumer_records_per_s"], out["no_work"]["one_consumer_records_per_s"]) >= 50_000
         )
-        out["request_reply"] = bench_request_reply(args)
+        progress("request-reply")
+        out["request_reply"] = bench_request_reply(broker.bootstrap)
         trouble = broker.trouble()
         if trouble:
             out["broker_trouble"] = trouble

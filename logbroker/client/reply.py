@@ -97,7 +97,10 @@ class Requester:
         async with contextlib.AsyncExitStack() as stack:
             if self._own_topic:
                 stack.push_async_callback(self._delete_reply_topic)
-            self._producer = await stack.enter_async_context(Producer(self._bootstrap, **self._options))
+            # A request is sent at once: batching would only add its linger to every round trip.
+            self._producer = await stack.enter_async_context(
+                Producer(self._bootstrap, **{"linger_ms": 0, **self._options})
+            )
             self._consumer = await stack.enter_async_context(
                 Consumer(self._bootstrap, auto_offset_reset="latest", enable_auto_commit=False,
                          fetch_max_wait_ms=100, **self._options)
@@ -192,7 +195,9 @@ class Responder:
 
     async def __aenter__(self) -> Responder:
         async with contextlib.AsyncExitStack() as stack:
-            self._producer = await stack.enter_async_context(Producer(self._bootstrap, linger_ms=0, **self._options))
+            self._producer = await stack.enter_async_context(
+                Producer(self._bootstrap, **{"linger_ms": 0, **self._options})
+            )
             self._consumer = await stack.enter_async_context(
                 Consumer(self._bootstrap, group_id=self.group_id, auto_offset_reset="earliest",
                          fetch_max_wait_ms=100, **self._options)

@@ -238,7 +238,7 @@ def produce_all(bootstrap: str, topic: str, records, **extra) -> list[tuple[int,
     return results
 
 
-def read_partitions(bootstrap: str, topic: str, partitions, *, timeout: float = 60.0,
+def read_partitions(bootstrap: str, topic: str, partitions, *, timeout: float = 15.0,
                     ) -> dict[int, list[tuple[int, bytes | None, bytes | None]]]:
     """Every record of the given partitions, from the log start to the high watermark
     of the moment, as ``{partition: [(offset, key, value)...]}``, read through

@@ -1,0 +1,118 @@
+"""A one-partition internal topic a coordinator writes its state to:
+append, replay at startup, copy-forward compaction.
+
+Compaction rolls the segment, appends the live records (the coordinator's
+current state), fsyncs them and moves the log start past everything older.
+A crash at any point leaves a log whose replay gives the same state: the
+copies are the latest values, and the old records go only once the copies
+are durable. Not thread-safe; the broker calls it from one thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from logbroker.broker.replay import replay_records
+from logbroker.errors import UnknownTopicError
+from logbroker.records import BatchBuilder, Record
+from logbroker.storage import LogManager, PartitionLog
+
+log = logging.getLogger("logbroker.broker")
+
+_REWRITE_BATCH_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class FlushPoint:
+    """fsync ``log`` below ``offset`` to make a write durable."""
+
+    log: PartitionLog
+    offset: int
+
+
+class InternalTopic:
+    """Subclasses set ``NAME``, ``CONFIGS`` and ``REWRITE_BATCH_RECORDS``.
+
+    ``record_count``: records between the log start and the log end, i.e.
+    what a replay would read (coordinators compare it with their live state
+    to decide when to compact).
+    """
+
+    NAME: str
+    CONFIGS: dict[str, str]
+    REWRITE_BATCH_RECORDS = 500
+
+    def __init__(self, log_manager: LogManager) -> None:
+        self._manager = log_manager
+        self.record_count = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(records={self.record_count})"
+
+    def _log(self, create: bool) -> PartitionLog | None:
+        try:
+            return self._manager.get_partition(self.NAME, 0)
+        except UnknownTopicError:
+            if not create:
+                return None
+        self._manager.create_topic(self.NAME, 1, dict(self.CONFIGS))
+        log.info("created internal topic %s", self.NAME)
+        return self._manager.get_partition(self.NAME, 0)
+
+    def append(self, records: Sequence[tuple[bytes, bytes | None]], now_ms: int) -> FlushPoint:
+        """Append ``(key, value)`` records as one batch; returns where to fsync.
+
+        Creates the topic on first use. Raises LogbrokerError (StorageError,
+        BatchTooLargeError...) with nothing written.
+        """
+        plog = self._log(create=True)
+        builder = BatchBuilder()
+        for key, value in records:
+            builder.append(value, key, timestamp_ms=now_ms)
+        info = plog.append(builder.build(), now_ms)
+        self.record_count += len(records)
+        return FlushPoint(plog, info.last_offset + 1)
+
+    def keyed_records(self) -> Iterator[Record]:
+        """Every keyed record from the log start, in offset order; counts all records."""
+        self.record_count = 0
+        plog = self._log(create=False)
+        if plog is None:
+            return
+        for record in replay_records(plog):
+            self.record_count += 1
+            if record.key is not None:
+                yield record
+
+    def rewrite(self, records: Sequence[tuple[bytes, bytes | None]], now_ms: int,
+                batch_records: int | None = None) -> None:
+        """Copy-forward compaction: make ``records`` (the live state) the whole log.
+
+        Blocks for one fsync of the copies. Raises LogbrokerError; on error
+        the old records are kept and the log stays replayable.
+        """
+        plog = self._log(create=False)
+        if plog is None:
+            return
+        batch_records = batch_records or self.REWRITE_BATCH_RECORDS
+        before = plog.log_end_offset
+        plog.roll()
+        start = plog.log_end_offset
+        builder = BatchBuilder()
+        for key, value in records:
+            builder.append(value, key, timestamp_ms=now_ms)
+            if len(builder) >= batch_records or builder.estimated_size() >= _REWRITE_BATCH_BYTES:
+                plog.append(builder.build(), now_ms)
+                builder = BatchBuilder()
+        if len(builder):
+            plog.append(builder.build(), now_ms)
+        plog.flush()
+        plog.delete_records_before(start)
+        dropped = self.record_count
+        self.record_count = len(records)
+        log.info(
+            "compacted %s: %d records before offset %d replaced by %d live records",
+            self.NAME, dropped, before, len(records),
+        )

@@ -1,8 +1,9 @@
 """The internal topic ``__share_group_state``: append, replay, copy-forward compaction.
 
 Like ``__consumer_offsets`` (:mod:`logbroker.broker.groups.store`): one
-partition, ``cleanup.policy=compact``, created on the first write. The
-storage engine has no log cleaner, so compaction copies the live records
+partition, ``cleanup.policy=compact``, created on the first write; the log
+cleaner compacts it in the background, and copy-forward compaction
+(:class:`~logbroker.broker.internal_topic.InternalTopic`) copies the live records
 (a snapshot of every share-partition, every group and config record)
 forward into a fresh segment, fsyncs them and moves the log start past
 everything older. A crash at any point leaves a replayable log.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from logbroker.errors import CompressionError, CorruptBatchError
 from logbroker.records.compression import Compression, decompress
@@ -23,12 +24,13 @@ from logbroker.records.header import (
 from logbroker.records.varint import DECODED, decode_zigzag
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """One decoded record with its absolute offset and timestamp (ms).
 
     Header names are str (invalid UTF-8 is replaced, as the Java client
-    does); header values, key and value are bytes or None.
+    does); header values, key and value are bytes or None. A named tuple:
+    cheap to make and, holding only atomic values, not tracked by the
+    garbage collector.
     """
 
     offset: int
@@ -59,19 +61,23 @@ def decode_batch(buf, pos: int = 0) -> DecodedBatch:
     not decompress or use an unknown codec.
     """
     header = check_batch(buf, pos)
+    fixed_ts = header.max_timestamp if header.log_append_time else None
+    records = decode_records(records_section(buf, pos, header), header.records_count, header.base_offset,
+                             header.base_timestamp, fixed_ts)
+    return DecodedBatch(header, records)
+
+
+def records_section(buf, pos: int, header: BatchHeader) -> bytes:
+    """The records of the batch at ``buf[pos]`` (checked), decompressed."""
     body = memoryview(buf)[pos + HEADER_SIZE : pos + header.size]
     codec = header.attributes & 0x07
-    if codec:
-        try:
-            codec = Compression(codec)
-        except ValueError:
-            raise CompressionError(f"unknown compression codec {codec} in batch attributes") from None
-        data = decompress(codec, body)
-    else:
-        data = bytes(body)
-    fixed_ts = header.max_timestamp if header.log_append_time else None
-    records = _decode_records(data, header.records_count, header.base_offset, header.base_timestamp, fixed_ts)
-    return DecodedBatch(header, records)
+    if not codec:
+        return bytes(body)
+    try:
+        codec = Compression(codec)
+    except ValueError:
+        raise CompressionError(f"unknown compression codec {codec} in batch attributes") from None
+    return decompress(codec, body)
 
 
 def decode_batches(buf) -> Iterator[DecodedBatch]:
@@ -84,18 +90,18 @@ def decode_batches(buf) -> Iterator[DecodedBatch]:
         yield decode_batch(buf, pos)
 
 
-# Setting slots through their descriptors skips the frozen dataclass __init__
-# (five object.__setattr__ calls), halving the cost of making a Record.
-_new = object.__new__
-_set_offset = Record.offset.__set__  # type: ignore[attr-defined]
-_set_timestamp = Record.timestamp.__set__  # type: ignore[attr-defined]
-_set_key = Record.key.__set__  # type: ignore[attr-defined]
-_set_value = Record.value.__set__  # type: ignore[attr-defined]
-_set_headers = Record.headers.__set__  # type: ignore[attr-defined]
+_new = tuple.__new__
 
 
-def _decode_records(data: bytes, count: int, base_offset: int, base_ts: int, fixed_ts: int | None) -> list[Record]:
-    """Decode ``count`` records filling ``data`` exactly.
+def decode_records(
+    data: bytes, count: int, base_offset: int, base_ts: int, fixed_ts: int | None,
+    *, cls: type[tuple] = Record, head: tuple = (), start: int = -1, out: list | None = None,
+) -> list:
+    """Decode the ``count`` records filling ``data`` (a batch's decompressed
+    records section) exactly; append those at offset >= ``start`` to ``out``
+    (default: a new list) as ``cls(*head, offset, timestamp, key, value, headers)``
+    and return it. ``cls`` is a tuple subclass; the client passes
+    ``head=(topic, partition)`` to make its consumer records directly.
 
     Each varint is read inline: one byte ``b < 0x80`` -> ``DECODED[b]``; two
     bytes -> ``DECODED[(b & 0x7F) | (c << 7)]``; longer ones call
@@ -107,14 +113,7 @@ def _decode_records(data: bytes, count: int, base_offset: int, base_ts: int, fix
     table = DECODED
     slow = decode_zigzag
     new = _new
-    set_offset, set_timestamp, set_key, set_value, set_headers = (
-        _set_offset,
-        _set_timestamp,
-        _set_key,
-        _set_value,
-        _set_headers,
-    )
-    records: list[Record] = []
+    records: list = [] if out is None else out
     append = records.append
     pos = 0
     try:
@@ -202,17 +201,14 @@ def _decode_records(data: bytes, count: int, base_offset: int, base_ts: int, fix
                 headers, pos = _decode_headers(data, pos)
             if pos != end:
                 raise CorruptBatchError(f"record ends at byte {pos}, its length says {end}")
-            record = new(Record)
-            set_offset(record, base_offset + offset_delta)
-            set_timestamp(record, base_ts + ts_delta if fixed_ts is None else fixed_ts)
-            set_key(record, key)
-            set_value(record, value)
-            set_headers(record, headers)
-            append(record)
+            offset = base_offset + offset_delta
+            if offset >= start:
+                append(new(cls, head + (offset, base_ts + ts_delta if fixed_ts is None else fixed_ts,
+                                        key, value, headers)))
     except IndexError:
-        raise CorruptBatchError(f"records truncated: record {len(records)} of {count} runs past the end") from None
+        raise CorruptBatchError(f"records of the batch at offset {base_offset} truncated: they run past its end") from None
     if pos != len(data):
-        raise CorruptBatchError(f"{len(data) - pos} bytes left after {count} records")
+        raise CorruptBatchError(f"{len(data) - pos} bytes left after {count} records at offset {base_offset}")
     return records
 
 

@@ -31,9 +31,13 @@ def test_public_names_are_exported():
         assert hasattr(records, name), name
 
 
+def test_record_is_a_named_tuple():
+    assert issubclass(records.Record, tuple)
+    assert records.Record._fields == ("offset", "timestamp", "key", "value", "headers")
+
+
 def test_values_are_frozen_slotted_dataclasses():
     for cls, fields in (
-        (records.Record, ["offset", "timestamp", "key", "value", "headers"]),
         (records.DecodedBatch, ["header", "records"]),
     ):
         assert dataclasses.is_dataclass(cls)

@@ -1,5 +1,6 @@
 """A one-partition internal topic a coordinator writes its state to:
-append, replay at startup, copy-forward compaction.
+append, replay at startup, copy-forward compaction; and the string codec
+the internal topics' record formats share.
 
 Compaction rolls the segment, appends the live records (the coordinator's
 current state), fsyncs them and moves the log start past everything older.
@@ -11,6 +12,7 @@ are durable. Not thread-safe; the broker calls it from one thread.
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -22,6 +24,30 @@ from logbroker.storage import LogManager, PartitionLog
 log = logging.getLogger("logbroker.broker")
 
 _REWRITE_BATCH_BYTES = 1 << 20
+_I16 = struct.Struct(">h")
+
+
+class RecordFormatError(ValueError):
+    """A key or value of an internal topic that does not parse (truncated, bad UTF-8)."""
+
+
+def encode_str(text: str | None) -> bytes:
+    """An int16 byte length (-1 = null) and the UTF-8 bytes."""
+    if text is None:
+        return _I16.pack(-1)
+    raw = text.encode("utf-8")
+    return _I16.pack(len(raw)) + raw
+
+
+def read_str(buf, pos: int) -> tuple[str | None, int]:
+    """The string :func:`encode_str` wrote at ``buf[pos]``, and the position after it."""
+    (length,) = _I16.unpack_from(buf, pos)
+    pos += 2
+    if length < 0:
+        return None, pos
+    if pos + length > len(buf):
+        raise RecordFormatError("string runs past the end of the record")
+    return bytes(buf[pos : pos + length]).decode("utf-8"), pos + length
 
 
 @dataclass(frozen=True, slots=True)

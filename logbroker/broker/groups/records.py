@@ -32,6 +32,8 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from logbroker.broker.internal_topic import RecordFormatError as RecordFormatError, encode_str, read_str
+
 KEY_OFFSET = 1
 KEY_GROUP = 2
 VALUE_VERSION = 0
@@ -43,9 +45,6 @@ _OFFSET_TAIL = struct.Struct(">qq")  # commit_timestamp, expire_timestamp
 _GROUP_MID = struct.Struct(">i")  # generation
 _GROUP_TAIL = struct.Struct(">qi")  # state_timestamp, member_count
 
-
-class RecordFormatError(ValueError):
-    """A key or value that does not parse (truncated, bad UTF-8)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,27 +82,10 @@ class GroupValue:
     member_count: int
 
 
-def _str(text: str | None) -> bytes:
-    if text is None:
-        return _I16.pack(-1)
-    raw = text.encode("utf-8")
-    return _I16.pack(len(raw)) + raw
-
-
-def _read_str(buf: bytes, pos: int) -> tuple[str | None, int]:
-    (length,) = _I16.unpack_from(buf, pos)
-    pos += 2
-    if length < 0:
-        return None, pos
-    if pos + length > len(buf):
-        raise RecordFormatError("string runs past the end of the record")
-    return buf[pos : pos + length].decode("utf-8"), pos + length
-
-
 def encode_key(key: OffsetKey | GroupKey) -> bytes:
     if isinstance(key, OffsetKey):
-        return _I16.pack(KEY_OFFSET) + _str(key.group_id) + _str(key.topic) + _I32.pack(key.partition)
-    return _I16.pack(KEY_GROUP) + _str(key.group_id)
+        return _I16.pack(KEY_OFFSET) + encode_str(key.group_id) + encode_str(key.topic) + _I32.pack(key.partition)
+    return _I16.pack(KEY_GROUP) + encode_str(key.group_id)
 
 
 def encode_value(value: OffsetValue | GroupValue | None) -> bytes | None:
@@ -113,15 +95,15 @@ def encode_value(value: OffsetValue | GroupValue | None) -> bytes | None:
     if isinstance(value, OffsetValue):
         return b"".join((
             _OFFSET_HEAD.pack(VALUE_VERSION, value.offset, value.leader_epoch),
-            _str(value.metadata),
+            encode_str(value.metadata),
             _OFFSET_TAIL.pack(value.commit_timestamp, value.expire_timestamp),
         ))
     return b"".join((
         _I16.pack(VALUE_VERSION),
-        _str(value.protocol_type),
+        encode_str(value.protocol_type),
         _GROUP_MID.pack(value.generation),
-        _str(value.protocol_name),
-        _str(value.leader),
+        encode_str(value.protocol_name),
+        encode_str(value.leader),
         _GROUP_TAIL.pack(value.state_timestamp, value.member_count),
     ))
 
@@ -134,14 +116,14 @@ def decode_key(raw: bytes) -> OffsetKey | GroupKey | None:
     try:
         (key_type,) = _I16.unpack_from(raw, 0)
         if key_type == KEY_OFFSET:
-            group, pos = _read_str(raw, 2)
-            topic, pos = _read_str(raw, pos)
+            group, pos = read_str(raw, 2)
+            topic, pos = read_str(raw, pos)
             (partition,) = _I32.unpack_from(raw, pos)
             if group is None or topic is None:
                 raise RecordFormatError("null group or topic in an offset key")
             return OffsetKey(group, topic, partition)
         if key_type == KEY_GROUP:
-            group, _ = _read_str(raw, 2)
+            group, _ = read_str(raw, 2)
             if group is None:
                 raise RecordFormatError("null group in a group key")
             return GroupKey(group)
@@ -163,13 +145,13 @@ def decode_value(key: OffsetKey | GroupKey, raw: bytes | None) -> OffsetValue | 
             return None
         if isinstance(key, OffsetKey):
             _, offset, epoch = _OFFSET_HEAD.unpack_from(raw, 0)
-            metadata, pos = _read_str(raw, _OFFSET_HEAD.size)
+            metadata, pos = read_str(raw, _OFFSET_HEAD.size)
             commit_ts, expire_ts = _OFFSET_TAIL.unpack_from(raw, pos)
             return OffsetValue(offset, epoch, metadata, commit_ts, expire_ts)
-        protocol_type, pos = _read_str(raw, 2)
+        protocol_type, pos = read_str(raw, 2)
         (generation,) = _GROUP_MID.unpack_from(raw, pos)
-        protocol_name, pos = _read_str(raw, pos + _GROUP_MID.size)
-        leader, pos = _read_str(raw, pos)
+        protocol_name, pos = read_str(raw, pos + _GROUP_MID.size)
+        leader, pos = read_str(raw, pos)
         state_ts, member_count = _GROUP_TAIL.unpack_from(raw, pos)
         return GroupValue(protocol_type, generation, protocol_name, leader, state_ts, member_count)
     except (struct.error, UnicodeDecodeError) as exc:

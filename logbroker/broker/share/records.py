@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from logbroker.broker.internal_topic import RecordFormatError as RecordFormatError, encode_str, read_str
 from logbroker.broker.share.partition import RUN_DTYPE
 
 KEY_PARTITION = 1
@@ -57,9 +58,6 @@ _I32 = struct.Struct(">i")
 _PARTITION_HEAD = struct.Struct(">hb16sqi")  # version, kind, topic_id, start_offset, run_count
 _GROUP_VALUE = struct.Struct(">hiq")  # version, group_epoch, created_timestamp
 
-
-class RecordFormatError(ValueError):
-    """A key or value that does not parse (truncated, bad UTF-8)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,29 +102,12 @@ Key = PartitionKey | GroupKey | ConfigKey
 Value = PartitionValue | GroupValue | ConfigValue
 
 
-def _str(text: str | None) -> bytes:
-    if text is None:
-        return _I16.pack(-1)
-    raw = text.encode("utf-8")
-    return _I16.pack(len(raw)) + raw
-
-
-def _read_str(buf: bytes, pos: int) -> tuple[str | None, int]:
-    (length,) = _I16.unpack_from(buf, pos)
-    pos += 2
-    if length < 0:
-        return None, pos
-    if pos + length > len(buf):
-        raise RecordFormatError("string runs past the end of the record")
-    return bytes(buf[pos : pos + length]).decode("utf-8"), pos + length
-
-
 def encode_key(key: Key) -> bytes:
     if isinstance(key, PartitionKey):
-        return _I16.pack(KEY_PARTITION) + _str(key.group_id) + _str(key.topic) + _I32.pack(key.partition)
+        return _I16.pack(KEY_PARTITION) + encode_str(key.group_id) + encode_str(key.topic) + _I32.pack(key.partition)
     if isinstance(key, GroupKey):
-        return _I16.pack(KEY_GROUP) + _str(key.group_id)
-    return _I16.pack(KEY_CONFIG) + _str(key.group_id)
+        return _I16.pack(KEY_GROUP) + encode_str(key.group_id)
+    return _I16.pack(KEY_CONFIG) + encode_str(key.group_id)
 
 
 def encode_value(value: Value | None) -> bytes | None:
@@ -142,7 +123,7 @@ def encode_value(value: Value | None) -> bytes | None:
         return _GROUP_VALUE.pack(VALUE_VERSION, value.group_epoch, value.created_timestamp)
     parts = [_I16.pack(VALUE_VERSION), _I32.pack(len(value.configs))]
     for name, text in value.configs:
-        parts += (_str(name), _str(text))
+        parts += (encode_str(name), encode_str(text))
     return b"".join(parts)
 
 
@@ -155,14 +136,14 @@ def decode_key(raw: bytes) -> Key | None:
         (key_type,) = _I16.unpack_from(raw, 0)
         if key_type not in (KEY_PARTITION, KEY_GROUP, KEY_CONFIG):
             return None
-        group, pos = _read_str(raw, 2)
+        group, pos = read_str(raw, 2)
         if group is None:
             raise RecordFormatError("null group id in a key")
         if key_type == KEY_GROUP:
             return GroupKey(group)
         if key_type == KEY_CONFIG:
             return ConfigKey(group)
-        topic, pos = _read_str(raw, pos)
+        topic, pos = read_str(raw, pos)
         (partition,) = _I32.unpack_from(raw, pos)
         if topic is None:
             raise RecordFormatError("null topic in a partition key")
@@ -196,8 +177,8 @@ def decode_value(key: Key, raw: bytes | None) -> Value | None:
         pos = 6
         configs = []
         for _ in range(count):
-            name, pos = _read_str(raw, pos)
-            text, pos = _read_str(raw, pos)
+            name, pos = read_str(raw, pos)
+            text, pos = read_str(raw, pos)
             if name is None or text is None:
                 raise RecordFormatError("null config name or value")
             configs.append((name, text))

@@ -131,11 +131,12 @@ def consume(topic, group, from_beginning, offset, from_time, partitions, max_rec
                         pending = True
                 if not pending:
                     return
+                records = []  # a slow fetch: look at the positions again, print nothing twice
                 with trio.move_on_after(0.5):
                     records = await consumer.getmany(max_records)
             else:
                 records = await consumer.getmany(max_records)
-            for record in records if ends is None else records:
+            for record in records:
                 echo(_format(record, fmt, print_offsets, key_separator))
                 stats["printed"] += 1
                 if max_records is not None and stats["printed"] >= max_records:

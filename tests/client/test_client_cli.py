@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from click.testing import CliRunner
 
 from logbroker.cli.main import main
@@ -119,3 +120,30 @@ def test_produce_subprocess_from_a_file_and_bad_input(lb, topic, tmp_path):
     assert json.loads(done.stdout)["records"] == 3
     bad = run("produce", topic, "--format", "json", "--bootstrap", lb.bootstrap, input="{not json\n", ok=False)
     assert bad.exit_code == 1 and "not JSON" in bad.output
+
+
+@pytest.mark.parametrize("slow_call", [1, 2])
+def test_consume_exit_at_end_survives_slow_fetches(lb, topic, monkeypatch, slow_call):
+    """A fetch slower than the end check's 0.5 s neither crashes (the first)
+    nor prints a record twice (a later one)."""
+    import trio
+
+    from logbroker.client import Consumer
+
+    b = ("--bootstrap", lb.bootstrap)
+    run("topics", "create", topic, "-p", "2", *b)
+    run("produce", topic, "-K", ":", "--partition", "0", *b, input="alice:book\n")
+    run("produce", topic, "-K", ":", "--partition", "1", *b, input="bob:pen\nalice:lamp\n")
+    real = Consumer.getmany
+    calls = {"n": 0}
+
+    async def slow_getmany(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == slow_call:
+            await trio.sleep(0.6)
+        return await real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Consumer, "getmany", slow_getmany)
+    out = run("consume", topic, "--from-beginning", "--exit-at-end", "-K", ":", *b).output
+    assert sorted(out.splitlines()) == ["alice:book", "alice:lamp", "bob:pen"]
+    assert calls["n"] > slow_call

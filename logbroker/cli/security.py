@@ -57,15 +57,35 @@ def users_list(data_dir: str) -> None:
         click.echo(f"{name}\t{', '.join(mechanisms)}")
 
 
+# Kept equal to logbroker.broker.security.acls.OPERATIONS (a test checks); spelled
+# out here so that ``--help`` does not import the broker.
+_OPERATIONS = ("read", "write", "create", "delete", "describe", "alter",
+               "describe_configs", "alter_configs", "idempotent_write", "all")
+
+
+def _operation(ctx, param, values):
+    """Accept Kafka's spellings too: DescribeConfigs, describe-configs, IDEMPOTENT_WRITE."""
+    by_key = {op.replace("_", ""): op for op in _OPERATIONS}
+    out = []
+    for value in values:
+        op = by_key.get(value.lower().replace("-", "").replace("_", ""))
+        if op is None:
+            raise click.BadParameter(f"{value!r} is not one of {', '.join(_OPERATIONS)}")
+        out.append(op)
+    return tuple(out)
+
+
 def _acl_options(fn):
     for option in reversed([
         click.option("--principal", required=True, help="User:NAME or User:* (everyone)."),
         click.option("--topic", default=None, help="Topic name (or prefix with --prefixed; * = all)."),
         click.option("--group", default=None, help="Consumer or share group name."),
-        click.option("--cluster", is_flag=True, help="The cluster itself (create topics, idempotent writes)."),
-        click.option("--operation", "operations", multiple=True, required=True,
-                     type=click.Choice(["read", "write", "create", "delete", "describe", "alter", "all"]),
-                     help="Operation to allow or deny; repeat for several."),
+        click.option("--cluster", is_flag=True,
+                     help="The cluster itself (create topics, broker configs, idempotent writes, all groups)."),
+        click.option("--operation", "operations", multiple=True, required=True, callback=_operation,
+                     metavar="OPERATION",
+                     help=f"Operation to allow or deny, one of {', '.join(_OPERATIONS)} "
+                          "(Kafka's DescribeConfigs etc. work too); repeat for several."),
         click.option("--deny", is_flag=True, help="A DENY rule (wins over any ALLOW)."),
         click.option("--prefixed", is_flag=True, help="Match every name starting with the given one."),
         _DATA_DIR,
@@ -76,13 +96,18 @@ def _acl_options(fn):
 
 def _acls_from(principal, topic, group, cluster, operations, deny, prefixed):
     from logbroker.broker.security import Acl
+    from logbroker.broker.security.acls import CLUSTER, SUPPORTED_OPERATIONS
 
     targets = [(kind, name) for kind, name in (("topic", topic), ("group", group)) if name is not None]
     if cluster:
-        targets.append(("cluster", "kafka-cluster"))
+        targets.append(("cluster", CLUSTER))
     if len(targets) != 1:
         raise click.UsageError("give exactly one of --topic, --group or --cluster")
     kind, name = targets[0]
+    for op in operations:
+        if op != "all" and op not in SUPPORTED_OPERATIONS[kind]:
+            supported = ", ".join(o for o in SUPPORTED_OPERATIONS[kind] if o in _OPERATIONS)
+            raise click.UsageError(f"a {kind} rule cannot grant {op}; use one of {supported} or all")
     try:
         return [Acl(principal, kind, name, op, "deny" if deny else "allow", "prefixed" if prefixed else "literal")
                 for op in operations]

@@ -6,6 +6,12 @@ Each handler turns the request into a coordinator command
 response of the request's version. JoinGroup and SyncGroup may return a
 :class:`Deferred` that the coordinator completes later. :data:`ERROR_CODES`
 is the one mapping from the coordinator's outcomes to Kafka error codes.
+
+ACLs as in Kafka: the membership APIs and OffsetCommit need READ on the
+group, OffsetFetch, FindCoordinator, DescribeGroups and ListGroups DESCRIBE
+(ListGroups: DESCRIBE on the cluster shows every group), DeleteGroups and
+OffsetDelete DELETE; OffsetCommit and OffsetDelete need READ, OffsetFetch
+DESCRIBE on each topic. A check is decided when the request arrives.
 """
 
 from __future__ import annotations
@@ -23,12 +29,15 @@ from logbroker.broker.groups import (
 )
 from logbroker.broker.handlers._build import build, module_of, ms
 from logbroker.broker.handlers._result import Reply
+from logbroker.broker.security.acls import CLUSTER, authorized_operations
 
 ERROR_CODES: dict[GroupError, ErrorCode] = {e: getattr(ErrorCode, e.value) for e in GroupError}
 """GroupError -> the ErrorCode sent on the wire."""
 
 _NO_AUTHORIZED_OPERATIONS = -2147483648
 _KEY_TYPE_GROUP, _KEY_TYPE_TRANSACTION = 0, 1
+_GROUP_DENIED = ErrorCode.group_authorization_failed
+_TOPIC_DENIED = ErrorCode.topic_authorization_failed
 
 
 def _code(error: GroupError) -> ErrorCode:
@@ -46,6 +55,16 @@ def _then(result, convert):
     return out
 
 
+def denied_topics(broker, operation: str, names) -> set[str]:
+    """The names among ``names`` on which the principal may not do ``operation``."""
+    return {name for name in set(names) if not broker.allowed(operation, "topic", name)}
+
+
+def group_operations(broker, group_id: str) -> int:
+    """DescribeGroups' ``authorized_operations`` bit field for ``group_id`` (KIP-430)."""
+    return authorized_operations(lambda op: broker.allowed(op, "group", group_id), "group")
+
+
 def _flush_reply(broker, body, flush) -> Reply:
     """fsync the internal topic before answering when the broker runs with flush=always."""
     if flush is None or broker.config.flush != "always":
@@ -60,7 +79,9 @@ def handle_find_coordinator(broker, request):
     body = request.body
     key_type = int(getattr(body, "key_type", _KEY_TYPE_GROUP))
     fields = {"node_id": -1, "host": "", "port": -1}
-    if key_type == _KEY_TYPE_GROUP:
+    if key_type == _KEY_TYPE_GROUP and not broker.allowed("describe", "group", body.key):
+        code, message = _GROUP_DENIED, f"not allowed to describe group {body.key!r}"
+    elif key_type == _KEY_TYPE_GROUP:
         code, message = ErrorCode.none, None
         fields = {"node_id": broker.config.node_id, "host": broker.advertised_host, "port": broker.advertised_port}
     elif key_type == _KEY_TYPE_TRANSACTION:
@@ -76,6 +97,9 @@ def handle_find_coordinator(broker, request):
 def handle_join_group(broker, request):
     body = request.body
     version = request.api_version
+    if not broker.allowed("read", "group", body.group_id):
+        return build(request.response_class, error_code=_GROUP_DENIED, generation_id=-1, leader="", member_id="",
+                     protocol_type=None, protocol_name=None if version >= 7 else "", members=())
     session_timeout = ms(body.session_timeout)
     req = JoinRequest(
         group_id=body.group_id,
@@ -118,6 +142,9 @@ def _join_response(request, result: JoinResult):
 
 def handle_sync_group(broker, request):
     body = request.body
+    if not broker.allowed("read", "group", body.group_id):
+        return build(request.response_class, error_code=_GROUP_DENIED, protocol_type=None, protocol_name=None,
+                     assignment=b"")
     result = broker.groups.sync_group(
         body.group_id,
         int(body.generation_id),
@@ -143,6 +170,8 @@ def handle_sync_group(broker, request):
 
 def handle_heartbeat(broker, request):
     body = request.body
+    if not broker.allowed("read", "group", body.group_id):
+        return build(request.response_class, error_code=_GROUP_DENIED)
     error = broker.groups.heartbeat(
         body.group_id, int(body.generation_id), body.member_id, broker.clock(),
         group_instance_id=getattr(body, "group_instance_id", None),
@@ -152,6 +181,8 @@ def handle_heartbeat(broker, request):
 
 def handle_leave_group(broker, request):
     body = request.body
+    if not broker.allowed("read", "group", body.group_id):
+        return build(request.response_class, error_code=_GROUP_DENIED, members=())
     batched = request.api_version >= 3
     if batched:
         members = tuple((m.member_id, m.group_instance_id) for m in body.members)
@@ -185,15 +216,21 @@ def handle_offset_commit(broker, request):
     topics = broker.topics()
     offsets: dict[tuple[str, int], OffsetValue] = {}
     errors: dict[tuple[str, int], ErrorCode] = {}
+    group_allowed = broker.allowed("read", "group", body.group_id)
+    denied = denied_topics(broker, "read", (t.name for t in body.topics)) if group_allowed else set()
     for topic in body.topics:
         for p in topic.partitions:
             tp = (topic.name, int(p.partition_index))
-            if not _partition_exists(topics, *tp):
+            if not group_allowed:
+                errors[tp] = _GROUP_DENIED
+            elif topic.name in denied:
+                errors[tp] = _TOPIC_DENIED
+            elif not _partition_exists(topics, *tp):
                 errors[tp] = ErrorCode.unknown_topic_or_partition
-                continue
-            offsets[tp] = OffsetValue(
-                int(p.committed_offset), int(getattr(p, "committed_leader_epoch", -1)), p.committed_metadata
-            )
+            else:
+                offsets[tp] = OffsetValue(
+                    int(p.committed_offset), int(getattr(p, "committed_leader_epoch", -1)), p.committed_metadata
+                )
     retention = getattr(body, "retention_time", None)
     req = CommitRequest(
         group_id=body.group_id,
@@ -220,38 +257,58 @@ def handle_offset_commit(broker, request):
 
 def handle_offset_fetch(broker, request):
     body = request.body
-    mod = module_of(request.response_class)
     version = request.api_version
     wanted = None
     if body.topics is not None:
         wanted = [(t.name, int(p)) for t in body.topics for p in t.partition_indexes]
-    result = broker.groups.fetch_offsets(body.group_id, wanted)
+    if not broker.allowed("describe", "group", body.group_id):
+        # v0/v1 have no top-level error field: every asked partition carries it.
+        entries = [(tp, None, _GROUP_DENIED) for tp in wanted or ()] if version < 2 else []
+        return _offset_fetch_response(request, entries, _GROUP_DENIED)
+    if wanted is None:
+        result = broker.groups.fetch_offsets(body.group_id, None)
+        # Offsets of topics the principal may not describe are left out, unnamed.
+        denied = denied_topics(broker, "describe", (topic for topic, _ in result.offsets))
+        entries = [(tp, value, None) for tp, value in result.offsets.items() if tp[0] not in denied]
+    else:
+        denied = denied_topics(broker, "describe", (topic for topic, _ in wanted))
+        result = broker.groups.fetch_offsets(body.group_id, [tp for tp in wanted if tp[0] not in denied])
+        entries = [(tp, None, _TOPIC_DENIED) if tp[0] in denied else (tp, result.offsets.get(tp), None)
+                   for tp in wanted]
+    # v0/v1: the group's error is reported on every partition.
+    partition_error = _code(result.error) if version < 2 else ErrorCode.none
+    entries = [(tp, value, partition_error if code is None else code) for tp, value, code in entries]
+    return _offset_fetch_response(request, entries, _code(result.error))
+
+
+def _offset_fetch_response(request, entries, error: ErrorCode):
+    """``entries`` are ((topic, partition), OffsetValue or None, error code)."""
+    mod = module_of(request.response_class)
     by_topic: dict[str, list] = {}
-    partition_error = ErrorCode.none
-    if version < 2:  # no top-level error field: report it on every partition
-        partition_error = _code(result.error)
-    entries = result.offsets.items() if wanted is None else ((tp, result.offsets.get(tp)) for tp in wanted)
-    for (topic, partition), value in entries:
+    for (topic, partition), value, code in entries:
         by_topic.setdefault(topic, []).append(build(
             mod.OffsetFetchResponsePartition,
             partition_index=partition,
             committed_offset=value.offset if value is not None else -1,
             committed_leader_epoch=value.leader_epoch if value is not None else -1,
             metadata=(value.metadata if value.metadata is not None else "") if value is not None else "",
-            error_code=partition_error,
+            error_code=code,
         ))
     topics_out = tuple(
         build(mod.OffsetFetchResponseTopic, name=name, partitions=tuple(parts)) for name, parts in by_topic.items()
     )
-    return build(request.response_class, topics=topics_out, error_code=_code(result.error))
+    return build(request.response_class, topics=topics_out, error_code=error)
 
 
 def handle_offset_delete(broker, request):
     body = request.body
     mod = module_of(request.response_class)
+    if not broker.allowed("delete", "group", body.group_id):
+        return build(request.response_class, error_code=_GROUP_DENIED, topics=())
     wanted = [(t.name, int(p.partition_index)) for t in body.topics for p in t.partitions]
+    denied = denied_topics(broker, "read", (topic for topic, _ in wanted))
     topics = broker.topics()
-    known = [tp for tp in wanted if _partition_exists(topics, *tp)]
+    known = [tp for tp in wanted if tp[0] not in denied and _partition_exists(topics, *tp)]
     result = broker.groups.delete_offsets(body.group_id, known, broker.clock())
     if result.error is not GroupError.NONE:
         return build(request.response_class, error_code=_code(result.error), topics=())
@@ -261,7 +318,10 @@ def handle_offset_delete(broker, request):
         for p in topic.partitions:
             tp = (topic.name, int(p.partition_index))
             error = result.partitions.get(tp)
-            code = ErrorCode.unknown_topic_or_partition if error is None else _code(error)
+            if topic.name in denied:
+                code = _TOPIC_DENIED
+            else:
+                code = ErrorCode.unknown_topic_or_partition if error is None else _code(error)
             parts.append(build(mod.OffsetDeleteResponsePartition, partition_index=tp[1], error_code=code))
         topics_out.append(build(mod.OffsetDeleteResponseTopic, name=topic.name, partitions=tuple(parts)))
     response = build(request.response_class, error_code=ErrorCode.none, topics=tuple(topics_out))
@@ -276,29 +336,49 @@ def handle_list_groups(broker, request):
     states = set(getattr(request.body, "states_filter", ()) or ())
     types = {t.lower() for t in getattr(request.body, "types_filter", ()) or ()}
     error, groups = broker.groups.list_groups(states or None)
+    # DESCRIBE on the cluster lists every group; otherwise only the groups the principal may describe.
+    see_all = broker.allowed("describe", "cluster", CLUSTER)
+
+    def visible(group_id: str) -> bool:
+        return see_all or broker.allowed("describe", "group", group_id)
+
     out = tuple(
         build(mod.ListedGroup, group_id=g.group_id, protocol_type=g.protocol_type, group_state=g.state,
               group_type="classic")
         for g in groups
-        if not types or "classic" in types
+        if (not types or "classic" in types) and visible(g.group_id)
     )
     if not types or "share" in types:  # share groups (KIP-932), type "share" from ListGroups v5
         wanted = {s.lower() for s in states}
         out += tuple(
             build(mod.ListedGroup, group_id=g.group_id, protocol_type="share", group_state=g.state, group_type="share")
             for g in broker.share.list_groups()
-            if not wanted or g.state.lower() in wanted
+            if (not wanted or g.state.lower() in wanted) and visible(g.group_id)
         )
     return build(request.response_class, error_code=_code(error), groups=out)
 
 
 def handle_describe_groups(broker, request):
     mod = module_of(request.response_class)
-    summaries = broker.groups.describe_groups(list(request.body.groups))
+    body = request.body
+    names = list(body.groups)
+    allowed = [broker.allowed("describe", "group", name) for name in names]
+    summaries = iter(broker.groups.describe_groups([n for n, ok in zip(names, allowed) if ok]))
+    with_operations = bool(getattr(body, "include_authorized_operations", False))
     out = []
-    for s in summaries:
+    for name, ok in zip(names, allowed):
+        if not ok:
+            out.append(build(
+                mod.DescribedGroup, error_code=_GROUP_DENIED, group_id=name, group_state="", protocol_type="",
+                protocol_data="", members=(), authorized_operations=_NO_AUTHORIZED_OPERATIONS,
+            ))
+            continue
+        s = next(summaries)
+        operations = _NO_AUTHORIZED_OPERATIONS
+        if with_operations and s.error is GroupError.NONE:
+            operations = group_operations(broker, s.group_id)
         if s.state == "Dead" and broker.share.is_share_group(s.group_id):
-            out.append(_describe_share_group(broker, mod, s.group_id))
+            out.append(_describe_share_group(broker, mod, s.group_id, operations))
             continue
         members = tuple(
             build(
@@ -320,12 +400,12 @@ def handle_describe_groups(broker, request):
             protocol_type=s.protocol_type,
             protocol_data=s.protocol_name,
             members=members,
-            authorized_operations=_NO_AUTHORIZED_OPERATIONS,
+            authorized_operations=operations,
         ))
     return build(request.response_class, groups=tuple(out))
 
 
-def _describe_share_group(broker, mod, group_id: str):
+def _describe_share_group(broker, mod, group_id: str, operations: int):
     """A share group as DescribeGroups shows it: state, type "share", members (no metadata)."""
     (g,) = broker.share.describe([group_id])
     members = tuple(
@@ -335,13 +415,17 @@ def _describe_share_group(broker, mod, group_id: str):
     )
     return build(
         mod.DescribedGroup, error_code=ErrorCode.none, group_id=group_id, group_state=g.state,
-        protocol_type="share", protocol_data="", members=members, authorized_operations=_NO_AUTHORIZED_OPERATIONS,
+        protocol_type="share", protocol_data="", members=members, authorized_operations=operations,
     )
 
 
 def handle_delete_groups(broker, request):
     mod = module_of(request.response_class)
     names = list(request.body.groups_names)
-    results, flush = broker.groups.delete_groups(names, broker.clock())
-    out = tuple(build(mod.DeletableGroupResult, group_id=n, error_code=_code(results[n])) for n in names)
+    allowed = [n for n in names if broker.allowed("delete", "group", n)]
+    results, flush = broker.groups.delete_groups(allowed, broker.clock())
+    out = tuple(
+        build(mod.DeletableGroupResult, group_id=n, error_code=_code(results[n]) if n in results else _GROUP_DENIED)
+        for n in names
+    )
     return _flush_reply(broker, build(request.response_class, results=out), flush)

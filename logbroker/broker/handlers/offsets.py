@@ -1,4 +1,11 @@
-"""ListOffsets, OffsetForLeaderEpoch, DeleteRecords and InitProducerId."""
+"""ListOffsets, OffsetForLeaderEpoch, DeleteRecords and InitProducerId.
+
+ACLs as in Kafka: ListOffsets and OffsetForLeaderEpoch need DESCRIBE on the
+topic, DeleteRecords DELETE (TOPIC_AUTHORIZATION_FAILED per partition);
+InitProducerId (idempotent producers) needs IDEMPOTENT_WRITE on the cluster
+or WRITE on at least one topic (Kafka 3.0+, KIP-679), else
+CLUSTER_AUTHORIZATION_FAILED.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,10 @@ from logbroker.protocol import ErrorCode
 
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.handlers.errors import error_code_for
+from logbroker.broker.security.acls import CLUSTER
 from logbroker.errors import LogbrokerError
+
+_DENIED = ErrorCode.topic_authorization_failed
 
 EARLIEST = -2
 LATEST = -1
@@ -37,12 +47,16 @@ def handle_list_offsets(broker, request):
     topics_out = []
     for topic in request.body.topics:
         parts = []
+        allowed = broker.allowed("describe", "topic", topic.name)
         for p in topic.partitions:
             index = int(p.partition_index)
             try:
-                plog = broker.partition(topic.name, index)
-                offset, ts = _lookup(plog, int(p.timestamp))
-                code = ErrorCode.none
+                if not allowed:
+                    offset, ts, code = -1, -1, _DENIED
+                else:
+                    plog = broker.partition(topic.name, index)
+                    offset, ts = _lookup(plog, int(p.timestamp))
+                    code = ErrorCode.none
             except LogbrokerError as exc:
                 offset, ts, code = -1, -1, error_code_for(exc)
             parts.append(
@@ -64,8 +78,13 @@ def handle_offset_for_leader_epoch(broker, request):
     topics_out = []
     for topic in request.body.topics:
         parts = []
+        allowed = broker.allowed("describe", "topic", topic.topic)
         for p in topic.partitions:
             index = int(p.partition)
+            if not allowed:
+                parts.append(build(mod.EpochEndOffset, error_code=_DENIED, partition=index, leader_epoch=-1,
+                                   end_offset=-1))
+                continue
             try:
                 end = broker.partition(topic.topic, index).log_end_offset
                 code, epoch = ErrorCode.none, 0
@@ -86,8 +105,13 @@ def handle_delete_records(broker, request):
     topics_out = []
     for topic in request.body.topics:
         parts = []
+        allowed = broker.allowed("delete", "topic", topic.name)
         for p in topic.partitions:
             index = int(p.partition_index)
+            if not allowed:
+                parts.append(build(mod.DeleteRecordsPartitionResult, partition_index=index, low_watermark=-1,
+                                   error_code=_DENIED))
+                continue
             try:
                 plog = broker.partition(topic.name, index)
                 target = int(p.offset)
@@ -118,9 +142,25 @@ def handle_init_producer_id(broker, request):
             producer_id=-1,
             producer_epoch=-1,
         )
+    if not _may_produce_idempotently(broker):
+        return build(
+            request.response_class,
+            error_code=ErrorCode.cluster_authorization_failed,
+            producer_id=-1,
+            producer_epoch=-1,
+        )
     return build(
         request.response_class,
         error_code=ErrorCode.none,
         producer_id=broker.allocate_producer_id(),
         producer_epoch=0,
     )
+
+
+def _may_produce_idempotently(broker) -> bool:
+    """IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (Kafka's
+    ``authorizeByResourceType``: the producer needs WRITE on every topic it
+    then produces to anyway)."""
+    if broker.allowed("idempotent_write", "cluster", CLUSTER):
+        return True  # also the answer, at no cost, when the authorizer is off
+    return broker.authorizer.allowed_on_any(broker.request_session.principal, "write", "topic")

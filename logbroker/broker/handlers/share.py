@@ -9,6 +9,13 @@ ShareFetch that acquires nothing becomes a :class:`ShareFetchOperation`
 the server retries when its partitions grow, until ``max_wait``.
 :data:`ERROR_CODES` is the one mapping from the coordinator's outcomes to
 Kafka error codes.
+
+ACLs as in Kafka (KIP-932): ShareGroupHeartbeat needs READ on the group and
+DESCRIBE on each subscribed topic, ShareGroupDescribe DESCRIBE on the group
+(and on the topics of its assignments), ShareFetch and ShareAcknowledge READ
+on the group and READ on each topic (TOPIC_AUTHORIZATION_FAILED per
+partition, and the partition is neither added to the session nor fetched);
+group configs need DESCRIBE_CONFIGS / ALTER_CONFIGS on the group.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from logbroker.broker.handlers._build import build, module_of, ms
 from logbroker.broker.handlers._result import Reply
 from logbroker.broker.handlers.errors import error_code_for
 from logbroker.broker.handlers.fetch import FetchOperation
+from logbroker.broker.handlers.groups import denied_topics, group_operations
 from logbroker.broker.share import FINAL_EPOCH, INITIAL_EPOCH, HeartbeatRequest, PartitionData, ShareError
 from logbroker.errors import InvalidConfigError, LogbrokerError
 
@@ -34,6 +42,8 @@ _OP_SET, _OP_DELETE, _OP_APPEND, _OP_SUBTRACT = 0, 1, 2, 3
 _NO_AUTHORIZED_OPERATIONS = -2147483648
 _SOURCE_GROUP, _SOURCE_DEFAULT = 8, 5
 _TYPE_STRING = 2
+_GROUP_DENIED = ErrorCode.group_authorization_failed
+_TOPIC_DENIED = ErrorCode.topic_authorization_failed
 
 
 def _code(error: ShareError) -> ErrorCode:
@@ -53,6 +63,12 @@ def _flush(broker, written) -> list:
 def handle_share_group_heartbeat(broker, request):
     body = request.body
     subscribed = body.subscribed_topic_names
+    if not broker.allowed("read", "group", body.group_id):
+        return build(request.response_class, error_code=_GROUP_DENIED, assignment=None,
+                     error_message=f"not allowed to read group {body.group_id!r}")
+    if subscribed and (denied := denied_topics(broker, "describe", subscribed)):
+        return build(request.response_class, error_code=_TOPIC_DENIED, assignment=None,
+                     error_message=f"not allowed to describe topics {', '.join(sorted(denied))}")
     result = broker.share.heartbeat(
         HeartbeatRequest(
             group_id=body.group_id,
@@ -85,8 +101,23 @@ def handle_share_group_heartbeat(broker, request):
 
 def handle_share_group_describe(broker, request):
     mod = module_of(request.response_class)
+    names = list(request.body.group_ids)
+    allowed = [broker.allowed("describe", "group", name) for name in names]
+    described = iter(broker.share.describe([n for n, ok in zip(names, allowed) if ok]))
+    with_operations = bool(getattr(request.body, "include_authorized_operations", False))
     groups = []
-    for g in broker.share.describe(list(request.body.group_ids)):
+    for name, ok in zip(names, allowed):
+        if not ok:
+            groups.append(build(mod.DescribedGroup, error_code=_GROUP_DENIED, group_id=name, members=(),
+                                error_message=f"not allowed to describe group {name!r}",
+                                authorized_operations=_NO_AUTHORIZED_OPERATIONS))
+            continue
+        g = next(described)
+        if denied_topics(broker, "describe", (topic for m in g.members for _, topic, _ in m.assignment)):
+            groups.append(build(mod.DescribedGroup, error_code=_TOPIC_DENIED, group_id=name, members=(),
+                                error_message="the group has topics the client may not describe",
+                                authorized_operations=_NO_AUTHORIZED_OPERATIONS))
+            continue
         members = tuple(
             build(
                 mod.Member,
@@ -113,7 +144,10 @@ def handle_share_group_describe(broker, request):
             assignment_epoch=g.assignment_epoch,
             assignor_name="simple",
             members=members,
-            authorized_operations=_NO_AUTHORIZED_OPERATIONS,
+            authorized_operations=(
+                group_operations(broker, g.group_id) if with_operations and g.error is ShareError.NONE
+                else _NO_AUTHORIZED_OPERATIONS
+            ),
         ))
     return build(request.response_class, groups=tuple(groups))
 
@@ -145,16 +179,20 @@ class _Entry:
 
 
 def _resolve(broker, topics):
-    """``(entry, ack batches)`` per requested partition, topic ids resolved to names."""
+    """``(entry, ack batches)`` per requested partition, topic ids resolved to
+    names; partitions of topics the principal may not READ carry TOPIC_AUTHORIZATION_FAILED."""
     out = []
     share = broker.share
     for topic in topics:
         name = share.topic_name(topic.topic_id) if topic.topic_id is not None else None
+        readable = name is None or broker.allowed("read", "topic", name)
         for p in topic.partitions:
             index = int(p.partition_index)
             entry = _Entry(topic.topic_id, name, index)
             if name is None:
                 entry.error = ErrorCode.unknown_topic_id
+            elif not readable:
+                entry.error, entry.message = _TOPIC_DENIED, f"not allowed to read {name!r}"
             batches = tuple(
                 (int(b.first_offset), int(b.last_offset), tuple(int(t) for t in b.acknowledge_types))
                 for b in p.acknowledgement_batches
@@ -169,6 +207,9 @@ def _acknowledge(broker, group_id: str, member_id: str, resolved, now: int, allo
             continue
         if entry.topic is None:
             entry.ack_error = ErrorCode.unknown_topic_id
+            continue
+        if entry.error is _TOPIC_DENIED:
+            entry.ack_error = _TOPIC_DENIED
             continue
         error, message = broker.share.acknowledge(
             group_id, member_id, entry.topic, entry.partition, batches, now, allow_renew=allow_renew
@@ -188,18 +229,20 @@ class ShareFetchOperation(FetchOperation):
     It is a :class:`FetchOperation` for the server (``watch``, ``wait_ms``,
     ``attempt``) but shares none of its state, hence its own slot names."""
 
-    __slots__ = ("_sf_broker", "_sf_request", "_sf_entries", "_sf_session", "_sf_limits")
+    __slots__ = ("_sf_broker", "_sf_request", "_sf_entries", "_sf_session", "_sf_limits", "_sf_denied")
 
-    def __init__(self, broker, request, entries: list[_Entry], session, partitions) -> None:
+    def __init__(self, broker, request, entries: list[_Entry], session, partitions, denied=frozenset()) -> None:
         body = request.body
         self._sf_broker = broker
         self._sf_request = request
         self._sf_entries = entries
         self._sf_session = session
         self._sf_limits = (int(body.max_records), int(body.max_bytes))
+        # Topics of the session the principal may not READ (decided once, for the asking connection).
+        self._sf_denied = denied
         self.wait_ms = max(0, ms(body.max_wait)) if session is not None else 0
         self.min_bytes = 1
-        self.watch = list(partitions)
+        self.watch = [tp for tp in partitions if tp[0] not in denied]
 
     def __repr__(self) -> str:
         return f"ShareFetchOperation(partitions={len(self.watch)}, wait_ms={self.wait_ms})"
@@ -211,8 +254,11 @@ class ShareFetchOperation(FetchOperation):
         session = self._sf_session
         if session is not None and share.sessions.get(session.group_id, session.member_id) is session:
             max_records, max_bytes = self._sf_limits
+            partitions = session.ordered()
+            if self._sf_denied:
+                partitions = [tp for tp in partitions if tp[0] not in self._sf_denied]
             data = share.acquire(
-                session.group_id, session.member_id, session.ordered(), max_records, max_bytes,
+                session.group_id, session.member_id, partitions, max_records, max_bytes,
                 self._sf_broker.clock(),
             )
         got = any(d.acquired for d in data)
@@ -276,10 +322,12 @@ def handle_share_fetch(broker, request):
     share = broker.share
     now = broker.clock()
     epoch = int(body.share_session_epoch)
+    if not broker.allowed("read", "group", body.group_id):
+        return _top_level_error(request, _GROUP_DENIED, f"not allowed to read group {body.group_id!r}")
     resolved = _resolve(broker, body.topics)
     if epoch == INITIAL_EPOCH and any(batches for _, batches in resolved):
         return _top_level_error(request, ShareError.INVALID_REQUEST, "acknowledgements in a request opening a session")
-    add = [(e.topic, e.partition) for e, _ in resolved if e.topic is not None]
+    add = [(e.topic, e.partition) for e, _ in resolved if e.topic is not None and e.error is not _TOPIC_DENIED]
     forget = []
     for topic in body.forgotten_topics_data:
         name = share.topic_name(topic.topic_id) if topic.topic_id is not None else None
@@ -297,9 +345,18 @@ def handle_share_fetch(broker, request):
         plog.flush(offset)  # flush=always: acknowledgements are durable before the answer
     renew_only = bool(getattr(body, "is_renew_ack", False))
     fetching = epoch != FINAL_EPOCH and int(body.max_records) > 0 and not renew_only
+    # Partitions the session gained earlier are checked again: an ACL may have gone since.
+    entries = [e for e, _ in resolved]
+    denied = denied_topics(broker, "read", (topic for topic, _ in result.partitions)) if fetching else set()
+    if denied:
+        named = {(e.topic, e.partition) for e in entries}
+        entries += [
+            _Entry(share.topic_id(topic), topic, index, _TOPIC_DENIED, f"not allowed to read {topic!r}")
+            for topic, index in result.partitions if topic in denied and (topic, index) not in named
+        ]
     op = ShareFetchOperation(
-        broker, request, [e for e, _ in resolved], session if fetching else None,
-        result.partitions if fetching else (),
+        broker, request, entries, session if fetching else None,
+        result.partitions if fetching else (), frozenset(denied),
     )
     return op if fetching else op.attempt(final=True)
 
@@ -310,6 +367,8 @@ def handle_share_acknowledge(broker, request):
     now = broker.clock()
     epoch = int(body.share_session_epoch)
     mod = module_of(request.response_class)
+    if not broker.allowed("read", "group", body.group_id):
+        return _top_level_error(request, _GROUP_DENIED, f"not allowed to read group {body.group_id!r}")
     resolved = _resolve(broker, body.topics)
     result, session = share.open_session(body.group_id, body.member_id, epoch, (), (), now, fetch=False)
     if result.error is not ShareError.NONE:
@@ -384,6 +443,12 @@ def _alter_group(broker, request, resource):
     mod = module_of(request.response_class)
     name = resource.resource_name
     code, message = ErrorCode.none, None
+    if not broker.allowed("alter_configs", "group", name):
+        return build(
+            mod.AlterConfigsResourceResponse, error_code=_GROUP_DENIED,
+            error_message=f"not allowed to alter configs of group {name!r}",
+            resource_type=int(resource.resource_type), resource_name=name,
+        )
     try:
         new = broker.share.group_configs(name)
         for c in resource.configs:
@@ -405,6 +470,12 @@ def _alter_group(broker, request, resource):
 
 def _describe_group(broker, request, resource):
     mod = module_of(request.response_class)
+    if not broker.allowed("describe_configs", "group", resource.resource_name):
+        return build(
+            mod.DescribeConfigsResult, error_code=_GROUP_DENIED,
+            error_message=f"not allowed to describe configs of group {resource.resource_name!r}",
+            resource_type=int(resource.resource_type), resource_name=resource.resource_name, configs=(),
+        )
     keys = resource.configuration_keys
     entries = broker.share.describe_configs(resource.resource_name)
     if keys:

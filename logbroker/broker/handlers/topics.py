@@ -1,5 +1,13 @@
 """CreateTopics, DeleteTopics, CreatePartitions, DescribeConfigs, AlterConfigs
-and IncrementalAlterConfigs."""
+and IncrementalAlterConfigs.
+
+ACLs as in Kafka: CreateTopics needs CREATE on the cluster or the topic (and
+DESCRIBE_CONFIGS on it to see the configs it was created with), DeleteTopics
+DELETE (and DESCRIBE when named by id), CreatePartitions ALTER,
+DescribeConfigs DESCRIBE_CONFIGS and (Incremental)AlterConfigs ALTER_CONFIGS,
+on the topic (TOPIC_AUTHORIZATION_FAILED) or, for broker configs, on the
+cluster (CLUSTER_AUTHORIZATION_FAILED).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,7 @@ from logbroker.protocol import ErrorCode
 
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.handlers.errors import error_code_for
+from logbroker.broker.security.acls import CLUSTER
 from logbroker.errors import InvalidConfigError, LogbrokerError
 
 RESOURCE_TOPIC = 2
@@ -19,6 +28,18 @@ SOURCE_DEFAULT = 5
 OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
 
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
+
+
+def config_denial(broker, operation: str, resource_type: int, name: str) -> tuple[ErrorCode, str] | None:
+    """(error, message) when the principal may not ``operation`` (describe_configs or
+    alter_configs) the configs of a topic or the broker; None when it may (or the
+    resource type is one this module does not serve)."""
+    what = operation.replace("_", " ")
+    if resource_type == RESOURCE_TOPIC and not broker.allowed(operation, "topic", name):
+        return ErrorCode.topic_authorization_failed, f"not allowed to {what} of topic {name!r}"
+    if resource_type == RESOURCE_BROKER and not broker.allowed(operation, "cluster", CLUSTER):
+        return ErrorCode.cluster_authorization_failed, f"not allowed to {what} of the broker"
+    return None
 
 
 def _topic_name_error(name: str) -> str | None:
@@ -39,7 +60,7 @@ def handle_create_topics(broker, request):
             partitions = broker.config.num_partitions
         rf = int(topic.replication_factor)
         code, message, info = ErrorCode.none, None, None
-        if not (broker.allowed("create", "cluster", "kafka-cluster") or broker.allowed("create", "topic", name)):
+        if not (broker.allowed("create", "cluster", CLUSTER) or broker.allowed("create", "topic", name)):
             code, message = ErrorCode.topic_authorization_failed, f"not allowed to create {name!r}"
         elif (err := _topic_name_error(name)) is not None:
             code, message = ErrorCode.invalid_topic_exception, err
@@ -60,8 +81,10 @@ def handle_create_topics(broker, request):
                     info = broker.create_topic(name, partitions, configs)
             except LogbrokerError as exc:
                 code, message = error_code_for(exc), str(exc)
-        described = None
-        if code == ErrorCode.none:
+        described, config_code = None, ErrorCode.none
+        if code == ErrorCode.none and not broker.allowed("describe_configs", "topic", name):
+            config_code = ErrorCode.topic_authorization_failed  # created, but its configs stay unseen
+        elif code == ErrorCode.none:
             described = tuple(
                 build(
                     mod.CreatableTopicConfigs,
@@ -80,8 +103,9 @@ def handle_create_topics(broker, request):
                 topic_id=info.topic_id if info is not None else None,
                 error_code=code,
                 error_message=message,
-                num_partitions=partitions if code == ErrorCode.none else -1,
-                replication_factor=1 if code == ErrorCode.none else -1,
+                topic_config_error_code=config_code,
+                num_partitions=partitions if code == ErrorCode.none and config_code == ErrorCode.none else -1,
+                replication_factor=1 if code == ErrorCode.none and config_code == ErrorCode.none else -1,
                 configs=described,
             )
         )
@@ -101,6 +125,8 @@ def handle_delete_topics(broker, request):
     for name, topic_id in wanted:
         if name is None and topic_id is not None:
             name = by_id.get(topic_id)
+            if name is not None and not broker.allowed("describe", "topic", name):
+                name = None  # an id does not reveal the name of a topic the principal may not describe
         code, message = ErrorCode.none, None
         if name is not None and not broker.allowed("delete", "topic", name):
             code, message = ErrorCode.topic_authorization_failed, f"not allowed to delete {name!r}"
@@ -130,7 +156,9 @@ def handle_create_partitions(broker, request):
         info = broker.topics().get(topic.name)
         count = int(topic.count)
         code, message = ErrorCode.none, None
-        if info is None:
+        if not broker.allowed("alter", "topic", topic.name):
+            code, message = ErrorCode.topic_authorization_failed, f"not allowed to alter {topic.name!r}"
+        elif info is None:
             code = ErrorCode.unknown_topic_or_partition
         elif count <= info.partitions:
             code = ErrorCode.invalid_partitions
@@ -153,7 +181,9 @@ def handle_describe_configs(broker, request):
     for resource in body.resources:
         rtype = int(resource.resource_type)
         code, message, entries = ErrorCode.none, None, []
-        if rtype == RESOURCE_TOPIC:
+        if (denial := config_denial(broker, "describe_configs", rtype, resource.resource_name)) is not None:
+            code, message = denial
+        elif rtype == RESOURCE_TOPIC:
             if resource.resource_name not in broker.topics():
                 code = ErrorCode.unknown_topic_or_partition
             else:
@@ -207,7 +237,9 @@ def _alter(broker, request, *, incremental: bool):
         name = resource.resource_name
         code, message = ErrorCode.none, None
         try:
-            if rtype != RESOURCE_TOPIC:
+            if (denial := config_denial(broker, "alter_configs", rtype, name)) is not None:
+                code, message = denial
+            elif rtype != RESOURCE_TOPIC:
                 code, message = ErrorCode.invalid_request, "only topic configs can be altered"
             elif name not in broker.topics():
                 code = ErrorCode.unknown_topic_or_partition

@@ -3,9 +3,13 @@
 ACLs live in ``acls.json`` of the data dir (edited by ``logbroker acls``,
 re-read by a running broker when it changes). Rules follow Kafka's
 authorizer: a DENY that matches wins; otherwise an ALLOW must match; READ,
-WRITE, DELETE and ALTER imply DESCRIBE; ALL matches every operation;
+WRITE, DELETE and ALTER imply DESCRIBE, ALTER_CONFIGS implies
+DESCRIBE_CONFIGS (for ALLOW rules only); ALL matches every operation;
 principal ``User:*`` matches everyone; a pattern is a literal name, ``*``, or
 a prefix (``pattern=prefixed``). Super users pass every check.
+
+Which request needs which operation on which resource is the handlers'
+business (the table is in docs/reliability.md); this module only answers.
 """
 
 from __future__ import annotations
@@ -19,10 +23,45 @@ from logbroker.errors import InvalidConfigError, StorageError
 
 ACLS_FILE = "acls.json"
 RESOURCE_TYPES = ("topic", "group", "cluster")
-OPERATIONS = ("read", "write", "create", "delete", "describe", "alter", "all")
+OPERATIONS = (
+    "read", "write", "create", "delete", "describe", "alter",
+    "describe_configs", "alter_configs", "idempotent_write", "all",
+)
 PERMISSIONS = ("allow", "deny")
 PATTERNS = ("literal", "prefixed")
-_IMPLIES_DESCRIBE = {"read", "write", "delete", "alter"}
+CLUSTER = "kafka-cluster"
+"""The name of the one cluster resource (Kafka's ``kafka-cluster``)."""
+
+_IMPLIED_BY = {
+    "describe": frozenset({"read", "write", "delete", "alter"}),
+    "describe_configs": frozenset({"alter_configs"}),
+}
+"""Operations an ALLOW of another operation grants as well (Kafka's rule)."""
+
+OPERATION_CODES = {
+    "all": 2, "read": 3, "write": 4, "create": 5, "delete": 6, "alter": 7, "describe": 8,
+    "cluster_action": 9, "describe_configs": 10, "alter_configs": 11, "idempotent_write": 12,
+}
+"""Kafka's AclOperation codes: bit positions of an ``authorized_operations`` field."""
+
+SUPPORTED_OPERATIONS = {
+    "topic": ("read", "write", "create", "describe", "delete", "alter", "describe_configs", "alter_configs"),
+    "group": ("read", "describe", "delete", "describe_configs", "alter_configs"),
+    "cluster": ("create", "cluster_action", "describe_configs", "alter_configs", "idempotent_write", "alter",
+                "describe"),
+}
+"""What Kafka reports per resource type in ``authorized_operations`` (KIP-430)."""
+
+
+def authorized_operations(allowed, resource_type: str) -> int:
+    """The KIP-430 bit field: bit ``OPERATION_CODES[op]`` is set for every
+    supported operation ``op`` on ``resource_type`` for which ``allowed(op)``
+    is true (``allowed`` is e.g. ``lambda op: broker.allowed(op, "group", name)``)."""
+    bits = 0
+    for op in SUPPORTED_OPERATIONS[resource_type]:
+        if allowed(op):
+            bits |= 1 << OPERATION_CODES[op]
+    return bits
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +97,15 @@ class Acl:
             return False
         if self.operation == "all" or self.operation == operation:
             return True
-        return operation == "describe" and self.permission == "allow" and self.operation in _IMPLIES_DESCRIBE
+        return self.permission == "allow" and self.operation in _IMPLIED_BY.get(operation, ())
+
+    def _covers(self, other: Acl) -> bool:
+        """Whether this (DENY) rule's pattern matches every name ``other``'s pattern does."""
+        if self.pattern == "literal":
+            return self.name == "*" or (other.pattern == "literal" and other.name == self.name)
+        if not self.name:
+            return True
+        return other.name.startswith(self.name) and (other.pattern == "prefixed" or other.name != "*")
 
     def __str__(self) -> str:
         return (f"{self.permission.upper()} {self.principal} {self.operation.upper()} "
@@ -98,12 +145,36 @@ class Authorizer:
         return list(self._acls)
 
     def allowed(self, principal: str, operation: str, resource_type: str, name: str) -> bool:
+        """May ``principal`` do ``operation`` on the named resource?"""
         if principal in self.super_users:
             return True
-        matching = [a for a in self.acls() if a.matches(principal, resource_type, name, operation)]
-        if any(a.permission == "deny" for a in matching):
-            return False
-        return any(a.permission == "allow" for a in matching)
+        self._reload()
+        allow = False
+        for acl in self._acls:
+            if acl.matches(principal, resource_type, name, operation):
+                if acl.permission == "deny":
+                    return False
+                allow = True
+        return allow
+
+    def allowed_on_any(self, principal: str, operation: str, resource_type: str) -> bool:
+        """May ``principal`` do ``operation`` on at least one resource of the type?
+
+        Kafka's ``authorizeByResourceType`` (used by InitProducerId: WRITE on
+        any topic): true when some ALLOW rule for the operation (or ALL) is
+        not wholly covered by a DENY rule (a DENY of ``*``, a DENY prefix that
+        the allowed name or prefix starts with, or a DENY of the same literal name).
+        """
+        if principal in self.super_users:
+            return True
+        self._reload()
+        rules = [a for a in self._acls
+                 if a.principal in (principal, "User:*") and a.resource_type == resource_type
+                 and a.operation in (operation, "all")]
+        denies = [a for a in rules if a.permission == "deny"]
+        return any(
+            not any(d._covers(a) for d in denies) for a in rules if a.permission == "allow"
+        )
 
     def add(self, acl: Acl) -> None:
         acls = self.acls()

@@ -12,7 +12,7 @@ import contextlib
 
 import trio
 
-__all__ = ["open_background"]
+__all__ = ["close_background", "leaves", "open_background"]
 
 
 async def _host(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -45,13 +45,13 @@ async def close_background(stack: contextlib.AsyncExitStack, exc: BaseException 
     try:
         await stack.__aexit__(type(exc) if exc is not None else None, exc, exc.__traceback__ if exc else None)
     except BaseExceptionGroup as group:
-        if exc is None or list(_leaves(group)) != [exc]:
+        if exc is None or list(leaves(group)) != [exc]:
             raise
 
 
-def _leaves(group: BaseExceptionGroup):
+def leaves(group: BaseExceptionGroup):
     for inner in group.exceptions:
         if isinstance(inner, BaseExceptionGroup):
-            yield from _leaves(inner)
+            yield from leaves(inner)
         else:
             yield inner

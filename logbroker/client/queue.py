@@ -38,6 +38,7 @@ from logbroker.protocol import ApiKey, ErrorCode, build, request_module
 from logbroker.records import decode_batches
 
 from ._errors import kafka_error
+from ._tasks import leaves
 from .cluster import Cluster
 from .config import ClientConfig
 from .types import ConsumerRecord, TopicPartition
@@ -140,6 +141,16 @@ class QueueConsumer:
     # -- lifecycle ------------------------------------------------------------------
 
     async def __aenter__(self) -> QueueConsumer:
+        try:
+            return await self._open()
+        except BaseExceptionGroup as group:
+            # The nurseries wrap a failure to join (unknown topic, not authorised) in a group.
+            errors = list(leaves(group))
+            if len(errors) == 1:
+                raise errors[0] from None
+            raise
+
+    async def _open(self) -> QueueConsumer:
         async with contextlib.AsyncExitStack() as stack:
             # Closing runs these in reverse: stop the loops, leave, close connections.
             connections = await stack.enter_async_context(trio.open_nursery())

@@ -34,6 +34,11 @@ class BrokerConfig:
     advertised_port: int | None = field(
         default=None, metadata={"help": "Port clients are told to connect to (default: the bound port)."}
     )
+    metrics_port: int | None = field(
+        default=None,
+        metadata={"help": "Serve Prometheus metrics over HTTP on this port (unset = off; 0 = any free port)."},
+    )
+    metrics_host: str = field(default="127.0.0.1", metadata={"help": "Address the metrics endpoint binds."})
     node_id: int = field(default=0, metadata={"help": "This broker's id in Metadata responses."})
     cluster_id: str | None = field(
         default=None, metadata={"help": "Cluster id; generated once and kept in the data dir when unset."}
@@ -50,6 +55,29 @@ class BrokerConfig:
     flush_interval_ms: int = field(default=1000, metadata={"help": "fsync period with flush=interval."})
     socket_request_max_bytes: int = field(
         default=100 * 1024 * 1024, metadata={"help": "Largest request frame accepted; larger closes the connection."}
+    )
+    max_connections: int = field(
+        default=10_000,
+        metadata={"help": "Most client connections at once; the broker closes any beyond it as soon as it accepts "
+                          "them (an idle connection costs about 7 KiB and one file descriptor)."},
+    )
+    max_connections_per_ip: int = field(
+        default=1000, metadata={"help": "Most connections at once from one client address; more are closed at once."}
+    )
+    connections_max_idle_ms: int = field(
+        default=600_000,
+        metadata={"help": "Close a connection that sends nothing while it owes no response, or that takes no "
+                          "response bytes, for this long (-1 = never)."},
+    )
+    queued_max_requests: int = field(
+        default=500,
+        metadata={"help": "Requests of one connection handled before their responses must go to the socket "
+                          "(the connection reads nothing more until they have)."},
+    )
+    queued_max_bytes: int = field(
+        default=256 * 1024,
+        metadata={"help": "Request bytes one connection reads at a time, and response bytes it holds before "
+                          "sending; a single larger request or response is held whole."},
     )
     message_max_bytes: int = field(default=1048588, metadata={"help": "Default max.message.bytes of topics."})
     log_segment_bytes: int = field(default=1 << 30, metadata={"help": "Default segment.bytes of topics."})
@@ -135,14 +163,19 @@ class BrokerConfig:
             raise InvalidConfigError(f"flush must be one of {', '.join(FLUSH_MODES)}, not {self.flush!r}")
         if not 0 <= self.port <= 65535:
             raise InvalidConfigError(f"port {self.port} out of range")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise InvalidConfigError(f"metrics_port {self.metrics_port} out of range")
         if self.num_partitions < 1:
             raise InvalidConfigError("num.partitions must be at least 1")
         for name in (
             "flush_interval_ms", "socket_request_max_bytes", "message_max_bytes", "log_segment_bytes",
             "group_min_session_timeout_ms", "offsets_retention_minutes", "offsets_retention_check_interval_ms",
+            "max_connections", "max_connections_per_ip", "queued_max_requests", "queued_max_bytes",
         ):
             if getattr(self, name) <= 0:
                 raise InvalidConfigError(f"{name} must be positive")
+        if self.connections_max_idle_ms <= 0 and self.connections_max_idle_ms != -1:
+            raise InvalidConfigError("connections_max_idle_ms must be positive or -1 (never)")
         if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms:
             raise InvalidConfigError("group_max_session_timeout_ms must not be below group_min_session_timeout_ms")
         for name in (

@@ -19,6 +19,7 @@ from logbroker.broker.producer_state import Duplicate, PartitionProducerState
 from logbroker.broker.security import Authorizer, UserStore
 from logbroker.broker.session import Session
 from logbroker.broker.share import ShareConfig, ShareCoordinator, ShareStateTopic
+from logbroker.broker.traffic import TrafficCounters
 from logbroker.errors import UnknownTopicError
 from logbroker.errors import InvalidBatchError, RecordsError
 from logbroker.records import decode_batch, parse_header
@@ -90,6 +91,7 @@ class Broker:
         self._producer_states: dict[tuple[str, int], PartitionProducerState] = {}
         self._next_producer_id, self._producer_id_limit = 0, 0
         self._timer_sources: list = []
+        self.traffic = TrafficCounters()  # bytes/records in and out per topic (metrics)
         # Address of the client whose request is being handled (Kafka's "/host").
         self.request_peer = ""
         # The connection whose request is being handled (principal, SASL state).
@@ -145,6 +147,7 @@ class Broker:
             del self._producer_states[key]
         self.groups.topic_deleted(name, self.clock())
         self.share.topic_deleted(name, self.clock())
+        self.traffic.forget(name)
         log.info("deleted topic %s", name)
 
     def add_partitions(self, name: str, total: int) -> None:
@@ -222,6 +225,9 @@ class Broker:
         info = plog.append(batch, self.clock())
         if state is not None:
             state.update(header, info.base_offset, header.max_timestamp)
+        traffic = self.traffic
+        traffic.bytes_in[topic] += header.size
+        traffic.records_in[topic] += header.records_count
         return ProduceResult(info.base_offset, info.log_append_time_ms, info.log_start_offset)
 
     def _producer_state(self, topic: str, partition: int, plog: PartitionLog) -> PartitionProducerState:
@@ -276,6 +282,39 @@ class Broker:
         pid = self._next_producer_id
         self._next_producer_id += 1
         return pid
+
+    # -- status (metrics) -------------------------------------------------
+
+    def group_lags(self) -> list[tuple[str, str, int, int]]:
+        """``(group, topic, partition, lag)`` for every committed offset of a
+        classic group: the partition's high watermark minus the committed
+        offset (never below 0). Partitions of deleted topics are left out."""
+        _, groups = self.groups.list_groups()  # none while loading
+        out = []
+        for listed in groups:
+            for (topic, index), value in self.groups.fetch_offsets(listed.group_id, None).offsets.items():
+                if value is None or value.offset < 0:
+                    continue
+                try:
+                    end = self.log_manager.get_partition(topic, index).high_watermark
+                except UnknownTopicError:
+                    continue
+                out.append((listed.group_id, topic, index, max(0, end - value.offset)))
+        out.sort()
+        return out
+
+    def share_metrics(self) -> dict[tuple[str, str, int, str], int]:
+        """``{(group, topic, partition, name): n}`` from the share coordinator's
+        per-partition counts (records in_flight, available, acknowledged,
+        archived, the start offset...); empty if it cannot say."""
+        counts = getattr(self.share, "partition_counts", None)
+        if counts is None:
+            return {}
+        return {
+            (group, topic, index, name): value
+            for (group, topic, index), values in counts().items()
+            for name, value in values.items()
+        }
 
     # -- timers and lifecycle ---------------------------------------------
 

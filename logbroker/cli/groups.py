@@ -11,21 +11,8 @@ import sys
 
 import click
 
-from logbroker.cli.topics import bootstrap_option, emit_json, format_option, run_client
+from logbroker.cli.topics import bootstrap_option, emit_json, format_option, print_table, run_client
 from logbroker.client import Admin, TopicPartition
-
-
-def _table(headers: list[str], rows: list[list]) -> None:
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
-    numeric = [bool(cells) and all(r[i].lstrip("-").isdigit() or r[i] == "-" for r in cells)
-               for i in range(len(headers))]
-
-    def line(values):
-        return "  ".join(v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths)))
-    click.echo(line(headers).rstrip())
-    for row in cells:
-        click.echo(line(row).rstrip())
 
 
 @click.group()
@@ -51,7 +38,7 @@ def list_(state, bootstrap, fmt) -> None:
     if not listed:
         click.echo("no groups")
         return
-    _table(["GROUP", "TYPE", "STATE"], [[g.group_id, g.protocol_type or "-", g.state or "-"] for g in listed])
+    print_table(["GROUP", "TYPE", "STATE"], [[g.group_id, g.protocol_type or "-", g.state or "-"] for g in listed])
 
 
 async def _describe(admin: Admin, group_id: str):
@@ -74,9 +61,16 @@ def describe(group_id, bootstrap, fmt) -> None:
 
     async def main():
         async with Admin(bootstrap) as admin:
-            return await _describe(admin, group_id)
+            described = await _describe(admin, group_id)
+            share = None
+            if described[0].protocol_type == "share":
+                share = await admin.share_group_progress(group_id)
+            return described, share
 
-    description, committed, owners, partitions, ends = run_client(main)
+    (description, committed, owners, partitions, ends), share = run_client(main)
+    if share is not None:
+        _describe_share(group_id, description, share, fmt)
+        return
     rows = []
     for tp in partitions:
         offset = committed.get(tp)
@@ -109,18 +103,81 @@ def describe(group_id, bootstrap, fmt) -> None:
                f"protocol {description.protocol or '-'}, total lag {total}")
     if description.members:
         click.echo("")
-        _table(["MEMBER", "CLIENT", "HOST", "PARTITIONS"], [
+        print_table(["MEMBER", "CLIENT", "HOST", "PARTITIONS"], [
             [m.member_id, m.client_id, m.client_host or "-",
              ", ".join(f"{tp.topic}-{tp.partition}" for tp in m.assignment) or "-"]
             for m in description.members
         ])
     if rows:
         click.echo("")
-        _table(["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "MEMBER"], [
+        print_table(["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "MEMBER"], [
             [tp.topic, tp.partition, "-" if offset is None else offset, end,
              "-" if lag is None else lag, member.client_id if member else "-"]
             for tp, offset, end, lag, member in rows
         ])
+
+
+def _describe_share(group_id, description, progress, fmt) -> None:
+    """A share group: members, and per partition where the queue stands."""
+    fields = ("start_offset", "log_end", "lag", "in_flight", "available", "acknowledged", "archived")
+    totals = {f: sum(getattr(p, f) for p in progress if getattr(p, f) > 0) for f in ("lag", "in_flight", "archived")}
+    if fmt == "json":
+        emit_json({
+            "group": group_id, "state": description.state, "type": "share",
+            "members": [{"member_id": m.member_id, "client_id": m.client_id, "host": m.client_host}
+                        for m in description.members],
+            "partitions": [{"topic": p.topic, "partition": p.partition, **{f: getattr(p, f) for f in fields}}
+                           for p in progress],
+            "total_lag": totals["lag"], "total_in_flight": totals["in_flight"],
+        })
+        return
+    click.echo(f"Share group {group_id}: {description.state}, {len(description.members)} members, "
+               f"lag {totals['lag']}, in flight {totals['in_flight']}")
+    if description.members:
+        click.echo("")
+        print_table(["MEMBER", "CLIENT", "HOST"],
+               [[m.member_id, m.client_id, m.client_host or "-"] for m in description.members])
+    if progress:
+        click.echo("")
+        print_table(["TOPIC", "PARTITION", "START-OFFSET", "LOG-END", "LAG", "IN-FLIGHT", "AVAILABLE",
+                "ACKNOWLEDGED", "ARCHIVED"],
+               [[p.topic, p.partition, *(getattr(p, f) for f in fields)] for p in progress])
+        click.echo("\nLAG: records not yet acknowledged or archived (IN-FLIGHT acquired now, AVAILABLE waiting); "
+                   "ACKNOWLEDGED and ARCHIVED: records of the in-flight window past START-OFFSET.")
+
+
+@groups.command("config")
+@click.argument("group_id")
+@click.option("--set", "settings", multiple=True, metavar="NAME=VALUE",
+              help="Set a share-group config, e.g. share.auto.offset.reset=earliest (repeatable).")
+@click.option("--delete", "deletions", multiple=True, metavar="NAME",
+              help="Remove an override: back to the broker's setting (repeatable).")
+@bootstrap_option
+@format_option
+def config(group_id, settings, deletions, bootstrap, fmt) -> None:
+    """Show or change a share group's configs: share.auto.offset.reset,
+    share.record.lock.duration.ms, share.delivery.count.limit,
+    errors.deadletterqueue.topic.name, ... (a group may be configured before
+    its first member joins)."""
+    changes: dict[str, str | None] = {}
+    for item in settings:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--set")
+        changes[name.strip()] = value.strip()
+    changes.update((name, None) for name in deletions)
+
+    async def main():
+        async with Admin(bootstrap) as admin:
+            if changes:
+                await admin.alter_group_configs(group_id, changes)
+            return await admin.describe_group_configs(group_id)
+
+    configs = run_client(main)
+    if fmt == "json":
+        emit_json({"group": group_id, "configs": configs})
+        return
+    print_table(["NAME", "VALUE"], [[name, "-" if value in (None, "") else value] for name, value in sorted(configs.items())])
 
 
 @groups.command("delete")
@@ -209,7 +266,7 @@ def reset_offsets(group_id, topic, partitions, to_earliest, to_latest, to_offset
             for tp, off in sorted(target.items())
         ]})
         return
-    _table(["TOPIC", "PARTITION", "OLD", "NEW"], [
+    print_table(["TOPIC", "PARTITION", "OLD", "NEW"], [
         [tp.topic, tp.partition, committed.get(tp, "-"), off] for tp, off in sorted(target.items())
     ])
     click.echo("(dry run: nothing committed)" if dry_run else f"committed new offsets for group {group_id}")

@@ -37,5 +37,9 @@ def _register() -> None:
     main.add_command(security.users)
     main.add_command(security.acls)
 
+    from logbroker.cli import status
+
+    main.add_command(status.status)
+
 
 _register()

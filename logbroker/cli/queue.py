@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from logbroker.cli.topics import bootstrap_option, run_client
+from logbroker.cli.topics import bootstrap_option, run_client, run_until_signalled
 
 
 @click.group()
@@ -29,17 +29,21 @@ def consume(topic, group, reject, max_records, fmt, bootstrap) -> None:
     async def main():
         count = 0
         async with QueueConsumer(bootstrap, topic, group_id=group) as q:
-            async for msg in q:
-                value = (msg.value or b"").decode("utf-8", "replace")
-                if fmt == "json":
-                    click.echo(json.dumps({"partition": msg.record.partition, "offset": msg.offset,
-                                           "delivery_count": msg.delivery_count, "value": value}))
-                else:
-                    click.echo(value)
-                await (msg.reject() if reject else msg.ack())
-                count += 1
-                if max_records is not None and count >= max_records:
-                    return
+            async def work() -> None:
+                nonlocal count
+                async for msg in q:
+                    value = (msg.value or b"").decode("utf-8", "replace")
+                    if fmt == "json":
+                        click.echo(json.dumps({"partition": msg.record.partition, "offset": msg.offset,
+                                               "delivery_count": msg.delivery_count, "value": value}))
+                    else:
+                        click.echo(value)
+                    await (msg.reject() if reject else msg.ack())
+                    count += 1
+                    if max_records is not None and count >= max_records:
+                        return
+
+            await run_until_signalled(work)
 
     try:
         run_client(main)

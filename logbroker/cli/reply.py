@@ -8,7 +8,7 @@ import sys
 import click
 import trio
 
-from logbroker.cli.topics import bootstrap_option, run_client
+from logbroker.cli.topics import bootstrap_option, run_client, run_until_signalled
 
 
 @click.command()
@@ -50,14 +50,17 @@ def reply(topic, command, group, max_requests, bootstrap) -> None:
     async def main():
         async with Responder(bootstrap, topic, handler, group_id=group) as responder:
             click.echo(f"answering requests on {topic} (group {group}); Ctrl-C to stop", err=True)
-            if max_requests is None:
-                await responder.run()
-                return
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(responder.run)
-                while responder.handled < max_requests:
-                    await trio.sleep(0.05)
-                nursery.cancel_scope.cancel()
+            async def serve() -> None:
+                if max_requests is None:
+                    await responder.run()
+                    return
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(responder.run)
+                    while responder.handled < max_requests:
+                        await trio.sleep(0.05)
+                    nursery.cancel_scope.cancel()
+
+            await run_until_signalled(serve)
 
     try:
         run_client(main)

@@ -17,6 +17,9 @@ from logbroker.errors import LogbrokerError
 @click.option("--port", type=int, default=None, help="Port to bind [default: 9092; 0 = any free port].")
 @click.option("--advertised-host", default=None, help="Host clients are told to use [default: --host].")
 @click.option("--advertised-port", type=int, default=None, help="Port clients are told to use [default: bound port].")
+@click.option("--metrics-port", type=int, default=None,
+              help="Serve Prometheus metrics on http://HOST:PORT/metrics [default: off; 0 = any free port].")
+@click.option("--metrics-host", default=None, help="Address the metrics endpoint binds [default: 127.0.0.1].")
 @click.option(
     "--flush", type=click.Choice(["always", "interval", "never"]), default=None,
     help="Durability: fsync before every ack, every --flush-interval-ms, or never [default: interval].",

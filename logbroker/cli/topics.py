@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -42,6 +43,38 @@ def run_client(main: Callable[[], Awaitable[Any]]) -> Any:
         raise
     except (LogbrokerError, BrokenPipeError) as exc:
         _fail(exc)
+
+
+def print_table(headers: list[str], rows: list[list]) -> None:
+    """Columns padded to their widest cell; columns of numbers (or sizes like
+    ``1.2 MiB``, or ``-`` for none) after the first are right-aligned."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h), *(len(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    numeric = [i > 0 and bool(cells) and all(r[i].lstrip("-")[:1].isdigit() or r[i] in ("-", "?") for r in cells)
+               for i in range(len(headers))]
+
+    def line(values):
+        return "  ".join(v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths)))
+
+    click.echo(line(headers).rstrip())
+    for row in cells:
+        click.echo(line(row).rstrip())
+
+
+async def run_until_signalled(body: Callable[[], Awaitable[Any]]) -> None:
+    """Await ``body()`` until it returns or SIGINT/SIGTERM arrives; a signal
+    cancels it, so the ``async with`` blocks around this call close cleanly
+    (a queue consumer releases its records, a group member leaves)."""
+    async with trio.open_nursery() as nursery:
+        async def watch() -> None:
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    return
+
+        nursery.start_soon(watch)
+        await body()
+        nursery.cancel_scope.cancel()
 
 
 def _first_leaf(group: BaseExceptionGroup) -> BaseException:

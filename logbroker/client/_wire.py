@@ -28,6 +28,7 @@ __all__ = [
     "delete_topics_request",
     "describe_configs_request",
     "describe_groups_request",
+    "describe_log_dirs_request",
     "fetch_request",
     "find_coordinator_request",
     "heartbeat_request",
@@ -51,6 +52,7 @@ EARLIEST = -2
 """ListOffsets timestamp meaning "the log start offset"."""
 
 TOPIC_RESOURCE = 2
+GROUP_RESOURCE = 32  # ConfigResource.Type.GROUP: share-group configs
 _NULL_UUID = uuid.UUID(int=0)
 
 
@@ -369,6 +371,21 @@ def delete_groups_request(version: int, group_ids: list[str]) -> Any:
     return build(m.DeleteGroupsRequest, groups_names=list(group_ids))
 
 
+def describe_share_group_offsets_request(version: int, group_id: str) -> Any:
+    m = _m(ApiKey.DESCRIBE_SHARE_GROUP_OFFSETS, version)
+    return build(m.DescribeShareGroupOffsetsRequest,
+                 groups=[build(m.DescribeShareGroupOffsetsRequestGroup, group_id=group_id, topics=None)])
+
+
+def read_share_group_state_request(version: int, group_id: str, partitions: Mapping[uuid.UUID, list[int]]) -> Any:
+    m = _m(ApiKey.READ_SHARE_GROUP_STATE, version)
+    return build(m.ReadShareGroupStateRequest, group_id=group_id, topics=[
+        build(m.ReadStateData, topic_id=topic_id,
+              partitions=[build(m.PartitionData, partition=p, leader_epoch=-1) for p in parts])
+        for topic_id, parts in partitions.items()
+    ])
+
+
 # -- topics ----------------------------------------------------------------------
 
 
@@ -417,29 +434,30 @@ def create_partitions_request(version: int, counts: Mapping[str, int], *, timeou
     )
 
 
-def describe_configs_request(version: int, topics: list[str]) -> Any:
+def describe_configs_request(version: int, names: list[str], resource_type: int = TOPIC_RESOURCE) -> Any:
     m = _m(ApiKey.DESCRIBE_CONFIGS, version)
     return build(
         m.DescribeConfigsRequest,
         resources=[
-            build(m.DescribeConfigsResource, resource_type=TOPIC_RESOURCE, resource_name=t, configuration_keys=None)
-            for t in topics
+            build(m.DescribeConfigsResource, resource_type=resource_type, resource_name=n, configuration_keys=None)
+            for n in names
         ],
         include_synonyms=False,
         include_documentation=False,
     )
 
 
-def incremental_alter_configs_request(version: int, topic: str, configs: Mapping[str, str | None]) -> Any:
-    """Set (value) or delete (None) each of ``configs`` on ``topic``."""
+def incremental_alter_configs_request(version: int, name: str, configs: Mapping[str, str | None],
+                                      resource_type: int = TOPIC_RESOURCE) -> Any:
+    """Set (value) or delete (None) each of ``configs`` on the topic (or group) ``name``."""
     m = _m(ApiKey.INCREMENTAL_ALTER_CONFIGS, version)
     return build(
         m.IncrementalAlterConfigsRequest,
         resources=[
             build(
                 m.AlterConfigsResource,
-                resource_type=TOPIC_RESOURCE,
-                resource_name=topic,
+                resource_type=resource_type,
+                resource_name=name,
                 configs=[
                     build(m.AlterableConfig, name=k, config_operation=0 if v is not None else 1, value=v)
                     for k, v in configs.items()
@@ -464,6 +482,15 @@ def delete_records_request(version: int, offsets: Mapping[str, list[tuple[int, i
         ],
         timeout=timeout_ms,
     )
+
+
+def describe_log_dirs_request(version: int, topics: Mapping[str, list[int]] | None) -> Any:
+    """DescribeLogDirs of ``topics`` (topic -> [partition]); None asks for every partition."""
+    m = _m(ApiKey.DESCRIBE_LOG_DIRS, version)
+    wanted = None
+    if topics is not None:
+        wanted = [build(m.DescribableLogDirTopic, topic=t, partitions=list(ps)) for t, ps in topics.items()]
+    return build(m.DescribeLogDirsRequest, topics=wanted)
 
 
 def error_name(code: int) -> str:

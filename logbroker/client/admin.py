@@ -37,9 +37,11 @@ from .config import AdminConfig
 from .types import (
     GroupDescription,
     GroupListing,
+    LogDirDescription,
     MemberDescription,
     NewTopic,
     OffsetAndTimestamp,
+    SharePartitionProgress,
     TopicDescription,
     TopicPartition,
 )
@@ -227,6 +229,28 @@ class Admin:
             result[r.resource_name] = entries
         return result
 
+    async def describe_group_configs(self, group_id: str) -> dict[str, str | None]:
+        """A share group's configs (``share.auto.offset.reset``,
+        ``errors.deadletterqueue.topic.name``...): name -> effective value."""
+        answer = await self._call(ApiKey.DESCRIBE_CONFIGS,
+                                  lambda v: _wire.describe_configs_request(v, [group_id], _wire.GROUP_RESOURCE))
+        result: dict[str, str | None] = {}
+        for r in answer.results:
+            raise_for_code(r.error_code, getattr(r, "error_message", None), context=f"group {group_id!r}")
+            result.update((c.name, c.value) for c in r.configs)
+        return result
+
+    async def alter_group_configs(self, group_id: str, configs: Mapping[str, str | None]) -> None:
+        """Set group configs (None deletes one: back to the broker's setting).
+
+        :raises KafkaError: INVALID_CONFIG for an unknown name or a bad value.
+        """
+        answer = await self._call(ApiKey.INCREMENTAL_ALTER_CONFIGS,
+                                  lambda v: _wire.incremental_alter_configs_request(v, group_id, configs,
+                                                                                    _wire.GROUP_RESOURCE))
+        for r in answer.responses:
+            raise_for_code(r.error_code, getattr(r, "error_message", None), context=f"group {group_id!r}")
+
     async def alter_topic(self, name: str, *, partitions: int | None = None,
                           configs: Mapping[str, str | None] | None = None) -> None:
         """Grow ``name`` to ``partitions`` and/or set configs (None deletes one, back to its default).
@@ -383,6 +407,56 @@ class Admin:
                 raise_for_code(p.error_code, context=f"OffsetCommit {t.name}[{p.partition_index}]")
         return {tp: target[tp] for tp in tps}
 
+    async def share_group_progress(self, group_id: str) -> list[SharePartitionProgress]:
+        """Per partition a share group has state for: its start offset, lag and
+        the records of its in-flight window by state (DescribeShareGroupOffsets,
+        then ReadShareGroupState for the window)."""
+        answer = await self._group_call(group_id, ApiKey.DESCRIBE_SHARE_GROUP_OFFSETS,
+                                        lambda v: _wire.describe_share_group_offsets_request(v, group_id))
+        found: dict[TopicPartition, tuple[int, int]] = {}
+        ids: dict[Any, str] = {}
+        for g in answer.groups:
+            raise_for_code(g.error_code, context=f"share group {group_id!r}")
+            for t in g.topics:
+                ids[t.topic_id] = t.topic_name
+                for p in t.partitions:
+                    raise_for_code(p.error_code, context=f"share group {group_id!r} {t.topic_name}[{p.partition_index}]")
+                    found[TopicPartition(t.topic_name, p.partition_index)] = (p.start_offset, getattr(p, "lag", -1))
+        if not found:
+            return []
+        ends = {tp: a.offset for tp, a in (await self.list_offsets({tp: "latest" for tp in found})).items()}
+        wanted: dict[Any, list[int]] = defaultdict(list)
+        for topic_id, name in ids.items():
+            wanted[topic_id] = [tp.partition for tp in found if tp.topic == name]
+        state = await self._group_call(group_id, ApiKey.READ_SHARE_GROUP_STATE,
+                                       lambda v: _wire.read_share_group_state_request(v, group_id, wanted))
+        counts: dict[TopicPartition, dict[str, int]] = {}
+        for r in state.results:
+            for p in r.partitions:
+                raise_for_code(p.error_code, context=f"share group {group_id!r} state")
+                tp = TopicPartition(ids.get(r.topic_id, "?"), p.partition)
+                c = counts.setdefault(tp, {"in_flight": 0, "acknowledged": 0, "archived": 0, "window": 0})
+                last = p.start_offset - 1
+                for b in p.state_batches:
+                    n = b.last_offset - b.first_offset + 1
+                    last = max(last, b.last_offset)
+                    key = {1: "in_flight", 2: "acknowledged", 4: "archived"}.get(b.delivery_state)
+                    if key is not None:
+                        c[key] += n
+                c["window"] = last - p.start_offset + 1
+        out = []
+        for tp, (start, lag) in sorted(found.items()):
+            c = counts.get(tp, {})
+            window = c.get("window", 0)
+            done = c.get("acknowledged", 0) + c.get("archived", 0)
+            out.append(SharePartitionProgress(
+                tp.topic, tp.partition, start, ends.get(tp, -1), lag,
+                in_flight=c.get("in_flight", 0),
+                available=max(0, lag - c.get("in_flight", 0)) if lag >= 0 else max(0, window - done),
+                acknowledged=c.get("acknowledged", 0), archived=c.get("archived", 0), window=window,
+            ))
+        return out
+
     async def delete_records(self, before: Mapping[TopicPartition | tuple[str, int], int]) -> dict[TopicPartition, int]:
         """Move each partition's log start up to the given offset; returns the new low watermarks."""
         cluster = self.cluster
@@ -403,6 +477,40 @@ class Admin:
                 for p in t.partitions:
                     raise_for_code(p.error_code, context=f"DeleteRecords {t.name}[{p.partition_index}]")
                     out[TopicPartition(t.name, p.partition_index)] = p.low_watermark
+        return out
+
+    # -- log directories ---------------------------------------------------------------
+
+    async def describe_log_dirs(self, topics: Mapping[str, Iterable[int]] | Iterable[str] | None = None
+                                ) -> list[LogDirDescription]:
+        """Every log directory of every broker with the size of each partition in it.
+
+        ``topics``: topic -> partitions, topic names (all their partitions),
+        or None (every partition, internal topics included).
+
+        :raises KafkaError: the broker refused (CLUSTER_AUTHORIZATION_FAILED...).
+        """
+        cluster = self.cluster
+        wanted: dict[str, list[int]] | None = None
+        if isinstance(topics, Mapping):
+            wanted = {t: sorted(ps) for t, ps in topics.items()}
+        elif topics is not None:
+            wanted = {}
+            for name in topics:
+                info = await cluster.topic(name)
+                wanted[name] = [p.partition for p in info.partitions]
+        meta = await cluster.refresh()
+        out = []
+        for node in sorted(meta.brokers):
+            answer = await self._call(ApiKey.DESCRIBE_LOG_DIRS,
+                                      lambda v: _wire.describe_log_dirs_request(v, wanted), node=node)
+            raise_for_code(getattr(answer, "error_code", 0), context="DescribeLogDirs")
+            for r in answer.results:
+                sizes = {TopicPartition(t.name, p.partition_index): p.partition_size
+                         for t in r.topics for p in t.partitions}
+                out.append(LogDirDescription(node, r.log_dir, dict(sorted(sizes.items())),
+                                             getattr(r, "total_bytes", -1), getattr(r, "usable_bytes", -1),
+                                             int(r.error_code)))
         return out
 
 

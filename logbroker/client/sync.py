@@ -328,3 +328,4 @@ class SyncAdmin(_SyncBase):
     list_group_offsets = _blocking("list_group_offsets", Admin)
     reset_offsets = _blocking("reset_offsets", Admin)
     delete_records = _blocking("delete_records", Admin)
+    describe_log_dirs = _blocking("describe_log_dirs", Admin)

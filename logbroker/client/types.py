@@ -153,6 +153,31 @@ class GroupListing:
 
 
 @dataclass(frozen=True, slots=True)
+class SharePartitionProgress:
+    """Where a share group stands on one partition.
+
+    ``start_offset`` is the share-partition start offset (every record below
+    it is acknowledged or archived); ``lag`` counts records up to the log end
+    not yet acknowledged or archived: ``in_flight`` of them are acquired by a
+    consumer now, ``available`` wait for (re)delivery. ``acknowledged`` and
+    ``archived`` count the records in those states in the in-flight window
+    ``[start_offset, start_offset + window)`` (below it every record is one
+    or the other). ``-1`` where the group has no state for the partition yet.
+    """
+
+    topic: str
+    partition: int
+    start_offset: int
+    log_end: int
+    lag: int
+    in_flight: int = 0
+    available: int = 0
+    acknowledged: int = 0
+    archived: int = 0
+    window: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class MemberDescription:
     """A member of a described group; ``assignment`` is decoded for consumer groups."""
 
@@ -170,4 +195,18 @@ class GroupDescription:
     protocol_type: str
     protocol: str
     members: tuple[MemberDescription, ...] = ()
+    error_code: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LogDirDescription:
+    """One log directory of one broker (DescribeLogDirs): its path, the volume's
+    total and usable bytes (-1 when the broker does not say) and the size in
+    bytes of each partition in it."""
+
+    broker: int
+    path: str
+    sizes: dict[TopicPartition, int] = field(default_factory=dict)
+    total_bytes: int = -1
+    usable_bytes: int = -1
     error_code: int = 0

@@ -7,6 +7,15 @@ received before it sends, and sends the responses it has ready together (one
 long-poll Fetch, a JoinGroup or SyncGroup, an fsync) first sends whatever is
 ready, so no response is held back behind another request's wait.
 
+Limits (docs/operations.md, "Connection limits"): connections beyond
+``max.connections`` or ``max.connections.per.ip`` are closed as soon as they
+are accepted; a connection reads at most ``queued.max.bytes`` at a time and
+only once it has answered what it read before, so a client that pipelines
+without reading is held back by TCP flow control, not by broker memory; a
+connection idle, or whose peer takes no response bytes, for
+``connections.max.idle.ms`` is closed by one watchdog task (the connection
+loop only notes since when it waits).
+
 Shutdown (``Server.shutdown``): stop accepting, let every connection finish
 the request it is handling, wake long polls, flush, write the clean marker.
 """
@@ -18,6 +27,7 @@ import ssl
 import os
 import math
 from collections.abc import Sequence
+from time import perf_counter
 
 import trio
 
@@ -41,19 +51,22 @@ from logbroker.protocol import (
     encode_unsupported_api_versions,
 )
 from logbroker.server.cleaner import run_cleaner
+from logbroker.server.metrics import Metrics, serve_metrics
 from logbroker.server.waiters import AppendWaiters
 
 log = logging.getLogger("logbroker.server")
 
-_RECEIVE_CHUNK = 256 * 1024
 _BEFORE_AUTHENTICATION = frozenset({ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE})
 _COALESCE_BELOW = 16 * 1024
 _MAX_IOV = 512
 # Send the responses gathered from pipelined requests once there are this many
-# buffers or bytes, even if more complete frames are buffered (bounds the
-# delay of the first response behind the later requests' handling).
+# buffers, even if more complete frames are buffered (bounds the delay of the
+# first response behind the later requests' handling). The config's
+# queued_max_requests and queued_max_bytes bound them too.
 _SEND_AFTER_BUFFERS = 64
-_SEND_AFTER_BYTES = 256 * 1024
+# A TLS send goes through the SSL object in steps of this many bytes, so that
+# each step that completes counts as progress (connections_max_idle_ms).
+_TLS_SEND_STEP = 256 * 1024
 # Requests whose handling never moves a coordinator deadline: no need to wake
 # the timer task after them.
 _NO_DEADLINE_CHANGE = frozenset({ApiKey.PRODUCE, ApiKey.FETCH})
@@ -67,11 +80,21 @@ class Server:
         self.broker = broker
         self.config = config
         self.waiters = AppendWaiters()
+        # Share-group records released by a lock expiry, a Release or a member
+        # leaving wake the share fetches waiting on their partition.
+        broker.share.wake = self.waiters.notify
         self.port: int | None = None
+        # Request, connection and fsync metrics; None unless metrics_port is set.
+        self.metrics: Metrics | None = Metrics() if config.metrics_port is not None else None
+        self.metrics_port: int | None = None  # the bound metrics port, once serving
         self._closing = False
         self._accept_scope = trio.CancelScope()
         self._idle_scopes: set[trio.CancelScope] = set()
         self._connections = 0
+        self._connections_per_host: dict[str, int] = {}
+        self._watches: set[_Watch] = set()  # one per connection, for _close_idle
+        self._refused = 0  # connections refused since the last log line about them
+        self._refusal_logged_at = -math.inf
         self._drained = trio.Event()
         self._shutdown_requested = trio.Event()
         self._timers_changed = trio.Event()
@@ -95,6 +118,29 @@ class Server:
         self.broker.shutdown_pending()
         if self._connections == 0:
             self._drained.set()
+
+    async def _close_idle(self) -> None:
+        """Close connections whose peer sent nothing while they owed no response,
+        or took no response bytes, for ``connections_max_idle_ms`` (Kafka's
+        ``connections.max.idle.ms``). One pass over the connections every tenth of
+        that (at most every second), so a connection is closed at most one such
+        tick late; the hot path only stores a timestamp (``_Watch.since``).
+
+        Cancelling takes effect where the connection waits for its peer. A
+        request that arrives in the very tick the limit passes is read, and
+        the connection is closed before it is answered (as with Kafka, the
+        client retries it on a new connection)."""
+        idle_s = self.config.connections_max_idle_ms / 1000
+        if idle_s <= 0:
+            return
+        tick = min(1.0, idle_s / 10)
+        while True:
+            await trio.sleep(tick)
+            too_old = trio.current_time() - idle_s
+            for watch in self._watches:
+                if watch.since <= too_old and watch.expired is None:
+                    watch.expired = "not reading" if watch.sending else "idle"
+                    watch.scope.cancel()
 
     async def _timers(self) -> None:
         """Fire the broker's deadlines (session and rebalance timeouts)."""
@@ -153,39 +199,96 @@ class Server:
         if self._closing:
             await stream.aclose()
             return
-        self._connections += 1
         peer = _peer(stream)
-        peer_host = "/" + peer.rsplit(":", 1)[0]
+        host = peer.rsplit(":", 1)[0]
+        per_host = self._connections_per_host.get(host, 0)
+        if self._connections >= self.config.max_connections:
+            self._refuse(host, f"max.connections={self.config.max_connections} reached")
+            await trio.aclose_forcefully(stream)
+            return
+        if per_host >= self.config.max_connections_per_ip:
+            self._refuse(host, f"max.connections.per.ip={self.config.max_connections_per_ip} reached")
+            await trio.aclose_forcefully(stream)
+            return
+        self._connections_per_host[host] = per_host + 1
+        self._connections += 1
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.connections += 1
+            metrics.connections_total += 1
+        peer_host = "/" + host
         try:
             # One scope per connection, cancelled by shutdown only while the
-            # connection waits for its next request (it is in _idle_scopes then).
+            # connection waits for its next request (it is in _idle_scopes then),
+            # and by _close_idle once its peer sent or took nothing for too long.
             with trio.CancelScope() as idle:
-                await self._serve_requests(stream, peer_host, idle)
+                watch = _Watch(idle)
+                self._watches.add(watch)
+                try:
+                    await self._serve_requests(stream, peer_host, watch)
+                finally:
+                    self._watches.discard(watch)
+            if watch.expired is not None:
+                if watch.expired == "not reading":
+                    log.info("closing connection from %s: it took no response bytes for %d ms (not reading)",
+                             peer, self.config.connections_max_idle_ms)
+                else:
+                    log.debug("closing connection from %s: idle for %d ms", peer, self.config.connections_max_idle_ms)
         except ProtocolError as exc:
             log.info("closing connection from %s: %s", peer, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         finally:
+            left = self._connections_per_host[host] - 1
+            if left:
+                self._connections_per_host[host] = left
+            else:
+                del self._connections_per_host[host]
             self._connections -= 1
+            if metrics is not None:
+                metrics.connections -= 1
             if self._closing and self._connections == 0:
                 self._drained.set()
             with trio.CancelScope(shield=True):
                 await stream.aclose()
 
-    async def _serve_requests(self, stream: trio.SocketStream, peer_host: str, idle: trio.CancelScope) -> None:
-        """Answer requests in order until EOF or shutdown; see the module docstring."""
-        decoder = FrameDecoder(self.config.socket_request_max_bytes)
+    def _refuse(self, host: str, why: str) -> None:
+        """Count a connection refused by a limit; log at most one line a second."""
+        self._refused += 1
+        now = trio.current_time()
+        if now - self._refusal_logged_at >= 1:
+            log.warning("refused %d connection(s), the latest from %s: %s", self._refused, host, why)
+            self._refused = 0
+            self._refusal_logged_at = now
+
+    async def _serve_requests(self, stream: trio.SocketStream, peer_host: str, watch: _Watch) -> None:
+        """Answer requests in order until EOF or shutdown; see the module docstring.
+
+        Bounds per connection: it reads at most ``queued_max_bytes`` at a time,
+        and only once every request read before is answered and its response
+        handed to the socket; it holds at most ``queued_max_requests`` handled
+        requests or ``queued_max_bytes`` of responses before sending them.
+        ``watch.since`` says since when it waits for its peer (to send a request,
+        or to take response bytes), for :meth:`_close_idle`.
+        """
+        config = self.config
+        decoder = FrameDecoder(config.socket_request_max_bytes)
         session = Session(peer=peer_host)
+        receive_bytes = send_after_bytes = config.queued_max_bytes
+        send_after_requests = config.queued_max_requests
+        idle = watch.scope
         out: list = []  # buffers of responses ready to send, in request order
         out_bytes = 0
+        handled = 0  # requests handled since the last send
 
         async def send_ready() -> bool:
             """Send the responses held, if any; True if there were some."""
-            nonlocal out, out_bytes
+            nonlocal out, out_bytes, handled
+            handled = 0
             if not out:
                 return False
             ready, out, out_bytes = out, [], 0
-            await _send_buffers(stream, ready)
+            await _send_buffers(stream, ready, watch)
             return True
 
         while not self._closing:  # checked after every receive: nothing is sent once idle is cancelled
@@ -199,19 +302,23 @@ class Server:
             if frame is None:
                 await send_ready()
                 self._idle_scopes.add(idle)
+                watch.since = trio.current_time()
                 try:
-                    data = await stream.receive_some(_RECEIVE_CHUNK)
+                    data = await stream.receive_some(receive_bytes)
                 finally:
+                    watch.since = math.inf
                     self._idle_scopes.discard(idle)
                 if not data:
                     return
                 decoder.receive_data(data)
                 continue
+            handled += 1
             if parts:
                 out += parts
                 out_bytes += sum(map(len, parts))
-                if len(out) >= _SEND_AFTER_BUFFERS or out_bytes >= _SEND_AFTER_BYTES:
-                    await send_ready()
+            if handled >= send_after_requests or len(out) >= _SEND_AFTER_BUFFERS or out_bytes >= send_after_bytes:
+                if not await send_ready():  # nothing to send (acks=0 produce): still let others run
+                    await trio.lowlevel.checkpoint()
             if session.close_after_reply:  # failed authentication: answer, then hang up
                 await send_ready()
                 raise ProtocolError(f"authentication failed for {peer_host}")
@@ -227,6 +334,8 @@ class Server:
         handled (only a connection waiting for its next request); cancelling
         :func:`serve` does, and closes the connection.
         """
+        metrics = self.metrics
+        started = perf_counter() if metrics is not None else 0.0
         request, result = self._dispatch_frame(frame, peer, session)
         if request is None:
             return result
@@ -234,9 +343,11 @@ class Server:
         if parts is _PENDING and before_wait is not None and await before_wait():
             # Data may have been appended (its wake-up missed) while we sent.
             parts = self._ready(request, result)
-        if parts is not _PENDING:
-            return parts
-        return await self._complete(request, result)
+        if parts is _PENDING:
+            parts = await self._complete(request, result)
+        if metrics is not None:
+            metrics.observe_request(request.api_key, perf_counter() - started)
+        return parts
 
     def _dispatch_frame(self, frame, peer: str, session=None):
         """Decode and dispatch one frame: ``(request, handler result)``, or
@@ -341,9 +452,15 @@ class Server:
         return op.attempt(final=True)
 
 
-async def _send_buffers(stream: trio.SocketStream, parts: Sequence) -> None:
+async def _send_buffers(stream: trio.SocketStream, parts: Sequence, watch: _Watch) -> None:
     """Send responses given as buffers (none: nothing to do): small ones joined,
-    large ones by sendmsg without a copy."""
+    large ones by sendmsg without a copy.
+
+    ``watch.since`` is the time of the last progress while this waits for the
+    peer to take bytes (``math.inf`` again once all is sent).
+
+    :raises trio.BrokenResourceError: the peer reset the connection.
+    """
     if not parts:
         return
     chunks: list = []
@@ -358,24 +475,68 @@ async def _send_buffers(stream: trio.SocketStream, parts: Sequence) -> None:
             chunks.append(part)
     if small:
         chunks.append(b"".join(small))
-    if len(chunks) == 1:
-        await stream.send_all(chunks[0])
+    watch.sending = True
+    watch.since = trio.current_time()
+    try:
+        sock = getattr(stream, "socket", None)
+        if sock is None:  # a TLS stream: the bytes go through the SSL object anyway
+            data = memoryview(chunks[0] if len(chunks) == 1 else b"".join(chunks)).cast("B")
+            for start in range(0, len(data), _TLS_SEND_STEP):
+                await stream.send_all(data[start : start + _TLS_SEND_STEP])
+                watch.since = trio.current_time()
+            return
+        views = [memoryview(c).cast("B") for c in chunks]
+        while views:
+            sent = await sock.sendmsg(views[:_MAX_IOV])
+            while sent:
+                head = views[0]
+                if sent >= len(head):
+                    sent -= len(head)
+                    views.pop(0)
+                else:
+                    views[0] = head[sent:]
+                    sent = 0
+            if views:
+                watch.since = trio.current_time()
+    except OSError as exc:  # ECONNRESET, EPIPE: the peer's doing
+        raise trio.BrokenResourceError(f"send failed: {exc}") from exc
+    finally:
+        watch.sending = False
+        watch.since = math.inf
+
+
+class _Watch:
+    """What :meth:`Server._close_idle` needs of one connection: since when it has
+    waited for its peer (``math.inf`` while it handles a request), whether that
+    wait is a send, and the scope to cancel to close it."""
+
+    __slots__ = ("scope", "since", "sending", "expired")
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self.scope = scope
+        self.since = math.inf
+        self.sending = False
+        self.expired: str | None = None  # why _close_idle cancelled the scope: "idle" or "not reading"
+
+    def __repr__(self) -> str:
+        return f"<_Watch since={self.since} sending={self.sending} expired={self.expired}>"
+
+
+def _warn_if_too_few_descriptors(config: BrokerConfig) -> None:
+    """Warn when RLIMIT_NOFILE cannot hold max.connections sockets: accept()
+    would then fail with EMFILE before the limit closes anything."""
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
         return
-    sock = getattr(stream, "socket", None)
-    if sock is None:  # a TLS stream: the bytes go through the SSL object anyway
-        await stream.send_all(b"".join(chunks))
-        return
-    views = [memoryview(c).cast("B") for c in chunks]
-    while views:
-        sent = await sock.sendmsg(views[:_MAX_IOV])
-        while sent:
-            head = views[0]
-            if sent >= len(head):
-                sent -= len(head)
-                views.pop(0)
-            else:
-                views[0] = head[sent:]
-                sent = 0
+    if soft != resource.RLIM_INFINITY and soft < config.max_connections + 100:
+        log.warning(
+            "the file descriptor limit (%d) is below max.connections (%d) plus the broker's own files: "
+            "raise it (ulimit -n) or lower max.connections",
+            soft, config.max_connections,
+        )
 
 
 def _peer(stream: trio.SocketStream) -> str:
@@ -396,6 +557,7 @@ async def serve(config: BrokerConfig, *, task_status=trio.TASK_STATUS_IGNORED) -
     """
     broker = await trio.to_thread.run_sync(Broker, config)
     log.info("data directory %s", os.path.abspath(broker.config.data_dir))
+    _warn_if_too_few_descriptors(config)
     try:
         if config.uses_ssl:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -419,8 +581,14 @@ async def serve(config: BrokerConfig, *, task_status=trio.TASK_STATUS_IGNORED) -
         async with trio.open_nursery() as nursery:
             nursery.start_soon(server._maintenance)
             nursery.start_soon(server._timers)
+            nursery.start_soon(server._close_idle)
             if config.log_cleaner_enable:
                 nursery.start_soon(run_cleaner, broker, config.log_cleaner_backoff_ms)
+            if server.metrics is not None:
+                broker.log_manager.on_fsync = server.metrics.observe_fsync
+                server.metrics_port = await nursery.start(
+                    serve_metrics, server.metrics, broker, config.metrics_host, config.metrics_port
+                )
             async with trio.open_nursery() as connections:
                 await nursery.start(server._accept, listeners, connections)
                 task_status.started(server)

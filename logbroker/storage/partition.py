@@ -21,6 +21,7 @@ import logging
 import os
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple, NoReturn
@@ -96,6 +97,8 @@ class PartitionLog:
     ``log_start_offset``: the persisted DeleteRecords position.
     ``on_log_start_offset_change(new_offset)`` is called after
     :meth:`delete_records_before` moves the log start, to persist it.
+    ``on_fsync(seconds)``, if given, is called after each :meth:`flush` round
+    that made system calls, with how long they took (from a worker thread).
     Raises StorageError if the directory cannot be opened.
     """
 
@@ -108,6 +111,7 @@ class PartitionLog:
         log_start_offset: int = 0,
         clean_shutdown: bool = False,
         on_log_start_offset_change: Callable[[int], None] | None = None,
+        on_fsync: Callable[[float], None] | None = None,
     ) -> None:
         self._dir = Path(directory)
         self._config = config if config is not None else LogConfig()
@@ -133,6 +137,7 @@ class PartitionLog:
         # point stays where the checkpoint put it (capped by the log end).
         self._recovery_point = min(recovery_point, end)
         self._on_log_start_change = on_log_start_offset_change
+        self._on_fsync = on_fsync
         self._lock = threading.Lock()  # guards the segment list vs flush threads
         self._flush_lock = threading.Lock()  # one fsync round at a time
         self._generation = 0  # bumped by truncations, which lower the recovery point
@@ -518,6 +523,7 @@ class PartitionLog:
                         paths.extend(segment.flush_paths())
                 self._unsynced_sealed = []
                 dir_dirty, self._dir_dirty = self._dir_dirty, False
+            started = time.perf_counter()
             try:
                 for path in paths:
                     fsync_path(path)
@@ -527,6 +533,8 @@ class PartitionLog:
                     self.fsyncs += 1
             except OSError as exc:
                 raise StorageError(f"fsync failed in {self._dir}: {exc.strerror or exc}") from exc
+            if self._on_fsync is not None and (paths or dir_dirty):
+                self._on_fsync(time.perf_counter() - started)
             with self._lock:
                 if generation == self._generation and end > self._recovery_point:
                     self._recovery_point = end

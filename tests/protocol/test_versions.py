@@ -29,6 +29,7 @@ EXPECTED = {
     "CREATE_PARTITIONS": (0, 3),
     "DESCRIBE_CONFIGS": (1, 4),  # asked 0-4; kio 0.6.5 starts at v1
     "ALTER_CONFIGS": (0, 2),
+    "DESCRIBE_LOG_DIRS": (1, 4),  # kio 0.6.5 starts at v1
     "INCREMENTAL_ALTER_CONFIGS": (0, 1),
     "DELETE_RECORDS": (0, 2),
     "INIT_PRODUCER_ID": (0, 4),
@@ -47,6 +48,8 @@ EXPECTED = {
     "SHARE_GROUP_DESCRIBE": (1, 1),
     "SHARE_FETCH": (1, 2),
     "SHARE_ACKNOWLEDGE": (1, 2),
+    "READ_SHARE_GROUP_STATE": (0, 0),  # answered from live state, for groups describe
+    "DESCRIBE_SHARE_GROUP_OFFSETS": (0, 1),
 }
 
 

@@ -23,6 +23,7 @@ from logbroker.broker.handlers.groups import (
     handle_offset_fetch,
     handle_sync_group,
 )
+from logbroker.broker.handlers.logdirs import handle_describe_log_dirs
 from logbroker.broker.handlers.metadata import (
     handle_api_versions,
     handle_describe_cluster,
@@ -44,6 +45,10 @@ from logbroker.broker.handlers.share import (
     handle_share_group_heartbeat,
     with_group_configs,
 )
+from logbroker.broker.handlers.share_state import (
+    handle_describe_share_group_offsets,
+    handle_read_share_group_state,
+)
 from logbroker.broker.handlers.topics import (
     handle_alter_configs,
     handle_create_partitions,
@@ -61,6 +66,7 @@ HANDLERS = {
     ApiKey.METADATA: handle_metadata,
     ApiKey.OFFSET_FOR_LEADER_EPOCH: handle_offset_for_leader_epoch,
     ApiKey.DESCRIBE_CLUSTER: handle_describe_cluster,
+    ApiKey.DESCRIBE_LOG_DIRS: handle_describe_log_dirs,
     ApiKey.CREATE_TOPICS: handle_create_topics,
     ApiKey.DELETE_TOPICS: handle_delete_topics,
     ApiKey.CREATE_PARTITIONS: handle_create_partitions,
@@ -86,6 +92,8 @@ HANDLERS = {
     ApiKey.SHARE_GROUP_DESCRIBE: handle_share_group_describe,
     ApiKey.SHARE_FETCH: handle_share_fetch,
     ApiKey.SHARE_ACKNOWLEDGE: handle_share_acknowledge,
+    ApiKey.READ_SHARE_GROUP_STATE: handle_read_share_group_state,
+    ApiKey.DESCRIBE_SHARE_GROUP_OFFSETS: handle_describe_share_group_offsets,
 }
 # Group configs (share groups) ride on the topic config handlers.
 HANDLERS[ApiKey.DESCRIBE_CONFIGS] = with_group_configs(handle_describe_configs, incremental=False)

@@ -51,8 +51,10 @@ class FetchOperation:
         total = 0
         errors = False
         topics_out = []
+        sent = []  # (topic, bytes) for the traffic counters, once per topic
         for topic, wanted in self._topics:
             parts = []
+            topic_bytes = 0
             for index, offset, partition_max in wanted:
                 if topic in self._denied:
                     errors = True
@@ -73,12 +75,18 @@ class FetchOperation:
                 if total and size > limit:
                     records, size = b"", 0
                 total += size
+                topic_bytes += size
                 remaining = max(0, remaining - size)
                 hw = result.high_watermark
                 parts.append(FetchPartition(index, _NONE, hw, hw, result.log_start_offset, records))
             topics_out.append((topic, parts))
+            if topic_bytes:
+                sent.append((topic, topic_bytes))
         if not final and not errors and total < self.min_bytes and self.wait_ms > 0:
             return None
+        bytes_out = self._broker.traffic.bytes_out
+        for topic, n in sent:
+            bytes_out[topic] += n
         return encode_fetch_response(self._version, self._correlation_id, topics_out)
 
     def _offsets_or_unknown(self, topic: str, index: int) -> tuple[int, int]:

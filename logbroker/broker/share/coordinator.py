@@ -26,7 +26,9 @@ from collections.abc import Callable, Iterable, Sequence
 
 from logbroker.broker.share.config import GroupSettings, ShareConfig
 from logbroker.broker.share.membership import ShareGroup, ShareMember, update_assignment
-from logbroker.broker.share.partition import Change, SharePartition, merge_ranges
+from logbroker.broker.share.partition import (
+    ACKNOWLEDGED, ACQUIRED, ARCHIVED, AVAILABLE, Change, SharePartition, merge_ranges,
+)
 from logbroker.broker.share.results import (
     GroupDescription, HeartbeatRequest, HeartbeatResult, ListedShareGroup, MemberDescription, PartitionData,
     SessionResult, ShareError, ShareStatistics, Written,
@@ -74,6 +76,9 @@ class ShareCoordinator(ShareStateCommands):
         self._available: set[TP] = set()
         self._topic_ids: dict[uuid.UUID, str] = {}
         self._next_compaction_check = config.compact_min_records
+        self.wake: Callable[[list[TP]], None] | None = None
+        """Called by :meth:`commit` with the partitions that grew or whose
+        records became available again (the server wakes waiting fetches)."""
 
     def __repr__(self) -> str:
         state = "loading" if self.loading else "active"
@@ -481,6 +486,25 @@ class ShareCoordinator(ShareStateCommands):
                     for m in group.members.values()
                 )
                 out.append(GroupDescription(group_id, E.NONE, group.state, group.epoch, group.epoch, members))
+        return out
+
+    def partition_counts(self) -> dict[tuple[str, str, int], dict[str, int]]:
+        """Per share-partition: the window, records by state in it, and the
+        records acknowledged and archived since the broker started."""
+        out = {}
+        for group_id, parts in self._parts.items():
+            for (topic, partition), sp in parts.items():
+                counts = sp.state_counts()
+                out[(group_id, topic, partition)] = {
+                    "start_offset": sp.start,
+                    "end_offset": sp.end,
+                    "available": counts[AVAILABLE],
+                    "in_flight": counts[ACQUIRED],
+                    "acknowledged": counts[ACKNOWLEDGED],
+                    "archived": counts[ARCHIVED],
+                    "acknowledged_total": sp.acknowledged_total,
+                    "archived_total": sp.archived_total,
+                }
         return out
 
     def statistics(self) -> ShareStatistics:

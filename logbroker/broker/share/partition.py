@@ -85,6 +85,7 @@ class SharePartition:
     __slots__ = (
         "start", "end", "_base", "_state", "_count", "_deadline", "_owner",
         "_owners", "_owner_ids", "timer_at", "deltas", "topic_id",
+        "acknowledged_total", "archived_total",
     )
 
     def __init__(self, start: int, topic_id=None) -> None:
@@ -100,6 +101,9 @@ class SharePartition:
         self.deltas = 0
         """Deltas written since the last snapshot."""
         self.topic_id = topic_id
+        self.acknowledged_total = 0
+        self.archived_total = 0
+        """Records acknowledged and archived since the broker started (for metrics)."""
 
     def __repr__(self) -> str:
         counts = self.state_counts()
@@ -310,11 +314,14 @@ class SharePartition:
             renew = kinds == ACK_RENEW
             if renew.any():
                 self._deadline[s][renew] = now_ms + lock_ms
-            states[kinds == ACK_ACCEPT] = ACKNOWLEDGED
+            accepted = kinds == ACK_ACCEPT
+            states[accepted] = ACKNOWLEDGED
+            self.acknowledged_total += int(np.count_nonzero(accepted))
             states[kinds == ACK_GAP] = ARCHIVED
             rejected = kinds == ACK_REJECT
             if rejected.any():
                 states[rejected] = ARCHIVED
+                self.archived_total += int(np.count_nonzero(rejected))
                 change.archived.extend(_listing(first, rejected, counts, REASON_REJECTED))
             released = kinds == ACK_RELEASE
             if released.any():
@@ -336,6 +343,7 @@ class SharePartition:
             change.available = True
         if spent.any():
             states[spent] = ARCHIVED
+            self.archived_total += int(np.count_nonzero(spent))
             change.archived.extend(_listing(first, spent, counts, REASON_DELIVERY_LIMIT))
 
     def expire(self, now_ms: int, limit: int) -> Change:
@@ -372,18 +380,19 @@ class SharePartition:
 
     # -- persistence ---------------------------------------------------------------
 
-    def runs(self, lo: int | None = None, hi: int | None = None) -> np.ndarray:
+    def runs(self, lo: int | None = None, hi: int | None = None, *, live: bool = False) -> np.ndarray:
         """The persisted form of offsets ``lo..hi`` (default: the window) as
         :data:`RUN_DTYPE` runs. ACQUIRED is written as AVAILABLE with its count
-        (locks do not survive a restart); AVAILABLE runs with count 0 are left
-        out (they equal offsets never seen)."""
+        (locks do not survive a restart) unless ``live``; AVAILABLE runs with
+        count 0 are left out (they equal offsets never seen)."""
         lo = self.start if lo is None else max(lo, self.start)
         hi = self.end - 1 if hi is None else min(hi, self.end - 1)
         if hi < lo:
             return np.empty(0, RUN_DTYPE)
         s = self._slice(lo, hi)
         states = self._state[s].copy()
-        states[states == ACQUIRED] = AVAILABLE
+        if not live:
+            states[states == ACQUIRED] = AVAILABLE
         counts = self._count[s]
         cuts = np.flatnonzero((states[1:] != states[:-1]) | (counts[1:] != counts[:-1])) + 1
         starts = np.concatenate(([0], cuts))

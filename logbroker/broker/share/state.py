@@ -84,6 +84,8 @@ class ShareStateCommands:
         self._dead.clear()
         written.available = sorted(self._available)
         self._available.clear()
+        if self.wake is not None and (written.available or written.appended):
+            self.wake(written.available + written.appended)
         if records and not failed:
             self._maybe_compact(now_ms)
         return written

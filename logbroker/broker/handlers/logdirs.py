@@ -1,0 +1,53 @@
+"""DescribeLogDirs: the one log directory, its partitions' sizes and its volume."""
+
+from __future__ import annotations
+
+import os
+
+from logbroker.protocol import ErrorCode
+
+from logbroker.broker.handlers._build import build, module_of
+
+
+def handle_describe_log_dirs(broker, request):
+    """Sizes of the partitions asked for (null topics: all of them) in the data dir.
+
+    A single node has one log directory and no future (moving) logs, so
+    ``offset_lag`` is always 0. Needs DESCRIBE on the cluster (Kafka's rule);
+    without it the answer is CLUSTER_AUTHORIZATION_FAILED and no directories.
+    """
+    mod = module_of(request.response_class)
+    if not broker.allowed("describe", "cluster", "kafka-cluster"):
+        return build(request.response_class, error_code=ErrorCode.cluster_authorization_failed, results=())
+    manager = broker.log_manager
+    requested = request.body.topics
+    if requested is None:
+        wanted = None
+    else:
+        wanted = {}
+        for t in requested:
+            wanted.setdefault(t.topic, set()).update(int(p) for p in t.partitions)
+    by_topic: dict[str, list] = {}
+    for (topic, index), plog in sorted(manager.iter_partitions()):
+        if wanted is not None and index not in wanted.get(topic, ()):
+            continue
+        by_topic.setdefault(topic, []).append(
+            build(mod.DescribeLogDirsPartition, partition_index=index, partition_size=plog.size_bytes,
+                  offset_lag=0, is_future_key=False)
+        )
+    path = os.path.abspath(manager.data_dir)
+    try:
+        volume = os.statvfs(path)
+        total, usable = volume.f_blocks * volume.f_frsize, volume.f_bavail * volume.f_frsize
+    except OSError:
+        total = usable = -1
+    result = build(
+        mod.DescribeLogDirsResult,
+        error_code=ErrorCode.none,
+        log_dir=path,
+        topics=tuple(build(mod.DescribeLogDirsTopic, name=name, partitions=tuple(parts))
+                     for name, parts in by_topic.items()),
+        total_bytes=total,
+        usable_bytes=usable,
+    )
+    return build(request.response_class, error_code=ErrorCode.none, results=(result,))

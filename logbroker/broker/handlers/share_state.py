@@ -1,0 +1,106 @@
+"""Reading share-group progress: DescribeShareGroupOffsets (Kafka's
+``kafka-share-groups.sh --describe``: start offset and lag per partition)
+and ReadShareGroupState (the per-record state of a share-partition's
+in-flight window, which ``logbroker groups describe`` counts).
+
+Kafka serves ReadShareGroupState from its share coordinator with what was
+persisted; logbroker answers from the live window, so acquired records show
+as ACQUIRED (1) with their delivery count. Both need DESCRIBE on the group.
+"""
+
+from __future__ import annotations
+
+from logbroker.protocol import ErrorCode
+
+from logbroker.broker.handlers._build import build, module_of
+
+
+def _lag(broker, counts: dict[str, int], topic: str, partition: int) -> int:
+    """Records not yet acknowledged or archived, up to the high watermark."""
+    try:
+        end = broker.partition(topic, partition).log_end_offset
+    except Exception:  # topic deleted meanwhile
+        return -1
+    done = counts["acknowledged"] + counts["archived"]
+    return max(0, end - counts["start_offset"] - done)
+
+
+def handle_describe_share_group_offsets(broker, request):
+    mod = module_of(request.response_class)
+    all_counts = broker.share.partition_counts()
+    groups = []
+    for group in request.body.groups:
+        group_id = group.group_id
+        if not broker.allowed("describe", "group", group_id):
+            groups.append(build(mod.DescribeShareGroupOffsetsResponseGroup, group_id=group_id, topics=(),
+                                error_code=ErrorCode.group_authorization_failed))
+            continue
+        if not broker.share.is_share_group(group_id):
+            groups.append(build(mod.DescribeShareGroupOffsetsResponseGroup, group_id=group_id, topics=(),
+                                error_code=ErrorCode.group_id_not_found,
+                                error_message=f"group {group_id} is not a share group"))
+            continue
+        known = {(t, p): c for (g, t, p), c in all_counts.items() if g == group_id}
+        if group.topics is None:  # every partition the group has state for
+            wanted: dict[str, list[int]] = {}
+            for t, p in sorted(known):
+                wanted.setdefault(t, []).append(p)
+        else:
+            wanted = {t.topic_name: list(t.partitions) for t in group.topics}
+        topics = []
+        for topic, partitions in wanted.items():
+            described = broker.allowed("describe", "topic", topic)
+            parts = []
+            for p in partitions:
+                counts = known.get((topic, p))
+                if not described:
+                    parts.append(build(mod.DescribeShareGroupOffsetsResponsePartition, partition_index=p,
+                                       start_offset=-1, lag=-1,
+                                       error_code=ErrorCode.topic_authorization_failed))
+                elif counts is None:  # the group never fetched it: no start offset yet
+                    parts.append(build(mod.DescribeShareGroupOffsetsResponsePartition, partition_index=p,
+                                       start_offset=-1, lag=-1))
+                else:
+                    parts.append(build(mod.DescribeShareGroupOffsetsResponsePartition, partition_index=p,
+                                       start_offset=counts["start_offset"], leader_epoch=0,
+                                       lag=_lag(broker, counts, topic, p)))
+            topics.append(build(mod.DescribeShareGroupOffsetsResponseTopic, topic_name=topic,
+                                topic_id=broker.share.topic_id(topic), partitions=tuple(parts)))
+        groups.append(build(mod.DescribeShareGroupOffsetsResponseGroup, group_id=group_id, topics=tuple(topics)))
+    return build(request.response_class, groups=tuple(groups))
+
+
+def handle_read_share_group_state(broker, request):
+    mod = module_of(request.response_class)
+    body = request.body
+    share = broker.share
+    group_ok = broker.allowed("describe", "group", body.group_id)
+    results = []
+    for topic in body.topics:
+        name = share.topic_name(topic.topic_id) if topic.topic_id is not None else None
+        parts = []
+        for p in topic.partitions:
+            index = int(p.partition)
+            sp = share.share_partition(body.group_id, name, index) if name is not None else None
+            if not group_ok:
+                code = ErrorCode.group_authorization_failed
+            elif name is None:
+                code = ErrorCode.unknown_topic_or_partition
+            elif sp is None:
+                code = ErrorCode.none  # no state yet: nothing in flight
+            else:
+                code = ErrorCode.none
+            batches = ()
+            if code is ErrorCode.none and sp is not None:
+                batches = tuple(
+                    build(mod.StateBatch, first_offset=first, last_offset=last, delivery_state=state,
+                          delivery_count=count)
+                    for first, last, state, count in sp.runs(live=True).tolist()
+                )
+            parts.append(build(
+                mod.PartitionResult, partition=index, error_code=code, state_epoch=0,
+                start_offset=sp.start if sp is not None and code is ErrorCode.none else -1,
+                state_batches=batches,
+            ))
+        results.append(build(mod.ReadStateResult, topic_id=topic.topic_id, partitions=tuple(parts)))
+    return build(request.response_class, results=tuple(results))

@@ -1,0 +1,137 @@
+"""``logbroker status``: a one-screen summary of a running broker.
+
+Everything comes over the Kafka protocol (Metadata, ListOffsets,
+DescribeLogDirs, ListGroups, DescribeGroups, OffsetFetch and, for share
+groups, their progress), so it works against any broker that answers them.
+"""
+
+from __future__ import annotations
+
+import click
+
+from logbroker.cli.topics import bootstrap_option, emit_json, print_table, run_client
+from logbroker.client import Admin, TopicPartition
+
+
+async def collect(admin: Admin) -> dict:
+    """The status of the broker(s) ``admin`` talks to, as a JSON-ready dict."""
+    meta = await admin.cluster.refresh(all_topics=True)
+    topics = {name: info for name, info in sorted(meta.topics.items()) if not info.error_code}
+    tps = [TopicPartition(name, p.partition) for name, info in topics.items() for p in info.partitions]
+    starts = ends = {}
+    if tps:
+        starts = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "earliest" for tp in tps})).items()}
+        ends = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "latest" for tp in tps})).items()}
+    dirs = await admin.describe_log_dirs()
+    sizes: dict[TopicPartition, int] = {}
+    for d in dirs:
+        sizes.update(d.sizes)
+    topics_out = []
+    for name, info in topics.items():
+        parts = [
+            {"partition": p.partition, "log_start": starts.get(tp, -1), "log_end": ends.get(tp, -1),
+             "size": sizes.get(tp, -1)}
+            for p in sorted(info.partitions, key=lambda p: p.partition)
+            for tp in [TopicPartition(name, p.partition)]
+        ]
+        topics_out.append({
+            "name": name,
+            "internal": info.internal,
+            "partitions": parts,
+            "records": sum(max(0, p["log_end"] - p["log_start"]) for p in parts),
+            "size": sum(max(0, p["size"]) for p in parts),
+        })
+    groups_out = []
+    for listed in await admin.list_groups():
+        groups_out.append(await _group(admin, listed, ends))
+    return {
+        "cluster_id": meta.cluster_id,
+        "controller_id": meta.controller_id,
+        "brokers": [{"node_id": b.node_id, "host": b.host, "port": b.port} for _, b in sorted(meta.brokers.items())],
+        "log_dirs": [
+            {"broker": d.broker, "path": d.path, "size": sum(d.sizes.values()), "total_bytes": d.total_bytes,
+             "usable_bytes": d.usable_bytes, "error_code": d.error_code}
+            for d in dirs
+        ],
+        "topics": topics_out,
+        "groups": groups_out,
+    }
+
+
+async def _group(admin: Admin, listed, ends: dict[TopicPartition, int]) -> dict:
+    [description] = await admin.describe_groups([listed.group_id])
+    kind = "share" if listed.protocol_type == "share" else listed.protocol_type or "classic"
+    lag: int | None = None
+    progress = getattr(admin, "share_group_progress", None)
+    if kind == "share":
+        if progress is not None:
+            lag = sum(max(0, p.lag) for p in await progress(listed.group_id))
+    else:
+        committed = await admin.list_group_offsets(listed.group_id)
+        lag = sum(max(0, ends[tp] - offset) for tp, offset in committed.items() if ends.get(tp, -1) >= 0)
+    return {"group": listed.group_id, "type": kind, "state": description.state or listed.state,
+            "members": len(description.members), "lag": lag}
+
+
+def human_bytes(n: int) -> str:
+    """``1536`` -> ``"1.5 KiB"``; negative (unknown) -> ``"?"``."""
+    if n < 0:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{int(size)} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def render(status: dict, *, partitions: bool = False, internal: bool = False) -> None:
+    """Print ``status`` (from :func:`collect`) for people, in one screen."""
+    brokers = ", ".join(f"{b['node_id']} at {b['host']}:{b['port']}" for b in status["brokers"]) or "none"
+    click.echo(f"Cluster {status['cluster_id'] or '-'}, broker {brokers}")
+    for d in status["log_dirs"]:
+        free = (f", {human_bytes(d['usable_bytes'])} free of {human_bytes(d['total_bytes'])}"
+                if d["total_bytes"] >= 0 else "")
+        click.echo(f"Log dir {d['path']}: {human_bytes(d['size'])} in logs{free}")
+    shown = [t for t in status["topics"] if internal or not t["internal"]]
+    hidden = [t for t in status["topics"] if t not in shown]
+    count = sum(len(t["partitions"]) for t in shown)
+    note = f"; internal {human_bytes(sum(t['size'] for t in hidden))} (--internal)" if hidden else ""
+    click.echo(f"\nTopics: {len(shown)}, {count} partitions{note}")
+    if shown and partitions:
+        print_table(["TOPIC", "PARTITION", "LOG-START", "LOG-END", "SIZE"], [
+            [t["name"], p["partition"], p["log_start"], p["log_end"], human_bytes(p["size"])]
+            for t in shown for p in t["partitions"]
+        ])
+    elif shown:
+        print_table(["TOPIC", "PARTITIONS", "RECORDS", "SIZE"], [
+            [t["name"], len(t["partitions"]), t["records"], human_bytes(t["size"])] for t in shown
+        ])
+    groups = status["groups"]
+    click.echo(f"\nGroups: {len(groups)}")
+    if groups:
+        print_table(["GROUP", "TYPE", "STATE", "MEMBERS", "LAG"], [
+            [g["group"], g["type"], g["state"] or "-", g["members"], "-" if g["lag"] is None else g["lag"]]
+            for g in groups
+        ])
+
+
+@click.command()
+@bootstrap_option
+@click.option("--json", "as_json", is_flag=True, help="One JSON document (with every partition) instead of text.")
+@click.option("--partitions", "-p", is_flag=True, help="One row per partition: log start and end offsets, size.")
+@click.option("--internal", is_flag=True, help="Include internal topics (__consumer_offsets...).")
+@click.option("--timeout", type=float, default=10.0, show_default=True,
+              help="Seconds to keep trying an unreachable broker.")
+def status(bootstrap, as_json, partitions, internal, timeout) -> None:
+    """One-screen summary of a running broker: topics, partitions, sizes, groups and their lag."""
+
+    async def main():
+        async with Admin(bootstrap, request_timeout_ms=max(1, int(timeout * 1000))) as admin:
+            return await collect(admin)
+
+    found = run_client(main)
+    if as_json:
+        emit_json(found)
+        return
+    render(found, partitions=partitions, internal=internal)

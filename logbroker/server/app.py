@@ -229,6 +229,8 @@ class Server:
                 finally:
                     self._watches.discard(watch)
             if watch.expired is not None:
+                if metrics is not None:
+                    metrics.connections_closed_idle += 1
                 if watch.expired == "not reading":
                     log.info("closing connection from %s: it took no response bytes for %d ms (not reading)",
                              peer, self.config.connections_max_idle_ms)
@@ -255,6 +257,8 @@ class Server:
     def _refuse(self, host: str, why: str) -> None:
         """Count a connection refused by a limit; log at most one line a second."""
         self._refused += 1
+        if self.metrics is not None:
+            self.metrics.connections_refused += 1
         now = trio.current_time()
         if now - self._refusal_logged_at >= 1:
             log.warning("refused %d connection(s), the latest from %s: %s", self._refused, host, why)

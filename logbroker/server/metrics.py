@@ -86,6 +86,8 @@ class Metrics:
         self.latency: defaultdict[int, Histogram] = defaultdict(Histogram)  # by API key; count = requests
         self.connections = 0
         self.connections_total = 0
+        self.connections_refused = 0
+        self.connections_closed_idle = 0
         self.fsync = Histogram(_FSYNC_BUCKETS)
         self._fsync_lock = threading.Lock()
 
@@ -125,6 +127,12 @@ class Metrics:
         out.append(f"logbroker_connections {self.connections}")
         family("logbroker_connections_total", "counter", "Client connections accepted.")
         out.append(f"logbroker_connections_total {self.connections_total}")
+        family("logbroker_connections_refused_total", "counter",
+               "Connections closed at once: max.connections or max.connections.per.ip reached.")
+        out.append(f"logbroker_connections_refused_total {self.connections_refused}")
+        family("logbroker_connections_closed_idle_total", "counter",
+               "Connections closed after connections.max.idle.ms idle or not reading.")
+        out.append(f"logbroker_connections_closed_idle_total {self.connections_closed_idle}")
 
         traffic = broker.traffic
         for name, table, help_text in (

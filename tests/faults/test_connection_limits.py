@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import gc
 import os
+import re
 import resource
 import select
 import socket
 import struct
 import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -290,7 +292,7 @@ def test_slow_consumers_are_bounded_and_disconnected(fault_broker, tmp_path):
 
 
 def test_connections_beyond_the_limits_are_refused(fault_broker, tmp_path):
-    broker = _start(fault_broker, tmp_path, max_connections=6, max_connections_per_ip=4)
+    broker = _start(fault_broker, tmp_path, max_connections=6, max_connections_per_ip=4, metrics_port=0)
     port = broker.port
     try:
         other = _connect(port, "127.0.0.2")
@@ -323,6 +325,9 @@ def test_connections_beyond_the_limits_are_refused(fault_broker, tmp_path):
     assert len(refusal_lines) == 2, f"refusals logged too often:\n{''.join(refusal_lines)}"
     assert "refused 1 connection(s)" in refusal_lines[0] and "max.connections.per.ip=4" in refusal_lines[0]
     assert "refused 102 connection(s)" in refusal_lines[1] and "max.connections=6" in refusal_lines[1]
+    metrics_port = int(re.search(r"metrics on http://\S+:(\d+)/metrics", broker.log).group(1))
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+        assert "\nlogbroker_connections_refused_total 103\n" in response.read().decode()
     for sock in [*mine, fifth, *others, seventh, *burst, last, again]:
         sock.close()
 

@@ -424,7 +424,7 @@ def _copy(template: Template, tmp_path: Path) -> Path:
 
 def _check_served(broker: FaultBroker, template: Template, damage: Damage) -> dict[int, int]:
     """Every record served is the one produced at that offset; returns records lost per partition."""
-    log = read_partitions(broker.bootstrap, TOPIC, range(PARTITIONS))
+    log = read_partitions(broker.bootstrap, TOPIC, range(PARTITIONS), timeout=6)  # a small log; a stuck read is the failure
     lost = {}
     for p, records in log.items():
         offsets = [o for o, _, _ in records]

@@ -277,7 +277,10 @@ class ShareFetchOperation(FetchOperation):
                 entries[key].merge(e)
             else:
                 entries[key] = dataclasses.replace(e)
+        bytes_out = broker.traffic.bytes_out
         for d in data:
+            if d.records is not None:
+                bytes_out[d.topic] += len(d.records)
             topic_id = broker.share.topic_id(d.topic)
             entry = entries.setdefault((topic_id, d.partition), _Entry(topic_id, d.topic, d.partition))
             if d.error is not ShareError.NONE:

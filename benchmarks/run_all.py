@@ -9,10 +9,9 @@ Each step runs as its own subprocess (this Python, the repository first on
 * ``bench_records``, ``bench_storage``, ``bench_broker``, ``bench_groups``,
   ``bench_queues``, ``bench_clients``, ``bench_embedded``: the scripts with
   their defaults (smallest settings with ``--quick``);
-* ``record_sizes``: ``bench_broker.py`` measures 100 B and 1 KiB records and
-  has no option for other sizes, so this sweep runs its produce and consume
+* ``record_sizes``: ``bench_broker.py --sizes``, the same produce and consume
   workers (same client settings) with 10 KiB and 100 KiB records against
-  logbroker and Tansu (``run_all.py _sizes``).
+  logbroker and Tansu, next to the 100 B and 1 KiB figures of ``bench_broker``.
 
 Then it writes the Markdown page: machine, date and command, one section per
 step with a table of its figures and the targets and ratios it prints, PNG
@@ -35,13 +34,11 @@ import os
 import platform
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import uuid
 from datetime import datetime
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -56,13 +53,12 @@ STEPS = {
     "bench_records": ("bench_records.py", [], [], 600),
     "bench_storage": ("bench_storage.py", [], ["--scale", "0.02"], 1200),
     "bench_broker": ("bench_broker.py", [], ["--quick"], 2400),
-    "record_sizes": ("run_all.py", ["_sizes"], ["_sizes", "--quick"], 2400),
+    "record_sizes": ("bench_broker.py", ["--sizes"], ["--sizes", "--quick"], 2400),
     "bench_groups": ("bench_groups.py", [], ["--records", "20000", "--repeat", "1"], 1200),
     "bench_queues": ("bench_queues.py", [], ["--records", "20000", "--work-records", "5000", "--repeat", "1"], 1200),
     "bench_clients": ("bench_clients.py", [], ["--records", "20000"], 1800),
     "bench_embedded": ("bench_embedded.py", [], ["--starts", "5"], 300),
 }
-SWEEP = (("10KiB", 10 * 1024, 50_000), ("100KiB", 100 * 1024, 5_000))  # label, bytes, records (full run)
 BROKER_SIZES = {"100B": 100, "1KiB": 1024}  # bench_broker.py's SIZES
 
 _t0 = time.monotonic()
@@ -174,74 +170,6 @@ def machine() -> dict:
     return {"cpu": cpu or platform.processor() or platform.machine(), "cores": os.cpu_count(),
             "python": platform.python_version(), "implementation": platform.python_implementation(),
             "platform": platform.platform(), "commit": commit, "loadavg_1m_at_start": round(os.getloadavg()[0], 2)}
-
-
-# -- the record-size sweep (run as "run_all.py _sizes") ------------------------------------
-
-
-def sizes_main(quick: bool) -> int:
-    """Produce (acks=1) and consume SWEEP's record sizes on logbroker and Tansu with bench_broker's workers."""
-    sys.path.insert(0, BENCH_DIR)
-    import bench_broker as bb  # its workers, topic creation and child bookkeeping, unchanged
-    from _harness import LogbrokerProcess, TansuProcess, find_tansu
-
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    repeat = 1 if quick else 3
-    counts = {label: n // (10 if quick else 1) for label, _, n in SWEEP}
-    sizes = {label: size for label, size, _ in SWEEP}
-    report: dict = {"benchmark": "record_sizes", "quick": quick, "repeat": repeat, "partitions": bb.PARTITIONS,
-                    "acks": "1", "producer": bb.PRODUCER_CONFIG, "consumer": bb.CONSUMER_CONFIG,
-                    "sizes": {label: {"bytes": sizes[label], "records": counts[label]} for label in sizes}}
-    tansu = find_tansu()
-    brokers = [("logbroker", LogbrokerProcess)] + ([("tansu", lambda: TansuProcess(tansu))] if tansu else [])
-    details: dict = {}
-    for name, make in brokers:
-        broker, figures, errors, runs = make(), {}, [], {}
-        try:
-            broker.start()
-            topics = {(label, rep): f"sizes-{uuid.uuid4().hex[:6]}-{label}-{rep}"
-                      for rep in range(repeat) for label in sizes}
-            bb._create_topics(broker.bootstrap, list(topics.values()))
-            for rep in range(repeat):
-                for label, size in sizes.items():
-                    args = {"bootstrap": broker.bootstrap, "topic": topics[label, rep], "size": size,
-                            "count": counts[label]}
-                    try:
-                        progress(f"{name}: produce {counts[label]:,} x {label} (run {rep + 1}/{repeat})")
-                        r = bb._run("produce", {**args, "acks": "1", "timeout": 240.0}, 300)
-                        if r["errors"]:
-                            errors.append(f"produce {label}: {r['errors']} delivery errors, e.g. {r['first_errors']}")
-                            continue
-                        runs.setdefault(f"produce_{label}_acks1", []).append(r["records"] / r["seconds"])
-                        progress(f"{name}: consume {counts[label]:,} x {label}")
-                        r = bb._run("consume", {**args, "stall": bb.STALL_SECONDS}, 300)
-                        if r["errors"] or not r["value_size_ok"]:
-                            errors.append(f"consume {label}: errors {r['errors']}, sizes ok {r['value_size_ok']}")
-                        runs.setdefault(f"consume_{label}", []).append(r["records"] / r["seconds"])
-                    except Exception as exc:  # noqa: BLE001 - report it and go on with the next size
-                        errors.append(f"{label}: {exc}")
-        except Exception as exc:  # noqa: BLE001 - the other broker may still run
-            errors.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            trouble = broker.trouble()
-            broker.cleanup()
-            for proc in list(bb._children):
-                bb._end(proc)
-        for key, values in runs.items():
-            rps = statistics.median(values)
-            size = sizes[key.split("_")[1]]
-            figures[f"{key}_rps"] = round(rps)
-            figures[f"{key}_MBps"] = round(rps * size / 1e6, 2)
-        report[name] = figures
-        details[name] = {"errors": errors, "log_trouble": trouble,
-                         "runs_rps": {k: [round(v) for v in vs] for k, vs in runs.items()}}
-    if "tansu" in report:
-        report["ratios"] = {k: round(v / report["tansu"][k], 3) for k, v in report["logbroker"].items()
-                            if report["tansu"].get(k)}
-    report["details"] = details
-    report["seconds"] = round(time.monotonic() - _t0, 1)
-    print(json.dumps(report, indent=2))
-    return 0
 
 
 # -- Markdown ------------------------------------------------------------------------------
@@ -697,8 +625,6 @@ def write_page(combined: dict, out: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "_sizes":
-        return sizes_main("--quick" in argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      epilog=f"steps, in order: {', '.join(STEPS)} (limits always runs)")
     parser.add_argument("--quick", action="store_true",

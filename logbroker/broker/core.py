@@ -129,6 +129,13 @@ class Broker:
             return True
         return self.authorizer.allowed(self.request_session.principal, operation, resource_type, name)
 
+    def allowed_on_any(self, operation: str, resource_type: str) -> bool:
+        """May the principal do ``operation`` on some resource of the type
+        (Kafka's ``authorizeByResourceType``)? Always True without ``authorizer.enable``."""
+        if self.authorizer is None:
+            return True
+        return self.authorizer.allowed_on_any(self.request_session.principal, operation, resource_type)
+
     def has_topic(self, name: str) -> bool:
         return self.log_manager.has_topic(name)
 

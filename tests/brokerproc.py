@@ -14,17 +14,28 @@ _LISTENING = re.compile(r"listening on \S+:(\d+)")
 
 
 class BrokerProcess:
-    """A ``logbroker serve`` subprocess on a free loopback port in ``data_dir``."""
+    """A ``logbroker serve`` subprocess on a free loopback port in ``data_dir``.
 
-    def __init__(self, data_dir: str, *args: str, port: int = 0) -> None:
+    ``preexec_fn`` runs in the child before exec (resource limits); ``port``
+    is kept across restarts once bound. ``log_lines`` is this start's output,
+    ``all_log_lines`` every start's; ``returncode`` how the last run exited.
+    """
+
+    def __init__(self, data_dir, *args: str, port: int = 0, preexec_fn=None, cwd: str | None = None) -> None:
         self.data_dir = str(data_dir)
         self.args = list(args)
         self.port = port
+        self.preexec_fn = preexec_fn
+        self.cwd = cwd
         self.proc: subprocess.Popen | None = None
         self.log_lines: list[str] = []
+        self.all_log_lines: list[str] = []
+        self.returncode: int | None = None
+        self._pump: threading.Thread | None = None
+        self._found = threading.Event()
 
     def __repr__(self) -> str:
-        return f"BrokerProcess(port={self.port}, running={self.running})"
+        return f"{type(self).__name__}(port={self.port}, running={self.running})"
 
     @property
     def bootstrap(self) -> str:
@@ -38,31 +49,60 @@ class BrokerProcess:
     def log(self) -> str:
         return "".join(self.log_lines)
 
-    def start(self, timeout: float = 30.0) -> BrokerProcess:
+    def tail(self, n: int = 40) -> str:
+        return "".join(self.log_lines[-n:])
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it to listen."""
         cmd = [
             sys.executable, "-m", "logbroker", "serve",
             "--data-dir", self.data_dir, "--host", "127.0.0.1", "--port", str(self.port), *self.args,
         ]
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOGBROKER_")}
-        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-        found = threading.Event()
+        self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+                                     preexec_fn=self.preexec_fn, cwd=self.cwd)
+        self.returncode = None
+        self.log_lines = []
+        self._found = found = threading.Event()
 
         def pump(stream, lines):
             for line in stream:
                 lines.append(line)
+                self.all_log_lines.append(line)
                 m = _LISTENING.search(line)
                 if m and not found.is_set():
                     self.port = int(m.group(1))
                     found.set()
 
-        self.log_lines = []
-        threading.Thread(target=pump, args=(self.proc.stderr, self.log_lines), daemon=True).start()
+        self._pump = threading.Thread(target=pump, args=(self.proc.stderr, self.log_lines), daemon=True)
+        self._pump.start()
+
+    def start(self, timeout: float = 30.0) -> BrokerProcess:
+        """Start and wait until it listens; RuntimeError (with the log) if it does not."""
+        self.spawn()
         deadline = time.monotonic() + timeout
-        while not found.wait(0.05):
+        while not self._found.wait(0.02):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.kill()
-                raise RuntimeError(f"broker did not start:\n{self.log}")
+                if self._pump is not None:
+                    self._pump.join(2)
+                raise RuntimeError(f"broker did not start (exit {self.returncode}):\n{self.log}")
         return self
+
+    def start_expecting_failure(self, timeout: float = 30.0) -> tuple[int, str]:
+        """Start a broker that should refuse to; returns (exit status, its output)."""
+        self.spawn()
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"the broker did not exit within {timeout}s:\n{self.log}") from None
+        self._pump.join(5)
+        self.proc = None
+        self.returncode = rc
+        if any(_LISTENING.search(line) for line in self.log_lines):
+            raise AssertionError(f"the broker started listening:\n{self.log}")
+        return rc, self.log
 
     def stop(self, timeout: float = 30.0) -> int:
         """SIGTERM and wait: a graceful shutdown."""
@@ -71,16 +111,19 @@ class BrokerProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout)
+            self.returncode = self.proc.wait(timeout)
+            return self.returncode
         finally:
+            if self._pump is not None:
+                self._pump.join(5)
             self.proc = None
 
     def kill(self) -> None:
-        """SIGKILL: an unclean stop."""
+        """SIGKILL: an unclean stop (a process crash)."""
         if self.proc is not None:
             if self.proc.poll() is None:
                 self.proc.kill()
-            self.proc.wait()
+            self.returncode = self.proc.wait()
             self.proc = None
 
     def restart(self, *, clean: bool = True) -> BrokerProcess:

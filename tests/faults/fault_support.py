@@ -10,21 +10,20 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import struct
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+
+from brokerproc import BrokerProcess  # noqa: E402
 
 #: Iterations of the crash loops (and the scale of the other loops); CI default small.
 ITERATIONS = int(os.environ.get("LOGBROKER_FAULT_ITERATIONS", "0") or 0)
-
-_LISTENING = re.compile(r"listening on \S+:(\d+)")
 
 KAFKA_STORAGE_ERROR = 56
 
@@ -44,123 +43,12 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, message: str =
         time.sleep(interval)
 
 
-class FaultBroker:
-    """A ``logbroker serve`` subprocess (modelled on tests/brokerproc.py) that can
-    also run with a ``preexec_fn`` (resource limits), keep the port across
-    restarts, and report how it exited when it refuses to start."""
+class FaultBroker(BrokerProcess):
+    """A ``logbroker serve`` subprocess run from the repository root (``logbroker
+    dump`` and the loops find their files there); see :class:`BrokerProcess`."""
 
     def __init__(self, data_dir, *args: str, port: int = 0, preexec_fn=None) -> None:
-        self.data_dir = str(data_dir)
-        self.args = list(args)
-        self.port = port
-        self.preexec_fn = preexec_fn
-        self.proc: subprocess.Popen | None = None
-        self.log_lines: list[str] = []
-        self.all_log_lines: list[str] = []  # every start's output, for reports
-        self.returncode: int | None = None
-        self._pump: threading.Thread | None = None
-
-    def __repr__(self) -> str:
-        return f"FaultBroker(port={self.port}, running={self.running})"
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def log(self) -> str:
-        return "".join(self.log_lines)
-
-    def tail(self, n: int = 40) -> str:
-        return "".join(self.log_lines[-n:])
-
-    def _command(self) -> list[str]:
-        return [
-            sys.executable, "-m", "logbroker", "serve",
-            "--data-dir", self.data_dir, "--host", "127.0.0.1", "--port", str(self.port), *self.args,
-        ]
-
-    def spawn(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LOGBROKER_")}
-        self.proc = subprocess.Popen(
-            self._command(), stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
-            preexec_fn=self.preexec_fn, cwd=str(REPO),
-        )
-        self.returncode = None
-        self.log_lines = []
-        self._found = threading.Event()
-
-        def pump(stream, lines):
-            for line in stream:
-                lines.append(line)
-                self.all_log_lines.append(line)
-                m = _LISTENING.search(line)
-                if m and not self._found.is_set():
-                    self.port = int(m.group(1))
-                    self._found.set()
-
-        self._pump = threading.Thread(target=pump, args=(self.proc.stderr, self.log_lines), daemon=True)
-        self._pump.start()
-
-    def start(self, timeout: float = 30.0) -> FaultBroker:
-        """Start and wait until it listens; RuntimeError (with the log) if it does not."""
-        self.spawn()
-        deadline = time.monotonic() + timeout
-        while not self._found.wait(0.02):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.kill()
-                if self._pump is not None:
-                    self._pump.join(2)
-                raise RuntimeError(f"broker did not start (exit {self.returncode}):\n{self.log}")
-        return self
-
-    def start_expecting_failure(self, timeout: float = 30.0) -> tuple[int, str]:
-        """Start a broker that should refuse to; returns (exit status, its output)."""
-        self.spawn()
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(f"the broker did not exit within {timeout}s:\n{self.log}") from None
-        self._pump.join(5)
-        self.proc = None
-        self.returncode = rc
-        if any(_LISTENING.search(line) for line in self.log_lines):
-            raise AssertionError(f"the broker started listening:\n{self.log}")
-        return rc, self.log
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM and wait: a graceful shutdown."""
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.returncode = self.proc.wait(timeout)
-            return self.returncode
-        finally:
-            if self._pump is not None:
-                self._pump.join(5)
-            self.proc = None
-
-    def kill(self) -> None:
-        """SIGKILL: an unclean stop (a process crash)."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.returncode = self.proc.wait()
-            self.proc = None
-
-    def restart(self, *, clean: bool = True) -> FaultBroker:
-        if clean:
-            self.stop()
-        else:
-            self.kill()
-        return self.start()
+        super().__init__(data_dir, *args, port=port, preexec_fn=preexec_fn, cwd=str(REPO))
 
 
 # --------------------------------------------------------------------------- clients

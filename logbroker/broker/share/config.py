@@ -4,6 +4,7 @@ per-group overrides set with IncrementalAlterConfigs on a GROUP resource
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ DELIVERY_COUNT_LIMIT = "share.delivery.count.limit"
 SESSION_TIMEOUT = "share.session.timeout.ms"
 HEARTBEAT_INTERVAL = "share.heartbeat.interval.ms"
 DLQ_TOPIC = "errors.deadletterqueue.topic.name"
+DLQ_COPY_RECORD = "errors.deadletterqueue.copy.record.enable"
 
 GROUP_CONFIG_DEFAULTS: Mapping[str, str] = {
     AUTO_OFFSET_RESET: "latest",
@@ -23,10 +25,29 @@ GROUP_CONFIG_DEFAULTS: Mapping[str, str] = {
     SESSION_TIMEOUT: "",
     HEARTBEAT_INTERVAL: "",
     DLQ_TOPIC: "",
+    DLQ_COPY_RECORD: "true",
 }
 """Every group config a share group accepts; "" means "the broker's setting"."""
 
 _INT_KEYS = (LOCK_DURATION, DELIVERY_COUNT_LIMIT, SESSION_TIMEOUT, HEARTBEAT_INTERVAL)
+# ISO-8601 durations as Java's Duration.parse reads them: PnDTnHnMn.nS, each part optional.
+_DURATION = re.compile(
+    r"P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d{1,9})?)S)?)?", re.IGNORECASE
+)
+BY_DURATION = "by_duration:"
+
+
+def duration_ms(text: str) -> int:
+    """Milliseconds of an ISO-8601 duration such as ``PT1H30M`` or ``P1DT0.5S``.
+
+    :raises InvalidConfigError: not of the form PnDTnHnMn.nS (negative durations are refused).
+    """
+    m = _DURATION.fullmatch(text.strip())
+    if m is None or text.strip().upper() in ("P", "PT") or text.strip().upper().endswith("T"):
+        raise InvalidConfigError(f"{text!r} is not an ISO-8601 duration (PnDTnHnMn.nS)")
+    days, hours, minutes = (int(m.group(k) or 0) for k in "dhm")
+    seconds = float(m.group("s") or 0)
+    return round((((days * 24 + hours) * 60 + minutes) * 60 + seconds) * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +102,19 @@ class GroupSettings:
     session_timeout_ms: int
     heartbeat_interval_ms: int
     dlq_topic: str | None
+    dlq_copy_record: bool = True
+    """Dead letters carry the record's key and value (logbroker's default), or
+    only the context headers (``false``, Kafka's default)."""
+
+    def start_offset(self, plog, now_ms: int) -> int:
+        """Where a new share-partition of ``plog`` starts (``share.auto.offset.reset``)."""
+        reset = self.auto_offset_reset
+        if reset == "earliest":
+            return plog.log_start_offset
+        if reset.startswith(BY_DURATION):
+            found = plog.offset_for_timestamp(now_ms - duration_ms(reset[len(BY_DURATION):]))
+            return found[0] if found is not None else plog.log_end_offset
+        return plog.log_end_offset
 
     @classmethod
     def resolve(cls, overrides: Mapping[str, str], broker: ShareConfig) -> GroupSettings:
@@ -96,6 +130,7 @@ class GroupSettings:
             session_timeout_ms=number(SESSION_TIMEOUT, broker.session_timeout_ms),
             heartbeat_interval_ms=number(HEARTBEAT_INTERVAL, broker.heartbeat_interval_ms),
             dlq_topic=overrides.get(DLQ_TOPIC) or None,
+            dlq_copy_record=(overrides.get(DLQ_COPY_RECORD) or "true").lower() == "true",
         )
 
 
@@ -110,8 +145,14 @@ def validate_group_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
             raise InvalidConfigError(f"unknown group config {key!r}")
         if value is None or value == "":
             continue
-        if key == AUTO_OFFSET_RESET and value not in ("earliest", "latest"):
-            raise InvalidConfigError(f"{key} must be earliest or latest, not {value!r}")
+        if key == AUTO_OFFSET_RESET:
+            if value.startswith(BY_DURATION):
+                duration_ms(value[len(BY_DURATION):])
+            elif value not in ("earliest", "latest"):
+                raise InvalidConfigError(
+                    f"{key} must be earliest, latest or by_duration:PnDTnHnMn.nS, not {value!r}")
+        if key == DLQ_COPY_RECORD and value.lower() not in ("true", "false"):
+            raise InvalidConfigError(f"{key} must be true or false, not {value!r}")
         if key in _INT_KEYS:
             try:
                 number = int(value)

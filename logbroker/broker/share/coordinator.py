@@ -440,7 +440,7 @@ class ShareCoordinator(ShareStateCommands):
         if sp is not None and sp.topic_id != topic_id:
             sp = None  # the topic was deleted and created again
         if sp is None:
-            start = plog.log_start_offset if group.settings.auto_offset_reset == "earliest" else plog.log_end_offset
+            start = group.settings.start_offset(plog, now)
             sp = parts[tp] = SharePartition(start, topic_id)
             self._dirty[(group.group_id, *tp)] = ["snapshot"]
             log.info("share group %s: %s-%d starts at offset %d", group.group_id, *tp, start)

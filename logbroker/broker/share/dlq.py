@@ -30,11 +30,12 @@ _READ_BYTES = 1 << 20
 
 def dead_letter_batch(
     source: PartitionLog, group_id: str, topic: str, partition: int,
-    items: Sequence[tuple[int, int, str]],
+    items: Sequence[tuple[int, int, str]], *, copy_record: bool = True,
 ) -> bytes | None:
     """One batch holding a copy of each ``(offset, delivery count, reason)``
     still in ``source``; None if none is (retention removed them, or the
-    offsets were gaps of a compacted log)."""
+    offsets were gaps of a compacted log). Without ``copy_record`` a dead
+    letter has the context headers and the timestamp only (Kafka's default)."""
     wanted = {offset: (count, reason) for offset, count, reason in items}
     if not wanted:
         return None
@@ -64,7 +65,10 @@ def dead_letter_batch(
                     (HEADER_DELIVERY_COUNT, str(count).encode()),
                     (HEADER_REASON, reason.encode()),
                 )
-                builder.append(record.value, record.key, (*record.headers, *context), record.timestamp)
+                if copy_record:
+                    builder.append(record.value, record.key, (*record.headers, *context), record.timestamp)
+                else:
+                    builder.append(None, None, context, record.timestamp)
             if offset > last:
                 break
     return builder.build() if len(builder) else None

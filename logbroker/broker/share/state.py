@@ -96,7 +96,8 @@ class ShareStateCommands:
         if not target or target == topic:
             return None
         try:
-            batch = dead_letter_batch(self._logs.get_partition(topic, partition), group_id, topic, partition, items)
+            batch = dead_letter_batch(self._logs.get_partition(topic, partition), group_id, topic, partition, items,
+                                      copy_record=group.settings.dlq_copy_record)
             if batch is None:
                 return None
             if target not in self._logs.topics():

@@ -86,8 +86,9 @@ def send(port: int, total: int) -> None:
         sock.shutdown(socket.SHUT_WR)
 
 
-def loopback_once(total: int) -> float:
-    """Receive ``total`` bytes from a sender process; seconds from first to last byte."""
+def loopback_once(total: int) -> tuple[int, float]:
+    """Receive ``total`` bytes from a sender process; ``(bytes timed, seconds)`` from
+    the end of the first receive to the last byte (the first one is not timed)."""
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         sender = subprocess.Popen([sys.executable, os.path.abspath(__file__), "_send", str(port), str(total)],
@@ -100,21 +101,21 @@ def loopback_once(total: int) -> float:
                 buf = bytearray(RECV_BUFFER)
                 view = memoryview(buf)
                 recv_into = conn.recv_into
-                got = recv_into(view)
+                first = got = recv_into(view)
                 start = time.perf_counter()
                 while got < total:
                     n = recv_into(view)
                     if not n:
                         raise RuntimeError(f"sender closed after {got} of {total} bytes")
                     got += n
-                return time.perf_counter() - start
+                return got - first, time.perf_counter() - start
         finally:
             if sender.wait(30) != 0:
                 raise RuntimeError(f"sender exited with {sender.returncode}")
 
 
 def measure_loopback(total: int, repeat: int) -> dict:
-    runs = [total / loopback_once(total) / 1e6 for _ in range(repeat)]
+    runs = [timed / seconds / 1e6 for timed, seconds in (loopback_once(total) for _ in range(repeat))]
     return {"bytes": total, "send_chunk_bytes": SEND_CHUNK, "recv_buffer_bytes": RECV_BUFFER,
             "mb_per_s": round(max(runs)), "runs_mb_per_s": [round(r) for r in runs]}
 

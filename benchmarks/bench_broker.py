@@ -654,6 +654,7 @@ def run_sizes(quick: bool, tansu_bin: str | None, no_tansu: bool) -> dict:
                         r = _run("consume", {**args, "stall": STALL_SECONDS}, 300)
                         if r["errors"] or not r["value_size_ok"]:
                             errors.append(f"consume {label}: errors {r['errors']}, sizes ok {r['value_size_ok']}")
+                            continue
                         runs.setdefault(f"consume_{label}", []).append(r["records"] / r["seconds"])
                     except Exception as exc:  # noqa: BLE001 - report it and go on with the next size
                         errors.append(f"{label}: {exc}")

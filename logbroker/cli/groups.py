@@ -120,7 +120,7 @@ def describe(group_id, bootstrap, fmt) -> None:
 def _describe_share(group_id, description, progress, fmt) -> None:
     """A share group: members, and per partition where the queue stands."""
     fields = ("start_offset", "log_end", "lag", "in_flight", "available", "acknowledged", "archived")
-    totals = {f: sum(getattr(p, f) for p in progress if getattr(p, f) > 0) for f in ("lag", "in_flight", "archived")}
+    totals = {f: sum(getattr(p, f) for p in progress if getattr(p, f) > 0) for f in ("lag", "in_flight")}
     if fmt == "json":
         emit_json({
             "group": group_id, "state": description.state, "type": "share",
@@ -136,12 +136,12 @@ def _describe_share(group_id, description, progress, fmt) -> None:
     if description.members:
         click.echo("")
         print_table(["MEMBER", "CLIENT", "HOST"],
-               [[m.member_id, m.client_id, m.client_host or "-"] for m in description.members])
+                    [[m.member_id, m.client_id, m.client_host or "-"] for m in description.members])
     if progress:
         click.echo("")
         print_table(["TOPIC", "PARTITION", "START-OFFSET", "LOG-END", "LAG", "IN-FLIGHT", "AVAILABLE",
-                "ACKNOWLEDGED", "ARCHIVED"],
-               [[p.topic, p.partition, *(getattr(p, f) for f in fields)] for p in progress])
+                     "ACKNOWLEDGED", "ARCHIVED"],
+                    [[p.topic, p.partition, *(getattr(p, f) for f in fields)] for p in progress])
         click.echo("\nLAG: records not yet acknowledged or archived (IN-FLIGHT acquired now, AVAILABLE waiting); "
                    "ACKNOWLEDGED and ARCHIVED: records of the in-flight window past START-OFFSET.")
 

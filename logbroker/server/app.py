@@ -240,6 +240,8 @@ class Server:
             log.info("closing connection from %s: %s", peer, exc)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
+        except Exception:  # a bug serving one connection must not take the broker down
+            log.exception("closing connection from %s after an unexpected error", peer)
         finally:
             left = self._connections_per_host[host] - 1
             if left:
@@ -427,9 +429,15 @@ class Server:
         elif isinstance(result, Reply):
             if result.appended:
                 self.waiters.notify(result.appended)
-            for plog, offset in result.flush:
-                await trio.to_thread.run_sync(plog.flush, offset)
             body = result.body
+            try:
+                for plog, offset in result.flush:
+                    await trio.to_thread.run_sync(plog.flush, offset)
+            except LogbrokerError as exc:
+                log.error("not acknowledging %s: %s", request.api_key.name, exc)
+                if result.if_flush_fails is None:
+                    raise ProtocolError(f"fsync failed: {exc}") from exc
+                body = result.if_flush_fails()
         else:
             body = result
         if body is None:
@@ -604,5 +612,6 @@ async def serve(config: BrokerConfig, *, task_status=trio.TASK_STATUS_IGNORED) -
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
+            broker.share.wake = None  # closing runs in a worker thread: no trio events from there
             await trio.to_thread.run_sync(broker.close)
         log.info("clean shutdown complete")

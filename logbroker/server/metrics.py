@@ -226,7 +226,12 @@ async def serve_metrics(metrics: Metrics, broker, host: str, port: int, *, task_
                 if not request.startswith(b"GET "):
                     await stream.send_all(b"HTTP/1.0 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
                     return
-                body = metrics.render(broker).encode()
+                try:
+                    body = metrics.render(broker).encode()
+                except Exception:  # a scrape must never take the broker down
+                    log.exception("rendering metrics failed")
+                    await stream.send_all(b"HTTP/1.0 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
+                    return
                 head = (
                     "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
                     f"Content-Length: {len(body)}\r\n\r\n"

@@ -144,6 +144,9 @@ class PartitionLog:
         self._unsynced_sealed: list[LogSegment] = []
         self._dir_dirty = False
         self._closed = False
+        self._fsync_failed: str | None = None
+        """Why an fsync failed: the kernel may have dropped the dirty pages, so
+        nothing more is appended or called durable until a restart recovers."""
         self.fsyncs = 0  # fsync calls made by flush (statistics)
 
     # -- properties ---------------------------------------------------------------
@@ -229,6 +232,8 @@ class PartitionLog:
         """
         if self._closed:
             raise StorageError(f"{self._dir.name} is closed")
+        if self._fsync_failed is not None:
+            raise StorageError(f"{self._fsync_failed}; restart the broker to recover the log")
         size = len(batch)
         if header is not None:
             last_delta, max_ts = header.last_offset_delta, header.max_timestamp
@@ -508,6 +513,8 @@ class PartitionLog:
         target = self._active.next_offset if up_to_offset is None else up_to_offset
         if self._closed or (self._recovery_point >= target and not self._unsynced_sealed):
             return
+        if self._fsync_failed is not None:
+            raise StorageError(f"{self._fsync_failed}; restart the broker to recover the log")
         with self._flush_lock:
             if self._closed or (self._recovery_point >= target and not self._unsynced_sealed):
                 return
@@ -532,7 +539,8 @@ class PartitionLog:
                     fsync_dir(self._dir)
                     self.fsyncs += 1
             except OSError as exc:
-                raise StorageError(f"fsync failed in {self._dir}: {exc.strerror or exc}") from exc
+                self._fsync_failed = f"fsync failed in {self._dir}: {exc.strerror or exc}"
+                raise StorageError(self._fsync_failed) from exc
             if self._on_fsync is not None and (paths or dir_dirty):
                 self._on_fsync(time.perf_counter() - started)
             with self._lock:

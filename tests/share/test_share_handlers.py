@@ -190,11 +190,13 @@ def test_share_acknowledge_and_closing_with_it(h):
     assert sp.start == 1 and sp.record(1)[0] == 0  # available again
 
 
-def test_share_acknowledge_reply_wakes_fetches_of_released_partitions(h):
+def test_share_acknowledge_wakes_fetches_of_released_partitions(h):
+    woken = []
+    h.env.share.wake = woken.extend  # the server's hook: notify the fetches waiting on these
     h.env.produce("t", ["a"], partition=0)
     share_fetch(h, "m", 0, [0])
     share_ack(h, "m", 1, {0: [(0, 0, (2,))]})
-    assert isinstance(h.last_result, Reply) and ("t", 0) in h.last_result.appended
+    assert isinstance(h.last_result, Reply) and ("t", 0) in woken
 
 
 def test_v2_renew_extends_the_lock(h):

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 from logbroker.protocol import ErrorCode, FetchPartition, encode_fetch_response
 
+from logbroker.broker.handlers._acl import TOPIC_DENIED
 from logbroker.broker.handlers._build import ms
 from logbroker.broker.handlers.errors import error_code_for
 from logbroker.errors import LogbrokerError
 
 _NONE = ErrorCode.none
-_DENIED = ErrorCode.topic_authorization_failed
 
 
 class FetchOperation:
@@ -58,7 +58,7 @@ class FetchOperation:
             for index, offset, partition_max in wanted:
                 if topic in self._denied:
                     errors = True
-                    parts.append(FetchPartition(index, _DENIED, -1, -1, -1, b""))
+                    parts.append(FetchPartition(index, TOPIC_DENIED, -1, -1, -1, b""))
                     continue
                 try:
                     plog = partition_log(topic, index)

@@ -27,17 +27,17 @@ from logbroker.broker.groups import (
     OffsetValue,
     SyncResult,
 )
+from logbroker.broker.handlers._acl import (
+    GROUP_DENIED, NO_AUTHORIZED_OPERATIONS, TOPIC_DENIED, denied_topics, group_operations,
+)
 from logbroker.broker.handlers._build import build, module_of, ms
 from logbroker.broker.handlers._result import Reply
-from logbroker.broker.security.acls import CLUSTER, authorized_operations
+from logbroker.broker.security.acls import CLUSTER
 
 ERROR_CODES: dict[GroupError, ErrorCode] = {e: getattr(ErrorCode, e.value) for e in GroupError}
 """GroupError -> the ErrorCode sent on the wire."""
 
-_NO_AUTHORIZED_OPERATIONS = -2147483648
 _KEY_TYPE_GROUP, _KEY_TYPE_TRANSACTION = 0, 1
-_GROUP_DENIED = ErrorCode.group_authorization_failed
-_TOPIC_DENIED = ErrorCode.topic_authorization_failed
 
 
 def _code(error: GroupError) -> ErrorCode:
@@ -55,16 +55,6 @@ def _then(result, convert):
     return out
 
 
-def denied_topics(broker, operation: str, names) -> set[str]:
-    """The names among ``names`` on which the principal may not do ``operation``."""
-    return {name for name in set(names) if not broker.allowed(operation, "topic", name)}
-
-
-def group_operations(broker, group_id: str) -> int:
-    """DescribeGroups' ``authorized_operations`` bit field for ``group_id`` (KIP-430)."""
-    return authorized_operations(lambda op: broker.allowed(op, "group", group_id), "group")
-
-
 def _flush_reply(broker, body, flush) -> Reply:
     """fsync the internal topic before answering when the broker runs with flush=always."""
     if flush is None or broker.config.flush != "always":
@@ -80,7 +70,7 @@ def handle_find_coordinator(broker, request):
     key_type = int(getattr(body, "key_type", _KEY_TYPE_GROUP))
     fields = {"node_id": -1, "host": "", "port": -1}
     if key_type == _KEY_TYPE_GROUP and not broker.allowed("describe", "group", body.key):
-        code, message = _GROUP_DENIED, f"not allowed to describe group {body.key!r}"
+        code, message = GROUP_DENIED, f"not allowed to describe group {body.key!r}"
     elif key_type == _KEY_TYPE_GROUP:
         code, message = ErrorCode.none, None
         fields = {"node_id": broker.config.node_id, "host": broker.advertised_host, "port": broker.advertised_port}
@@ -98,7 +88,7 @@ def handle_join_group(broker, request):
     body = request.body
     version = request.api_version
     if not broker.allowed("read", "group", body.group_id):
-        return build(request.response_class, error_code=_GROUP_DENIED, generation_id=-1, leader="", member_id="",
+        return build(request.response_class, error_code=GROUP_DENIED, generation_id=-1, leader="", member_id="",
                      protocol_type=None, protocol_name=None if version >= 7 else "", members=())
     session_timeout = ms(body.session_timeout)
     req = JoinRequest(
@@ -143,7 +133,7 @@ def _join_response(request, result: JoinResult):
 def handle_sync_group(broker, request):
     body = request.body
     if not broker.allowed("read", "group", body.group_id):
-        return build(request.response_class, error_code=_GROUP_DENIED, protocol_type=None, protocol_name=None,
+        return build(request.response_class, error_code=GROUP_DENIED, protocol_type=None, protocol_name=None,
                      assignment=b"")
     result = broker.groups.sync_group(
         body.group_id,
@@ -171,7 +161,7 @@ def handle_sync_group(broker, request):
 def handle_heartbeat(broker, request):
     body = request.body
     if not broker.allowed("read", "group", body.group_id):
-        return build(request.response_class, error_code=_GROUP_DENIED)
+        return build(request.response_class, error_code=GROUP_DENIED)
     error = broker.groups.heartbeat(
         body.group_id, int(body.generation_id), body.member_id, broker.clock(),
         group_instance_id=getattr(body, "group_instance_id", None),
@@ -182,7 +172,7 @@ def handle_heartbeat(broker, request):
 def handle_leave_group(broker, request):
     body = request.body
     if not broker.allowed("read", "group", body.group_id):
-        return build(request.response_class, error_code=_GROUP_DENIED, members=())
+        return build(request.response_class, error_code=GROUP_DENIED, members=())
     batched = request.api_version >= 3
     if batched:
         members = tuple((m.member_id, m.group_instance_id) for m in body.members)
@@ -222,9 +212,9 @@ def handle_offset_commit(broker, request):
         for p in topic.partitions:
             tp = (topic.name, int(p.partition_index))
             if not group_allowed:
-                errors[tp] = _GROUP_DENIED
+                errors[tp] = GROUP_DENIED
             elif topic.name in denied:
-                errors[tp] = _TOPIC_DENIED
+                errors[tp] = TOPIC_DENIED
             elif not _partition_exists(topics, *tp):
                 errors[tp] = ErrorCode.unknown_topic_or_partition
             else:
@@ -263,8 +253,8 @@ def handle_offset_fetch(broker, request):
         wanted = [(t.name, int(p)) for t in body.topics for p in t.partition_indexes]
     if not broker.allowed("describe", "group", body.group_id):
         # v0/v1 have no top-level error field: every asked partition carries it.
-        entries = [(tp, None, _GROUP_DENIED) for tp in wanted or ()] if version < 2 else []
-        return _offset_fetch_response(request, entries, _GROUP_DENIED)
+        entries = [(tp, None, GROUP_DENIED) for tp in wanted or ()] if version < 2 else []
+        return _offset_fetch_response(request, entries, GROUP_DENIED)
     if wanted is None:
         result = broker.groups.fetch_offsets(body.group_id, None)
         # Offsets of topics the principal may not describe are left out, unnamed.
@@ -273,7 +263,7 @@ def handle_offset_fetch(broker, request):
     else:
         denied = denied_topics(broker, "describe", (topic for topic, _ in wanted))
         result = broker.groups.fetch_offsets(body.group_id, [tp for tp in wanted if tp[0] not in denied])
-        entries = [(tp, None, _TOPIC_DENIED) if tp[0] in denied else (tp, result.offsets.get(tp), None)
+        entries = [(tp, None, TOPIC_DENIED) if tp[0] in denied else (tp, result.offsets.get(tp), None)
                    for tp in wanted]
     # v0/v1: the group's error is reported on every partition.
     partition_error = _code(result.error) if version < 2 else ErrorCode.none
@@ -304,7 +294,7 @@ def handle_offset_delete(broker, request):
     body = request.body
     mod = module_of(request.response_class)
     if not broker.allowed("delete", "group", body.group_id):
-        return build(request.response_class, error_code=_GROUP_DENIED, topics=())
+        return build(request.response_class, error_code=GROUP_DENIED, topics=())
     wanted = [(t.name, int(p.partition_index)) for t in body.topics for p in t.partitions]
     denied = denied_topics(broker, "read", (topic for topic, _ in wanted))
     topics = broker.topics()
@@ -319,7 +309,7 @@ def handle_offset_delete(broker, request):
             tp = (topic.name, int(p.partition_index))
             error = result.partitions.get(tp)
             if topic.name in denied:
-                code = _TOPIC_DENIED
+                code = TOPIC_DENIED
             else:
                 code = ErrorCode.unknown_topic_or_partition if error is None else _code(error)
             parts.append(build(mod.OffsetDeleteResponsePartition, partition_index=tp[1], error_code=code))
@@ -369,12 +359,12 @@ def handle_describe_groups(broker, request):
     for name, ok in zip(names, allowed):
         if not ok:
             out.append(build(
-                mod.DescribedGroup, error_code=_GROUP_DENIED, group_id=name, group_state="", protocol_type="",
-                protocol_data="", members=(), authorized_operations=_NO_AUTHORIZED_OPERATIONS,
+                mod.DescribedGroup, error_code=GROUP_DENIED, group_id=name, group_state="", protocol_type="",
+                protocol_data="", members=(), authorized_operations=NO_AUTHORIZED_OPERATIONS,
             ))
             continue
         s = next(summaries)
-        operations = _NO_AUTHORIZED_OPERATIONS
+        operations = NO_AUTHORIZED_OPERATIONS
         if with_operations and s.error is GroupError.NONE:
             operations = group_operations(broker, s.group_id)
         if s.state == "Dead" and broker.share.is_share_group(s.group_id):
@@ -425,7 +415,7 @@ def handle_delete_groups(broker, request):
     allowed = [n for n in names if broker.allowed("delete", "group", n)]
     results, flush = broker.groups.delete_groups(allowed, broker.clock())
     out = tuple(
-        build(mod.DeletableGroupResult, group_id=n, error_code=_code(results[n]) if n in results else _GROUP_DENIED)
+        build(mod.DeletableGroupResult, group_id=n, error_code=_code(results[n]) if n in results else GROUP_DENIED)
         for n in names
     )
     return _flush_reply(broker, build(request.response_class, results=out), flush)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from logbroker.protocol import ErrorCode
 
+from logbroker.broker.handlers._acl import TOPIC_DENIED
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.handlers.errors import error_code_for
 from logbroker.broker.security.acls import CLUSTER
 from logbroker.errors import LogbrokerError
 
-_DENIED = ErrorCode.topic_authorization_failed
 
 EARLIEST = -2
 LATEST = -1
@@ -52,7 +52,7 @@ def handle_list_offsets(broker, request):
             index = int(p.partition_index)
             try:
                 if not allowed:
-                    offset, ts, code = -1, -1, _DENIED
+                    offset, ts, code = -1, -1, TOPIC_DENIED
                 else:
                     plog = broker.partition(topic.name, index)
                     offset, ts = _lookup(plog, int(p.timestamp))
@@ -82,7 +82,7 @@ def handle_offset_for_leader_epoch(broker, request):
         for p in topic.partitions:
             index = int(p.partition)
             if not allowed:
-                parts.append(build(mod.EpochEndOffset, error_code=_DENIED, partition=index, leader_epoch=-1,
+                parts.append(build(mod.EpochEndOffset, error_code=TOPIC_DENIED, partition=index, leader_epoch=-1,
                                    end_offset=-1))
                 continue
             try:
@@ -110,7 +110,7 @@ def handle_delete_records(broker, request):
             index = int(p.partition_index)
             if not allowed:
                 parts.append(build(mod.DeleteRecordsPartitionResult, partition_index=index, low_watermark=-1,
-                                   error_code=_DENIED))
+                                   error_code=TOPIC_DENIED))
                 continue
             try:
                 plog = broker.partition(topic.name, index)

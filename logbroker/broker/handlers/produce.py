@@ -21,6 +21,7 @@ def handle_produce(broker, request) -> Reply:
     always = broker.config.flush == "always"
     topics_out = []
     flush: list = []
+    flushed: set[tuple[str, int]] = set()
     appended: list = []
     for topic in body.topic_data:
         name = topic.name
@@ -56,6 +57,7 @@ def handle_produce(broker, request) -> Reply:
                     plog = broker.partition(name, index)
                     # flush(n) makes offsets below n durable: cover the whole batch.
                     flush.append((plog, plog.log_end_offset))
+                    flushed.add((name, index))
             partitions_out.append(
                 ProducePartition(
                     index,
@@ -69,4 +71,16 @@ def handle_produce(broker, request) -> Reply:
     if acks == 0:
         return Reply(None, flush=[], appended=appended)
     response = encode_produce_response(request.api_version, request.correlation_id, topics_out)
-    return Reply(response, flush=flush, appended=appended)
+    if not flush:
+        return Reply(response, appended=appended)
+
+    def storage_error():
+        """The same answer with KAFKA_STORAGE_ERROR for the batches awaiting an fsync."""
+        failed = [
+            (name, [ProducePartition(p.index, ErrorCode.kafka_storage_error, error_message="fsync failed")
+                    if (name, p.index) in flushed else p for p in partitions])
+            for name, partitions in topics_out
+        ]
+        return encode_produce_response(request.api_version, request.correlation_id, failed)
+
+    return Reply(response, flush=flush, appended=appended, if_flush_fails=storage_error)

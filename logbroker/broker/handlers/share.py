@@ -24,11 +24,13 @@ import dataclasses
 
 from logbroker.protocol import ErrorCode
 
+from logbroker.broker.handlers._acl import (
+    GROUP_DENIED, NO_AUTHORIZED_OPERATIONS, TOPIC_DENIED, denied_topics, group_operations,
+)
 from logbroker.broker.handlers._build import build, module_of, ms
 from logbroker.broker.handlers._result import Reply
 from logbroker.broker.handlers.errors import error_code_for
 from logbroker.broker.handlers.fetch import FetchOperation
-from logbroker.broker.handlers.groups import denied_topics, group_operations
 from logbroker.broker.share import FINAL_EPOCH, INITIAL_EPOCH, HeartbeatRequest, PartitionData, ShareError
 from logbroker.errors import InvalidConfigError, LogbrokerError
 
@@ -39,11 +41,8 @@ RESOURCE_GROUP = 32
 """Kafka's ConfigResource.Type.GROUP; librdkafka sends its ACL type GROUP (3), accepted too."""
 _RESOURCE_GROUP_ACL = 3
 _OP_SET, _OP_DELETE, _OP_APPEND, _OP_SUBTRACT = 0, 1, 2, 3
-_NO_AUTHORIZED_OPERATIONS = -2147483648
 _SOURCE_GROUP, _SOURCE_DEFAULT = 8, 5
 _TYPE_STRING = 2
-_GROUP_DENIED = ErrorCode.group_authorization_failed
-_TOPIC_DENIED = ErrorCode.topic_authorization_failed
 
 
 def _code(error: ShareError) -> ErrorCode:
@@ -64,10 +63,10 @@ def handle_share_group_heartbeat(broker, request):
     body = request.body
     subscribed = body.subscribed_topic_names
     if not broker.allowed("read", "group", body.group_id):
-        return build(request.response_class, error_code=_GROUP_DENIED, assignment=None,
+        return build(request.response_class, error_code=GROUP_DENIED, assignment=None,
                      error_message=f"not allowed to read group {body.group_id!r}")
     if subscribed and (denied := denied_topics(broker, "describe", subscribed)):
-        return build(request.response_class, error_code=_TOPIC_DENIED, assignment=None,
+        return build(request.response_class, error_code=TOPIC_DENIED, assignment=None,
                      error_message=f"not allowed to describe topics {', '.join(sorted(denied))}")
     result = broker.share.heartbeat(
         HeartbeatRequest(
@@ -108,15 +107,15 @@ def handle_share_group_describe(broker, request):
     groups = []
     for name, ok in zip(names, allowed):
         if not ok:
-            groups.append(build(mod.DescribedGroup, error_code=_GROUP_DENIED, group_id=name, members=(),
+            groups.append(build(mod.DescribedGroup, error_code=GROUP_DENIED, group_id=name, members=(),
                                 error_message=f"not allowed to describe group {name!r}",
-                                authorized_operations=_NO_AUTHORIZED_OPERATIONS))
+                                authorized_operations=NO_AUTHORIZED_OPERATIONS))
             continue
         g = next(described)
         if denied_topics(broker, "describe", (topic for m in g.members for _, topic, _ in m.assignment)):
-            groups.append(build(mod.DescribedGroup, error_code=_TOPIC_DENIED, group_id=name, members=(),
+            groups.append(build(mod.DescribedGroup, error_code=TOPIC_DENIED, group_id=name, members=(),
                                 error_message="the group has topics the client may not describe",
-                                authorized_operations=_NO_AUTHORIZED_OPERATIONS))
+                                authorized_operations=NO_AUTHORIZED_OPERATIONS))
             continue
         members = tuple(
             build(
@@ -146,7 +145,7 @@ def handle_share_group_describe(broker, request):
             members=members,
             authorized_operations=(
                 group_operations(broker, g.group_id) if with_operations and g.error is ShareError.NONE
-                else _NO_AUTHORIZED_OPERATIONS
+                else NO_AUTHORIZED_OPERATIONS
             ),
         ))
     return build(request.response_class, groups=tuple(groups))
@@ -192,7 +191,7 @@ def _resolve(broker, topics):
             if name is None:
                 entry.error = ErrorCode.unknown_topic_id
             elif not readable:
-                entry.error, entry.message = _TOPIC_DENIED, f"not allowed to read {name!r}"
+                entry.error, entry.message = TOPIC_DENIED, f"not allowed to read {name!r}"
             batches = tuple(
                 (int(b.first_offset), int(b.last_offset), tuple(int(t) for t in b.acknowledge_types))
                 for b in p.acknowledgement_batches
@@ -208,8 +207,8 @@ def _acknowledge(broker, group_id: str, member_id: str, resolved, now: int, allo
         if entry.topic is None:
             entry.ack_error = ErrorCode.unknown_topic_id
             continue
-        if entry.error is _TOPIC_DENIED:
-            entry.ack_error = _TOPIC_DENIED
+        if entry.error is TOPIC_DENIED:
+            entry.ack_error = TOPIC_DENIED
             continue
         error, message = broker.share.acknowledge(
             group_id, member_id, entry.topic, entry.partition, batches, now, allow_renew=allow_renew
@@ -326,11 +325,11 @@ def handle_share_fetch(broker, request):
     now = broker.clock()
     epoch = int(body.share_session_epoch)
     if not broker.allowed("read", "group", body.group_id):
-        return _top_level_error(request, _GROUP_DENIED, f"not allowed to read group {body.group_id!r}")
+        return _top_level_error(request, GROUP_DENIED, f"not allowed to read group {body.group_id!r}")
     resolved = _resolve(broker, body.topics)
     if epoch == INITIAL_EPOCH and any(batches for _, batches in resolved):
         return _top_level_error(request, ShareError.INVALID_REQUEST, "acknowledgements in a request opening a session")
-    add = [(e.topic, e.partition) for e, _ in resolved if e.topic is not None and e.error is not _TOPIC_DENIED]
+    add = [(e.topic, e.partition) for e, _ in resolved if e.topic is not None and e.error is not TOPIC_DENIED]
     forget = []
     for topic in body.forgotten_topics_data:
         name = share.topic_name(topic.topic_id) if topic.topic_id is not None else None
@@ -354,7 +353,7 @@ def handle_share_fetch(broker, request):
     if denied:
         named = {(e.topic, e.partition) for e in entries}
         entries += [
-            _Entry(share.topic_id(topic), topic, index, _TOPIC_DENIED, f"not allowed to read {topic!r}")
+            _Entry(share.topic_id(topic), topic, index, TOPIC_DENIED, f"not allowed to read {topic!r}")
             for topic, index in result.partitions if topic in denied and (topic, index) not in named
         ]
     op = ShareFetchOperation(
@@ -371,7 +370,7 @@ def handle_share_acknowledge(broker, request):
     epoch = int(body.share_session_epoch)
     mod = module_of(request.response_class)
     if not broker.allowed("read", "group", body.group_id):
-        return _top_level_error(request, _GROUP_DENIED, f"not allowed to read group {body.group_id!r}")
+        return _top_level_error(request, GROUP_DENIED, f"not allowed to read group {body.group_id!r}")
     resolved = _resolve(broker, body.topics)
     result, session = share.open_session(body.group_id, body.member_id, epoch, (), (), now, fetch=False)
     if result.error is not ShareError.NONE:
@@ -399,7 +398,7 @@ def handle_share_acknowledge(broker, request):
         ),
         node_endpoints=(),
     )
-    return Reply(body_out, flush=_flush(broker, written), appended=written.appended + written.available)
+    return Reply(body_out, flush=_flush(broker, written))  # commit() already woke the fetches
 
 
 # -- group configs -------------------------------------------------------------------------
@@ -448,7 +447,7 @@ def _alter_group(broker, request, resource):
     code, message = ErrorCode.none, None
     if not broker.allowed("alter_configs", "group", name):
         return build(
-            mod.AlterConfigsResourceResponse, error_code=_GROUP_DENIED,
+            mod.AlterConfigsResourceResponse, error_code=GROUP_DENIED,
             error_message=f"not allowed to alter configs of group {name!r}",
             resource_type=int(resource.resource_type), resource_name=name,
         )
@@ -475,7 +474,7 @@ def _describe_group(broker, request, resource):
     mod = module_of(request.response_class)
     if not broker.allowed("describe_configs", "group", resource.resource_name):
         return build(
-            mod.DescribeConfigsResult, error_code=_GROUP_DENIED,
+            mod.DescribeConfigsResult, error_code=GROUP_DENIED,
             error_message=f"not allowed to describe configs of group {resource.resource_name!r}",
             resource_type=int(resource.resource_type), resource_name=resource.resource_name, configs=(),
         )

@@ -13,13 +13,14 @@ from __future__ import annotations
 from logbroker.protocol import ErrorCode
 
 from logbroker.broker.handlers._build import build, module_of
+from logbroker.errors import UnknownTopicError
 
 
 def _lag(broker, counts: dict[str, int], topic: str, partition: int) -> int:
     """Records not yet acknowledged or archived, up to the high watermark."""
     try:
-        end = broker.partition(topic, partition).log_end_offset
-    except Exception:  # topic deleted meanwhile
+        end = broker.partition(topic, partition).high_watermark
+    except UnknownTopicError:  # deleted meanwhile
         return -1
     done = counts["acknowledged"] + counts["archived"]
     return max(0, end - counts["start_offset"] - done)
@@ -41,10 +42,11 @@ def handle_describe_share_group_offsets(broker, request):
                                 error_message=f"group {group_id} is not a share group"))
             continue
         known = {(t, p): c for (g, t, p), c in all_counts.items() if g == group_id}
-        if group.topics is None:  # every partition the group has state for
+        if group.topics is None:  # every partition the group has state for that may be described
             wanted: dict[str, list[int]] = {}
             for t, p in sorted(known):
-                wanted.setdefault(t, []).append(p)
+                if broker.allowed("describe", "topic", t):
+                    wanted.setdefault(t, []).append(p)
         else:
             wanted = {t.topic_name: list(t.partitions) for t in group.topics}
         topics = []
@@ -57,6 +59,10 @@ def handle_describe_share_group_offsets(broker, request):
                     parts.append(build(mod.DescribeShareGroupOffsetsResponsePartition, partition_index=p,
                                        start_offset=-1, lag=-1,
                                        error_code=ErrorCode.topic_authorization_failed))
+                elif not broker.has_topic(topic):
+                    parts.append(build(mod.DescribeShareGroupOffsetsResponsePartition, partition_index=p,
+                                       start_offset=-1, lag=-1,
+                                       error_code=ErrorCode.unknown_topic_or_partition))
                 elif counts is None:  # the group never fetched it: no start offset yet
                     parts.append(build(mod.DescribeShareGroupOffsetsResponsePartition, partition_index=p,
                                        start_offset=-1, lag=-1))
@@ -86,10 +92,8 @@ def handle_read_share_group_state(broker, request):
                 code = ErrorCode.group_authorization_failed
             elif name is None:
                 code = ErrorCode.unknown_topic_or_partition
-            elif sp is None:
-                code = ErrorCode.none  # no state yet: nothing in flight
             else:
-                code = ErrorCode.none
+                code = ErrorCode.none  # without state (never fetched) nothing is in flight
             batches = ()
             if code is ErrorCode.none and sp is not None:
                 batches = tuple(

@@ -1,0 +1,23 @@
+"""Authorization helpers the handlers share: the denial codes, topic
+filtering and the ``authorized_operations`` bit fields of describe responses."""
+
+from __future__ import annotations
+
+from logbroker.protocol import ErrorCode
+
+from logbroker.broker.security.acls import authorized_operations
+
+NO_AUTHORIZED_OPERATIONS = -2147483648
+"""``authorized_operations`` when the client did not ask for them (INT32_MIN, as Kafka)."""
+GROUP_DENIED = ErrorCode.group_authorization_failed
+TOPIC_DENIED = ErrorCode.topic_authorization_failed
+
+
+def denied_topics(broker, operation: str, names) -> set[str]:
+    """The names among ``names`` on which the principal may not do ``operation``."""
+    return {name for name in set(names) if not broker.allowed(operation, "topic", name)}
+
+
+def group_operations(broker, group_id: str) -> int:
+    """Describe responses' ``authorized_operations`` bit field for ``group_id`` (KIP-430)."""
+    return authorized_operations(lambda op: broker.allowed(op, "group", group_id), "group")

@@ -310,19 +310,6 @@ class Broker:
         out.sort()
         return out
 
-    def share_metrics(self) -> dict[tuple[str, str, int, str], int]:
-        """``{(group, topic, partition, name): n}`` from the share coordinator's
-        per-partition counts (records in_flight, available, acknowledged,
-        archived, the start offset...); empty if it cannot say."""
-        counts = getattr(self.share, "partition_counts", None)
-        if counts is None:
-            return {}
-        return {
-            (group, topic, index, name): value
-            for (group, topic, index), values in counts().items()
-            for name, value in values.items()
-        }
-
     # -- timers and lifecycle ---------------------------------------------
 
     def add_timer_source(self, source) -> None:

@@ -61,11 +61,8 @@ async def collect(admin: Admin) -> dict:
 async def _group(admin: Admin, listed, ends: dict[TopicPartition, int]) -> dict:
     [description] = await admin.describe_groups([listed.group_id])
     kind = "share" if listed.protocol_type == "share" else listed.protocol_type or "classic"
-    lag: int | None = None
-    progress = getattr(admin, "share_group_progress", None)
     if kind == "share":
-        if progress is not None:
-            lag = sum(max(0, p.lag) for p in await progress(listed.group_id))
+        lag = sum(max(0, p.lag) for p in await admin.share_group_progress(listed.group_id))
     else:
         committed = await admin.list_group_offsets(listed.group_id)
         lag = sum(max(0, ends[tp] - offset) for tp, offset in committed.items() if ends.get(tp, -1) >= 0)

@@ -161,41 +161,31 @@ class Metrics:
         for group, topic, index, lag in _safely(broker.group_lags, []):
             out.append(f'logbroker_group_lag{{group="{_label(group)}",topic="{topic}",partition="{index}"}} {lag}')
 
-        out += _share_lines(_safely(broker.share_metrics, {}))
+        out += _share_lines(_safely(broker.share.partition_counts, {}))
         return "\n".join(out) + "\n"
 
 
-# Share-partition counts (ShareCoordinator.partition_counts) by kind: records
-# in the window by state, counters since start, and window offsets.
-_SHARE_TOTALS = "_total"
-_SHARE_OFFSETS = "_offset"
+_SHARE_STATES = ("in_flight", "available", "acknowledged", "archived")
 
 
 def _share_lines(counts: dict) -> list[str]:
+    """The share-group families from ``ShareCoordinator.partition_counts()``."""
     states, totals, offsets = [], [], []
-    for (group, topic, index, name), n in sorted(counts.items()):
+    for (group, topic, index), c in sorted(counts.items()):
         labels = f'group="{_label(group)}",topic="{topic}",partition="{index}"'
-        if name.endswith(_SHARE_TOTALS):
-            totals.append(f'logbroker_share_records_total{{{labels},state="{name[: -len(_SHARE_TOTALS)]}"}} {n}')
-        elif name.endswith(_SHARE_OFFSETS):
-            offsets.append(f'logbroker_share_partition_offset{{{labels},kind="{name[: -len(_SHARE_OFFSETS)]}"}} {n}')
-        else:
-            states.append(f'logbroker_share_records{{{labels},state="{name}"}} {n}')
-    out: list[str] = []
-
-    def head(name: str, kind: str, help_text: str) -> None:
-        out.append(f"# HELP {name} {help_text}")
-        out.append(f"# TYPE {name} {kind}")
-
-    head("logbroker_share_records", "gauge",
-         "Share-group records in the in-flight window by state (in_flight, available, acknowledged, archived).")
-    out += states
-    head("logbroker_share_records_total", "counter",
-         "Share-group records acknowledged or archived since the broker started, by state.")
-    out += totals
-    head("logbroker_share_partition_offset", "gauge", "Share-partition window start and end offsets.")
-    out += offsets
-    return out
+        states += [f'logbroker_share_records{{{labels},state="{state}"}} {getattr(c, state)}' for state in _SHARE_STATES]
+        totals += [f'logbroker_share_records_total{{{labels},state="acknowledged"}} {c.acknowledged_total}',
+                   f'logbroker_share_records_total{{{labels},state="archived"}} {c.archived_total}']
+        offsets += [f'logbroker_share_partition_offset{{{labels},kind="start"}} {c.start_offset}',
+                    f'logbroker_share_partition_offset{{{labels},kind="end"}} {c.end_offset}']
+    return [
+        "# HELP logbroker_share_records Share-group records in the in-flight window by state.",
+        "# TYPE logbroker_share_records gauge", *states,
+        "# HELP logbroker_share_records_total Share-group records acknowledged or archived since the broker started.",
+        "# TYPE logbroker_share_records_total counter", *totals,
+        "# HELP logbroker_share_partition_offset Share-partition window start and end offsets.",
+        "# TYPE logbroker_share_partition_offset gauge", *offsets,
+    ]
 
 
 def _safely(compute, empty):

@@ -16,19 +16,17 @@ from logbroker.broker.handlers._build import build, module_of
 from logbroker.errors import UnknownTopicError
 
 
-def _lag(broker, counts: dict[str, int], topic: str, partition: int) -> int:
+def _lag(broker, counts, topic: str, partition: int) -> int:
     """Records not yet acknowledged or archived, up to the high watermark."""
     try:
         end = broker.partition(topic, partition).high_watermark
     except UnknownTopicError:  # deleted meanwhile
         return -1
-    done = counts["acknowledged"] + counts["archived"]
-    return max(0, end - counts["start_offset"] - done)
+    return max(0, end - counts.start_offset - counts.acknowledged - counts.archived)
 
 
 def handle_describe_share_group_offsets(broker, request):
     mod = module_of(request.response_class)
-    all_counts = broker.share.partition_counts()
     groups = []
     for group in request.body.groups:
         group_id = group.group_id
@@ -41,7 +39,7 @@ def handle_describe_share_group_offsets(broker, request):
                                 error_code=ErrorCode.group_id_not_found,
                                 error_message=f"group {group_id} is not a share group"))
             continue
-        known = {(t, p): c for (g, t, p), c in all_counts.items() if g == group_id}
+        known = {(t, p): c for (_, t, p), c in broker.share.partition_counts(group_id).items()}
         if group.topics is None:  # every partition the group has state for that may be described
             wanted: dict[str, list[int]] = {}
             for t, p in sorted(known):
@@ -68,7 +66,7 @@ def handle_describe_share_group_offsets(broker, request):
                                        start_offset=-1, lag=-1))
                 else:
                     parts.append(build(mod.DescribeShareGroupOffsetsResponsePartition, partition_index=p,
-                                       start_offset=counts["start_offset"], leader_epoch=0,
+                                       start_offset=counts.start_offset, leader_epoch=0,
                                        lag=_lag(broker, counts, topic, p)))
             topics.append(build(mod.DescribeShareGroupOffsetsResponseTopic, topic_name=topic,
                                 topic_id=broker.share.topic_id(topic), partitions=tuple(parts)))

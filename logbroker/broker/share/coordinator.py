@@ -31,7 +31,7 @@ from logbroker.broker.share.partition import (
 )
 from logbroker.broker.share.results import (
     GroupDescription, HeartbeatRequest, HeartbeatResult, ListedShareGroup, MemberDescription, PartitionData,
-    SessionResult, ShareError, ShareStatistics, Written,
+    SessionResult, ShareError, SharePartitionCounts, ShareStatistics, Written,
 )
 from logbroker.broker.share.sessions import FINAL_EPOCH, INITIAL_EPOCH, ShareSession, ShareSessions
 from logbroker.broker.share.state import ShareStateCommands
@@ -488,23 +488,18 @@ class ShareCoordinator(ShareStateCommands):
                 out.append(GroupDescription(group_id, E.NONE, group.state, group.epoch, group.epoch, members))
         return out
 
-    def partition_counts(self) -> dict[tuple[str, str, int], dict[str, int]]:
-        """Per share-partition: the window, records by state in it, and the
-        records acknowledged and archived since the broker started."""
+    def partition_counts(self, group_id: str | None = None) -> dict[tuple[str, str, int], SharePartitionCounts]:
+        """Per share-partition (of one group, or of all): its window, records by
+        state in it, and records acknowledged and archived since the broker started."""
+        groups = self._parts.items() if group_id is None else [(group_id, self._parts.get(group_id, {}))]
         out = {}
-        for group_id, parts in self._parts.items():
+        for group, parts in groups:
             for (topic, partition), sp in parts.items():
                 counts = sp.state_counts()
-                out[(group_id, topic, partition)] = {
-                    "start_offset": sp.start,
-                    "end_offset": sp.end,
-                    "available": counts[AVAILABLE],
-                    "in_flight": counts[ACQUIRED],
-                    "acknowledged": counts[ACKNOWLEDGED],
-                    "archived": counts[ARCHIVED],
-                    "acknowledged_total": sp.acknowledged_total,
-                    "archived_total": sp.archived_total,
-                }
+                out[(group, topic, partition)] = SharePartitionCounts(
+                    sp.start, sp.end, counts[AVAILABLE], counts[ACQUIRED], counts[ACKNOWLEDGED], counts[ARCHIVED],
+                    sp.acknowledged_total, sp.archived_total,
+                )
         return out
 
     def statistics(self) -> ShareStatistics:

@@ -132,6 +132,22 @@ class ShareStatistics:
     log_records: int
 
 
+@dataclass(frozen=True, slots=True)
+class SharePartitionCounts:
+    """Where one share-partition stands: its window ``[start_offset, end_offset)``,
+    the records in it by state, and the records acknowledged and archived
+    since the broker started."""
+
+    start_offset: int
+    end_offset: int
+    available: int
+    in_flight: int
+    acknowledged: int
+    archived: int
+    acknowledged_total: int
+    archived_total: int
+
+
 @dataclass(slots=True)
 class Written:
     """Where a command's writes went: fsync points of the internal topic and the

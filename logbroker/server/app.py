@@ -94,6 +94,7 @@ class Server:
         self._connections_per_host: dict[str, int] = {}
         self._watches: set[_Watch] = set()  # one per connection, for _close_idle
         self._refused = 0  # connections refused since the last log line about them
+        self._refusal_reason = ""
         self._refusal_logged_at = -math.inf
         self._drained = trio.Event()
         self._shutdown_requested = trio.Event()
@@ -131,12 +132,16 @@ class Server:
         the connection is closed before it is answered (as with Kafka, the
         client retries it on a new connection)."""
         idle_s = self.config.connections_max_idle_ms / 1000
-        if idle_s <= 0:
-            return
-        tick = min(1.0, idle_s / 10)
+        tick = min(1.0, idle_s / 10) if idle_s > 0 else 1.0
         while True:
             await trio.sleep(tick)
-            too_old = trio.current_time() - idle_s
+            now = trio.current_time()
+            if self._refused and now - self._refusal_logged_at >= 1:  # the end of a burst of refusals
+                log.warning("refused %d more connection(s) (%s)", self._refused, self._refusal_reason)
+                self._refused, self._refusal_logged_at = 0, now
+            if idle_s <= 0:
+                continue
+            too_old = now - idle_s
             for watch in self._watches:
                 if watch.since <= too_old and watch.expired is None:
                     watch.expired = "not reading" if watch.sending else "idle"
@@ -259,6 +264,7 @@ class Server:
     def _refuse(self, host: str, why: str) -> None:
         """Count a connection refused by a limit; log at most one line a second."""
         self._refused += 1
+        self._refusal_reason = f"the latest from {host}: {why}"
         if self.metrics is not None:
             self.metrics.connections_refused += 1
         now = trio.current_time()

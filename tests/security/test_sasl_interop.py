@@ -86,6 +86,28 @@ def test_sasl_ssl_listener(broker_factory, tmp_path):
                     sasl_plain_username="alice", sasl_plain_password="s3cret")
     assert _round_trip(broker.bootstrap, **security) == [b"classified"]
 
+    # confluent-kafka (librdkafka) over the same listener: right password, then wrong.
+    from confluent_kafka import Consumer, Producer, TopicPartition as CkTopicPartition
+
+    conf = {"bootstrap.servers": broker.bootstrap, "security.protocol": "SASL_SSL", "ssl.ca.location": str(cert),
+            "sasl.mechanism": "SCRAM-SHA-256", "sasl.username": "alice", "sasl.password": "s3cret"}
+    producer = Producer(conf)
+    producer.produce("secret-topic", b"via librdkafka")
+    assert producer.flush(15) == 0
+    consumer = Consumer({**conf, "group.id": "ssl-readers", "enable.auto.commit": False})
+    consumer.assign([CkTopicPartition("secret-topic", 0, 0)])
+    values = [m.value() for m in consumer.consume(10, timeout=10) if m.error() is None]
+    consumer.close()
+    assert values == [b"classified", b"via librdkafka"]
+    errors = []
+    wrong = Producer({**conf, "sasl.password": "nope", "message.timeout.ms": 3000,
+                      "error_cb": lambda err: errors.append(err)})
+    reports = []
+    wrong.produce("secret-topic", b"x", on_delivery=lambda err, msg: reports.append(err))
+    wrong.flush(10)
+    assert len(reports) == 1 and reports[0] is not None  # never delivered
+    assert any("auth" in str(e).lower() for e in errors), errors
+
 
 def test_acls_hold(broker_factory, tmp_path):
     from kafka.admin import KafkaAdminClient, NewTopic

@@ -408,6 +408,8 @@ class Server:
                 return _PENDING
             result = result.value
         if isinstance(result, FetchOperation):
+            if result.flush:
+                return _PENDING
             body = result.attempt(final=self._closing)
             if body is None:
                 return _PENDING
@@ -431,24 +433,40 @@ class Server:
                 await finished.wait()
             result = result.value
         if isinstance(result, FetchOperation):
-            body = await self._long_poll(result)
+            body = None
+            if result.flush:
+                await self._flush(request, result.flush)
+                result.flush = []
+                body = result.attempt(final=self._closing)
+            if body is None:
+                body = await self._long_poll(result)
         elif isinstance(result, Reply):
             if result.appended:
                 self.waiters.notify(result.appended)
             body = result.body
             try:
-                for plog, offset in result.flush:
-                    await trio.to_thread.run_sync(plog.flush, offset)
-            except LogbrokerError as exc:
-                log.error("not acknowledging %s: %s", request.api_key.name, exc)
+                await self._flush(request, result.flush)
+            except ProtocolError:
                 if result.if_flush_fails is None:
-                    raise ProtocolError(f"fsync failed: {exc}") from exc
+                    raise
                 body = result.if_flush_fails()
         else:
             body = result
         if body is None:
             return None
         return encode_response(request, body)
+
+    async def _flush(self, request, flush) -> None:
+        """fsync ``(partition log, offset)`` pairs in worker threads.
+
+        :raises ProtocolError: an fsync failed; what waited on it must not be acknowledged.
+        """
+        try:
+            for plog, offset in flush:
+                await trio.to_thread.run_sync(plog.flush, offset)
+        except LogbrokerError as exc:
+            log.error("not acknowledging %s: %s", request.api_key.name, exc)
+            raise ProtocolError(f"fsync failed: {exc}") from exc
 
     async def _long_poll(self, op: FetchOperation):
         """Attempt ``op`` again each time a watched partition grows, until it has

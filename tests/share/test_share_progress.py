@@ -184,3 +184,30 @@ def test_cli_queue_consume_leaves_the_group_on_sigterm(share_broker, names):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+async def test_with_flush_always_acknowledgements_survive_a_sigkill(broker_factory):
+    """flush=always: a ShareFetch or ShareAcknowledge is answered only after its
+    acknowledgements are fsynced (in a worker thread), so a SIGKILL right after
+    loses none of them."""
+    broker = broker_factory("--flush", "always")
+    async with Admin(broker.bootstrap) as admin:
+        await admin.create_topic("jobs", 1)
+        await admin.alter_group_configs("g", {"share.auto.offset.reset": "earliest"})
+    async with Producer(broker.bootstrap) as producer:
+        for i in range(20):
+            producer.send_nowait("jobs", b"job-%d" % i, partition=0)
+    with trio.fail_after(30):
+        async with QueueConsumer(broker.bootstrap, "jobs", group_id="g") as queue:
+            for _ in range(20):
+                await (await queue.get()).ack()
+        # Closing sent the last acknowledgements and had them answered.
+    broker.kill()
+    broker.start()
+    async with Admin(broker.bootstrap) as admin:
+        [p] = await admin.share_group_progress("g")
+    assert (p.start_offset, p.lag) == (20, 0)
+    with trio.move_on_after(2):
+        async with QueueConsumer(broker.bootstrap, "jobs", group_id="g") as queue:
+            msg = await queue.get()
+            raise AssertionError(f"an acknowledged record came back: {msg}")

@@ -23,6 +23,8 @@ class FetchOperation:
 
     __slots__ = ("_broker", "_version", "_correlation_id", "_topics", "_max_bytes", "_denied",
                  "wait_ms", "min_bytes", "watch")
+    flush: tuple = ()
+    """(partition log, offset) pairs to fsync before the first attempt (ShareFetch's acknowledgements)."""
 
     def __init__(self, broker, request) -> None:
         self._broker = broker

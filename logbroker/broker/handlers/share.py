@@ -228,7 +228,7 @@ class ShareFetchOperation(FetchOperation):
     It is a :class:`FetchOperation` for the server (``watch``, ``wait_ms``,
     ``attempt``) but shares none of its state, hence its own slot names."""
 
-    __slots__ = ("_sf_broker", "_sf_request", "_sf_entries", "_sf_session", "_sf_limits", "_sf_denied")
+    __slots__ = ("_sf_broker", "_sf_request", "_sf_entries", "_sf_session", "_sf_limits", "_sf_denied", "flush")
 
     def __init__(self, broker, request, entries: list[_Entry], session, partitions, denied=frozenset()) -> None:
         body = request.body
@@ -239,6 +239,7 @@ class ShareFetchOperation(FetchOperation):
         self._sf_limits = (int(body.max_records), int(body.max_bytes))
         # Topics of the session the principal may not READ (decided once, for the asking connection).
         self._sf_denied = denied
+        self.flush = []
         self.wait_ms = max(0, ms(body.max_wait)) if session is not None else 0
         self.min_bytes = 1
         self.watch = [tp for tp in partitions if tp[0] not in denied]
@@ -342,9 +343,8 @@ def handle_share_fetch(broker, request):
     _acknowledge(broker, body.group_id, body.member_id, resolved, now, allow_renew)
     if epoch == FINAL_EPOCH:
         share.close_session(session, now)
-    written = share.commit(now)
-    for plog, offset in _flush(broker, written):
-        plog.flush(offset)  # flush=always: acknowledgements are durable before the answer
+    # flush=always: the server makes the acknowledgements durable before it answers.
+    flush = _flush(broker, share.commit(now))
     renew_only = bool(getattr(body, "is_renew_ack", False))
     fetching = epoch != FINAL_EPOCH and int(body.max_records) > 0 and not renew_only
     # Partitions the session gained earlier are checked again: an ACL may have gone since.
@@ -360,7 +360,10 @@ def handle_share_fetch(broker, request):
         broker, request, entries, session if fetching else None,
         result.partitions if fetching else (), frozenset(denied),
     )
-    return op if fetching else op.attempt(final=True)
+    if not fetching:
+        return Reply(op.attempt(final=True), flush=flush)
+    op.flush = flush
+    return op
 
 
 def handle_share_acknowledge(broker, request):

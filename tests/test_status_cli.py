@@ -129,7 +129,7 @@ def test_status_lists_share_groups():
     with embedded() as broker:
         broker.create_topic("jobs", 1)
         trio.run(consume_some, broker.bootstrap_servers)
-        status = json.loads(_run("-b", broker.bootstrap_servers, "--json"))
+        status = json.loads(_run("-b", broker.bootstrap_servers, "--format", "json"))
         text = _run("-b", broker.bootstrap_servers)
     [group] = status["groups"]
     assert (group["group"], group["type"]) == ("workers", "share")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from logbroker.cli.topics import bootstrap_option, emit_json, print_table, run_client
+from logbroker.cli.topics import bootstrap_option, emit_json, format_option, print_table, run_client
 from logbroker.client import Admin, TopicPartition
 
 
@@ -115,12 +115,13 @@ def render(status: dict, *, partitions: bool = False, internal: bool = False) ->
 
 @click.command()
 @bootstrap_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON document (with every partition) instead of text.")
+@format_option
+@click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
 @click.option("--partitions", "-p", is_flag=True, help="One row per partition: log start and end offsets, size.")
 @click.option("--internal", is_flag=True, help="Include internal topics (__consumer_offsets...).")
 @click.option("--timeout", type=float, default=10.0, show_default=True,
               help="Seconds to keep trying an unreachable broker.")
-def status(bootstrap, as_json, partitions, internal, timeout) -> None:
+def status(bootstrap, fmt, as_json, partitions, internal, timeout) -> None:
     """One-screen summary of a running broker: topics, partitions, sizes, groups and their lag."""
 
     async def main():
@@ -128,7 +129,7 @@ def status(bootstrap, as_json, partitions, internal, timeout) -> None:
             return await collect(admin)
 
     found = run_client(main)
-    if as_json:
+    if as_json or fmt == "json":  # one document, with every partition
         emit_json(found)
         return
     render(found, partitions=partitions, internal=internal)

@@ -513,3 +513,24 @@ def test_without_the_authorizer_everything_is_allowed(tmp_path):
         assert g.authorized_operations == bits("read", "describe", "delete", "describe_configs", "alter_configs")
     finally:
         broker.close()
+
+
+def test_describe_cluster_and_metadata_report_authorized_operations_when_asked(h):
+    h.allow("topic", "t", "read")
+    resp = h.call(K.DESCRIBE_CLUSTER, 1, "DescribeClusterRequest", as_user="alice",
+                  include_cluster_authorized_operations=True)
+    assert resp.error_code == 0 and resp.cluster_authorized_operations == 0  # no DESCRIBE on the cluster
+    h.allow("cluster", "kafka-cluster", "describe", "create")
+    resp = h.call(K.DESCRIBE_CLUSTER, 1, "DescribeClusterRequest", as_user="alice",
+                  include_cluster_authorized_operations=True)
+    assert resp.cluster_authorized_operations == bits("describe", "create")
+    resp = h.call(K.DESCRIBE_CLUSTER, 1, "DescribeClusterRequest", as_user="alice",
+                  include_cluster_authorized_operations=False)
+    assert resp.cluster_authorized_operations == -2147483648
+    topic = h.req(K.METADATA, 10, "MetadataRequestTopic", name="t", topic_id=None)
+    resp = h.call(K.METADATA, 10, "MetadataRequest", as_user="alice", topics=(topic,),
+                  allow_auto_topic_creation=False, include_cluster_authorized_operations=True,
+                  include_topic_authorized_operations=True)
+    [t] = resp.topics
+    assert t.topic_authorized_operations == bits("read", "describe")  # READ implies DESCRIBE
+    assert resp.cluster_authorized_operations == bits("describe", "create")

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from logbroker.protocol import ErrorCode
 
+from logbroker.broker.handlers._acl import NO_AUTHORIZED_OPERATIONS
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.handlers.errors import error_code_for
+from logbroker.broker.security.acls import CLUSTER, authorized_operations
 from logbroker.errors import LogbrokerError
 
 
@@ -92,7 +94,11 @@ def handle_metadata(broker, request):
                 topic_id=info.topic_id,
                 is_internal=broker.is_internal_topic(name),
                 partitions=partitions,
-                topic_authorized_operations=-2147483648,
+                topic_authorized_operations=(
+                    authorized_operations(lambda op, name=name: broker.allowed(op, "topic", name), "topic")
+                    if getattr(request.body, "include_topic_authorized_operations", False)
+                    else NO_AUTHORIZED_OPERATIONS
+                ),
             )
         )
     return build(
@@ -101,8 +107,17 @@ def handle_metadata(broker, request):
         cluster_id=broker.cluster_id,
         controller_id=node,
         topics=tuple(topics_out),
-        cluster_authorized_operations=-2147483648,
+        cluster_authorized_operations=_cluster_operations(broker, request, "include_cluster_authorized_operations"),
     )
+
+
+def _cluster_operations(broker, request, flag: str) -> int:
+    """KIP-430: the cluster's operations for the principal when asked, if it may DESCRIBE the cluster (else 0)."""
+    if not getattr(request.body, flag, False):
+        return NO_AUTHORIZED_OPERATIONS
+    if not broker.allowed("describe", "cluster", CLUSTER):
+        return 0
+    return authorized_operations(lambda op: broker.allowed(op, "cluster", CLUSTER), "cluster")
 
 
 def handle_describe_cluster(broker, request):
@@ -114,5 +129,5 @@ def handle_describe_cluster(broker, request):
         cluster_id=broker.cluster_id,
         controller_id=broker.config.node_id,
         brokers=(_broker_entry(broker, mod.DescribeClusterBroker),),
-        cluster_authorized_operations=-2147483648,
+        cluster_authorized_operations=_cluster_operations(broker, request, "include_cluster_authorized_operations"),
     )

@@ -215,7 +215,8 @@ def delete(group_ids, bootstrap) -> None:
 @format_option
 def reset_offsets(group_id, topic, partitions, to_earliest, to_latest, to_offset, to_datetime, shift_by,
                   dry_run, bootstrap, fmt) -> None:
-    """Commit new offsets for GROUP_ID on --topic. Refused while the group has members."""
+    """Commit new offsets for GROUP_ID on --topic (for a share group: new start
+    offsets). Refused while the group has members."""
     chosen = [n for n, v in (("--to-earliest", to_earliest), ("--to-latest", to_latest),
                              ("--to-offset", to_offset is not None), ("--to-datetime", to_datetime is not None),
                              ("--shift-by", shift_by is not None)) if v]
@@ -237,11 +238,16 @@ def reset_offsets(group_id, topic, partitions, to_earliest, to_latest, to_offset
                 raise click.ClickException(
                     f"group {group_id} has {len(description.members)} active members; stop them first"
                 )
+            share = description.protocol_type == "share"
             numbers = list(partitions) or sorted((await admin.topic_offsets(topic, "latest")))
             tps = [TopicPartition(topic, p) for p in numbers]
             begin = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "earliest" for tp in tps})).items()}
             end = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "latest" for tp in tps})).items()}
-            committed = await admin.list_group_offsets(group_id, [topic])
+            if share:  # a share group's position is its share-partition start offset
+                committed = {TopicPartition(p.topic, p.partition): p.start_offset
+                             for p in await admin.share_group_progress(group_id) if p.start_offset >= 0}
+            else:
+                committed = await admin.list_group_offsets(group_id, [topic])
             if to_earliest:
                 target = dict(begin)
             elif to_latest:
@@ -254,7 +260,11 @@ def reset_offsets(group_id, topic, partitions, to_earliest, to_latest, to_offset
                 found = await admin.list_offsets({tp: when for tp in tps})
                 target = {tp: found[tp].offset if found[tp].offset >= 0 else end[tp] for tp in tps}
             target = {tp: min(max(off, begin[tp]), end[tp]) for tp, off in target.items()}
-            if not dry_run:
+            if dry_run:
+                pass
+            elif share:
+                await admin.alter_share_group_offsets(group_id, target)
+            else:
                 for tp, offset in target.items():
                     await admin.reset_offsets(group_id, topic, offset, partitions=[tp.partition])
             return committed, target

@@ -377,6 +377,17 @@ def describe_share_group_offsets_request(version: int, group_id: str) -> Any:
                  groups=[build(m.DescribeShareGroupOffsetsRequestGroup, group_id=group_id, topics=None)])
 
 
+def alter_share_group_offsets_request(version: int, group_id: str, offsets: Mapping[str, list[tuple[int, int]]]) -> Any:
+    """``offsets``: topic -> [(partition, new start offset)]."""
+    m = _m(ApiKey.ALTER_SHARE_GROUP_OFFSETS, version)
+    return build(m.AlterShareGroupOffsetsRequest, group_id=group_id, topics=[
+        build(m.AlterShareGroupOffsetsRequestTopic, topic_name=topic, partitions=[
+            build(m.AlterShareGroupOffsetsRequestPartition, partition_index=p, start_offset=o) for p, o in parts
+        ])
+        for topic, parts in offsets.items()
+    ])
+
+
 def read_share_group_state_request(version: int, group_id: str, partitions: Mapping[uuid.UUID, list[int]]) -> Any:
     m = _m(ApiKey.READ_SHARE_GROUP_STATE, version)
     return build(m.ReadShareGroupStateRequest, group_id=group_id, topics=[

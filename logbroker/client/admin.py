@@ -229,6 +229,26 @@ class Admin:
             result[r.resource_name] = entries
         return result
 
+    async def alter_share_group_offsets(self, group_id: str,
+                                        offsets: Mapping[TopicPartition | tuple[str, int], int]) -> None:
+        """Move an empty share group's start offsets (``kafka-share-groups.sh
+        --reset-offsets``): records from there on are delivered again, those
+        before are skipped.
+
+        :raises GroupError: NON_EMPTY_GROUP while it has members, GROUP_ID_NOT_FOUND.
+        :raises KafkaError: OFFSET_OUT_OF_RANGE outside [log start, log end].
+        """
+        by_topic: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for tp, offset in offsets.items():
+            tp = TopicPartition(*tp)
+            by_topic[tp.topic].append((tp.partition, offset))
+        answer = await self._group_call(group_id, ApiKey.ALTER_SHARE_GROUP_OFFSETS,
+                                        lambda v: _wire.alter_share_group_offsets_request(v, group_id, by_topic))
+        raise_for_code(answer.error_code, getattr(answer, "error_message", None), context=f"share group {group_id!r}")
+        for t in answer.responses:
+            for p in t.partitions:
+                raise_for_code(p.error_code, context=f"share group {group_id!r} {t.topic_name}[{p.partition_index}]")
+
     async def describe_group_configs(self, group_id: str) -> dict[str, str | None]:
         """A share group's configs (``share.auto.offset.reset``,
         ``errors.deadletterqueue.topic.name``...): name -> effective value."""

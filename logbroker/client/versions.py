@@ -48,6 +48,7 @@ CLIENT_VERSIONS: Final[Mapping[ApiKey, tuple[int, int]]] = MappingProxyType(
         ApiKey.SHARE_ACKNOWLEDGE: (1, 2),
         ApiKey.READ_SHARE_GROUP_STATE: (0, 0),
         ApiKey.DESCRIBE_SHARE_GROUP_OFFSETS: (0, 1),
+        ApiKey.ALTER_SHARE_GROUP_OFFSETS: (0, 0),
     }
 )
 """ApiKey -> (lowest, highest) version this client can encode and understand."""

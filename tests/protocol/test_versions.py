@@ -50,6 +50,7 @@ EXPECTED = {
     "SHARE_ACKNOWLEDGE": (1, 2),
     "READ_SHARE_GROUP_STATE": (0, 0),  # answered from live state, for groups describe
     "DESCRIBE_SHARE_GROUP_OFFSETS": (0, 1),
+    "ALTER_SHARE_GROUP_OFFSETS": (0, 0),
 }
 
 

@@ -211,3 +211,65 @@ async def test_with_flush_always_acknowledgements_survive_a_sigkill(broker_facto
         async with QueueConsumer(broker.bootstrap, "jobs", group_id="g") as queue:
             msg = await queue.get()
             raise AssertionError(f"an acknowledged record came back: {msg}")
+
+
+def test_reset_offsets_of_a_share_group_replays_or_skips(share_broker, names):
+    """``groups reset-offsets`` on an empty share group moves its start offsets
+    (AlterShareGroupOffsets): --to-earliest delivers everything again,
+    --to-latest skips the backlog; refused while a member is in the group."""
+    topic, group = names("reset")
+    bootstrap = share_broker.bootstrap
+    create_topic(bootstrap, topic, 1)
+    assert _cli("groups", "config", group, "--bootstrap", bootstrap,
+                "--set", "share.auto.offset.reset=earliest").returncode == 0
+    produce(bootstrap, topic, ["a", "b", "c"])
+    first = _cli("queue", "consume", topic, "--group", group, "--bootstrap", bootstrap, "-n", "3")
+    assert first.stdout.split() == ["a", "b", "c"]
+
+    out = _cli("groups", "reset-offsets", group, "--topic", topic, "--to-earliest", "--bootstrap", bootstrap,
+               "--format", "json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["partitions"] == [
+        {"topic": topic, "partition": 0, "old": 3, "new": 0}]
+    again = _cli("queue", "consume", topic, "--group", group, "--bootstrap", bootstrap, "-n", "3")
+    assert again.stdout.split() == ["a", "b", "c"]
+
+    produce(bootstrap, topic, ["d", "e"])
+    out = _cli("groups", "reset-offsets", group, "--topic", topic, "--to-latest", "--bootstrap", bootstrap)
+    assert out.returncode == 0, out.stderr
+    produce(bootstrap, topic, ["f"])
+    skipped = _cli("queue", "consume", topic, "--group", group, "--bootstrap", bootstrap, "-n", "1")
+    assert skipped.stdout.split() == ["f"]
+
+    member = ShareMemberProcess(bootstrap, group, topic)
+    try:
+        wait_until(lambda: json.loads(_cli("groups", "describe", group, "--bootstrap", bootstrap,
+                                           "--format", "json").stdout)["members"], 30, what="a member")
+        busy = _cli("groups", "reset-offsets", group, "--topic", topic, "--to-earliest", "--bootstrap", bootstrap)
+        assert busy.returncode != 0 and "active members" in busy.stderr + busy.stdout
+    finally:
+        member.stop()
+
+
+async def test_admin_alter_share_group_offsets_errors(share_broker, names):
+    from logbroker.errors import KafkaError
+
+    topic, group = names("alter")
+    async with Admin(share_broker.bootstrap) as admin:
+        await admin.create_topic(topic, 1)
+        try:
+            await admin.alter_share_group_offsets(group, {(topic, 0): 0})
+        except KafkaError as exc:
+            assert exc.code == 69  # GROUP_ID_NOT_FOUND: no such share group yet
+        else:
+            raise AssertionError("a group that does not exist was altered")
+        await admin.alter_group_configs(group, {"share.auto.offset.reset": "earliest"})
+        try:
+            await admin.alter_share_group_offsets(group, {(topic, 0): 5})
+        except KafkaError as exc:
+            assert exc.code == 1  # OFFSET_OUT_OF_RANGE: the log is empty
+        else:
+            raise AssertionError("an offset past the log end was accepted")
+        await admin.alter_share_group_offsets(group, {(topic, 0): 0})
+        [p] = await admin.share_group_progress(group)
+        assert (p.topic, p.start_offset) == (topic, 0)

@@ -46,6 +46,7 @@ from logbroker.broker.handlers.share import (
     with_group_configs,
 )
 from logbroker.broker.handlers.share_state import (
+    handle_alter_share_group_offsets,
     handle_describe_share_group_offsets,
     handle_read_share_group_state,
 )
@@ -94,6 +95,7 @@ HANDLERS = {
     ApiKey.SHARE_ACKNOWLEDGE: handle_share_acknowledge,
     ApiKey.READ_SHARE_GROUP_STATE: handle_read_share_group_state,
     ApiKey.DESCRIBE_SHARE_GROUP_OFFSETS: handle_describe_share_group_offsets,
+    ApiKey.ALTER_SHARE_GROUP_OFFSETS: handle_alter_share_group_offsets,
 }
 # Group configs (share groups) ride on the topic config handlers.
 HANDLERS[ApiKey.DESCRIBE_CONFIGS] = with_group_configs(handle_describe_configs, incremental=False)

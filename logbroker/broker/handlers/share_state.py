@@ -1,7 +1,8 @@
-"""Reading share-group progress: DescribeShareGroupOffsets (Kafka's
-``kafka-share-groups.sh --describe``: start offset and lag per partition)
-and ReadShareGroupState (the per-record state of a share-partition's
-in-flight window, which ``logbroker groups describe`` counts).
+"""Share-group progress: DescribeShareGroupOffsets (Kafka's
+``kafka-share-groups.sh --describe``: start offset and lag per partition),
+AlterShareGroupOffsets (``--reset-offsets`` of an empty group) and
+ReadShareGroupState (the per-record state of a share-partition's in-flight
+window, which ``logbroker groups describe`` counts).
 
 Kafka serves ReadShareGroupState from its share coordinator with what was
 persisted; logbroker answers from the live window, so acquired records show
@@ -12,7 +13,9 @@ from __future__ import annotations
 
 from logbroker.protocol import ErrorCode
 
+from logbroker.broker.handlers._acl import GROUP_DENIED, TOPIC_DENIED
 from logbroker.broker.handlers._build import build, module_of
+from logbroker.broker.share import ShareError
 from logbroker.errors import UnknownTopicError
 
 
@@ -106,3 +109,35 @@ def handle_read_share_group_state(broker, request):
             ))
         results.append(build(mod.ReadStateResult, topic_id=topic.topic_id, partitions=tuple(parts)))
     return build(request.response_class, results=tuple(results))
+
+
+def handle_alter_share_group_offsets(broker, request):
+    """READ on the group and on each topic, as Kafka; the group must have no members."""
+    mod = module_of(request.response_class)
+    body = request.body
+    share = broker.share
+    if not broker.allowed("read", "group", body.group_id):
+        return build(request.response_class, error_code=GROUP_DENIED, responses=())
+    wanted, denied = {}, set()
+    for topic in body.topics:
+        if not broker.allowed("read", "topic", topic.topic_name):
+            denied.add(topic.topic_name)
+            continue
+        for p in topic.partitions:
+            wanted[(topic.topic_name, int(p.partition_index))] = int(p.start_offset)
+    error, results = share.alter_start_offsets(body.group_id, wanted, broker.clock())
+    if error is not ShareError.NONE:
+        return build(request.response_class, error_code=getattr(ErrorCode, error.value),
+                     error_message=f"share group {body.group_id}: {error.value}", responses=())
+    responses = []
+    for topic in body.topics:
+        name = topic.topic_name
+        parts = tuple(
+            build(mod.AlterShareGroupOffsetsResponsePartition, partition_index=p.partition_index,
+                  error_code=TOPIC_DENIED if name in denied
+                  else getattr(ErrorCode, results[(name, int(p.partition_index))].value))
+            for p in topic.partitions
+        )
+        responses.append(build(mod.AlterShareGroupOffsetsResponseTopic, topic_name=name,
+                               topic_id=share.topic_id(name), partitions=parts))
+    return build(request.response_class, responses=tuple(responses))

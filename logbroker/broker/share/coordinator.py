@@ -431,6 +431,38 @@ class ShareCoordinator(ShareStateCommands):
                 out.append(PartitionData(tp[0], tp[1], records=_join(pieces), acquired=tuple(merge_ranges(ranges))))
         return out
 
+    def alter_start_offsets(
+        self, group_id: str, offsets: dict[TP, int], now_ms: int,
+    ) -> tuple[ShareError, dict[TP, ShareError]]:
+        """Move share-partitions of an empty group to new start offsets (Kafka's
+        AlterShareGroupOffsets, ``kafka-share-groups.sh --reset-offsets``): each
+        starts afresh there, its in-flight state dropped. Returns the group's
+        error and one per partition; nothing changes on a group error."""
+        group = self._groups.get(group_id)
+        if self.loading:
+            return E.COORDINATOR_LOAD_IN_PROGRESS, {}
+        if group is None:
+            return E.GROUP_ID_NOT_FOUND, {}
+        if group.members:
+            return E.NON_EMPTY_GROUP, {}
+        parts = self._parts.setdefault(group_id, {})
+        out = {}
+        for tp, offset in offsets.items():
+            try:
+                plog = self._logs.get_partition(*tp)
+            except LogbrokerError:
+                out[tp] = E.UNKNOWN_TOPIC_OR_PARTITION
+                continue
+            if not plog.log_start_offset <= offset <= plog.log_end_offset:
+                out[tp] = E.OFFSET_OUT_OF_RANGE
+                continue
+            parts[tp] = SharePartition(offset, self._logs.topic(tp[0]).topic_id)
+            self._dirty[(group_id, *tp)] = ["snapshot"]
+            log.info("share group %s: %s-%d reset to start at offset %d", group_id, *tp, offset)
+            out[tp] = E.NONE
+        self.commit(now_ms)
+        return E.NONE, out
+
     def _share_partition(self, group: ShareGroup, tp: TP, now: int):
         """The share-partition (created at the group's auto offset reset) and its log."""
         plog = self._logs.get_partition(*tp)

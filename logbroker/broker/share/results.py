@@ -22,6 +22,8 @@ class ShareError(enum.Enum):
     COORDINATOR_NOT_AVAILABLE = "coordinator_not_available"
     INVALID_REQUEST = "invalid_request"
     GROUP_ID_NOT_FOUND = "group_id_not_found"
+    NON_EMPTY_GROUP = "non_empty_group"
+    OFFSET_OUT_OF_RANGE = "offset_out_of_range"
     GROUP_MAX_SIZE_REACHED = "group_max_size_reached"
     UNKNOWN_MEMBER_ID = "unknown_member_id"
     FENCED_MEMBER_EPOCH = "fenced_member_epoch"

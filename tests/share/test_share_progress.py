@@ -273,3 +273,26 @@ async def test_admin_alter_share_group_offsets_errors(share_broker, names):
         await admin.alter_share_group_offsets(group, {(topic, 0): 0})
         [p] = await admin.share_group_progress(group)
         assert (p.topic, p.start_offset) == (topic, 0)
+
+
+async def test_groups_delete_removes_an_empty_share_group_for_good(broker_factory):
+    broker = broker_factory()
+    async with Admin(broker.bootstrap) as admin:
+        await admin.create_topic("jobs", 1)
+        await admin.alter_group_configs("q", {"share.auto.offset.reset": "earliest"})
+    async with Producer(broker.bootstrap) as producer:
+        await (await producer.send("jobs", b"one", partition=0))
+    with trio.fail_after(20):
+        async with QueueConsumer(broker.bootstrap, "jobs", group_id="q") as queue:
+            await (await queue.get()).ack()
+            async with Admin(broker.bootstrap) as admin:
+                # A share group with a member is not deleted.
+                assert (await admin.delete_groups(["q"]))["q"].code == 68  # NON_EMPTY_GROUP
+    async with Admin(broker.bootstrap) as admin:
+        assert (await admin.delete_groups(["q"])) == {"q": None}
+        assert "q" not in [g.group_id for g in await admin.list_groups()]
+    broker.kill()
+    broker.start()
+    async with Admin(broker.bootstrap) as admin:
+        assert "q" not in [g.group_id for g in await admin.list_groups()]
+        assert (await admin.describe_group_configs("q"))["share.auto.offset.reset"] == "latest"

@@ -413,9 +413,20 @@ def handle_delete_groups(broker, request):
     mod = module_of(request.response_class)
     names = list(request.body.groups_names)
     allowed = [n for n in names if broker.allowed("delete", "group", n)]
-    results, flush = broker.groups.delete_groups(allowed, broker.clock())
+    now = broker.clock()
+    share = {n for n in allowed if broker.share.is_share_group(n)}
+    results, flush = broker.groups.delete_groups([n for n in allowed if n not in share], now)
+    codes = {n: _code(e) for n, e in results.items()}
+    flushes = [flush] if flush is not None else []
+    for n in share:
+        error, point = broker.share.delete_group(n, now)
+        codes[n] = getattr(ErrorCode, error.value)
+        if point is not None:
+            flushes.append(point)
     out = tuple(
-        build(mod.DeletableGroupResult, group_id=n, error_code=_code(results[n]) if n in results else GROUP_DENIED)
-        for n in names
+        build(mod.DeletableGroupResult, group_id=n, error_code=codes.get(n, GROUP_DENIED)) for n in names
     )
-    return _flush_reply(broker, build(request.response_class, results=out), flush)
+    body = build(request.response_class, results=out)
+    if broker.config.flush != "always" or not flushes:
+        return Reply(body)
+    return Reply(body, flush=[(f.log, f.offset) for f in flushes])

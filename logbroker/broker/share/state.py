@@ -24,7 +24,7 @@ from logbroker.broker.share.records import (
     ConfigKey, ConfigValue, GroupKey, GroupValue, PartitionKey, PartitionValue, RecordFormatError,
     decode_key, decode_value, encode_key, encode_value,
 )
-from logbroker.broker.share.results import ConfigDescription, Written
+from logbroker.broker.share.results import ConfigDescription, ShareError, Written
 from logbroker.broker.share.store import SHARE_STATE_TOPIC
 from logbroker.errors import InvalidConfigError, LogbrokerError
 
@@ -250,6 +250,30 @@ class ShareStateCommands:
         group.settings = GroupSettings.resolve(overrides, self.config)
         log.info("share group %s: configs now %s", group_id, overrides)
         return flush
+
+    def delete_group(self, group_id: str, now_ms: int):
+        """Delete an empty share group: its share-partitions and configs
+        (tombstones in the internal topic). Returns ``(ShareError, fsync point or None)``."""
+        group = self._groups.get(group_id)
+        if group is None:
+            return ShareError.GROUP_ID_NOT_FOUND, None
+        if group.members:
+            return ShareError.NON_EMPTY_GROUP, None
+        self.commit(now_ms)
+        parts = self._parts.pop(group_id, {})
+        records = [(encode_key(PartitionKey(group_id, *tp)), None) for tp in parts]
+        records += [(encode_key(GroupKey(group_id)), None), (encode_key(ConfigKey(group_id)), None)]
+        for tp in parts:
+            self._dirty.pop((group_id, *tp), None)
+        del self._groups[group_id]
+        self._dirty_groups.discard(group_id)
+        try:
+            flush = self._store.append(records, now_ms)
+        except LogbrokerError as exc:
+            log.warning("cannot write the deletion of share group %s: %s", group_id, exc)
+            return ShareError.KAFKA_STORAGE_ERROR, None
+        log.info("share group %s deleted", group_id)
+        return ShareError.NONE, flush
 
     def topic_deleted(self, topic: str, now_ms: int) -> None:
         """Forget every share group's state of a deleted topic."""

@@ -441,8 +441,6 @@ class Server:
             if body is None:
                 body = await self._long_poll(result)
         elif isinstance(result, Reply):
-            if result.appended:
-                self.waiters.notify(result.appended)
             body = result.body
             try:
                 await self._flush(request, result.flush)
@@ -450,6 +448,8 @@ class Server:
                 if result.if_flush_fails is None:
                     raise
                 body = result.if_flush_fails()
+            if result.appended:  # after the fsync: fetches wake to records that are durable
+                self.waiters.notify(result.appended)
         else:
             body = result
         if body is None:

@@ -518,6 +518,8 @@ class PartitionLog:
         with self._flush_lock:
             if self._closed or (self._recovery_point >= target and not self._unsynced_sealed):
                 return
+            if self._fsync_failed is not None:  # a round that failed while this one waited
+                raise StorageError(f"{self._fsync_failed}; restart the broker to recover the log")
             with self._lock:
                 end = self._active.next_offset
                 generation = self._generation

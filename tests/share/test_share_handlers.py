@@ -11,6 +11,7 @@ import pytest
 from kio.schema.errors import ErrorCode
 
 from logbroker.broker.handlers import FetchOperation, Reply
+from logbroker.broker.share import ShareError
 from logbroker.protocol import SUPPORTED_VERSIONS, ApiKey
 from logbroker.records import decode_batches
 
@@ -261,3 +262,36 @@ def test_group_configs_through_incremental_alter_and_describe_configs(h, resourc
     configs = {c.name: (c.value, c.config_source) for c in r.results[0].configs}
     assert configs["errors.deadletterqueue.topic.name"] == ("dlq", 8)  # GROUP_CONFIG
     assert configs["share.auto.offset.reset"] == ("latest", 5)  # DEFAULT_CONFIG
+
+
+def test_with_flush_always_unwritten_acknowledgements_are_not_confirmed(make_harness, monkeypatch):
+    """If __share_group_state cannot be written, ShareAcknowledge and ShareFetch
+    answer KAFKA_STORAGE_ERROR instead of confirming what is not durable."""
+    from logbroker.errors import StorageError
+
+    h = make_harness(flush="always")
+    h.env.topic("t", 2)
+    h.env.share.alter_configs("g", {"share.auto.offset.reset": "earliest"}, h.broker.clock())
+    h.env.produce("t", ["a", "b"], partition=0)
+    share_fetch(h, "m", 0, [0])
+
+    def refuse(records, now_ms):
+        raise StorageError("disk gone")
+
+    monkeypatch.setattr(h.env.share._store, "append", refuse)
+    r = share_ack(h, "m", 1, {0: [(0, 0, (1,))]})
+    assert r.error_code == ErrorCode.kafka_storage_error
+    r = share_fetch(h, "m", 2, acks={0: [(1, 1, (1,))]})
+    assert r.error_code == ErrorCode.kafka_storage_error
+
+
+def test_deleting_a_share_group_closes_its_share_sessions(h):
+    h.env.produce("t", ["a"], partition=0)
+    share_fetch(h, "m", 0, [0])
+    share = h.env.share
+    share.close_session(share.sessions.get("g", "m"), h.broker.clock())  # acquired records released
+    # A share session without a member (it left) must not bring the group back after deletion.
+    share.open_session("g", "m", 0, [("t", 0)], [], h.broker.clock())
+    share.group("g").members.clear()
+    assert share.delete_group("g", h.broker.clock())[0] is ShareError.NONE
+    assert share.sessions.get("g", "m") is None and not share.is_share_group("g")

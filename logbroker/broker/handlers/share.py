@@ -49,6 +49,12 @@ def _code(error: ShareError) -> ErrorCode:
     return ERROR_CODES[error]
 
 
+def _unwritten(broker, written) -> bool:
+    """With flush=always, a commit that could not be written must not be confirmed
+    (its changes stay in memory and are written as snapshots once the disk recovers)."""
+    return written.failed and broker.config.flush == "always"
+
+
 def _flush(broker, written) -> list:
     """fsync points to honour before answering (only with flush=always)."""
     if broker.config.flush != "always":
@@ -344,7 +350,10 @@ def handle_share_fetch(broker, request):
     if epoch == FINAL_EPOCH:
         share.close_session(session, now)
     # flush=always: the server makes the acknowledgements durable before it answers.
-    flush = _flush(broker, share.commit(now))
+    written = share.commit(now)
+    if _unwritten(broker, written):
+        return _top_level_error(request, ShareError.KAFKA_STORAGE_ERROR, "acknowledgements not written")
+    flush = _flush(broker, written)
     renew_only = bool(getattr(body, "is_renew_ack", False))
     fetching = epoch != FINAL_EPOCH and int(body.max_records) > 0 and not renew_only
     # Partitions the session gained earlier are checked again: an ACL may have gone since.
@@ -382,6 +391,8 @@ def handle_share_acknowledge(broker, request):
     if epoch == FINAL_EPOCH:
         share.close_session(session, now)
     written = share.commit(now)
+    if _unwritten(broker, written):
+        return _top_level_error(request, ShareError.KAFKA_STORAGE_ERROR, "acknowledgements not written")
     leader = build(mod.LeaderIdAndEpoch, leader_id=broker.config.node_id, leader_epoch=0)
     topics: dict[object, list] = {}
     for entry, _ in resolved:

@@ -15,6 +15,7 @@ from logbroker.protocol import ErrorCode
 
 from logbroker.broker.handlers._acl import GROUP_DENIED, TOPIC_DENIED
 from logbroker.broker.handlers._build import build, module_of
+from logbroker.broker.handlers._result import Reply
 from logbroker.broker.share import ShareError
 from logbroker.errors import UnknownTopicError
 
@@ -125,7 +126,9 @@ def handle_alter_share_group_offsets(broker, request):
             continue
         for p in topic.partitions:
             wanted[(topic.topic_name, int(p.partition_index))] = int(p.start_offset)
-    error, results = share.alter_start_offsets(body.group_id, wanted, broker.clock())
+    error, results, written = share.alter_start_offsets(body.group_id, wanted, broker.clock())
+    if written is not None and written.failed:
+        error = ShareError.KAFKA_STORAGE_ERROR
     if error is not ShareError.NONE:
         return build(request.response_class, error_code=getattr(ErrorCode, error.value),
                      error_message=f"share group {body.group_id}: {error.value}", responses=())
@@ -140,4 +143,7 @@ def handle_alter_share_group_offsets(broker, request):
         )
         responses.append(build(mod.AlterShareGroupOffsetsResponseTopic, topic_name=name,
                                topic_id=share.topic_id(name), partitions=parts))
-    return build(request.response_class, responses=tuple(responses))
+    body_out = build(request.response_class, responses=tuple(responses))
+    if broker.config.flush != "always":
+        return Reply(body_out)
+    return Reply(body_out, flush=[(f.log, f.offset) for f in written.flush])

@@ -433,18 +433,19 @@ class ShareCoordinator(ShareStateCommands):
 
     def alter_start_offsets(
         self, group_id: str, offsets: dict[TP, int], now_ms: int,
-    ) -> tuple[ShareError, dict[TP, ShareError]]:
+    ) -> tuple[ShareError, dict[TP, ShareError], Written | None]:
         """Move share-partitions of an empty group to new start offsets (Kafka's
         AlterShareGroupOffsets, ``kafka-share-groups.sh --reset-offsets``): each
         starts afresh there, its in-flight state dropped. Returns the group's
-        error and one per partition; nothing changes on a group error."""
+        error, one per partition and what was written; nothing changes on a
+        group error."""
         group = self._groups.get(group_id)
         if self.loading:
-            return E.COORDINATOR_LOAD_IN_PROGRESS, {}
+            return E.COORDINATOR_LOAD_IN_PROGRESS, {}, None
         if group is None:
-            return E.GROUP_ID_NOT_FOUND, {}
+            return E.GROUP_ID_NOT_FOUND, {}, None
         if group.members:
-            return E.NON_EMPTY_GROUP, {}
+            return E.NON_EMPTY_GROUP, {}, None
         parts = self._parts.setdefault(group_id, {})
         out = {}
         for tp, offset in offsets.items():
@@ -460,8 +461,7 @@ class ShareCoordinator(ShareStateCommands):
             self._dirty[(group_id, *tp)] = ["snapshot"]
             log.info("share group %s: %s-%d reset to start at offset %d", group_id, *tp, offset)
             out[tp] = E.NONE
-        self.commit(now_ms)
-        return E.NONE, out
+        return E.NONE, out, self.commit(now_ms)
 
     def _share_partition(self, group: ShareGroup, tp: TP, now: int):
         """The share-partition (created at the group's auto offset reset) and its log."""

@@ -154,8 +154,11 @@ class SharePartitionCounts:
 class Written:
     """Where a command's writes went: fsync points of the internal topic and the
     (topic, partition) pairs that grew (dead-letter topics), to wake fetches;
-    ``available`` names share-partitions whose records became available again."""
+    ``available`` names share-partitions whose records became available again;
+    ``failed``: the state could not be written (it is retried as snapshots), so
+    nothing the command changed may be confirmed as durable."""
 
     flush: list = field(default_factory=list)
     appended: list = field(default_factory=list)
     available: list = field(default_factory=list)
+    failed: bool = False

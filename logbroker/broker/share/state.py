@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 
 from logbroker.broker.share.config import (
-    AUTO_OFFSET_RESET, DELIVERY_COUNT_LIMIT, DLQ_TOPIC, GROUP_CONFIG_DEFAULTS, HEARTBEAT_INTERVAL, LOCK_DURATION,
+    AUTO_OFFSET_RESET, DELIVERY_COUNT_LIMIT, DLQ_COPY_RECORD, DLQ_TOPIC, GROUP_CONFIG_DEFAULTS, HEARTBEAT_INTERVAL, LOCK_DURATION,
     SESSION_TIMEOUT, GroupSettings, validate_group_configs,
 )
 from logbroker.broker.share.dlq import dead_letter_batch
@@ -65,7 +65,7 @@ class ShareStateCommands:
                 written.flush.append(self._store.append(records, now_ms))
             except LogbrokerError as exc:
                 log.warning("cannot write share-group state (will retry with snapshots): %s", exc)
-                failed = True
+                failed = written.failed = True
                 for key in self._dirty:
                     self._dirty[key] = ["snapshot"]
         if not failed:
@@ -219,6 +219,7 @@ class ShareStateCommands:
             SESSION_TIMEOUT: str(settings.session_timeout_ms),
             HEARTBEAT_INTERVAL: str(settings.heartbeat_interval_ms),
             DLQ_TOPIC: settings.dlq_topic or "",
+            DLQ_COPY_RECORD: "true" if settings.dlq_copy_record else "false",
         }
         return [
             ConfigDescription(name, overrides.get(name, effective.get(name, "")), name not in overrides)
@@ -252,26 +253,32 @@ class ShareStateCommands:
         return flush
 
     def delete_group(self, group_id: str, now_ms: int):
-        """Delete an empty share group: its share-partitions and configs
-        (tombstones in the internal topic). Returns ``(ShareError, fsync point or None)``."""
+        """Delete an empty share group: its share-partitions, configs and share
+        sessions (tombstones in the internal topic, written before anything is
+        forgotten). Returns ``(ShareError, fsync point or None)``."""
+        if self.loading:
+            return ShareError.COORDINATOR_LOAD_IN_PROGRESS, None
         group = self._groups.get(group_id)
         if group is None:
             return ShareError.GROUP_ID_NOT_FOUND, None
         if group.members:
             return ShareError.NON_EMPTY_GROUP, None
-        self.commit(now_ms)
-        parts = self._parts.pop(group_id, {})
+        if self.commit(now_ms).failed:
+            return ShareError.KAFKA_STORAGE_ERROR, None
+        parts = self._parts.get(group_id, {})
         records = [(encode_key(PartitionKey(group_id, *tp)), None) for tp in parts]
         records += [(encode_key(GroupKey(group_id)), None), (encode_key(ConfigKey(group_id)), None)]
-        for tp in parts:
-            self._dirty.pop((group_id, *tp), None)
-        del self._groups[group_id]
-        self._dirty_groups.discard(group_id)
         try:
             flush = self._store.append(records, now_ms)
         except LogbrokerError as exc:
             log.warning("cannot write the deletion of share group %s: %s", group_id, exc)
             return ShareError.KAFKA_STORAGE_ERROR, None
+        for session in self.sessions.of_group(group_id):
+            self.sessions.close(session)
+        for tp in self._parts.pop(group_id, {}):
+            self._dirty.pop((group_id, *tp), None)
+        del self._groups[group_id]
+        self._dirty_groups.discard(group_id)
         log.info("share group %s deleted", group_id)
         return ShareError.NONE, flush
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from logbroker.broker.replay import replay_records
-from logbroker.errors import UnknownTopicError
+from logbroker.errors import LogbrokerError, UnknownTopicError
 from logbroker.records import BatchBuilder, Record
 from logbroker.storage import LogManager, PartitionLog
 
@@ -73,6 +73,7 @@ class InternalTopic:
     def __init__(self, log_manager: LogManager) -> None:
         self._manager = log_manager
         self.record_count = 0
+        self._next_compaction_check: int | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(records={self.record_count})"
@@ -111,6 +112,29 @@ class InternalTopic:
             self.record_count += 1
             if record.key is not None:
                 yield record
+
+    def compact_if_superseded(self, live: Callable[[], Sequence[tuple[bytes, bytes | None]]], now_ms: int,
+                              min_records: int) -> bool:
+        """Copy the live state (``live()``) forward once the log holds at least
+        ``min_records`` records and twice as many as are live; True if it did.
+
+        ``live()`` is called only when a check is due: after ``min_records``
+        records, then after as many records again as were live (at least
+        ``min_records``), so the checks cost nothing per append.
+        """
+        due = min_records if self._next_compaction_check is None else self._next_compaction_check
+        if self.record_count < due:
+            return False
+        records = live()
+        rewritten = False
+        if self.record_count >= 2 * len(records):
+            try:
+                self.rewrite(records, now_ms)
+                rewritten = True
+            except LogbrokerError as exc:
+                log.warning("cannot compact %s: %s", self.NAME, exc)
+        self._next_compaction_check = self.record_count + max(min_records, len(records))
+        return rewritten
 
     def rewrite(self, records: Sequence[tuple[bytes, bytes | None]], now_ms: int,
                 batch_records: int | None = None) -> None:

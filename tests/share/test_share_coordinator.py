@@ -358,7 +358,6 @@ def test_the_state_topic_is_compacted(make_env):
     env = make_env()
     share = env.share
     object.__setattr__(share.config, "compact_min_records", 50)
-    share._next_compaction_check = 50
     env.topic("t")
     earliest(env, "g")
     env.produce("t", [f"v{i}" for i in range(200)], per_batch=1)

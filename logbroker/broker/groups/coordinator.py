@@ -69,7 +69,6 @@ class GroupCoordinator(OffsetCommands):
         self.loading = True
         self._shutting_down = False
         self._next_check: int | None = None
-        self._next_compaction_check = config.compact_min_records
 
     def __repr__(self) -> str:
         state = "loading" if self.loading else "shutting down" if self._shutting_down else "active"

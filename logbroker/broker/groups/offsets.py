@@ -137,17 +137,7 @@ class OffsetCommands:
         return records
 
     def _maybe_compact(self, now_ms: int) -> None:
-        """Copy the live state forward once the log holds mostly superseded records."""
-        count = self._store.record_count
-        if count < self._next_compaction_check:
-            return
-        live = self._live_records()
-        if count >= 2 * len(live):
-            try:
-                self._store.rewrite(live, now_ms)
-            except LogbrokerError as exc:
-                log.warning("cannot compact the internal topic: %s", exc)
-        self._next_compaction_check = self._store.record_count + max(self.config.compact_min_records, len(live))
+        self._store.compact_if_superseded(self._live_records, now_ms, self.config.compact_min_records)
 
     def _append(self, records: list[tuple[bytes, bytes | None]], now_ms: int):
         """Append; returns (flush point, None) or (None, the error to answer)."""

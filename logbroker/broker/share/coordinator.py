@@ -75,7 +75,6 @@ class ShareCoordinator(ShareStateCommands):
         self._dirty_groups: set[str] = set()
         self._available: set[TP] = set()
         self._topic_ids: dict[uuid.UUID, str] = {}
-        self._next_compaction_check = config.compact_min_records
         self.wake: Callable[[list[TP]], None] | None = None
         """Called by :meth:`commit` with the partitions that grew or whose
         records became available again (the server wakes waiting fetches)."""

@@ -25,7 +25,6 @@ from logbroker.broker.share.records import (
     decode_key, decode_value, encode_key, encode_value,
 )
 from logbroker.broker.share.results import ConfigDescription, ShareError, Written
-from logbroker.broker.share.store import SHARE_STATE_TOPIC
 from logbroker.errors import InvalidConfigError, LogbrokerError
 
 log = logging.getLogger("logbroker.share")
@@ -126,20 +125,10 @@ class ShareStateCommands:
         return records
 
     def _maybe_compact(self, now_ms: int) -> None:
-        """Copy the live state forward once the log holds mostly superseded records."""
-        count = self._store.record_count
-        if count < self._next_compaction_check:
-            return
-        live = self._live_records()
-        if count >= 2 * len(live):
-            try:
-                self._store.rewrite(live, now_ms)
-                for parts in self._parts.values():
-                    for sp in parts.values():
-                        sp.deltas = 0
-            except LogbrokerError as exc:
-                log.warning("cannot compact %s: %s", SHARE_STATE_TOPIC, exc)
-        self._next_compaction_check = self._store.record_count + max(self.config.compact_min_records, len(live))
+        if self._store.compact_if_superseded(self._live_records, now_ms, self.config.compact_min_records):
+            for parts in self._parts.values():
+                for sp in parts.values():
+                    sp.deltas = 0  # the copies are snapshots
 
     def load(self, now_ms: int) -> None:
         """Replay the internal topic: groups come back Empty with their configs

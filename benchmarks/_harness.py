@@ -205,3 +205,23 @@ class TansuProcess(_BrokerProcess):
         log = self.log()
         self.stop(5)
         raise RuntimeError(f"tansu did not start:\n{log}")
+
+
+def produce_timed(producer, topic: str, value: bytes, n: int, timeout: float) -> tuple[float, float, int]:
+    """Send ``n`` copies of ``value`` with a confluent-kafka producer as fast as it
+    takes them, then flush: ``(seconds until flushed, seconds enqueueing, records
+    still undelivered)``. Polls only when the queue is full and every 16K records."""
+    produce, poll = producer.produce, producer.poll
+    start = time.perf_counter()
+    for i in range(n):
+        while True:
+            try:
+                produce(topic, value)
+                break
+            except BufferError:
+                poll(0.001)
+        if not i & 0x3FFF:
+            poll(0)
+    queued = time.perf_counter() - start
+    left = producer.flush(timeout)
+    return time.perf_counter() - start, queued, left

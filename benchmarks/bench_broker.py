@@ -69,7 +69,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _harness import LogbrokerProcess, TansuProcess, find_tansu  # noqa: E402
+from _harness import LogbrokerProcess, TansuProcess, find_tansu, produce_timed  # noqa: E402
 
 PARTITIONS = 6
 SIZES = (("100B", 100, 2_000_000), ("1KiB", 1024, 500_000))
@@ -121,23 +121,8 @@ def worker_produce(a: dict) -> dict:
     })
     producer.list_topics(a["topic"], timeout=30)  # metadata before the clock starts
     value = _value(a["size"])
-    topic = a["topic"]
-    produce = producer.produce
-    poll = producer.poll
     n = a["count"]
-    start = time.perf_counter()
-    for i in range(n):
-        while True:
-            try:
-                produce(topic, value)
-                break
-            except BufferError:
-                poll(0.001)
-        if not i & 0x3FFF:
-            poll(0)
-    queued = time.perf_counter() - start
-    left = producer.flush(a["timeout"])
-    seconds = time.perf_counter() - start
+    seconds, queued, left = produce_timed(producer, a["topic"], value, n, a["timeout"])
     if left:
         raise KafkaException(f"{left} records still undelivered after {a['timeout']} s")
     return {"records": n, "seconds": seconds, "enqueue_seconds": queued,

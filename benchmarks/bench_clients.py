@@ -44,7 +44,7 @@ import uuid
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _harness import LogbrokerProcess  # noqa: E402
+from _harness import LogbrokerProcess, produce_timed  # noqa: E402
 
 CLIENTS = ("logbroker", "kafka-python", "aiokafka", "confluent-kafka")
 PARTITIONS = 6
@@ -164,20 +164,7 @@ def produce_confluent(a: dict) -> dict:
                          "delivery.report.only.error": True, "on_delivery": report})
     topic, value, n = a["topic"], _value(), a["records"]
     producer.list_topics(topic, timeout=30)
-    produce, poll = producer.produce, producer.poll
-    start = time.perf_counter()
-    for i in range(n):
-        while True:
-            try:
-                produce(topic, value)
-                break
-            except BufferError:
-                poll(0.001)
-        if not i & 0x3FFF:
-            poll(0)
-    queued = time.perf_counter() - start
-    left = producer.flush(a["timeout"])
-    seconds = time.perf_counter() - start
+    seconds, queued, left = produce_timed(producer, topic, value, n, a["timeout"])
     return {"records": n - errors[0] - left, "seconds": seconds, "enqueue_seconds": queued,
             "errors": errors[0] + left}
 

@@ -1,4 +1,5 @@
-"""Start and stop a real ``logbroker serve`` process for tests."""
+"""Start and stop a real ``logbroker serve`` process for tests; the small
+helpers the test support modules share."""
 
 from __future__ import annotations
 
@@ -9,8 +10,28 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 
 _LISTENING = re.compile(r"listening on \S+:(\d+)")
+
+
+def unique_topic(hint: str = "t") -> str:
+    """A valid, unique topic name that still says which test made it."""
+    base = re.sub(r"[^a-zA-Z0-9._-]+", "-", hint).strip("-.")[:80] or "t"
+    return f"{base}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, message: str = "condition", *,
+               what: str | None = None):
+    """Call ``predicate`` until it returns a truthy value (returned); AssertionError after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or message}")
+        time.sleep(interval)
 
 
 class BrokerProcess:

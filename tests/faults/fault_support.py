@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from brokerproc import BrokerProcess  # noqa: E402
+from brokerproc import BrokerProcess, unique_topic as unique_topic, wait_until as wait_until  # noqa: E402
 
 #: Iterations of the crash loops (and the scale of the other loops); CI default small.
 ITERATIONS = int(os.environ.get("LOGBROKER_FAULT_ITERATIONS", "0") or 0)
@@ -28,19 +28,8 @@ ITERATIONS = int(os.environ.get("LOGBROKER_FAULT_ITERATIONS", "0") or 0)
 KAFKA_STORAGE_ERROR = 56
 
 
-def unique_topic(hint: str = "t") -> str:
-    return f"{hint}-{uuid.uuid4().hex[:8]}"
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
 
 
 class FaultBroker(BrokerProcess):

@@ -8,10 +8,11 @@ the glue. The wrappers only translate; they never retry or hide errors.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 import uuid
 from dataclasses import dataclass
+
+from brokerproc import unique_topic as unique_topic, wait_until as wait_until  # noqa: E402
 
 KP = "kafka-python"
 AIO = "aiokafka"
@@ -23,22 +24,8 @@ CREATE_TIME = 0
 LOG_APPEND_TIME = 1
 
 
-def unique_topic(hint: str = "t") -> str:
-    """A valid, unique topic name that still says which test made it."""
-    base = re.sub(r"[^a-zA-Z0-9._-]+", "-", hint).strip("-.")[:80] or "t"
-    return f"{base}-{uuid.uuid4().hex[:8]}"
 
 
-def wait_until(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):
-    """Call ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        time.sleep(interval)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ import threading
 import time
 
 MEMBER = os.path.join(os.path.dirname(__file__), "share_member.py")
+from brokerproc import wait_until as wait_until  # noqa: E402
+
 LOCK_MS = 2000
 """The record lock of the interop tests' brokers."""
 
@@ -59,15 +61,6 @@ class ShareHarness:
         return decoded
 
 
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
 
 
 class ShareMemberProcess:

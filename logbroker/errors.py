@@ -65,6 +65,19 @@ class InvalidTopicError(LogbrokerError):
     """A topic name breaks Kafka's rules ([a-zA-Z0-9._-], 1..249 chars, not "." or "..")."""
 
 
+class InternalTopicError(InvalidTopicError):
+    """An operation on a topic the broker owns (``__consumer_offsets``...) that
+    would break it: delete, create partitions, delete records, produce."""
+
+
+class InvalidRequestError(LogbrokerError):
+    """A well-formed request the broker refuses as a whole (Kafka's INVALID_REQUEST)."""
+
+
+class ThrottledError(LogbrokerError):
+    """A limit on how fast something may be done was reached (Kafka's THROTTLING_QUOTA_EXCEEDED)."""
+
+
 class InvalidPartitionsError(LogbrokerError):
     """A partition count that is not allowed (below 1, or not an increase)."""
 

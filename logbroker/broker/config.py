@@ -47,6 +47,16 @@ class BrokerConfig:
         default=True, metadata={"help": "Create a topic when a client asks for an unknown one."}
     )
     num_partitions: int = field(default=1, metadata={"help": "Partitions of an auto-created topic."})
+    auto_create_topics_max_per_request: int = field(
+        default=50,
+        metadata={"help": "Most topics one request (Metadata, Produce...) may auto-create; the rest are refused "
+                          "with THROTTLING_QUOTA_EXCEEDED."},
+    )
+    auto_create_topics_max_per_second: int = field(
+        default=100,
+        metadata={"help": "Most topics the broker auto-creates per second (bursts up to this many); beyond it, "
+                          "THROTTLING_QUOTA_EXCEEDED."},
+    )
     delete_topic_enable: bool = field(default=True, metadata={"help": "Allow DeleteTopics."})
     flush: str = field(
         default="interval",
@@ -97,6 +107,25 @@ class BrokerConfig:
     sasl_enabled_mechanisms: str = field(
         default="PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
         metadata={"help": "SASL mechanisms offered, comma-separated; users come from `logbroker users`."},
+    )
+    sasl_server_max_receive_size: int = field(
+        default=512 * 1024,
+        metadata={"help": "Largest request frame before a connection has authenticated on a SASL listener; "
+                          "larger closes the connection."},
+    )
+    sasl_authentication_timeout_ms: int = field(
+        default=10_000,
+        metadata={"help": "Close a connection to a SASL listener that has not authenticated within this long."},
+    )
+    max_unauthenticated_connections_per_ip: int = field(
+        default=100,
+        metadata={"help": "Most connections at once from one client address that have not authenticated yet "
+                          "(SASL listeners); more are closed at once."},
+    )
+    connection_failed_authentication_delay_ms: int = field(
+        default=100,
+        metadata={"help": "Delay before answering a failed login and closing the connection (slows guessing; "
+                          "other connections are not delayed)."},
     )
     ssl_certfile: str | None = field(default=None, metadata={"help": "PEM certificate chain of an SSL listener."})
     ssl_keyfile: str | None = field(default=None, metadata={"help": "PEM private key of an SSL listener."})
@@ -171,6 +200,7 @@ class BrokerConfig:
             "flush_interval_ms", "socket_request_max_bytes", "message_max_bytes", "log_segment_bytes",
             "group_min_session_timeout_ms", "offsets_retention_minutes", "offsets_retention_check_interval_ms",
             "max_connections", "max_connections_per_ip", "queued_max_requests", "queued_max_bytes",
+            "auto_create_topics_max_per_request", "auto_create_topics_max_per_second",
         ):
             if getattr(self, name) <= 0:
                 raise InvalidConfigError(f"{name} must be positive")

@@ -15,13 +15,16 @@ from dataclasses import dataclass
 
 from logbroker.broker.config import BrokerConfig
 from logbroker.broker.groups import GroupConfig, GroupCoordinator, OffsetsTopic
+from logbroker.broker.internal_topic import internal_config_problem, is_internal_topic
+from logbroker.broker.limits import AutoCreateLimiter
 from logbroker.broker.producer_state import Duplicate, PartitionProducerState
 from logbroker.broker.security import Authorizer, UserStore
 from logbroker.broker.session import Session
 from logbroker.broker.share import ShareConfig, ShareCoordinator, ShareStateTopic
 from logbroker.broker.traffic import TrafficCounters
-from logbroker.errors import UnknownTopicError
-from logbroker.errors import InvalidBatchError, RecordsError
+from logbroker.errors import (
+    InternalTopicError, InvalidBatchError, InvalidConfigError, InvalidRequestError, RecordsError, UnknownTopicError,
+)
 from logbroker.records import decode_batch, parse_header
 from logbroker.storage import TOPIC_CONFIG_DEFAULTS, LogConfig, LogManager, LogManagerConfig, PartitionLog
 
@@ -92,6 +95,10 @@ class Broker:
         self._next_producer_id, self._producer_id_limit = 0, 0
         self._timer_sources: list = []
         self.traffic = TrafficCounters()  # bytes/records in and out per topic (metrics)
+        self._auto_create = AutoCreateLimiter(
+            per_request=config.auto_create_topics_max_per_request,
+            per_second=config.auto_create_topics_max_per_second,
+        )
         # Address of the client whose request is being handled (Kafka's "/host").
         self.request_peer = ""
         # The connection whose request is being handled (principal, SASL state).
@@ -144,11 +151,17 @@ class Broker:
         return self.log_manager.get_partition(topic, partition)
 
     def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None):
+        """Create a user topic; internal topics are created by their coordinators only."""
+        if is_internal_topic(name):
+            raise InvalidRequestError(
+                f"creation of internal topic {name} is prohibited: the broker creates it when it first needs it"
+            )
         info = self.log_manager.create_topic(name, partitions, dict(configs or {}))
         log.info("created topic %s with %d partitions", name, partitions)
         return info
 
     def delete_topic(self, name: str) -> None:
+        _refuse_internal(name, "deleted")
         self.log_manager.delete_topic(name)
         for key in [k for k in self._producer_states if k[0] == name]:
             del self._producer_states[key]
@@ -158,6 +171,7 @@ class Broker:
         log.info("deleted topic %s", name)
 
     def add_partitions(self, name: str, total: int) -> None:
+        _refuse_internal(name, "given more partitions")
         self.log_manager.add_partitions(name, total)
         log.info("topic %s now has %d partitions", name, total)
 
@@ -166,8 +180,27 @@ class Broker:
         return LogConfig.from_topic_configs(configs, self.log_manager.config.log)
 
     def alter_topic_configs(self, name: str, configs: dict[str, str]) -> None:
-        """Replace the topic's overrides with ``configs``."""
+        """Replace the topic's overrides with ``configs``; raises InvalidConfigError
+        for values an internal topic cannot work with."""
+        self.check_topic_configs(name, configs)
         self.log_manager.alter_topic_configs(name, configs)
+
+    def check_topic_configs(self, name: str, configs: dict[str, str]) -> LogConfig:
+        """The effective LogConfig ``configs`` would give topic ``name``; raises
+        InvalidConfigError naming the bad key or what an internal topic must keep."""
+        effective = self.validate_topic_configs(configs)
+        if is_internal_topic(name):
+            problem = internal_config_problem(name, effective.cleanup_policy, effective.max_message_bytes)
+            if problem is not None:
+                raise InvalidConfigError(problem)
+        return effective
+
+    def delete_records(self, topic: str, partition: int, before: int) -> int:
+        """Move the log start of a user topic's partition up to ``before``; the new log start."""
+        _refuse_internal(topic, "trimmed with DeleteRecords")
+        plog = self.log_manager.get_partition(topic, partition)
+        plog.delete_records_before(before)
+        return plog.log_start_offset
 
     def describe_topic_configs(self, name: str, overrides: dict[str, str] | None = None) -> list[ConfigEntry]:
         """Every topic config with its value and where the value comes from."""
@@ -200,16 +233,27 @@ class Broker:
     @staticmethod
     def is_internal_topic(name: str) -> bool:
         """Topics the broker writes itself (``__consumer_offsets``...); clients only read them."""
-        return name.startswith("__")
+        return is_internal_topic(name)
 
-    def maybe_auto_create(self, name: str) -> bool:
-        """Create an unknown topic when auto-creation is on; True if it exists now."""
+    def maybe_auto_create(self, name: str, limiter: AutoCreateLimiter.Request | None = None) -> bool:
+        """Create an unknown topic when auto-creation is on; True if it exists now.
+
+        Internal topics are never created this way. ``limiter`` (one per
+        request) bounds how many topics one request and the broker per second
+        may create: beyond either, ThrottledError and nothing is created.
+        """
         if name in self.log_manager.topics():
             return True
-        if not self.config.auto_create_topics_enable:
+        if not self.config.auto_create_topics_enable or is_internal_topic(name):
             return False
+        if limiter is not None:
+            limiter.take(self.clock())
         self.create_topic(name, self.config.num_partitions)
         return True
+
+    def auto_create_request(self) -> AutoCreateLimiter.Request:
+        """The auto-creation allowance of one request (see :meth:`maybe_auto_create`)."""
+        return self._auto_create.request()
 
     # -- produce ----------------------------------------------------------
 
@@ -362,6 +406,11 @@ class Broker:
         cluster_id = _new_cluster_id()
         _write_atomic(path, f"version=1\ncluster.id={cluster_id}\nnode.id={self.config.node_id}\n")
         return cluster_id
+
+
+def _refuse_internal(name: str, what: str) -> None:
+    if is_internal_topic(name):
+        raise InternalTopicError(f"internal topic {name} cannot be {what}: the broker owns it")
 
 
 def _require_keys(batch) -> None:

@@ -26,6 +26,30 @@ log = logging.getLogger("logbroker.broker")
 _REWRITE_BATCH_BYTES = 1 << 20
 _I16 = struct.Struct(">h")
 
+# Kafka's internal topic names: those the broker writes today, and those a
+# later version (or a Kafka cluster a user moves to) owns, so that no user
+# topic can take the name first.
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__share_group_state", "__transaction_state", "__cluster_metadata"})
+# What an internal topic's configs must keep: the coordinators replay it
+# key by key, and write batches of up to _REWRITE_BATCH_BYTES (Kafka's
+# default max.message.bytes leaves room for one).
+_REQUIRED_CLEANUP_POLICY = "compact"
+_MIN_MAX_MESSAGE_BYTES = 1048588
+
+
+def is_internal_topic(name: str) -> bool:
+    """A topic the broker owns: clients may read it but not write, delete, grow or reconfigure it."""
+    return name in INTERNAL_TOPICS
+
+
+def internal_config_problem(name: str, cleanup_policy: str, max_message_bytes: int) -> str | None:
+    """Why configs with these effective values would break internal topic ``name``; None if they would not."""
+    if cleanup_policy != _REQUIRED_CLEANUP_POLICY:
+        return f"internal topic {name} must keep cleanup.policy={_REQUIRED_CLEANUP_POLICY} (asked: {cleanup_policy})"
+    if max_message_bytes < _MIN_MAX_MESSAGE_BYTES:
+        return f"internal topic {name} needs max.message.bytes >= {_MIN_MAX_MESSAGE_BYTES} (asked: {max_message_bytes})"
+    return None
+
 
 class RecordFormatError(ValueError):
     """A key or value of an internal topic that does not parse (truncated, bad UTF-8)."""
@@ -69,6 +93,11 @@ class InternalTopic:
     NAME: str
     CONFIGS: dict[str, str]
     REWRITE_BATCH_RECORDS = 500
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.NAME not in INTERNAL_TOPICS:
+            raise TypeError(f"{cls.__name__}.NAME {cls.NAME!r} must be listed in INTERNAL_TOPICS")
 
     def __init__(self, log_manager: LogManager) -> None:
         self._manager = log_manager

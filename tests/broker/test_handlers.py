@@ -218,5 +218,11 @@ def test_flush_always_asks_the_server_to_fsync_the_whole_batch(make_broker):
 
 
 def test_clients_may_not_produce_to_internal_topics(h):
-    h.broker.create_topic("__internal", 1, {})
-    assert produce(h, "__internal", batch()).error_code == ErrorCode.invalid_topic_exception
+    h.broker.log_manager.create_topic("__share_group_state", 1, {"cleanup.policy": "compact"})  # as its coordinator does
+    assert produce(h, "__share_group_state", batch()).error_code == ErrorCode.invalid_topic_exception
+
+
+def test_a_user_topic_may_start_with_two_underscores(h):
+    # Only Kafka's internal names are the broker's; "__orders" is a user topic, as in Kafka.
+    h.broker.create_topic("__orders", 1, {})
+    assert produce(h, "__orders", batch()).error_code == ErrorCode.none

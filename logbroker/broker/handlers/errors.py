@@ -16,6 +16,10 @@ _TABLE: tuple[tuple[type[BaseException], ErrorCode], ...] = (
     (e.OffsetOutOfRangeError, ErrorCode.offset_out_of_range),
     (e.TopicExistsError, ErrorCode.topic_already_exists),
     (e.InvalidConfigError, ErrorCode.invalid_config),
+    (e.InvalidTopicError, ErrorCode.invalid_topic_exception),
+    (e.InvalidPartitionsError, ErrorCode.invalid_partitions),
+    (e.InvalidRequestError, ErrorCode.invalid_request),
+    (e.ThrottledError, ErrorCode.throttling_quota_exceeded),
     (OutOfOrderSequenceError, ErrorCode.out_of_order_sequence_number),
     (InvalidProducerEpochError, ErrorCode.invalid_producer_epoch),
     (e.StorageError, ErrorCode.kafka_storage_error),
@@ -24,9 +28,6 @@ _TABLE: tuple[tuple[type[BaseException], ErrorCode], ...] = (
 
 def error_code_for(exc: BaseException) -> ErrorCode:
     """The Kafka error code for ``exc``; UNKNOWN_SERVER_ERROR when unmapped."""
-    invalid_topic = getattr(e, "InvalidTopicError", None)
-    if invalid_topic is not None and isinstance(exc, invalid_topic):
-        return ErrorCode.invalid_topic_exception
     for kind, code in _TABLE:
         if isinstance(exc, kind):
             return code

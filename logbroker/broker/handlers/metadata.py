@@ -48,6 +48,7 @@ def handle_metadata(broker, request):
             by_id = {info.topic_id: name for name, info in topics.items()}
             wanted = [t.name if t.name is not None else by_id.get(t.topic_id) for t in body.topics]
     topics_out = []
+    allowance = broker.auto_create_request() if allow_create else None
     for name in wanted:
         code = ErrorCode.none
         if name is None:
@@ -63,7 +64,7 @@ def handle_metadata(broker, request):
             continue
         if name not in topics and allow_create and broker.allowed("create", "topic", name):
             try:
-                broker.maybe_auto_create(name)
+                broker.maybe_auto_create(name, allowance)
             except LogbrokerError as exc:
                 code = error_code_for(exc)
         topics = broker.topics()

@@ -123,8 +123,7 @@ def handle_delete_records(broker, request):
                         build(mod.DeleteRecordsPartitionResult, partition_index=index, low_watermark=-1, error_code=raise_code)
                     )
                     continue
-                plog.delete_records_before(target)
-                low, code = plog.log_start_offset, ErrorCode.none
+                low, code = broker.delete_records(topic.name, index, target), ErrorCode.none
             except LogbrokerError as exc:
                 low, code = -1, error_code_for(exc)
             parts.append(build(mod.DeleteRecordsPartitionResult, partition_index=index, low_watermark=low, error_code=code))

@@ -64,6 +64,8 @@ def handle_create_topics(broker, request):
             code, message = ErrorCode.topic_authorization_failed, f"not allowed to create {name!r}"
         elif (err := _topic_name_error(name)) is not None:
             code, message = ErrorCode.invalid_topic_exception, err
+        elif broker.is_internal_topic(name):
+            code, message = ErrorCode.invalid_request, f"creation of internal topic {name} is prohibited"
         elif name in broker.topics():
             code, message = ErrorCode.topic_already_exists, f"topic {name!r} already exists"
         elif topic.assignments:
@@ -160,6 +162,9 @@ def handle_create_partitions(broker, request):
             code, message = ErrorCode.topic_authorization_failed, f"not allowed to alter {topic.name!r}"
         elif info is None:
             code = ErrorCode.unknown_topic_or_partition
+        elif broker.is_internal_topic(topic.name):
+            code = ErrorCode.invalid_topic_exception
+            message = f"internal topic {topic.name} cannot be given more partitions: the broker owns it"
         elif count <= info.partitions:
             code = ErrorCode.invalid_partitions
             message = f"topic has {info.partitions} partitions; the new count {count} must be larger"
@@ -265,7 +270,7 @@ def _alter(broker, request, *, incremental: bool):
                             raise InvalidConfigError(f"unknown config operation {op}")
                 else:
                     new = {c.name: c.value for c in resource.configs if c.value is not None}
-                broker.validate_topic_configs(new)
+                broker.check_topic_configs(name, new)
                 if not body.validate_only:
                     broker.alter_topic_configs(name, new)
         except LogbrokerError as exc:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from logbroker.errors import StorageError
+from logbroker.storage.config import DEFAULT_FILE_MODE
 from logbroker.storage.files import write_atomically
 
 RECOVERY_POINT_CHECKPOINT = "recovery-point-offset-checkpoint"
@@ -54,8 +55,9 @@ def read_checkpoint(path: Path) -> dict[TopicPartition, int]:
     return entries
 
 
-def write_checkpoint(path: Path, entries: dict[TopicPartition, int]) -> None:
-    """Replace ``path`` with ``entries`` (temp file, fsync, rename, fsync dir)."""
+def write_checkpoint(path: Path, entries: dict[TopicPartition, int], mode: int = DEFAULT_FILE_MODE) -> None:
+    """Replace ``path`` with ``entries`` (temp file, fsync, rename, fsync dir);
+    a new file gets the permission bits ``mode``."""
     lines = [str(_VERSION), str(len(entries))]
     lines += [f"{topic} {partition} {offset}" for (topic, partition), offset in sorted(entries.items())]
-    write_atomically(path, ("\n".join(lines) + "\n").encode("utf-8"))
+    write_atomically(path, ("\n".join(lines) + "\n").encode("utf-8"), mode)

@@ -179,7 +179,7 @@ def build_cleaned(plan: CleaningPlan) -> CleanResult:
     """
     cleaning = plan.directory / CLEANING_DIR
     shutil.rmtree(cleaning, ignore_errors=True)
-    cleaning.mkdir()
+    cleaning.mkdir(mode=plan.config.dir_mode)
     latest = _latest_offsets(plan.views)
     tombstone_horizon = plan.now_ms - plan.config.delete_retention_ms
     rewritten: list[int] = []
@@ -269,7 +269,7 @@ def swap_cleaned(plog, result: CleanResult) -> bool:
     if result.rewritten:
         by_base = {s.base_offset: s for s in plan.segments}
         with plog._lock:
-            write_atomically(cleaning / SWAP_MARKER, b"swap\n")
+            write_atomically(cleaning / SWAP_MARKER, b"swap\n", plan.config.file_mode)
             for base in result.rewritten:
                 by_base[base].close()
                 for suffix in SEGMENT_SUFFIXES:
@@ -284,7 +284,7 @@ def swap_cleaned(plog, result: CleanResult) -> bool:
                 plog._segments[index] = fresh
                 plog._unsynced_sealed = [s for s in plog._unsynced_sealed if s is not by_base[base]]
     shutil.rmtree(cleaning, ignore_errors=True)
-    write_atomically(directory / CHECKPOINT_FILE, f"{plan.end_offset}\n".encode())
+    write_atomically(directory / CHECKPOINT_FILE, f"{plan.end_offset}\n".encode(), plan.config.file_mode)
     logger.info("compacted %s", result)
     return True
 

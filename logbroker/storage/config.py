@@ -18,6 +18,8 @@ from typing import Literal
 from logbroker.errors import InvalidConfigError
 
 __all__ = [
+    "DEFAULT_DIR_MODE",
+    "DEFAULT_FILE_MODE",
     "FlushMode",
     "LogConfig",
     "LogManagerConfig",
@@ -29,6 +31,11 @@ FlushMode = Literal["always", "interval", "never"]
 _INT32_MAX = 2**31 - 1
 _INT64_MAX = 2**63 - 1
 _DAY_MS = 24 * 60 * 60 * 1000
+
+#: Permission bits of the directories and files the engine creates: topic data
+#: is for the broker's user only (the process umask may still remove bits).
+DEFAULT_DIR_MODE = 0o700
+DEFAULT_FILE_MODE = 0o600
 
 #: Every topic config name Kafka 4.x accepts, with its default as a string.
 TOPIC_CONFIG_DEFAULTS: dict[str, str] = {
@@ -92,12 +99,25 @@ def _check_int(name: str, value: object, lo: int, hi: int = _INT64_MAX) -> None:
         raise InvalidConfigError(f"{name}={value} is outside [{lo}, {hi}]")
 
 
+def _check_mode(name: str, value: object, owner: int) -> None:
+    _check_int(name, value, 0, 0o777)
+    if value & owner != owner:
+        raise InvalidConfigError(
+            f"{name}={value:04o} takes the owner's access away; the broker must read and write its own "
+            f"data (include {owner:04o})"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class LogConfig:
     """Per-topic log settings (Kafka topic config names in the comments).
 
     ``extra`` holds the other accepted topic configs, as sorted
     ``(name, value)`` string pairs; the engine stores but ignores them.
+    ``dir_mode`` and ``file_mode`` are not topic configs: they are the
+    permission bits of every directory and file created for the log, set
+    broker-wide in ``LogManagerConfig.log`` and kept by
+    :meth:`from_topic_configs` (the owner must keep read and write access).
     Raises InvalidConfigError on construction when a value is out of range.
     """
 
@@ -111,8 +131,12 @@ class LogConfig:
     message_timestamp_type: str = "CreateTime"  # message.timestamp.type
     cleanup_policy: str = "delete"  # cleanup.policy
     extra: tuple[tuple[str, str], ...] = field(default=())
+    dir_mode: int = DEFAULT_DIR_MODE
+    file_mode: int = DEFAULT_FILE_MODE
 
     def __post_init__(self) -> None:
+        _check_mode("dir_mode", self.dir_mode, 0o700)
+        _check_mode("file_mode", self.file_mode, 0o600)
         _check_int("segment.bytes", self.segment_bytes, 14, _INT32_MAX)
         _check_int("segment.ms", self.segment_ms, 1)
         _check_int("segment.index.bytes", self.segment_index_bytes, 4, _INT32_MAX)

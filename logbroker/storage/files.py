@@ -2,23 +2,32 @@
 
 Segment files are named by their base offset zero-padded to 20 digits:
 ``00000000000000000000.log`` / ``.index`` / ``.timeindex``. Partition
-directories are ``<topic>-<partition>``. :func:`write_atomically` replaces a
-small file so that a crash leaves either the old or the new content.
+directories are ``<topic>-<partition>``; a directory being deleted is renamed
+to ``<topic>-<partition>.<32 hex digits>-delete`` first (Kafka's
+``logDeleteDirName``), with the topic shortened so that the name fits the
+file system's 255-byte limit. :func:`write_atomically` replaces a small file
+so that a crash leaves either the old or the new content.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import re
+import uuid
 from pathlib import Path
 
 from logbroker.errors import StorageError
+from logbroker.storage.config import DEFAULT_FILE_MODE
 
 LOG_SUFFIX = ".log"
 INDEX_SUFFIX = ".index"
 TIME_INDEX_SUFFIX = ".timeindex"
 SEGMENT_SUFFIXES = (LOG_SUFFIX, INDEX_SUFFIX, TIME_INDEX_SUFFIX)
 TEMP_SUFFIX = ".tmp"
+DELETE_DIR_SUFFIX = "-delete"
+MAX_NAME_BYTES = 255  # NAME_MAX of the usual file systems (ext4, xfs, btrfs, tmpfs)
+_DELETE_DIR = re.compile(r"(?P<prefix>.*)-(?P<partition>\d+)\.(?P<unique>[0-9a-f]{32})-delete")
 
 
 def segment_name(base_offset: int) -> str:
@@ -43,6 +52,24 @@ def parse_segment_name(name: str) -> tuple[int, str] | None:
 
 def partition_dir_name(topic: str, partition: int) -> str:
     return f"{topic}-{partition}"
+
+
+def delete_dir_name(topic: str, partition: int, unique: uuid.UUID | None = None) -> str:
+    """``<topic>-<partition>.<unique hex>-delete``, the topic cut short so the name
+    fits :data:`MAX_NAME_BYTES` (topic names are ASCII, so characters are bytes).
+    ``unique`` defaults to a random UUID; the log manager passes the topic id so
+    that a restart can tell which topic's deletion was interrupted."""
+    suffix = f"-{partition}.{(unique or uuid.uuid4()).hex}{DELETE_DIR_SUFFIX}"
+    return topic[: MAX_NAME_BYTES - len(suffix)] + suffix
+
+
+def parse_delete_dir_name(name: str) -> tuple[int, uuid.UUID] | None:
+    """``(partition, unique)`` of a name made by :func:`delete_dir_name`, or None.
+    The topic is not returned: it may have been cut short."""
+    m = _DELETE_DIR.fullmatch(name)
+    if m is None:
+        return None
+    return int(m["partition"]), uuid.UUID(hex=m["unique"])
 
 
 def parse_partition_dir_name(name: str) -> tuple[str, int] | None:
@@ -75,14 +102,15 @@ def fsync_path(path: Path) -> bool:
     return True
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes, mode: int = DEFAULT_FILE_MODE) -> None:
     """Replace ``path`` with ``data``: temp file, fsync, rename, fsync directory.
+    A new file gets the permission bits ``mode`` (less the umask).
 
     Raises StorageError if the disk refuses; the old file is then untouched.
     """
     tmp = path.with_name(path.name + TEMP_SUFFIX)
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
             view = memoryview(data)
             while view:

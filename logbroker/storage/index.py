@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from logbroker.errors import StorageError
+from logbroker.storage.config import DEFAULT_FILE_MODE
 from logbroker.storage.files import allocate
 
 __all__ = ["CorruptIndexError", "OffsetIndex", "TimeIndex"]
@@ -59,12 +60,12 @@ class _MappedIndex:
     DTYPE: np.dtype
     _ENTRY: struct.Struct
 
-    def __init__(self, path: Path, base_offset: int) -> None:
+    def __init__(self, path: Path, base_offset: int, mode: int = DEFAULT_FILE_MODE) -> None:
         self.path = path
         self.base_offset = base_offset
         self.existed = path.exists()
         if not self.existed:
-            path.touch()
+            path.touch(mode=mode)  # permission bits of a new file (less the umask)
         size = path.stat().st_size
         self.misaligned = size % self.ENTRY_SIZE != 0
         self._entries = size // self.ENTRY_SIZE

@@ -10,12 +10,25 @@ Layout of ``data_dir`` (byte formats in docs/on-disk-format.md)::
     <topic>-<partition>/               one PartitionLog per directory
 
 Crash safety: topics.json and the checkpoints are replaced atomically (temp
-file, fsync, rename, fsync dir). A topic is created by writing topics.json
-first, then its directories (a crash in between leaves directories to
-create at open); it is deleted by renaming its directories to
-``*.deleted`` first, then writing topics.json, then removing them (leftover
-``*.deleted`` directories are removed at open). A directory that looks
-like a partition of an unknown topic is left alone, with a warning.
+file, fsync, rename, fsync dir). A topic is created by creating and opening
+its partitions first, then writing topics.json; a failure on the way (EMFILE,
+ENOSPC, ENAMETOOLONG) removes what was created, and a crash leaves partition
+directories of no topic, which open removes when they hold no records (those
+that hold records are left alone, with one warning). Before creating
+partitions the manager checks that the process has file descriptors to spare
+(:data:`DESCRIPTORS_PER_PARTITION` each plus :data:`DESCRIPTOR_HEADROOM`) and
+refuses with StorageError rather than run out half way.
+
+A topic is deleted by renaming its directories to
+``<topic>-<n>.<topic id>-delete`` (the topic cut short to fit 255 bytes, as
+Kafka does), then writing topics.json, then removing them. The rename is the
+commitment: open finishes a deletion whose directories it finds renamed
+(their name carries the topic id), so a restart never brings a deleted topic
+back, and removes every ``-delete`` directory left over.
+
+Files and directories are created with ``config.log.file_mode`` and
+``config.log.dir_mode`` (0600 and 0700 by default: topic data is private to
+the broker's user).
 
 Thread-safety: meant for one thread, except :meth:`flush_dirty` and
 :meth:`checkpoint`, which may run in a worker thread concurrently with it.
@@ -28,7 +41,9 @@ import json
 import logging
 import os
 import re
+import resource
 import shutil
+import stat
 import threading
 import time
 import uuid
@@ -52,20 +67,78 @@ from logbroker.storage.checkpoints import (
     write_checkpoint,
 )
 from logbroker.storage.config import LogConfig, LogManagerConfig
-from logbroker.storage.files import fsync_dir, parse_partition_dir_name, partition_dir_name, write_atomically
+from logbroker.storage.files import (
+    DELETE_DIR_SUFFIX,
+    LOG_SUFFIX,
+    TEMP_SUFFIX,
+    delete_dir_name,
+    fsync_dir,
+    parse_delete_dir_name,
+    parse_partition_dir_name,
+    parse_segment_name,
+    partition_dir_name,
+    write_atomically,
+)
 from logbroker.storage.loader import PartitionRecovery
 from logbroker.storage.partition import PartitionLog
 
-__all__ = ["LogManager", "RecoveryReport", "TopicInfo", "validate_topic_name"]
+__all__ = [
+    "DESCRIPTORS_PER_PARTITION",
+    "DESCRIPTOR_HEADROOM",
+    "LogManager",
+    "RecoveryReport",
+    "TopicInfo",
+    "spare_descriptors",
+    "validate_topic_name",
+]
 
 logger = logging.getLogger("logbroker.storage")
 
 LOCK_FILE = ".lock"
 CLEAN_SHUTDOWN_FILE = "clean-shutdown"
 TOPICS_FILE = "topics.json"
-DELETED_SUFFIX = ".deleted"
+LEGACY_DELETED_SUFFIX = ".deleted"  # how deleted directories were named before "-delete"
 _TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 MAX_PARTITIONS = 100_000
+#: File descriptors reserved per partition a creation adds: the active segment's
+#: write descriptor, and one for the short-lived opens of rolling and flushing.
+DESCRIPTORS_PER_PARTITION = 2
+#: Descriptors that must stay free after a creation, for connections and files.
+DESCRIPTOR_HEADROOM = 64
+_SHOWN = 5  # names quoted in a summarised log line
+
+
+def spare_descriptors() -> tuple[int, int] | None:
+    """``(free, limit)``: how many more descriptors the process may open under its
+    RLIMIT_NOFILE soft limit, and the limit; None when there is no limit or the
+    open descriptors cannot be counted (no /proc/self/fd or /dev/fd)."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if limit == resource.RLIM_INFINITY:
+        return None
+    for listing in ("/proc/self/fd", "/dev/fd"):
+        try:
+            open_now = len(os.listdir(listing)) - 1  # less the descriptor listdir itself used
+        except OSError:
+            continue
+        return max(limit - open_now, 0), limit
+    return None
+
+
+def _sample(names: list[str]) -> str:
+    shown = ", ".join(names[:_SHOWN])
+    return shown if len(names) <= _SHOWN else f"{shown} and {len(names) - _SHOWN} more"
+
+
+def _holds_no_records(path: Path) -> bool:
+    """True if a partition directory holds only empty logs and their indexes
+    (what a creation that failed or was interrupted leaves)."""
+    for child in path.iterdir():
+        parsed = parse_segment_name(child.name)
+        if parsed is None:
+            return False  # another file (snapshot, checkpoint, .cleaning): keep it
+        if parsed[1] == LOG_SUFFIX and child.stat().st_size > 0:
+            return False
+    return True
 
 
 def validate_topic_name(name: str) -> None:
@@ -142,10 +215,17 @@ class LogManager:
         self._logs: dict[tuple[str, int], PartitionLog] = {}
         self._written: dict[str, dict[tuple[str, int], int]] = {}
         self.on_fsync: Callable[[float], None] | None = None
+        self._dir_mode, self._file_mode = self.config.log.dir_mode, self.config.log.file_mode
         try:
-            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self.data_dir.mkdir(mode=self._dir_mode, parents=True, exist_ok=True)
+            mode = stat.S_IMODE(self.data_dir.stat().st_mode)
         except OSError as exc:
             raise StorageError(f"cannot create data directory {self.data_dir}: {exc}") from exc
+        if mode & ~self._dir_mode:
+            logger.warning(
+                "data directory %s has mode %04o, more open than %04o: other users may read topic data; "
+                "chmod %o it", self.data_dir, mode, self._dir_mode, self._dir_mode,
+            )
         self._lock_fd = self._take_lock()
         try:
             self.recovery_report = self._open(started)
@@ -156,7 +236,7 @@ class LogManager:
     # -- opening -------------------------------------------------------------------------
     def _take_lock(self) -> int:
         path = self.data_dir / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, self._file_mode)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -174,8 +254,8 @@ class LogManager:
         marker = self.data_dir / CLEAN_SHUTDOWN_FILE
         had_marker = marker.exists()
         clean = had_marker or not (self.data_dir / TOPICS_FILE).exists()  # a new directory
-        removed = self._remove_leftovers()
         self._load_topics()
+        removed = self._remove_leftovers()
         try:
             recovery_points = read_checkpoint(self.data_dir / RECOVERY_POINT_CHECKPOINT)
         except StorageError as exc:
@@ -225,31 +305,108 @@ class LogManager:
             hook(seconds)
 
     def _remove_leftovers(self) -> list[str]:
-        removed = []
+        """Finish interrupted deletions, then remove deleted directories, temp
+        files and partition directories of no topic that hold no records."""
+        by_id = {info.topic_id: info for info in self._topics.values()}
+        interrupted: set[str] = set()
+        doomed: list[Path] = []
+        removed: list[str] = []
         for entry in sorted(os.listdir(self.data_dir)):
             path = self.data_dir / entry
-            if entry.endswith(DELETED_SUFFIX) and path.is_dir():
-                shutil.rmtree(path, ignore_errors=True)
-                removed.append(entry)
-            elif entry.endswith(".tmp") and path.is_file():
+            if entry.endswith((DELETE_DIR_SUFFIX, LEGACY_DELETED_SUFFIX)) and path.is_dir():
+                parsed = parse_delete_dir_name(entry)
+                info = by_id.get(parsed[1]) if parsed is not None else None
+                # A renamed partition of a listed topic whose own directory is
+                # gone: that topic's deletion was interrupted.
+                if info is not None and not (self.data_dir / partition_dir_name(info.name, parsed[0])).exists():
+                    interrupted.add(info.name)
+                doomed.append(path)
+            elif entry.endswith(TEMP_SUFFIX) and path.is_file():
                 path.unlink()
                 removed.append(entry)
-        return removed
+        for name in sorted(interrupted):
+            info = self._topics.pop(name)
+            del self._log_configs[name]
+            logger.warning("topic %s (%s) was being deleted when the broker stopped; finishing the deletion",
+                           name, info.topic_id)
+            try:
+                doomed += self._rename_for_deletion(info)
+            except OSError as exc:
+                raise StorageError(f"cannot finish deleting topic {name}: {exc.strerror or exc}") from exc
+        if interrupted:
+            self._save_topics()
+        for path in doomed:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path.name)
+        return removed + self._remove_strays()
+
+    def _remove_strays(self) -> list[str]:
+        """Remove partition directories of no topic that hold no records (left by a
+        creation that failed or was interrupted); warn once about the others."""
+        empty, kept = [], []
+        for entry in sorted(os.listdir(self.data_dir)):
+            parsed = parse_partition_dir_name(entry)
+            path = self.data_dir / entry
+            if parsed is None or not path.is_dir():
+                continue
+            info = self._topics.get(parsed[0])
+            if info is not None and parsed[1] < info.partitions:
+                continue
+            if _holds_no_records(path):
+                shutil.rmtree(path, ignore_errors=True)
+                empty.append(entry)
+            else:
+                kept.append(entry)
+        if empty:
+            fsync_dir(self.data_dir)
+            logger.info("removed %d empty partition directories of no topic (a creation that failed or was "
+                        "interrupted): %s", len(empty), _sample(empty))
+        if kept:
+            logger.warning("ignoring %d directories that look like partitions of no topic but hold records: %s; "
+                           "move them out of %s", len(kept), _sample(kept), self.data_dir)
+        return empty
+
+    def _rename_for_deletion(self, info: TopicInfo) -> list[Path]:
+        """Rename the topic's partition directories to their ``-delete`` names and
+        fsync the data directory; the renamed paths. Raises OSError, having
+        renamed back the ones it had renamed."""
+        renamed: list[tuple[Path, Path]] = []
+        try:
+            for n in range(info.partitions):
+                path = self.data_dir / partition_dir_name(info.name, n)
+                target = self.data_dir / delete_dir_name(info.name, n, info.topic_id)
+                try:
+                    os.rename(path, target)
+                except FileNotFoundError:
+                    continue
+                renamed.append((path, target))
+            fsync_dir(self.data_dir)
+        except OSError:
+            for path, target in reversed(renamed):
+                try:
+                    os.rename(target, path)
+                except OSError as exc:
+                    logger.error("cannot rename %s back to %s: %s", target, path, exc)
+            raise
+        return [target for _, target in renamed]
 
     def _load_topics(self) -> None:
         path = self.data_dir / TOPICS_FILE
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            strays = [
+            strays = sorted(
                 e for e in os.listdir(self.data_dir)
-                if (self.data_dir / e).is_dir() and parse_partition_dir_name(e) is not None
-            ]
+                if parse_partition_dir_name(e) is not None and (self.data_dir / e).is_dir()
+            )
             if strays:
                 raise StorageError(
-                    f"{path} is missing but {self.data_dir} holds directories {strays[:5]}; "
-                    f"refusing to guess the topics"
+                    f"{path} is missing but {self.data_dir} holds partition directories ({_sample(strays)}); "
+                    f"refusing to guess the topics: restore {TOPICS_FILE} or move them away"
                 ) from None
+            # A new directory: an empty topics.json from the start means that
+            # partitions a crashed first creation leaves belong to no topic.
+            self._save_topics()
             return
         except (OSError, ValueError) as exc:
             raise StorageError(f"cannot read topic metadata {path}: {exc}") from exc
@@ -261,12 +418,6 @@ class LogManager:
                 self._log_configs[info.name] = LogConfig.from_topic_configs(configs, self.config.log)
         except (KeyError, TypeError, ValueError) as exc:
             raise StorageError(f"malformed topic metadata {path}: {exc!r}") from exc
-        for entry in os.listdir(self.data_dir):
-            parsed = parse_partition_dir_name(entry)
-            if parsed and (self.data_dir / entry).is_dir():
-                info = self._topics.get(parsed[0])
-                if info is None or parsed[1] >= info.partitions:
-                    logger.warning("ignoring %s: not a partition of a known topic", self.data_dir / entry)
 
     def _save_topics(self) -> None:
         doc = {
@@ -276,7 +427,7 @@ class LogManager:
                 for t in sorted(self._topics.values(), key=lambda t: t.name)
             ],
         }
-        write_atomically(self.data_dir / TOPICS_FILE, json.dumps(doc, indent=1).encode("utf-8"))
+        write_atomically(self.data_dir / TOPICS_FILE, json.dumps(doc, indent=1).encode("utf-8"), self._file_mode)
 
     # -- topics ------------------------------------------------------------------------------
     def topics(self) -> dict[str, TopicInfo]:
@@ -309,8 +460,10 @@ class LogManager:
     ) -> TopicInfo:
         """Create a topic with ``partitions`` empty partitions and config overrides.
 
+        Nothing is left behind when it fails (directories, topics.json entry).
         Raises InvalidTopicError, InvalidPartitionsError, InvalidConfigError,
-        TopicExistsError, StorageError.
+        TopicExistsError, StorageError (also when the process lacks the file
+        descriptors the partitions need; see :func:`spare_descriptors`).
         """
         self._check_open()
         validate_topic_name(name)
@@ -322,12 +475,13 @@ class LogManager:
         log_config = LogConfig.from_topic_configs(overrides, self.config.log)
         info = TopicInfo(name, topic_id or uuid.uuid4(), partitions, overrides)
         with self._lock:
+            self._check_descriptors(partitions, f"topic {name!r}")
             self._log_configs[name] = log_config
             try:
                 self._open_new_partitions(name, range(partitions))
                 self._topics[name] = info
                 self._save_topics()
-            except StorageError:
+            except BaseException:
                 self._topics.pop(name, None)
                 self._log_configs.pop(name, None)
                 self._discard_partitions(name, range(partitions))
@@ -339,32 +493,54 @@ class LogManager:
         path = self.data_dir / partition_dir_name(name, n)
         if path.exists():
             logger.warning("removing stale directory %s before creating %s-%d", path, name, n)
-            doomed = path.with_name(f"{path.name}.{uuid.uuid4().hex}{DELETED_SUFFIX}")
+            doomed = path.with_name(delete_dir_name(name, n))
             os.rename(path, doomed)
             shutil.rmtree(doomed, ignore_errors=True)
 
     def delete_topic(self, name: str) -> None:
-        """Delete a topic and its data. Raises UnknownTopicError, StorageError."""
+        """Delete a topic and its data, for every legal name.
+
+        The partitions are closed and their directories renamed first; if a
+        rename fails, the ones done are renamed back, the partitions reopened
+        and StorageError raised, the topic whole. Once renamed, the deletion
+        holds: a later failure to write topics.json is logged and the next
+        open finishes it. Raises UnknownTopicError, StorageError.
+        """
         self._check_open()
-        info = self.topic(name)
         with self._lock:
-            doomed = []
+            info = self.topic(name)
+            closed = []
             for n in range(info.partitions):
-                log = self._logs.pop((name, n))
-                log.close(flush=False)
-                path = log.directory
-                target = path.with_name(f"{path.name}.{info.topic_id.hex}{DELETED_SUFFIX}")
-                try:
-                    os.rename(path, target)
-                except FileNotFoundError:
+                log = self._logs.pop((name, n), None)
+                if log is None:
                     continue
-                doomed.append(target)
-            fsync_dir(self.data_dir)
+                closed.append((n, log))
+                try:
+                    log.close(flush=False)
+                except (OSError, StorageError) as exc:
+                    logger.warning("closing partition %s-%d for deletion: %s", name, n, exc)
+            try:
+                doomed = self._rename_for_deletion(info)
+            except OSError as exc:
+                for n, log in closed:
+                    try:
+                        self._open_partition(name, n, log.recovery_point, log.log_start_offset, False)
+                    except StorageError as reopen:
+                        logger.error("cannot reopen %s-%d after a failed deletion: %s", name, n, reopen)
+                raise StorageError(f"cannot delete topic {name!r}: {exc.strerror or exc}") from exc
             del self._topics[name], self._log_configs[name]
-            self._save_topics()
+            try:
+                self._save_topics()
+            except StorageError as exc:
+                if not doomed:
+                    raise
+                logger.error("topic %s is deleted but %s; the next start finishes the deletion", name, exc)
         for path in doomed:
             shutil.rmtree(path, ignore_errors=True)
-        self.checkpoint()
+        try:
+            self.checkpoint()
+        except StorageError as exc:
+            logger.warning("checkpoint after deleting topic %s: %s", name, exc)
         logger.info("deleted topic %s (%s)", name, info.topic_id)
 
     def add_partitions(self, name: str, new_total: int) -> TopicInfo:
@@ -379,15 +555,32 @@ class LogManager:
         grown = TopicInfo(info.name, info.topic_id, new_total, dict(info.configs))
         added = range(info.partitions, new_total)
         with self._lock:
+            self._check_descriptors(len(added), f"{len(added)} partitions of {name!r}")
             try:
                 self._open_new_partitions(name, added)
                 self._topics[name] = grown
                 self._save_topics()
-            except StorageError:
+            except BaseException:
                 self._topics[name] = info
                 self._discard_partitions(name, added)
                 raise
         return grown
+
+    def _check_descriptors(self, partitions: int, what: str) -> None:
+        """Raise StorageError unless ``partitions`` new partitions leave
+        DESCRIPTOR_HEADROOM descriptors free (a creation that ran out of
+        descriptors half way would fail anyway, and starve connections)."""
+        spare = spare_descriptors()
+        if spare is None:
+            return
+        free, limit = spare
+        needed = partitions * DESCRIPTORS_PER_PARTITION
+        if needed + DESCRIPTOR_HEADROOM > free:
+            raise StorageError(
+                f"cannot create {what}: {partitions} partitions need {needed} file descriptors and "
+                f"{DESCRIPTOR_HEADROOM} must stay free, but only {free} of the limit of {limit} are free; "
+                f"raise the limit (ulimit -n, LimitNOFILE=) or create fewer partitions"
+            )
 
     def _open_new_partitions(self, name: str, numbers: range) -> None:
         """Create and open empty partitions; the caller persists topics.json only
@@ -399,9 +592,11 @@ class LogManager:
                 self._open_partition(name, n, 0, 0, True)
             fsync_dir(self.data_dir)
         except OSError as exc:
-            raise StorageError(f"cannot create partitions of {name}: {exc}") from exc
+            raise StorageError(f"cannot create partitions of {name}: {exc.strerror or exc}") from exc
 
     def _discard_partitions(self, name: str, numbers: range) -> None:
+        """Close and remove partitions a failed creation made (best effort: what
+        stays is removed at the next open, as it holds no records)."""
         for n in numbers:
             log = self._logs.pop((name, n), None)
             if log is not None:
@@ -410,6 +605,10 @@ class LogManager:
                 except (OSError, StorageError):
                     pass
             shutil.rmtree(self.data_dir / partition_dir_name(name, n), ignore_errors=True)
+        try:
+            fsync_dir(self.data_dir)
+        except OSError:
+            pass
 
     def alter_topic_configs(self, name: str, configs: dict[str, str]) -> TopicInfo:
         """Replace a topic's overrides with ``configs`` (names absent fall back to
@@ -448,13 +647,25 @@ class LogManager:
     # -- maintenance -------------------------------------------------------------------------------
     def flush_dirty(self) -> int:
         """fsync every partition with unflushed data, then write the checkpoints.
-        Returns the number of partitions flushed. Thread-safe."""
+        Returns the number of partitions flushed. Thread-safe.
+
+        A partition whose fsync fails does not stop the others: the first
+        failure is raised (StorageError) once every partition was tried and the
+        checkpoints written.
+        """
         flushed = 0
+        failed: list[StorageError] = []
         for _, log in self.iter_partitions():
             if log.dirty:
-                log.flush()
+                try:
+                    log.flush()
+                except StorageError as exc:
+                    failed.append(exc)
+                    continue
                 flushed += 1
         self.checkpoint()
+        if failed:
+            raise failed[0]
         return flushed
 
     def apply_retention(self, now_ms: int) -> int:
@@ -477,7 +688,7 @@ class LogManager:
             }
             for file_name, entries in files.items():
                 if self._written.get(file_name) != entries:
-                    write_checkpoint(self.data_dir / file_name, entries)
+                    write_checkpoint(self.data_dir / file_name, entries, self._file_mode)
                     self._written[file_name] = entries
 
     def close(self) -> None:
@@ -491,7 +702,7 @@ class LogManager:
                 for _, log in self.iter_partitions():
                     log.close()
                 self.checkpoint()
-                write_atomically(self.data_dir / CLEAN_SHUTDOWN_FILE, b"")
+                write_atomically(self.data_dir / CLEAN_SHUTDOWN_FILE, b"", self._file_mode)
             finally:
                 self._closed = True
                 for _, log in self.iter_partitions():

@@ -117,7 +117,7 @@ class PartitionLog:
         self._config = config if config is not None else LogConfig()
         self._set_limits(self._config)
         try:
-            self._dir.mkdir(parents=True, exist_ok=True)
+            self._dir.mkdir(mode=self._config.dir_mode, parents=True, exist_ok=True)
             segments, report = load_segments(
                 self._dir,
                 self._config,

@@ -151,8 +151,9 @@ class LogSegment:
         # recovered); reads check the CRC of anything beyond before serving it.
         self.verified = 0
         self._appended_from: int | None = None  # bytes from here were appended (validated) in this process
-        self.offset_index = OffsetIndex(segment_path(directory, base_offset, INDEX_SUFFIX), base_offset)
-        self.time_index = TimeIndex(segment_path(directory, base_offset, TIME_INDEX_SUFFIX), base_offset)
+        mode = config.file_mode
+        self.offset_index = OffsetIndex(segment_path(directory, base_offset, INDEX_SUFFIX), base_offset, mode)
+        self.time_index = TimeIndex(segment_path(directory, base_offset, TIME_INDEX_SUFFIX), base_offset, mode)
 
     # -- lifecycle ---------------------------------------------------------------------
     @classmethod
@@ -160,7 +161,7 @@ class LogSegment:
         """A new, empty, active segment. Raises StorageError if the disk refuses."""
         path = segment_path(directory, base_offset, LOG_SUFFIX)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, config.file_mode)
             os.close(fd)
             for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
                 segment_path(directory, base_offset, suffix).unlink(missing_ok=True)

@@ -18,6 +18,8 @@ class Session:
     mechanism: str | None = None
     exchange: Any = None  # the SASL mechanism object while authenticating
     close_after_reply: bool = False  # a failed authentication ends the connection
+    # Why authentication failed, for the broker's log: names the user, never the password.
+    failed_login: str | None = None
 
     def __repr__(self) -> str:
         return f"Session(peer={self.peer!r}, principal={self.principal!r}, authenticated={self.authenticated})"

@@ -3,6 +3,8 @@ and acls.json. A running broker picks up changes without a restart."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import click
 
 from logbroker.errors import LogbrokerError
@@ -11,6 +13,18 @@ _DATA_DIR = click.option(
     "--data-dir", default="./logbroker-data", show_default=True, envvar="LOGBROKER_DATA_DIR",
     help="Data directory of the broker.",
 )
+
+
+@contextmanager
+def _one_line_errors():
+    """Turn a LogbrokerError (a broken users.json or acls.json, a bad name) or an
+    OSError into click's one-line "Error: ..." and exit status 1."""
+    try:
+        yield
+    except LogbrokerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {exc.filename or 'the file'}: {exc.strerror or exc}") from exc
 
 
 @click.group()
@@ -28,10 +42,8 @@ def users_add(name: str, password: str, iterations: int, data_dir: str) -> None:
     """Add NAME, or change its password."""
     from logbroker.broker.security import UserStore
 
-    try:
+    with _one_line_errors():
         UserStore(data_dir).add(name, password, iterations=iterations)
-    except LogbrokerError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"user {name} saved (SCRAM-SHA-256, SCRAM-SHA-512; PLAIN checks against them)")
 
 
@@ -42,7 +54,9 @@ def users_delete(name: str, data_dir: str) -> None:
     """Remove NAME."""
     from logbroker.broker.security import UserStore
 
-    if not UserStore(data_dir).delete(name):
+    with _one_line_errors():
+        deleted = UserStore(data_dir).delete(name)
+    if not deleted:
         raise click.ClickException(f"no user {name}")
     click.echo(f"user {name} deleted")
 
@@ -53,7 +67,9 @@ def users_list(data_dir: str) -> None:
     """List users and their mechanisms."""
     from logbroker.broker.security import UserStore
 
-    for name, mechanisms in UserStore(data_dir).users().items():
+    with _one_line_errors():
+        found = UserStore(data_dir).users()
+    for name, mechanisms in found.items():
         click.echo(f"{name}\t{', '.join(mechanisms)}")
 
 
@@ -128,7 +144,8 @@ def acls_add(principal, topic, group, cluster, operations, deny, prefixed, data_
 
     authorizer = Authorizer(data_dir)
     for acl in _acls_from(principal, topic, group, cluster, operations, deny, prefixed):
-        authorizer.add(acl)
+        with _one_line_errors():
+            authorizer.add(acl)
         click.echo(f"added: {acl}")
 
 
@@ -140,7 +157,9 @@ def acls_remove(principal, topic, group, cluster, operations, deny, prefixed, da
 
     authorizer = Authorizer(data_dir)
     for acl in _acls_from(principal, topic, group, cluster, operations, deny, prefixed):
-        click.echo(f"removed: {acl}" if authorizer.remove(acl) else f"not found: {acl}")
+        with _one_line_errors():
+            removed = authorizer.remove(acl)
+        click.echo(f"removed: {acl}" if removed else f"not found: {acl}")
 
 
 @acls.command("list")
@@ -149,5 +168,7 @@ def acls_list(data_dir: str) -> None:
     """List every rule."""
     from logbroker.broker.security import Authorizer
 
-    for acl in Authorizer(data_dir).acls():
+    with _one_line_errors():
+        found = Authorizer(data_dir).acls()
+    for acl in found:
         click.echo(str(acl))

@@ -46,8 +46,19 @@ class FrameDecoder:
 
     @property
     def max_frame_bytes(self) -> int:
-        """The largest payload size accepted (the 4 size bytes not included)."""
+        """The largest payload size accepted (the 4 size bytes not included).
+
+        Settable: a new limit applies to every frame whose size prefix
+        :meth:`next_frame` has not read yet (a SASL listener raises it once the
+        connection has authenticated).
+        """
         return self._max_frame_bytes
+
+    @max_frame_bytes.setter
+    def max_frame_bytes(self, value: int) -> None:
+        if value < 0:
+            raise ValueError(f"max_frame_bytes must be >= 0, got {value}")
+        self._max_frame_bytes = value
 
     @property
     def buffered_bytes(self) -> int:
@@ -60,7 +71,11 @@ class FrameDecoder:
         return not self._buffer
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
-        """Buffer ``data`` (any length, including empty). Never raises on content."""
+        """Buffer ``data`` (any length, including empty). Never raises on content.
+
+        Memory grows with the bytes received, never with a declared size: a
+        peer that declares 100 MB and sends 20 costs 20 (and is refused after
+        4 bytes when the limit is lower)."""
         self._buffer += data
 
     def next_frame(self) -> bytes | None:

@@ -16,6 +16,13 @@ connection idle, or whose peer takes no response bytes, for
 ``connections.max.idle.ms`` is closed by one watchdog task (the connection
 loop only notes since when it waits).
 
+Before a connection to a SASL listener has authenticated it may cost little:
+its frames are capped at ``sasl.server.max.receive.size``, at most
+``max.unauthenticated.connections.per.ip`` such connections per address are
+kept, the watchdog closes it after ``sasl.authentication.timeout.ms``, and a
+failed login is answered after ``connection.failed.authentication.delay.ms``
+(a sleep of that connection only), then the connection is closed.
+
 Shutdown (``Server.shutdown``): stop accepting, let every connection finish
 the request it is handling, wake long polls, flush, write the clean marker.
 """
@@ -42,7 +49,9 @@ from logbroker.broker.handlers import (
     is_served,
     unsupported_version_response,
 )
-from logbroker.errors import InvalidConfigError, LogbrokerError, ProtocolError, UnsupportedVersionError
+from logbroker.errors import (
+    FrameTooLargeError, InvalidConfigError, LogbrokerError, ProtocolError, UnsupportedVersionError,
+)
 from logbroker.protocol import (
     ApiKey,
     FrameDecoder,
@@ -92,6 +101,7 @@ class Server:
         self._idle_scopes: set[trio.CancelScope] = set()
         self._connections = 0
         self._connections_per_host: dict[str, int] = {}
+        self._unauthenticated_per_host: dict[str, int] = {}  # SASL listeners: not logged in yet
         self._watches: set[_Watch] = set()  # one per connection, for _close_idle
         self._refused = 0  # connections refused since the last log line about them
         self._refusal_reason = ""
@@ -130,20 +140,27 @@ class Server:
         Cancelling takes effect where the connection waits for its peer. A
         request that arrives in the very tick the limit passes is read, and
         the connection is closed before it is answered (as with Kafka, the
-        client retries it on a new connection)."""
+        client retries it on a new connection).
+
+        On a SASL listener it also closes connections that have not
+        authenticated by their ``_Watch.login_deadline``, whatever they do."""
         idle_s = self.config.connections_max_idle_ms / 1000
-        tick = min(1.0, idle_s / 10) if idle_s > 0 else 1.0
+        login_s = self.config.sasl_authentication_timeout_ms / 1000 if self.config.requires_sasl else math.inf
+        tick = min(1.0, idle_s / 10 if idle_s > 0 else 1.0, login_s / 10)
         while True:
             await trio.sleep(tick)
             now = trio.current_time()
             if self._refused and now - self._refusal_logged_at >= 1:  # the end of a burst of refusals
                 log.warning("refused %d more connection(s) (%s)", self._refused, self._refusal_reason)
                 self._refused, self._refusal_logged_at = 0, now
-            if idle_s <= 0:
-                continue
-            too_old = now - idle_s
+            too_old = now - idle_s if idle_s > 0 else -math.inf
             for watch in self._watches:
-                if watch.since <= too_old and watch.expired is None:
+                if watch.expired is not None:
+                    continue
+                if watch.login_deadline <= now:
+                    watch.expired = "not authenticated"
+                    watch.scope.cancel()
+                elif watch.since <= too_old:
                     watch.expired = "not reading" if watch.sending else "idle"
                     watch.scope.cancel()
 
@@ -215,6 +232,20 @@ class Server:
             self._refuse(host, f"max.connections.per.ip={self.config.max_connections_per_ip} reached")
             await trio.aclose_forcefully(stream)
             return
+        # One scope per connection, cancelled by shutdown only while the
+        # connection waits for its next request (it is in _idle_scopes then),
+        # and by _close_idle once its peer sent or took nothing for too long,
+        # or did not authenticate in time.
+        watch = _Watch(trio.CancelScope(), host)
+        if self.config.requires_sasl:
+            unauthenticated = self._unauthenticated_per_host.get(host, 0)
+            limit = self.config.max_unauthenticated_connections_per_ip
+            if unauthenticated >= limit:
+                self._refuse(host, f"max.unauthenticated.connections.per.ip={limit} reached")
+                await trio.aclose_forcefully(stream)
+                return
+            self._unauthenticated_per_host[host] = unauthenticated + 1
+            watch.login_deadline = trio.current_time() + self.config.sasl_authentication_timeout_ms / 1000
         self._connections_per_host[host] = per_host + 1
         self._connections += 1
         metrics = self.metrics
@@ -223,22 +254,21 @@ class Server:
             metrics.connections_total += 1
         peer_host = "/" + host
         try:
-            # One scope per connection, cancelled by shutdown only while the
-            # connection waits for its next request (it is in _idle_scopes then),
-            # and by _close_idle once its peer sent or took nothing for too long.
-            with trio.CancelScope() as idle:
-                watch = _Watch(idle)
+            with watch.scope:
                 self._watches.add(watch)
                 try:
                     await self._serve_requests(stream, peer_host, watch)
                 finally:
                     self._watches.discard(watch)
             if watch.expired is not None:
-                if metrics is not None:
+                if metrics is not None and watch.expired != "not authenticated":
                     metrics.connections_closed_idle += 1
                 if watch.expired == "not reading":
                     log.info("closing connection from %s: it took no response bytes for %d ms (not reading)",
                              peer, self.config.connections_max_idle_ms)
+                elif watch.expired == "not authenticated":
+                    log.info("closing connection from %s: not authenticated within %d ms "
+                             "(sasl.authentication.timeout.ms)", peer, self.config.sasl_authentication_timeout_ms)
                 else:
                     log.debug("closing connection from %s: idle for %d ms", peer, self.config.connections_max_idle_ms)
         except ProtocolError as exc:
@@ -248,6 +278,7 @@ class Server:
         except Exception:  # a bug serving one connection must not take the broker down
             log.exception("closing connection from %s after an unexpected error", peer)
         finally:
+            self._logged_in(watch)  # or gone: no longer counts as unauthenticated
             left = self._connections_per_host[host] - 1
             if left:
                 self._connections_per_host[host] = left
@@ -273,6 +304,18 @@ class Server:
             self._refused = 0
             self._refusal_logged_at = now
 
+    def _logged_in(self, watch: _Watch) -> None:
+        """The connection authenticated or closed: drop its login deadline and
+        its count in ``max.unauthenticated.connections.per.ip`` (once)."""
+        if watch.login_deadline == math.inf:
+            return
+        watch.login_deadline = math.inf
+        left = self._unauthenticated_per_host[watch.host] - 1
+        if left:
+            self._unauthenticated_per_host[watch.host] = left
+        else:
+            del self._unauthenticated_per_host[watch.host]
+
     async def _serve_requests(self, stream: trio.SocketStream, peer_host: str, watch: _Watch) -> None:
         """Answer requests in order until EOF or shutdown; see the module docstring.
 
@@ -282,9 +325,18 @@ class Server:
         requests or ``queued_max_bytes`` of responses before sending them.
         ``watch.since`` says since when it waits for its peer (to send a request,
         or to take response bytes), for :meth:`_close_idle`.
+
+        On a SASL listener, until the connection has authenticated, frames are
+        capped at ``sasl_server_max_receive_size``; a failed login is answered
+        after ``connection_failed_authentication_delay_ms``, then the
+        connection is closed (ProtocolError naming the user).
         """
         config = self.config
-        decoder = FrameDecoder(config.socket_request_max_bytes)
+        authenticating = config.requires_sasl
+        decoder = FrameDecoder(
+            min(config.sasl_server_max_receive_size, config.socket_request_max_bytes) if authenticating
+            else config.socket_request_max_bytes
+        )
         session = Session(peer=peer_host)
         receive_bytes = send_after_bytes = config.queued_max_bytes
         send_after_requests = config.queued_max_requests
@@ -308,8 +360,10 @@ class Server:
                 frame = decoder.next_frame()
                 if frame is not None:
                     parts = await self._handle_frame(frame, peer_host, send_ready, session)
-            except Exception:
+            except Exception as exc:
                 await send_ready()  # answer the requests before this one
+                if authenticating and isinstance(exc, FrameTooLargeError):
+                    raise FrameTooLargeError(f"{exc} before authentication (sasl.server.max.receive.size)") from exc
                 raise
             if frame is None:
                 await send_ready()
@@ -328,12 +382,17 @@ class Server:
             if parts:
                 out += parts
                 out_bytes += sum(map(len, parts))
+            if session.close_after_reply:  # failed authentication: answer late, then hang up
+                await trio.sleep(config.connection_failed_authentication_delay_ms / 1000)
+                await send_ready()
+                raise ProtocolError(session.failed_login or "authentication failed")
+            if authenticating and session.authenticated:
+                authenticating = False
+                decoder.max_frame_bytes = config.socket_request_max_bytes
+                self._logged_in(watch)
             if handled >= send_after_requests or len(out) >= _SEND_AFTER_BUFFERS or out_bytes >= send_after_bytes:
                 if not await send_ready():  # nothing to send (acks=0 produce): still let others run
                     await trio.lowlevel.checkpoint()
-            if session.close_after_reply:  # failed authentication: answer, then hang up
-                await send_ready()
-                raise ProtocolError(f"authentication failed for {peer_host}")
         await send_ready()  # shutting down: answer what was handled
 
     async def _handle_frame(self, frame, peer: str = "", before_wait=None, session=None) -> Sequence | None:
@@ -544,18 +603,23 @@ async def _send_buffers(stream: trio.SocketStream, parts: Sequence, watch: _Watc
 class _Watch:
     """What :meth:`Server._close_idle` needs of one connection: since when it has
     waited for its peer (``math.inf`` while it handles a request), whether that
-    wait is a send, and the scope to cancel to close it."""
+    wait is a send, by when it must have authenticated (``math.inf`` once it
+    has, or when the listener has no SASL), and the scope to cancel to close it."""
 
-    __slots__ = ("scope", "since", "sending", "expired")
+    __slots__ = ("scope", "host", "since", "sending", "login_deadline", "expired")
 
-    def __init__(self, scope: trio.CancelScope) -> None:
+    def __init__(self, scope: trio.CancelScope, host: str) -> None:
         self.scope = scope
+        self.host = host
         self.since = math.inf
         self.sending = False
-        self.expired: str | None = None  # why _close_idle cancelled the scope: "idle" or "not reading"
+        self.login_deadline = math.inf
+        # Why _close_idle cancelled the scope: "idle", "not reading" or "not authenticated".
+        self.expired: str | None = None
 
     def __repr__(self) -> str:
-        return f"<_Watch since={self.since} sending={self.sending} expired={self.expired}>"
+        return (f"<_Watch host={self.host} since={self.since} sending={self.sending} "
+                f"login_deadline={self.login_deadline} expired={self.expired}>")
 
 
 def _warn_if_too_few_descriptors(config: BrokerConfig) -> None:
@@ -573,6 +637,21 @@ def _warn_if_too_few_descriptors(config: BrokerConfig) -> None:
             "raise it (ulimit -n) or lower max.connections",
             soft, config.max_connections,
         )
+
+
+def _check_security(config: BrokerConfig, broker: Broker) -> None:
+    """At start-up: warn when SASL PLAIN sends passwords in clear text, and read
+    users.json and acls.json once, so a broken one is logged now (in one line;
+    the broker then fails closed until it is fixed)."""
+    if config.security_protocol == "SASL_PLAINTEXT" and "PLAIN" in config.sasl_mechanisms:
+        log.warning(
+            "SASL PLAIN is offered on a SASL_PLAINTEXT listener: passwords cross the network in clear text; "
+            "use SASL_SSL, or offer only SCRAM-SHA-256/512 (sasl.enabled.mechanisms)"
+        )
+    if config.requires_sasl:
+        broker.users.check()
+    if broker.authorizer is not None:
+        broker.authorizer.check()
 
 
 def _peer(stream: trio.SocketStream) -> str:
@@ -594,6 +673,7 @@ async def serve(config: BrokerConfig, *, task_status=trio.TASK_STATUS_IGNORED) -
     broker = await trio.to_thread.run_sync(Broker, config)
     log.info("data directory %s", os.path.abspath(broker.config.data_dir))
     _warn_if_too_few_descriptors(config)
+    _check_security(config, broker)
     try:
         if config.uses_ssl:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

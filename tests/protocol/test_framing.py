@@ -176,3 +176,33 @@ def test_large_frames_in_64k_chunks_are_linear() -> None:
     # Quadratic re-slicing would cost ~16 * 16 MiB copies (seconds); linear is ~10 ms.
     assert elapsed < 1.0, f"{elapsed:.3f} s for 16 MiB"
     print(f"\nframing: 16 x 1 MiB in 64 KiB chunks: {elapsed * 1e3:.1f} ms")
+
+
+def test_the_limit_can_be_raised_for_the_frames_not_yet_read() -> None:
+    """A SASL listener caps frames before login and raises the cap after it."""
+    decoder = FrameDecoder(max_frame_bytes=8)
+    decoder.receive_data(_frame(b"login") + _frame(b"x" * 100))
+    assert decoder.next_frame() == b"login"
+    decoder.max_frame_bytes = 1000
+    assert decoder.next_frame() == b"x" * 100
+    with pytest.raises(ValueError):
+        decoder.max_frame_bytes = -1
+    capped = FrameDecoder(max_frame_bytes=512 * 1024)
+    capped.receive_data(struct.pack(">i", 100 * 1024 * 1024))
+    with pytest.raises(FrameTooLargeError, match="limit is 524288"):
+        capped.next_frame()
+
+
+def test_a_declared_size_allocates_nothing_before_the_bytes_arrive() -> None:
+    import tracemalloc
+
+    decoder = FrameDecoder()
+    tracemalloc.start()
+    try:
+        decoder.receive_data(struct.pack(">i", 100 * 1024 * 1024) + b"\0" * 1024)
+        assert decoder.next_frame() is None
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert decoder.buffered_bytes == 4 + 1024
+    assert peak < 1024 * 1024

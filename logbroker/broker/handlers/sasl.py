@@ -25,6 +25,7 @@ def handle_sasl_authenticate(broker, request):
     exchange = session.exchange
     if exchange is None or session.authenticated:
         session.close_after_reply = True
+        session.failed_login = "SaslAuthenticate without a SaslHandshake"
         return build(request.response_class, error_code=ErrorCode.illegal_sasl_state,
                      error_message="SaslAuthenticate without a SaslHandshake", auth_bytes=b"")
     try:
@@ -32,6 +33,8 @@ def handle_sasl_authenticate(broker, request):
     except AuthenticationError as exc:
         session.exchange = None
         session.close_after_reply = True
+        user = "an unparsed user name" if exchange.user is None else f"user {_loggable(exchange.user)}"
+        session.failed_login = f"{session.mechanism} login of {user} failed: {exc}"
         return build(request.response_class, error_code=ErrorCode.sasl_authentication_failed,
                      error_message=str(exc), auth_bytes=b"")
     if exchange.done:
@@ -39,3 +42,9 @@ def handle_sasl_authenticate(broker, request):
         session.principal = f"User:{exchange.principal}"
         session.exchange = None
     return build(request.response_class, error_code=ErrorCode.none, auth_bytes=reply, session_lifetime=0)
+
+
+def _loggable(user: str) -> str:
+    """The client's user name quoted for one log line: control characters
+    escaped, at most 64 characters."""
+    return repr(user[:64]) + ("..." if len(user) > 64 else "")

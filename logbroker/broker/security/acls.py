@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
-from logbroker.errors import InvalidConfigError, StorageError
+from logbroker.broker.security.watched import WatchedFile, describe_type, json_entries
+from logbroker.errors import InvalidConfigError
+from logbroker.storage import DEFAULT_DIR_MODE, DEFAULT_FILE_MODE
 
 ACLS_FILE = "acls.json"
 RESOURCE_TYPES = ("topic", "group", "cluster")
@@ -112,45 +114,70 @@ class Acl:
                 f"{self.resource_type}:{self.name}{'*' if self.pattern == 'prefixed' else ''}")
 
 
-class Authorizer:
-    """Answers ``allowed(principal, operation, resource_type, name)`` from acls.json."""
+def parse_acls(text: str) -> list[Acl]:
+    """The rules of an ``acls.json`` text.
 
-    def __init__(self, data_dir: str | os.PathLike, *, super_users: tuple[str, ...] = ()) -> None:
+    :raises InvalidConfigError: naming the first problem: not JSON, an unknown
+        or missing field, a value that is not a string or not allowed.
+    """
+    names = [f.name for f in fields(Acl)]
+    required = [f.name for f in fields(Acl) if f.default is MISSING]
+    out = []
+    for number, item in enumerate(json_entries(text, key="acls", kind=list), 1):
+        where = f"ACL #{number}"
+        if not isinstance(item, dict):
+            raise InvalidConfigError(f"{where} must be an object, not {describe_type(item)}")
+        unknown = sorted(set(item) - set(names))
+        if unknown:
+            raise InvalidConfigError(f"{where} has an unknown field {unknown[0]!r} (known: {', '.join(names)})")
+        missing = [name for name in required if name not in item]
+        if missing:
+            raise InvalidConfigError(f"{where} lacks the field {missing[0]!r}")
+        for name, value in item.items():
+            if not isinstance(value, str):
+                raise InvalidConfigError(f"{where}: {name} must be a string, not {describe_type(value)}")
+        try:
+            out.append(Acl(**item))
+        except InvalidConfigError as exc:
+            raise InvalidConfigError(f"{where}: {exc}") from exc
+    return out
+
+
+class Authorizer:
+    """Answers ``allowed(principal, operation, resource_type, name)`` from acls.json.
+
+    A broken acls.json fails closed: only super users pass until it is fixed
+    (logged once per change of the file); :meth:`acls`, :meth:`add` and
+    :meth:`remove` raise InvalidConfigError instead.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, *, super_users: tuple[str, ...] = (),
+                 file_mode: int = DEFAULT_FILE_MODE) -> None:
         self.path = Path(data_dir) / ACLS_FILE
+        self._file_mode = file_mode  # permission bits of acls.json
         self.super_users = frozenset(super_users)
-        self._acls: list[Acl] = []
-        self._stamp: tuple[int, int] | None = None
+        self._file = WatchedFile(self.path, parse_acls, list,
+                                 fails_closed="every request is denied (super users excepted)")
 
     def __repr__(self) -> str:
-        return f"Authorizer({str(self.path)!r}, acls={len(self.acls())})"
+        return f"Authorizer({str(self.path)!r}, acls={len(self._file.value)}, problem={self._file.problem!r})"
 
-    def _reload(self) -> None:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            self._acls, self._stamp = [], None
-            return
-        stamp = (st.st_mtime_ns, st.st_size)
-        if stamp == self._stamp:
-            return
-        try:
-            raw = json.loads(self.path.read_text())
-            self._acls = [Acl(**item) for item in raw.get("acls", [])]
-        except (OSError, ValueError, TypeError, InvalidConfigError) as exc:
-            raise StorageError(f"cannot read {self.path}: {exc}") from exc
-        self._stamp = stamp
+    def check(self) -> str | None:
+        """Read acls.json if it changed (at start-up: now) and return why it is
+        unusable, logged once; None when it is fine or absent."""
+        self._file.current()
+        return self._file.problem
 
     def acls(self) -> list[Acl]:
-        self._reload()
-        return list(self._acls)
+        """Every rule. :raises InvalidConfigError: acls.json is broken."""
+        return list(self._file.checked())
 
     def allowed(self, principal: str, operation: str, resource_type: str, name: str) -> bool:
         """May ``principal`` do ``operation`` on the named resource?"""
         if principal in self.super_users:
             return True
-        self._reload()
         allow = False
-        for acl in self._acls:
+        for acl in self._file.current():
             if acl.matches(principal, resource_type, name, operation):
                 if acl.permission == "deny":
                     return False
@@ -167,8 +194,7 @@ class Authorizer:
         """
         if principal in self.super_users:
             return True
-        self._reload()
-        rules = [a for a in self._acls
+        rules = [a for a in self._file.current()
                  if a.principal in (principal, "User:*") and a.resource_type == resource_type
                  and a.operation in (operation, "all")]
         denies = [a for a in rules if a.permission == "deny"]
@@ -177,12 +203,14 @@ class Authorizer:
         )
 
     def add(self, acl: Acl) -> None:
+        """Add ``acl`` unless present. :raises InvalidConfigError: acls.json is broken."""
         acls = self.acls()
         if acl not in acls:
             acls.append(acl)
             self._save(acls)
 
     def remove(self, acl: Acl) -> bool:
+        """Remove ``acl``; False if absent. :raises InvalidConfigError: acls.json is broken."""
         acls = self.acls()
         if acl not in acls:
             return False
@@ -191,11 +219,11 @@ class Authorizer:
         return True
 
     def _save(self, acls: list[Acl]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=DEFAULT_DIR_MODE, parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self._file_mode), "w") as fh:
             json.dump({"version": 1, "acls": [asdict(a) for a in acls]}, fh, indent=1)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.path)
-        self._stamp = None
+        self._file.saved()

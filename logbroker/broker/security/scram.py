@@ -3,7 +3,8 @@ RFC 7677) and PLAIN (RFC 4616) checked against salted SCRAM credentials, so
 no password is ever stored.
 
 A mechanism object takes each client message (``step(data) -> bytes``) and
-ends with ``.done`` and ``.principal`` set, or raises AuthenticationError.
+ends with ``.done`` and ``.principal`` set, or raises AuthenticationError;
+``.user`` is the user name the client gave, once parsed (None before).
 """
 
 from __future__ import annotations
@@ -59,15 +60,6 @@ class ScramCredential:
             "server_key": base64.b64encode(self.server_key).decode(),
         }
 
-    @classmethod
-    def from_json(cls, data: dict) -> ScramCredential:
-        return cls(
-            salt=base64.b64decode(data["salt"]),
-            iterations=int(data["iterations"]),
-            stored_key=base64.b64decode(data["stored_key"]),
-            server_key=base64.b64decode(data["server_key"]),
-        )
-
 
 def _saslprep(password: str) -> bytes:
     # Kafka's clients send the password as UTF-8 without SASLprep; so do we.
@@ -84,12 +76,14 @@ class PlainMechanism:
         self._lookup = lookup
         self.done = False
         self.principal: str | None = None
+        self.user: str | None = None  # the user name the client gave, once parsed (for the log)
 
     def step(self, data: bytes) -> bytes:
         parts = data.split(b"\x00")
         if len(parts) != 3:
             raise AuthenticationError("malformed PLAIN message")
         authzid, user, password = (p.decode("utf-8", "replace") for p in parts)
+        self.user = user
         if authzid and authzid != user:
             raise AuthenticationError("PLAIN authorization id must be empty or the user name")
         for mechanism in SCRAM_MECHANISMS:
@@ -117,6 +111,7 @@ class ScramMechanism:
         self._nonce = ""
         self.done = False
         self.principal: str | None = None
+        self.user: str | None = None  # the user name the client gave, once parsed (for the log)
 
     def step(self, data: bytes) -> bytes:
         try:
@@ -139,6 +134,7 @@ class ScramMechanism:
         attrs = _attributes(bare)
         user = attrs.get("n", "").replace("=2C", ",").replace("=3D", "=")
         client_nonce = attrs.get("r")
+        self.user = user or None
         if not user or not client_nonce:
             raise AuthenticationError("SCRAM client-first message lacks user or nonce")
         credential = self._lookup(user, self.name)

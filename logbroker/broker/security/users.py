@@ -6,84 +6,136 @@ when it changes, so users can be added without a restart.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
 import os
 from pathlib import Path
 
 from logbroker.broker.security.scram import SCRAM_MECHANISMS, ScramCredential
-from logbroker.errors import InvalidConfigError, StorageError
+from logbroker.broker.security.watched import WatchedFile, describe_type, json_entries
+from logbroker.errors import InvalidConfigError
+from logbroker.storage import DEFAULT_DIR_MODE, DEFAULT_FILE_MODE
 
 USERS_FILE = "users.json"
+_CREDENTIAL_FIELDS = ("salt", "iterations", "stored_key", "server_key")
+
+
+def parse_users(text: str) -> dict[str, dict[str, ScramCredential]]:
+    """user -> mechanism -> credential, from a ``users.json`` text.
+
+    :raises InvalidConfigError: naming the first problem: not JSON, an unknown
+        mechanism or field, a missing field, a key that is not base64 or not
+        the mechanism's digest size, iterations that are not a positive integer.
+    """
+    users: dict[str, dict[str, ScramCredential]] = {}
+    for user, mechanisms in json_entries(text, key="users", kind=dict).items():
+        if not user:
+            raise InvalidConfigError("a user has an empty name")
+        if not isinstance(mechanisms, dict):
+            raise InvalidConfigError(f"user {user!r} must map mechanisms to credentials, "
+                                     f"not be {describe_type(mechanisms)}")
+        users[user] = {}
+        for mechanism, data in mechanisms.items():
+            where = f"user {user!r}, {mechanism}"
+            if mechanism not in SCRAM_MECHANISMS:
+                raise InvalidConfigError(f"user {user!r} has an unknown mechanism {mechanism!r} "
+                                         f"(known: {', '.join(SCRAM_MECHANISMS)})")
+            users[user][mechanism] = _credential(where, data, hashlib.new(SCRAM_MECHANISMS[mechanism]).digest_size)
+    return users
+
+
+def _credential(where: str, data, digest_size: int) -> ScramCredential:
+    if not isinstance(data, dict):
+        raise InvalidConfigError(f"{where}: the credential must be an object, not {describe_type(data)}")
+    unknown = sorted(set(data) - set(_CREDENTIAL_FIELDS))
+    if unknown:
+        raise InvalidConfigError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(_CREDENTIAL_FIELDS)})")
+    missing = [name for name in _CREDENTIAL_FIELDS if name not in data]
+    if missing:
+        raise InvalidConfigError(f"{where}: the field {missing[0]!r} is missing")
+    iterations = data["iterations"]
+    if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1:
+        raise InvalidConfigError(f"{where}: iterations must be a positive integer, not {iterations!r}")
+    decoded = {}
+    for name in ("salt", "stored_key", "server_key"):
+        value = data[name]
+        try:
+            if not isinstance(value, str):
+                raise ValueError
+            decoded[name] = base64.b64decode(value, validate=True)
+        except (ValueError, binascii.Error):
+            raise InvalidConfigError(f"{where}: {name} is not a base64 string") from None
+        if name != "salt" and len(decoded[name]) != digest_size:
+            raise InvalidConfigError(f"{where}: {name} has {len(decoded[name])} bytes, not {digest_size}")
+    return ScramCredential(iterations=iterations, **decoded)
 
 
 class UserStore:
-    """Read-mostly map user -> mechanism -> ScramCredential, reloaded on change."""
+    """Read-mostly map user -> mechanism -> ScramCredential, reloaded on change.
 
-    def __init__(self, data_dir: str | os.PathLike) -> None:
+    A broken users.json fails closed: :meth:`credential` finds no one (nobody
+    can log in; connections already authenticated stay) until it is fixed,
+    logged once per change of the file; :meth:`users`, :meth:`add` and
+    :meth:`delete` raise InvalidConfigError instead.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, *, file_mode: int = DEFAULT_FILE_MODE) -> None:
         self.path = Path(data_dir) / USERS_FILE
-        self._users: dict[str, dict[str, ScramCredential]] = {}
-        self._stamp: tuple[int, int] | None = None
+        self._file_mode = file_mode  # permission bits of users.json
+        self._file = WatchedFile(self.path, parse_users, dict, fails_closed="every login fails")
 
     def __repr__(self) -> str:
-        return f"UserStore({str(self.path)!r}, users={len(self.users())})"
+        return f"UserStore({str(self.path)!r}, users={len(self._file.value)}, problem={self._file.problem!r})"
 
-    def _reload(self) -> None:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            self._users, self._stamp = {}, None
-            return
-        stamp = (st.st_mtime_ns, st.st_size)
-        if stamp == self._stamp:
-            return
-        try:
-            raw = json.loads(self.path.read_text())
-            self._users = {
-                user: {mech: ScramCredential.from_json(c) for mech, c in mechs.items()}
-                for user, mechs in raw.get("users", {}).items()
-            }
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise StorageError(f"cannot read {self.path}: {exc}") from exc
-        self._stamp = stamp
+    def check(self) -> str | None:
+        """Read users.json if it changed (at start-up: now) and return why it is
+        unusable, logged once; None when it is fine or absent."""
+        self._file.current()
+        return self._file.problem
 
     def users(self) -> dict[str, tuple[str, ...]]:
-        """user -> mechanisms with a credential."""
-        self._reload()
-        return {u: tuple(sorted(m)) for u, m in sorted(self._users.items())}
+        """user -> mechanisms with a credential. :raises InvalidConfigError: users.json is broken."""
+        return {u: tuple(sorted(m)) for u, m in sorted(self._file.checked().items())}
 
     def credential(self, user: str, mechanism: str) -> ScramCredential | None:
-        self._reload()
-        return self._users.get(user, {}).get(mechanism)
+        """The user's credential for ``mechanism``; None if there is none or users.json is broken."""
+        return self._file.current().get(user, {}).get(mechanism)
 
     def add(self, user: str, password: str, *, iterations: int = 4096) -> None:
-        """Create or replace the user's credentials for every SCRAM mechanism."""
+        """Create or replace the user's credentials for every SCRAM mechanism.
+
+        :raises InvalidConfigError: a bad name or password, or users.json is broken.
+        """
         if not user or any(c in user for c in ",="):
             raise InvalidConfigError(f"user name {user!r} must be non-empty without ',' or '='")
         if len(password) < 1:
             raise InvalidConfigError("password must not be empty")
-        self._reload()
-        self._users[user] = {
+        users = dict(self._file.checked())
+        users[user] = {
             mech: ScramCredential.create(password, mech, iterations=iterations) for mech in SCRAM_MECHANISMS
         }
-        self._save()
+        self._save(users)
 
     def delete(self, user: str) -> bool:
-        self._reload()
-        if self._users.pop(user, None) is None:
+        """Remove ``user``; False if absent. :raises InvalidConfigError: users.json is broken."""
+        users = dict(self._file.checked())
+        if users.pop(user, None) is None:
             return False
-        self._save()
+        self._save(users)
         return True
 
-    def _save(self) -> None:
+    def _save(self, users: dict[str, dict[str, ScramCredential]]) -> None:
         data = {"version": 1, "users": {
-            u: {m: c.to_json() for m, c in mechs.items()} for u, mechs in self._users.items()
+            u: {m: c.to_json() for m, c in mechs.items()} for u, mechs in users.items()
         }}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=DEFAULT_DIR_MODE, parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as fh:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self._file_mode), "w") as fh:
             json.dump(data, fh, indent=1)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
+        os.chmod(tmp, self._file_mode)  # also when a leftover temp file had other bits
         os.replace(tmp, self.path)
-        self._stamp = None
+        self._file.saved()

@@ -6,11 +6,14 @@ and crash behaviour in docs/durability.md.
 """
 
 from logbroker.storage.config import (
+    DEFAULT_DIR_MODE as DEFAULT_DIR_MODE,
+    DEFAULT_FILE_MODE as DEFAULT_FILE_MODE,
     TOPIC_CONFIG_DEFAULTS as TOPIC_CONFIG_DEFAULTS,
     FlushMode as FlushMode,
     LogConfig as LogConfig,
     LogManagerConfig as LogManagerConfig,
 )
+from logbroker.storage.files import write_atomically as write_atomically
 from logbroker.storage.index import OffsetIndex as OffsetIndex, TimeIndex as TimeIndex
 from logbroker.storage.loader import PartitionRecovery as PartitionRecovery
 from logbroker.storage.manager import (
@@ -28,6 +31,8 @@ from logbroker.storage.partition import (
 from logbroker.storage.segment import LogSegment as LogSegment
 
 __all__ = [
+    "DEFAULT_DIR_MODE",
+    "DEFAULT_FILE_MODE",
     "TOPIC_CONFIG_DEFAULTS",
     "AppendInfo",
     "FlushMode",
@@ -44,4 +49,5 @@ __all__ = [
     "TimeIndex",
     "TopicInfo",
     "validate_topic_name",
+    "write_atomically",
 ]

@@ -270,8 +270,13 @@ class LogManagerConfig:
     flush: FlushMode = "interval"
     flush_interval_ms: int = 1000
     log: LogConfig = field(default_factory=LogConfig)
+    # Write descriptors of active segments kept open at once (least recently
+    # used closed first): the whole log's budget of open files.
+    max_open_files: int = 1024
 
     def __post_init__(self) -> None:
+        if self.max_open_files < 1:
+            raise InvalidConfigError(f"log.max.open.files must be at least 1, got {self.max_open_files}")
         if self.flush not in ("always", "interval", "never"):
             raise InvalidConfigError(f"flush must be always, interval or never, got {self.flush!r}")
         _check_int("flush_interval_ms", self.flush_interval_ms, 1)

@@ -1,4 +1,6 @@
-"""Sparse offset and time indexes of a segment: fixed-width numpy memmaps.
+"""Sparse offset and time indexes of a segment: fixed-width numpy arrays over
+shared maps of the files (:mod:`logbroker.storage.mapping`: no descriptor
+stays open).
 
 Byte layouts (big-endian, like Kafka; no header, no checksum)::
 
@@ -40,6 +42,7 @@ import numpy as np
 from logbroker.errors import StorageError
 from logbroker.storage.config import DEFAULT_FILE_MODE
 from logbroker.storage.files import allocate
+from logbroker.storage.mapping import map_path
 
 __all__ = ["CorruptIndexError", "OffsetIndex", "TimeIndex"]
 
@@ -72,7 +75,7 @@ class _MappedIndex:
         self._capacity = self._entries  # most entries this index may hold
         self._allocated = self._entries  # entries the file (and map) has room for now
         self._writable = False
-        self._mm: np.memmap | None = None
+        self._mm: np.ndarray | None = None
         self._u8: np.ndarray | None = None
         self._map(self._entries)
 
@@ -80,7 +83,14 @@ class _MappedIndex:
     def _map(self, n: int) -> None:
         self._mm = self._u8 = None
         if n > 0:
-            self._mm = np.memmap(self.path, dtype=self.DTYPE, mode="r+", shape=(n,))
+            try:
+                view = map_path(self.path, n * self.ENTRY_SIZE, writable=True)  # holds no descriptor
+            except OSError as exc:
+                raise StorageError(f"cannot map {self.path}: {exc.strerror or exc}") from exc
+            if view is None:
+                self._mm = np.memmap(self.path, dtype=self.DTYPE, mode="r+", shape=(n,))
+            else:
+                self._mm = np.frombuffer(view, dtype=self.DTYPE, count=n)
             self._u8 = self._mm.view(np.uint8)
 
     def make_writable(self, capacity_bytes: int) -> None:

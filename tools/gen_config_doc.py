@@ -10,6 +10,7 @@ import pathlib
 import sys
 
 from logbroker.broker import BrokerConfig
+from logbroker.broker.config import FLUSH_MODES, RANGES, SECURITY_PROTOCOLS, SPECIAL
 from logbroker.storage import TOPIC_CONFIG_DEFAULTS, LogConfig
 
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
@@ -29,6 +30,20 @@ def _value(value) -> str:
     return f"{value}"
 
 
+def _valid(name: str) -> str:
+    """The values a setting takes, from the ranges BrokerConfig checks."""
+    if name in RANGES:
+        lo, hi = RANGES[name]
+        text = f"{lo}..{hi}" if hi is not None and hi < 2**31 - 1 else f">= {lo}"
+        return text + "".join(f", {v} ({meaning})" for v, meaning in SPECIAL.get(name, {}).items())
+    choices = {"flush": FLUSH_MODES, "security_protocol": SECURITY_PROTOCOLS}.get(name)
+    if choices:
+        return ", ".join(choices)
+    if name.endswith("_mode"):
+        return "octal string"
+    return ""
+
+
 def render() -> str:
     lines = [
         "# Configuration reference",
@@ -42,16 +57,17 @@ def render() -> str:
         "variable, or as a command-line flag where one exists. In the file a key may be",
         "written the Kafka way (`auto.create.topics.enable = false`) or the Python way",
         "(`auto_create_topics_enable = false`). `logbroker.embedded(**settings)` takes the",
-        "Python names as keyword arguments.",
+        "Python names as keyword arguments. A value outside the valid range is refused at",
+        "start, naming the setting as it was written (file key, variable or flag).",
         "",
-        "| setting (file key) | environment variable | default | meaning |",
-        "|---|---|---|---|",
+        "| setting (file key) | environment variable | default | valid | meaning |",
+        "|---|---|---|---|---|",
     ]
     for f in dataclasses.fields(BrokerConfig):
         kafka = f.name.replace("_", ".")
         env = "LOGBROKER_" + f.name.upper()
         help_text = f.metadata.get("help", "")
-        lines.append(f"| `{kafka}` | `{env}` | `{_value(f.default)}` | {help_text} |")
+        lines.append(f"| `{kafka}` | `{env}` | `{_value(f.default)}` | {_valid(f.name)} | {help_text} |")
     lines += [
         "",
         "## Topic configs",

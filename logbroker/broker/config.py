@@ -3,14 +3,20 @@
 
 Keys may be written the Kafka way (``auto.create.topics.enable``) or the
 Python way (``auto_create_topics_enable``); both name the same field.
+
+Every integer setting has a valid range (:data:`RANGES`), Kafka's where Kafka
+has the setting; a value outside it, or of the wrong type, is refused with
+InvalidConfigError naming the setting as the user wrote it: the file key,
+the ``LOGBROKER_*`` variable or the command-line flag.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +25,67 @@ from logbroker.errors import InvalidConfigError
 FLUSH_MODES = ("always", "interval", "never")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SSL", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_INT32_MAX = 2**31 - 1
+_INT64_MAX = 2**63 - 1
+_OCTAL_MODE = re.compile(r"0?[0-7]{3}")
+
+#: Inclusive ``(lowest, highest)`` of every integer setting (None: no bound), as
+#: Kafka's ConfigDef validates the same setting (``atLeast``, ``between``); where
+#: a value Kafka takes would break this broker, the bound is tighter and says why.
+RANGES: dict[str, tuple[int, int | None]] = {
+    "port": (0, 65535),
+    "advertised_port": (1, 65535),
+    "metrics_port": (0, 65535),
+    "node_id": (0, _INT32_MAX),  # Kafka refuses a negative node.id too
+    "num_partitions": (1, _INT32_MAX),
+    "log_max_open_files": (1, _INT32_MAX),
+    "auto_create_topics_max_per_request": (1, _INT32_MAX),
+    "auto_create_topics_max_per_second": (1, _INT32_MAX),
+    "flush_interval_ms": (1, _INT64_MAX),
+    # Kafka: atLeast(1). A frame smaller than 1 KiB cannot hold ordinary requests
+    # (ApiVersions with a client id, Metadata, a small Produce): every client fails.
+    "socket_request_max_bytes": (1024, _INT32_MAX),
+    "max_connections": (1, _INT32_MAX),  # Kafka: atLeast(0); 0 would refuse every client
+    "max_connections_per_ip": (1, _INT32_MAX),  # the same
+    "connections_max_idle_ms": (1, _INT64_MAX),  # or -1 (see SPECIAL)
+    "queued_max_requests": (1, _INT32_MAX),
+    "queued_max_bytes": (1, _INT64_MAX),
+    "message_max_bytes": (1, _INT32_MAX),  # Kafka: atLeast(0); 0 refuses every batch
+    "log_segment_bytes": (14, _INT32_MAX),  # LegacyRecord.RECORD_OVERHEAD_V0
+    "log_roll_ms": (1, _INT64_MAX),
+    "log_retention_ms": (0, _INT64_MAX),  # or -1
+    "log_retention_bytes": (0, _INT64_MAX),  # or -1
+    "log_retention_check_interval_ms": (1, _INT64_MAX),
+    "log_index_interval_bytes": (0, _INT32_MAX),
+    "sasl_server_max_receive_size": (1024, _INT32_MAX),  # as socket.request.max.bytes
+    "sasl_authentication_timeout_ms": (1, _INT32_MAX),
+    "max_unauthenticated_connections_per_ip": (1, _INT32_MAX),
+    "connection_failed_authentication_delay_ms": (0, _INT32_MAX),
+    # Kafka: atLeast(0), but with no pause the cleaner loop spins a core.
+    "log_cleaner_backoff_ms": (1, _INT64_MAX),
+    "group_min_session_timeout_ms": (1, _INT32_MAX),
+    "group_max_session_timeout_ms": (1, _INT32_MAX),
+    "group_initial_rebalance_delay_ms": (0, _INT32_MAX),
+    "offsets_retention_minutes": (1, _INT32_MAX),
+    "offsets_retention_check_interval_ms": (1, _INT64_MAX),
+    "group_share_record_lock_duration_ms": (1000, 3_600_000),
+    "group_share_delivery_count_limit": (2, 10),
+    "group_share_partition_max_record_locks": (100, 10_000),
+    "group_share_heartbeat_interval_ms": (1, _INT32_MAX),
+    "group_share_session_timeout_ms": (1, _INT32_MAX),
+    "group_share_max_size": (1, 1000),
+    "transaction_max_timeout_ms": (1, _INT32_MAX),
+    "transactional_id_expiration_ms": (1, _INT32_MAX),
+    "transaction_abort_timed_out_transaction_cleanup_interval_ms": (1, _INT32_MAX),
+    "transaction_remove_expired_transaction_cleanup_interval_ms": (1, _INT32_MAX),
+    "transaction_version": (0, 2),
+}
+#: Values allowed outside :data:`RANGES`, with what they mean.
+SPECIAL: dict[str, dict[int, str]] = {
+    "connections_max_idle_ms": {-1: "never"},
+    "log_retention_ms": {-1: "keep forever"},
+    "log_retention_bytes": {-1: "no size limit"},
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +93,18 @@ class BrokerConfig:
     """Every broker setting, with Kafka's defaults where Kafka has one."""
 
     data_dir: str = field(default="./logbroker-data", metadata={"help": "Directory holding the log."})
+    data_dir_mode: str = field(
+        default="0700",
+        metadata={"help": "Permission bits (octal, as a string) of every directory the broker creates: data.dir "
+                          "itself and the partition directories in it. The owner must keep 0700; the umask "
+                          "may still remove bits."},
+    )
+    data_file_mode: str = field(
+        default="0600",
+        metadata={"help": "Permission bits (octal, as a string) of every file the broker writes in data.dir: "
+                          "segments, indexes, checkpoints, topics.json, meta.properties, producer-id-block, "
+                          "snapshots, users.json, acls.json. The owner must keep 0600."},
+    )
     host: str = field(default="127.0.0.1", metadata={"help": "Address the listener binds."})
     port: int = field(default=9092, metadata={"help": "Port the listener binds (0 = any free port)."})
     advertised_host: str | None = field(
@@ -39,9 +118,15 @@ class BrokerConfig:
         metadata={"help": "Serve Prometheus metrics over HTTP on this port (unset = off; 0 = any free port)."},
     )
     metrics_host: str = field(default="127.0.0.1", metadata={"help": "Address the metrics endpoint binds."})
-    node_id: int = field(default=0, metadata={"help": "This broker's id in Metadata responses."})
+    node_id: int = field(
+        default=0,
+        metadata={"help": "This broker's id in Metadata responses; kept in meta.properties, and the broker refuses "
+                          "to start on data of another node id."},
+    )
     cluster_id: str | None = field(
-        default=None, metadata={"help": "Cluster id; generated once and kept in the data dir when unset."}
+        default=None,
+        metadata={"help": "Cluster id; generated once and kept in meta.properties when unset. When set, it must "
+                          "match the stored one."},
     )
     auto_create_topics_enable: bool = field(
         default=True, metadata={"help": "Create a topic when a client asks for an unknown one."}
@@ -177,47 +262,29 @@ class BrokerConfig:
         default=45_000, metadata={"help": "A share-group member that sends no heartbeat for this long is removed."}
     )
     group_share_max_size: int = field(default=200, metadata={"help": "Most members one share group may have."})
+    transaction_max_timeout_ms: int = field(
+        default=900_000, metadata={"help": "Largest transaction timeout a transactional producer may ask for."}
+    )
+    transactional_id_expiration_ms: int = field(
+        default=7 * 24 * 3600 * 1000,
+        metadata={"help": "A transactional id idle this long outside a transaction is forgotten."},
+    )
+    transaction_abort_timed_out_transaction_cleanup_interval_ms: int = field(
+        default=10_000,
+        metadata={"help": "When aborting a timed-out transaction fails, how long until it is tried again "
+                          "(timeouts themselves fire at their deadline)."},
+    )
+    transaction_remove_expired_transaction_cleanup_interval_ms: int = field(
+        default=3_600_000, metadata={"help": "How often expired transactional ids are removed."}
+    )
+    transaction_version: int = field(
+        default=2,
+        metadata={"help": "The transaction protocol version the coordinator runs at (Kafka's transaction.version "
+                          "feature): 2 bumps the epoch of a fenced or timed-out transaction's abort."},
+    )
 
     def __post_init__(self) -> None:
-        if self.security_protocol not in SECURITY_PROTOCOLS:
-            raise InvalidConfigError(
-                f"security.protocol must be one of {', '.join(SECURITY_PROTOCOLS)}, not {self.security_protocol!r}"
-            )
-        unknown = set(self.sasl_mechanisms) - set(SASL_MECHANISMS)
-        if unknown:
-            raise InvalidConfigError(f"unsupported SASL mechanisms: {', '.join(sorted(unknown))}")
-        if self.uses_ssl and not (self.ssl_certfile and self.ssl_keyfile):
-            raise InvalidConfigError(f"{self.security_protocol} needs ssl.certfile and ssl.keyfile")
-        if self.flush not in FLUSH_MODES:
-            raise InvalidConfigError(f"flush must be one of {', '.join(FLUSH_MODES)}, not {self.flush!r}")
-        if not 0 <= self.port <= 65535:
-            raise InvalidConfigError(f"port {self.port} out of range")
-        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
-            raise InvalidConfigError(f"metrics_port {self.metrics_port} out of range")
-        if self.num_partitions < 1:
-            raise InvalidConfigError("num.partitions must be at least 1")
-        for name in (
-            "flush_interval_ms", "socket_request_max_bytes", "message_max_bytes", "log_segment_bytes",
-            "group_min_session_timeout_ms", "offsets_retention_minutes", "offsets_retention_check_interval_ms",
-            "max_connections", "max_connections_per_ip", "queued_max_requests", "queued_max_bytes",
-            "auto_create_topics_max_per_request", "auto_create_topics_max_per_second",
-        ):
-            if getattr(self, name) <= 0:
-                raise InvalidConfigError(f"{name} must be positive")
-        if self.connections_max_idle_ms <= 0 and self.connections_max_idle_ms != -1:
-            raise InvalidConfigError("connections_max_idle_ms must be positive or -1 (never)")
-        if self.group_max_session_timeout_ms < self.group_min_session_timeout_ms:
-            raise InvalidConfigError("group_max_session_timeout_ms must not be below group_min_session_timeout_ms")
-        for name in (
-            "group_share_record_lock_duration_ms", "group_share_partition_max_record_locks",
-            "group_share_heartbeat_interval_ms", "group_share_session_timeout_ms", "group_share_max_size",
-        ):
-            if getattr(self, name) <= 0:
-                raise InvalidConfigError(f"{name} must be positive")
-        if self.group_share_delivery_count_limit < 1:
-            raise InvalidConfigError("group_share_delivery_count_limit must be at least 1")
-        if self.group_initial_rebalance_delay_ms < 0:
-            raise InvalidConfigError("group_initial_rebalance_delay_ms must not be negative")
+        _check(lambda name: getattr(self, name), kafka_name)
 
     @property
     def sasl_mechanisms(self) -> tuple[str, ...]:
@@ -235,6 +302,16 @@ class BrokerConfig:
     def super_user_list(self) -> tuple[str, ...]:
         return tuple(u.strip() for u in self.super_users.split(",") if u.strip())
 
+    @property
+    def dir_mode(self) -> int:
+        """``data_dir_mode`` as permission bits."""
+        return int(self.data_dir_mode, 8)
+
+    @property
+    def file_mode(self) -> int:
+        """``data_file_mode`` as permission bits."""
+        return int(self.data_file_mode, 8)
+
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in dataclasses.fields(cls))
@@ -246,29 +323,103 @@ class BrokerConfig:
         config_file: str | None = None,
         environ: Mapping[str, str] | None = None,
         overrides: Mapping[str, Any] | None = None,
+        override_names: Mapping[str, str] | None = None,
     ) -> BrokerConfig:
         """Merge defaults < file < environment < overrides; None overrides are ignored.
 
-        Raises InvalidConfigError naming the bad key or value.
+        ``override_names`` says how the user wrote each override (its
+        command-line flag, say), for error messages; by default its key.
+        Raises InvalidConfigError naming the bad setting as the user wrote it.
         """
         values: dict[str, Any] = {}
+        labels: dict[str, str] = {}
         if config_file is not None:
             try:
                 with open(config_file, "rb") as fh:
                     raw = tomllib.load(fh)
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise InvalidConfigError(f"cannot read config file {config_file}: {exc}") from exc
-            values.update(_normalize(raw, source=config_file))
+            for name, (key, value) in _normalize(raw, source=config_file).items():
+                values[name], labels[name] = value, f"{key} in {config_file}"
         env = os.environ if environ is None else environ
         prefix = "LOGBROKER_"
         for key, value in env.items():
             if key.startswith(prefix) and key != "LOGBROKER_CONFIG":
                 name = key[len(prefix) :].lower()
                 if name in cls.field_names():
-                    values[name] = value
+                    values[name], labels[name] = value, key
         if overrides:
-            values.update(_normalize({k: v for k, v in overrides.items() if v is not None}, source="options"))
-        return cls(**{name: _coerce(name, value) for name, value in values.items()})
+            given = {k: v for k, v in overrides.items() if v is not None}
+            for name, (key, value) in _normalize(given, source="options").items():
+                values[name], labels[name] = value, (override_names or {}).get(key, key)
+
+        def label(name: str) -> str:
+            return labels.get(name, kafka_name(name))
+
+        coerced = {name: _coerce(name, value, label(name)) for name, value in values.items()}
+        defaults = cls()
+        _check(lambda name: coerced[name] if name in coerced else getattr(defaults, name), label)
+        return cls(**coerced)
+
+
+def kafka_name(name: str) -> str:
+    """The Kafka spelling of a field name: ``log_roll_ms`` -> ``log.roll.ms``."""
+    return name.replace("_", ".")
+
+
+def _check(get: Callable[[str], Any], label: Callable[[str], str]) -> None:
+    """Raise InvalidConfigError for the first setting out of its range or kind;
+    ``get(name)`` is a field's value, ``label(name)`` how the user wrote it."""
+    for name, (lo, hi) in RANGES.items():
+        if name not in _FIELD_TYPES:
+            continue
+        value = get(name)
+        if value is None and _FIELD_TYPES[name] == "int | None":
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise InvalidConfigError(f"{label(name)} must be an integer, not {value!r}")
+        special = SPECIAL.get(name, {})
+        if value in special or (lo <= value and (hi is None or value <= hi)):
+            continue
+        allowed = f"at least {lo}" if hi is None or hi >= _INT32_MAX else f"between {lo} and {hi}"
+        extra = "".join(f" or {v} ({meaning})" for v, meaning in special.items())
+        raise InvalidConfigError(f"{label(name)} must be {allowed}{extra}, not {value}")
+    if get("group_max_session_timeout_ms") < get("group_min_session_timeout_ms"):
+        raise InvalidConfigError(
+            f"{label('group_max_session_timeout_ms')} must not be below {label('group_min_session_timeout_ms')}"
+        )
+    if get("group_share_heartbeat_interval_ms") >= get("group_share_session_timeout_ms"):
+        raise InvalidConfigError(
+            f"{label('group_share_heartbeat_interval_ms')} must be below {label('group_share_session_timeout_ms')}"
+        )
+    protocol = get("security_protocol")
+    if protocol not in SECURITY_PROTOCOLS:
+        raise InvalidConfigError(
+            f"{label('security_protocol')} must be one of {', '.join(SECURITY_PROTOCOLS)}, not {protocol!r}"
+        )
+    mechanisms = {m.strip() for m in str(get("sasl_enabled_mechanisms")).split(",") if m.strip()}
+    unknown = mechanisms - set(SASL_MECHANISMS)
+    if unknown:
+        raise InvalidConfigError(
+            f"{label('sasl_enabled_mechanisms')} has unsupported SASL mechanisms: {', '.join(sorted(unknown))}"
+        )
+    if protocol.endswith("SSL") and not (get("ssl_certfile") and get("ssl_keyfile")):
+        raise InvalidConfigError(f"{label('security_protocol')}={protocol} needs ssl.certfile and ssl.keyfile")
+    flush = get("flush")
+    if flush not in FLUSH_MODES:
+        raise InvalidConfigError(f"{label('flush')} must be one of {', '.join(FLUSH_MODES)}, not {flush!r}")
+    for name, owner in (("data_dir_mode", 0o700), ("data_file_mode", 0o600)):
+        value = get(name)
+        if not isinstance(value, str) or not _OCTAL_MODE.fullmatch(value):
+            raise InvalidConfigError(
+                f"{label(name)} must be octal permission bits written as a string, e.g. \"{owner:04o}\", "
+                f"not {value!r}"
+            )
+        if int(value, 8) & owner != owner:
+            raise InvalidConfigError(
+                f"{label(name)}={value} takes the owner's access away: the broker must read and write its "
+                f"own data (include {owner:04o})"
+            )
 
 
 def _flatten(raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -283,19 +434,20 @@ def _flatten(raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _normalize(raw: Mapping[str, Any], *, source: str) -> dict[str, Any]:
+def _normalize(raw: Mapping[str, Any], *, source: str) -> dict[str, tuple[str, Any]]:
+    """field name -> (the key as written, value)."""
     out = {}
     names = BrokerConfig.field_names()
     for key, value in _flatten(raw).items():
         name = key.replace(".", "_").replace("-", "_").lower()
         if name not in names:
             raise InvalidConfigError(f"unknown setting {key!r} in {source}")
-        out[name] = value
+        out[name] = (key, value)
     return out
 
 
-def _coerce(name: str, value: Any) -> Any:
-    kind = BrokerConfig.__dataclass_fields__[name].type
+def _coerce(name: str, value: Any, label: str) -> Any:
+    kind = _FIELD_TYPES[name]
     if not isinstance(value, str) or kind in ("str", "str | None"):
         return value
     try:
@@ -309,5 +461,8 @@ def _coerce(name: str, value: Any) -> Any:
                 return False
             raise ValueError(value)
     except ValueError as exc:
-        raise InvalidConfigError(f"bad value {value!r} for {name}") from exc
+        raise InvalidConfigError(f"bad value {value!r} for {label}") from exc
     return value
+
+
+_FIELD_TYPES: dict[str, str] = {f.name: str(f.type) for f in dataclasses.fields(BrokerConfig)}

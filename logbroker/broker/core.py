@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from logbroker.broker.config import BrokerConfig
 from logbroker.broker.groups import GroupConfig, GroupCoordinator, OffsetsTopic
 from logbroker.broker.internal_topic import internal_config_problem, is_internal_topic
 from logbroker.broker.limits import AutoCreateLimiter
+from logbroker.broker.meta import MetaProperties, check_meta, new_cluster_id, write_meta
 from logbroker.broker.producer_state import Duplicate, PartitionProducerState
 from logbroker.broker.security import Authorizer, UserStore
 from logbroker.broker.session import Session
@@ -26,13 +27,14 @@ from logbroker.errors import (
     InternalTopicError, InvalidBatchError, InvalidConfigError, InvalidRequestError, RecordsError, UnknownTopicError,
 )
 from logbroker.records import decode_batch, parse_header
-from logbroker.storage import TOPIC_CONFIG_DEFAULTS, LogConfig, LogManager, LogManagerConfig, PartitionLog
+from logbroker.storage import (
+    TOPIC_CONFIG_DEFAULTS, LogConfig, LogManager, LogManagerConfig, PartitionLog, write_atomically,
+)
 
 log = logging.getLogger("logbroker.broker")
 
 _PRODUCER_ID_BLOCK = 1000
 _PRODUCER_ID_FILE = "producer-id-block"
-_META_FILE = "meta.properties"
 
 
 def now_ms() -> int:
@@ -86,9 +88,14 @@ class Broker:
     def __init__(self, config: BrokerConfig, *, clock=now_ms) -> None:
         self.config = config
         self.clock = clock
-        os.makedirs(config.data_dir, exist_ok=True)
+        os.makedirs(config.data_dir, mode=config.dir_mode, exist_ok=True)
+        # Whose data this is, checked before the log is opened (Kafka refuses the same way).
+        meta = check_meta(config.data_dir, node_id=config.node_id, cluster_id=config.cluster_id)
         self.log_manager = LogManager(config.data_dir, _log_manager_config(config), now_ms=clock())
-        self.cluster_id = config.cluster_id or self._load_cluster_id()
+        if meta is None:
+            meta = MetaProperties(config.cluster_id or new_cluster_id(), config.node_id)
+            write_meta(config.data_dir, meta, config.file_mode)
+        self.cluster_id = meta.cluster_id
         self.advertised_host = config.advertised_host or config.host
         self.advertised_port = config.advertised_port or config.port
         self._producer_states: dict[tuple[str, int], PartitionProducerState] = {}
@@ -103,9 +110,10 @@ class Broker:
         self.request_peer = ""
         # The connection whose request is being handled (principal, SASL state).
         self.request_session = Session()
-        self.users = UserStore(config.data_dir)
+        self.users = UserStore(config.data_dir, file_mode=config.file_mode)
         self.authorizer = (
-            Authorizer(config.data_dir, super_users=config.super_user_list) if config.authorizer_enable else None
+            Authorizer(config.data_dir, super_users=config.super_user_list, file_mode=config.file_mode)
+            if config.authorizer_enable else None
         )
         self._restore_producer_states()
         self.groups = GroupCoordinator(GroupConfig.from_broker(config), OffsetsTopic(self.log_manager))
@@ -328,7 +336,7 @@ class Broker:
                 log.warning("%s is unreadable (%s); starting a fresh producer id block", path, exc)
                 recorded = 0
             start = max(recorded, self.clock() * 1000)
-            _write_atomic(path, str(start + _PRODUCER_ID_BLOCK))
+            write_atomically(Path(path), str(start + _PRODUCER_ID_BLOCK).encode(), self.config.file_mode)
             self._next_producer_id, self._producer_id_limit = start, start + _PRODUCER_ID_BLOCK
         pid = self._next_producer_id
         self._next_producer_id += 1
@@ -391,21 +399,8 @@ class Broker:
                 plog = self.log_manager.get_partition(topic, p)
             except UnknownTopicError:
                 continue
-            state.save(plog.directory, plog.log_end_offset)
+            state.save(plog.directory, plog.log_end_offset, mode=self.config.file_mode)
         self.log_manager.close()
-
-    def _load_cluster_id(self) -> str:
-        path = os.path.join(self.config.data_dir, _META_FILE)
-        try:
-            with open(path) as fh:
-                for line in fh:
-                    if line.startswith("cluster.id="):
-                        return line.split("=", 1)[1].strip()
-        except FileNotFoundError:
-            pass
-        cluster_id = _new_cluster_id()
-        _write_atomic(path, f"version=1\ncluster.id={cluster_id}\nnode.id={self.config.node_id}\n")
-        return cluster_id
 
 
 def _refuse_internal(name: str, what: str) -> None:
@@ -426,26 +421,6 @@ def _require_keys(batch) -> None:
         raise InvalidBatchError("compacted topics require a key on every record")
 
 
-def _new_cluster_id() -> str:
-    import base64
-
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(fd)  # the rename itself must survive a power loss
-    finally:
-        os.close(fd)
-
-
 def _log_manager_config(config: BrokerConfig) -> LogManagerConfig:
     defaults = LogConfig(
         segment_bytes=config.log_segment_bytes,
@@ -454,5 +429,7 @@ def _log_manager_config(config: BrokerConfig) -> LogManagerConfig:
         retention_bytes=config.log_retention_bytes,
         max_message_bytes=config.message_max_bytes,
         index_interval_bytes=config.log_index_interval_bytes,
+        dir_mode=config.dir_mode,
+        file_mode=config.file_mode,
     )
     return LogManagerConfig(flush=config.flush, flush_interval_ms=config.flush_interval_ms, log=defaults)

@@ -136,8 +136,9 @@ class PartitionProducerState:
             if header.producer_id >= 0 and not header.is_control:
                 self.update(header, header.base_offset, header.max_timestamp)
 
-    def save(self, directory: str, log_end_offset: int) -> None:
-        """Write the snapshot atomically (temp file, fsync, rename)."""
+    def save(self, directory: str, log_end_offset: int, *, mode: int = 0o600) -> None:
+        """Write the snapshot atomically (temp file, fsync, rename); a new file
+        gets the permission bits ``mode``."""
         data = {
             "version": 1,
             "log_end_offset": log_end_offset,
@@ -148,7 +149,7 @@ class PartitionProducerState:
         }
         path = os.path.join(directory, SNAPSHOT_NAME)
         tmp = path + ".tmp"
-        with open(tmp, "w") as fh:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w") as fh:
             json.dump(data, fh)
             fh.flush()
             os.fsync(fh.fileno())

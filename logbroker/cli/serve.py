@@ -40,7 +40,8 @@ def serve(config_file, log_level, **options) -> None:
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
-        config = BrokerConfig.load(config_file=config_file, overrides=options)
+        flags = {name: "--" + name.replace("_", "-") for name in options}
+        config = BrokerConfig.load(config_file=config_file, overrides=options, override_names=flags)
     except LogbrokerError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -569,12 +569,14 @@ class LogManager:
     def _check_descriptors(self, partitions: int, what: str) -> None:
         """Raise StorageError unless ``partitions`` new partitions leave
         DESCRIPTOR_HEADROOM descriptors free (a creation that ran out of
-        descriptors half way would fail anyway, and starve connections)."""
+        descriptors half way would fail anyway, and starve connections).
+        Write descriptors never exceed ``config.max_open_files`` however many
+        partitions there are, so no more than that many partitions count."""
         spare = spare_descriptors()
         if spare is None:
             return
         free, limit = spare
-        needed = partitions * DESCRIPTORS_PER_PARTITION
+        needed = min(partitions, self.config.max_open_files) * DESCRIPTORS_PER_PARTITION
         if needed + DESCRIPTOR_HEADROOM > free:
             raise StorageError(
                 f"cannot create {what}: {partitions} partitions need {needed} file descriptors and "

@@ -19,8 +19,8 @@ def test_precedence_defaults_file_env_flags(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"environ": {"LOGBROKER_PORT": "x"}}, "port"),
-        ({"environ": {"LOGBROKER_FLUSH": "sometimes"}}, "flush"),
+        ({"environ": {"LOGBROKER_PORT": "x"}}, "LOGBROKER_PORT"),
+        ({"environ": {"LOGBROKER_FLUSH": "sometimes"}}, "LOGBROKER_FLUSH"),
         ({"overrides": {"bogus_key": 1}}, "bogus_key"),
     ],
 )

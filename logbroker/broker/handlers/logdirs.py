@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
+from logbroker.errors import LogbrokerError
 from logbroker.protocol import ErrorCode
 
 from logbroker.broker.handlers._build import build, module_of
+
+log = logging.getLogger("logbroker.broker")
 
 
 def handle_describe_log_dirs(broker, request):
@@ -15,6 +19,8 @@ def handle_describe_log_dirs(broker, request):
     A single node has one log directory and no future (moving) logs, so
     ``offset_lag`` is always 0. Needs DESCRIBE on the cluster (Kafka's rule);
     without it the answer is CLUSTER_AUTHORIZATION_FAILED and no directories.
+    A partition whose size cannot be read is left out (the response has no
+    per-partition error; clients show its size as unknown), never the answer.
     """
     mod = module_of(request.response_class)
     if not broker.allowed("describe", "cluster", "kafka-cluster"):
@@ -31,8 +37,13 @@ def handle_describe_log_dirs(broker, request):
     for (topic, index), plog in sorted(manager.iter_partitions()):
         if wanted is not None and index not in wanted.get(topic, ()):
             continue
+        try:
+            size = plog.size_bytes
+        except (LogbrokerError, OSError) as exc:
+            log.warning("DescribeLogDirs leaves out %s-%d: %s", topic, index, exc)
+            continue
         by_topic.setdefault(topic, []).append(
-            build(mod.DescribeLogDirsPartition, partition_index=index, partition_size=plog.size_bytes,
+            build(mod.DescribeLogDirsPartition, partition_index=index, partition_size=size,
                   offset_lag=0, is_future_key=False)
         )
     path = os.path.abspath(manager.data_dir)

@@ -16,10 +16,19 @@ DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 NOTES = {
     ApiKey.API_VERSIONS: "A too-new version gets error 35 in the v0 shape, listing these ranges.",
     ApiKey.METADATA: "Null topic list = all topics, empty = none; auto-creation when allowed; topic ids; leader epoch 0.",
-    ApiKey.PRODUCE: "acks 0 (no response), 1, -1 (after fsync with flush=always); idempotent producers.",
-    ApiKey.FETCH: "Long poll woken by appends; whole batches only; fetch sessions declined (session id 0).",
-    ApiKey.LIST_OFFSETS: "-2 earliest, -1 latest (high watermark), -3 max timestamp, or by timestamp.",
-    ApiKey.INIT_PRODUCER_ID: "Idempotent producers; transactional ids are refused.",
+    ApiKey.PRODUCE: "acks 0 (no response), 1, -1 (after fsync with flush=always); idempotent and transactional "
+                    "producers (a transactional batch's partition must be in its transaction).",
+    ApiKey.FETCH: "Long poll woken by appends; whole batches only; fetch sessions declined (session id 0); "
+                  "last_stable_offset always; read_committed stops at it and lists aborted transactions.",
+    ApiKey.LIST_OFFSETS: "-2 earliest, -1 latest (high watermark; the last stable offset with read_committed), "
+                         "-3 max timestamp, or by timestamp.",
+    ApiKey.INIT_PRODUCER_ID: "Idempotent and transactional producers (KIP-360 epoch bumps); v6 (two-phase commit) not served.",
+    ApiKey.FIND_COORDINATOR: "Groups (key type 0) and transactional ids (1), this node; v4 batches keys.",
+    ApiKey.ADD_PARTITIONS_TO_TXN: "v0-3 from producers; v4-5 batched with verify_only (needs ClusterAction).",
+    ApiKey.END_TXN: "Writes the control markers (commit/abort) before answering; v5 (transaction version 2) not served.",
+    ApiKey.TXN_OFFSET_COMMIT: "Offsets pending until the commit marker; OffsetFetch require_stable answers "
+                              "UNSTABLE_OFFSET_COMMIT meanwhile.",
+    ApiKey.OFFSET_FETCH: "require_stable (v7) answers UNSTABLE_OFFSET_COMMIT while a transaction holds the offset.",
     ApiKey.CREATE_TOPICS: "Replication factor 1 or -1; validate_only; topic configs.",
     ApiKey.DESCRIBE_CONFIGS: "Topic configs with source (topic override or default) and broker settings.",
 }

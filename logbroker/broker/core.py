@@ -1,5 +1,6 @@
-"""The broker's state: the log manager, topic registry, producer state and
-the group coordinators (classic groups and share groups).
+"""The broker's state: the log manager, topic registry, producer state, the
+group coordinators (classic groups and share groups) and the transaction
+coordinator, whose control markers it writes.
 
 Synchronous; the server drives it from the trio thread and runs fsyncs in
 worker threads. Request handlers (``broker.handlers``) are its only callers.
@@ -14,21 +15,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from logbroker.broker.config import BrokerConfig
-from logbroker.broker.groups import GroupConfig, GroupCoordinator, OffsetsTopic
+from logbroker.broker.groups import OFFSETS_TOPIC, GroupConfig, GroupCoordinator, OffsetsTopic
 from logbroker.broker.internal_topic import internal_config_problem, is_internal_topic
 from logbroker.broker.limits import AutoCreateLimiter
 from logbroker.broker.meta import MetaProperties, check_meta, new_cluster_id, write_meta
-from logbroker.broker.producer_state import Duplicate, PartitionProducerState
+from logbroker.broker.markers import control_batch, is_abort_marker
+from logbroker.broker.producer_state import (
+    Duplicate, InvalidProducerEpochError, InvalidTxnStateError, PartitionProducerState, ProducerSummary,
+    TxnNotReadyError,
+)
 from logbroker.broker.security import Authorizer, UserStore
 from logbroker.broker.session import Session
 from logbroker.broker.share import ShareConfig, ShareCoordinator, ShareStateTopic
 from logbroker.broker.traffic import TrafficCounters
+from logbroker.broker.transactions import (
+    TransactionConfig, TransactionCoordinator, TransactionStateTopic, TxnError, TxnMarker,
+)
 from logbroker.errors import (
-    InternalTopicError, InvalidBatchError, InvalidConfigError, InvalidRequestError, RecordsError, UnknownTopicError,
+    InternalTopicError, InvalidBatchError, InvalidConfigError, InvalidRequestError, LogbrokerError, RecordsError,
+    StorageError, UnknownTopicError,
 )
 from logbroker.records import decode_batch, parse_header
 from logbroker.storage import (
-    TOPIC_CONFIG_DEFAULTS, LogConfig, LogManager, LogManagerConfig, PartitionLog, write_atomically,
+    TOPIC_CONFIG_DEFAULTS, AbortedTxn, LogConfig, LogManager, LogManagerConfig, PartitionLog, write_atomically,
 )
 
 log = logging.getLogger("logbroker.broker")
@@ -72,6 +81,31 @@ def _config_type(name: str, value: str) -> int:
         return _TYPE_DOUBLE
     except ValueError:
         return _TYPE_STRING
+
+
+@dataclass(frozen=True, slots=True)
+class MarkersOutcome:
+    """What writing a transaction's markers left to do: ``flush`` (partition log,
+    offset) pairs to fsync before answering (flush=always only), and
+    ``appended`` the partitions that grew (to wake read_committed fetches)."""
+
+    flush: list
+    appended: list
+
+
+# Kafka's translation of the coordinator's answers for a transactional Produce
+# (v10 and older: no TRANSACTION_ABORTABLE; retriable coordinator errors
+# become NOT_ENOUGH_REPLICAS, which old producers retry without a metadata refresh).
+_PRODUCE_TXN_ERRORS = {
+    TxnError.TRANSACTION_ABORTABLE: InvalidTxnStateError,
+    TxnError.INVALID_TXN_STATE: InvalidTxnStateError,
+    TxnError.PRODUCER_FENCED: InvalidProducerEpochError,
+    TxnError.INVALID_PRODUCER_ID_MAPPING: InvalidTxnStateError,
+    TxnError.CONCURRENT_TRANSACTIONS: TxnNotReadyError,
+    TxnError.COORDINATOR_LOAD_IN_PROGRESS: TxnNotReadyError,
+    TxnError.COORDINATOR_NOT_AVAILABLE: TxnNotReadyError,
+    TxnError.NOT_COORDINATOR: TxnNotReadyError,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +159,19 @@ class Broker:
         )
         self.share.load(clock())
         self.add_timer_source(self.share)
+        self.transactions = TransactionCoordinator(
+            TransactionConfig.from_broker(config), TransactionStateTopic(self.log_manager),
+            self.allocate_producer_id, offsets_partition_for=lambda group_id: 0,
+        )
+        self.transactions.load(clock())
+        self.add_timer_source(self.transactions)
+        self._markers_to_retry: tuple[TxnMarker, ...] = ()
+        self._marker_retry_at: int | None = None
+        pending = self.transactions.pending_markers()
+        if pending:
+            log.info("writing the markers of %d transactions left prepared",
+                     len({m.transactional_id for m in pending}))
+            self.finish_transactions(pending, clock())
 
     def __repr__(self) -> str:
         return (
@@ -265,8 +312,12 @@ class Broker:
 
     # -- produce ----------------------------------------------------------
 
-    def append(self, topic: str, partition: int, batch) -> ProduceResult:
+    def append(self, topic: str, partition: int, batch, *, transactional_id: str | None = None) -> ProduceResult:
         """Validate and append one producer batch.
+
+        A transactional batch needs ``transactional_id`` (the Produce request's)
+        and the partition in that id's ongoing transaction (KIP-890 part 1:
+        checked here, in the same turn as the append).
 
         Raises UnknownTopicError, RecordsError subclasses, ProducerStateError
         subclasses and StorageError; on any of them nothing is written.
@@ -274,6 +325,8 @@ class Broker:
         plog = self.log_manager.get_partition(topic, partition)
         header = parse_header(batch)
         if "compact" in plog.config.cleanup_policy:
+            if header.is_transactional:
+                raise InvalidBatchError("transactional batches are not accepted on compacted topics")
             _require_keys(batch)
         state = None
         if header.producer_id >= 0:
@@ -281,22 +334,179 @@ class Broker:
             dup = state.check(header)
             if isinstance(dup, Duplicate):
                 return ProduceResult(dup.base_offset, -1, plog.log_start_offset, duplicate=True)
+            if header.is_transactional:
+                self._verify_in_transaction(transactional_id, header, topic, partition)
+        elif header.is_transactional:
+            raise InvalidBatchError("a transactional batch needs a producer id")
         info = plog.append(batch, self.clock())
         if state is not None:
+            opened = header.is_transactional and state.open_transaction(header.producer_id) is None
             state.update(header, info.base_offset, header.max_timestamp)
+            if opened:
+                plog.retention_limit = state.first_unstable_offset()
         traffic = self.traffic
         traffic.bytes_in[topic] += header.size
         traffic.records_in[topic] += header.records_count
         return ProduceResult(info.base_offset, info.log_append_time_ms, info.log_start_offset)
+
+    def _verify_in_transaction(self, transactional_id: str | None, header, topic: str, partition: int) -> None:
+        """Raise the ProducerStateError Produce answers unless the partition is in
+        the transaction of ``transactional_id``'s current producer."""
+        if transactional_id is None:
+            raise InvalidTxnStateError("a transactional batch in a Produce request without a transactional id")
+        verified = self.transactions.verify_partitions(
+            transactional_id, header.producer_id, header.producer_epoch, [(topic, partition)]
+        )
+        error = verified.partitions[(topic, partition)]
+        if error is not TxnError.NONE:
+            kind = _PRODUCE_TXN_ERRORS.get(error, InvalidTxnStateError)
+            raise kind(f"transactional id {transactional_id}: {topic}-{partition} refused ({error.value})")
 
     def _producer_state(self, topic: str, partition: int, plog: PartitionLog) -> PartitionProducerState:
         key = (topic, partition)
         state = self._producer_states.get(key)
         if state is None:
             state = PartitionProducerState()
-            state.rebuild(h for _, h in plog.iter_batch_headers(plog.log_start_offset))
+            self._rebuild_producer_state(state, plog, plog.log_start_offset)
             self._producer_states[key] = state
         return state
+
+    def _rebuild_producer_state(self, state: PartitionProducerState, plog: PartitionLog, from_offset: int) -> None:
+        """Replay batch headers from ``from_offset`` into ``state`` and rewrite the
+        partition's aborted-transaction entries from there (the files may have
+        missed the last aborts before a crash, or hold some past a truncation)."""
+
+        def aborted(header) -> bool:
+            return is_abort_marker(plog.read(header.base_offset, 1).records)
+
+        entries = []
+        for base, header in plog.iter_batch_headers(from_offset):
+            for done in state.rebuild((header,), aborted):
+                if done.aborted:
+                    stable = state.first_unstable_offset()
+                    lso = done.last_offset + 1 if stable is None else min(stable, done.last_offset + 1)
+                    entries.append((base, AbortedTxn(done.producer_id, done.first_offset, done.last_offset, lso)))
+        try:
+            plog.txn_index.replace_from(from_offset, entries)
+        except LogbrokerError as exc:
+            log.warning("%s: cannot rewrite the aborted-transaction index: %s", plog.directory, exc)
+        plog.retention_limit = state.first_unstable_offset()
+
+    # -- transactions -------------------------------------------------------
+
+    def producer_state(self, topic: str, partition: int) -> PartitionProducerState:
+        """The producer state of a partition (built from the log on first use);
+        raises UnknownTopicError."""
+        return self._producer_state(topic, partition, self.log_manager.get_partition(topic, partition))
+
+    def last_stable_offset(self, topic: str, partition: int, plog: PartitionLog) -> int:
+        """The first offset of the partition's oldest open transaction, or the high
+        watermark when none is open (internal topics: the high watermark)."""
+        high_watermark = plog.high_watermark
+        if is_internal_topic(topic):
+            return high_watermark
+        first = self._producer_state(topic, partition, plog).first_unstable_offset()
+        return high_watermark if first is None else min(first, high_watermark)
+
+    def aborted_transactions(self, topic: str, partition: int, plog: PartitionLog, from_offset: int,
+                             upper_bound: int) -> list[tuple[int, int]]:
+        """``(producer id, first offset)`` of each aborted transaction overlapping
+        ``[from_offset, upper_bound)`` (FetchResponse ``aborted_transactions``)."""
+        if is_internal_topic(topic):
+            return []
+        return [(e.producer_id, e.first_offset) for e in plog.txn_index.overlapping(from_offset, upper_bound)]
+
+    def describe_producers(self, topic: str, partition: int) -> list[ProducerSummary]:
+        """DescribeProducers: the producers of one partition; raises UnknownTopicError."""
+        return self.producer_state(topic, partition).producers()
+
+    def finish_transactions(self, markers, now_ms: int, prepared=None) -> MarkersOutcome:
+        """Write the markers of transactions in PrepareCommit/PrepareAbort, then
+        complete each transaction whose markers all went in (``markers_written``).
+
+        ``prepared``: the flush point of the Prepare* records; with flush=always
+        it is fsynced first, so no partition sees a decision a crash could
+        undo. A transaction whose marker could not be written stays prepared
+        and is tried again after ``transaction.abort.timed.out.transaction.cleanup.interval.ms``.
+        """
+        always = self.config.flush == "always"
+        markers = tuple(markers)
+        if always and prepared is not None:
+            try:
+                prepared.log.flush(prepared.offset)
+            except LogbrokerError as exc:
+                log.error("cannot make the end of %d transactions durable: %s",
+                          len({m.transactional_id for m in markers}), exc)
+                self._retry_markers(markers, now_ms)
+                return MarkersOutcome([], [])
+        flush, appended, failed = [], [], []
+        for marker in markers:
+            try:
+                point = self._write_marker(marker, now_ms)
+            except LogbrokerError as exc:
+                log.warning("cannot write the %s marker of %s to %s-%d: %s",
+                            "commit" if marker.commit else "abort", marker.transactional_id,
+                            marker.topic, marker.partition, exc)
+                failed.append(marker)
+                continue
+            if point is not None:
+                flush.append(point)
+                appended.append((marker.topic, marker.partition))
+        failed_ids = {m.transactional_id for m in failed}
+        for transactional_id in dict.fromkeys(m.transactional_id for m in markers):
+            if transactional_id in failed_ids:
+                continue
+            result = self.transactions.markers_written(transactional_id, now_ms)
+            if result.error is not TxnError.NONE:
+                log.warning("transaction %s: markers written, completion refused: %s",
+                            transactional_id, result.error.value)
+                failed += [m for m in markers if m.transactional_id == transactional_id]
+            elif result.flush is not None:
+                flush.append((result.flush.log, result.flush.offset))
+        if failed:
+            self._retry_markers(tuple(failed), now_ms)
+        return MarkersOutcome(flush if always else [], appended)
+
+    def _retry_markers(self, markers: tuple[TxnMarker, ...], now_ms: int) -> None:
+        known = set(self._markers_to_retry)
+        self._markers_to_retry += tuple(m for m in markers if m not in known)
+        self._marker_retry_at = now_ms + self.config.transaction_abort_timed_out_transaction_cleanup_interval_ms
+
+    def _write_marker(self, marker: TxnMarker, now_ms: int) -> tuple[PartitionLog, int] | None:
+        """Append one marker and apply it to the partition's producer state (and,
+        for ``__consumer_offsets``, to the group's pending offsets). Returns
+        where to fsync, or None when nothing was written (a deleted topic, a
+        stale marker). Raises LogbrokerError with nothing changed."""
+        if marker.topic == OFFSETS_TOPIC:
+            point = self.groups.complete_transaction(
+                marker.producer_id, marker.producer_epoch, marker.commit, marker.coordinator_epoch, now_ms
+            )
+            return None if point is None else (point.log, point.offset)
+        try:
+            plog = self.log_manager.get_partition(marker.topic, marker.partition)
+        except UnknownTopicError:
+            return None  # the topic was deleted: nothing left to mark
+        state = self._producer_state(marker.topic, marker.partition, plog)
+        try:
+            state.check_marker(marker.producer_id, marker.producer_epoch)
+        except InvalidProducerEpochError as exc:
+            log.warning("not writing a stale marker to %s-%d: %s", marker.topic, marker.partition, exc)
+            return None
+        batch = control_batch(
+            marker.producer_id, marker.producer_epoch, marker.commit, marker.coordinator_epoch, now_ms
+        )
+        # Built here, so its header is trusted (a marker's base sequence is -1).
+        info = plog.append(batch, now_ms, allow_control=True, header=parse_header(batch))
+        done = state.complete_txn(
+            marker.producer_id, marker.producer_epoch, not marker.commit, info.base_offset, marker.coordinator_epoch
+        )
+        if done is not None and done.aborted:
+            stable = state.first_unstable_offset()
+            lso = info.last_offset + 1 if stable is None else stable
+            entry = AbortedTxn(done.producer_id, done.first_offset, done.last_offset, lso)
+            plog.txn_index.append(plog.segments[-1].base_offset, entry)
+        plog.retention_limit = state.first_unstable_offset()
+        return plog, info.last_offset + 1
 
     def _restore_producer_states(self) -> None:
         """Load snapshots written at clean shutdown and replay the log after them.
@@ -314,7 +524,7 @@ class Broker:
                 state, covered = loaded
                 if covered > plog.log_end_offset:
                     continue  # the log lost data after the snapshot: rebuild lazily
-                state.rebuild(h for _, h in plog.iter_batch_headers(max(covered, plog.log_start_offset)))
+                self._rebuild_producer_state(state, plog, max(covered, plog.log_start_offset))
                 self._producer_states[(name, p)] = state
 
     def allocate_producer_id(self) -> int:
@@ -371,11 +581,26 @@ class Broker:
     def next_deadline_ms(self) -> int | None:
         """The earliest deadline any coordinator waits for, or None."""
         deadlines = [d for s in self._timer_sources if (d := s.next_deadline_ms()) is not None]
+        if self._marker_retry_at is not None:
+            deadlines.append(self._marker_retry_at)
         return min(deadlines, default=None)
 
-    def fire_deadlines(self, now_ms: int) -> None:
+    def fire_deadlines(self, now_ms: int) -> list[tuple[str, int]]:
+        """Fire every due deadline; the transaction coordinator's aborts of timed-out
+        transactions get their markers written here. Returns the partitions
+        markers grew (to wake fetches waiting on them)."""
+        markers: tuple[TxnMarker, ...] = ()
+        prepared = None
         for source in self._timer_sources:
-            source.fire_deadlines(now_ms)
+            result = source.fire_deadlines(now_ms)
+            if source is self.transactions:
+                markers, prepared = result.markers, result.flush
+        if self._marker_retry_at is not None and self._marker_retry_at <= now_ms:
+            markers = self._markers_to_retry + markers
+            self._markers_to_retry, self._marker_retry_at = (), None
+        if not markers:
+            return []
+        return self.finish_transactions(markers, now_ms, prepared).appended
 
     def shutdown_pending(self) -> None:
         """Answer every request still waiting (e.g. JoinGroup) so shutdown can drain."""
@@ -397,7 +622,8 @@ class Broker:
         for (topic, p), state in self._producer_states.items():
             try:
                 plog = self.log_manager.get_partition(topic, p)
-            except UnknownTopicError:
+                plog.txn_index.flush()
+            except (UnknownTopicError, StorageError):
                 continue
             state.save(plog.directory, plog.log_end_offset, mode=self.config.file_mode)
         self.log_manager.close()
@@ -432,4 +658,7 @@ def _log_manager_config(config: BrokerConfig) -> LogManagerConfig:
         dir_mode=config.dir_mode,
         file_mode=config.file_mode,
     )
-    return LogManagerConfig(flush=config.flush, flush_interval_ms=config.flush_interval_ms, log=defaults)
+    return LogManagerConfig(
+        flush=config.flush, flush_interval_ms=config.flush_interval_ms, log=defaults,
+        max_open_files=config.log_max_open_files,
+    )

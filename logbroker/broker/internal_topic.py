@@ -16,9 +16,9 @@ import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-from logbroker.broker.replay import replay_records
+from logbroker.broker.replay import replay_batches
 from logbroker.errors import LogbrokerError, UnknownTopicError
-from logbroker.records import BatchBuilder, Record
+from logbroker.records import BatchBuilder, BatchHeader, Record, parse_header
 from logbroker.storage import LogManager, PartitionLog
 
 log = logging.getLogger("logbroker.broker")
@@ -117,30 +117,51 @@ class InternalTopic:
         log.info("created internal topic %s", self.NAME)
         return self._manager.get_partition(self.NAME, 0)
 
-    def append(self, records: Sequence[tuple[bytes, bytes | None]], now_ms: int) -> FlushPoint:
+    def append(self, records: Sequence[tuple[bytes, bytes | None]], now_ms: int, *,
+               producer_id: int = -1, producer_epoch: int = -1) -> FlushPoint:
         """Append ``(key, value)`` records as one batch; returns where to fsync.
 
+        With ``producer_id`` the batch is transactional (its records count
+        once a commit marker of that producer follows, see :meth:`append_batch`).
         Creates the topic on first use. Raises LogbrokerError (StorageError,
         BatchTooLargeError...) with nothing written.
         """
-        plog = self._log(create=True)
-        builder = BatchBuilder()
+        if producer_id >= 0:
+            builder = BatchBuilder(producer_id=producer_id, producer_epoch=producer_epoch, base_sequence=0,
+                                   transactional=True)
+        else:
+            builder = BatchBuilder()
         for key, value in records:
             builder.append(value, key, timestamp_ms=now_ms)
-        info = plog.append(builder.build(), now_ms)
-        self.record_count += len(records)
+        return self.append_batch(builder.build(), now_ms, records=len(records))
+
+    def append_batch(self, batch: bytes, now_ms: int, *, records: int = 1, control: bool = False) -> FlushPoint:
+        """Append a batch built by the caller (``control``: a transaction marker)."""
+        plog = self._log(create=True)
+        # A marker's base sequence is -1: its header (built here) is passed as trusted.
+        info = plog.append(batch, now_ms, allow_control=control, header=parse_header(batch) if control else None)
+        self.record_count += records
         return FlushPoint(plog, info.last_offset + 1)
 
     def keyed_records(self) -> Iterator[Record]:
-        """Every keyed record from the log start, in offset order; counts all records."""
+        """Every keyed record from the log start, in offset order, control
+        records left out; counts all records."""
+        for header, records in self.batches():
+            if header.is_control:
+                continue
+            for record in records:
+                if record.key is not None:
+                    yield record
+
+    def batches(self) -> Iterator[tuple[BatchHeader, list[Record]]]:
+        """Every batch (header and records) from the log start; counts all records."""
         self.record_count = 0
         plog = self._log(create=False)
         if plog is None:
             return
-        for record in replay_records(plog):
-            self.record_count += 1
-            if record.key is not None:
-                yield record
+        for header, records in replay_batches(plog):
+            self.record_count += len(records)
+            yield header, records
 
     def compact_if_superseded(self, live: Callable[[], Sequence[tuple[bytes, bytes | None]]], now_ms: int,
                               min_records: int) -> bool:

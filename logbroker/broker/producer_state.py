@@ -1,8 +1,12 @@
-"""Idempotent-producer state of one partition: epochs, sequences and the last
-five batches of each producer, so retried batches get their original offsets.
+"""Producer state of one partition: epochs, sequences and the last five
+batches of each producer, so retried batches get their original offsets; and
+the first offset of each producer's open transaction, which gives the
+partition's last stable offset.
 
 Rules follow Kafka's ProducerAppendInfo (kafka-notes section 1). The state is
-rebuilt from batch headers (never records) and snapshotted beside the log.
+rebuilt from batch headers (never records: a transactional batch opens its
+producer's transaction, a control batch closes it) and snapshotted beside
+the log.
 """
 
 from __future__ import annotations
@@ -37,6 +41,20 @@ class InvalidProducerEpochError(ProducerStateError):
     code = 47
 
 
+class InvalidTxnStateError(ProducerStateError):
+    """A batch that does not fit the producer's transaction (e.g. a plain batch
+    while its transaction is open, or a transactional batch outside one)."""
+
+    code = 48
+
+
+class TxnNotReadyError(ProducerStateError):
+    """The transaction coordinator cannot say yet whether the partition is in
+    the transaction; old producers retry on NOT_ENOUGH_REPLICAS (as Kafka maps it)."""
+
+    code = 19
+
+
 @dataclass(frozen=True, slots=True)
 class BatchMetadata:
     first_seq: int
@@ -57,6 +75,29 @@ class _ProducerEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class CompletedTxn:
+    """A transaction a marker closed on this partition: its offsets from the
+    producer's first transactional batch to the marker."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int
+    aborted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerSummary:
+    """DescribeProducers' view of one producer (-1: unknown)."""
+
+    producer_id: int
+    producer_epoch: int
+    last_sequence: int
+    last_timestamp: int
+    coordinator_epoch: int
+    current_txn_start_offset: int
+
+
+@dataclass(frozen=True, slots=True)
 class Duplicate:
     """A retried batch already in the log: answer with its original offsets."""
 
@@ -69,12 +110,35 @@ class PartitionProducerState:
 
     def __init__(self) -> None:
         self._producers: dict[int, _ProducerEntry] = {}
+        # producer id -> first offset of its open transaction
+        self._ongoing: dict[int, int] = {}
+        self._coordinator_epochs: dict[int, int] = {}
 
     def __len__(self) -> int:
         return len(self._producers)
 
     def __repr__(self) -> str:
-        return f"PartitionProducerState(producers={len(self._producers)})"
+        return f"PartitionProducerState(producers={len(self._producers)}, open_transactions={len(self._ongoing)})"
+
+    def first_unstable_offset(self) -> int | None:
+        """The smallest first offset of an open transaction, or None."""
+        return min(self._ongoing.values(), default=None)
+
+    def open_transaction(self, producer_id: int) -> int | None:
+        """The first offset of the producer's open transaction, or None."""
+        return self._ongoing.get(producer_id)
+
+    def producers(self) -> list[ProducerSummary]:
+        """Every producer known here, by producer id."""
+        out = []
+        for pid in sorted(self._producers):
+            entry = self._producers[pid]
+            last = entry.batches[-1] if entry.batches else None
+            out.append(ProducerSummary(
+                pid, entry.epoch, entry.last_seq, last.timestamp if last is not None else -1,
+                self._coordinator_epochs.get(pid, -1), self._ongoing.get(pid, -1),
+            ))
+        return out
 
     def check(self, header: BatchHeader) -> Duplicate | None:
         """Validate a produced batch against the state, before it is appended.
@@ -85,6 +149,8 @@ class PartitionProducerState:
         pid = header.producer_id
         if pid < 0:
             return None
+        if not header.is_transactional and pid in self._ongoing:
+            raise InvalidTxnStateError(f"producer {pid} sent a non-transactional batch inside its transaction")
         entry = self._producers.get(pid)
         if entry is None:
             return None
@@ -129,12 +195,55 @@ class PartitionProducerState:
                 timestamp,
             )
         )
+        if header.is_transactional and pid not in self._ongoing:
+            self._ongoing[pid] = base_offset
 
-    def rebuild(self, headers: Iterable[BatchHeader]) -> None:
-        """Replay batch headers read back from the log (already stamped)."""
+    def check_marker(self, producer_id: int, producer_epoch: int) -> None:
+        """Raise InvalidProducerEpochError if a marker of this epoch is older than
+        the producer's (a zombie coordinator); otherwise it may be appended."""
+        entry = self._producers.get(producer_id)
+        if entry is not None and producer_epoch < entry.epoch:
+            raise InvalidProducerEpochError(
+                f"marker epoch {producer_epoch} of producer {producer_id} is older than {entry.epoch}"
+            )
+
+    def complete_txn(self, producer_id: int, producer_epoch: int, aborted: bool, marker_offset: int,
+                     coordinator_epoch: int = -1) -> CompletedTxn | None:
+        """Record a marker appended at ``marker_offset``; the transaction it closed,
+        or None if none was open (a repeated marker changes nothing else).
+
+        A marker with a newer epoch (a fenced producer, or TV2's bump) makes
+        that epoch current, so the older one's batches are refused.
+        """
+        entry = self._producers.get(producer_id)
+        if entry is None or producer_epoch > entry.epoch:
+            self._producers[producer_id] = _ProducerEntry(epoch=producer_epoch)
+        if coordinator_epoch >= 0:
+            self._coordinator_epochs[producer_id] = coordinator_epoch
+        first = self._ongoing.pop(producer_id, None)
+        if first is None:
+            return None
+        return CompletedTxn(producer_id, first, marker_offset, aborted)
+
+    def rebuild(self, headers: Iterable[BatchHeader], marker_type=None) -> list[CompletedTxn]:
+        """Replay batch headers read back from the log (already stamped).
+
+        ``marker_type(header)``: True if the control batch is an abort marker
+        (reading its one record), needed only for the returned list; returns
+        the transactions closed along the way, in log order.
+        """
+        completed = []
         for header in headers:
-            if header.producer_id >= 0 and not header.is_control:
+            if header.producer_id < 0:
+                continue
+            if header.is_control:
+                aborted = bool(marker_type(header)) if marker_type is not None else False
+                done = self.complete_txn(header.producer_id, header.producer_epoch, aborted, header.base_offset)
+                if done is not None:
+                    completed.append(done)
+            else:
                 self.update(header, header.base_offset, header.max_timestamp)
+        return completed
 
     def save(self, directory: str, log_end_offset: int, *, mode: int = 0o600) -> None:
         """Write the snapshot atomically (temp file, fsync, rename); a new file
@@ -146,6 +255,8 @@ class PartitionProducerState:
                 str(pid): {"epoch": e.epoch, "batches": [list(_astuple(b)) for b in e.batches]}
                 for pid, e in self._producers.items()
             },
+            "ongoing": {str(pid): first for pid, first in self._ongoing.items()},
+            "coordinator_epochs": {str(pid): ce for pid, ce in self._coordinator_epochs.items()},
         }
         path = os.path.join(directory, SNAPSHOT_NAME)
         tmp = path + ".tmp"
@@ -168,6 +279,8 @@ class PartitionProducerState:
                 for item in raw["batches"]:
                     entry.batches.append(BatchMetadata(*map(int, item)))
                 state._producers[int(pid)] = entry
+            state._ongoing = {int(pid): int(first) for pid, first in data.get("ongoing", {}).items()}
+            state._coordinator_epochs = {int(p): int(c) for p, c in data.get("coordinator_epochs", {}).items()}
             return state, int(data["log_end_offset"])
         except FileNotFoundError:
             return None

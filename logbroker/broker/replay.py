@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterator
 
 from logbroker.errors import RecordsError, StorageError
-from logbroker.records import Record, decode_batch, iter_batches
+from logbroker.records import BatchHeader, Record, decode_batch, iter_batches
 
 log = logging.getLogger("logbroker.broker")
 
@@ -21,6 +21,13 @@ _READ_BYTES = 1 << 20
 
 def replay_records(plog) -> Iterator[Record]:
     """Every record of ``plog`` from its log start, in offset order."""
+    for _, records in replay_batches(plog):
+        yield from records
+
+
+def replay_batches(plog) -> Iterator[tuple[BatchHeader, list[Record]]]:
+    """Every batch of ``plog`` from its log start, in offset order: its header
+    (producer id, transactional and control bits) and its records."""
     offset = plog.log_start_offset
     while offset < plog.log_end_offset:
         try:
@@ -38,7 +45,7 @@ def replay_records(plog) -> Iterator[Record]:
                 del data  # no view of the bytes about to be cut may survive
                 _cut(plog, header.base_offset, header.last_offset, exc)
                 return
-            yield from batch.records
+            yield header, batch.records
 
 
 def _cut(plog, first: int, last: int, exc: Exception) -> None:

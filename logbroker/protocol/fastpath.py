@@ -19,8 +19,7 @@ for the equivalent kio object, which it passes through unchanged.
 served (Produce v3-v9, Fetch v4-v12, flexible ones included).
 
 What they always write, because logbroker does not support the rest:
-empty ``record_errors`` (Produce v8+), null ``aborted_transactions``,
-``preferred_read_replica`` -1 (Fetch v11+), and no tagged fields (Fetch v12's
+empty ``record_errors`` (Produce v8+), ``preferred_read_replica`` -1 (Fetch v11+), and no tagged fields (Fetch v12's
 ``diverging_epoch``, ``current_leader`` and ``snapshot_id`` at their defaults).
 """
 
@@ -98,6 +97,8 @@ class FetchPartition(NamedTuple):
     records: bytes | memoryview | None
     """Whole record batches, or None. A 1-D byte memoryview of at least
     ``ZERO_COPY_MIN`` bytes is sent uncopied (it must stay valid until sent)."""
+    aborted_transactions: Sequence[tuple[int, int]] | None = None
+    """``(producer id, first offset)`` pairs (read_committed fetches), or None (null)."""
 
 
 def _uvarint(value: int) -> bytes:
@@ -244,11 +245,21 @@ def _fetch_plan(version: int) -> _FetchPlan:
     top = ">ihi" if version >= 7 else ">i"
     layout = ">ihqq" + ("q" if has_log_start else "")
     if not flexible:
-        layout += "i"  # aborted_transactions: null (-1)
+        layout += "i"  # aborted_transactions: count, -1 for null
         if version >= 11:
             layout += "i"  # preferred_read_replica: -1
         layout += "i"  # records length (-1 for null)
     return _FetchPlan(flexible, struct.Struct(top), struct.Struct(layout), has_log_start)
+
+
+_ABORTED: Final = struct.Struct(">qq")  # producer_id, first_offset
+
+
+def _aborted_entries(aborted: Sequence[tuple[int, int]], flexible: bool) -> bytes:
+    """The entries of an aborted_transactions array (flexible: each with no tagged fields)."""
+    if flexible:
+        return b"".join(_ABORTED.pack(pid, first) + b"\x00" for pid, first in aborted)
+    return b"".join(_ABORTED.pack(pid, first) for pid, first in aborted)
 
 
 _FETCH_PLANS: Final = {v: _fetch_plan(v) for v in FETCH_VERSIONS}
@@ -288,23 +299,33 @@ def encode_fetch_response(
         for name, partitions in topics:
             append(_string(name, flexible))
             append(_array_length(len(partitions), flexible))
-            for index, error, high_watermark, last_stable, log_start, records in partitions:
+            for index, error, high_watermark, last_stable, log_start, records, aborted in partitions:
                 if flexible:
                     fixed = pack(index, error, high_watermark, last_stable, log_start)
+                    if aborted is None:
+                        middle = _FLEX_PARTITION_MIDDLE
+                    else:
+                        middle = _uvarint(len(aborted) + 1) + _aborted_entries(aborted, True) + _I32.pack(-1)
                     if records is None:
-                        append(fixed + _FLEX_PARTITION_MIDDLE + b"\x00\x00")
+                        append(fixed + middle + b"\x00\x00")
                         continue
-                    append(fixed + _FLEX_PARTITION_MIDDLE + _uvarint(len(records) + 1))
+                    append(fixed + middle + _uvarint(len(records) + 1))
                 else:
                     size = -1 if records is None else len(records)
-                    if has_log_start:
+                    count = -1 if aborted is None else len(aborted)
+                    if aborted:
+                        # The array sits between the fixed fields: write them in two parts.
+                        head = pack(index, error, high_watermark, last_stable, *((log_start,) if has_log_start else ()),
+                                    count, *((-1,) if legacy_v11 else ()), size)
+                        cut = 4 + 2 + 8 + 8 + (8 if has_log_start else 0) + 4  # up to the array's count
+                        append(head[:cut] + _aborted_entries(aborted, False) + head[cut:])
+                    elif has_log_start:
                         if legacy_v11:
-                            fixed = pack(index, error, high_watermark, last_stable, log_start, -1, -1, size)
+                            append(pack(index, error, high_watermark, last_stable, log_start, count, -1, size))
                         else:
-                            fixed = pack(index, error, high_watermark, last_stable, log_start, -1, size)
+                            append(pack(index, error, high_watermark, last_stable, log_start, count, size))
                     else:
-                        fixed = pack(index, error, high_watermark, last_stable, -1, size)
-                    append(fixed)
+                        append(pack(index, error, high_watermark, last_stable, count, size))
                     if records is None:
                         continue
                 if len(records) >= _ZERO_COPY_MIN:

@@ -44,7 +44,7 @@ def test_every_group_api_is_served_at_its_listed_versions():
     for key in (FIND, JOIN, HEARTBEAT, LEAVE, SYNC, COMMIT, FETCH_OFFSETS, DESCRIBE, LIST, DELETE, OFFSET_DELETE):
         low, high = SERVED_VERSIONS[ApiKey(key)]
         assert is_served(key, low) and is_served(key, high) and not is_served(key, high + 1)
-    assert SERVED_VERSIONS[ApiKey.FIND_COORDINATOR] == (0, 3)
+    assert SERVED_VERSIONS[ApiKey.FIND_COORDINATOR] == (0, 4)
 
 
 def test_every_coordinator_outcome_has_an_error_code():
@@ -59,7 +59,7 @@ def test_find_coordinator(h, version):
     assert (resp.node_id, resp.host, resp.port) == (0, h.broker.advertised_host, h.broker.advertised_port)
     if version >= 1:
         txn = h.call(FIND, version, "FindCoordinatorRequest", key="t", key_type=1)
-        assert txn.error_code == ErrorCode.coordinator_not_available
+        assert txn.error_code == ErrorCode.none and txn.node_id == 0  # this node coordinates transactions
 
 
 @pytest.mark.parametrize("version", range(8))

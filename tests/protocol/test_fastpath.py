@@ -147,6 +147,7 @@ FETCH_PARTITIONS = st.builds(
     last_stable_offset=INT64,
     log_start_offset=INT64,
     records=SMALL_RECORDS | BIG_RECORDS,
+    aborted_transactions=st.none() | st.lists(st.tuples(INT64, INT64), max_size=3),
 )
 
 
@@ -169,7 +170,10 @@ def _kio_fetch(version: int, topics, *, throttle_ms: int, error_code, session_id
                         high_watermark=p.high_watermark,
                         last_stable_offset=p.last_stable_offset,
                         log_start_offset=p.log_start_offset,
-                        aborted_transactions=None,
+                        aborted_transactions=None if p.aborted_transactions is None else [
+                            build(m.AbortedTransaction, producer_id=pid, first_offset=first)
+                            for pid, first in p.aborted_transactions
+                        ],
                         records=p.records,
                     )
                     for p in partitions

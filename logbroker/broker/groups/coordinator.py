@@ -28,6 +28,7 @@ import uuid
 from logbroker.broker.deferred import Deferred
 from logbroker.broker.groups.config import GroupConfig
 from logbroker.broker.groups.offsets import OffsetCommands
+from logbroker.broker.groups.records import OffsetValue
 from logbroker.broker.groups.results import (
     GroupError,
     JoinedMember,
@@ -69,6 +70,9 @@ class GroupCoordinator(OffsetCommands):
         self.loading = True
         self._shutting_down = False
         self._next_check: int | None = None
+        # Transactional offset commits awaiting their marker:
+        # producer id -> (group id, (topic, partition)) -> offset.
+        self._pending_txn: dict[int, dict[tuple[str, tuple[str, int]], OffsetValue]] = {}
 
     def __repr__(self) -> str:
         state = "loading" if self.loading else "shutting down" if self._shutting_down else "active"

@@ -1,6 +1,12 @@
 """Committed offsets and the group registry: OffsetCommit/Fetch/Delete,
-ListGroups, DescribeGroups, DeleteGroups, offset expiry, and the replay and
-compaction of the internal topic.
+transactional offset commits (TxnOffsetCommit and the markers that resolve
+them), ListGroups, DescribeGroups, DeleteGroups, offset expiry, and the
+replay and compaction of the internal topic.
+
+Transactional offsets are written as a transactional batch of the
+producer's; they stay pending (invisible to OffsetFetch) until the
+producer's commit marker, appended to the same log, makes them committed,
+or its abort marker drops them. Replay resolves them the same way.
 
 :class:`OffsetCommands` is the half of
 :class:`~logbroker.broker.groups.coordinator.GroupCoordinator` that deals in
@@ -57,7 +63,10 @@ class OffsetCommands:
         members when the broker stopped are recorded as Empty from now.
         """
         skipped = 0
-        for raw_key, raw_value, _timestamp in self._store.replay():
+        for raw_key, raw_value, _timestamp, producer_id, marker in self._store.replay():
+            if marker is not None:
+                self._resolve_pending(producer_id, marker, -1)
+                continue
             try:
                 key = decode_key(raw_key)
                 value = decode_value(key, raw_value) if key is not None else None
@@ -66,6 +75,11 @@ class OffsetCommands:
                 continue
             if key is None or (value is None and raw_value is not None):
                 skipped += 1  # a newer format than this broker knows
+                continue
+            if producer_id >= 0:
+                if isinstance(key, OffsetKey) and value is not None:
+                    pending = self._pending_txn.setdefault(producer_id, {})
+                    pending[(key.group_id, (key.topic, key.partition))] = value
                 continue
             self._apply(key, value)
         if skipped:
@@ -137,6 +151,8 @@ class OffsetCommands:
         return records
 
     def _maybe_compact(self, now_ms: int) -> None:
+        if self._pending_txn:
+            return  # the copy would leave the pending offsets' batches behind
         self._store.compact_if_superseded(self._live_records, now_ms, self.config.compact_min_records)
 
     def _append(self, records: list[tuple[bytes, bytes | None]], now_ms: int):
@@ -196,6 +212,85 @@ class OffsetCommands:
         errors.update((tp, E.NONE) for tp in values)
         self._maybe_compact(now_ms)
         return CommitResult(errors, flush)
+
+    # -- TxnOffsetCommit and transaction markers ----------------------------------
+
+    def txn_commit_offsets(self, req: CommitRequest, producer_id: int, producer_epoch: int,
+                           now_ms: int) -> CommitResult:
+        """TxnOffsetCommit: write the offsets in the producer's transaction; they
+        become committed with its commit marker (:meth:`complete_transaction`).
+
+        A group that does not exist is created to store offsets; a member id or
+        generation given (v3+) must match the group's, as Kafka checks."""
+        if self.loading:
+            return CommitResult({tp: E.COORDINATOR_LOAD_IN_PROGRESS for tp in req.offsets})
+        group = self._groups.get(req.group_id)
+        if group is not None:
+            error = None
+            if group.is_(_DEAD):
+                error = E.COORDINATOR_NOT_AVAILABLE
+            elif group.is_fenced(req.group_instance_id, req.member_id):
+                error = E.FENCED_INSTANCE_ID
+            elif req.member_id and req.member_id not in group.members:
+                error = E.UNKNOWN_MEMBER_ID
+            elif req.generation >= 0 and req.generation != group.generation:
+                error = E.ILLEGAL_GENERATION
+            if error is not None:
+                return CommitResult({tp: error for tp in req.offsets})
+        errors: dict[tuple[str, int], GroupError] = {}
+        values: dict[tuple[str, int], OffsetValue] = {}
+        limit = self.config.offset_metadata_max_bytes
+        for tp, value in req.offsets.items():
+            if value.metadata is not None and len(value.metadata.encode("utf-8")) > limit:
+                errors[tp] = E.OFFSET_METADATA_TOO_LARGE
+                continue
+            values[tp] = OffsetValue(value.offset, value.leader_epoch, value.metadata, now_ms, -1)
+        if not values:
+            return CommitResult(errors)
+        records = [
+            (encode_key(OffsetKey(req.group_id, topic, partition)), encode_value(value))
+            for (topic, partition), value in values.items()
+        ]
+        try:
+            flush = self._store.append(records, now_ms, producer_id=producer_id, producer_epoch=producer_epoch)
+        except BatchTooLargeError as exc:
+            log.warning("internal topic refused %d transactional offsets: %s", len(records), exc)
+            errors.update((tp, E.INVALID_COMMIT_OFFSET_SIZE) for tp in values)
+            return CommitResult(errors)
+        except LogbrokerError as exc:
+            log.warning("cannot write transactional offsets to the internal topic: %s", exc)
+            errors.update((tp, E.COORDINATOR_NOT_AVAILABLE) for tp in values)
+            return CommitResult(errors)
+        pending = self._pending_txn.setdefault(producer_id, {})
+        for tp, value in values.items():
+            pending[(req.group_id, tp)] = value
+        errors.update((tp, E.NONE) for tp in values)
+        return CommitResult(errors, flush)
+
+    def complete_transaction(self, producer_id: int, producer_epoch: int, commit: bool, coordinator_epoch: int,
+                             now_ms: int):
+        """Append the transaction marker to the internal topic, then make the
+        producer's pending offsets committed (``commit``) or drop them. Returns
+        the flush point; raises LogbrokerError with nothing changed."""
+        flush = self._store.append_marker(producer_id, producer_epoch, commit, coordinator_epoch, now_ms)
+        self._resolve_pending(producer_id, commit, now_ms)
+        self._maybe_compact(now_ms)
+        return flush
+
+    def _resolve_pending(self, producer_id: int, commit: bool, now_ms: int) -> None:
+        pending = self._pending_txn.pop(producer_id, None)
+        if not pending or not commit:
+            return
+        for (group_id, tp), value in pending.items():
+            group = self._groups.get(group_id)
+            if group is None:
+                group = self._groups[group_id] = Group(group_id, state_timestamp=max(now_ms, 0))
+            group.offsets[tp] = value
+
+    def has_pending_offset(self, group_id: str, tp: tuple[str, int]) -> bool:
+        """True while a transaction holds an uncommitted offset of the group for ``tp``
+        (OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT)."""
+        return any((group_id, tp) in pending for pending in self._pending_txn.values())
 
     @staticmethod
     def _check_commit(group: Group, req: CommitRequest) -> GroupError | None:

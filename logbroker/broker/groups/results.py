@@ -32,6 +32,7 @@ class GroupError(enum.Enum):
     GROUP_SUBSCRIBED_TO_TOPIC = "group_subscribed_to_topic"
     OFFSET_METADATA_TOO_LARGE = "offset_metadata_too_large"
     INVALID_COMMIT_OFFSET_SIZE = "invalid_commit_offset_size"
+    UNSTABLE_OFFSET_COMMIT = "unstable_offset_commit"
     UNKNOWN_SERVER_ERROR = "unknown_server_error"
 
 

@@ -8,8 +8,10 @@ compacts it in the background). Record layout: see
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from logbroker.broker.internal_topic import FlushPoint as FlushPoint, InternalTopic
+from logbroker.broker.markers import control_batch, is_commit_key
 
 
 OFFSETS_TOPIC = "__consumer_offsets"
@@ -28,7 +30,34 @@ class OffsetsTopic(InternalTopic):
     CONFIGS = OFFSETS_TOPIC_CONFIGS
     REWRITE_BATCH_RECORDS = 1000
 
-    def replay(self) -> Iterator[tuple[bytes, bytes | None, int]]:
-        """Every ``(key, value, timestamp)`` from the log start, in offset order (keyless skipped)."""
-        for record in self.keyed_records():
-            yield record.key, record.value, record.timestamp
+    def replay(self) -> Iterator[OffsetsLogEntry]:
+        """Every keyed record and every transaction marker from the log start, in
+        offset order (keyless records skipped)."""
+        for header, records in self.batches():
+            if header.is_control:
+                if header.producer_id >= 0 and records:
+                    commit = is_commit_key(records[0].key)
+                    yield OffsetsLogEntry(None, None, header.max_timestamp, header.producer_id, commit)
+                continue
+            producer_id = header.producer_id if header.is_transactional else -1
+            for record in records:
+                if record.key is not None:
+                    yield OffsetsLogEntry(record.key, record.value, record.timestamp, producer_id, None)
+
+    def append_marker(self, producer_id: int, producer_epoch: int, commit: bool, coordinator_epoch: int,
+                      now_ms: int) -> FlushPoint:
+        """Append the marker ending ``producer_id``'s transaction. Raises LogbrokerError."""
+        batch = control_batch(producer_id, producer_epoch, commit, coordinator_epoch, now_ms)
+        return self.append_batch(batch, now_ms, control=True)
+
+
+class OffsetsLogEntry(NamedTuple):
+    """One replayed item: a record (``key``, ``value``, ``timestamp``, and
+    ``producer_id`` >= 0 when it was written in that producer's transaction),
+    or a transaction marker (``key`` None, ``marker`` True for a commit)."""
+
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+    producer_id: int
+    marker: bool | None

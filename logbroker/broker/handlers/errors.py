@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from logbroker.protocol import ErrorCode
 
-from logbroker.broker.producer_state import InvalidProducerEpochError, OutOfOrderSequenceError
+from logbroker.broker.producer_state import (
+    InvalidProducerEpochError, InvalidTxnStateError, OutOfOrderSequenceError, TxnNotReadyError,
+)
 from logbroker import errors as e
 
 _TABLE: tuple[tuple[type[BaseException], ErrorCode], ...] = (
@@ -22,6 +24,8 @@ _TABLE: tuple[tuple[type[BaseException], ErrorCode], ...] = (
     (e.ThrottledError, ErrorCode.throttling_quota_exceeded),
     (OutOfOrderSequenceError, ErrorCode.out_of_order_sequence_number),
     (InvalidProducerEpochError, ErrorCode.invalid_producer_epoch),
+    (InvalidTxnStateError, ErrorCode.invalid_txn_state),
+    (TxnNotReadyError, ErrorCode.not_enough_replicas),
     (e.StorageError, ErrorCode.kafka_storage_error),
 )
 

@@ -13,6 +13,7 @@ from logbroker.protocol import ErrorCode, FetchPartition, encode_fetch_response
 from logbroker.broker.handlers._acl import TOPIC_DENIED
 from logbroker.broker.handlers._build import ms
 from logbroker.broker.handlers.errors import error_code_for
+from logbroker.broker.markers import cut_before
 from logbroker.errors import LogbrokerError
 
 _NONE = ErrorCode.none
@@ -22,7 +23,7 @@ class FetchOperation:
     """One Fetch request, attempted again each time watched data arrives."""
 
     __slots__ = ("_broker", "_version", "_correlation_id", "_topics", "_max_bytes", "_denied",
-                 "wait_ms", "min_bytes", "watch")
+                 "_read_committed", "wait_ms", "min_bytes", "watch")
     flush: tuple = ()
     """(partition log, offset) pairs to fsync before the first attempt (ShareFetch's acknowledgements)."""
 
@@ -34,6 +35,8 @@ class FetchOperation:
         self.wait_ms = max(0, ms(body.max_wait))
         self.min_bytes = int(body.min_bytes)
         self._max_bytes = int(body.max_bytes)
+        # isolation_level 1 (read_committed): data below the last stable offset only.
+        self._read_committed = int(getattr(body, "isolation_level", 0)) == 1
         # (topic, [(partition, fetch offset, partition max bytes)]) in request order.
         self._topics = [
             (t.topic, [(int(p.partition), int(p.fetch_offset), int(p.partition_max_bytes)) for p in t.partitions])
@@ -73,14 +76,20 @@ class FetchOperation:
                     parts.append(FetchPartition(index, error_code_for(exc), hw, hw, start, b""))
                     continue
                 records = result.records
+                hw = result.high_watermark
+                stable = self._broker.last_stable_offset(topic, index, plog)
+                aborted = None
+                if self._read_committed:
+                    if stable < hw:
+                        records = cut_before(records, stable)
+                    aborted = self._broker.aborted_transactions(topic, index, plog, offset, stable) if records else None
                 size = len(records)
                 if total and size > limit:
                     records, size = b"", 0
                 total += size
                 topic_bytes += size
                 remaining = max(0, remaining - size)
-                hw = result.high_watermark
-                parts.append(FetchPartition(index, _NONE, hw, hw, result.log_start_offset, records))
+                parts.append(FetchPartition(index, _NONE, hw, stable, result.log_start_offset, records, aborted))
             topics_out.append((topic, parts))
             if topic_bytes:
                 sent.append((topic, topic_bytes))

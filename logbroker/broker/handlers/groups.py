@@ -19,6 +19,7 @@ from __future__ import annotations
 from logbroker.protocol import ErrorCode
 
 from logbroker.broker.deferred import Deferred
+from logbroker.broker.handlers.transactions import find_transaction_coordinator
 from logbroker.broker.groups import (
     CommitRequest,
     GroupError,
@@ -66,19 +67,36 @@ def _flush_reply(broker, body, flush) -> Reply:
 
 
 def handle_find_coordinator(broker, request):
+    """This node coordinates every group and transactional id; v4+ asks for
+    several keys at once (``coordinator_keys``) and gets one answer per key."""
     body = request.body
     key_type = int(getattr(body, "key_type", _KEY_TYPE_GROUP))
+    if request.api_version >= 4:
+        mod = module_of(request.response_class)
+        coordinators = tuple(
+            build(mod.Coordinator, key=key, error_code=code, error_message=message, **fields)
+            for key in body.coordinator_keys
+            for code, message, fields in (_find_coordinator(broker, key_type, key),)
+        )
+        return build(request.response_class, coordinators=coordinators)
+    code, message, fields = _find_coordinator(broker, key_type, body.key)
+    return build(request.response_class, error_code=code, error_message=message, **fields)
+
+
+def _find_coordinator(broker, key_type: int, key: str):
+    """(error code, message, node fields) for one coordinator key."""
     fields = {"node_id": -1, "host": "", "port": -1}
-    if key_type == _KEY_TYPE_GROUP and not broker.allowed("describe", "group", body.key):
-        code, message = GROUP_DENIED, f"not allowed to describe group {body.key!r}"
+    if key_type == _KEY_TYPE_GROUP and not broker.allowed("describe", "group", key):
+        code, message = GROUP_DENIED, f"not allowed to describe group {key!r}"
     elif key_type == _KEY_TYPE_GROUP:
         code, message = ErrorCode.none, None
-        fields = {"node_id": broker.config.node_id, "host": broker.advertised_host, "port": broker.advertised_port}
     elif key_type == _KEY_TYPE_TRANSACTION:
-        code, message = ErrorCode.coordinator_not_available, "transactions are not supported"
+        code, message = find_transaction_coordinator(broker, key)
     else:
         code, message = ErrorCode.invalid_request, f"unknown key type {key_type}"
-    return build(request.response_class, error_code=code, error_message=message, **fields)
+    if code == ErrorCode.none:
+        fields = {"node_id": broker.config.node_id, "host": broker.advertised_host, "port": broker.advertised_port}
+    return code, message, fields
 
 
 # -- JoinGroup / SyncGroup / Heartbeat / LeaveGroup --------------------------------
@@ -265,6 +283,11 @@ def handle_offset_fetch(broker, request):
         result = broker.groups.fetch_offsets(body.group_id, [tp for tp in wanted if tp[0] not in denied])
         entries = [(tp, None, TOPIC_DENIED) if tp[0] in denied else (tp, result.offsets.get(tp), None)
                    for tp in wanted]
+    if getattr(body, "require_stable", False):
+        # v7+: offsets a transaction is still committing are not answered yet.
+        pending = broker.groups.has_pending_offset
+        entries = [(tp, None, ErrorCode.unstable_offset_commit) if code is None and pending(body.group_id, tp)
+                   else (tp, value, code) for tp, value, code in entries]
     # v0/v1: the group's error is reported on every partition.
     partition_error = _code(result.error) if version < 2 else ErrorCode.none
     entries = [(tp, value, partition_error if code is None else code) for tp, value, code in entries]

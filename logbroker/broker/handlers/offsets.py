@@ -14,6 +14,7 @@ from logbroker.protocol import ErrorCode
 from logbroker.broker.handlers._acl import TOPIC_DENIED
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.handlers.errors import error_code_for
+from logbroker.broker.handlers.transactions import init_transactional_producer
 from logbroker.broker.security.acls import CLUSTER
 from logbroker.errors import LogbrokerError
 
@@ -44,6 +45,8 @@ def _lookup(plog, timestamp: int) -> tuple[int, int]:
 
 def handle_list_offsets(broker, request):
     mod = module_of(request.response_class)
+    # isolation_level 1 (read_committed, v2+): "latest" is the last stable offset.
+    read_committed = int(getattr(request.body, "isolation_level", 0)) == 1
     topics_out = []
     for topic in request.body.topics:
         parts = []
@@ -55,7 +58,10 @@ def handle_list_offsets(broker, request):
                     offset, ts, code = -1, -1, TOPIC_DENIED
                 else:
                     plog = broker.partition(topic.name, index)
-                    offset, ts = _lookup(plog, int(p.timestamp))
+                    if read_committed and int(p.timestamp) == LATEST:
+                        offset, ts = broker.last_stable_offset(topic.name, index, plog), -1
+                    else:
+                        offset, ts = _lookup(plog, int(p.timestamp))
                     code = ErrorCode.none
             except LogbrokerError as exc:
                 offset, ts, code = -1, -1, error_code_for(exc)
@@ -134,13 +140,7 @@ def handle_delete_records(broker, request):
 def handle_init_producer_id(broker, request):
     body = request.body
     if body.transactional_id is not None:
-        # Transactions are not served; say so in the code Kafka uses for a disabled feature.
-        return build(
-            request.response_class,
-            error_code=ErrorCode.transactional_id_authorization_failed,
-            producer_id=-1,
-            producer_epoch=-1,
-        )
+        return init_transactional_producer(broker, request)
     if not _may_produce_idempotently(broker):
         return build(
             request.response_class,

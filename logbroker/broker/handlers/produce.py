@@ -1,7 +1,10 @@
 """Produce: validate each partition's batch, check producer state, append.
 
 Batches stay opaque bytes; only their 61-byte header is read. The response
-is written by the protocol's fast Produce encoder (no kio objects).
+is written by the protocol's fast Produce encoder (no kio objects). A
+request naming a transactional id needs WRITE on it (else
+TRANSACTIONAL_ID_AUTHORIZATION_FAILED on every partition, as Kafka); the
+broker checks each transactional batch's partition is in the transaction.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ _VALID_ACKS = (-1, 0, 1)
 
 def handle_produce(broker, request) -> Reply:
     body = request.body
+    transactional_id = body.transactional_id
+    txn_denied = transactional_id is not None and not broker.allowed("write", "transactional_id", transactional_id)
     acks = int(body.acks)
     always = broker.config.flush == "always"
     topics_out = []
@@ -32,6 +37,8 @@ def handle_produce(broker, request) -> Reply:
             message = None
             if acks not in _VALID_ACKS:
                 code, result = ErrorCode.invalid_required_acks, None
+            elif txn_denied:
+                code, result = ErrorCode.transactional_id_authorization_failed, None
             elif not broker.allowed("write", "topic", name):
                 code, result = ErrorCode.topic_authorization_failed, None
             elif not exists:
@@ -43,7 +50,7 @@ def handle_produce(broker, request) -> Reply:
                 code, result = ErrorCode.corrupt_message, None
             else:
                 try:
-                    result = broker.append(name, index, pdata.records)
+                    result = broker.append(name, index, pdata.records, transactional_id=transactional_id)
                     code = ErrorCode.none
                 except LogbrokerError as exc:
                     code, result = error_code_for(exc), None

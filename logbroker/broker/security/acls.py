@@ -24,7 +24,7 @@ from logbroker.errors import InvalidConfigError
 from logbroker.storage import DEFAULT_DIR_MODE, DEFAULT_FILE_MODE
 
 ACLS_FILE = "acls.json"
-RESOURCE_TYPES = ("topic", "group", "cluster")
+RESOURCE_TYPES = ("topic", "group", "cluster", "transactional_id")
 OPERATIONS = (
     "read", "write", "create", "delete", "describe", "alter",
     "describe_configs", "alter_configs", "idempotent_write", "all",
@@ -51,6 +51,7 @@ SUPPORTED_OPERATIONS = {
     "group": ("read", "describe", "delete", "describe_configs", "alter_configs"),
     "cluster": ("create", "cluster_action", "describe_configs", "alter_configs", "idempotent_write", "alter",
                 "describe"),
+    "transactional_id": ("write", "describe"),
 }
 """What Kafka reports per resource type in ``authorized_operations`` (KIP-430)."""
 

@@ -49,6 +49,17 @@ class TransactionConfig:
         if self.coordinator_epoch < 0:
             raise InvalidConfigError("coordinator_epoch must not be negative")
 
+    @classmethod
+    def from_broker(cls, config) -> TransactionConfig:
+        """From a :class:`~logbroker.broker.config.BrokerConfig` (Kafka's ``transaction.*`` settings)."""
+        return cls(
+            max_timeout_ms=config.transaction_max_timeout_ms,
+            transactional_id_expiration_ms=config.transactional_id_expiration_ms,
+            remove_expired_interval_ms=config.transaction_remove_expired_transaction_cleanup_interval_ms,
+            abort_retry_interval_ms=config.transaction_abort_timed_out_transaction_cleanup_interval_ms,
+            transaction_version=config.transaction_version,
+        )
+
     @property
     def log_value_version(self) -> int:
         """The ``__transaction_state`` value version written (Kafka's rule)."""

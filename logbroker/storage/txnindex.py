@@ -1,0 +1,184 @@
+"""The aborted-transaction index of a partition: Kafka's ``.txnindex`` files.
+
+One file per segment, named by the segment's base offset like the segment's
+other files (``00000000000000000000.txnindex``), holding fixed 34-byte
+entries, big-endian, in the order they were appended::
+
+    version int16 (0) | producer id int64 | first offset int64
+    | last offset int64 | last stable offset int64
+
+An entry says: the offsets ``[first offset, last offset]`` of that producer
+end in an abort (``last offset`` is the offset of the abort marker, which
+lives in the segment whose file holds the entry). ``last stable offset`` is
+the partition's last stable offset right after the marker. Storage gives
+the entries no other meaning: the broker decides what is aborted, appends
+entries, and reads those overlapping a fetched range.
+
+The entries are small and few, so they are kept in memory as well; the files
+exist to survive a clean restart. A file whose segment is gone is deleted by
+:meth:`TxnIndexes.prune`, and entries at or past a truncated log end are
+dropped with it. After a crash the broker rewrites the entries it rebuilds
+from batch headers with :meth:`TxnIndexes.replace_from`.
+
+Thread-safety: one thread appends and reads; :meth:`TxnIndexes.flush` may
+run in a worker thread (it fsyncs files only).
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import struct
+from collections.abc import Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+from logbroker.errors import StorageError
+
+__all__ = ["TXN_INDEX_SUFFIX", "AbortedTxn", "TxnIndexes"]
+
+logger = logging.getLogger("logbroker.storage")
+
+TXN_INDEX_SUFFIX = ".txnindex"
+_ENTRY = struct.Struct(">hqqqq")  # 34 bytes
+_VERSION = 0
+
+
+class AbortedTxn(NamedTuple):
+    """One ``.txnindex`` entry (see the module docstring)."""
+
+    producer_id: int
+    first_offset: int
+    last_offset: int
+    last_stable_offset: int
+
+
+class TxnIndexes:
+    """The ``.txnindex`` files of one partition directory, by segment base offset.
+
+    ``file_mode``: permission bits of new files. Unreadable or torn files are
+    read up to their last whole entry (a torn tail is cut when written next).
+    """
+
+    def __init__(self, directory: Path | str, *, file_mode: int = 0o600) -> None:
+        self._dir = Path(directory)
+        self._mode = file_mode
+        self._entries: dict[int, list[AbortedTxn]] = {}
+        self._dirty: set[int] = set()
+        for path in self._dir.glob("*" + TXN_INDEX_SUFFIX):
+            try:
+                base = int(path.name[: -len(TXN_INDEX_SUFFIX)])
+                data = path.read_bytes()
+            except (ValueError, OSError) as exc:
+                logger.warning("%s: ignoring %s (%s)", self._dir.name, path.name, exc)
+                continue
+            whole = len(data) - len(data) % _ENTRY.size
+            entries = [
+                AbortedTxn(*fields[1:]) for fields in _ENTRY.iter_unpack(data[:whole]) if fields[0] == _VERSION
+            ]
+            if whole != len(data):
+                logger.warning("%s: %s ends in a torn entry; it is cut", self._dir.name, path.name)
+                self._write_file(base, entries)
+            self._entries[base] = entries
+
+    def __repr__(self) -> str:
+        return f"TxnIndexes({self._dir.name}, files={len(self._entries)}, entries={len(self)})"
+
+    def __len__(self) -> int:
+        return sum(map(len, self._entries.values()))
+
+    def _path(self, base: int) -> Path:
+        return self._dir / f"{base:020d}{TXN_INDEX_SUFFIX}"
+
+    def append(self, segment_base: int, entry: AbortedTxn) -> None:
+        """Add ``entry`` to the file of the segment at ``segment_base``. Raises StorageError."""
+        try:
+            fd = os.open(self._path(segment_base), os.O_WRONLY | os.O_CREAT | os.O_APPEND, self._mode)
+            try:
+                os.write(fd, _ENTRY.pack(_VERSION, *entry))
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self._path(segment_base)}: {exc}") from exc
+        self._entries.setdefault(segment_base, []).append(entry)
+        self._dirty.add(segment_base)
+
+    def overlapping(self, from_offset: int, upper_bound: int) -> list[AbortedTxn]:
+        """Entries whose range overlaps ``[from_offset, upper_bound)``, by first offset."""
+        out = [
+            e for entries in self._entries.values() for e in entries
+            if e.last_offset >= from_offset and e.first_offset < upper_bound
+        ]
+        out.sort(key=lambda e: e.first_offset)
+        return out
+
+    def entries(self) -> list[tuple[int, AbortedTxn]]:
+        """Every ``(segment base, entry)``, in file order."""
+        return [(base, e) for base in sorted(self._entries) for e in self._entries[base]]
+
+    def replace_from(self, offset: int, entries: Iterable[tuple[int, AbortedTxn]]) -> bool:
+        """Drop entries whose last offset is >= ``offset`` and add ``entries``
+        (``(segment base, entry)``); files are rewritten only if that changes
+        them. True if something changed. Raises StorageError."""
+        wanted: dict[int, list[AbortedTxn]] = {
+            base: [e for e in kept if e.last_offset < offset] for base, kept in self._entries.items()
+        }
+        for base, entry in entries:
+            wanted.setdefault(base, []).append(entry)
+        changed = False
+        for base in sorted(set(wanted) | set(self._entries)):
+            new = wanted.get(base, [])
+            if new != self._entries.get(base, []):
+                self._write_file(base, new)
+                changed = True
+        return changed
+
+    def prune(self, segment_bases: list[int], log_end: int) -> None:
+        """Delete the files of segments that no longer exist (``segment_bases`` are
+        those that do, sorted) and entries at or past ``log_end``."""
+        for base in list(self._entries):
+            i = bisect.bisect_left(segment_bases, base)
+            if i == len(segment_bases) or segment_bases[i] != base:
+                self._write_file(base, [])
+        if any(e.last_offset >= log_end for entries in self._entries.values() for e in entries):
+            self.replace_from(log_end, ())
+
+    def flush(self) -> None:
+        """fsync the files appended to since the last flush. Raises StorageError."""
+        dirty, self._dirty = self._dirty, set()
+        for base in sorted(dirty):
+            path = self._path(base)
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                raise StorageError(f"cannot fsync {path}: {exc}") from exc
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                raise StorageError(f"cannot fsync {path}: {exc}") from exc
+            finally:
+                os.close(fd)
+
+    def _write_file(self, base: int, entries: list[AbortedTxn]) -> None:
+        """Replace one file (deleted when ``entries`` is empty). Raises StorageError."""
+        path = self._path(base)
+        try:
+            if not entries:
+                path.unlink(missing_ok=True)
+                self._entries.pop(base, None)
+                self._dirty.discard(base)
+                return
+            tmp = path.with_name(path.name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self._mode)
+            try:
+                os.write(fd, b"".join(_ENTRY.pack(_VERSION, *e) for e in entries))
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise StorageError(f"cannot rewrite {path}: {exc}") from exc
+        self._entries[base] = list(entries)

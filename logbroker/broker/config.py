@@ -132,6 +132,11 @@ class BrokerConfig:
         default=True, metadata={"help": "Create a topic when a client asks for an unknown one."}
     )
     num_partitions: int = field(default=1, metadata={"help": "Partitions of an auto-created topic."})
+    log_max_open_files: int = field(
+        default=1024,
+        metadata={"help": "Segment files kept open for writing at once, least recently used closed first: idle "
+                          "partitions hold no descriptor (see docs/operations.md for the descriptor budget)."},
+    )
     auto_create_topics_max_per_request: int = field(
         default=50,
         metadata={"help": "Most topics one request (Metadata, Produce...) may auto-create; the rest are refused "

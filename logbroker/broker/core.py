@@ -660,4 +660,5 @@ def _log_manager_config(config: BrokerConfig) -> LogManagerConfig:
     )
     return LogManagerConfig(
         flush=config.flush, flush_interval_ms=config.flush_interval_ms, log=defaults,
+        max_open_files=config.log_max_open_files,
     )

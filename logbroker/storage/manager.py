@@ -67,6 +67,7 @@ from logbroker.storage.checkpoints import (
     write_checkpoint,
 )
 from logbroker.storage.config import LogConfig, LogManagerConfig
+from logbroker.storage.descriptors import WRITE_DESCRIPTORS
 from logbroker.storage.files import (
     DELETE_DIR_SUFFIX,
     LOG_SUFFIX,
@@ -100,9 +101,9 @@ TOPICS_FILE = "topics.json"
 LEGACY_DELETED_SUFFIX = ".deleted"  # how deleted directories were named before "-delete"
 _TOPIC_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
 MAX_PARTITIONS = 100_000
-#: File descriptors reserved per partition a creation adds: the active segment's
-#: write descriptor, and one for the short-lived opens of rolling and flushing.
-DESCRIPTORS_PER_PARTITION = 2
+#: File descriptors a partition a creation adds may hold: its active segment's
+#: write descriptor, while within the budget of open files (maps keep none).
+DESCRIPTORS_PER_PARTITION = 1
 #: Descriptors that must stay free after a creation, for connections and files.
 DESCRIPTOR_HEADROOM = 64
 _SHOWN = 5  # names quoted in a summarised log line
@@ -122,6 +123,20 @@ def spare_descriptors() -> tuple[int, int] | None:
             continue
         return max(limit - open_now, 0), limit
     return None
+
+
+def _write_budget(configured: int) -> int:
+    """``configured`` write descriptors, or half the RLIMIT_NOFILE soft limit if
+    that is less (the other half is for connections and short-lived opens)."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if limit == resource.RLIM_INFINITY or configured <= limit // 2:
+        return configured
+    budget = max(1, limit // 2)
+    logger.warning(
+        "log.max.open.files=%d is more than half the open-files limit (%d): keeping at most %d segment files "
+        "open for writing (raise the limit with ulimit -n or LimitNOFILE= to keep more)", configured, limit, budget,
+    )
+    return budget
 
 
 def _sample(names: list[str]) -> str:
@@ -207,6 +222,7 @@ class LogManager:
         started = time.perf_counter()
         self.data_dir = Path(data_dir)
         self.config = config if config is not None else LogManagerConfig()
+        WRITE_DESCRIPTORS.set_limit(_write_budget(self.config.max_open_files))
         self.opened_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
         self._lock = threading.RLock()
         self._closed = False
@@ -576,7 +592,8 @@ class LogManager:
         if spare is None:
             return
         free, limit = spare
-        needed = min(partitions, self.config.max_open_files) * DESCRIPTORS_PER_PARTITION
+        room = max(0, WRITE_DESCRIPTORS.limit - WRITE_DESCRIPTORS.open_count())
+        needed = min(partitions, room) * DESCRIPTORS_PER_PARTITION
         if needed + DESCRIPTOR_HEADROOM > free:
             raise StorageError(
                 f"cannot create {what}: {partitions} partitions need {needed} file descriptors and "

@@ -84,3 +84,33 @@ def test_create_partitions_beyond_the_fd_limit_leaves_a_usable_broker(fault_brok
     summary("fd_exhaustion", nofile=NOFILE, create_partitions=outcome, problems=problems)
     assert not problems, f"CreatePartitions to {2 * NOFILE} with RLIMIT_NOFILE={NOFILE} ({outcome}):\n- " + \
         "\n- ".join(problems)
+
+
+def _open_descriptors(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def test_a_thousand_partitions_fit_in_a_256_descriptor_limit(fault_broker, tmp_path):
+    # Idle partitions hold no descriptor: maps keep none, and the active segments'
+    # write descriptors stay within log.max.open.files (64 here).
+    settings = tmp_path / "broker.toml"
+    settings.write_text('"log.max.open.files" = 64\n')
+    broker = fault_broker("--config", str(settings), preexec_fn=_nofile)
+    topic, partitions = unique_topic("wide"), 1000
+    create_topic(broker.bootstrap, topic, partitions)
+    acked = produce_all(broker.bootstrap, topic, [(p, None, b"p%d" % p) for p in range(partitions)])
+    assert len(acked) == partitions
+    during = _open_descriptors(broker.proc.pid)
+    read = read_partitions(broker.bootstrap, topic, range(partitions), timeout=60)
+    assert {p: [v for _, _, v in records] for p, records in read.items()} == {
+        p: [b"p%d" % p] for p in range(partitions)}
+    after_read = _open_descriptors(broker.proc.pid)
+    broker.stop()
+    broker.start()
+    reread = read_partitions(broker.bootstrap, topic, [0, 499, 999], timeout=30)
+    assert [records[0][2] for records in reread.values()] == [b"p0", b"p499", b"p999"]
+    restarted = _open_descriptors(broker.proc.pid)
+    summary("descriptor_budget", partitions=partitions, nofile=NOFILE, max_open_files=64,
+            open_after_produce=during, open_after_read=after_read, open_after_restart=restarted)
+    # 64 write descriptors, the listener, a few client connections, logs and the lock file.
+    assert max(during, after_read, restarted) <= 64 + 40

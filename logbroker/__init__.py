@@ -52,6 +52,7 @@ _LAZY = {
     "ClientClosedError": "logbroker.errors",
     "ClientError": "logbroker.errors",
     "CommitFailedError": "logbroker.errors",
+    "CorruptRecordError": "logbroker.errors",
     "FetchOffsetOutOfRangeError": "logbroker.errors",
     "GroupError": "logbroker.errors",
     "KafkaConnectionError": "logbroker.errors",

@@ -41,6 +41,12 @@ class StorageError(LogbrokerError):
     """The disk refused a write or a file is unusable (ENOSPC, EIO...)."""
 
 
+class CorruptSegmentError(StorageError, CorruptBatchError):
+    """A stored batch failed its checks when read (CRC, length, magic): the segment
+    is damaged. Answered as CORRUPT_MESSAGE, which clients hand to the application;
+    ``logbroker repair`` removes such batches."""
+
+
 class LogDirLockedError(StorageError):
     """Another process holds the data directory."""
 
@@ -189,6 +195,14 @@ class FetchOffsetOutOfRangeError(KafkaError):
     """A fetch or seek asked for an offset outside the log (OFFSET_OUT_OF_RANGE)."""
 
     default_code = 1
+
+
+class CorruptRecordError(KafkaError):
+    """The broker found the batch at the fetch position damaged, or the client found a
+    fetched batch corrupt (CORRUPT_MESSAGE). The message names the topic, partition
+    and offset; reading past it takes a seek beyond the damaged batch, or a repair."""
+
+    default_code = 2
 
 
 class RecordTooLargeError(KafkaError):

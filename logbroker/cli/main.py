@@ -12,11 +12,12 @@ def main() -> None:
 
 
 def _register() -> None:
-    from logbroker.cli import dump, serve
+    from logbroker.cli import dump, repair, serve
     from logbroker.cli import consume, produce, topics
 
     main.add_command(serve.serve)
     main.add_command(dump.dump)
+    main.add_command(repair.repair)
     main.add_command(topics.topics)
     main.add_command(produce.produce)
     main.add_command(consume.consume)

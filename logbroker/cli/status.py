@@ -1,8 +1,10 @@
 """``logbroker status``: a one-screen summary of a running broker.
 
 Everything comes over the Kafka protocol (Metadata, ListOffsets,
-DescribeLogDirs, ListGroups, DescribeGroups, OffsetFetch and, for share
-groups, their progress), so it works against any broker that answers them.
+DescribeLogDirs, DescribeConfigs, ListGroups, DescribeGroups, OffsetFetch
+and, for share groups, their progress), so it works against any broker that
+answers them. Damaged batches come from logbroker's read-only topic config
+``logbroker.damaged.batches`` (other brokers have none: nothing is shown).
 """
 
 from __future__ import annotations
@@ -13,13 +15,20 @@ from logbroker.cli.topics import bootstrap_option, emit_json, format_option, pri
 from logbroker.client import Admin, TopicPartition
 from logbroker.errors import KafkaError
 
+DAMAGED_BATCHES = "logbroker.damaged.batches"
+
 
 async def collect(admin: Admin) -> dict:
     """The status of the broker(s) ``admin`` talks to, as a JSON-ready dict."""
     meta = await admin.cluster.refresh(all_topics=True)
     topics = {name: info for name, info in sorted(meta.topics.items()) if not info.error_code}
-    starts, ends, unreadable = await _offsets(admin, topics)
+    tps = [TopicPartition(name, p.partition) for name, info in topics.items() for p in info.partitions]
+    starts = ends = {}
+    if tps:
+        starts = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "earliest" for tp in tps})).items()}
+        ends = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "latest" for tp in tps})).items()}
     dirs = await admin.describe_log_dirs()
+    damaged = await _damaged(admin, list(topics))
     sizes: dict[TopicPartition, int] = {}
     for d in dirs:
         sizes.update(d.sizes)
@@ -27,14 +36,13 @@ async def collect(admin: Admin) -> dict:
     for name, info in topics.items():
         parts = [
             {"partition": p.partition, "log_start": starts.get(tp, -1), "log_end": ends.get(tp, -1),
-             "size": sizes.get(tp, -1)}
+             "size": sizes.get(tp, -1), "damaged": damaged.get(tp, [])}
             for p in sorted(info.partitions, key=lambda p: p.partition)
             for tp in [TopicPartition(name, p.partition)]
         ]
         topics_out.append({
             "name": name,
             "internal": info.internal,
-            "error": unreadable.get(name),
             "partitions": parts,
             "records": sum(max(0, p["log_end"] - p["log_start"]) for p in parts),
             "size": sum(max(0, p["size"]) for p in parts),
@@ -56,37 +64,20 @@ async def collect(admin: Admin) -> dict:
     }
 
 
-async def _offsets(admin: Admin, topics: dict) -> tuple[dict, dict, dict[str, str]]:
-    """Log start and end offsets by partition, and why a topic's could not be read.
-
-    All partitions are asked at once; if that fails, topic by topic, so that
-    one topic the broker cannot answer for (KAFKA_STORAGE_ERROR...) loses only
-    its own numbers (-1), never the whole status.
-    """
-    by_topic = {name: [TopicPartition(name, p.partition) for p in info.partitions] for name, info in topics.items()}
-
-    async def both(tps: list[TopicPartition]) -> tuple[dict, dict]:
-        if not tps:
-            return {}, {}
-        starts = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "earliest" for tp in tps})).items()}
-        ends = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "latest" for tp in tps})).items()}
-        return starts, ends
-
+async def _damaged(admin: Admin, names: list[str]) -> dict[TopicPartition, list[str]]:
+    """Offsets (``"first-last"``) of the batches the broker found damaged, by partition."""
+    if not names:
+        return {}
     try:
-        starts, ends = await both([tp for tps in by_topic.values() for tp in tps])
-        return starts, ends, {}
-    except KafkaError:
-        pass
-    starts, ends, unreadable = {}, {}, {}
-    for name, tps in by_topic.items():
-        try:
-            got = await both(tps)
-        except KafkaError as exc:
-            unreadable[name] = str(exc)
-            continue
-        starts.update(got[0])
-        ends.update(got[1])
-    return starts, ends, unreadable
+        found = await admin.describe_configs(names, keys=[DAMAGED_BATCHES])
+    except KafkaError:  # not allowed to describe some topic's configs: show no damage rather than fail
+        return {}
+    out: dict[TopicPartition, list[str]] = {}
+    for topic, configs in found.items():
+        for item in filter(None, (configs.get(DAMAGED_BATCHES) or "").split(",")):
+            partition, _, offsets = item.partition(":")
+            out.setdefault(TopicPartition(topic, int(partition)), []).append(offsets)
+    return out
 
 
 async def _group(admin: Admin, listed, ends: dict[TopicPartition, int]) -> dict:
@@ -135,9 +126,12 @@ def render(status: dict, *, partitions: bool = False, internal: bool = False) ->
         print_table(["TOPIC", "PARTITIONS", "RECORDS", "SIZE"], [
             [t["name"], len(t["partitions"]), t["records"], human_bytes(t["size"])] for t in shown
         ])
-    for t in status["topics"]:
-        if t.get("error"):
-            click.echo(f"\nTopic {t['name']}: offsets unknown: {t['error']}")
+    damaged = [(t["name"], p["partition"], offsets) for t in status["topics"] for p in t["partitions"]
+               for offsets in p["damaged"]]
+    if damaged:
+        click.echo(f"\nDAMAGED: {len(damaged)} batches not served (consumers get CORRUPT_MESSAGE there); "
+                   "stop the broker and run 'logbroker repair DATA_DIR'")
+        print_table(["TOPIC", "PARTITION", "OFFSETS"], [list(row) for row in damaged])
     groups = status["groups"]
     click.echo(f"\nGroups: {len(groups)}")
     if groups:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from logbroker.errors import (
     CommitFailedError,
+    CorruptRecordError,
     FetchOffsetOutOfRangeError,
     GroupError,
     KafkaError,
@@ -21,6 +22,7 @@ _CLASSES: dict[int, type[KafkaError]] = {
     ErrorCode.unknown_topic_or_partition: UnknownTopicOrPartitionError,
     ErrorCode.not_leader_or_follower: NotLeaderError,
     ErrorCode.offset_out_of_range: FetchOffsetOutOfRangeError,
+    ErrorCode.corrupt_message: CorruptRecordError,
     ErrorCode.message_too_large: RecordTooLargeError,
     ErrorCode.record_list_too_large: RecordTooLargeError,
     ErrorCode.topic_already_exists: TopicAlreadyExistsError,

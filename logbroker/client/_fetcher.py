@@ -20,6 +20,7 @@ import trio
 
 from logbroker.errors import (
     ClientClosedError,
+    CorruptRecordError,
     FetchOffsetOutOfRangeError,
     KafkaConnectionError,
     KafkaError,
@@ -50,6 +51,7 @@ _REFRESH_CODES = frozenset(
     }
 )
 _HELD_MAX_WAIT_MS = 20
+_CORRUPT_RETRY_S = 1.0  # a damaged batch stays damaged until a repair: report it about once a second
 
 
 class PartitionState:
@@ -253,6 +255,12 @@ class Fetcher:
                         state.epoch += 1
                 elif code in _REFRESH_CODES:
                     self._backoff([state], refresh=True)
+                elif code == ErrorCode.corrupt_message:
+                    self._report(CorruptRecordError(
+                        f"{state.tp.topic}[{state.tp.partition}] at offset {offset}: the broker found the batch "
+                        f"there damaged (CORRUPT_MESSAGE); seek past it or have the broker's data repaired",
+                        code=ErrorCode.corrupt_message))
+                    state.retry_at = trio.current_time() + _CORRUPT_RETRY_S
                 else:
                     self._report(kafka_error(code, context=f"fetch {state.tp.topic}[{state.tp.partition}]"))
                     self._backoff([state])

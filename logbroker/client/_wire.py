@@ -445,12 +445,15 @@ def create_partitions_request(version: int, counts: Mapping[str, int], *, timeou
     )
 
 
-def describe_configs_request(version: int, names: list[str], resource_type: int = TOPIC_RESOURCE) -> Any:
+def describe_configs_request(version: int, names: list[str], resource_type: int = TOPIC_RESOURCE,
+                             keys: list[str] | None = None) -> Any:
+    """Configs of each of ``names``: only ``keys`` if given, else every config."""
     m = _m(ApiKey.DESCRIBE_CONFIGS, version)
     return build(
         m.DescribeConfigsRequest,
         resources=[
-            build(m.DescribeConfigsResource, resource_type=resource_type, resource_name=n, configuration_keys=None)
+            build(m.DescribeConfigsResource, resource_type=resource_type, resource_name=n,
+                  configuration_keys=None if keys is None else tuple(keys))
             for n in names
         ],
         include_synonyms=False,

@@ -212,11 +212,17 @@ class Admin:
                                         found_configs.get(name, {})))
         return out
 
-    async def describe_configs(self, topics: Iterable[str], *, include_defaults: bool = False
-                               ) -> dict[str, dict[str, str | None]]:
-        """Topic name -> {config name: value}; only non-default values unless ``include_defaults``."""
+    async def describe_configs(self, topics: Iterable[str], *, include_defaults: bool = False,
+                               keys: Iterable[str] | None = None) -> dict[str, dict[str, str | None]]:
+        """Topic name -> {config name: value}; only non-default values unless
+        ``include_defaults``. ``keys``: ask for these configs only (every value
+        the broker has of them is returned, default or not)."""
         names = list(topics)
-        answer = await self._call(ApiKey.DESCRIBE_CONFIGS, lambda v: _wire.describe_configs_request(v, names))
+        wanted = None if keys is None else list(keys)
+        if wanted is not None:
+            include_defaults = True
+        answer = await self._call(ApiKey.DESCRIBE_CONFIGS,
+                                  lambda v: _wire.describe_configs_request(v, names, keys=wanted))
         result: dict[str, dict[str, str | None]] = {}
         for r in answer.results:
             raise_for_code(r.error_code, getattr(r, "error_message", None), context=f"topic {r.resource_name!r}")

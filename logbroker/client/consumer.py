@@ -47,6 +47,7 @@ import trio
 
 from logbroker.errors import (
     ClientClosedError,
+    CorruptRecordError,
     KafkaError,
     NoOffsetError,
     LogbrokerError,
@@ -621,8 +622,8 @@ class Consumer(Fetcher):
         try:
             return decode_for_consumer(chunk.data, state.tp.topic, state.tp.partition, start)  # type: ignore[arg-type]
         except LogbrokerError as exc:  # CorruptBatchError, CompressionError
-            self._report(KafkaError(f"{state.tp.topic}[{state.tp.partition}] at offset {start}: {exc}",
-                                    code=ErrorCode.corrupt_message))
+            self._report(CorruptRecordError(f"{state.tp.topic}[{state.tp.partition}] at offset {start}: {exc}",
+                                            code=ErrorCode.corrupt_message))
             return []
 
     # -- replay -----------------------------------------------------------------------------

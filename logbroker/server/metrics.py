@@ -156,6 +156,12 @@ class Metrics:
             family(name, "gauge", help_text)
             for (topic, index), plog in partitions:
                 out.append(f'{name}{{topic="{topic}",partition="{index}"}} {getattr(plog, attribute)}')
+        family("logbroker_partition_damaged_batches", "gauge",
+               "Batches that reads found damaged and did not serve, by partition (0: none found; "
+               "stop the broker and run 'logbroker repair').")
+        for (topic, index), plog in partitions:
+            out.append(f'logbroker_partition_damaged_batches{{topic="{topic}",partition="{index}"}} '
+                       f'{len(plog.damaged)}')
 
         family("logbroker_group_lag", "gauge", "High watermark minus committed offset, by consumer group and partition.")
         for group, topic, index, lag in _safely(broker.group_lags, []):

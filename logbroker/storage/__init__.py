@@ -13,6 +13,7 @@ from logbroker.storage.config import (
     LogConfig as LogConfig,
     LogManagerConfig as LogManagerConfig,
 )
+from logbroker.storage.damage import DamagedBatch as DamagedBatch, LostRange as LostRange
 from logbroker.storage.files import write_atomically as write_atomically
 from logbroker.storage.index import OffsetIndex as OffsetIndex, TimeIndex as TimeIndex
 from logbroker.storage.loader import PartitionRecovery as PartitionRecovery
@@ -28,29 +29,36 @@ from logbroker.storage.partition import (
     ReadResult as ReadResult,
     SegmentInfo as SegmentInfo,
 )
+from logbroker.storage.repair import (
+    PartitionRepair as PartitionRepair,
+    RepairReport as RepairReport,
+    repair_data_dir as repair_data_dir,
+)
 from logbroker.storage.segment import LogSegment as LogSegment
-from logbroker.storage.txnindex import AbortedTxn as AbortedTxn, TxnIndexes as TxnIndexes
 
 __all__ = [
-    "AbortedTxn",
-    "TxnIndexes",
     "DEFAULT_DIR_MODE",
     "DEFAULT_FILE_MODE",
     "TOPIC_CONFIG_DEFAULTS",
     "AppendInfo",
+    "DamagedBatch",
     "FlushMode",
     "LogConfig",
     "LogManager",
     "LogManagerConfig",
     "LogSegment",
+    "LostRange",
     "OffsetIndex",
     "PartitionLog",
+    "PartitionRepair",
     "PartitionRecovery",
     "ReadResult",
     "RecoveryReport",
+    "RepairReport",
     "SegmentInfo",
     "TimeIndex",
     "TopicInfo",
+    "repair_data_dir",
     "validate_topic_name",
     "write_atomically",
 ]

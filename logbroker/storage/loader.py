@@ -4,9 +4,11 @@ After a clean shutdown every segment is loaded from its indexes without
 scanning data (an index that is missing or fails its sanity check is rebuilt).
 After an unclean one, every segment from the one containing the recovery
 point onward is re-scanned by :meth:`LogSegment.recover`: each batch is checked
-(length, magic, CRC-32C, increasing offsets), both indexes are rebuilt and the
-.log is cut at the first invalid byte; if a segment had to be cut, the later
-segments are deleted, as they can no longer follow on.
+(length, magic, CRC-32C, increasing offsets) and both indexes are rebuilt.
+Damage loses only what it touched: damaged batches followed by valid ones are
+cut out of the file (the valid ones keep their offsets, leaving a gap as
+compaction does), a torn tail is truncated, and the later segments are kept.
+Each removed range is logged with the offsets it held.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from logbroker.storage.config import LogConfig
+from logbroker.storage.damage import LostRange
 from logbroker.storage.files import LOG_SUFFIX, parse_segment_name
 from logbroker.storage.cleaner import finish_interrupted_cleaning
-from logbroker.storage.segment import LogSegment
+from logbroker.storage.segment import REWRITE_SUFFIX, LogSegment
 
 __all__ = ["PartitionRecovery", "load_segments"]
 
@@ -44,11 +47,13 @@ class PartitionRecovery:
     removed_files: tuple[str, ...] = ()
     duration_s: float = 0.0
     log_end_offset: int = 0
+    lost: tuple[LostRange, ...] = ()
+    """Byte ranges removed as damaged, with the offsets they held."""
 
     @property
     def changed_data(self) -> bool:
         """True if recovery removed bytes or segments."""
-        return bool(self.truncated_bytes or self.deleted_segments)
+        return bool(self.truncated_bytes or self.deleted_segments or self.lost)
 
     def __str__(self) -> str:
         parts = [f"{self.directory}: {self.segments} segments, log end {self.log_end_offset}"]
@@ -59,6 +64,9 @@ class PartitionRecovery:
             )
         if self.truncated_bytes:
             parts.append(f"truncated {self.truncated_bytes} invalid bytes")
+        lost = [r for r in self.lost if r.records != 0]
+        if lost:
+            parts.append("lost " + "; ".join(r.describe() for r in lost))
         if self.deleted_segments:
             parts.append(f"deleted segments {list(self.deleted_segments)}")
         if self.rebuilt_indexes:
@@ -77,6 +85,7 @@ class _Tally:
     truncated: int = 0
     deleted: list[int] = field(default_factory=list)
     rebuilt: list[int] = field(default_factory=list)
+    lost: list[LostRange] = field(default_factory=list)
 
 
 def load_segments(
@@ -118,16 +127,9 @@ def load_segments(
         tally.batches += result.batches
         tally.bytes += result.valid_bytes
         kept.append(segment)
-        if result.truncated_bytes:
-            tally.truncated += result.truncated_bytes
-            logger.warning(
-                "%s: truncated %d invalid bytes at position %d",
-                segment.log_path,
-                result.truncated_bytes,
-                result.valid_bytes,
-            )
-            _delete_from(segments, i + 1, tally)
-            break
+        tally.truncated += result.truncated_bytes
+        for lost in result.lost:
+            _report_lost(lost, segments[i + 1].base_offset if i + 1 < len(segments) else None, tally)
     if not kept:
         kept.append(LogSegment.create(directory, log_start_offset, config))
     else:
@@ -145,18 +147,41 @@ def load_segments(
         removed_files=tuple(removed),
         duration_s=time.perf_counter() - started,
         log_end_offset=kept[-1].next_offset,
+        lost=tuple(tally.lost),
     )
     return kept, report
+
+
+def _report_lost(lost: LostRange, next_base: int | None, tally: _Tally) -> None:
+    """Log a removed range, bounding a torn tail by the next segment's base offset."""
+    tail = lost.next_offset is None
+    if tail and next_base is not None:
+        lost = lost._replace(next_offset=max(next_base, lost.first_offset))
+    tally.lost.append(lost)
+    size = lost.end - lost.position
+    if not tail:
+        logger.warning("%s: removed %d damaged bytes at positions [%d, %d), between valid batches; lost %s",
+                       lost.path, size, lost.position, lost.end, lost.offsets())
+    elif lost.next_offset is None:
+        logger.warning("%s: truncated %d invalid bytes at position %d (the log now ends at offset %d)",
+                       lost.path, size, lost.position, lost.first_offset)
+    else:
+        logger.warning("%s: truncated %d invalid bytes at position %d; lost %s; the next segment is kept",
+                       lost.path, size, lost.position, lost.offsets())
 
 
 def _list_segments(directory: Path) -> tuple[list[int], list[str]]:
     """Base offsets of the .log files, after removing index files without a .log."""
     found: dict[int, set[str]] = {}
+    removed = []
     for name in os.listdir(directory):
+        if name.endswith(LOG_SUFFIX + REWRITE_SUFFIX):  # a rewrite a crash interrupted (the .log is intact)
+            (directory / name).unlink(missing_ok=True)
+            removed.append(name)
+            continue
         parsed = parse_segment_name(name)
         if parsed is not None:
             found.setdefault(parsed[0], set()).add(parsed[1])
-    removed = []
     for base, suffixes in found.items():
         if LOG_SUFFIX not in suffixes:
             for suffix in suffixes:
@@ -168,6 +193,6 @@ def _list_segments(directory: Path) -> tuple[list[int], list[str]]:
 
 def _delete_from(segments: list[LogSegment], start: int, tally: _Tally) -> None:
     for segment in segments[start:]:
-        logger.warning("deleting %s: it follows a truncated or overlapping segment", segment.log_path)
+        logger.warning("deleting %s: it overlaps the previous segment", segment.log_path)
         tally.deleted.append(segment.base_offset)
         segment.delete()

@@ -41,24 +41,35 @@ import functools
 import logging
 import mmap
 import os
+import stat
 import struct
 import weakref
 from pathlib import Path
+from typing import NamedTuple
 
-import crc32c
-
-from logbroker.errors import CorruptBatchError, StorageError
+from logbroker.errors import CorruptBatchError, CorruptSegmentError, StorageError
 from logbroker.records import HEADER_SIZE, LOG_OVERHEAD, MAGIC, check_batch, iter_batches
 from logbroker.storage.config import LogConfig
-from logbroker.storage.files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, segment_path
+from logbroker.storage.damage import BatchScan, DamagedBatch, LostRange, scan_batches
+from logbroker.storage.files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, fsync_dir, segment_path
 from logbroker.storage.index import CorruptIndexError, OffsetIndex, TimeIndex
 
-__all__ = ["LogSegment", "SegmentRecovery"]
+__all__ = ["REWRITE_SUFFIX", "LogSegment", "SegmentRecovery"]
 
 _HEADER = struct.Struct(">qiibIhiqqqhii")  # the 61-byte batch header
 _LOCATE = struct.Struct(">qi11xi")  # baseOffset, batchLength, lastOffsetDelta
-_CORRUPT = object()
 _log = logging.getLogger("logbroker.storage")
+REWRITE_SUFFIX = ".repairing"
+"""``<segment>.log.repairing``: a segment being rewritten without its damaged
+batches (renamed over the ``.log`` once complete; a leftover is removed at open)."""
+
+
+class _Break(NamedTuple):
+    """Where a walk along the batch chain met bytes that are not a batch header;
+    ``after``: one past the last offset of the batch before it (None if unknown)."""
+
+    position: int
+    after: int | None
 
 
 def _is_batch_start(view, pos: int, size: int) -> bool:
@@ -71,17 +82,18 @@ def _is_batch_start(view, pos: int, size: int) -> bool:
 
 def _walk_to(view, pos: int, size: int, offset: int):
     """Position of the first batch from ``pos`` whose last offset is >= ``offset``,
-    None past the end, or _CORRUPT if ``pos`` is not on the batch chain."""
+    None past the end, or a _Break where the chain from ``pos`` stops being batches."""
     unpack = _LOCATE.unpack_from
+    after = None
     while pos < size:
         if not _is_batch_start(view, pos, size):
-            return _CORRUPT
+            return _Break(pos, after)
         base, length, last_delta = unpack(view, pos)
+        after = base + last_delta + 1
         if base + last_delta >= offset:
             return pos
         pos += length + LOG_OVERHEAD
     return None
-_INT32_MAX = 2**31 - 1
 _EMPTY = memoryview(b"")
 _NO_ROLL_TS = 2**62
 _MAP_STEP = 16 << 20
@@ -91,14 +103,17 @@ _NO_HINT = (2**63, 0)  # a locate() hint that never applies
 
 
 class SegmentRecovery:
-    """What :meth:`LogSegment.recover` found: batches kept and bytes cut off."""
+    """What :meth:`LogSegment.recover` found: batches kept, bytes removed, and the
+    ranges removed (damaged batches between valid ones, or the torn tail)."""
 
-    __slots__ = ("batches", "valid_bytes", "truncated_bytes")
+    __slots__ = ("batches", "valid_bytes", "truncated_bytes", "lost")
 
-    def __init__(self, batches: int, valid_bytes: int, truncated_bytes: int) -> None:
+    def __init__(self, batches: int, valid_bytes: int, truncated_bytes: int,
+                 lost: tuple[LostRange, ...] = ()) -> None:
         self.batches = batches
         self.valid_bytes = valid_bytes
         self.truncated_bytes = truncated_bytes
+        self.lost = lost
 
 
 def index_capacities(config: LogConfig) -> tuple[int, int]:
@@ -151,6 +166,8 @@ class LogSegment:
         # recovered); reads check the CRC of anything beyond before serving it.
         self.verified = 0
         self._appended_from: int | None = None  # bytes from here were appended (validated) in this process
+        # Batches that reads found damaged (never served), by position; each is logged once.
+        self.damaged: dict[int, DamagedBatch] = {}
         mode = config.file_mode
         self.offset_index = OffsetIndex(segment_path(directory, base_offset, INDEX_SUFFIX), base_offset, mode)
         self.time_index = TimeIndex(segment_path(directory, base_offset, TIME_INDEX_SUFFIX), base_offset, mode)
@@ -374,16 +391,36 @@ class LogSegment:
             return None
         view = self._view_to(size)
         found = _walk_to(view, pos, size, offset)
-        if found is _CORRUPT:
-            # The index pointed inside a batch (a damaged entry that passed the
-            # sanity check): walk from the segment start instead.
-            _log.warning("%s: index entry points inside a batch; scanning %s from its start",
-                         self.offset_index.path.name, self.log_path.name)
-            self._append_hint = self._read_hint = (self.base_offset, 0)
-            found = _walk_to(view, 0, size, offset)
-            if found is _CORRUPT:
-                raise StorageError(f"{self.log_path}: batch chain broken; it needs recovery")
+        if found.__class__ is _Break:
+            found = self._locate_past_break(view, size, offset, found)
         return found
+
+    def _locate_past_break(self, view, size: int, offset: int, broken: _Break) -> int | None:
+        """The walk from a hint or index entry met bytes that are not a batch: either
+        the entry points inside a batch (a damaged index entry that passed the
+        sanity check), or the log itself is damaged there. Walk from the start to
+        tell; raises CorruptSegmentError for damage in the log."""
+        if broken.position not in self.damaged:
+            found = _walk_to(view, 0, size, offset)
+            if found.__class__ is not _Break:
+                _log.warning("%s: an index entry points inside a batch; %s is walked from its start",
+                             self.offset_index.path.name, self.log_path.name)
+                self._append_hint = self._read_hint = (self.base_offset, 0)
+                return found
+            broken = found
+        first = broken.after if broken.after is not None else offset
+        raise self._damage(broken.position, first, -1, "no batch header at this position")
+
+    def _damage(self, position: int, first: int, last: int, reason: str) -> CorruptSegmentError:
+        """Record (and log, the first time) a damaged batch at ``position``; the error to raise."""
+        found = self.damaged.get(position)
+        if found is None:
+            found = self.damaged[position] = DamagedBatch(str(self.log_path), position, first, last, reason)
+            _log.error("%s: damaged batch at byte %d (%s) is not served: %s; stop the broker and run "
+                       "'logbroker repair' on its data directory", self.log_path, position, found.offsets(), reason)
+        return CorruptSegmentError(
+            f"{self.log_path}: damaged batch at byte {position} ({found.offsets()}): {found.reason}"
+        )
 
     def read(self, position: int, max_bytes: int) -> memoryview:
         """Whole batches from ``position``: at least the first, then as many more as
@@ -401,7 +438,7 @@ class LogSegment:
                 pos = end  # a damaged index entry: extend batch by batch from here
             while pos < limit:
                 nxt = pos + _LOCATE.unpack_from(view, pos)[1] + LOG_OVERHEAD
-                if nxt > limit:
+                if nxt > limit or nxt <= pos:  # (a damaged length: _verify stops there)
                     break
                 pos = nxt
             end = pos
@@ -411,8 +448,9 @@ class LogSegment:
 
     def _verify(self, view, position: int, end: int) -> int:
         """CRC-check the batches of [position, end) not yet verified; returns where
-        serving must stop (before the first corrupt batch). Raises StorageError
-        when the very first batch is corrupt: it is never served."""
+        serving must stop (before the first damaged batch). Raises
+        CorruptSegmentError when the very first batch is damaged: it is never
+        served. Each damaged batch is recorded in :attr:`damaged` and logged once."""
         contiguous = position <= self.verified
         pos = max(position, self.verified) if contiguous else position
         stop = end if self._appended_from is None else min(end, self._appended_from)
@@ -420,9 +458,13 @@ class LogSegment:
             try:
                 header = check_batch(view, pos)
             except CorruptBatchError as exc:
-                _log.error("%s: corrupt batch at position %d not served: %s", self.log_path, pos, exc)
+                first, last = -1, -1
+                if self.size - pos >= HEADER_SIZE:
+                    base, _, last_delta = _LOCATE.unpack_from(view, pos)
+                    first, last = base, base + last_delta
+                error = self._damage(pos, first, last, str(exc))
                 if pos == position:
-                    raise StorageError(f"{self.log_path}: corrupt batch at position {pos}: {exc}") from exc
+                    raise error from exc
                 end = pos
                 break
             pos += header.size
@@ -442,11 +484,17 @@ class LogSegment:
 
     # -- recovery and truncation -----------------------------------------------------------
     def recover(self, max_batch_bytes: int | None = None) -> SegmentRecovery:
-        """Validate every batch (length, magic, CRC, increasing offsets), rebuild
-        both indexes and truncate the file at the first invalid byte.
+        """Validate every batch (length, magic, CRC, increasing offsets), remove the
+        damaged ones and rebuild both indexes.
 
-        ``max_batch_bytes`` (optional) treats a batch declaring more bytes as
-        invalid. Leaves the segment sealed unless it was active.
+        Damage followed by valid batches is cut out: the file is rewritten
+        without it (a temp file renamed over the ``.log``), and the batches
+        after it keep their offsets (a gap, as after compaction). Damage with
+        nothing valid after it (a torn tail) is truncated. The result says
+        which byte ranges and offsets went. ``max_batch_bytes`` (optional)
+        treats a batch declaring more bytes as damaged. Leaves the segment
+        sealed unless it was active. Raises StorageError if the disk refuses
+        the rewrite (the file is then unchanged).
         """
         was_active = self.active
         offset_bytes, time_bytes = index_capacities(self.config)
@@ -456,50 +504,41 @@ class LogSegment:
         self.time_index.reset()
         self._drop_map()
         self._append_hint = self._read_hint = _NO_HINT
+        self.damaged.clear()
         file_size = self.log_path.stat().st_size
         self.size = file_size
-        pos, batches = self._rebuild(file_size, max_batch_bytes)
-        if pos < file_size:
-            os.truncate(self.log_path, pos)
-            self._drop_map()
-        self.size = pos
-        self.verified = pos
+        scan = self._rebuild(file_size, max_batch_bytes)
+        kept = scan.kept_bytes
+        if scan.has_holes:
+            if was_active:
+                self.seal()  # no write descriptor on the file being replaced
+            self._rewrite(scan.kept)
+            if was_active:
+                self.size = kept
+                self.activate()
+        elif kept < file_size:
+            os.truncate(self.log_path, kept)
+        self._drop_map()
+        self.size = kept
+        self.verified = kept
         self._update_full()
         if not was_active:
             self._seal_indexes()
-        return SegmentRecovery(batches, pos, file_size - pos)
+        return SegmentRecovery(scan.batches, kept, file_size - kept, scan.lost)
 
-    def _rebuild(self, end: int, max_batch_bytes: int | None) -> tuple[int, int]:
-        """The scan of :meth:`recover`; returns (valid bytes, batches)."""
-        self.next_offset = expected = self.base_offset
+    def _rebuild(self, end: int, max_batch_bytes: int | None) -> BatchScan:
+        """The scan of :meth:`recover`: state and indexes for the batches kept,
+        at their positions once the damaged ranges are removed."""
+        self.next_offset = self.base_offset
         self.max_timestamp = self.offset_of_max_timestamp = -1
         self._set_rolling(None)
-        if end < HEADER_SIZE:
-            self._bytes_since_index = 0
-            return 0, 0
-        limit_size = max_batch_bytes if max_batch_bytes is not None else 1 << 62
         interval = self.config.index_interval_bytes
         offset_index, time_index = self.offset_index, self.time_index
-        view = self._view_to(end)
-        unpack, crc = _HEADER.unpack_from, crc32c.crc32c
-        max_rel = self.base_offset + _INT32_MAX
-        pos = batches = since = 0
-        max_ts, max_ts_offset = -1, -1
-        while end - pos >= HEADER_SIZE:
-            base, length, _, magic, stored_crc, _, last_delta, _, batch_max_ts = unpack(view, pos)[:9]
-            size = length + LOG_OVERHEAD
-            if (
-                length < HEADER_SIZE - LOG_OVERHEAD
-                or size > end - pos
-                or size > limit_size
-                or magic != MAGIC
-                or base < expected
-                or last_delta < 0
-                or base + last_delta > max_rel
-                or crc(view[pos + 21 : pos + size]) != stored_crc
-            ):
-                break
-            last = base + last_delta
+        since = 0
+        max_ts = max_ts_offset = -1
+
+        def on_batch(pos: int, size: int, last: int, batch_max_ts: int) -> None:
+            nonlocal since, max_ts, max_ts_offset
             if batch_max_ts > max_ts:
                 max_ts, max_ts_offset = batch_max_ts, last
             if since > interval:
@@ -507,15 +546,42 @@ class LogSegment:
                 time_index.maybe_append(max_ts, max_ts_offset)
                 since = 0
             since += size
-            if not batches:
+            if not pos:
                 self._set_rolling(batch_max_ts)
-            expected = last + 1
-            pos += size
-            batches += 1
-        self.next_offset = expected
+
+        view = self._view_to(end) if end else _EMPTY
+        scan = scan_batches(view, end, self.base_offset, path=str(self.log_path),
+                            max_batch_bytes=max_batch_bytes, on_batch=on_batch)
+        self.next_offset = scan.next_offset
         self.max_timestamp, self.offset_of_max_timestamp = max_ts, max_ts_offset
         self._bytes_since_index = since
-        return pos, batches
+        return scan
+
+    def _rewrite(self, kept: tuple[tuple[int, int], ...]) -> None:
+        """Replace the ``.log`` by its ``kept`` byte ranges: temp file (same mode),
+        fsync, rename, fsync the directory, so a crash leaves the old or the new
+        file. Raises StorageError (the old file is then untouched)."""
+        view = self._view_to(self.size)
+        tmp = self.log_path.with_name(self.log_path.name + REWRITE_SUFFIX)
+        try:
+            mode = stat.S_IMODE(os.stat(self.log_path).st_mode)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+            try:
+                for start, stop in kept:
+                    chunk = view[start:stop]
+                    while chunk:
+                        chunk = chunk[os.write(fd, chunk) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            self._drop_map()
+            os.replace(tmp, self.log_path)
+            fsync_dir(self.directory)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise StorageError(
+                f"cannot rewrite {self.log_path} without its damaged batches: {exc.strerror or exc}"
+            ) from exc
 
     def truncate_to(self, offset: int) -> int:
         """Remove every batch whose last offset is >= ``offset`` (a batch containing
@@ -532,6 +598,7 @@ class LogSegment:
             raise StorageError(f"cannot truncate {self.log_path}: {exc.strerror or exc}") from exc
         self.size = pos
         self.verified = min(self.verified, pos)
+        self.damaged = {p: d for p, d in self.damaged.items() if p < pos}
         if self._appended_from is not None and self._appended_from > pos:
             self._appended_from = pos
         self.offset_index.truncate_to_position(pos)

@@ -1,10 +1,11 @@
 """Running out of file descriptors (found by tools/fuzz_broker.py: a mutated
 CreatePartitions asked for tens of thousands of partitions).
 
-Each partition keeps descriptors open (the active segment's .log and the
+Partitions used to keep descriptors open (the active segment's .log and the
 memory maps of its two indexes), so one CreatePartitions or CreateTopics
-request can exhaust RLIMIT_NOFILE. The broker must then refuse that request
-and stay usable: the topic keeps its old partition count (in Metadata and in
+request could exhaust RLIMIT_NOFILE. Now maps keep none and write
+descriptors stay within log.max.open.files; whether the broker creates the
+partitions or refuses the request, it must stay usable: the topic keeps its old partition count (in Metadata and in
 topics.json), new connections are still accepted, the topic can still be
 deleted, the other topics still work, and the data directory can be opened
 again.

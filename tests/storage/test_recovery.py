@@ -42,9 +42,10 @@ def test_partial_tail_is_truncated(tmp_path):
     again.close()
 
 
-def test_corrupt_batch_mid_log_truncates_and_deletes_later_segments(tmp_path):
+def test_corrupt_batch_mid_log_loses_that_batch_only(tmp_path):
     log = _fill(tmp_path / "p")
     segments = log.segments
+    end = log.log_end_offset
     victim = segments[2]
     data = bytearray(victim.path.read_bytes())
     spans = batch_spans(data)
@@ -53,13 +54,17 @@ def test_corrupt_batch_mid_log_truncates_and_deletes_later_segments(tmp_path):
     victim.path.write_bytes(bytes(data))
     again = PartitionLog(tmp_path / "p", CONFIG)
     report = again.recovery_report
-    assert report.deleted_segments == tuple(s.base_offset for s in segments[3:])
-    assert report.truncated_bytes == victim.size_bytes - positions[1]
-    assert again.log_end_offset == spans[0][1] + 1
-    assert len(again.segments) == 3
-    for s in segments[3:]:
-        assert not s.path.exists()
-    assert again.append(make_batch(), now_ms=0).base_offset == spans[0][1] + 1
+    assert report.deleted_segments == ()
+    assert report.truncated_bytes == positions[2] - positions[1]
+    [lost] = report.lost
+    assert (lost.first_offset, lost.next_offset) == (spans[1][0], spans[2][0])
+    assert [s.base_offset for s in again.segments] == [s.base_offset for s in segments]
+    assert again.log_end_offset == end
+    served = [o for offset in range(end) if not spans[1][0] <= offset <= spans[1][1]
+              for o in [batch_spans(again.read(offset, 1).records)[0]] if not o[0] <= offset <= o[1]]
+    assert served == []  # every other offset is read from its own batch
+    assert batch_spans(again.read(spans[1][0], 1).records)[0] == spans[2]  # the gap is skipped
+    assert again.append(make_batch(), now_ms=0).base_offset == end
     again.close()
 
 

@@ -7,6 +7,12 @@ DELETE (and DESCRIBE when named by id), CreatePartitions ALTER,
 DescribeConfigs DESCRIBE_CONFIGS and (Incremental)AlterConfigs ALTER_CONFIGS,
 on the topic (TOPIC_AUTHORIZATION_FAILED) or, for broker configs, on the
 cluster (CLUSTER_AUTHORIZATION_FAILED).
+
+A topic with batches that reads found damaged also reports the read-only
+config ``logbroker.damaged.batches`` (not a Kafka config; absent otherwise):
+``partition:first-last`` offsets of each damaged batch, comma-separated
+(``partition:first`` where the header is unreadable). ``logbroker status``
+asks for it.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import re
 
 from logbroker.protocol import ErrorCode
 
+from logbroker.broker.core import ConfigEntry
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.handlers.errors import error_code_for
 from logbroker.broker.security.acls import CLUSTER
@@ -26,6 +33,8 @@ SOURCE_TOPIC = 1
 SOURCE_STATIC_BROKER = 4
 SOURCE_DEFAULT = 5
 OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
+DAMAGED_BATCHES = "logbroker.damaged.batches"
+_TYPE_LIST = 7
 
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
@@ -179,6 +188,19 @@ def handle_create_partitions(broker, request):
     return build(request.response_class, results=tuple(results))
 
 
+def _damaged_batches(broker, topic: str) -> ConfigEntry | None:
+    """The ``logbroker.damaged.batches`` entry of ``topic``, None while reads found no damage."""
+    manager = broker.log_manager
+    found = []
+    for n in range(manager.topic(topic).partitions):
+        for batch in manager.get_partition(topic, n).damaged:
+            last = f"-{batch.last_offset}" if batch.last_offset >= batch.first_offset else ""
+            found.append(f"{n}:{batch.first_offset}{last}")
+    if not found:
+        return None
+    return ConfigEntry(DAMAGED_BATCHES, ",".join(found), SOURCE_DEFAULT, _TYPE_LIST, read_only=True)
+
+
 def handle_describe_configs(broker, request):
     body = request.body
     mod = module_of(request.response_class)
@@ -193,6 +215,9 @@ def handle_describe_configs(broker, request):
                 code = ErrorCode.unknown_topic_or_partition
             else:
                 entries = broker.describe_topic_configs(resource.resource_name)
+                damaged = _damaged_batches(broker, resource.resource_name)
+                if damaged is not None:
+                    entries.append(damaged)
         elif rtype == RESOURCE_BROKER:
             entries = broker.describe_broker_configs()
         else:

@@ -22,11 +22,7 @@ async def collect(admin: Admin) -> dict:
     """The status of the broker(s) ``admin`` talks to, as a JSON-ready dict."""
     meta = await admin.cluster.refresh(all_topics=True)
     topics = {name: info for name, info in sorted(meta.topics.items()) if not info.error_code}
-    tps = [TopicPartition(name, p.partition) for name, info in topics.items() for p in info.partitions]
-    starts = ends = {}
-    if tps:
-        starts = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "earliest" for tp in tps})).items()}
-        ends = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "latest" for tp in tps})).items()}
+    starts, ends, unreadable = await _offsets(admin, topics)
     dirs = await admin.describe_log_dirs()
     damaged = await _damaged(admin, list(topics))
     sizes: dict[TopicPartition, int] = {}
@@ -43,6 +39,7 @@ async def collect(admin: Admin) -> dict:
         topics_out.append({
             "name": name,
             "internal": info.internal,
+            "error": unreadable.get(name),
             "partitions": parts,
             "records": sum(max(0, p["log_end"] - p["log_start"]) for p in parts),
             "size": sum(max(0, p["size"]) for p in parts),
@@ -78,6 +75,39 @@ async def _damaged(admin: Admin, names: list[str]) -> dict[TopicPartition, list[
             partition, _, offsets = item.partition(":")
             out.setdefault(TopicPartition(topic, int(partition)), []).append(offsets)
     return out
+
+
+async def _offsets(admin: Admin, topics: dict) -> tuple[dict, dict, dict[str, str]]:
+    """Log start and end offsets by partition, and why a topic's could not be read.
+
+    All partitions are asked at once; if that fails, topic by topic, so that
+    one topic the broker cannot answer for (KAFKA_STORAGE_ERROR...) loses only
+    its own numbers (-1), never the whole status.
+    """
+    by_topic = {name: [TopicPartition(name, p.partition) for p in info.partitions] for name, info in topics.items()}
+
+    async def both(tps: list[TopicPartition]) -> tuple[dict, dict]:
+        if not tps:
+            return {}, {}
+        starts = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "earliest" for tp in tps})).items()}
+        ends = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "latest" for tp in tps})).items()}
+        return starts, ends
+
+    try:
+        starts, ends = await both([tp for tps in by_topic.values() for tp in tps])
+        return starts, ends, {}
+    except KafkaError:
+        pass
+    starts, ends, unreadable = {}, {}, {}
+    for name, tps in by_topic.items():
+        try:
+            got = await both(tps)
+        except KafkaError as exc:
+            unreadable[name] = str(exc)
+            continue
+        starts.update(got[0])
+        ends.update(got[1])
+    return starts, ends, unreadable
 
 
 async def _group(admin: Admin, listed, ends: dict[TopicPartition, int]) -> dict:
@@ -132,6 +162,9 @@ def render(status: dict, *, partitions: bool = False, internal: bool = False) ->
         click.echo(f"\nDAMAGED: {len(damaged)} batches not served (consumers get CORRUPT_MESSAGE there); "
                    "stop the broker and run 'logbroker repair DATA_DIR'")
         print_table(["TOPIC", "PARTITION", "OFFSETS"], [list(row) for row in damaged])
+    for t in status["topics"]:
+        if t.get("error"):
+            click.echo(f"\nTopic {t['name']}: offsets unknown: {t['error']}")
     groups = status["groups"]
     click.echo(f"\nGroups: {len(groups)}")
     if groups:

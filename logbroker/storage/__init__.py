@@ -35,8 +35,11 @@ from logbroker.storage.repair import (
     repair_data_dir as repair_data_dir,
 )
 from logbroker.storage.segment import LogSegment as LogSegment
+from logbroker.storage.txnindex import AbortedTxn as AbortedTxn, TxnIndexes as TxnIndexes
 
 __all__ = [
+    "AbortedTxn",
+    "TxnIndexes",
     "DEFAULT_DIR_MODE",
     "DEFAULT_FILE_MODE",
     "TOPIC_CONFIG_DEFAULTS",

@@ -47,6 +47,7 @@ from logbroker.storage.damage import DamagedBatch
 from logbroker.storage.files import fsync_dir, fsync_path
 from logbroker.storage.loader import PartitionRecovery, load_segments
 from logbroker.storage.segment import LogSegment
+from logbroker.storage.txnindex import TxnIndexes
 
 __all__ = ["AppendInfo", "PartitionLog", "ReadResult", "SegmentInfo"]
 
@@ -149,6 +150,12 @@ class PartitionLog:
         """Why an fsync failed: the kernel may have dropped the dirty pages, so
         nothing more is appended or called durable until a restart recovers."""
         self.fsyncs = 0  # fsync calls made by flush (statistics)
+        # Aborted-transaction entries, one .txnindex per segment (the broker fills it).
+        self.txn_index = TxnIndexes(self._dir, file_mode=self._config.file_mode)
+        self.txn_index.prune(self._bases, end)
+        # Retention deletes no segment holding this offset or later (the broker
+        # sets it to the last stable offset while a transaction is open).
+        self.retention_limit: int | None = None
 
     # -- properties ---------------------------------------------------------------
     @property
@@ -416,7 +423,10 @@ class PartitionLog:
         by_size = config.deletes and config.retention_bytes >= 0
         total = self.size_bytes
         doomed: list[LogSegment] = []
+        limit = self.retention_limit
         for segment, following in zip(self._segments, self._segments[1:]):
+            if limit is not None and following.base_offset > limit:
+                break
             if following.base_offset <= self._log_start_offset:
                 pass
             elif by_time and now_ms - _largest_timestamp(segment) > config.retention_ms:
@@ -470,6 +480,7 @@ class PartitionLog:
             self._log_start_offset = max(self._log_start_offset, self._segments[0].base_offset)
         for segment in doomed:
             segment.delete()
+        self.txn_index.prune(self._bases, self._active.next_offset)
 
     def truncate_to(self, offset: int) -> int:
         """Remove every batch whose last offset is >= ``offset`` (a batch containing
@@ -506,6 +517,7 @@ class PartitionLog:
             self._dir_dirty = True
         for segment in doomed:
             segment.delete()
+        self.txn_index.prune(self._bases, self._active.next_offset)
         logger.info("%s: truncated to offset %d", self._dir.name, self._active.next_offset)
         return self._active.next_offset
 

@@ -16,16 +16,18 @@ I/O choices:
   the file, never longer than the data (``size``). The active segment's map
   reaches up to 16 MiB (:data:`_MAP_STEP`, at most ``segment.bytes``) past
   its data, and bytes appended later through the descriptor show up in it,
-  so a consumer reading the tail after each append costs no remap. Python's
-  ``mmap`` cannot map past the end of a file, so this map is made with the C
-  library's ``mmap`` (through ctypes); where that fails, and for sealed
-  segments, the map is an ``mmap.mmap`` of the current size, re-created when
-  a read needs bytes beyond it. The file itself is never extended: its size
+  so a consumer reading the tail after each append costs no remap. Maps are
+  made with the C library's ``mmap`` (:mod:`logbroker.storage.mapping`),
+  which can reach past the end of a file and keeps no descriptor; where that
+  fails, the map is an ``mmap.mmap`` of the current size (which does keep
+  one), re-created when a read needs bytes beyond it. The file itself is never extended: its size
   is always the data's size, so recovery and a full disk are unaffected. A
   view handed out keeps its (old) map alive. Views of bytes later removed by
   a truncation must not be touched (the kernel would raise SIGBUS), as with
   any mmap.
-* Only the active segment keeps a file descriptor; sealed segments are read
+* Only an active segment writes through a file descriptor, lent by
+  :data:`logbroker.storage.descriptors.WRITE_DESCRIPTORS` within a budget of
+  open files (closed while the partition is idle); sealed segments are read
   through their map and flushed by path.
 
 Thread-safety: not thread-safe; the owning :class:`PartitionLog` calls it from
@@ -35,15 +37,12 @@ from any thread.
 
 from __future__ import annotations
 
-import ctypes
 import errno
-import functools
 import logging
 import mmap
 import os
 import stat
 import struct
-import weakref
 from pathlib import Path
 from typing import NamedTuple
 
@@ -53,6 +52,8 @@ from logbroker.storage.config import LogConfig
 from logbroker.storage.damage import BatchScan, DamagedBatch, LostRange, scan_batches
 from logbroker.storage.files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, fsync_dir, segment_path
 from logbroker.storage.index import CorruptIndexError, OffsetIndex, TimeIndex
+from logbroker.storage.descriptors import WRITE_DESCRIPTORS
+from logbroker.storage.mapping import map_fd
 
 __all__ = ["REWRITE_SUFFIX", "LogSegment", "SegmentRecovery"]
 
@@ -152,7 +153,6 @@ class LogSegment:
         self.roll_base_timestamp = _NO_ROLL_TS  # rolling_timestamp, or a value that never rolls
         self.indexes_full = False
         self.active = False
-        self._fd: int | None = None
         self._bytes_since_index = 0
         self._map: mmap.mmap | None = None
         self._view: memoryview = _EMPTY
@@ -236,10 +236,8 @@ class LogSegment:
         if self.active:
             return
         offset_bytes, time_bytes = index_capacities(self.config)
-        try:
-            self._fd = os.open(self.log_path, os.O_RDWR)
-        except OSError as exc:
-            raise StorageError(f"cannot open {self.log_path}: {exc.strerror or exc}") from exc
+        with WRITE_DESCRIPTORS.use(self, self.log_path):
+            pass  # opens it now, so a refusal surfaces here rather than at the first append
         self.offset_index.make_writable(offset_bytes)
         self.time_index.make_writable(time_bytes)
         self._update_full()
@@ -251,9 +249,7 @@ class LogSegment:
         if not self.active:
             return
         self._seal_indexes()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        WRITE_DESCRIPTORS.release(self)
         self.active = False
         self._drop_map()  # give back the address space reserved ahead of the data
 
@@ -280,9 +276,7 @@ class LogSegment:
 
     def delete(self) -> None:
         """Remove the files: .log first, so a crash leaves orphan indexes at worst."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        WRITE_DESCRIPTORS.release(self)
         self.active = False
         self._drop_map()
         self.log_path.unlink(missing_ok=True)
@@ -301,13 +295,14 @@ class LogSegment:
         its previous size, so nothing partial remains.
         """
         pos = self.size
-        try:
-            written = os.pwritev(self._fd, buffers, pos)
-            if written != size:
-                self._write_rest(buffers, written, size, pos)
-        except OSError as exc:
-            self._undo_write(pos)
-            raise StorageError(f"cannot append to {self.log_path}: {exc.strerror or exc}") from exc
+        with WRITE_DESCRIPTORS.use(self, self.log_path) as fd:
+            try:
+                written = os.pwritev(fd, buffers, pos)
+                if written != size:
+                    _write_rest(fd, buffers, written, size, pos)
+            except OSError as exc:
+                _undo_write(fd, pos)
+                raise StorageError(f"cannot append to {self.log_path}: {exc.strerror or exc}") from exc
         if max_timestamp > self.max_timestamp:
             self.max_timestamp = max_timestamp
             self.offset_of_max_timestamp = last_offset
@@ -328,20 +323,6 @@ class LogSegment:
         self.next_offset = last_offset + 1
         return pos
 
-    def _write_rest(self, buffers, written: int, size: int, pos: int) -> None:
-        data = memoryview(b"".join(buffers))  # rare path (short write): a copy is fine
-        while written < size:
-            n = os.pwrite(self._fd, data[written:], pos + written)
-            if n <= 0:
-                raise OSError(errno.ENOSPC, "short write")
-            written += n
-
-    def _undo_write(self, pos: int) -> None:
-        try:
-            os.ftruncate(self._fd, pos)
-        except OSError:
-            pass  # the next recovery cuts the partial batch off anyway
-
     # -- reads -----------------------------------------------------------------------------
     def _view_to(self, end: int) -> memoryview:
         """A view of the file's first >= ``end`` bytes (at most ``size``), mapping
@@ -354,21 +335,25 @@ class LogSegment:
 
     def _map_file(self) -> None:
         size = self.size
-        if self._fd is not None:
-            capacity = min(-(-(size + 1) // _MAP_STEP) * _MAP_STEP, self.config.segment_bytes)
-            if capacity > size:
-                view = _map_ahead(self._fd, capacity)
-                if view is not None:
-                    self._map, self._view, self._mapped = None, view, capacity
-                    return
-        fd = self._fd if self._fd is not None else os.open(self.log_path, os.O_RDONLY)
+        capacity = size
+        if self.active:
+            capacity = max(size, min(-(-(size + 1) // _MAP_STEP) * _MAP_STEP, self.config.segment_bytes))
         try:
+            fd = os.open(self.log_path, os.O_RDONLY)
+        except OSError as exc:
+            raise StorageError(f"cannot open {self.log_path}: {exc.strerror or exc}") from exc
+        try:
+            view = map_fd(fd, capacity)  # holds no descriptor
+            if view is None and capacity > size:
+                view = map_fd(fd, size)
+            if view is not None:
+                self._map, self._view, self._mapped = None, view, len(view)
+                return
             self._map = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
         except OSError as exc:
             raise StorageError(f"cannot map {self.log_path}: {exc.strerror or exc}") from exc
         finally:
-            if fd != self._fd:
-                os.close(fd)
+            os.close(fd)
         self._view = memoryview(self._map)
         self._mapped = size
 
@@ -593,7 +578,8 @@ class LogSegment:
         self._drop_map()
         self._append_hint = self._read_hint = _NO_HINT
         try:
-            os.ftruncate(self._fd, pos)
+            with WRITE_DESCRIPTORS.use(self, self.log_path) as fd:
+                os.ftruncate(fd, pos)
         except OSError as exc:
             raise StorageError(f"cannot truncate {self.log_path}: {exc.strerror or exc}") from exc
         self.size = pos
@@ -631,41 +617,17 @@ class LogSegment:
         )
 
 
-# -- mapping ahead of the data ---------------------------------------------------------
+def _write_rest(fd: int, buffers, written: int, size: int, pos: int) -> None:
+    data = memoryview(b"".join(buffers))  # rare path (short write): a copy is fine
+    while written < size:
+        n = os.pwrite(fd, data[written:], pos + written)
+        if n <= 0:
+            raise OSError(errno.ENOSPC, "short write")
+        written += n
 
 
-@functools.cache
-def _libc_mmap():
-    """(mmap, munmap) of the C library, or None where ctypes cannot reach them."""
+def _undo_write(fd: int, pos: int) -> None:
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        map_, unmap = libc.mmap, libc.munmap
-    except (OSError, AttributeError):
-        return None
-    map_.restype = ctypes.c_void_p
-    map_.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int64)
-    unmap.restype = ctypes.c_int
-    unmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
-    return map_, unmap
-
-
-_MAP_FAILED = ctypes.c_void_p(-1).value
-
-
-def _map_ahead(fd: int, length: int) -> memoryview | None:
-    """A read-only view of a shared map of ``length`` bytes of ``fd`` from 0, which
-    may extend past the end of the file (bytes appended later appear in it;
-    touching bytes beyond the end raises SIGBUS, so callers slice to the data).
-    Unmapped once the view and every slice of it are gone. None if the system
-    refuses (e.g. an address-space limit): the caller maps the usual way."""
-    calls = _libc_mmap()
-    if calls is None:
-        return None
-    map_, unmap = calls
-    address = map_(None, length, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-    if address is None or address == _MAP_FAILED:
-        return None
-    region = (ctypes.c_ubyte * length).from_address(address)
-    # Not at exit: a view may still be in use then, and the process unmaps anyway.
-    weakref.finalize(region, unmap, address, length).atexit = False
-    return memoryview(region).cast("B").toreadonly()
+        os.ftruncate(fd, pos)
+    except OSError:
+        pass  # the next recovery cuts the partial batch off anyway

@@ -72,7 +72,7 @@ def test_tail_reads_after_each_append_see_every_batch(open_log, monkeypatch, seg
     # the data and see each append at once, across rolls and map growth. Where
     # the system refuses such a map, the segment remaps as the file grows.
     if not map_ahead:
-        monkeypatch.setattr("logbroker.storage.segment._map_ahead", lambda fd, length: None)
+        monkeypatch.setattr("logbroker.storage.segment.map_fd", lambda fd, length, writable=False: None)
     log = open_log(LogConfig(segment_bytes=segment_bytes, index_interval_bytes=300))
     views = []
     for i in range(200):

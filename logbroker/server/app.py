@@ -65,6 +65,7 @@ from logbroker.server.waiters import AppendWaiters
 
 log = logging.getLogger("logbroker.server")
 
+_UNSERVED_LOG_LIMIT = 10_000  # distinct (client id, API, version) pairs remembered
 _BEFORE_AUTHENTICATION = frozenset({ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE})
 _COALESCE_BELOW = 16 * 1024
 _MAX_IOV = 512
@@ -109,6 +110,8 @@ class Server:
         self._drained = trio.Event()
         self._shutdown_requested = trio.Event()
         self._timers_changed = trio.Event()
+        # (client id, API key, version) pairs already logged as not served: once each.
+        self._unserved_logged: set[tuple[str | None, int, int]] = set()
 
     def __repr__(self) -> str:
         return f"Server(port={self.port}, connections={self._connections}, closing={self._closing})"
@@ -178,7 +181,9 @@ class Server:
                 with trio.move_on_after(delay):
                     await self._timers_changed.wait()
                     continue
-            broker.fire_deadlines(broker.clock())
+            grown = broker.fire_deadlines(broker.clock())
+            if grown:  # transaction markers: read_committed fetches may advance
+                self.waiters.notify(grown)
             await trio.sleep(0)
 
     async def _maintenance(self) -> None:
@@ -431,6 +436,8 @@ class Server:
         except UnsupportedVersionError as exc:
             if exc.api_key == ApiKey.API_VERSIONS:
                 return None, encode_unsupported_api_versions(exc.correlation_id, SERVED_VERSIONS)
+            if exc.api_key is not None and exc.api_version is not None:
+                self._log_unserved(frame, exc.api_key, exc.api_version, peer)
             if exc.api_key is not None and exc.correlation_id is not None:
                 parts = unsupported_version_response(exc.api_key, exc.api_version, exc.correlation_id)
                 if parts is not None:
@@ -439,6 +446,7 @@ class Server:
         if not is_served(request.api_key, request.api_version):
             if request.api_key == ApiKey.API_VERSIONS:
                 return None, encode_unsupported_api_versions(request.correlation_id, SERVED_VERSIONS)
+            self._log_unserved(frame, request.api_key, request.api_version, peer)
             raise ProtocolError(f"API key {request.api_key} v{request.api_version} is not served")
         if session is None:
             session = Session(peer=peer)
@@ -458,6 +466,26 @@ class Server:
         if request.api_key not in _NO_DEADLINE_CHANGE:
             self._timers_changed.set()
         return request, result
+
+    def _log_unserved(self, frame, api_key: int, api_version: int, peer: str) -> None:
+        """Say once per client id and (API, version) that a client asked for
+        something this broker does not serve (ApiVersions negotiation aside)."""
+        client_id = _peek_client_id(frame)
+        seen = (client_id, api_key, api_version)
+        if seen in self._unserved_logged or len(self._unserved_logged) >= _UNSERVED_LOG_LIMIT:
+            return
+        self._unserved_logged.add(seen)
+        try:
+            name = ApiKey(api_key).name
+        except ValueError:
+            name = f"API key {api_key}"
+        served = SERVED_VERSIONS.get(api_key)
+        log.warning(
+            "client %r at %s asked for %s v%d, which this broker does not serve (%s); "
+            "logged once per client id and version",
+            client_id, peer, name, api_version,
+            f"served: v{served[0]}-v{served[1]}" if served else "API not served",
+        )
 
     def _ready(self, request, result):
         """The response buffers (None: no response) if ``result`` is complete
@@ -719,3 +747,14 @@ async def serve(config: BrokerConfig, *, task_status=trio.TASK_STATUS_IGNORED) -
             broker.share.wake = None  # closing runs in a worker thread: no trio events from there
             await trio.to_thread.run_sync(broker.close)
         log.info("clean shutdown complete")
+
+
+def _peek_client_id(frame) -> str | None:
+    """The client id of a request header (int16 length and UTF-8 after key,
+    version and correlation id; -1 = null), or None if unreadable."""
+    if len(frame) < 10:
+        return None
+    length = int.from_bytes(bytes(frame[8:10]), "big", signed=True)
+    if length < 0 or len(frame) < 10 + length:
+        return None
+    return bytes(frame[10 : 10 + length]).decode("utf-8", "replace")

@@ -605,7 +605,7 @@ REFUSALS = [
     (_topics_binary, r"Error: (cannot read|malformed) topic metadata .*topics\.json"),
     (_topics_wrong_types, r"Error: malformed topic metadata .*topics\.json"),
     (_topics_bad_uuid, r"Error: malformed topic metadata .*topics\.json"),
-    (_topics_missing, r"Error: .*topics\.json is missing but .* holds directories"),
+    (_topics_missing, r"Error: .*topics\.json is missing but .* holds partition directories"),
 ]
 
 

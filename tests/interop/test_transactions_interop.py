@@ -317,3 +317,23 @@ def test_an_unserved_version_is_logged_once_per_client(txn_broker):
     time.sleep(0.3)
     lines = [l for l in txn_broker.log_lines if "'marker-writer'" in l and "not serve" in l]
     assert len(lines) == 1 and "API key 27 v1" in lines[0]
+
+
+def test_a_fetch_of_only_aborted_batches_is_skipped(txn_broker):
+    """librdkafka 0129: small segments and batches, a large aborted transaction;
+    a read_committed consumer reads past it without an error and sees what follows."""
+    bootstrap = txn_broker.bootstrap
+    topic = unique_topic("aborted-only")
+    create_topic(bootstrap, topic, configs={"max.message.bytes": "10000", "segment.bytes": "20000"})
+    producer = ck_producer(bootstrap, unique_topic("tx"), **{"message.max.bytes": 10000, "linger.ms": 100})
+    producer.begin_transaction()
+    for i in range(1000):
+        producer.produce(topic, value=b"a" * 1000, partition=0)
+    producer.flush(20)
+    producer.abort_transaction(20)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"after", partition=0)
+    producer.commit_transaction(20)
+    consumer = ck_consumer(bootstrap, topic, "read_committed", **{"enable.partition.eof": True})
+    assert [v for _, _, v in ck_drain(consumer, 1, timeout=30)] == [b"after"]
+    consumer.close()

@@ -11,6 +11,9 @@ Cleaning runs in three steps so the slow part can leave the event loop:
    fine; a rewritten batch keeps its lastOffsetDelta and producer fields), and
    tombstones (null values) are dropped once their segment is older than
    ``delete.retention.ms``. The active segment is never touched.
+   Transactional and control batches are kept whole and supersede nothing:
+   whether their records count is decided by a marker later in the log,
+   which the cleaner does not interpret (see docs/on-disk-format.md).
 3. :func:`swap_cleaned` (owner thread) swaps the rewritten segments in: it
    writes ``.cleaning/SWAP``, renames each file over its old one and removes
    the directory. :func:`finish_interrupted_cleaning`, called when a partition
@@ -140,7 +143,7 @@ def _latest_offsets(views) -> dict[int, int]:
     latest: dict[int, int] = {}
     for view in views:
         for pos, header in iter_batches(view):
-            if header.is_control:
+            if header.is_control or header.is_transactional:
                 continue
             for record in decode_batch(view, pos).records:
                 if record.key is not None:
@@ -197,7 +200,7 @@ def build_cleaned(plan: CleaningPlan) -> CleanResult:
             changed = False
             for pos, header in iter_batches(view):
                 before += header.records_count
-                if header.is_control:
+                if header.is_control or header.is_transactional:
                     batches.append((bytes(view[pos : pos + header.size]), header))
                     after += header.records_count
                     continue

@@ -196,3 +196,16 @@ def test_crash_before_the_swap_marker_keeps_the_old_segments(tmp_path):
     assert not (directory / CLEANING_DIR).exists()
     assert len(_all_records(reopened)) == 3_000
     reopened.close()
+
+
+def test_transactional_batches_are_kept_whole_and_supersede_nothing(tmp_path):
+    """Whether a transactional record counts is decided by a later marker the
+    cleaner does not read: it keeps those batches and lets them drop nothing."""
+    plog = PartitionLog(tmp_path / "p", _config())
+    plog.append(build_batch([(b"k", b"committed", (), NOW - DAY)]), NOW)  # offset 0
+    plog.append(build_batch([(b"k", b"txn-1", (), NOW - DAY), (b"k", b"txn-2", (), NOW - DAY)],
+                            producer_id=5, producer_epoch=0, base_sequence=0, transactional=True), NOW)  # 1-2
+    plog.roll()
+    clean_partition(plog, NOW, force=True)
+    assert [(r.offset, r.value) for r in _all_records(plog)] == [(0, b"committed"), (1, b"txn-1"), (2, b"txn-2")]
+    plog.close()

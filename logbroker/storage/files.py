@@ -12,12 +12,13 @@ so that a crash leaves either the old or the new content.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import uuid
 from pathlib import Path
 
-from logbroker.errors import StorageError
+from logbroker.errors import LogDirLockedError, StorageError
 from logbroker.storage.config import DEFAULT_FILE_MODE
 
 LOG_SUFFIX = ".log"
@@ -78,6 +79,24 @@ def parse_partition_dir_name(name: str) -> tuple[str, int] | None:
     if not dash or not topic or not number.isdigit():
         return None
     return topic, int(number)
+
+
+def lock_data_dir(path: Path, mode: int, advice: str) -> int:
+    """Take the exclusive lock file ``path`` of a data directory and write our pid
+    in it; the open descriptor holds the lock. LogDirLockedError (naming the
+    holder's pid, then ``advice``) if another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, mode)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+        os.close(fd)
+        raise LogDirLockedError(
+            f"data directory {path.parent} is in use by another process (pid {holder}); {advice}"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def fsync_dir(directory: Path) -> None:

@@ -55,7 +55,6 @@ from types import MappingProxyType
 from logbroker.errors import (
     InvalidPartitionsError,
     InvalidTopicError,
-    LogDirLockedError,
     StorageError,
     TopicExistsError,
     UnknownTopicError,
@@ -74,6 +73,7 @@ from logbroker.storage.files import (
     TEMP_SUFFIX,
     delete_dir_name,
     fsync_dir,
+    lock_data_dir,
     parse_delete_dir_name,
     parse_partition_dir_name,
     parse_segment_name,
@@ -251,20 +251,7 @@ class LogManager:
 
     # -- opening -------------------------------------------------------------------------
     def _take_lock(self) -> int:
-        path = self.data_dir / LOCK_FILE
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, self._file_mode)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise LogDirLockedError(
-                f"data directory {self.data_dir} is in use by another process (pid {holder}); "
-                f"stop that broker or choose another directory"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return fd
+        return lock_data_dir(self.data_dir / LOCK_FILE, self._file_mode, "stop that broker or choose another directory")
 
     def _open(self, started: float) -> RecoveryReport:
         marker = self.data_dir / CLEAN_SHUTDOWN_FILE

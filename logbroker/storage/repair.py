@@ -25,12 +25,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from logbroker.errors import LogbrokerError, LogDirLockedError, StorageError
+from logbroker.errors import LogbrokerError, StorageError
 from logbroker.storage.checkpoints import RECOVERY_POINT_CHECKPOINT, read_checkpoint
 from logbroker.storage.cleaner import finish_interrupted_cleaning
 from logbroker.storage.config import LogConfig
 from logbroker.storage.damage import LostRange, scan_batches
-from logbroker.storage.files import LOG_SUFFIX, fsync_dir, fsync_path, parse_partition_dir_name, parse_segment_name
+from logbroker.storage.files import (
+    LOG_SUFFIX, fsync_dir, fsync_path, lock_data_dir, parse_partition_dir_name, parse_segment_name,
+)
 from logbroker.storage.manager import CLEAN_SHUTDOWN_FILE, LOCK_FILE, TOPICS_FILE
 from logbroker.storage.segment import LogSegment
 
@@ -182,17 +184,4 @@ def _topic_configs(data_dir: Path) -> dict[str, LogConfig]:
 
 def _lock(data_dir: Path) -> int:
     """The directory's lock, as the broker takes it; LogDirLockedError if held."""
-    path = data_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-        os.close(fd)
-        raise LogDirLockedError(
-            f"data directory {data_dir} is in use by another process (pid {holder}); "
-            f"stop that broker before repairing"
-        ) from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return fd
+    return lock_data_dir(data_dir / LOCK_FILE, 0o600, "stop that broker before repairing")

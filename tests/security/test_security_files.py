@@ -50,7 +50,7 @@ def _credential(**changes) -> dict:
 @pytest.mark.parametrize(("users_field", "message"), [
     ({"bob": {"SCRAM-SHA-1": _credential()}}, "unknown mechanism 'SCRAM-SHA-1'"),
     ({"bob": {"SCRAM-SHA-256": _credential(pepper="x")}}, "unknown field 'pepper'"),
-    ({"bob": {"SCRAM-SHA-256": _credential(server_key=None)}}, "'server_key' is missing"),
+    ({"bob": {"SCRAM-SHA-256": _credential(server_key=None)}}, "lacks the field 'server_key'"),
     ({"bob": {"SCRAM-SHA-256": _credential(stored_key="%%%")}}, "stored_key is not a base64 string"),
     ({"bob": {"SCRAM-SHA-512": _credential()}}, "stored_key has 32 bytes, not 64"),
     ({"bob": {"SCRAM-SHA-256": _credential(iterations="4096")}}, "iterations must be a positive integer"),
@@ -173,6 +173,6 @@ def test_broker_logs_a_broken_users_file_once_and_refuses_logins(broker_factory,
         with pytest.raises(KafkaError):
             _send(broker.bootstrap, "alice")
     assert broker.log.count("cannot use") == 1
-    assert "users.json: user 'alice', SCRAM-SHA-256: the field 'iterations' is missing" in broker.log
+    assert "users.json: user 'alice', SCRAM-SHA-256: the credential lacks the field 'iterations'" in broker.log
     assert "every login fails until it is fixed" in broker.log
     assert "Traceback" not in broker.log

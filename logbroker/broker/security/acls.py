@@ -19,7 +19,7 @@ import os
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
-from logbroker.broker.security.watched import WatchedFile, describe_type, json_entries
+from logbroker.broker.security.watched import WatchedFile, check_fields, describe_type, json_entries
 from logbroker.errors import InvalidConfigError
 from logbroker.storage import DEFAULT_DIR_MODE, DEFAULT_FILE_MODE
 
@@ -126,14 +126,7 @@ def parse_acls(text: str) -> list[Acl]:
     out = []
     for number, item in enumerate(json_entries(text, key="acls", kind=list), 1):
         where = f"ACL #{number}"
-        if not isinstance(item, dict):
-            raise InvalidConfigError(f"{where} must be an object, not {describe_type(item)}")
-        unknown = sorted(set(item) - set(names))
-        if unknown:
-            raise InvalidConfigError(f"{where} has an unknown field {unknown[0]!r} (known: {', '.join(names)})")
-        missing = [name for name in required if name not in item]
-        if missing:
-            raise InvalidConfigError(f"{where} lacks the field {missing[0]!r}")
+        check_fields(where, item, names, required)
         for name, value in item.items():
             if not isinstance(value, str):
                 raise InvalidConfigError(f"{where}: {name} must be a string, not {describe_type(value)}")

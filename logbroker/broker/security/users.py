@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from logbroker.broker.security.scram import SCRAM_MECHANISMS, ScramCredential
-from logbroker.broker.security.watched import WatchedFile, describe_type, json_entries
+from logbroker.broker.security.watched import WatchedFile, check_fields, describe_type, json_entries
 from logbroker.errors import InvalidConfigError
 from logbroker.storage import DEFAULT_DIR_MODE, DEFAULT_FILE_MODE
 
@@ -47,14 +47,7 @@ def parse_users(text: str) -> dict[str, dict[str, ScramCredential]]:
 
 
 def _credential(where: str, data, digest_size: int) -> ScramCredential:
-    if not isinstance(data, dict):
-        raise InvalidConfigError(f"{where}: the credential must be an object, not {describe_type(data)}")
-    unknown = sorted(set(data) - set(_CREDENTIAL_FIELDS))
-    if unknown:
-        raise InvalidConfigError(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(_CREDENTIAL_FIELDS)})")
-    missing = [name for name in _CREDENTIAL_FIELDS if name not in data]
-    if missing:
-        raise InvalidConfigError(f"{where}: the field {missing[0]!r} is missing")
+    check_fields(f"{where}: the credential", data, _CREDENTIAL_FIELDS, _CREDENTIAL_FIELDS)
     iterations = data["iterations"]
     if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1:
         raise InvalidConfigError(f"{where}: iterations must be a positive integer, not {iterations!r}")

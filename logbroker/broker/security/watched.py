@@ -130,6 +130,20 @@ def json_entries(text: str, *, key: str, kind: type) -> list | dict:
     return entries
 
 
+def check_fields(where: str, item: object, known, required) -> dict:
+    """``item`` as a dict whose keys are all ``known`` and include every
+    ``required`` one; InvalidConfigError naming ``where`` and the first problem."""
+    if not isinstance(item, dict):
+        raise InvalidConfigError(f"{where} must be an object, not {describe_type(item)}")
+    unknown = sorted(set(item) - set(known))
+    if unknown:
+        raise InvalidConfigError(f"{where} has an unknown field {unknown[0]!r} (known: {', '.join(known)})")
+    missing = [name for name in required if name not in item]
+    if missing:
+        raise InvalidConfigError(f"{where} lacks the field {missing[0]!r}")
+    return item
+
+
 def describe_type(value: object) -> str:
     """JSON's name for the type of ``value``: "an object", "a list", "a string"..."""
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(

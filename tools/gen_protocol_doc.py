@@ -28,6 +28,8 @@ NOTES = {
     ApiKey.END_TXN: "Writes the control markers (commit/abort) before answering; v5 (transaction version 2) not served.",
     ApiKey.TXN_OFFSET_COMMIT: "Offsets pending until the commit marker; OffsetFetch require_stable answers "
                               "UNSTABLE_OFFSET_COMMIT meanwhile.",
+    ApiKey.WRITE_TXN_MARKERS: "An admin ending a hanging transaction (needs ClusterAction); the markers are "
+                              "written as the coordinator's are.",
     ApiKey.OFFSET_FETCH: "require_stable (v7) answers UNSTABLE_OFFSET_COMMIT while a transaction holds the offset.",
     ApiKey.CREATE_TOPICS: "Replication factor 1 or -1; validate_only; topic configs.",
     ApiKey.DESCRIBE_CONFIGS: "Topic configs with source (topic override or default) and broker settings.",

@@ -473,33 +473,37 @@ class Broker:
         self._marker_retry_at = now_ms + self.config.transaction_abort_timed_out_transaction_cleanup_interval_ms
 
     def _write_marker(self, marker: TxnMarker, now_ms: int) -> tuple[PartitionLog, int] | None:
-        """Append one marker and apply it to the partition's producer state (and,
-        for ``__consumer_offsets``, to the group's pending offsets). Returns
+        """Append one marker of the coordinator's (:meth:`append_marker`). Returns
         where to fsync, or None when nothing was written (a deleted topic, a
         stale marker). Raises LogbrokerError with nothing changed."""
-        if marker.topic == OFFSETS_TOPIC:
-            point = self.groups.complete_transaction(
-                marker.producer_id, marker.producer_epoch, marker.commit, marker.coordinator_epoch, now_ms
-            )
-            return None if point is None else (point.log, point.offset)
         try:
-            plog = self.log_manager.get_partition(marker.topic, marker.partition)
+            return self.append_marker(
+                marker.topic, marker.partition, marker.producer_id, marker.producer_epoch, marker.commit,
+                marker.coordinator_epoch, now_ms,
+            )
         except UnknownTopicError:
             return None  # the topic was deleted: nothing left to mark
-        state = self._producer_state(marker.topic, marker.partition, plog)
-        try:
-            state.check_marker(marker.producer_id, marker.producer_epoch)
         except InvalidProducerEpochError as exc:
             log.warning("not writing a stale marker to %s-%d: %s", marker.topic, marker.partition, exc)
             return None
-        batch = control_batch(
-            marker.producer_id, marker.producer_epoch, marker.commit, marker.coordinator_epoch, now_ms
-        )
+
+    def append_marker(self, topic: str, partition: int, producer_id: int, producer_epoch: int, commit: bool,
+                      coordinator_epoch: int, now_ms: int) -> tuple[PartitionLog, int]:
+        """Append one transaction marker and apply it (also WriteTxnMarkers, which
+        an admin uses to end a hanging transaction). Returns where to fsync.
+
+        Raises UnknownTopicError, InvalidProducerEpochError (older than the
+        producer's epoch) and StorageError, with nothing written."""
+        if topic == OFFSETS_TOPIC:
+            point = self.groups.complete_transaction(producer_id, producer_epoch, commit, coordinator_epoch, now_ms)
+            return point.log, point.offset
+        plog = self.log_manager.get_partition(topic, partition)
+        state = self._producer_state(topic, partition, plog)
+        state.check_marker(producer_id, producer_epoch)
+        batch = control_batch(producer_id, producer_epoch, commit, coordinator_epoch, now_ms)
         # Built here, so its header is trusted (a marker's base sequence is -1).
         info = plog.append(batch, now_ms, allow_control=True, header=parse_header(batch))
-        done = state.complete_txn(
-            marker.producer_id, marker.producer_epoch, not marker.commit, info.base_offset, marker.coordinator_epoch
-        )
+        done = state.complete_txn(producer_id, producer_epoch, not commit, info.base_offset, coordinator_epoch)
         if done is not None and done.aborted:
             stable = state.first_unstable_offset()
             lso = info.last_offset + 1 if stable is None else stable

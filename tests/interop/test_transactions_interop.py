@@ -305,8 +305,8 @@ def test_an_unserved_version_is_logged_once_per_client(txn_broker):
     import socket
 
     def frame(client_id: bytes) -> bytes:
-        # WriteTxnMarkers (27) v1 is not served: the broker logs it and closes the connection.
-        body = struct.pack(">hhih", 27, 1, 7, len(client_id)) + client_id + b"\x00" * 8
+        # UpdateFeatures (57) v0 is not served: the broker logs it and closes the connection.
+        body = struct.pack(">hhih", 57, 0, 7, len(client_id)) + client_id + b"\x00" * 8
         return struct.pack(">i", len(body)) + body
 
     for _ in range(3):
@@ -316,7 +316,7 @@ def test_an_unserved_version_is_logged_once_per_client(txn_broker):
     lines = wait_until(lambda: [l for l in txn_broker.log_lines if "'marker-writer'" in l and "not serve" in l], 5)
     time.sleep(0.3)
     lines = [l for l in txn_broker.log_lines if "'marker-writer'" in l and "not serve" in l]
-    assert len(lines) == 1 and "API key 27 v1" in lines[0]
+    assert len(lines) == 1 and "API key 57 v0" in lines[0]
 
 
 def test_a_fetch_of_only_aborted_batches_is_skipped(txn_broker):
@@ -337,3 +337,37 @@ def test_a_fetch_of_only_aborted_batches_is_skipped(txn_broker):
     consumer = ck_consumer(bootstrap, topic, "read_committed", **{"enable.partition.eof": True})
     assert [v for _, _, v in ck_drain(consumer, 1, timeout=30)] == [b"after"]
     consumer.close()
+
+
+def test_kafka_python_admin_lists_describes_and_aborts_a_hanging_transaction(txn_broker):
+    """kafka-python's transaction admin: ListTransactions, DescribeTransactions,
+    DescribeProducers, and abort_transaction (WriteTxnMarkers) of an open one."""
+    from kafka import KafkaAdminClient, TopicPartition
+    from kafka.admin import AbortTransactionSpec
+
+    bootstrap = txn_broker.bootstrap
+    topic, transactional_id = unique_topic("admin"), unique_topic("tx")
+    create_topic(bootstrap, topic)
+    producer = ck_producer(bootstrap, transactional_id)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"hanging")
+    producer.flush(10)
+    tp = TopicPartition(topic, 0)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        listed = [t for per_broker in admin.list_transactions().values() for t in per_broker
+                  if t.transactional_id == transactional_id]
+        assert [t.state for t in listed] == ["Ongoing"]
+        described = admin.describe_transactions([transactional_id])[transactional_id]
+        assert described.state == "Ongoing" and described.producer_id == listed[0].producer_id
+        (state,) = admin.describe_producers([tp])[tp].active_producers
+        assert (state.producer_id, state.current_transaction_start_offset) == (listed[0].producer_id, 0)
+        admin.abort_transaction(AbortTransactionSpec(tp, state.producer_id, state.producer_epoch, -1))
+        consumer = ck_consumer(bootstrap, topic, "read_committed")
+        wait_until(lambda: consumer.get_watermark_offsets(ck.TopicPartition(topic, 0), timeout=5, cached=False)[1]
+                   == 2, 10, what="the admin's abort marker")
+        assert ck_drain(consumer, idle=1.0) == []
+        consumer.close()
+    finally:
+        admin.close()
+    producer.abort_transaction(10)

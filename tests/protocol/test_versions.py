@@ -37,6 +37,7 @@ EXPECTED = {
     "ADD_OFFSETS_TO_TXN": (0, 4),
     "END_TXN": (0, 4),
     "TXN_OFFSET_COMMIT": (0, 4),
+    "WRITE_TXN_MARKERS": (1, 2),
     "DESCRIBE_PRODUCERS": (0, 0),
     "DESCRIBE_TRANSACTIONS": (0, 0),
     "LIST_TRANSACTIONS": (0, 2),

@@ -58,6 +58,7 @@ from logbroker.broker.handlers.transactions import (
     handle_end_txn,
     handle_list_transactions,
     handle_txn_offset_commit,
+    handle_write_txn_markers,
 )
 from logbroker.broker.handlers.topics import (
     handle_alter_configs,
@@ -92,6 +93,7 @@ HANDLERS = {
     ApiKey.DESCRIBE_TRANSACTIONS: handle_describe_transactions,
     ApiKey.LIST_TRANSACTIONS: handle_list_transactions,
     ApiKey.DESCRIBE_PRODUCERS: handle_describe_producers,
+    ApiKey.WRITE_TXN_MARKERS: handle_write_txn_markers,
     ApiKey.SASL_HANDSHAKE: handle_sasl_handshake,
     ApiKey.SASL_AUTHENTICATE: handle_sasl_authenticate,
     ApiKey.FIND_COORDINATOR: handle_find_coordinator,

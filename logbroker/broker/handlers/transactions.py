@@ -1,6 +1,6 @@
 """Transactions: InitProducerId (transactional), AddPartitionsToTxn,
 AddOffsetsToTxn, EndTxn, TxnOffsetCommit, DescribeTransactions,
-ListTransactions and DescribeProducers.
+ListTransactions, DescribeProducers and WriteTxnMarkers.
 
 The transaction coordinator (``broker.transactions``) decides; the broker
 writes the control markers it returns (:meth:`Broker.finish_transactions`)
@@ -9,8 +9,8 @@ producer APIs need WRITE on the TransactionalId, the admin ones DESCRIBE
 (TRANSACTIONAL_ID_AUTHORIZATION_FAILED otherwise); AddPartitionsToTxn also
 WRITE on each topic, AddOffsetsToTxn and TxnOffsetCommit READ on the group
 (and TxnOffsetCommit READ on each topic), DescribeProducers READ on the
-topic; the batched, broker-to-broker AddPartitionsToTxn (v4+) needs
-CLUSTER_ACTION.
+topic; the batched, broker-to-broker AddPartitionsToTxn (v4+) and
+WriteTxnMarkers need CLUSTER_ACTION.
 
 Clients older than KIP-588 do not know PRODUCER_FENCED: InitProducerId
 below v4, AddPartitionsToTxn, AddOffsetsToTxn and EndTxn below v2, and
@@ -327,6 +327,44 @@ def handle_describe_producers(broker, request):
     return build(request.response_class, topics=tuple(topics_out))
 
 
+# -- WriteTxnMarkers ----------------------------------------------------------------------
+
+
+def handle_write_txn_markers(broker, request):
+    """WriteTxnMarkers (v1-2): broker-to-broker in Kafka; here an admin's way to
+    end a hanging transaction (a producer's open transaction its coordinator
+    no longer knows). Needs CLUSTER_ACTION; each partition answers on its own."""
+    from logbroker.broker.handlers.errors import error_code_for
+    from logbroker.errors import LogbrokerError
+
+    mod = module_of(request.response_class)
+    allowed = broker.allowed("cluster_action", "cluster", CLUSTER)
+    now = broker.clock()
+    results, flush, appended = [], [], []
+    for marker in request.body.markers:
+        topics_out = []
+        for topic in marker.topics:
+            parts = []
+            for index in topic.partition_indexes:
+                index = int(index)
+                code = ErrorCode.cluster_authorization_failed if not allowed else ErrorCode.none
+                if allowed:
+                    try:
+                        point = broker.append_marker(
+                            topic.name, index, int(marker.producer_id), int(marker.producer_epoch),
+                            bool(marker.transaction_result), int(marker.coordinator_epoch), now,
+                        )
+                        flush.append(point)
+                        appended.append((topic.name, index))
+                    except LogbrokerError as exc:
+                        code = error_code_for(exc)
+                parts.append(build(mod.WritableTxnMarkerPartitionResult, partition_index=index, error_code=code))
+            topics_out.append(build(mod.WritableTxnMarkerTopicResult, name=topic.name, partitions=tuple(parts)))
+        results.append(build(mod.WritableTxnMarkerResult, producer_id=marker.producer_id, topics=tuple(topics_out)))
+    body = build(request.response_class, markers=tuple(results))
+    return Reply(body, flush=flush if broker.config.flush == "always" else [], appended=appended)
+
+
 def find_transaction_coordinator(broker, key: str) -> tuple[ErrorCode, str | None]:
     """FindCoordinator with key type 1: this node, if the principal may describe the id."""
     if not broker.allowed("describe", "transactional_id", key):
@@ -343,5 +381,6 @@ __all__ = [
     "handle_end_txn",
     "handle_list_transactions",
     "handle_txn_offset_commit",
+    "handle_write_txn_markers",
     "init_transactional_producer",
 ]

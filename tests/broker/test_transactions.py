@@ -318,3 +318,38 @@ def test_read_uncommitted_fetch_reports_the_last_stable_offset(h, version):
     part = fetch(h, "t", isolation=0, version=version)
     assert (part.high_watermark, part.last_stable_offset) == (1, 0)
     assert part.aborted_transactions is None or list(part.aborted_transactions) == []
+
+
+def test_flush_always_fsyncs_the_decision_before_the_markers(make_broker, monkeypatch):
+    """With flush=always the Prepare* record is durable before any marker is
+    appended; the answer waits for the markers' and the completion's fsyncs."""
+    h = make_broker(flush="always")
+    create(h, "t")
+    pid, epoch = begin(h, "tx", "t")
+    produce(h, "t", txn_batch(pid, epoch, 0, [b"a"]), tid="tx")
+    events = []
+    state_log = h.broker.transactions._store._log(create=False)
+    data_log = h.broker.partition("t", 0)
+    real_flush = type(state_log).flush
+
+    def flush(self, up_to=None):
+        events.append(("fsync", self.directory.name, self.log_end_offset))
+        return real_flush(self, up_to)
+
+    real_append = type(data_log).append
+
+    def append(self, batch, now_ms, **kw):
+        events.append(("append", self.directory.name))
+        return real_append(self, batch, now_ms, **kw)
+
+    monkeypatch.setattr(type(state_log), "flush", flush)
+    monkeypatch.setattr(type(data_log), "append", append)
+    body = h.req(END, 3, "EndTxnRequest", transactional_id="tx", producer_id=pid, producer_epoch=epoch,
+                 committed=True)
+    frame = encode_request(END, 3, 99, "test", body)
+    reply = dispatch(h.broker, decode_request(frame[4:]))
+    state_dir = state_log.directory.name
+    first_marker = events.index(("append", "t-0"))
+    assert ("fsync", state_dir) in [e[:2] for e in events[:first_marker]]
+    flushed = {plog.directory.name for plog, _ in reply.flush}
+    assert {"t-0", state_dir} <= flushed and reply.appended == [("t", 0)]

@@ -4,6 +4,7 @@ the last stable offset, read_committed fetches, TxnOffsetCommit, restart."""
 
 from __future__ import annotations
 
+import shutil
 import time
 
 import pytest
@@ -179,22 +180,21 @@ def test_restart_keeps_open_transactions_and_the_aborted_index(make_broker, tmp_
     end(h, "tx", pid, epoch, False)
     add_partitions(h, "tx", pid, epoch, "t")
     produce(h, "t", txn_batch(pid, epoch, 1, [b"b"]), tid="tx")
+    h.broker.partition("t", 0).flush()
+    # A crash: a copy of the directory as it is now (no snapshot, no clean-shutdown
+    # marker), without its .txnindex files, which must come back from the log.
+    crashed = tmp_path / "crashed"
+    shutil.copytree(data, crashed, ignore=shutil.ignore_patterns(".lock", "*.txnindex"))
     h.broker.close()
-    for clean in (True, False):
-        h2 = make_broker(data_dir=data)
+    for directory in (data, str(crashed)):
+        h2 = make_broker(data_dir=directory)
         part = fetch(h2, "t")
         assert (part.high_watermark, part.last_stable_offset) == (3, 2)
         assert [(a.producer_id, a.first_offset) for a in part.aborted_transactions] == [(pid, 0)]
+        assert list(h2.broker.partition("t", 0).directory.glob("*.txnindex"))
         assert end(h2, "tx", pid, epoch, True) == ErrorCode.none
         part = fetch(h2, "t")
         assert part.last_stable_offset == 4
-        if clean:
-            # Undo the commit for the next round: a crash (no snapshot) with the log cut back.
-            h2.broker.close()
-            plog_dir = h2.broker.partition("t", 0).directory
-            for f in plog_dir.glob("*.txnindex"):
-                f.unlink()
-            break
 
 
 def test_prepared_transaction_is_finished_after_a_restart(make_broker, tmp_path):

@@ -353,3 +353,36 @@ def test_flush_always_fsyncs_the_decision_before_the_markers(make_broker, monkey
     assert ("fsync", state_dir) in [e[:2] for e in events[:first_marker]]
     flushed = {plog.directory.name for plog, _ in reply.flush}
     assert {"t-0", state_dir} <= flushed and reply.appended == [("t", 0)]
+
+
+def test_transactional_id_acls(make_broker):
+    from logbroker.broker.security import Acl
+    from logbroker.broker.session import Session
+
+    h = make_broker(authorizer_enable=True)
+    h.broker.create_topic("t", 1)
+    authorizer = h.broker.authorizer
+
+    def as_user(name):
+        h.broker.request_session = Session(principal=f"User:{name}", authenticated=True)
+
+    as_user("alice")
+    denied = ErrorCode.transactional_id_authorization_failed
+    assert h.call(ApiKey.FIND_COORDINATOR, 3, "FindCoordinatorRequest", key="tx", key_type=1).error_code == denied
+    assert init(h, "tx").error_code == denied
+    authorizer.add(Acl("User:alice", "transactional_id", "tx", "write"))  # WRITE implies DESCRIBE
+    assert h.call(ApiKey.FIND_COORDINATOR, 3, "FindCoordinatorRequest", key="tx", key_type=1).error_code == 0
+    r = init(h, "tx")
+    assert r.error_code == ErrorCode.none
+    assert add_partitions(h, "tx", r.producer_id, r.producer_epoch, "t") == [ErrorCode.topic_authorization_failed]
+    authorizer.add(Acl("User:alice", "topic", "t", "write"))
+    assert add_partitions(h, "tx", r.producer_id, r.producer_epoch, "t") == [ErrorCode.none]
+    batch = txn_batch(r.producer_id, r.producer_epoch, 0, [b"a"])
+    assert produce(h, "t", batch, tid="tx").error_code == ErrorCode.none
+    as_user("bob")  # WRITE on the topic but not on the transactional id
+    authorizer.add(Acl("User:bob", "topic", "t", "write"))
+    assert produce(h, "t", txn_batch(r.producer_id, r.producer_epoch, 1, [b"b"]), tid="tx").error_code == denied
+    listed = h.call(ApiKey.LIST_TRANSACTIONS, 0, "ListTransactionsRequest", state_filters=(), producer_id_filters=())
+    assert listed.transaction_states == ()
+    as_user("alice")
+    assert end(h, "tx", r.producer_id, r.producer_epoch, True) == ErrorCode.none

@@ -225,3 +225,46 @@ class CommitFailedError(GroupError):
     """An offset commit was refused because the group rebalanced or evicted this member."""
 
     default_code = 27  # REBALANCE_IN_PROGRESS; the broker's code when it gave one
+
+
+class TransactionError(KafkaError):
+    """A transactional producer's operation failed. The subclasses say what is left:
+    fatal ones (:class:`ProducerFencedError`, :class:`TransactionalIdAuthorizationError`)
+    leave the producer unusable (close it); :class:`TransactionAbortableError` leaves
+    it usable after ``abort_transaction()``."""
+
+
+class ProducerFencedError(TransactionError):
+    """Another producer with the same transactional id started (or the coordinator bumped
+    the epoch, e.g. after a timeout): this one is fenced for good (PRODUCER_FENCED,
+    INVALID_PRODUCER_EPOCH). Close it; the newer producer owns the id."""
+
+    default_code = 90
+
+
+class TransactionalIdAuthorizationError(TransactionError):
+    """The principal may not use this transactional id (TRANSACTIONAL_ID_AUTHORIZATION_FAILED).
+    Fatal, like fencing."""
+
+    default_code = 53
+
+
+class TransactionAbortableError(TransactionError):
+    """The current transaction cannot commit (a record failed, TRANSACTION_ABORTABLE...):
+    call ``abort_transaction()``, after which the producer is usable again. ``code`` is
+    the code of the error that made it abortable."""
+
+    default_code = 48  # INVALID_TXN_STATE, when no broker code is known
+
+
+class TransactionAbortedError(TransactionError):
+    """The record was not sent: its transaction was aborted first."""
+
+    default_code = 48
+
+
+class TransactionStateError(TransactionError):
+    """A transactional call out of order (begin twice, commit without begin, send outside a
+    transaction, transactions on a producer without ``transactional_id``): your bug."""
+
+    default_code = 48

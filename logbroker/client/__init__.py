@@ -37,6 +37,7 @@ from logbroker.client.sync import SyncAdmin as SyncAdmin
 from logbroker.client.sync import SyncConsumer as SyncConsumer
 from logbroker.client.sync import SyncDelivery as SyncDelivery
 from logbroker.client.sync import SyncProducer as SyncProducer
+from logbroker.client.types import ConsumerGroupMetadata as ConsumerGroupMetadata
 from logbroker.client.types import ConsumerRecord as ConsumerRecord
 from logbroker.client.types import GroupDescription as GroupDescription
 from logbroker.client.types import GroupListing as GroupListing
@@ -45,7 +46,10 @@ from logbroker.client.types import MemberDescription as MemberDescription
 from logbroker.client.types import NewTopic as NewTopic
 from logbroker.client.types import OffsetAndTimestamp as OffsetAndTimestamp
 from logbroker.client.types import PartitionInfo as PartitionInfo
+from logbroker.client.types import ProducerDescription as ProducerDescription
 from logbroker.client.types import RecordMetadata as RecordMetadata
 from logbroker.client.types import SharePartitionProgress as SharePartitionProgress
 from logbroker.client.types import TopicDescription as TopicDescription
 from logbroker.client.types import TopicPartition as TopicPartition
+from logbroker.client.types import TransactionDescription as TransactionDescription
+from logbroker.client.types import TransactionListing as TransactionListing

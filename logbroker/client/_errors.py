@@ -10,13 +10,17 @@ from logbroker.errors import (
     KafkaError,
     KafkaTimeoutError,
     NotLeaderError,
+    ProducerFencedError,
     RecordTooLargeError,
     TopicAlreadyExistsError,
+    TransactionAbortableError,
+    TransactionalIdAuthorizationError,
+    TransactionError,
     UnknownTopicOrPartitionError,
 )
 from logbroker.protocol import ErrorCode
 
-__all__ = ["kafka_error", "raise_for_code", "is_retriable"]
+__all__ = ["FENCING_CODES", "kafka_error", "raise_for_code", "is_retriable", "transaction_error"]
 
 _CLASSES: dict[int, type[KafkaError]] = {
     ErrorCode.unknown_topic_or_partition: UnknownTopicOrPartitionError,
@@ -39,6 +43,21 @@ _CLASSES: dict[int, type[KafkaError]] = {
     ErrorCode.group_max_size_reached: GroupError,
     ErrorCode.unsupported_assignor: GroupError,
 }
+
+
+# Codes a transactional producer's request may get, and what they leave of it: the
+# fencing ones end the producer (Kafka's fatal errors), the abortable ones end the
+# transaction. The idempotent (non-transactional) path keeps the plain table above:
+# there INVALID_PRODUCER_EPOCH only means "ask for a new producer id".
+_TXN_CLASSES: dict[int, type[TransactionError]] = {
+    ErrorCode.producer_fenced: ProducerFencedError,
+    ErrorCode.invalid_producer_epoch: ProducerFencedError,
+    ErrorCode.transaction_coordinator_fenced: ProducerFencedError,
+    ErrorCode.transactional_id_authorization_failed: TransactionalIdAuthorizationError,
+    ErrorCode.transaction_abortable: TransactionAbortableError,
+}
+FENCING_CODES = frozenset(code for code, cls in _TXN_CLASSES.items() if cls is not TransactionAbortableError)
+"""Codes after which a transactional producer is unusable."""
 
 
 def _code(code: int) -> ErrorCode | int:
@@ -69,3 +88,14 @@ def raise_for_code(code: int, message: str | None = None, *, context: str = "") 
     """Raise :func:`kafka_error` unless ``code`` is NONE (0)."""
     if code:
         raise kafka_error(code, message, context=context)
+
+
+def transaction_error(code: int, message: str | None = None, *, context: str = "") -> KafkaError:
+    """The exception for ``code`` answered to a transactional producer: a
+    :class:`~logbroker.errors.TransactionError` subclass for fencing, authorization and
+    TRANSACTION_ABORTABLE, else as :func:`kafka_error`."""
+    cls = _TXN_CLASSES.get(code)
+    if cls is None:
+        return kafka_error(code, message, context=context)
+    error = kafka_error(code, message, context=context)
+    return cls(str(error), code=error.code, retriable=False)

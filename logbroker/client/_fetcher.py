@@ -6,7 +6,8 @@ finds positions that are missing (committed offsets, then the reset
 policy) and starts a fetch task per leader for every partition that has a
 position, is not paused, and has less than ``prefetch_bytes`` waiting to be
 read. Answers become :class:`Chunk` objects queued for the reader; nothing
-is decoded here.
+is decoded here. Under read_committed a chunk keeps its answer's aborted
+transactions, which the decoder needs to drop their batches.
 """
 
 from __future__ import annotations
@@ -89,15 +90,17 @@ class PartitionState:
 class Chunk:
     """One partition's records from one Fetch answer: raw batches, decoded on demand."""
 
-    __slots__ = ("state", "epoch", "data", "next_offset", "records")
+    __slots__ = ("state", "epoch", "data", "next_offset", "records", "aborted")
 
     def __init__(self, state: PartitionState, epoch: int, data: bytes | None, next_offset: int,
-                 records: list[ConsumerRecord] | None = None) -> None:
+                 records: list[ConsumerRecord] | None = None,
+                 aborted: tuple[tuple[int, int], ...] | None = None) -> None:
         self.state = state
         self.epoch = epoch
         self.data = data
         self.next_offset = next_offset
         self.records = records
+        self.aborted = aborted  # read_committed: (producer id, first offset) of aborted transactions
 
 
 class Fetcher:
@@ -237,9 +240,12 @@ class Fetcher:
                         continue
                     if not isinstance(data, bytes):
                         data = bytes(data)
+                    aborted = None
+                    if self._isolation:
+                        aborted = tuple((a.producer_id, a.first_offset) for a in p.aborted_transactions or ())
                     state.fetch_offset = next_offset
                     state.buffered += len(data)
-                    self._chunks.append(Chunk(state, epoch, data, next_offset))
+                    self._chunks.append(Chunk(state, epoch, data, next_offset, aborted=aborted))
                     added = True
                 elif code == ErrorCode.offset_out_of_range:
                     if self._reset_target is None:

@@ -9,6 +9,14 @@ broker sends that broker's requests in plan order (a partition's batches
 must reach the broker in sequence order, and tasks spawned per request could
 run in any order); one short task per request awaits its answer, so up to
 ``max_in_flight`` requests are pipelined per broker.
+
+A transactional producer's batches wait in their queue until their
+partition is in the transaction: ``_drain`` asks the
+:class:`~logbroker.client._txn.TransactionManager` (``ready``), and one
+``_add_partitions`` task at a time sends AddPartitionsToTxn for all the
+partitions waiting. Its answers to Produce go through
+:func:`~logbroker.client._errors.transaction_error`: fencing is fatal, any
+other failure makes the transaction abortable (no producer id reset).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ from logbroker.protocol import ApiKey, ErrorCode, to_ms
 
 from . import _wire
 from ._batches import ProducerBatch
-from ._errors import kafka_error
+from ._errors import kafka_error, transaction_error
 
 __all__ = ["Sender"]
 
@@ -49,7 +57,7 @@ class Sender:
 
     async def _sender(self) -> None:
         try:
-            if self._idempotent:
+            if self._idempotent and self._txn is None:  # a transactional one waits for init_transactions()
                 await self._init_producer_id()
             while True:
                 self._wake = trio.Event()
@@ -122,6 +130,7 @@ class Sender:
         plans: dict[int, list[ProducerBatch]] = {}
         plan_bytes: dict[int, int] = {}
         max_request = self.config.max_request_size
+        txn = self._txn
         for tp, queue in self._queues.items():
             while queue and queue[0].deadline <= now:
                 expired = queue.popleft()
@@ -135,6 +144,11 @@ class Sender:
             if head.retry_at > now:
                 next_wake = min(next_wake, head.retry_at)
                 continue
+            if txn is not None and not txn.ready(tp):
+                if txn.error is not None:  # abortable or fenced: this partition will not join
+                    while queue:
+                        self._finish(queue.popleft(), txn.error)
+                continue  # AddPartitionsToTxn first
             in_flight = self._in_flight.get(tp, 0)
             if in_flight and (head.attempts or in_flight >= self.config.max_in_flight):
                 continue  # a retrying partition sends one batch at a time
@@ -160,11 +174,33 @@ class Sender:
                 self._in_flight[tp] = self._in_flight.get(tp, 0) + 1
                 self._in_flight_batches.add(batch)
             self._request_writer(node).send_nowait(batches)  # never blocks: in flight <= buffer
+        if txn is not None and txn.pending and not txn.adding:
+            txn.adding = True
+            self._nursery.start_soon(self._add_partitions)
         if self._need_metadata and not self._refreshing:
             self._need_metadata = False
             self._refreshing = True
             self._nursery.start_soon(self._refresh_metadata)
         return max(0.0, next_wake - now) if not math.isinf(next_wake) else math.inf
+
+    async def _add_partitions(self) -> None:
+        """AddPartitionsToTxn for the partitions waiting to join; their batches go out after."""
+        txn = self._txn
+        assert txn is not None
+        try:
+            await txn.add_partitions(self._producer_id, self._producer_epoch)
+        except (KafkaError, ClientClosedError) as exc:
+            if isinstance(exc, KafkaError):
+                txn.record_failure(exc, sent=False)
+            failed, txn.pending = txn.pending, set()
+            error = txn.error or exc
+            for tp in failed:  # these partitions will not join: their batches fail now
+                queue = self._queues.get(tp)
+                while queue:
+                    self._finish(queue.popleft(), error)
+        finally:
+            txn.adding = False
+            self._wake.set()
 
     def _assign_sequence(self, tp: tuple[str, int], batch: ProducerBatch) -> None:
         """Stamp producer id and sequence on the first send (retries keep theirs)."""
@@ -208,7 +244,8 @@ class Sender:
                 if self._codec == 4 and version < 7:
                     raise KafkaError(f"node {node} cannot take zstd (Produce v{version} < 7)",
                                      code=ErrorCode.unsupported_compression_type)
-                body = _wire.produce_request(version, acks, self.config.request_timeout_ms, by_topic)
+                body = _wire.produce_request(version, acks, self.config.request_timeout_ms, by_topic,
+                                             self.config.transactional_id)
                 self._stats["requests"] += 1
                 slot = await conn.send(ApiKey.PRODUCE, version, body, expect_response=acks != 0)
             except (KafkaConnectionError, KafkaTimeoutError) as exc:
@@ -272,7 +309,16 @@ class Sender:
                 self._finish(batch, None, p.base_offset, to_ms(lat) if lat is not None else -1)
                 continue
             message = getattr(p, "error_message", None)
-            error = kafka_error(code, message, context=f"produce to {batch.topic}[{batch.partition}]")
+            context = f"produce to {batch.topic}[{batch.partition}]"
+            if self._txn is not None:  # fencing ends the producer; anything else the transaction
+                error = transaction_error(code, message, context=context)
+                if code == ErrorCode.out_of_order_sequence_number and self._earlier_batch_retrying(batch):
+                    error.retriable = True
+                elif code in _REFRESH_CODES:
+                    self._need_metadata = True
+                self._retry_or_fail(batch, error)
+                continue
+            error = kafka_error(code, message, context=context)
             if code in _REFRESH_CODES:
                 self._need_metadata = True
             if code == ErrorCode.out_of_order_sequence_number and self._earlier_batch_retrying(batch):

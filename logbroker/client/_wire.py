@@ -20,6 +20,15 @@ from .types import BrokerInfo, ClusterMetadata, PartitionInfo, TopicInfo
 
 __all__ = [
     "LATEST",
+    "add_offsets_to_txn_request",
+    "add_partitions_to_txn_request",
+    "describe_producers_request",
+    "describe_transactions_request",
+    "end_txn_request",
+    "list_transactions_request",
+    "parse_add_partitions_to_txn",
+    "txn_offset_commit_request",
+    "write_txn_markers_request",
     "EARLIEST",
     "create_partitions_request",
     "create_topics_request",
@@ -132,13 +141,14 @@ def produce_request(
     acks: int,
     timeout_ms: int,
     batches: Mapping[str, list[tuple[int, bytes]]],
+    transactional_id: str | None = None,
 ) -> Any:
     """A Produce request: ``batches`` maps topic -> [(partition, batch bytes)]."""
     m = _m(ApiKey.PRODUCE, version)
     topic_cls = m.TopicProduceData
     part_cls = m.PartitionProduceData
     return m.ProduceRequest(
-        transactional_id=None,
+        transactional_id=transactional_id,
         acks=acks,
         timeout=datetime.timedelta(milliseconds=timeout_ms),
         topic_data=tuple(
@@ -215,15 +225,125 @@ def list_offsets_request(
     )
 
 
-def init_producer_id_request(version: int, *, transaction_timeout_ms: int = 60_000) -> Any:
+def init_producer_id_request(version: int, *, transactional_id: str | None = None,
+                             transaction_timeout_ms: int = 60_000, producer_id: int = -1,
+                             producer_epoch: int = -1) -> Any:
+    """InitProducerId; ``producer_id``/``producer_epoch`` name the current producer (v3+,
+    KIP-360: bump the epoch of this producer rather than fence a stranger)."""
     m = _m(ApiKey.INIT_PRODUCER_ID, version)
+    if version < 3:
+        producer_id = producer_epoch = -1
     return build(
         m.InitProducerIdRequest,
-        transactional_id=None,
+        transactional_id=transactional_id,
         transaction_timeout=transaction_timeout_ms,
-        producer_id=-1,
-        producer_epoch=-1,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
     )
+
+
+# -- transactions ------------------------------------------------------------------
+
+
+def add_partitions_to_txn_request(version: int, *, transactional_id: str, producer_id: int,
+                                  producer_epoch: int, partitions: Mapping[str, list[int]]) -> Any:
+    """AddPartitionsToTxn v0-3 (a producer's own form): ``partitions`` maps topic -> [partition]."""
+    m = _m(ApiKey.ADD_PARTITIONS_TO_TXN, version)
+    return build(
+        m.AddPartitionsToTxnRequest,
+        v3_and_below_transactional_id=transactional_id,
+        v3_and_below_producer_id=producer_id,
+        v3_and_below_producer_epoch=producer_epoch,
+        v3_and_below_topics=[build(m.AddPartitionsToTxnTopic, name=t, partitions=sorted(ps))
+                             for t, ps in partitions.items()],
+    )
+
+
+def parse_add_partitions_to_txn(body: Any) -> dict[tuple[str, int], int]:
+    """(topic, partition) -> error code of an AddPartitionsToTxn v0-3 answer."""
+    return {
+        (t.name, p.partition_index): int(p.partition_error_code)
+        for t in body.results_by_topic_v3_and_below for p in t.results_by_partition
+    }
+
+
+def add_offsets_to_txn_request(version: int, *, transactional_id: str, producer_id: int, producer_epoch: int,
+                               group_id: str) -> Any:
+    m = _m(ApiKey.ADD_OFFSETS_TO_TXN, version)
+    return build(m.AddOffsetsToTxnRequest, transactional_id=transactional_id, producer_id=producer_id,
+                 producer_epoch=producer_epoch, group_id=group_id)
+
+
+def end_txn_request(version: int, *, transactional_id: str, producer_id: int, producer_epoch: int,
+                    commit: bool) -> Any:
+    m = _m(ApiKey.END_TXN, version)
+    return build(m.EndTxnRequest, transactional_id=transactional_id, producer_id=producer_id,
+                 producer_epoch=producer_epoch, committed=commit)
+
+
+def txn_offset_commit_request(
+    version: int,
+    *,
+    transactional_id: str,
+    group_id: str,
+    producer_id: int,
+    producer_epoch: int,
+    generation_id: int,
+    member_id: str,
+    group_instance_id: str | None,
+    offsets: Mapping[str, list[tuple[int, int, str | None]]],
+) -> Any:
+    """TxnOffsetCommit: ``offsets`` maps topic -> [(partition, offset, metadata)]; the
+    group fields (v3+, KIP-447) let the coordinator refuse a zombie member's commit."""
+    m = _m(ApiKey.TXN_OFFSET_COMMIT, version)
+    return build(
+        m.TxnOffsetCommitRequest,
+        transactional_id=transactional_id,
+        group_id=group_id,
+        producer_id=producer_id,
+        producer_epoch=producer_epoch,
+        generation_id=generation_id,
+        member_id=member_id,
+        group_instance_id=group_instance_id,
+        topics=[
+            build(m.TxnOffsetCommitRequestTopic, name=topic, partitions=[
+                build(m.TxnOffsetCommitRequestPartition, partition_index=p, committed_offset=o,
+                      committed_leader_epoch=-1, committed_metadata=meta)
+                for p, o, meta in parts
+            ])
+            for topic, parts in offsets.items()
+        ],
+    )
+
+
+def list_transactions_request(version: int, *, states: Iterable[str] = (), producer_ids: Iterable[int] = (),
+                              duration_ms: int = -1, pattern: str | None = None) -> Any:
+    m = _m(ApiKey.LIST_TRANSACTIONS, version)
+    return build(m.ListTransactionsRequest, state_filters=list(states), producer_id_filters=list(producer_ids),
+                 duration_filter=duration_ms, transactional_id_pattern=pattern)
+
+
+def describe_transactions_request(version: int, transactional_ids: Iterable[str]) -> Any:
+    m = _m(ApiKey.DESCRIBE_TRANSACTIONS, version)
+    return build(m.DescribeTransactionsRequest, transactional_ids=list(transactional_ids))
+
+
+def describe_producers_request(version: int, partitions: Mapping[str, list[int]]) -> Any:
+    m = _m(ApiKey.DESCRIBE_PRODUCERS, version)
+    return build(m.DescribeProducersRequest, topics=[
+        build(m.TopicRequest, name=t, partition_indexes=list(ps)) for t, ps in partitions.items()])
+
+
+def write_txn_markers_request(version: int, *, producer_id: int, producer_epoch: int, commit: bool,
+                              coordinator_epoch: int, partitions: Mapping[str, list[int]]) -> Any:
+    """WriteTxnMarkers for one producer (what Kafka's admin sends to abort a hanging transaction)."""
+    m = _m(ApiKey.WRITE_TXN_MARKERS, version)
+    return build(m.WriteTxnMarkersRequest, markers=[
+        build(m.WritableTxnMarker, producer_id=producer_id, producer_epoch=producer_epoch,
+              transaction_result=commit, coordinator_epoch=coordinator_epoch,
+              topics=[build(m.WritableTxnMarkerTopic, name=t, partition_indexes=list(ps))
+                      for t, ps in partitions.items()]),
+    ])
 
 
 # -- groups ----------------------------------------------------------------------

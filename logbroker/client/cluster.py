@@ -56,7 +56,7 @@ class Cluster:
         self._connections: dict[tuple[int, str], Connection] = {}
         self._locks: dict[tuple[int, str], trio.Lock] = {}
         self._bootstrap_connection: Connection | None = None
-        self._coordinators: dict[str, BrokerInfo] = {}
+        self._coordinators: dict[str | tuple[int, str], BrokerInfo] = {}
         self._topics: set[str] = set()
         self._refresh_lock = trio.Lock()
         self._refreshed_at = -math.inf
@@ -264,15 +264,20 @@ class Cluster:
 
     # -- coordinators ----------------------------------------------------------------
 
-    async def coordinator(self, group_id: str) -> int:
+    async def coordinator(self, group_id: str, key_type: int = 0) -> int:
         """The node id of ``group_id``'s coordinator (FindCoordinator), cached.
+
+        ``key_type`` 1 asks for the transaction coordinator of a transactional
+        id instead (cached apart: a group and a transactional id may share a name).
 
         :raises KafkaError: retriable codes (COORDINATOR_NOT_AVAILABLE...) are
             retried with backoff until ``request_timeout_ms``; others raise.
         """
-        cached = self._coordinators.get(group_id)
+        cache_key = _cache_key(group_id, key_type)
+        cached = self._coordinators.get(cache_key)
         if cached is not None:
             return cached.node_id
+        what = "transactional id" if key_type else "group"
         deadline = trio.current_time() + self.config.request_timeout_ms / 1000
         attempt = 0
         while True:
@@ -280,24 +285,32 @@ class Cluster:
             try:
                 conn = await self.any_connection()
                 version = conn.version(ApiKey.FIND_COORDINATOR)
+                if key_type and version < 1:
+                    raise KafkaError(f"{conn!r} cannot find transaction coordinators (FindCoordinator v0)",
+                                     code=ErrorCode.unsupported_version)
                 answer = await conn.request(
-                    ApiKey.FIND_COORDINATOR, version, _wire.find_coordinator_request(version, group_id)
+                    ApiKey.FIND_COORDINATOR, version, _wire.find_coordinator_request(version, group_id, key_type)
                 )
                 if answer.error_code == ErrorCode.none:
                     broker = BrokerInfo(answer.node_id, answer.host, answer.port)
-                    self._coordinators[group_id] = broker
+                    self._coordinators[cache_key] = broker
                     known = self.metadata.brokers.get(broker.node_id)
                     if known is not None and (known.host, known.port) != (broker.host, broker.port):
                         log.debug("coordinator address %s differs from metadata %s", broker, known)
                     return broker.node_id
                 error: KafkaError = kafka_error(answer.error_code, getattr(answer, "error_message", None),
-                                                context=f"FindCoordinator({group_id!r})")
+                                                context=f"FindCoordinator({what} {group_id!r})")
             except (KafkaConnectionError, KafkaTimeoutError) as exc:
                 error = exc
             if not error.retriable or trio.current_time() + self.config.backoff(attempt) > deadline:
                 raise error
             await trio.sleep(self.config.backoff(attempt))
 
-    def forget_coordinator(self, group_id: str) -> None:
+    def forget_coordinator(self, group_id: str, key_type: int = 0) -> None:
         """Ask FindCoordinator again next time (after NOT_COORDINATOR and friends)."""
-        self._coordinators.pop(group_id, None)
+        self._coordinators.pop(_cache_key(group_id, key_type), None)
+
+
+def _cache_key(key: str, key_type: int) -> str | tuple[int, str]:
+    """Groups are cached by name, transactional ids by (1, name): the two never collide."""
+    return key if not key_type else (key_type, key)

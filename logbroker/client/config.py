@@ -122,9 +122,20 @@ class ProducerConfig(ClientConfig):
     max_buffer_bytes: int = 32 * 1024 * 1024
     max_block_ms: int = 60_000
     allow_auto_create_topics: bool = True
+    transactional_id: str | None = None
+    """Makes the producer transactional (needs idempotence): ``init_transactions()``,
+    then ``begin_transaction()`` ... ``commit_transaction()``/``abort_transaction()``."""
+    transaction_timeout_ms: int = 60_000
+    """How long the coordinator lets a transaction stay open before aborting it."""
 
     def __post_init__(self) -> None:
         ClientConfig.__post_init__(self)
+        if self.transactional_id is not None:
+            if not isinstance(self.transactional_id, str) or not self.transactional_id:
+                raise InvalidConfigError("transactional_id must be a non-empty string or None")
+            if not self.idempotence:
+                raise InvalidConfigError("a transactional producer is idempotent; drop idempotence=False")
+        _positive(self, "transaction_timeout_ms")
         if self.acks not in _ACKS:
             raise InvalidConfigError(f"acks must be 'all', -1, 0 or 1, got {self.acks!r}")
         object.__setattr__(self, "acks", _ACKS[self.acks])

@@ -26,6 +26,11 @@ How it works:
   ``auto_commit_interval_ms``, before partitions are revoked and on close.
 * ``seek`` bumps the partition's epoch; fetched data of an older epoch is
   dropped, so nothing from before a seek is returned after it.
+* ``isolation_level="read_committed"`` fetches with isolation level 1: the
+  broker stops at the last stable offset and lists the aborted transactions
+  of each answer, whose batches the decoder drops; control records (the
+  transaction markers) are never returned under either level.
+  ``end_offsets`` is then the last stable offset.
 
 Iteration hands out records of a decoded fetch without a checkpoint, and
 yields to trio every 256 records and between fetches: cancellation is seen
@@ -61,7 +66,7 @@ from ._tasks import close_background, open_background
 from .cluster import Cluster
 from .config import ConsumerConfig
 from .group import GroupMember
-from .types import ConsumerRecord, OffsetAndTimestamp, TopicPartition
+from .types import ConsumerGroupMetadata, ConsumerRecord, OffsetAndTimestamp, TopicPartition
 
 __all__ = ["Consumer"]
 
@@ -272,6 +277,24 @@ class Consumer(Fetcher):
 
     def assignment(self) -> set[TopicPartition]:
         return set(self._assigned)
+
+    def group_metadata(self) -> ConsumerGroupMetadata:
+        """The group id, generation, member id and group instance id of this member now,
+        for :meth:`Producer.send_offsets_to_transaction` (KIP-447). Outside a rebalanced
+        group (``assign()`` with a group id) generation is -1 and member id "".
+
+        :raises RuntimeError: the consumer has no group id.
+        """
+        group = self._ensure_group_member() if not self._closed else self._group
+        if group is None:
+            raise RuntimeError("group_metadata() needs a group_id")
+        subscribed = bool(group.topics)
+        return ConsumerGroupMetadata(
+            group_id=group.group_id,
+            generation_id=group.generation if subscribed else -1,
+            member_id=group.member_id if subscribed else "",
+            group_instance_id=self.config.group_instance_id if subscribed else None,
+        )
 
     def subscription(self) -> set[str]:
         return set(self._group.topics) if self._group is not None else set()
@@ -620,7 +643,8 @@ class Consumer(Fetcher):
         state = chunk.state
         start = state.position or 0
         try:
-            return decode_for_consumer(chunk.data, state.tp.topic, state.tp.partition, start)  # type: ignore[arg-type]
+            return decode_for_consumer(chunk.data, state.tp.topic, state.tp.partition, start,  # type: ignore[arg-type]
+                                       chunk.aborted)
         except LogbrokerError as exc:  # CorruptBatchError, CompressionError
             self._report(CorruptRecordError(f"{state.tp.topic}[{state.tp.partition}] at offset {start}: {exc}",
                                             code=ErrorCode.corrupt_message))

@@ -28,6 +28,24 @@ How it works:
   ``delivery_timeout_ms`` fails with KafkaTimeoutError.
 * ``flush()`` sends everything now and waits for it; ``close()`` (and
   leaving ``async with`` normally) flushes, then stops the tasks.
+* With ``transactional_id`` the producer is transactional (KIP-98):
+  ``init_transactions()`` gets the producer id from the transaction
+  coordinator (fencing older producers of the id), records are sent only
+  between ``begin_transaction()`` and ``commit_transaction()`` or
+  ``abort_transaction()``, each partition joins the transaction
+  (AddPartitionsToTxn) before its first batch is sent, and
+  ``send_offsets_to_transaction()`` commits a consumer's offsets with the
+  transaction. A :class:`~logbroker.client._txn.TransactionManager` owns that
+  state; see it for the states and errors.
+
+Transactions::
+
+    async with Producer("localhost:9092", transactional_id="billing-1") as producer:
+        await producer.init_transactions()
+        await producer.begin_transaction()
+        await producer.send("invoices", b"...")
+        await producer.send_offsets_to_transaction(offsets, consumer.group_metadata())
+        await producer.commit_transaction()
 """
 
 from __future__ import annotations
@@ -37,6 +55,7 @@ import itertools
 import logging
 import time
 from collections import deque
+from collections.abc import Mapping
 from typing import Any
 
 import trio
@@ -46,6 +65,10 @@ from logbroker.errors import (
     KafkaError,
     KafkaTimeoutError,
     RecordTooLargeError,
+    TransactionAbortableError,
+    TransactionAbortedError,
+    TransactionError,
+    TransactionStateError,
     UnknownTopicOrPartitionError,
 )
 from logbroker.records import BatchBuilder
@@ -53,10 +76,11 @@ from logbroker.records import BatchBuilder
 from ._batches import Delivery, ProducerBatch
 from ._sender import Sender
 from ._tasks import close_background, open_background
+from ._txn import TransactionManager, TxnState
 from .cluster import Cluster
 from .config import ProducerConfig
 from .partitioner import PARTITIONERS, StickyPartitions, hashes_empty_key
-from .types import RecordMetadata
+from .types import ConsumerGroupMetadata, RecordMetadata, TopicPartition
 
 __all__ = ["Producer", "ProducerStatistics"]
 
@@ -153,6 +177,7 @@ class Producer(Sender):
         self._stopping = False
         self._sender_done = trio.Event()
         self._stats = {"records_sent": 0, "records_failed": 0, "batches_sent": 0, "requests": 0, "retries": 0}
+        self._txn: TransactionManager | None = None  # made on entry when transactional_id is set
         if not self._idempotent:
             self._pid_ready.set()
 
@@ -161,7 +186,8 @@ class Producer(Sender):
         return (
             f"<Producer {state} bootstrap={self.config.bootstrap!r} buffered={self._buffered}B "
             f"open_batches={len(self._open)} queued={sum(map(len, self._queues.values()))} "
-            f"in_flight={len(self._in_flight_batches)} producer_id={self._producer_id}>"
+            f"in_flight={len(self._in_flight_batches)} producer_id={self._producer_id}"
+            + (f" transaction={self._txn.state.value}>" if self._txn is not None else ">")
         )
 
     # -- lifecycle ---------------------------------------------------------------
@@ -175,6 +201,8 @@ class Producer(Sender):
             self._nursery = await open_background(self._stack)
             self._cluster = Cluster(self.config, self._nursery, connector=self._connector,
                                     allow_auto_create=self.config.allow_auto_create_topics)
+            if self.config.transactional_id is not None:
+                self._txn = TransactionManager(self.config, self._cluster)
             self._nursery.start_soon(self._sender)
             self._limit = self._max_buffer
         except BaseException:
@@ -204,6 +232,12 @@ class Producer(Sender):
             return
         flushed = False
         try:
+            txn = self._txn
+            if txn is not None and txn.state in (TxnState.IN_TRANSACTION, TxnState.ABORTABLE):
+                try:  # as the Java producer does: an open transaction is aborted, not left to time out
+                    await self.abort_transaction()
+                except (KafkaError, ClientClosedError) as exc:
+                    log.warning("aborting the open transaction on close failed: %s", exc)
             await self.flush()
             flushed = True
         finally:
@@ -272,6 +306,7 @@ class Producer(Sender):
         :raises RecordTooLargeError: the record alone exceeds ``max_request_size``.
         :raises UnknownTopicOrPartitionError: ``partition`` is out of range.
         :raises ClientClosedError: the producer is closed.
+        :raises TransactionStateError: a transactional producer outside a transaction.
         """
         if self._buffered >= self._limit:
             self._refuse()
@@ -294,6 +329,8 @@ class Producer(Sender):
         """Queue one record; return its Delivery. Raises as :meth:`send_nowait`."""
         if self._buffered >= self._limit:
             self._refuse()
+        if self._txn is not None:
+            self._txn.check_send()
         if value is not None and value.__class__ is not bytes:
             value = _as_bytes(value, "value")
         if timestamp_ms is None:
@@ -398,6 +435,9 @@ class Producer(Sender):
             alone.fail(failure)
             self._stats["records_failed"] += 1
             self._failed.append(alone)
+            if self._txn is not None and isinstance(failure, KafkaError) \
+                    and not isinstance(failure, TransactionAbortedError):
+                self._txn.record_failure(failure, sent=False)
             delivery._batch, delivery._index = alone, 0
         holder.complete(-1)  # wakes waiters; their deliveries now point at real batches
 
@@ -426,6 +466,9 @@ class Producer(Sender):
             cannot be auto-created) or ``partition`` is out of range.
         :raises RecordTooLargeError: the record alone exceeds ``max_request_size``.
         :raises ClientClosedError: the producer is closed.
+        :raises TransactionStateError: a transactional producer outside a transaction.
+        :raises TransactionAbortableError: the transaction must be aborted first.
+        :raises ProducerFencedError: a newer producer took the transactional id.
         """
         self._sends += 1
         if not self._sends & _YIELD_MASK:  # let the sender (and everyone else) run now and then
@@ -456,6 +499,182 @@ class Producer(Sender):
                             **kwargs: Any) -> RecordMetadata:
         """``send`` then wait for the delivery; returns its RecordMetadata."""
         return await (await self.send(topic, value, key, **kwargs))
+
+    # -- transactions ------------------------------------------------------------------
+
+    def _transaction_manager(self) -> TransactionManager:
+        self._check_usable()
+        if self._txn is None:
+            raise TransactionStateError("transactions need a producer with transactional_id")
+        return self._txn
+
+    async def init_transactions(self) -> None:
+        """Get the producer id and epoch of ``transactional_id`` from its transaction coordinator.
+
+        Any earlier producer of the id is fenced, and a transaction it left open
+        is aborted (or completed) by the coordinator before this returns.
+        Retries CONCURRENT_TRANSACTIONS and coordinator moves for at most
+        ``max_block_ms``. Called by :meth:`begin_transaction` if not called
+        before; a second call does nothing.
+
+        :raises ProducerFencedError: a newer producer took the id meanwhile.
+        :raises TransactionalIdAuthorizationError: the id is not ours to use.
+        :raises KafkaTimeoutError: the coordinator did not answer in time (call again).
+        """
+        txn = self._transaction_manager()
+        async with txn.lock:
+            if txn.state is not TxnState.UNINITIALIZED:
+                txn.check_fatal()
+                return
+            producer_id, epoch = await txn.init_producer_id()
+            self._use_producer_id(producer_id, epoch)
+            txn.state = TxnState.READY
+
+    def _use_producer_id(self, producer_id: int, epoch: int) -> None:
+        self._producer_id = producer_id
+        self._producer_epoch = epoch
+        self._next_seq.clear()
+        self._guess_seq.clear()
+        self._pid_ready.set()
+        self._wake.set()
+
+    async def begin_transaction(self) -> None:
+        """Start a transaction: records sent from now on commit or abort together.
+
+        :raises TransactionStateError: a transaction is already open.
+        :raises TransactionAbortableError: the last one must be aborted first.
+        :raises ProducerFencedError: a newer producer took the transactional id.
+        """
+        txn = self._transaction_manager()
+        if txn.state is TxnState.UNINITIALIZED:
+            await self.init_transactions()
+        txn.begin()
+
+    async def send_offsets_to_transaction(
+        self,
+        offsets: Mapping[TopicPartition | tuple[str, int], int],
+        group_metadata: ConsumerGroupMetadata | str,
+    ) -> None:
+        """Commit a consumer group's ``offsets`` (the next offset to read, per partition)
+        with the current transaction: they become the group's committed offsets if
+        and only if the transaction commits.
+
+        ``group_metadata`` is ``consumer.group_metadata()`` (KIP-447: the group
+        coordinator refuses the commit of a member that lost its partitions);
+        a bare group id commits without that check.
+
+        :raises CommitFailedError: the consumer is no longer a member of that
+            generation; the transaction is now abortable.
+        :raises TransactionAbortableError: the transaction must be aborted.
+        :raises ProducerFencedError: a newer producer took the transactional id.
+        """
+        txn = self._transaction_manager()
+        if isinstance(group_metadata, str):
+            group_metadata = ConsumerGroupMetadata(group_metadata)
+        normalized = {TopicPartition(*tp): offset for tp, offset in offsets.items()}
+        async with txn.lock:
+            txn.require("send_offsets_to_transaction", TxnState.IN_TRANSACTION)
+            try:
+                await txn.add_offsets(self._producer_id, self._producer_epoch, group_metadata.group_id)
+                await txn.commit_offsets(self._producer_id, self._producer_epoch, normalized, group_metadata)
+            except KafkaError as exc:
+                if not isinstance(exc, KafkaTimeoutError):
+                    txn.record_failure(exc, sent=False)
+                raise
+
+    async def commit_transaction(self) -> None:
+        """Send every record of the transaction, then commit it (EndTxn): consumers
+        reading ``read_committed`` see its records, and offsets sent with it become
+        the group's. Returns once the coordinator wrote the commit markers.
+
+        After KafkaTimeoutError the outcome is not known yet: call it again.
+
+        :raises TransactionAbortableError: a record could not be delivered (the
+            error is its ``__cause__``), or the coordinator aborted it; call
+            :meth:`abort_transaction`, then go on.
+        :raises ProducerFencedError: a newer producer took the transactional id.
+        :raises TransactionStateError: no transaction is open.
+        """
+        txn = self._transaction_manager()
+        async with txn.lock:
+            txn.require("commit_transaction", TxnState.IN_TRANSACTION, TxnState.COMMITTING)
+            txn.state = TxnState.COMMITTING
+            failures = await self._settle_transaction_records()
+            txn.check_fatal()
+            if txn.state is TxnState.ABORTABLE or failures:
+                txn.state = TxnState.ABORTABLE
+                cause = txn.error or failures[0]
+                raise TransactionAbortableError(
+                    f"the transaction cannot commit: {cause}; abort_transaction() and try again",
+                    code=getattr(cause, "code", None)) from cause
+            if txn.partitions or txn.offsets_added:
+                try:
+                    await txn.end(self._producer_id, self._producer_epoch, commit=True)
+                except TransactionAbortableError:
+                    txn.state = TxnState.ABORTABLE
+                    raise
+            txn.completed()
+
+    async def abort_transaction(self) -> None:
+        """Abort the current transaction: records not sent yet fail with
+        TransactionAbortedError, those sent are hidden from ``read_committed``
+        consumers by the abort markers, and offsets sent with it are dropped.
+        The producer is then ready for :meth:`begin_transaction`.
+
+        :raises ProducerFencedError: a newer producer took the transactional id.
+        :raises TransactionStateError: no transaction is open.
+        :raises KafkaTimeoutError: the coordinator did not answer in time (call again).
+        """
+        txn = self._transaction_manager()
+        async with txn.lock:
+            txn.require("abort_transaction", TxnState.IN_TRANSACTION, TxnState.ABORTABLE, TxnState.ABORTING,
+                        TxnState.COMMITTING)
+            txn.state = TxnState.ABORTING
+            self._drop_unsent(TransactionAbortedError("the transaction was aborted before this record was sent"))
+            await self._settle_transaction_records()
+            txn.check_fatal()
+            if txn.partitions or txn.offsets_added:
+                await txn.end(self._producer_id, self._producer_epoch, commit=False)
+            if txn.bump_epoch:  # a batch the broker never took used up sequence numbers
+                producer_id, epoch = await txn.init_producer_id(self._producer_id, self._producer_epoch)
+                self._use_producer_id(producer_id, epoch)
+            else:
+                self._guess_seq = dict(self._next_seq)
+            txn.completed()
+
+    def _drop_unsent(self, error: BaseException) -> None:
+        """Fail the records not sent yet (held, open, queued) with ``error``; they count as seen."""
+        for topic in list(self._held):
+            self._route_held(topic, error)
+        for batch in list(self._open.values()):
+            self._finish(batch, error)
+        self._open.clear()
+        self._sticky_open.clear()
+        for queue in self._queues.values():
+            for batch in queue:
+                self._finish(batch, error)
+            queue.clear()
+        for batch in self._failed:
+            if batch.error is error:
+                batch.observed = True
+        self._failed = [b for b in self._failed if b.error is not error]
+
+    async def _settle_transaction_records(self) -> list[BaseException]:
+        """Send what is buffered and wait for every batch; return the failures (now seen)."""
+        self._flushing += 1
+        self._wake.set()
+        try:
+            for holder in [holder for holder, _ in self._held.values()]:
+                await holder.wait()
+            for batch in self._pending_batches():
+                await batch.wait()
+        finally:
+            self._flushing -= 1
+        failed, self._failed = self._failed, []
+        errors = [b.error for b in failed if b.error is not None and not isinstance(b.error, TransactionAbortedError)]
+        for batch in failed:
+            batch.observed = True
+        return errors  # type: ignore[return-value]
 
     async def flush(self) -> None:
         """Send every buffered record now and wait until each is delivered or failed.
@@ -522,7 +741,8 @@ class Producer(Sender):
         now = trio.current_time()
         seq = self._guess_seq.get(tp, 0) if self._producer_id >= 0 else -1
         builder = BatchBuilder(compression=self._codec, producer_id=self._producer_id,
-                               producer_epoch=self._producer_epoch, base_sequence=seq)
+                               producer_epoch=self._producer_epoch, base_sequence=seq,
+                               transactional=self._txn is not None)
         batch = ProducerBatch(
             tp[0], tp[1], builder, order=next(self._order), created=now,
             deadline=now + self.config.delivery_timeout_ms / 1000, capacity=max(self._batch_size, size),
@@ -561,6 +781,8 @@ class Producer(Sender):
             batch.fail(error)
             self._stats["records_failed"] += batch.count
             self._failed.append(batch)
+            if self._txn is not None and not isinstance(error, TransactionAbortedError):
+                self._txn.record_failure(error, sent=batch.attempts > 0 or batch in self._in_flight_batches)
         self._buffered -= batch.accounted
         batch.accounted = 0
         if self._buffered < self._max_buffer:

@@ -14,6 +14,7 @@ from typing import NamedTuple
 __all__ = [
     "BrokerInfo",
     "ClusterMetadata",
+    "ConsumerGroupMetadata",
     "ConsumerRecord",
     "GroupDescription",
     "GroupListing",
@@ -21,10 +22,13 @@ __all__ = [
     "NewTopic",
     "OffsetAndTimestamp",
     "PartitionInfo",
+    "ProducerDescription",
     "RecordMetadata",
     "TopicDescription",
     "TopicInfo",
     "TopicPartition",
+    "TransactionDescription",
+    "TransactionListing",
 ]
 
 
@@ -210,3 +214,55 @@ class LogDirDescription:
     total_bytes: int = -1
     usable_bytes: int = -1
     error_code: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupMetadata:
+    """What a transactional producer needs of a consumer to commit its offsets in a
+    transaction (KIP-447): ``consumer.group_metadata()`` gives it to
+    ``producer.send_offsets_to_transaction``. The group coordinator refuses the
+    commit if the member was evicted or the generation moved on."""
+
+    group_id: str
+    generation_id: int = -1
+    member_id: str = ""
+    group_instance_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionListing:
+    """One transactional id as ListTransactions reports it."""
+
+    transactional_id: str
+    producer_id: int
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionDescription:
+    """One transactional id as DescribeTransactions reports it: its state, producer,
+    timeout, start time (epoch ms, -1 when none is open) and the partitions of the
+    open transaction. ``error_code`` is non-zero for an id the coordinator does not know."""
+
+    transactional_id: str
+    state: str
+    producer_id: int
+    producer_epoch: int
+    timeout_ms: int
+    start_time_ms: int
+    partitions: tuple[TopicPartition, ...] = ()
+    error_code: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerDescription:
+    """A producer active on a partition (DescribeProducers): its epoch, last sequence and
+    timestamp, the coordinator epoch of its last marker and the first offset of its
+    open transaction (-1 when none is open)."""
+
+    producer_id: int
+    producer_epoch: int
+    last_sequence: int
+    last_timestamp: int
+    coordinator_epoch: int
+    current_txn_start_offset: int

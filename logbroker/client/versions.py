@@ -4,7 +4,9 @@ For each key the client picks the highest version inside both its own range
 and the broker's (ApiVersions), as librdkafka does. The ranges stop below the
 versions that change semantics we do not implement: Fetch v13+ and
 Metadata v13 (topic ids), FindCoordinator v4+ (batched keys), OffsetFetch v8+
-(batched groups), ListOffsets v8+ (tiered storage).
+(batched groups), ListOffsets v8+ (tiered storage), AddPartitionsToTxn v4+
+(the broker-to-broker form), EndTxn v5 and TxnOffsetCommit v5 (transaction
+version 2).
 """
 
 from __future__ import annotations
@@ -49,6 +51,14 @@ CLIENT_VERSIONS: Final[Mapping[ApiKey, tuple[int, int]]] = MappingProxyType(
         ApiKey.READ_SHARE_GROUP_STATE: (0, 0),
         ApiKey.DESCRIBE_SHARE_GROUP_OFFSETS: (0, 1),
         ApiKey.ALTER_SHARE_GROUP_OFFSETS: (0, 0),
+        ApiKey.ADD_PARTITIONS_TO_TXN: (0, 3),
+        ApiKey.ADD_OFFSETS_TO_TXN: (0, 4),
+        ApiKey.END_TXN: (0, 4),
+        ApiKey.TXN_OFFSET_COMMIT: (0, 4),
+        ApiKey.WRITE_TXN_MARKERS: (1, 1),
+        ApiKey.DESCRIBE_PRODUCERS: (0, 0),
+        ApiKey.DESCRIBE_TRANSACTIONS: (0, 0),
+        ApiKey.LIST_TRANSACTIONS: (0, 2),
     }
 )
 """ApiKey -> (lowest, highest) version this client can encode and understand."""

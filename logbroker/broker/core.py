@@ -629,7 +629,8 @@ class Broker:
                 plog.txn_index.flush()
             except (UnknownTopicError, StorageError):
                 continue
-            state.save(plog.directory, plog.log_end_offset, mode=self.config.file_mode)
+            # A state without producers (a partition only read) is cheap to lose: no fsync.
+            state.save(plog.directory, plog.log_end_offset, mode=self.config.file_mode, durable=bool(state))
         self.log_manager.close()
 
 

@@ -117,6 +117,9 @@ class PartitionProducerState:
     def __len__(self) -> int:
         return len(self._producers)
 
+    def __bool__(self) -> bool:
+        return bool(self._producers or self._ongoing)
+
     def __repr__(self) -> str:
         return f"PartitionProducerState(producers={len(self._producers)}, open_transactions={len(self._ongoing)})"
 
@@ -245,9 +248,10 @@ class PartitionProducerState:
                 self.update(header, header.base_offset, header.max_timestamp)
         return completed
 
-    def save(self, directory: str, log_end_offset: int, *, mode: int = 0o600) -> None:
+    def save(self, directory: str, log_end_offset: int, *, mode: int = 0o600, durable: bool = True) -> None:
         """Write the snapshot atomically (temp file, fsync, rename); a new file
-        gets the permission bits ``mode``."""
+        gets the permission bits ``mode``. ``durable=False`` skips the fsync
+        (a snapshot whose loss only costs a rebuild from the log)."""
         data = {
             "version": 1,
             "log_end_offset": log_end_offset,
@@ -263,7 +267,8 @@ class PartitionProducerState:
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w") as fh:
             json.dump(data, fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
 
     @classmethod

@@ -1,4 +1,4 @@
-"""The async admin client: topics, configs, groups, offsets.
+"""The async admin client: topics, configs, groups, offsets, transactions.
 
 Usage::
 
@@ -41,9 +41,12 @@ from .types import (
     MemberDescription,
     NewTopic,
     OffsetAndTimestamp,
+    ProducerDescription,
     SharePartitionProgress,
     TopicDescription,
     TopicPartition,
+    TransactionDescription,
+    TransactionListing,
 )
 
 __all__ = ["Admin"]
@@ -538,6 +541,126 @@ class Admin:
                                              getattr(r, "total_bytes", -1), getattr(r, "usable_bytes", -1),
                                              int(r.error_code)))
         return out
+
+
+    # -- transactions --------------------------------------------------------------------
+
+    async def list_transactions(self, *, states: Iterable[str] = (), producer_ids: Iterable[int] = (),
+                                duration_ms: int = -1, pattern: str | None = None) -> list[TransactionListing]:
+        """Every transactional id the coordinators know (ListTransactions to every broker),
+        filtered by state (``"Ongoing"``, ``"CompleteCommit"``...), producer id, open
+        for at least ``duration_ms`` (v1+) or a regular-expression ``pattern`` (v2+).
+
+        :raises KafkaError: the broker refused, or lacks the version a filter needs.
+        """
+        cluster = self.cluster
+        meta = await cluster.refresh()
+        states, producer_ids = list(states), list(producer_ids)
+        out: dict[str, TransactionListing] = {}
+        for node in sorted(meta.brokers):
+            conn = await cluster.connection(node)
+            version = conn.version(ApiKey.LIST_TRANSACTIONS)
+            if (duration_ms >= 0 and version < 1) or (pattern is not None and version < 2):
+                raise KafkaError(f"node {node} serves ListTransactions v{version}, too old for the "
+                                 f"{'pattern' if pattern is not None else 'duration'} filter",
+                                 code=ErrorCode.unsupported_version)
+            answer = await self._call(
+                ApiKey.LIST_TRANSACTIONS,
+                lambda v: _wire.list_transactions_request(v, states=states, producer_ids=producer_ids,
+                                                          duration_ms=duration_ms, pattern=pattern),
+                node=node)
+            raise_for_code(answer.error_code, context="ListTransactions")
+            for t in answer.transaction_states:
+                out[t.transactional_id] = TransactionListing(t.transactional_id, t.producer_id, t.transaction_state)
+        return sorted(out.values(), key=lambda t: t.transactional_id)
+
+    async def describe_transactions(self, transactional_ids: Iterable[str]) -> list[TransactionDescription]:
+        """State, producer, timeout, start time and partitions of each transactional id, from
+        its transaction coordinator. An unknown id comes back with its ``error_code``
+        (TRANSACTIONAL_ID_NOT_FOUND) rather than raising."""
+        cluster = self.cluster
+        out = []
+        for tid in transactional_ids:
+            node = await cluster.coordinator(tid, 1)
+            answer = await self._call(ApiKey.DESCRIBE_TRANSACTIONS,
+                                      lambda v, tid=tid: _wire.describe_transactions_request(v, [tid]), node=node)
+            for t in answer.transaction_states:
+                if t.error_code in _COORDINATOR_CODES:
+                    cluster.forget_coordinator(tid, 1)
+                    raise kafka_error(t.error_code, context=f"DescribeTransactions({tid!r})")
+                partitions = tuple(sorted(TopicPartition(d.topic, p) for d in t.topics for p in d.partitions))
+                out.append(TransactionDescription(
+                    transactional_id=t.transactional_id, state=t.transaction_state, producer_id=t.producer_id,
+                    producer_epoch=t.producer_epoch, timeout_ms=_wire.ms(t.transaction_timeout),
+                    start_time_ms=_wire.ms(t.transaction_start_time), partitions=partitions,
+                    error_code=int(t.error_code)))
+        return out
+
+    async def describe_producers(self, partitions: Iterable[TopicPartition | tuple[str, int]]
+                                 ) -> dict[TopicPartition, list[ProducerDescription]]:
+        """The producers active on each partition (DescribeProducers to its leader), with the
+        first offset of each one's open transaction.
+
+        :raises KafkaError: the first per-partition error.
+        """
+        cluster = self.cluster
+        by_node: dict[int, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        for tp in partitions:
+            tp = TopicPartition(*tp)
+            await cluster.topic(tp.topic)
+            by_node[cluster.leader(tp.topic, tp.partition)][tp.topic].append(tp.partition)
+        out: dict[TopicPartition, list[ProducerDescription]] = {}
+        for node, request in by_node.items():
+            answer = await self._call(ApiKey.DESCRIBE_PRODUCERS,
+                                      lambda v, request=request: _wire.describe_producers_request(v, request),
+                                      node=node)
+            for t in answer.topics:
+                for p in t.partitions:
+                    raise_for_code(p.error_code, p.error_message,
+                                   context=f"DescribeProducers {t.name}[{p.partition_index}]")
+                    out[TopicPartition(t.name, p.partition_index)] = [
+                        ProducerDescription(a.producer_id, a.producer_epoch, a.last_sequence, a.last_timestamp,
+                                            a.coordinator_epoch, a.current_txn_start_offset)
+                        for a in p.active_producers]
+        return out
+
+    async def abort_transaction(self, tp: TopicPartition | tuple[str, int], *, start_offset: int | None = None,
+                                producer_id: int | None = None, producer_epoch: int | None = None,
+                                coordinator_epoch: int | None = None) -> None:
+        """Abort a hanging transaction on one partition, as ``kafka-transactions.sh abort``
+        does: write an abort marker there with WriteTxnMarkers (sent to the leader).
+
+        Name the transaction by ``start_offset`` (the producer whose open transaction
+        starts there is found with DescribeProducers) or by ``producer_id``,
+        ``producer_epoch`` and ``coordinator_epoch``.
+
+        :raises KafkaError: no open transaction starts at ``start_offset``; the
+            broker does not serve WriteTxnMarkers (UNSUPPORTED_VERSION); or it refused.
+        """
+        tp = TopicPartition(*tp)
+        if start_offset is not None:
+            producers = (await self.describe_producers([tp])).get(tp, [])
+            match = [p for p in producers if p.current_txn_start_offset == start_offset]
+            if not match:
+                raise KafkaError(f"no open transaction of {tp.topic}[{tp.partition}] starts at offset {start_offset}",
+                                 code=ErrorCode.invalid_request)
+            producer_id, producer_epoch = match[0].producer_id, match[0].producer_epoch
+            coordinator_epoch = max(match[0].coordinator_epoch, 0)
+        if producer_id is None or producer_epoch is None or coordinator_epoch is None:
+            raise ValueError("give start_offset, or producer_id, producer_epoch and coordinator_epoch")
+        cluster = self.cluster
+        await cluster.topic(tp.topic)
+        node = cluster.leader(tp.topic, tp.partition)
+        answer = await self._call(
+            ApiKey.WRITE_TXN_MARKERS,
+            lambda v: _wire.write_txn_markers_request(v, producer_id=producer_id, producer_epoch=producer_epoch,
+                                                      commit=False, coordinator_epoch=coordinator_epoch,
+                                                      partitions={tp.topic: [tp.partition]}),
+            node=node)
+        for marker in answer.markers:
+            for t in marker.topics:
+                for p in t.partitions:
+                    raise_for_code(p.error_code, context=f"WriteTxnMarkers {t.name}[{p.partition_index}]")
 
 
 def _list_target(spec: OffsetSpec) -> int:

@@ -213,6 +213,11 @@ class SyncProducer(_SyncBase):
         return [SyncDelivery(d, self._loop) for d in self._loop.call(_send_all, timeout=timeout)]
 
     flush = _blocking("flush", Producer)
+    init_transactions = _blocking("init_transactions", Producer)
+    begin_transaction = _blocking("begin_transaction", Producer)
+    commit_transaction = _blocking("commit_transaction", Producer)
+    abort_transaction = _blocking("abort_transaction", Producer)
+    send_offsets_to_transaction = _blocking("send_offsets_to_transaction", Producer)
     send_and_wait = _blocking("send_and_wait", Producer)
     partitions_for = _blocking("partitions_for", Producer)
     statistics = _plain("statistics", Producer)
@@ -299,6 +304,7 @@ class SyncConsumer(_SyncBase):
     paused = _plain("paused", Consumer)
     assignment = _plain("assignment", Consumer)
     subscription = _plain("subscription", Consumer)
+    group_metadata = _plain("group_metadata", Consumer)
 
 
 # -- admin --------------------------------------------------------------------------
@@ -329,3 +335,7 @@ class SyncAdmin(_SyncBase):
     reset_offsets = _blocking("reset_offsets", Admin)
     delete_records = _blocking("delete_records", Admin)
     describe_log_dirs = _blocking("describe_log_dirs", Admin)
+    list_transactions = _blocking("list_transactions", Admin)
+    describe_transactions = _blocking("describe_transactions", Admin)
+    describe_producers = _blocking("describe_producers", Admin)
+    abort_transaction = _blocking("abort_transaction", Admin)

@@ -37,6 +37,7 @@ too; kio is pinned to 0.6.5.
 
 from __future__ import annotations
 
+import datetime
 import functools
 
 from collections.abc import Callable
@@ -58,6 +59,7 @@ from kio.serial._introspect import get_schema_field_type
 from kio.serial._introspect import is_optional
 from kio.serial.readers import read_compact_array_length
 from kio.serial.readers import read_int8
+from kio.serial.readers import read_int64
 from kio.serial.readers import read_int32
 from kio.serial.readers import read_unsigned_varint
 
@@ -252,6 +254,8 @@ def _field_reader_any(cls: type, field: Any, *, is_tag: bool) -> Reader:
     if is_header and field.name == "client_id":
         return _native_field_reader(cls, field, True, is_tag)  # type: ignore[no-any-return]
     if isinstance(kind, PrimitiveField):
+        if get_schema_field_type(field) == "datetime_i64" and not is_optional(field):
+            return _read_any_datetime
         return _native_field_reader(cls, field, is_header, is_tag)  # type: ignore[no-any-return]
     if isinstance(kind, EntityField):
         # Like kio's native reader: nullability follows the annotation.
@@ -277,6 +281,17 @@ def _field_reader_any(cls: type, field: Any, *, is_tag: bool) -> Reader:
 
         return read_array_native_first
     raise TypeError(f"{label}: unsupported field classification {kind!r}")
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def _read_any_datetime(buffer: Any, offset: int) -> tuple[datetime.datetime, int]:
+    """An int64 epoch-ms timestamp, negative ones included: Kafka writes -1 for "none"
+    (DescribeTransactions' start time of an id without a transaction), which kio's
+    native reader refuses. -1 reads as one ms before the epoch (``to_ms`` gives -1 back)."""
+    value, size = read_int64(buffer, offset)
+    return _EPOCH + datetime.timedelta(milliseconds=value), size
 
 
 def _read_array_length(

@@ -8,6 +8,11 @@ after ``--max-records``, at the end with ``--exit-at-end``, or on Ctrl-C /
 SIGTERM; with a group it then commits the position after the last record it
 printed, and leaves the group.
 
+``--isolation read_committed`` prints only records of committed transactions
+(and of no transaction) and waits at a transaction still open; with
+``--exit-at-end`` the end is then the last stable offset. Transaction markers
+are never printed.
+
 ``--format json`` prints one object per record: topic, partition, offset,
 timestamp, key, value and headers; keys and values that are not UTF-8 are
 given as ``{"base64": ...}``.
@@ -78,9 +83,12 @@ def _parse_time(text: str) -> datetime.datetime:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.option("--print-offsets", is_flag=True, help="Prefix text lines with PARTITION:OFFSET.")
 @click.option("--key-separator", "-K", default=None, help="Print KEY<sep>VALUE in text output.")
+@click.option("--isolation", type=click.Choice(["read_uncommitted", "read_committed"]), default="read_uncommitted",
+              show_default=True, help="read_committed: only records of committed transactions, and stop at "
+              "the last stable offset (the end for --exit-at-end).")
 @bootstrap_option
 def consume(topic, group, from_beginning, offset, from_time, partitions, max_records, exit_at_end, fmt,
-            print_offsets, key_separator, bootstrap) -> None:
+            print_offsets, key_separator, isolation, bootstrap) -> None:
     """Print the records of TOPIC."""
     starts = [bool(from_beginning), offset is not None, from_time is not None]
     if sum(starts) > 1:
@@ -92,6 +100,7 @@ def consume(topic, group, from_beginning, offset, from_time, partitions, max_rec
         "group_id": group,
         "enable_auto_commit": group is not None,
         "client_id": "logbroker-consume",
+        "isolation_level": isolation,
     }
     echo = click.echo
     stats = {"printed": 0}

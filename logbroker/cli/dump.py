@@ -1,8 +1,10 @@
 """``logbroker dump``: print the contents of segment files, read-only.
 
 Works on a ``.log`` (its batches), a ``.index`` / ``.timeindex`` (entries,
-checked against the ``.log`` beside it) or a partition directory (each
-segment). It never takes the data-directory lock and never writes, so it is
+checked against the ``.log`` beside it), a ``.txnindex`` (aborted
+transactions) or a partition directory (each segment). A control batch is
+followed by its transaction marker: COMMIT or ABORT, with the producer id and
+epoch it closes and the coordinator epoch that wrote it. It never takes the data-directory lock and never writes, so it is
 safe on a directory that no broker holds (and merely racy on one that does).
 Exits with status 1 if it found a problem.
 """
@@ -20,6 +22,10 @@ from logbroker.records import HEADER_SIZE, LOG_OVERHEAD, MAGIC, BatchHeader, bat
 _CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
 _INDEX_ENTRY = struct.Struct(">II")
 _TIME_ENTRY = struct.Struct(">qI")
+_TXN_ENTRY = struct.Struct(">hqqqq")  # version, producer id, first offset, last offset, last stable offset
+_MARKER_KEY = struct.Struct(">hh")  # version, type (0 abort, 1 commit)
+_MARKER_VALUE = struct.Struct(">hi")  # version, coordinator epoch
+_MARKER_TYPES = {0: "ABORT", 1: "COMMIT"}
 
 
 def _read_file(path: Path):
@@ -92,6 +98,28 @@ def _dump_records(buf, pos: int) -> None:
         )
 
 
+def _marker_line(buf, pos: int, h: BatchHeader) -> str:
+    """The transaction marker carried by the control batch at ``pos`` (Kafka's EndTransactionMarker)."""
+    from logbroker.records import decode_batch
+
+    try:
+        decoded = decode_batch(buf, pos)
+    except Exception as exc:  # a damaged control batch is reported, not fatal
+        return f"  | cannot decode the control record: {exc}"
+    if not decoded.records:
+        return "  | control batch without records"
+    record = decoded.records[0]
+    key, value = record.key or b"", record.value or b""
+    if len(key) < _MARKER_KEY.size:
+        return f"  | control record with key {_short(key)}"
+    _, kind = _MARKER_KEY.unpack_from(key)
+    if kind not in _MARKER_TYPES:
+        return f"  | control record of type {kind}"
+    epoch = _MARKER_VALUE.unpack_from(value)[1] if len(value) >= _MARKER_VALUE.size else "?"
+    return (f"  | offset: {record.offset} endTxnMarker: {_MARKER_TYPES[kind]} producerId: {h.producer_id} "
+            f"producerEpoch: {h.producer_epoch} coordinatorEpoch: {epoch}")
+
+
 def _dump_log(path: Path, records: bool) -> int:
     buf = _read_file(path)
     batches, problem = _scan_log(buf)
@@ -109,7 +137,9 @@ def _dump_log(path: Path, records: bool) -> int:
             click.echo(f"  ! offset below the segment's base offset {base_name}")
             problems += 1
         expected = header.next_offset
-        if records:
+        if header.is_control:
+            click.echo(_marker_line(buf, pos, header))
+        elif records:
             _dump_records(buf, pos)
     if problem:
         click.echo(f"! {problem}")
@@ -191,6 +221,22 @@ def _dump_time_index(path: Path) -> int:
     return problems
 
 
+def _dump_txn_index(path: Path) -> int:
+    buf = _read_file(path)
+    problems = 0 if len(buf) % _TXN_ENTRY.size == 0 else 1
+    count = len(buf) // _TXN_ENTRY.size
+    for i in range(count):
+        version, producer_id, first, last, lso = _TXN_ENTRY.unpack_from(buf, i * _TXN_ENTRY.size)
+        note = "" if first <= last else "  ! first offset after last offset"
+        problems += bool(note)
+        click.echo(f"version: {version} producerId: {producer_id} firstOffset: {first} lastOffset: {last} "
+                   f"lastStableOffset: {lso}{note}")
+    if len(buf) % _TXN_ENTRY.size:
+        click.echo(f"! {len(buf) % _TXN_ENTRY.size} trailing bytes are not a complete entry")
+    click.echo(f"{path.name}: {count} aborted transactions, {problems} problems")
+    return problems
+
+
 def _dump_directory(path: Path, records: bool) -> int:
     logs = sorted(p for p in path.iterdir() if p.suffix == ".log" and p.stem.isdigit())
     if not logs:
@@ -207,6 +253,10 @@ def _dump_directory(path: Path, records: bool) -> int:
                 problems += fn(index)
             else:
                 click.echo(f"-- {index.name} missing (rebuilt at the next open)")
+        txn_index = log.with_suffix(".txnindex")
+        if txn_index.exists():
+            click.echo(f"-- {txn_index.name}")
+            problems += _dump_txn_index(txn_index)
     return problems
 
 
@@ -214,8 +264,9 @@ def _dump_directory(path: Path, records: bool) -> int:
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
 @click.option("--records", is_flag=True, help="Also decode and print every record of each batch.")
 def dump(path: Path, records: bool) -> None:
-    """Print a segment .log (batches), .index/.timeindex (entries, checked against
-    the .log beside them) or every segment of a partition directory.
+    """Print a segment .log (batches; control batches with their transaction marker),
+    .index/.timeindex (entries, checked against the .log beside them), .txnindex
+    (aborted transactions) or every segment of a partition directory.
 
     Read-only: takes no lock and changes nothing. Exits 1 if it finds a problem.
     """
@@ -227,7 +278,10 @@ def dump(path: Path, records: bool) -> None:
         problems = _dump_index(path)
     elif path.suffix == ".timeindex":
         problems = _dump_time_index(path)
+    elif path.suffix == ".txnindex":
+        problems = _dump_txn_index(path)
     else:
-        raise click.BadParameter("expected a .log, .index, .timeindex or a partition directory", param_hint="PATH")
+        raise click.BadParameter("expected a .log, .index, .timeindex, .txnindex or a partition directory",
+                                 param_hint="PATH")
     if problems:
         raise SystemExit(1)

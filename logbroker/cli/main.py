@@ -35,6 +35,10 @@ def _register() -> None:
 
     main.add_command(groups.groups)
 
+    from logbroker.cli import transactions
+
+    main.add_command(transactions.transactions)
+
     main.add_command(security.users)
     main.add_command(security.acls)
 

@@ -403,3 +403,30 @@ async def test_transactions_against_tansu(tansu, topic):
             while len(got) < 4:
                 got.extend((r.offset, r.value) for r in await consumer.getmany())
     assert got == [(0, b"v0"), (2, b"v1"), (4, b"v2"), (6, b"v3")]
+
+
+async def test_the_exactly_once_doc_example_runs(lb, topic):
+    """The consume-transform-produce example of docs/exactly-once.md, run for real."""
+    import pathlib
+    import re
+
+    doc = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "exactly-once.md").read_text()
+    code = re.findall(r"```python\n(.*?)```", doc, re.S)[0]
+    code = code.replace('trio.run(transform, "localhost:9092", "orders", "orders-upper", "upper", "upper-1")', "")
+    namespace: dict = {}
+    exec(compile(code, "exactly-once.md", "exec"), namespace)
+    source, sink = f"{topic}-in", f"{topic}-out"
+    await create_topic(lb.bootstrap, source, 2)
+    await create_topic(lb.bootstrap, sink, 1)
+    with trio.fail_after(60):
+        async with Producer(lb.bootstrap, linger_ms=0) as plain:
+            for i in range(30):
+                await plain.send(source, f"v{i}", partition=i % 2)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(namespace["transform"], lb.bootstrap, source, sink, f"{topic}-g", f"tx-{topic}")
+            out = await _drain(lb.bootstrap, sink, (0,), "read_committed", 30)
+            nursery.cancel_scope.cancel()
+        async with Admin(lb.bootstrap) as admin:
+            offsets = await admin.list_group_offsets(f"{topic}-g")
+    assert sorted(v for _, v in out) == sorted(f"V{i}".encode() for i in range(30))
+    assert offsets == {TopicPartition(source, 0): 15, TopicPartition(source, 1): 15}

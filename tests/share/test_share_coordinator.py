@@ -153,7 +153,8 @@ def test_closing_or_reopening_a_session_releases_the_members_records(env):
 
 
 def test_an_idle_session_expires(make_env):
-    env = make_env(group_share_session_timeout_ms=5000, group_share_record_lock_duration_ms=60_000)
+    env = make_env(group_share_session_timeout_ms=5000, group_share_heartbeat_interval_ms=1000,
+                   group_share_record_lock_duration_ms=60_000)
     env.topic("t")
     earliest(env, "g")
     env.produce("t", ["a"])

@@ -487,7 +487,8 @@ class Consumer(Fetcher):
         return {tp: a.offset for tp, a in answers.items()}
 
     async def end_offsets(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> dict[TopicPartition, int]:
-        """High watermark (last offset + 1) of each partition."""
+        """High watermark (last offset + 1) of each partition; under read_committed the
+        last stable offset (the first offset of the oldest open transaction, else the high watermark)."""
         assert self._cluster is not None
         answers = await list_offsets(self._cluster, {TopicPartition(*tp): LATEST for tp in partitions},
                                      isolation_level=self._isolation)

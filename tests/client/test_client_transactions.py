@@ -31,6 +31,7 @@ from logbroker.client import _wire
 from logbroker.client._decode import decode_for_consumer
 from logbroker.client.versions import CLIENT_VERSIONS
 from logbroker.errors import (
+    CommitFailedError,
     ProducerFencedError,
     TransactionAbortableError,
     TransactionAbortedError,
@@ -430,3 +431,45 @@ async def test_the_exactly_once_doc_example_runs(lb, topic):
             offsets = await admin.list_group_offsets(f"{topic}-g")
     assert sorted(v for _, v in out) == sorted(f"V{i}".encode() for i in range(30))
     assert offsets == {TopicPartition(source, 0): 15, TopicPartition(source, 1): 15}
+
+
+async def test_a_zombie_members_offsets_are_refused_and_the_transaction_aborts(lb, topic):
+    await create_topic(lb.bootstrap, topic, 1)
+    group = f"{topic}-g"
+    with trio.fail_after(60):
+        async with Consumer(lb.bootstrap, group_id=group, enable_auto_commit=False, session_timeout_ms=10_000,
+                            heartbeat_interval_ms=300) as consumer, \
+                Producer(lb.bootstrap, transactional_id=f"tx-{topic}", linger_ms=0) as producer:
+            await consumer.subscribe([topic])
+            await consumer.wait_assignment()
+            real = consumer.group_metadata()
+            zombie = ConsumerGroupMetadata(group, real.generation_id + 5, "zombie-member")
+            await producer.begin_transaction()
+            await producer.send(topic, b"lost", partition=0)
+            with pytest.raises(CommitFailedError):
+                await producer.send_offsets_to_transaction({(topic, 0): 1}, zombie)
+            with pytest.raises(TransactionAbortableError):
+                await producer.commit_transaction()
+            await producer.abort_transaction()
+            await producer.begin_transaction()
+            await producer.send(topic, b"kept", partition=0)
+            await producer.send_offsets_to_transaction({(topic, 0): 7}, real)
+            await producer.commit_transaction()
+            assert await consumer.committed((topic, 0)) == 7
+        got = await _drain(lb.bootstrap, topic, (0,), "read_committed", 1)
+    assert got == [(0, b"kept")]
+
+
+async def test_leaving_with_an_open_transaction_aborts_it(lb, topic):
+    await create_topic(lb.bootstrap, topic, 1)
+    tid = f"tx-{topic}"
+    with trio.fail_after(60):
+        async with Producer(lb.bootstrap, transactional_id=tid, linger_ms=0) as producer:
+            await producer.begin_transaction()
+            await producer.send(topic, b"left open", partition=0)
+            await producer.flush()
+        async with Admin(lb.bootstrap) as admin:
+            [described] = await admin.describe_transactions([tid])
+            ends = await admin.list_offsets({(topic, 0): "latest"})
+    assert described.state == "CompleteAbort"
+    assert [a.offset for a in ends.values()] == [2]  # the record and the abort marker

@@ -96,6 +96,8 @@ def _acl_options(fn):
         click.option("--principal", required=True, help="User:NAME or User:* (everyone)."),
         click.option("--topic", default=None, help="Topic name (or prefix with --prefixed; * = all)."),
         click.option("--group", default=None, help="Consumer or share group name."),
+        click.option("--transactional-id", "transactional_id", default=None,
+                     help="A transactional producer's id (write: produce in transactions; describe: see them)."),
         click.option("--cluster", is_flag=True,
                      help="The cluster itself (create topics, broker configs, idempotent writes, all groups)."),
         click.option("--operation", "operations", multiple=True, required=True, callback=_operation,
@@ -110,15 +112,16 @@ def _acl_options(fn):
     return fn
 
 
-def _acls_from(principal, topic, group, cluster, operations, deny, prefixed):
+def _acls_from(principal, topic, group, transactional_id, cluster, operations, deny, prefixed):
     from logbroker.broker.security import Acl
     from logbroker.broker.security.acls import CLUSTER, SUPPORTED_OPERATIONS
 
-    targets = [(kind, name) for kind, name in (("topic", topic), ("group", group)) if name is not None]
+    targets = [(kind, name) for kind, name in (("topic", topic), ("group", group),
+                                               ("transactional_id", transactional_id)) if name is not None]
     if cluster:
         targets.append(("cluster", CLUSTER))
     if len(targets) != 1:
-        raise click.UsageError("give exactly one of --topic, --group or --cluster")
+        raise click.UsageError("give exactly one of --topic, --group, --transactional-id or --cluster")
     kind, name = targets[0]
     for op in operations:
         if op != "all" and op not in SUPPORTED_OPERATIONS[kind]:
@@ -138,12 +141,12 @@ def acls() -> None:
 
 @acls.command("add")
 @_acl_options
-def acls_add(principal, topic, group, cluster, operations, deny, prefixed, data_dir) -> None:
+def acls_add(principal, topic, group, transactional_id, cluster, operations, deny, prefixed, data_dir) -> None:
     """Add rules."""
     from logbroker.broker.security import Authorizer
 
     authorizer = Authorizer(data_dir)
-    for acl in _acls_from(principal, topic, group, cluster, operations, deny, prefixed):
+    for acl in _acls_from(principal, topic, group, transactional_id, cluster, operations, deny, prefixed):
         with _one_line_errors():
             authorizer.add(acl)
         click.echo(f"added: {acl}")
@@ -151,12 +154,12 @@ def acls_add(principal, topic, group, cluster, operations, deny, prefixed, data_
 
 @acls.command("remove")
 @_acl_options
-def acls_remove(principal, topic, group, cluster, operations, deny, prefixed, data_dir) -> None:
+def acls_remove(principal, topic, group, transactional_id, cluster, operations, deny, prefixed, data_dir) -> None:
     """Remove rules."""
     from logbroker.broker.security import Authorizer
 
     authorizer = Authorizer(data_dir)
-    for acl in _acls_from(principal, topic, group, cluster, operations, deny, prefixed):
+    for acl in _acls_from(principal, topic, group, transactional_id, cluster, operations, deny, prefixed):
         with _one_line_errors():
             removed = authorizer.remove(acl)
         click.echo(f"removed: {acl}" if removed else f"not found: {acl}")

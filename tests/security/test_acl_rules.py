@@ -71,4 +71,8 @@ def test_cli_knows_every_operation_and_kafkas_spellings(tmp_path):
     result = runner.invoke(acls, ["add", "--principal", "User:a", "--topic", "t", "--operation", "idempotent_write",
                                   "--data-dir", data])
     assert result.exit_code != 0 and "cannot grant idempotent_write" in result.output
-    assert set(SUPPORTED_OPERATIONS) == {"topic", "group", "cluster"}
+    assert set(SUPPORTED_OPERATIONS) == {"topic", "group", "cluster", "transactional_id"}
+    result = runner.invoke(acls, ["add", "--principal", "User:a", "--transactional-id", "tx", "--operation", "write",
+                                  "--data-dir", data])
+    assert result.exit_code == 0, result.output
+    assert ("transactional_id", "write") in {(a.resource_type, a.operation) for a in Authorizer(data).acls()}

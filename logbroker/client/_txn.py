@@ -41,7 +41,6 @@ from logbroker.errors import (
     KafkaError,
     KafkaTimeoutError,
     TransactionAbortableError,
-    TransactionError,
     TransactionStateError,
 )
 from logbroker.protocol import ApiKey, ErrorCode
@@ -328,7 +327,3 @@ class TransactionManager:
             self._check_top("EndTxn(commit)" if commit else "EndTxn(abort)"),
         )
 
-
-def is_fatal(error: BaseException) -> bool:
-    """True for the errors after which a transactional producer is unusable."""
-    return isinstance(error, TransactionError) and getattr(error, "code", None) in FENCING_CODES

@@ -67,7 +67,6 @@ from logbroker.errors import (
     RecordTooLargeError,
     TransactionAbortableError,
     TransactionAbortedError,
-    TransactionError,
     TransactionStateError,
     UnknownTopicOrPartitionError,
 )

@@ -11,8 +11,7 @@ import trio
 from click.testing import CliRunner
 
 from logbroker.cli.main import main
-from logbroker.client import SyncProducer
-from logbroker.client import SyncAdmin
+from logbroker.client import SyncAdmin, SyncProducer
 
 from client_support import create_topic
 

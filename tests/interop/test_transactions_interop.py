@@ -371,3 +371,76 @@ def test_kafka_python_admin_lists_describes_and_aborts_a_hanging_transaction(txn
     finally:
         admin.close()
     producer.abort_transaction(10)
+
+
+def _seed(bootstrap, topic, n):
+    plain = ck.Producer({"bootstrap.servers": bootstrap})
+    for i in range(n):
+        plain.produce(topic, value=b"%d" % i, partition=0)
+    plain.flush(10)
+
+
+def test_kafka_python_consume_transform_produce(txn_broker):
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    bootstrap = txn_broker.bootstrap
+    source, sink, group = unique_topic("kp-in"), unique_topic("kp-out"), unique_topic("kp-g")
+    create_topic(bootstrap, source)
+    create_topic(bootstrap, sink)
+    _seed(bootstrap, source, 20)
+    consumer = KafkaConsumer(source, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                             auto_offset_reset="earliest", isolation_level="read_committed")
+    producer = KafkaProducer(bootstrap_servers=bootstrap, transactional_id=unique_topic("kp-ctp"))
+    producer.init_transactions()
+    tp = TopicPartition(source, 0)
+    done, deadline = 0, time.monotonic() + 30
+    while done < 20 and time.monotonic() < deadline:
+        records = consumer.poll(timeout_ms=500).get(tp, [])
+        if not records:
+            continue
+        producer.begin_transaction()
+        for r in records:
+            producer.send(sink, value=b"y" + r.value, partition=0)
+        producer.send_offsets_to_transaction({tp: OffsetAndMetadata(records[-1].offset + 1, "", -1)},
+                                             consumer.group_metadata())
+        producer.commit_transaction()
+        done += len(records)
+    assert done == 20 and consumer.committed(tp) == 20
+    producer.close()
+    consumer.close()
+    out = ck_consumer(bootstrap, sink, "read_committed")
+    assert [v for _, _, v in ck_drain(out, 20)] == [b"y%d" % i for i in range(20)]
+    out.close()
+
+
+def test_aiokafka_send_offsets_to_transaction(txn_broker):
+    from aiokafka import AIOKafkaProducer, TopicPartition
+    from kafka import KafkaConsumer
+
+    bootstrap = txn_broker.bootstrap
+    source, group = unique_topic("aio-in"), unique_topic("aio-g")
+    create_topic(bootstrap, source)
+
+    async def run():
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id=unique_topic("aio-ctp"))
+        await producer.start()
+        try:
+            async with producer.transaction():
+                await producer.send_and_wait(source, value=b"x", partition=0)
+                await producer.send_offsets_to_transaction({TopicPartition(source, 0): 7}, group)
+            try:
+                async with producer.transaction():
+                    await producer.send_offsets_to_transaction({TopicPartition(source, 0): 9}, group)
+                    raise RuntimeError("abort")
+            except RuntimeError:
+                pass
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+    from kafka import TopicPartition as KTP
+
+    checker = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    assert checker.committed(KTP(source, 0)) == 7  # the aborted commit of 9 never shows
+    checker.close()

@@ -1,4 +1,4 @@
-"""Kafka error codes -> exceptions of :mod:`logbroker.errors`, in one table (STYLE rule 6)."""
+"""Kafka error codes -> exceptions of :mod:`logbroker.errors`, in one table (docs/contributing.md, convention 6)."""
 
 from __future__ import annotations
 

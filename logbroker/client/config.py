@@ -1,4 +1,4 @@
-"""Client settings: frozen dataclasses validated once, in ``__post_init__`` (STYLE rule 5).
+"""Client settings: frozen dataclasses validated once, in ``__post_init__`` (docs/contributing.md, convention 5).
 
 Names follow Kafka's with underscores (``linger_ms`` is ``linger.ms``);
 defaults follow the Java client except where noted. Every wait the client

@@ -1,6 +1,6 @@
 """The values the client hands out: partitions, delivery results, records, metadata.
 
-All are frozen (STYLE rule 7). :class:`ConsumerRecord` is a named tuple
+All are frozen (docs/contributing.md, convention 7). :class:`ConsumerRecord` is a named tuple
 rather than a dataclass: the consumer makes one per record, and a tuple is
 cheaper to make and to garbage-collect.
 """

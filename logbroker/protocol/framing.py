@@ -3,7 +3,7 @@
 :class:`FrameDecoder` is sans-I/O in the style of h11: the connection loop feeds
 it whatever the socket returned with :meth:`~FrameDecoder.receive_data` and pulls
 complete payloads with :meth:`~FrameDecoder.next_frame`. The frame-size limit
-lives here (STYLE rule 5: framing enforces the frame limit), so it is tested
+lives here (convention 5 of docs/contributing.md: framing enforces the frame limit), so it is tested
 without sockets.
 
 Not thread-safe: one decoder belongs to one connection task.

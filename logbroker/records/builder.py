@@ -113,7 +113,7 @@ class BatchBuilder:
         partition_leader_epoch: int = -1,
         control: bool = False,
     ) -> None:
-        # The API is fixed by its callers, hence more keywords than STYLE rule 12 likes.
+        # The API is fixed by its callers, hence more keywords than convention 12 of docs/contributing.md likes.
         try:
             self._codec = Compression(compression)
         except ValueError:

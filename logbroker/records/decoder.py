@@ -1,6 +1,6 @@
 """Decode Kafka record batches v2 into records (the client side of the wire).
 
-The broker never needs this on its hot paths (STYLE rule 9); clients, tools
+The broker never needs this on its hot paths (docs/contributing.md, convention 9); clients, tools
 and coordinators replaying internal topics do. A batch is checked (length,
 magic, CRC-32C), its records section decompressed once, and every record
 decoded in one loop with inline fast paths for one- and two-byte varints.

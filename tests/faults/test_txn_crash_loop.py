@@ -38,8 +38,10 @@ from __future__ import annotations
 import collections
 import os
 import random
+import sys
 import threading
 import time
+import traceback
 import uuid
 
 import pytest
@@ -56,8 +58,11 @@ CALL_TIMEOUT = 5.0  # each commit/abort/send_offsets call; retried while the bro
 GIVE_UP_S = 60.0
 QUIET = {"log_level": 0}  # librdkafka's connection-refused chatter while the broker is down
 BROKER_CONFIG = '"transaction.abort.timed.out.transaction.cleanup.interval.ms" = 500\n'
+# No re-bootstrap when every broker is unreachable (librdkafka 2.10+ does it by default): in
+# librdkafka 2.16 the transaction coordinator's broker handle can then stay "terminating" for
+# good, and send_offsets_to_transaction()/commit_transaction() wait forever, past their timeout.
 CLIENT = {"socket.timeout.ms": 5000, "reconnect.backoff.ms": 20, "reconnect.backoff.max.ms": 250,
-          "retry.backoff.ms": 50, **QUIET}
+          "retry.backoff.ms": 50, "metadata.recovery.strategy": "none", **QUIET}
 _SERIOUS = {"_BAD_MSG", "CORRUPT_MESSAGE", "INVALID_RECORD", "_INCONSISTENT"}
 
 
@@ -88,6 +93,7 @@ class Txn:
     def __init__(self, bootstrap: str, transactional_id: str, ledger: Ledger, halt: threading.Event) -> None:
         self.bootstrap, self.transactional_id, self.ledger, self.halt = bootstrap, transactional_id, ledger, halt
         self.producer = None
+        self.retried: list[str] = []  # the retriable errors, for a failure's report
         self._new_producer()
 
     def _new_producer(self) -> None:
@@ -121,6 +127,7 @@ class Txn:
                 err = _err(exc)
                 if err is None or not err.retriable() or time.monotonic() > deadline:
                     raise
+                self.retried.append(f"{time.strftime('%H:%M:%S')} {err!r}")
 
     def run(self, name: str, body, commit: bool) -> str:
         """Begin, ``body(producer)`` -> values, then commit or abort: the outcome recorded."""
@@ -143,7 +150,8 @@ class Txn:
                     self._retry(lambda: p.abort_transaction(CALL_TIMEOUT))
                     outcome = "aborted"
                 except ck.KafkaException as exc2:
-                    outcome = self._replace(exc2)
+                    outcome = self._replace(f"{'commit' if commit else 'transaction'} failed with {exc!r}, "
+                                            f"then the abort with {exc2!r}")
             else:
                 outcome = self._replace(exc)
         except BufferError:
@@ -152,9 +160,9 @@ class Txn:
         self.ledger.record(name, outcome, values)
         return outcome
 
-    def _replace(self, exc: Exception) -> str:
+    def _replace(self, why) -> str:
         """A fatal error (fenced, say): the outcome is the broker's to know; start afresh."""
-        self.ledger.replaced.append(f"{self.transactional_id}: {exc!r}")
+        self.ledger.replaced.append(f"{self.transactional_id}: {why if isinstance(why, str) else repr(why)}")
         self.producer = None
         self._new_producer()  # InitProducerId completes or aborts whatever was in flight
         return "unknown"
@@ -234,6 +242,7 @@ class TransformWorker(threading.Thread):
         self.halt = threading.Event()
         self.idle = threading.Event()  # set while consume() finds nothing new
         self.error: BaseException | None = None
+        self.txn: Txn | None = None
 
     def run(self) -> None:
         try:
@@ -267,7 +276,7 @@ class TransformWorker(threading.Thread):
         })
         assignment = [ck.TopicPartition(self.source, p) for p in range(PARTITIONS)]
         consumer.assign(assignment)
-        txn = Txn(self.bootstrap, f"txn-transform-{uuid.uuid4().hex[:6]}", ledger, self.halt)
+        txn = self.txn = Txn(self.bootstrap, f"txn-transform-{uuid.uuid4().hex[:6]}", ledger, self.halt)
         n = 0
         try:
             while not self.halt.is_set():
@@ -477,8 +486,18 @@ def test_sigkill_loop_under_transactions_commits_exactly_once(fault_broker, tmp_
         wait_until(stable, limit - (time.monotonic() - restarted), interval=0.2,
                    what=f"every last stable offset to reach its high watermark (seed {seed})")
         stable_after = time.monotonic() - restarted
-        wait_until(lambda: transform.idle.is_set() and _transform_done(bootstrap, topics, group), 60,
-                   interval=0.2, what="the transform loop to reach the input's end")
+        try:
+            wait_until(lambda: transform.idle.is_set() and _transform_done(bootstrap, topics, group), 60,
+                       interval=0.2, what="the transform loop to reach the input's end")
+        except AssertionError as exc:
+            frame = sys._current_frames().get(transform.ident)
+            where = "".join(traceback.format_stack(frame)[-6:]) if frame is not None else "(not running)"
+            raise AssertionError(
+                f"seed {seed}: {exc}; transform error {transform.error!r}, idle {transform.idle.is_set()}, "
+                f"group offsets {committed_offsets(bootstrap, group, topics['in'])}, input ends "
+                f"{watermarks(bootstrap, topics['in'], 'read_uncommitted')}, outcomes {dict(ledger.outcomes)}, "
+                f"replaced {ledger.replaced[-3:]}, retried {transform.txn.retried[-5:] if transform.txn else None}; "
+                f"the transform thread is at:\n{where}") from None
         transform.halt.set()
         transform.join(GIVE_UP_S + 30)
         assert not transform.is_alive(), "the transform loop did not stop"
@@ -497,7 +516,8 @@ def test_sigkill_loop_under_transactions_commits_exactly_once(fault_broker, tmp_
     summary("txn_crash_loop", seed=seed, kills=KILLS, seconds=round(time.monotonic() - started, 1),
             loop_seconds=round(loop_seconds, 1), stable_after_last_kill_s=round(stable_after, 1),
             outcomes=dict(ledger.outcomes), producers_replaced=len(ledger.replaced),
-            transform_batches=ledger.ctp_batches, **final)
+            transform_batches=ledger.ctp_batches, replaced=ledger.replaced[:5],
+            broker_warnings=[line.strip() for line in broker.all_log_lines if " WARNING " in line][:10], **final)
 
 
 def _transform_done(bootstrap: str, topics: dict[str, str], group: str) -> bool:

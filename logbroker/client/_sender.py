@@ -175,7 +175,7 @@ class Sender:
                 self._in_flight_batches.add(batch)
             self._request_writer(node).send_nowait(batches)  # never blocks: in flight <= buffer
         if txn is not None and txn.pending and not txn.adding:
-            txn.adding = True
+            txn.start_adding()
             self._nursery.start_soon(self._add_partitions)
         if self._need_metadata and not self._refreshing:
             self._need_metadata = False
@@ -199,7 +199,7 @@ class Sender:
                 while queue:
                     self._finish(queue.popleft(), error)
         finally:
-            txn.adding = False
+            txn.done_adding()
             self._wake.set()
 
     def _assign_sequence(self, tp: tuple[str, int], batch: ProducerBatch) -> None:

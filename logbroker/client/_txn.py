@@ -92,9 +92,12 @@ class TransactionManager:
         self.partitions: set[tuple[str, int]] = set()  # added to the current transaction
         self.pending: set[tuple[str, int]] = set()  # waiting for AddPartitionsToTxn
         self.adding = False  # an AddPartitionsToTxn is in flight
+        self.added = trio.Event()  # set when the AddPartitionsToTxn in flight is answered
+        self.added.set()
         self.offsets_added = False  # AddOffsetsToTxn succeeded in this transaction
         self.error: KafkaError | None = None  # why the transaction is abortable, or the producer fatal
         self.bump_epoch = False  # a sent batch failed: its sequence numbers are lost
+        self.number = 0  # transactions completed so far
         self.lock = trio.Lock()  # one coordinator operation of the application at a time
 
     def __repr__(self) -> str:
@@ -154,9 +157,25 @@ class TransactionManager:
         self.state = TxnState.FATAL
         self.error = error
 
+    def start_adding(self) -> None:
+        """The sender starts an AddPartitionsToTxn (one at a time)."""
+        self.adding = True
+        self.added = trio.Event()
+
+    def done_adding(self) -> None:
+        self.adding = False
+        self.added.set()
+
+    async def wait_added(self) -> None:
+        """Return once no AddPartitionsToTxn is in flight: EndTxn must not overtake one,
+        or the coordinator would open a new transaction with those partitions after it."""
+        while self.adding:
+            await self.added.wait()
+
     def completed(self) -> None:
         """The transaction ended (committed or aborted): ready for the next."""
         self.state = TxnState.READY
+        self.number += 1
         self.partitions.clear()
         self.pending.clear()
         self.offsets_added = False
@@ -245,6 +264,7 @@ class TransactionManager:
         wanted = set(self.pending)
         if not wanted:
             return
+        number = self.number
         by_topic: dict[str, list[int]] = defaultdict(list)
         for topic, partition in sorted(wanted):
             by_topic[topic].append(partition)
@@ -270,8 +290,9 @@ class TransactionManager:
                 producer_epoch=producer_epoch, partitions=by_topic),
             check,
         )
-        self.partitions |= wanted
-        self.pending -= wanted
+        if self.number == number:  # still the transaction that asked (abort and commit wait for this call)
+            self.partitions |= wanted
+            self.pending -= wanted
 
     async def add_offsets(self, producer_id: int, producer_epoch: int, group_id: str) -> None:
         """AddOffsetsToTxn: the group's offsets partition joins the transaction."""

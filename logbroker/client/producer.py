@@ -599,6 +599,7 @@ class Producer(Sender):
             txn.require("commit_transaction", TxnState.IN_TRANSACTION, TxnState.COMMITTING)
             txn.state = TxnState.COMMITTING
             failures = await self._settle_transaction_records()
+            await txn.wait_added()
             txn.check_fatal()
             if txn.state is TxnState.ABORTABLE or failures:
                 txn.state = TxnState.ABORTABLE
@@ -631,6 +632,7 @@ class Producer(Sender):
             txn.state = TxnState.ABORTING
             self._drop_unsent(TransactionAbortedError("the transaction was aborted before this record was sent"))
             await self._settle_transaction_records()
+            await txn.wait_added()
             txn.check_fatal()
             if txn.partitions or txn.offsets_added:
                 await txn.end(self._producer_id, self._producer_epoch, commit=False)

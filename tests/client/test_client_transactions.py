@@ -473,3 +473,23 @@ async def test_leaving_with_an_open_transaction_aborts_it(lb, topic):
             ends = await admin.list_offsets({(topic, 0): "latest"})
     assert described.state == "CompleteAbort"
     assert [a.offset for a in ends.values()] == [2]  # the record and the abort marker
+
+
+async def test_an_abort_right_after_a_send_does_not_leak_its_partition_into_the_next_transaction(lb, topic):
+    """abort_transaction waits for an AddPartitionsToTxn in flight: answered after the
+    abort, it must neither count for the next transaction nor reach the coordinator after EndTxn."""
+    await create_topic(lb.bootstrap, topic, 2)
+    committed = []
+    with trio.fail_after(60):
+        async with Producer(lb.bootstrap, transactional_id=f"tx-{topic}", linger_ms=0) as producer:
+            for i in range(15):
+                await producer.begin_transaction()
+                await producer.send(topic, f"aborted-{i}", partition=i % 2)
+                await trio.sleep(0)  # the sender starts AddPartitionsToTxn
+                await producer.abort_transaction()
+                await producer.begin_transaction()
+                await producer.send(topic, f"kept-{i}", partition=i % 2)
+                await producer.commit_transaction()
+                committed.append((i % 2, f"kept-{i}".encode()))
+        got = await _drain(lb.bootstrap, topic, (0, 1), "read_committed", len(committed))
+    assert sorted(got) == sorted(committed)

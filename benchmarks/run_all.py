@@ -7,7 +7,7 @@ Each step runs as its own subprocess (this Python, the repository first on
   (``_limits.py``), measured in every run so the broker's figures stand next
   to limits of the same moment;
 * ``bench_records``, ``bench_storage``, ``bench_broker``, ``bench_groups``,
-  ``bench_queues``, ``bench_clients``, ``bench_embedded``: the scripts with
+  ``bench_queues``, ``bench_clients``, ``bench_transactions``, ``bench_embedded``: the scripts with
   their defaults (smallest settings with ``--quick``);
 * ``record_sizes``: ``bench_broker.py --sizes``, the same produce and consume
   workers (same client settings) with 10 KiB and 100 KiB records against
@@ -57,6 +57,7 @@ STEPS = {
     "bench_groups": ("bench_groups.py", [], ["--records", "20000", "--repeat", "1"], 1200),
     "bench_queues": ("bench_queues.py", [], ["--records", "20000", "--work-records", "5000", "--repeat", "1"], 1200),
     "bench_clients": ("bench_clients.py", [], ["--records", "20000"], 1800),
+    "bench_transactions": ("bench_transactions.py", [], ["--quick"], 1800),
     "bench_embedded": ("bench_embedded.py", [], ["--starts", "5"], 300),
 }
 BROKER_SIZES = {"100B": 100, "1KiB": 1024}  # bench_broker.py's SIZES
@@ -419,6 +420,40 @@ def render_clients(r: dict) -> list[str]:
     return out + _problems({"logbroker": {"log_trouble": r.get("broker_log_trouble")}})
 
 
+def render_transactions(r: dict) -> list[str]:
+    produce, consume, ratios, goals = r["produce"], r["consume"], r["ratios"], r.get("targets", {})
+    idem = produce["idempotent"]
+
+    def met(name: str) -> bool | None:
+        return goals[name]["met"] if name in goals else None
+
+    rows = [["produce, idempotent (the baseline)", f"{num(idem['records_per_s'])} records/s", ""]]
+    for k in r["per_transaction"]:
+        p = produce[f"txn_{k}"]
+        rows.append([f"produce, transactional, {num(k)} records per transaction (vs idempotent)",
+                     f"{_ratio(ratios.get(f'txn_{k}_vs_idempotent'))} ({num(p['records_per_s'])} records/s; "
+                     f"`commit_transaction()` p50 {p['commit_call_ms']['p50']} ms)",
+                     target("≥ 0.8", met("txn_1000_vs_idempotent_at_least_0.8")) if k == 1000 else ""])
+    c = r["commit_ms"]
+    rows.append([f"commit latency, {num(r['latency_transactions'])} transactions of "
+                 f"{r['latency_records_per_transaction']} records flushed first: p50 / p99 / max",
+                 f"{c['p50']} / {c['p99']} / {c['max']} ms",
+                 target("p50 < 5 ms", met("commit_p50_below_5ms")) + ", "
+                 + target("p99 < 20 ms", met("commit_p99_below_20ms"))])
+    for k in r["per_transaction"]:
+        rc, ru = consume[f"read_committed_txn_{k}"], consume[f"read_uncommitted_txn_{k}"]
+        rows.append([f"consume read_committed vs read_uncommitted, the {num(k)}-per-transaction topic",
+                     f"{_ratio(ratios.get(f'read_committed_vs_uncommitted_txn_{k}'))} "
+                     f"({num(rc['records_per_s'])} vs {num(ru['records_per_s'])} records/s)",
+                     target("≥ 0.9", met("read_committed_vs_uncommitted_at_least_0.9"))])
+    client = r.get("client", {})
+    out = [f"confluent-kafka {client.get('confluent_kafka')} (librdkafka {client.get('librdkafka')}); "
+           f"{r['records']:,} records of {r['value_bytes']} B per run, {r['partitions']} partitions, "
+           f"broker flush={r.get('broker_flush')}; median of {r['repeat']} run(s).", "",
+           *table(["figure", "result", "target"], rows)]
+    return out + _problems({"logbroker": {"log_trouble": r.get("broker_log_trouble")}})
+
+
 def render_embedded(r: dict) -> list[str]:
     s = r["startup_ms"]
     rows = [[f"`embedded()` to accepting connections, p50 / max over {r['starts']} starts",
@@ -436,6 +471,7 @@ SECTIONS = [  # step, heading, renderer (taking the step's JSON, or all results 
     ("bench_groups", "Consumer groups (`bench_groups.py`)", render_groups),
     ("bench_queues", "Queues (`bench_queues.py`)", render_queues),
     ("bench_clients", "Clients compared (`bench_clients.py`)", render_clients),
+    ("bench_transactions", "Transactions (`bench_transactions.py`)", render_transactions),
     ("bench_embedded", "Embedded broker (`bench_embedded.py`)", render_embedded),
 ]
 PLOT_OF = {"record_sizes": "throughput_by_record_size", "bench_broker": "latency_percentiles",

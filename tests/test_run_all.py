@@ -90,6 +90,22 @@ def _combined() -> dict:
                           "consume": {"logbroker": client, "kafka-python": client},
                           "ratios": {"produce": {"logbroker/kafka-python": 1.0}},
                           "targets": {"produce logbroker/kafka-python >= 3.0": {"ratio": 1.0, "met": False}}},
+        "bench_transactions": {
+            "records": 1000, "value_bytes": 100, "partitions": 6, "repeat": 1, "per_transaction": [100, 1000],
+            "latency_transactions": 50, "latency_records_per_transaction": 100, "broker_flush": "interval",
+            "client": {"confluent_kafka": "2.6", "librdkafka": "2.6"},
+            "produce": {"idempotent": {"records_per_s": 1000},
+                        "txn_100": {"records_per_s": 500, "commit_call_ms": {"p50": 2.0}},
+                        "txn_1000": {"records_per_s": 900, "commit_call_ms": {"p50": 3.0}}},
+            "consume": {f"{iso}_txn_{k}": {"records_per_s": 2000} for k in (100, 1000)
+                        for iso in ("read_committed", "read_uncommitted")},
+            "commit_ms": {"p50": 0.4, "p99": 1.3, "max": 9.0, "count": 50},
+            "ratios": {"txn_100_vs_idempotent": 0.5, "txn_1000_vs_idempotent": 0.9,
+                       "read_committed_vs_uncommitted_txn_100": 1.0, "read_committed_vs_uncommitted_txn_1000": 1.0},
+            "targets": {"txn_1000_vs_idempotent_at_least_0.8": {"value": 0.9, "met": True},
+                        "commit_p50_below_5ms": {"value": 0.4, "met": True},
+                        "commit_p99_below_20ms": {"value": 1.3, "met": True},
+                        "read_committed_vs_uncommitted_at_least_0.9": {"value": 1.0, "met": True}}},
         "bench_embedded": {"starts": 5, "startup_ms": {"p50": 1.4, "max": 5.9}, "shutdown_ms_p50": 1.3,
                            "target_p50_below_200ms": True},
     }
@@ -112,12 +128,13 @@ def test_every_section_renders_from_saved_json(tmp_path):
     page = out.read_text()
     assert "Could not tabulate" not in page
     for heading in ("Raw limits", "Records", "Broker over the Kafka protocol", "Throughput by record size",
-                    "Consumer groups", "Queues", "Clients compared", "Embedded broker"):
+                    "Consumer groups", "Queues", "Clients compared", "Transactions", "Embedded broker"):
         assert f"## {heading}" in page
     assert "Not measured in this run: `bench_storage` failed (exit code 1)" in page and "Boom" in page
     assert "| 100 KiB | 400 | 400 | 1.00 | 700 | 700 | 1.00 |" in page
     assert "| 1.2 / 3.3 / 5.6 ms | 1.2 / 3.3 / 5.6 s |" in page
     assert "watermarks are off" in page
+    assert "| commit latency, 50 transactions of 100 records flushed first: p50 / p99 / max | 0.4 / 1.3 / 9.0 ms |" in page
     plots = ("throughput_by_record_size", "latency_percentiles", "queue_throughput")
     if "Plots skipped" in page:
         assert not (out.parent / "img").exists()

@@ -325,8 +325,7 @@ class Broker:
         plog = self.log_manager.get_partition(topic, partition)
         header = parse_header(batch)
         if "compact" in plog.config.cleanup_policy:
-            if header.is_transactional:
-                raise InvalidBatchError("transactional batches are not accepted on compacted topics")
+            # Transactional batches too: the cleaner keeps them whole (it does not read markers).
             _require_keys(batch)
         state = None
         if header.producer_id >= 0:

@@ -386,3 +386,13 @@ def test_transactional_id_acls(make_broker):
     assert listed.transaction_states == ()
     as_user("alice")
     assert end(h, "tx", r.producer_id, r.producer_epoch, True) == ErrorCode.none
+
+
+def test_compacted_topics_take_transactional_batches(h):
+    create(h, "changelog", configs=(("cleanup.policy", "compact"),))
+    pid, epoch = begin(h, "tx", "changelog")
+    builder = BatchBuilder(producer_id=pid, producer_epoch=epoch, base_sequence=0, transactional=True)
+    builder.append(b"v", b"k", timestamp_ms=int(time.time() * 1000))
+    assert produce(h, "changelog", builder.build(), tid="tx").error_code == ErrorCode.none
+    assert end(h, "tx", pid, epoch, True) == ErrorCode.none
+    assert fetch(h, "changelog").last_stable_offset == 2

@@ -405,7 +405,10 @@ class Broker:
         if is_internal_topic(topic):
             return high_watermark
         first = self._producer_state(topic, partition, plog).first_unstable_offset()
-        return high_watermark if first is None else min(first, high_watermark)
+        if first is None:
+            return high_watermark
+        # DeleteRecords may have moved the log start into an open transaction (Kafka clamps too).
+        return max(min(first, high_watermark), plog.log_start_offset)
 
     def aborted_transactions(self, topic: str, partition: int, plog: PartitionLog, from_offset: int,
                              upper_bound: int) -> list[tuple[int, int]]:

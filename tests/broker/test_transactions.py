@@ -396,3 +396,12 @@ def test_compacted_topics_take_transactional_batches(h):
     assert produce(h, "changelog", builder.build(), tid="tx").error_code == ErrorCode.none
     assert end(h, "tx", pid, epoch, True) == ErrorCode.none
     assert fetch(h, "changelog").last_stable_offset == 2
+
+
+def test_the_last_stable_offset_never_falls_below_the_log_start(h):
+    create(h, "t")
+    pid, epoch = begin(h, "tx", "t")
+    produce(h, "t", txn_batch(pid, epoch, 0, [b"a", b"b"]), tid="tx")
+    h.broker.delete_records("t", 0, 2)
+    part = fetch(h, "t", offset=2)
+    assert (part.log_start_offset, part.last_stable_offset) == (2, 2)

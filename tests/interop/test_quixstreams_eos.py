@@ -10,11 +10,11 @@ application is SIGKILLed mid-run and started again (same state directory). Read
 with read_committed, the output must be exactly what one uninterrupted run
 would produce: for each key the counts 1..N, once each, in input order.
 
-quixstreams creates its changelog topics compacted, and logbroker refuses
-transactional batches on compacted topics until it has a transaction-aware
-log cleaner (docs/transactions-design.md, "Not done yet"). The main test
-therefore creates the changelog topic itself with ``cleanup.policy=delete``;
-``test_transactional_produce_to_a_compacted_topic`` records the limitation.
+quixstreams creates its changelog topics compacted; logbroker takes
+transactional batches there (its cleaner keeps them and their markers whole).
+The main test creates the changelog topic itself with
+``cleanup.policy=delete``; ``test_transactional_produce_to_a_compacted_topic``
+checks a transactional write to a compacted topic.
 """
 
 from __future__ import annotations
@@ -169,10 +169,9 @@ def test_stateful_count_is_exactly_once_across_a_sigkill(module_broker, tmp_path
     assert len(uncommitted) >= len(got)  # what the killed run left uncommitted is in the log, hidden
 
 
-@pytest.mark.xfail(strict=True, reason="logbroker refuses transactional batches on compacted topics "
-                                        "(INVALID_RECORD) until it has a transaction-aware log cleaner; "
-                                        "Kafka accepts them, and quixstreams' changelogs are compacted")
 def test_transactional_produce_to_a_compacted_topic(module_broker):
+    """quixstreams' changelogs are compacted: transactional batches go in (the
+    cleaner keeps them and their markers whole)."""
     bootstrap = module_broker.bootstrap
     topic = unique_topic("qx-compacted")
     create_topic(bootstrap, topic, 1, {"cleanup.policy": "compact"})
@@ -180,4 +179,12 @@ def test_transactional_produce_to_a_compacted_topic(module_broker):
     producer.init_transactions(20)
     producer.begin_transaction()
     producer.produce(topic, key=b"k", value=b"v")
-    producer.commit_transaction(20)  # raises KafkaException: INVALID_RECORD
+    producer.commit_transaction(20)
+    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": unique_topic("reader"),
+                            "isolation.level": "read_committed", "enable.auto.commit": False})
+    consumer.assign([ck.TopicPartition(topic, 0, ck.OFFSET_BEGINNING)])
+    msg, deadline = None, time.monotonic() + 10
+    while msg is None and time.monotonic() < deadline:
+        msg = consumer.poll(0.2)
+    consumer.close()
+    assert msg is not None and not msg.error() and (msg.key(), msg.value()) == (b"k", b"v")

@@ -430,9 +430,11 @@ def render_transactions(r: dict) -> list[str]:
     rows = [["produce, idempotent (the baseline)", f"{num(idem['records_per_s'])} records/s", ""]]
     for k in r["per_transaction"]:
         p = produce[f"txn_{k}"]
+        cpu = (f"; broker CPU {p['broker_cpu_s'] * 1000 / p['transactions']:.2f} ms per transaction"
+               if p.get("broker_cpu_s") is not None and p.get("transactions") else "")
         rows.append([f"produce, transactional, {num(k)} records per transaction (vs idempotent)",
                      f"{_ratio(ratios.get(f'txn_{k}_vs_idempotent'))} ({num(p['records_per_s'])} records/s; "
-                     f"`commit_transaction()` p50 {p['commit_call_ms']['p50']} ms)",
+                     f"`commit_transaction()` p50 {p['commit_call_ms']['p50']} ms{cpu})",
                      target("≥ 0.8", met("txn_1000_vs_idempotent_at_least_0.8")) if k == 1000 else ""])
     c = r["commit_ms"]
     rows.append([f"commit latency, {num(r['latency_transactions'])} transactions of "

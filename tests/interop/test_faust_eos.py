@@ -1,33 +1,36 @@
 """faust-streaming (a Python stream processing library on aiokafka) in
 exactly-once mode against ``logbroker serve``.
 
-What faust 0.15.3 makes exactly-once is its state: the table's changelog and
-the consumer offsets go through transactional producers. A ``topic.send()``
-to a topic the application does not consume is sent by its plain producer,
-outside the transaction (faust's ``TransactionManager.send`` finds no topic
-group for it), so after a SIGKILL the output repeats what the killed worker
-had written since its last commit (the batches are not transactional: this
-is faust, not the broker).
-
 The application counts records per key in a faust Table (kept in memory and
-rebuilt from its changelog topic on start) and writes ``{"seq", "n"}`` for
-every input record. It runs as a subprocess with
+rebuilt from its changelog topic, which faust creates compacted) and writes
+``{"seq", "n"}`` for every input record. It runs as a subprocess with
 ``processing_guarantee="exactly_once"``: faust then gives each input
 partition its own transactional producer (transactional id
 ``<app>-<topic group>-<partition>``, so a restarted worker fences the killed
-one) and commits the changelog and the consumer offsets in one transaction.
-While an
-idempotent producer feeds the input, the worker is SIGKILLed mid-run and
-started again. Read with read_committed, the output must be what one
-uninterrupted run would produce, apart from records repeated as they were:
-for each key the counts 1..N, in input order, each count given to one input.
+one) and commits the changelog and the consumer offsets in its transactions.
+While an idempotent producer feeds the input, the worker is SIGKILLed mid-run
+and started again. Read with read_committed, the output should be exactly
+what one uninterrupted run would produce: for each key the counts 1..N, once
+each, in input order.
+
+faust 0.15.3 does not keep that promise, whatever the broker (the batches in
+the log show why), so the test is an expected failure, kept to measure a
+later faust against logbroker:
+
+* a ``topic.send()`` to a topic the application does not consume goes out
+  through its plain producer, outside the transaction (faust's
+  ``TransactionManager.send`` finds no topic group for it): after a SIGKILL
+  the output repeats what the killed worker wrote since its last commit;
+* the consumer offsets can be committed in a transaction before the
+  changelog records of the same input records are sent, which then land in
+  the next transaction; when that one is aborted (the restarted worker fences
+  it) those inputs are neither counted nor processed again, and later counts
+  come out short.
 
 faust pins ``click<8.4``, older than logbroker's, so it is not a test
 dependency: the test runs when faust is importable, or with
 ``LOGBROKER_FAUST_PYTHON`` naming an interpreter that has it (the worker is
-a subprocess). As with quixstreams, the changelog topic is created up front
-with ``cleanup.policy=delete``: logbroker refuses transactional batches on
-compacted topics (``test_quixstreams_eos.py`` records that limitation).
+a subprocess).
 """
 
 from __future__ import annotations
@@ -130,13 +133,13 @@ def start_app(script, bootstrap, source, sink, group, state_dir, log):
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
+@pytest.mark.xfail(strict=False, reason="faust 0.15.3's exactly_once sends output outside its transactions and "
+                                         "can commit offsets ahead of the changelog (see the module docstring)")
 def test_stateful_count_is_exactly_once_across_a_sigkill(module_broker, tmp_path):
     bootstrap = module_broker.bootstrap
     source, sink, group = unique_topic("fa-in"), unique_topic("fa-out"), unique_topic("fa-app")
     create_topic(bootstrap, source, PARTITIONS)
     create_topic(bootstrap, sink, PARTITIONS)
-    # faust's changelog of the table, not compacted (see above).
-    create_topic(bootstrap, f"{group}-counts-changelog", PARTITIONS, {"cleanup.policy": "delete"})
     script = tmp_path / "count_app.py"
     script.write_text(APP)
     state_dir, log_path = tmp_path / "state", tmp_path / "app.log"
@@ -173,14 +176,10 @@ def test_stateful_count_is_exactly_once_across_a_sigkill(module_broker, tmp_path
                     app.kill()
                     app.wait()
     got = read_output(bootstrap, sink)
-    # The state is exactly-once: every input was counted once, so a repeated output
-    # record repeats the same count. The output itself is at-least-once (see the docstring).
     by_key: dict[str, list[dict]] = {}
     for key, value in got:
-        values = by_key.setdefault(key, [])
-        if value not in values:
-            values.append(value)
+        by_key.setdefault(key, []).append(value)
     expected = {f"k{k}": [{"seq": i, "n": j + 1} for j, i in enumerate(range(k, RECORDS, KEYS))]
                 for k in range(KEYS)}
-    assert by_key == expected, f"{len(got)} output records for {RECORDS} inputs (killed with {killed_at} written)"
-    assert len(got) - RECORDS <= killed_at  # only what the killed worker wrote can repeat
+    assert len(got) == RECORDS, f"{len(got)} output records for {RECORDS} inputs (killed with {killed_at} written)"
+    assert by_key == expected

@@ -156,6 +156,7 @@ class Broker:
         self.share = ShareCoordinator(
             ShareConfig.from_broker(config), ShareStateTopic(self.log_manager), self.log_manager,
             is_classic_group=lambda group_id: self.groups.group(group_id) is not None,
+            stable_view=self._stable_view,
         )
         self.share.load(clock())
         self.add_timer_source(self.share)
@@ -409,6 +410,14 @@ class Broker:
             return high_watermark
         # DeleteRecords may have moved the log start into an open transaction (Kafka clamps too).
         return max(min(first, high_watermark), plog.log_start_offset)
+
+    def _stable_view(self, topic: str, partition: int, plog: PartitionLog, from_offset: int):
+        """The last stable offset and the aborted transactions from ``from_offset``
+        up to it (share groups reading committed records)."""
+        stable = self.last_stable_offset(topic, partition, plog)
+        if is_internal_topic(topic) or from_offset >= stable:
+            return stable, ()
+        return stable, plog.txn_index.overlapping(from_offset, stable)
 
     def aborted_transactions(self, topic: str, partition: int, plog: PartitionLog, from_offset: int,
                              upper_bound: int) -> list[tuple[int, int]]:

@@ -17,6 +17,8 @@ SESSION_TIMEOUT = "share.session.timeout.ms"
 HEARTBEAT_INTERVAL = "share.heartbeat.interval.ms"
 DLQ_TOPIC = "errors.deadletterqueue.topic.name"
 DLQ_COPY_RECORD = "errors.deadletterqueue.copy.record.enable"
+ISOLATION_LEVEL = "share.isolation.level"
+ISOLATION_LEVELS = ("read_uncommitted", "read_committed")
 
 GROUP_CONFIG_DEFAULTS: Mapping[str, str] = {
     AUTO_OFFSET_RESET: "latest",
@@ -26,6 +28,7 @@ GROUP_CONFIG_DEFAULTS: Mapping[str, str] = {
     HEARTBEAT_INTERVAL: "",
     DLQ_TOPIC: "",
     DLQ_COPY_RECORD: "true",
+    ISOLATION_LEVEL: "read_uncommitted",
 }
 """Every group config a share group accepts; "" means "the broker's setting"."""
 
@@ -105,6 +108,9 @@ class GroupSettings:
     dlq_copy_record: bool = True
     """Dead letters carry the record's key and value (logbroker's default), or
     only the context headers (``false``, Kafka's default)."""
+    read_committed: bool = False
+    """``share.isolation.level=read_committed``: records are delivered only
+    below the last stable offset, and those of aborted transactions never."""
 
     def start_offset(self, plog, now_ms: int) -> int:
         """Where a new share-partition of ``plog`` starts (``share.auto.offset.reset``)."""
@@ -131,6 +137,7 @@ class GroupSettings:
             heartbeat_interval_ms=number(HEARTBEAT_INTERVAL, broker.heartbeat_interval_ms),
             dlq_topic=overrides.get(DLQ_TOPIC) or None,
             dlq_copy_record=(overrides.get(DLQ_COPY_RECORD) or "true").lower() == "true",
+            read_committed=overrides.get(ISOLATION_LEVEL) == "read_committed",
         )
 
 
@@ -151,6 +158,8 @@ def validate_group_configs(configs: Mapping[str, str | None]) -> dict[str, str]:
             elif value not in ("earliest", "latest"):
                 raise InvalidConfigError(
                     f"{key} must be earliest, latest or by_duration:PnDTnHnMn.nS, not {value!r}")
+        if key == ISOLATION_LEVEL and value not in ISOLATION_LEVELS:
+            raise InvalidConfigError(f"{key} must be read_uncommitted or read_committed, not {value!r}")
         if key == DLQ_COPY_RECORD and value.lower() not in ("true", "false"):
             raise InvalidConfigError(f"{key} must be true or false, not {value!r}")
         if key in _INT_KEYS:

@@ -46,6 +46,9 @@ E = ShareError
 _MEMBER, _SESSION, _LOCK = "member", "session", "lock"
 _READ_BYTES = 1 << 20
 TP = tuple[str, int]
+# (topic, partition, log, from offset) -> (last stable offset, aborted transactions
+# from there on, each with producer_id, first_offset and last_offset).
+StableView = Callable[[str, int, object, int], tuple[int, Sequence]]
 
 
 class ShareCoordinator(ShareStateCommands):
@@ -53,14 +56,18 @@ class ShareCoordinator(ShareStateCommands):
 
     Create it, then call :meth:`load` to replay the internal topic; until
     then commands answer COORDINATOR_LOAD_IN_PROGRESS. ``is_classic_group``
-    tells whether a group id belongs to the classic coordinator.
+    tells whether a group id belongs to the classic coordinator;
+    ``stable_view`` gives a partition's last stable offset and aborted
+    transactions, for groups with ``share.isolation.level=read_committed``.
     """
 
     def __init__(
         self, config: ShareConfig, store: ShareStateTopic, logs: LogManager,
         *, is_classic_group: Callable[[str], bool] = lambda group_id: False,
+        stable_view: StableView | None = None,
     ) -> None:
         self.config = config
+        self._stable_view = stable_view
         self._store = store
         self._logs = logs
         self._is_classic = is_classic_group
@@ -391,10 +398,13 @@ class ShareCoordinator(ShareStateCommands):
             if sp.timer_at is not None and sp.timer_at <= now_ms:
                 self._expire(group_id, tp, sp, now_ms)
             offset = sp.fetch_offset(limit)
-            if offset is None or offset >= plog.log_end_offset:
+            end, aborted = plog.log_end_offset, ()
+            if settings.read_committed and self._stable_view is not None and offset is not None:
+                end, aborted = self._stable_view(tp[0], tp[1], plog, offset)
+            if offset is None or offset >= end:
                 continue
             ranges, pieces = [], []
-            while records_left > 0 and bytes_left > 0 and offset < plog.log_end_offset:
+            while records_left > 0 and bytes_left > 0 and offset < end:
                 try:
                     data = plog.read(offset, min(bytes_left, _READ_BYTES)).records
                 except LogbrokerError as exc:
@@ -404,10 +414,16 @@ class ShareCoordinator(ShareStateCommands):
                     break
                 done, scanned = True, False  # done: a break ended the scan
                 for pos, header in iter_batches(data):
+                    if header.base_offset >= end:
+                        break  # read_committed: not stable yet
                     scanned = True
                     offset = header.last_offset + 1
                     if header.is_control:
                         continue  # transaction markers are never delivered (its offsets become a hole)
+                    if aborted and header.is_transactional and _aborted(aborted, header):
+                        if not sp.skip_batch(header.base_offset, header.last_offset, limit):
+                            break
+                        continue
                     got = sp.acquire_batch(
                         member_id, header.base_offset, header.last_offset, now_ms,
                         settings.record_lock_duration_ms, limit,
@@ -542,6 +558,12 @@ class ShareCoordinator(ShareStateCommands):
             in_flight=sum(sp.in_flight for p in self._parts.values() for sp in p.values()),
             log_records=self._store.record_count,
         )
+
+def _aborted(aborted: Sequence, header) -> bool:
+    """Is the transactional batch ``header`` part of one of the ``aborted`` transactions?"""
+    pid, base = header.producer_id, header.base_offset
+    return any(t.producer_id == pid and t.first_offset <= base <= t.last_offset for t in aborted)
+
 
 def _join(pieces: list) -> object:
     """The bytes of the chosen batches: one view when they are contiguous, else a copy."""

@@ -277,6 +277,24 @@ class SharePartition:
         self._owner[s][free] = owner
         return _ranges(first, free, counts)
 
+    def skip_batch(self, first: int, last: int, max_in_flight: int) -> bool:
+        """Archive the available offsets of the batch ``first..last`` without
+        delivering them (a transaction that was aborted), as :meth:`acquire_batch`
+        archives a hole. Offsets beyond ``end`` join the window unless it already
+        holds ``max_in_flight``; returns False when they could not."""
+        if last < self.start:
+            return True
+        first = max(first, self.start)
+        if last >= self.end:
+            if self.in_flight >= max_in_flight:
+                return False
+            self._extend(last + 1)
+        s = self._slice(first, last)
+        states = self._state[s]
+        states[states == AVAILABLE] = ARCHIVED
+        self.advance()
+        return True
+
     def acknowledge(
         self, member: str, batches, now_ms: int, lock_ms: int, limit: int, *, allow_renew: bool = False
     ) -> Change:

@@ -15,13 +15,17 @@ transactional batches there (its cleaner keeps them and their markers whole),
 and ``test_transactional_produce_to_a_compacted_topic`` checks that alone.
 
 quixstreams 3.28 requires confluent-kafka<2.13, and confluent-kafka 2.12 has
-no ``ShareConsumer`` (the queue tests need it), so quixstreams is not a test
-dependency: these tests run where it is installed.
+no ``ShareConsumer`` (the queue tests need it), so quixstreams cannot share the
+test environment: unless it is importable here, the application runs from a
+virtual environment of its own, made once in ``.test-venvs/quixstreams`` at
+the repository root (about 20 s; reused by later runs).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -33,8 +37,26 @@ import pytest
 
 from interop_support import create_topic, unique_topic, wait_until
 
-pytest.importorskip("quixstreams")
-ck = pytest.importorskip("confluent_kafka")
+import confluent_kafka as ck
+
+QUIXSTREAMS = "quixstreams==3.28.1"
+VENV = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                    ".test-venvs", "quixstreams")
+
+
+@pytest.fixture(scope="module")
+def quix_python() -> str:
+    """An interpreter that imports quixstreams: this one, or a venv made for it."""
+    if importlib.util.find_spec("quixstreams") is not None:
+        return sys.executable
+    python = os.path.join(VENV, "bin", "python")
+    if not os.path.exists(os.path.join(VENV, "ready")):
+        subprocess.run([sys.executable, "-m", "venv", "--clear", VENV], check=True, timeout=120)
+        install = subprocess.run([python, "-m", "pip", "install", "-q", QUIXSTREAMS],
+                                 capture_output=True, text=True, timeout=600)
+        assert install.returncode == 0, f"cannot install {QUIXSTREAMS} into {VENV}:\n{install.stderr[-2000:]}"
+        open(os.path.join(VENV, "ready"), "w").close()
+    return python
 
 KEYS = 5
 RECORDS = 1500
@@ -112,12 +134,12 @@ def read_output(bootstrap: str, topic: str, isolation: str = "read_committed") -
         consumer.close()
 
 
-def start_app(script, bootstrap, source, sink, group, state_dir, log):
-    return subprocess.Popen([sys.executable, str(script), bootstrap, source, sink, group, str(state_dir)],
+def start_app(python, script, bootstrap, source, sink, group, state_dir, log):
+    return subprocess.Popen([python, str(script), bootstrap, source, sink, group, str(state_dir)],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
-def test_stateful_count_is_exactly_once_across_a_sigkill(module_broker, tmp_path):
+def test_stateful_count_is_exactly_once_across_a_sigkill(module_broker, tmp_path, quix_python):
     bootstrap = module_broker.bootstrap
     source, sink, group = unique_topic("qx-in"), unique_topic("qx-out"), unique_topic("qx-g")
     create_topic(bootstrap, source, PARTITIONS)
@@ -128,7 +150,7 @@ def test_stateful_count_is_exactly_once_across_a_sigkill(module_broker, tmp_path
     feeder = Feeder(bootstrap, source)
     feeder.start()
     with open(log_path, "ab") as log:
-        app = start_app(script, bootstrap, source, sink, group, state_dir, log)
+        app = start_app(quix_python, script, bootstrap, source, sink, group, state_dir, log)
         try:
             # Kill once some output is committed and more is in flight.
             wait_until(lambda: app.poll() is not None or len(read_output(bootstrap, sink)) >= RECORDS // 4,
@@ -137,7 +159,7 @@ def test_stateful_count_is_exactly_once_across_a_sigkill(module_broker, tmp_path
             app.send_signal(signal.SIGKILL)
             app.wait(10)
             killed_at = len(read_output(bootstrap, sink, "read_uncommitted"))
-            app = start_app(script, bootstrap, source, sink, group, state_dir, log)
+            app = start_app(quix_python, script, bootstrap, source, sink, group, state_dir, log)
             feeder.join(60)
             assert feeder.left == 0, "the feeder could not deliver"
             try:

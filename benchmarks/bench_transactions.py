@@ -46,7 +46,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _harness import LogbrokerProcess  # noqa: E402
+from _harness import LogbrokerProcess, TansuProcess, find_tansu  # noqa: E402
 
 PARTITIONS = 6
 VALUE_SIZE = 100
@@ -271,6 +271,26 @@ def _median(runs: list[dict]) -> dict:
     return out
 
 
+def _tansu_peer(base: dict) -> dict | None:
+    """The same idempotent and 1,000-per-transaction produce against Tansu (a
+    Kafka broker in Rust, in memory), once each: how much of a transaction's
+    cost is the client's round trips rather than the broker."""
+    binary = find_tansu()
+    if binary is None:
+        return None
+    out: dict = {}
+    with TansuProcess(binary) as peer:
+        progress(f"tansu on {peer.bootstrap}")
+        for key, per_txn in (("idempotent", 0), ("txn_1000", 1000)):
+            topic = f"bench-tansu-{key.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
+            _create_topics(peer.bootstrap, [topic])
+            out[key] = _rate(_run("produce", {**base, "bootstrap": peer.bootstrap, "topic": topic,
+                                              "per_txn": per_txn}))
+            progress(f"  tansu {key}: {out[key]['records_per_s']:,} records/s")
+    out["txn_1000_vs_idempotent"] = round(out["txn_1000"]["records_per_s"] / out["idempotent"]["records_per_s"], 2)
+    return out
+
+
 def run(opts) -> dict:
     produce_keys = ["idempotent", *(f"txn_{k}" for k in PER_TXN)]
     consume_keys = [f"{iso}_txn_{k}" for k in PER_TXN for iso in ("read_committed", "read_uncommitted")]
@@ -304,6 +324,7 @@ def run(opts) -> dict:
         latency = _run("latency", {**base, "bootstrap": bootstrap, "topic": topic, "txns": opts.latency_txns})
         progress(f"  p50 {latency['commit_ms']['p50']} ms, p99 {latency['commit_ms']['p99']} ms")
         trouble = broker.trouble()
+    peer = None if opts.no_tansu else _tansu_peer(base)
     produce = {key: _median(runs[key]) for key in produce_keys}
     consume = {key: _median(runs[key]) for key in consume_keys}
     idem = produce["idempotent"]["records_per_s"]
@@ -331,6 +352,9 @@ def run(opts) -> dict:
         "producer_settings": PRODUCER_CONFIG,
         "client": {"confluent_kafka": confluent_kafka.__version__, "librdkafka": confluent_kafka.libversion()[0]},
         "produce": produce, "consume": consume, "commit_ms": commit, "ratios": ratios, "targets": targets,
+        "tansu": peer,
+        "txn_1000_vs_tansu": (round(produce["txn_1000"]["records_per_s"] / peer["txn_1000"]["records_per_s"], 2)
+                              if peer else None),
         "meets_targets": all(t["met"] for t in targets.values()),
         "broker_log_trouble": trouble,
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
@@ -349,6 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=0, help="runs per figure, median reported [default: 3]")
     parser.add_argument("--latency-txns", type=int, default=0, help="timed commits [default: 1,000]")
     parser.add_argument("--timeout", type=float, default=300.0, help="per workload, seconds")
+    parser.add_argument("--no-tansu", action="store_true", help="skip the same-run produce against Tansu")
     opts = parser.parse_args(argv)
     opts.records = opts.records or (20_000 if opts.quick else 1_000_000)
     opts.repeat = opts.repeat or (1 if opts.quick else 3)

@@ -436,6 +436,12 @@ def render_transactions(r: dict) -> list[str]:
                      f"{_ratio(ratios.get(f'txn_{k}_vs_idempotent'))} ({num(p['records_per_s'])} records/s; "
                      f"`commit_transaction()` p50 {p['commit_call_ms']['p50']} ms{cpu})",
                      target("≥ 0.8", met("txn_1000_vs_idempotent_at_least_0.8")) if k == 1000 else ""])
+    peer = r.get("tansu")
+    if peer:
+        rows.append(["the same against Tansu (Rust, in memory): 1,000 per transaction vs idempotent",
+                     f"{_ratio(peer['txn_1000_vs_idempotent'])} ({num(peer['txn_1000']['records_per_s'])} vs "
+                     f"{num(peer['idempotent']['records_per_s'])} records/s); logbroker's transactional rate is "
+                     f"{_ratio(r.get('txn_1000_vs_tansu'))} Tansu's", ""])
     c = r["commit_ms"]
     rows.append([f"commit latency, {num(r['latency_transactions'])} transactions of "
                  f"{r['latency_records_per_transaction']} records flushed first: p50 / p99 / max",

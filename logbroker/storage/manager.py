@@ -132,7 +132,7 @@ def _write_budget(configured: int) -> int:
     if limit == resource.RLIM_INFINITY or configured <= limit // 2:
         return configured
     budget = max(1, limit // 2)
-    logger.warning(
+    logger.info(
         "log.max.open.files=%d is more than half the open-files limit (%d): keeping at most %d segment files "
         "open for writing (raise the limit with ulimit -n or LimitNOFILE= to keep more)", configured, limit, budget,
     )

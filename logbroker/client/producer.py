@@ -258,16 +258,7 @@ class Producer(Sender):
         self._closed = True
         self._limit = -1
         self._stopping = True
-        for topic in list(self._held):
-            self._route_held(topic, error)
-        for batch in list(self._open.values()):
-            self._finish(batch, error)
-        self._open.clear()
-        self._sticky_open.clear()
-        for queue in self._queues.values():
-            for batch in queue:
-                self._finish(batch, error)
-            queue.clear()
+        self._fail_unsent(error)
         for batch in list(self._in_flight_batches):
             self._finish(batch, error)
         if self._nursery is not None:
@@ -643,8 +634,8 @@ class Producer(Sender):
                 self._guess_seq = dict(self._next_seq)
             txn.completed()
 
-    def _drop_unsent(self, error: BaseException) -> None:
-        """Fail the records not sent yet (held, open, queued) with ``error``; they count as seen."""
+    def _fail_unsent(self, error: BaseException) -> None:
+        """Fail the records not sent yet: held for metadata, in open batches, queued."""
         for topic in list(self._held):
             self._route_held(topic, error)
         for batch in list(self._open.values()):
@@ -655,6 +646,10 @@ class Producer(Sender):
             for batch in queue:
                 self._finish(batch, error)
             queue.clear()
+
+    def _drop_unsent(self, error: BaseException) -> None:
+        """Fail the records not sent yet (held, open, queued) with ``error``; they count as seen."""
+        self._fail_unsent(error)
         for batch in self._failed:
             if batch.error is error:
                 batch.observed = True

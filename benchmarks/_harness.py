@@ -225,3 +225,27 @@ def produce_timed(producer, topic: str, value: bytes, n: int, timeout: float) ->
     queued = time.perf_counter() - start
     left = producer.flush(timeout)
     return time.perf_counter() - start, queued, left
+
+
+def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
+    """Create topics of ``partitions`` partitions with confluent-kafka and wait until
+    Metadata shows every partition of each."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names],
+                                  operation_timeout=30, request_timeout=30)
+    for future in futures.values():
+        future.result(timeout=60)
+    # Wait until metadata shows every partition of every topic. One topic per
+    # request: librdkafka's all-topics Metadata v12 request carries a 4-byte
+    # null array where a 1-byte varint belongs, which strict brokers refuse.
+    deadline = time.monotonic() + 30
+    for name in names:
+        while True:
+            md = admin.list_topics(name, timeout=10)
+            if name in md.topics and md.topics[name].error is None and len(md.topics[name].partitions) == partitions:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"topic {name} not visible in metadata with {partitions} partitions")
+            time.sleep(0.2)

@@ -69,7 +69,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _harness import LogbrokerProcess, TansuProcess, find_tansu, produce_timed  # noqa: E402
+from _harness import LogbrokerProcess, TansuProcess, create_topics, find_tansu, produce_timed  # noqa: E402
 
 PARTITIONS = 6
 SIZES = (("100B", 100, 2_000_000), ("1KiB", 1024, 500_000))
@@ -333,28 +333,6 @@ def _percentile(sorted_values: list, q: float):
     return sorted_values[int(rank) - 1]
 
 
-def _create_topics(bootstrap: str, names: list[str]) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(n, num_partitions=PARTITIONS, replication_factor=1) for n in names],
-                                  operation_timeout=30, request_timeout=30)
-    for name, future in futures.items():
-        future.result(timeout=60)
-    # Wait until metadata shows every partition of every topic. One topic per
-    # request: librdkafka's all-topics Metadata v12 request carries a 4-byte
-    # null array where a 1-byte varint belongs, which strict brokers refuse.
-    deadline = time.monotonic() + 30
-    for name in names:
-        while True:
-            md = admin.list_topics(name, timeout=10)
-            if name in md.topics and md.topics[name].error is None and len(md.topics[name].partitions) == PARTITIONS:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"topic {name} not visible in metadata with {PARTITIONS} partitions")
-            time.sleep(0.2)
-
-
 def _cpu_since(broker, before: float | None) -> float | None:
     """Broker CPU seconds since ``before`` (the worker's start-up included)."""
     now = broker.cpu_seconds()
@@ -381,7 +359,7 @@ def bench_broker(broker, plan: dict) -> dict:
               for rep in range(repeats) for label, _, _ in SIZES for ack, _ in ACKS}
     latency_runs = plan["latency_runs"]
     latency_topics = {key: f"bench-{run_id}-latency-linger{linger}" for key, linger in latency_runs}
-    _create_topics(bootstrap, [*topics.values(), *latency_topics.values()])
+    create_topics(bootstrap, [*topics.values(), *latency_topics.values()], PARTITIONS)
 
     rates: dict[str, list[float]] = {}  # figure -> records/s of each repetition
     marks_checked, marks_off = 0, []
@@ -623,7 +601,7 @@ def run_sizes(quick: bool, tansu_bin: str | None, no_tansu: bool) -> dict:
             broker.start()
             topics = {(label, rep): f"sizes-{uuid.uuid4().hex[:6]}-{label}-{rep}"
                       for rep in range(repeat) for label in sizes}
-            _create_topics(broker.bootstrap, list(topics.values()))
+            create_topics(broker.bootstrap, list(topics.values()), PARTITIONS)
             for rep in range(repeat):
                 for label, size in sizes.items():
                     args = {"bootstrap": broker.bootstrap, "topic": topics[label, rep], "size": size,

@@ -46,7 +46,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _harness import LogbrokerProcess, TansuProcess, find_tansu  # noqa: E402
+from _harness import LogbrokerProcess, TansuProcess, create_topics, find_tansu  # noqa: E402
 
 PARTITIONS = 6
 VALUE_SIZE = 100
@@ -238,25 +238,6 @@ def _run(kind: str, args: dict) -> dict:
     return json.loads(lines[-1])
 
 
-def _create_topics(bootstrap: str, names: list[str]) -> None:
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics([NewTopic(n, num_partitions=PARTITIONS, replication_factor=1) for n in names],
-                                  operation_timeout=30, request_timeout=30)
-    for future in futures.values():
-        future.result(timeout=60)
-    deadline = time.monotonic() + 30
-    for name in names:
-        while True:
-            md = admin.list_topics(name, timeout=10)
-            if name in md.topics and md.topics[name].error is None and len(md.topics[name].partitions) == PARTITIONS:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"topic {name} not visible in metadata with {PARTITIONS} partitions")
-            time.sleep(0.2)
-
-
 def _rate(result: dict) -> dict:
     out = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in result.items()}
     out["records_per_s"] = round(result["records"] / result["seconds"])
@@ -283,7 +264,7 @@ def _tansu_peer(base: dict) -> dict | None:
         progress(f"tansu on {peer.bootstrap}")
         for key, per_txn in (("idempotent", 0), ("txn_1000", 1000)):
             topic = f"bench-tansu-{key.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
-            _create_topics(peer.bootstrap, [topic])
+            create_topics(peer.bootstrap, [topic], PARTITIONS)
             out[key] = _rate(_run("produce", {**base, "bootstrap": peer.bootstrap, "topic": topic,
                                               "per_txn": per_txn}))
             progress(f"  tansu {key}: {out[key]['records_per_s']:,} records/s")
@@ -301,7 +282,7 @@ def run(opts) -> dict:
         bootstrap = broker.bootstrap
         for i in range(opts.repeat):
             topics = {key: f"bench-{key.replace('_', '-')}-{uuid.uuid4().hex[:6]}" for key in produce_keys}
-            _create_topics(bootstrap, list(topics.values()))
+            create_topics(bootstrap, list(topics.values()), PARTITIONS)
             for key in produce_keys:
                 per_txn = 0 if key == "idempotent" else int(key.split("_")[1])
                 progress(f"produce {opts.records:,} records, {key} (run {i + 1}/{opts.repeat})")
@@ -319,7 +300,7 @@ def run(opts) -> dict:
                     progress(f"  {r['records_per_s']:,} records/s")
                     runs[f"{iso}_txn_{k}"].append(r)
         topic = f"bench-latency-{uuid.uuid4().hex[:6]}"
-        _create_topics(bootstrap, [topic])
+        create_topics(bootstrap, [topic], PARTITIONS)
         progress(f"commit latency: {opts.latency_txns:,} transactions of {LATENCY_RECORDS} records")
         latency = _run("latency", {**base, "bootstrap": bootstrap, "topic": topic, "txns": opts.latency_txns})
         progress(f"  p50 {latency['commit_ms']['p50']} ms, p99 {latency['commit_ms']['p99']} ms")

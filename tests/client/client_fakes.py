@@ -113,6 +113,19 @@ class FakeBroker:
         return handler(request)
 
 
+def produce_error(code):
+    """An injected answer to a Produce: every partition of its first topic fails with ``code``."""
+    def answer(request):
+        m = request.response_module
+        topic = request.body.topic_data[0]
+        return build(m.ProduceResponse, throttle_time=0, responses=[
+            build(m.TopicProduceResponse, name=topic.name, partition_responses=[
+                build(m.PartitionProduceResponse, index=p.index, error_code=code, base_offset=-1,
+                      log_append_time=None, log_start_offset=-1, record_errors=[], error_message=None)
+                for p in topic.partition_data])])
+    return answer
+
+
 def metadata_answer(request, topics: dict[str, int], *, leader: int = 0, port: int = 9092, errors=None):
     """A Metadata answer of one broker (node ``leader``) leading every partition."""
     m = request.response_module

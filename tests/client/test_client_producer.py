@@ -7,9 +7,9 @@ import trio
 
 from logbroker.client import Consumer, Producer
 from logbroker.errors import ClientClosedError, KafkaTimeoutError, RecordTooLargeError, UnknownTopicOrPartitionError
-from logbroker.protocol import ApiKey, ErrorCode, build
+from logbroker.protocol import ApiKey, ErrorCode
 
-from client_fakes import once
+from client_fakes import once, produce_error
 
 
 def _options(inproc, **kw):
@@ -26,18 +26,6 @@ async def _read_all(inproc, topic: str, partitions: int = 3, **kw):
             while len(out) < total:
                 out.extend(await consumer.getmany())
         return out
-
-
-def _produce_error(code):
-    def answer(request):
-        m = request.response_module
-        topic = request.body.topic_data[0]
-        return build(m.ProduceResponse, throttle_time=0, responses=[
-            build(m.TopicProduceResponse, name=topic.name, partition_responses=[
-                build(m.PartitionProduceResponse, index=p.index, error_code=code, base_offset=-1,
-                      log_append_time=None, log_start_offset=-1, record_errors=[], error_message=None)
-                for p in topic.partition_data])])
-    return answer
 
 
 def _is_produce(request):
@@ -87,7 +75,7 @@ async def test_a_lost_answer_is_retried_and_written_once(inproc):
 
 
 async def test_not_leader_refreshes_metadata_then_retries(inproc):
-    inproc.inject(once(_is_produce, _produce_error(ErrorCode.not_leader_or_follower)))
+    inproc.inject(once(_is_produce, produce_error(ErrorCode.not_leader_or_follower)))
     metadata_requests = []
     inproc.inject(lambda r: metadata_requests.append(r) if r.api_key == ApiKey.METADATA else None)
     async with Producer("inproc:9092", **_options(inproc)) as producer:
@@ -99,7 +87,7 @@ async def test_not_leader_refreshes_metadata_then_retries(inproc):
 
 
 async def test_non_retriable_errors_fail_the_delivery_and_flush_reports_unseen_ones(inproc):
-    inproc.inject(once(_is_produce, _produce_error(ErrorCode.message_too_large), times=2))
+    inproc.inject(once(_is_produce, produce_error(ErrorCode.message_too_large), times=2))
     async with Producer("inproc:9092", **_options(inproc)) as producer:
         seen = await producer.send("big", b"v", partition=0)
         with pytest.raises(RecordTooLargeError) as info:

@@ -11,7 +11,7 @@ from logbroker.client import Consumer, Producer
 from logbroker.errors import ProducerFencedError, TransactionAbortableError
 from logbroker.protocol import ApiKey, ErrorCode, build
 
-from client_fakes import once
+from client_fakes import once, produce_error
 
 
 def _options(inproc, **kw):
@@ -51,18 +51,6 @@ def _add_partitions_error(code):
     return answer
 
 
-def _produce_error(code):
-    def answer(request):
-        m = request.response_module
-        topic = request.body.topic_data[0]
-        return build(m.ProduceResponse, throttle_time=0, responses=[
-            build(m.TopicProduceResponse, name=topic.name, partition_responses=[
-                build(m.PartitionProduceResponse, index=p.index, error_code=code, base_offset=-1,
-                      log_append_time=None, log_start_offset=-1, record_errors=[], error_message=None)
-                for p in topic.partition_data])])
-    return answer
-
-
 async def _committed_values(inproc, topic: str) -> list[bytes]:
     async with Consumer("inproc:9092", connector=inproc.connector, auto_offset_reset="earliest",
                         isolation_level="read_committed", fetch_max_wait_ms=50) as consumer:
@@ -97,7 +85,7 @@ async def test_coordinator_answers_worth_retrying_are_retried(inproc):
 
 @pytest.mark.parametrize("code", [ErrorCode.invalid_producer_epoch, ErrorCode.producer_fenced])
 async def test_fencing_on_produce_is_fatal(inproc, code):
-    inproc.inject(once(_key(ApiKey.PRODUCE), _produce_error(code)))
+    inproc.inject(once(_key(ApiKey.PRODUCE), produce_error(code)))
     with trio.fail_after(20):
         async with Producer("inproc:9092", transactional_id=f"fenced-{code.name}", **_options(inproc)) as producer:
             await producer.begin_transaction()

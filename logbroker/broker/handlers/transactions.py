@@ -76,6 +76,12 @@ def init_transactional_producer(broker, request):
         transactional_id, ms(body.transaction_timeout), now,
         producer_id=int(getattr(body, "producer_id", -1)), producer_epoch=int(getattr(body, "producer_epoch", -1)),
     )
+    return _answer_with_markers(broker, request, result, now)
+
+
+def _answer_with_markers(broker, request, result, now: int):
+    """InitProducerId's and EndTxn's answer (error, producer id and epoch), sent once
+    the markers the command decided are written (or its record is durable)."""
     outcome = broker.finish_transactions(result.markers, now, result.flush) if result.markers else None
     response = build(
         request.response_class, error_code=txn_code(result.error, request),
@@ -181,12 +187,7 @@ def handle_end_txn(broker, request):
         body.transactional_id, int(body.producer_id), int(body.producer_epoch), bool(body.committed), now,
         client_version=2 if request.api_version >= 5 else 0,
     )
-    outcome = broker.finish_transactions(result.markers, now, result.flush) if result.markers else None
-    response = build(
-        request.response_class, error_code=txn_code(result.error, request),
-        producer_id=result.producer_id, producer_epoch=result.producer_epoch,
-    )
-    return _reply(broker, response, None if outcome is not None else result.flush, outcome=outcome)
+    return _answer_with_markers(broker, request, result, now)
 
 
 # -- TxnOffsetCommit --------------------------------------------------------------------

@@ -25,6 +25,17 @@ class InvalidBatchError(RecordsError):
     reason = "invalid"
 
 
+class RecordErrorsError(InvalidBatchError):
+    """Some records of a well-formed batch break a rule; the batch is refused whole.
+
+    ``record_errors`` holds ``(index in the batch, why)`` of each (KIP-467).
+    """
+
+    def __init__(self, message: str, record_errors: tuple[tuple[int, str], ...]) -> None:
+        super().__init__(message)
+        self.record_errors = record_errors
+
+
 class BatchTooLargeError(RecordsError):
     """A batch larger than the configured maximum."""
 

@@ -32,10 +32,11 @@ from logbroker.broker.transactions import (
     TransactionConfig, TransactionCoordinator, TransactionStateTopic, TxnError, TxnMarker,
 )
 from logbroker.errors import (
-    InternalTopicError, InvalidBatchError, InvalidConfigError, InvalidRequestError, LogbrokerError, RecordsError,
+    InternalTopicError, InvalidBatchError, InvalidConfigError, InvalidRequestError, LogbrokerError, RecordErrorsError,
+    RecordsError,
     StorageError, UnknownTopicError,
 )
-from logbroker.records import decode_batch, parse_header
+from logbroker.records import keyless_records, parse_header
 from logbroker.storage import (
     TOPIC_CONFIG_DEFAULTS, AbortedTxn, LogConfig, LogManager, LogManagerConfig, PartitionLog, write_atomically,
 )
@@ -327,7 +328,7 @@ class Broker:
         header = parse_header(batch)
         if "compact" in plog.config.cleanup_policy:
             # Transactional batches too: the cleaner keeps them whole (it does not read markers).
-            _require_keys(batch)
+            _require_keys(batch, topic, partition)
         state = None
         if header.producer_id >= 0:
             state = self._producer_state(topic, partition, plog)
@@ -650,17 +651,25 @@ def _refuse_internal(name: str, what: str) -> None:
         raise InternalTopicError(f"internal topic {name} cannot be {what}: the broker owns it")
 
 
-def _require_keys(batch) -> None:
+def _require_keys(batch, topic: str, partition: int) -> None:
     """Compacted topics keep the latest record per key, so every record needs one.
 
-    The only produce path that decodes records; compacted topics pay for it.
+    The only produce path that reads records; compacted topics pay for it.
+    Raises RecordErrorsError naming each keyless record, as Kafka's LogValidator.
     """
     try:
-        records = decode_batch(batch).records
+        keyless = keyless_records(batch)
     except RecordsError:
         return  # the append reports the corrupt batch with its own reason
-    if any(record.key is None for record in records):
-        raise InvalidBatchError("compacted topics require a key on every record")
+    if keyless:
+        why = f"Compacted topic cannot accept message without key in topic partition {topic}-{partition}"
+        errors = tuple((index, why) for index in keyless)
+        shown = ", ".join(f"RecordError(batchIndex={index}, message='{why}')" for index, _ in errors[:3])
+        raise RecordErrorsError(
+            f"One or more records have been rejected due to {len(errors)} record errors in total, "
+            f"and only showing the first three errors at most: [{shown}]",
+            errors,
+        )
 
 
 def _log_manager_config(config: BrokerConfig) -> LogManagerConfig:

@@ -19,7 +19,7 @@ for the equivalent kio object, which it passes through unchanged.
 served (Produce v3-v9, Fetch v4-v12, flexible ones included).
 
 What they always write, because logbroker does not support the rest:
-empty ``record_errors`` (Produce v8+), ``preferred_read_replica`` -1 (Fetch v11+), and no tagged fields (Fetch v12's
+``preferred_read_replica`` -1 (Fetch v11+), and no tagged fields (Fetch v12's
 ``diverging_epoch``, ``current_leader`` and ``snapshot_id`` at their defaults).
 """
 
@@ -84,6 +84,8 @@ class ProducePartition(NamedTuple):
     log_start_offset: int = -1
     error_message: str | None = None
     """Sent from v8 on; dropped for older versions."""
+    record_errors: tuple[tuple[int, str | None], ...] = ()
+    """KIP-467 ``(batch_index, message)`` of each refused record; sent from v8 on."""
 
 
 class FetchPartition(NamedTuple):
@@ -167,7 +169,7 @@ _PRODUCE_V3, _PRODUCE_V5, _PRODUCE_V8, _PRODUCE_V9 = range(4)
 _PRODUCE_LAYOUTS: Final = {
     _PRODUCE_V3: struct.Struct(">ihqq"),
     _PRODUCE_V5: struct.Struct(">ihqqq"),
-    _PRODUCE_V8: struct.Struct(">ihqqqi"),  # record_errors: 0 elements
+    _PRODUCE_V8: struct.Struct(">ihqqq"),
     _PRODUCE_V9: struct.Struct(">ihqqq"),
 }
 
@@ -178,6 +180,15 @@ def _produce_layout(version: int) -> int:
     if version >= 8:
         return _PRODUCE_V8
     return _PRODUCE_V5 if version >= 5 else _PRODUCE_V3
+
+
+def _record_errors(errors: Sequence[tuple[int, str | None]], flexible: bool) -> bytes:
+    """A record_errors array: each entry batch_index (int32), then its message
+    (flexible: with no tagged fields)."""
+    tail = b"\x00" if flexible else b""
+    return _array_length(len(errors), flexible) + b"".join(
+        _I32.pack(batch_index) + _nullable_string(message, flexible) + tail for batch_index, message in errors
+    )
 
 
 def encode_produce_response(
@@ -205,17 +216,18 @@ def encode_produce_response(
         for name, partitions in topics:
             append(_string(name, flexible))
             append(_array_length(len(partitions), flexible))
-            for index, error, base, append_time, log_start, message in partitions:
+            for index, error, base, append_time, log_start, message, record_errors in partitions:
                 if layout == _PRODUCE_V9:
-                    # then: empty compact record_errors, error_message, no tagged fields
+                    # then: compact record_errors, error_message, no tagged fields
                     append(
                         pack(index, error, base, append_time, log_start)
-                        + b"\x01"
+                        + (_record_errors(record_errors, True) if record_errors else b"\x01")
                         + _nullable_string(message, True)
                         + b"\x00"
                     )
                 elif layout == _PRODUCE_V8:
-                    append(pack(index, error, base, append_time, log_start, 0))
+                    append(pack(index, error, base, append_time, log_start))
+                    append(_record_errors(record_errors, False))
                     append(_nullable_string(message, False))
                 elif layout == _PRODUCE_V5:
                     append(pack(index, error, base, append_time, log_start))

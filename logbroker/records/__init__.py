@@ -34,3 +34,4 @@ from logbroker.records.decoder import (
     decode_batch as decode_batch,
     decode_batches as decode_batches,
 )
+from logbroker.records.keys import keyless_records as keyless_records

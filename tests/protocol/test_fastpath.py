@@ -75,6 +75,7 @@ PRODUCE_PARTITIONS = st.builds(
     log_append_time=APPEND_TIME,
     log_start_offset=INT64,
     error_message=st.none() | st.text(max_size=30),
+    record_errors=st.lists(st.tuples(INT32, st.none() | st.text(max_size=20)), max_size=3).map(tuple),
 )
 
 
@@ -95,7 +96,10 @@ def _kio_produce(version: int, topics, throttle_ms: int):
                         base_offset=p.base_offset,
                         log_append_time=p.log_append_time,
                         log_start_offset=p.log_start_offset,
-                        record_errors=(),
+                        record_errors=tuple(
+                            build(m.BatchIndexAndErrorMessage, batch_index=i, batch_index_error_message=text)
+                            for i, text in p.record_errors
+                        ) if version >= 8 else (),
                         error_message=p.error_message,
                     )
                     for p in partitions

@@ -13,7 +13,7 @@ from logbroker.protocol import ErrorCode, ProducePartition, encode_produce_respo
 
 from logbroker.broker.handlers._result import Reply
 from logbroker.broker.handlers.errors import error_code_for
-from logbroker.errors import LogbrokerError
+from logbroker.errors import LogbrokerError, RecordErrorsError
 
 _VALID_ACKS = (-1, 0, 1)
 
@@ -35,6 +35,7 @@ def handle_produce(broker, request) -> Reply:
         for pdata in topic.partition_data:
             index = int(pdata.index)
             message = None
+            record_errors: tuple[tuple[int, str], ...] = ()
             if acks not in _VALID_ACKS:
                 code, result = ErrorCode.invalid_required_acks, None
             elif txn_denied:
@@ -55,8 +56,12 @@ def handle_produce(broker, request) -> Reply:
                 except LogbrokerError as exc:
                     code, result = error_code_for(exc), None
                     message = str(exc)
+                    if isinstance(exc, RecordErrorsError):  # KIP-467: which records were refused
+                        record_errors = exc.record_errors
             if result is None:
-                partitions_out.append(ProducePartition(index, code, error_message=message))
+                partitions_out.append(
+                    ProducePartition(index, code, error_message=message, record_errors=record_errors)
+                )
                 continue
             if not result.duplicate:
                 appended.append((name, index))

@@ -26,6 +26,7 @@ from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.handlers.errors import error_code_for
 from logbroker.broker.security.acls import CLUSTER
 from logbroker.errors import InvalidConfigError, LogbrokerError
+from logbroker.storage import TOPIC_CONFIG_DEFAULTS
 
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
@@ -284,7 +285,9 @@ def _alter(broker, request, *, incremental: bool):
                         elif op == OP_DELETE:
                             new.pop(c.name, None)
                         elif op in (OP_APPEND, OP_SUBTRACT):
-                            items = [v for v in (new.get(c.name) or "").split(",") if v]
+                            # Kafka appends to the default of a list the topic does not set.
+                            current_value = new[c.name] if c.name in new else TOPIC_CONFIG_DEFAULTS.get(c.name)
+                            items = [v for v in (current_value or "").split(",") if v]
                             values = [v for v in (c.value or "").split(",") if v]
                             if op == OP_APPEND:
                                 items += [v for v in values if v not in items]

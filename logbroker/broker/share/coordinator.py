@@ -381,15 +381,23 @@ class ShareCoordinator(ShareStateCommands):
     ) -> list[PartitionData]:
         """Acquire up to about ``max_records`` records (whole batches) for
         ``member_id`` from ``partitions``, in order. Returns the partitions that
-        got records or errors; records are the log's batches holding them."""
+        got records or errors; records are the log's batches holding them.
+
+        Bytes as Kafka's DelayedShareFetch and ReplicaManager.readFromLog:
+        ``max_bytes`` is split evenly over the partitions that can acquire
+        (the remainder to the first), a batch that does not fit its
+        partition's share or what is left of ``max_bytes`` is not added,
+        except the first batch of the whole response, which is always added
+        (minOneMessage). ``max_bytes`` <= 0 acquires nothing: each such
+        partition answers UNKNOWN_SERVER_ERROR (Kafka's uniform strategy
+        refuses a limit below 1). Records as SharePartition.acquire: whole
+        batches until ``max_records`` is reached (the last batch may pass it).
+        """
         group = self._group(group_id, now_ms)
-        settings = group.settings
         limit = self.config.partition_max_record_locks
         out: list[PartitionData] = []
-        records_left, bytes_left = max(max_records, 1), max(max_bytes, 1)
+        ready = []
         for tp in partitions:
-            if records_left <= 0 or bytes_left <= 0:
-                break
             try:
                 sp, plog = self._share_partition(group, tp, now_ms)
             except UnknownTopicError:
@@ -398,53 +406,88 @@ class ShareCoordinator(ShareStateCommands):
             if sp.timer_at is not None and sp.timer_at <= now_ms:
                 self._expire(group_id, tp, sp, now_ms)
             offset = sp.fetch_offset(limit)
-            end, aborted = plog.log_end_offset, ()
-            if settings.read_committed and self._stable_view is not None and offset is not None:
-                end, aborted = self._stable_view(tp[0], tp[1], plog, offset)
-            if offset is None or offset >= end:
-                continue
-            ranges, pieces = [], []
-            while records_left > 0 and bytes_left > 0 and offset < end:
-                try:
-                    data = plog.read(offset, min(bytes_left, _READ_BYTES)).records
-                except LogbrokerError as exc:
-                    log.warning("share group %s: cannot read %s-%d at %d: %s", group_id, *tp, offset, exc)
-                    break
-                if not len(data):
-                    break
-                done, scanned = True, False  # done: a break ended the scan
-                for pos, header in iter_batches(data):
-                    if header.base_offset >= end:
-                        break  # read_committed: not stable yet
-                    scanned = True
-                    offset = header.last_offset + 1
-                    if header.is_control:
-                        continue  # transaction markers are never delivered (its offsets become a hole)
-                    if aborted and header.is_transactional and _aborted(aborted, header):
-                        if not sp.skip_batch(header.base_offset, header.last_offset, limit):
-                            break
-                        continue
-                    got = sp.acquire_batch(
-                        member_id, header.base_offset, header.last_offset, now_ms,
-                        settings.record_lock_duration_ms, limit,
-                    )
-                    if got:
-                        ranges += got
-                        pieces.append((data, pos, header.size))
-                        records_left -= sum(r.last - r.first + 1 for r in got)
-                        bytes_left -= header.size
-                        if records_left <= 0 or bytes_left <= 0:
-                            break
-                    elif sp.in_flight >= limit and header.last_offset >= sp.end - 1:
-                        break  # the window is full and nothing before its end is available
-                else:
-                    done = not scanned  # a read without a whole batch cannot advance
-                if done:
-                    break
-            if ranges:
-                self._schedule_locks(group_id, tp, sp)
-                out.append(PartitionData(tp[0], tp[1], records=_join(pieces), acquired=tuple(merge_ranges(ranges))))
+            if offset is not None:  # else at capacity: not acquirable (canAcquireRecords)
+                ready.append((tp, sp, plog, offset))
+        if not ready:
+            return out
+        if max_bytes <= 0:
+            message = "Request max bytes must be greater than 0"
+            return out + [PartitionData(tp[0], tp[1], E.UNKNOWN_SERVER_ERROR, message=message) for tp, *_ in ready]
+        share, extra = divmod(max_bytes, len(ready))
+        budget = _Budget(max(max_records, 1), max_bytes)
+        for i, (tp, sp, plog, offset) in enumerate(ready):
+            if budget.records <= 0:
+                break
+            got = self._acquire_partition(group, member_id, tp, sp, plog, offset, share + (extra if i == 0 else 0),
+                                          budget, now_ms)
+            if got is not None:
+                out.append(got)
         return out
+
+    def _acquire_partition(
+        self, group: ShareGroup, member_id: str, tp: TP, sp: SharePartition, plog, offset: int, part_bytes: int,
+        budget: _Budget, now_ms: int,
+    ) -> PartitionData | None:
+        """One partition's part of :meth:`acquire`, from ``offset``, within
+        ``part_bytes`` and ``budget`` (both spent as batches are added)."""
+        settings = group.settings
+        limit = self.config.partition_max_record_locks
+        end, aborted = plog.log_end_offset, ()
+        if settings.read_committed and self._stable_view is not None:
+            end, aborted = self._stable_view(tp[0], tp[1], plog, offset)
+        if offset >= end:
+            return None
+        ranges: list = []
+        pieces: list = []
+        full = False  # the next batch does not fit: stop
+        while not full and budget.records > 0 and offset < end:
+            room = min(part_bytes, budget.bytes)
+            try:
+                data = plog.read(offset, max(1, min(room, _READ_BYTES))).records
+            except LogbrokerError as exc:
+                log.warning("share group %s: cannot read %s-%d at %d: %s", group.group_id, *tp, offset, exc)
+                break
+            if not len(data):
+                break
+            scanned = False
+            for pos, header in iter_batches(data):
+                if header.base_offset >= end:
+                    full = True  # read_committed: not stable yet
+                    break
+                if header.is_control:
+                    scanned, offset = True, header.last_offset + 1
+                    continue  # transaction markers are never delivered (its offsets become a hole)
+                if aborted and header.is_transactional and _aborted(aborted, header):
+                    if not sp.skip_batch(header.base_offset, header.last_offset, limit):
+                        full = True
+                        break
+                    scanned, offset = True, header.last_offset + 1
+                    continue
+                if (header.size > min(part_bytes, budget.bytes) and not budget.first
+                        and sp.any_available(header.base_offset, header.last_offset, limit)):
+                    full = True  # it does not fit (batches with nothing to acquire cost nothing)
+                    break
+                scanned, offset = True, header.last_offset + 1
+                got = sp.acquire_batch(
+                    member_id, header.base_offset, header.last_offset, now_ms,
+                    settings.record_lock_duration_ms, limit,
+                )
+                if got:
+                    ranges += got
+                    pieces.append((data, pos, header.size))
+                    budget.take(sum(r.last - r.first + 1 for r in got), header.size)
+                    part_bytes -= header.size
+                    if budget.records <= 0:
+                        break
+                elif sp.in_flight >= limit and header.last_offset >= sp.end - 1:
+                    full = True  # the window is full and nothing before its end is available
+                    break
+            if not scanned:
+                break  # a read without a whole batch cannot advance
+        if not ranges:
+            return None
+        self._schedule_locks(group.group_id, tp, sp)
+        return PartitionData(tp[0], tp[1], records=_join(pieces), acquired=tuple(merge_ranges(ranges)))
 
     def alter_start_offsets(
         self, group_id: str, offsets: dict[TP, int], now_ms: int,
@@ -558,6 +601,24 @@ class ShareCoordinator(ShareStateCommands):
             in_flight=sum(sp.in_flight for p in self._parts.values() for sp in p.values()),
             log_records=self._store.record_count,
         )
+
+class _Budget:
+    """What one ShareFetch may still acquire: records, bytes, and whether no
+    batch was added yet (the first always is, as Kafka's minOneMessage)."""
+
+    __slots__ = ("records", "bytes", "first")
+
+    def __init__(self, records: int, max_bytes: int) -> None:
+        self.records, self.bytes, self.first = records, max_bytes, True
+
+    def __repr__(self) -> str:
+        return f"_Budget(records={self.records}, bytes={self.bytes}, first={self.first})"
+
+    def take(self, records: int, size: int) -> None:
+        self.records -= records
+        self.bytes = max(0, self.bytes - size)
+        self.first = False
+
 
 def _aborted(aborted: Sequence, header) -> bool:
     """Is the transactional batch ``header`` part of one of the ``aborted`` transactions?"""

@@ -162,6 +162,16 @@ class SharePartition:
             return self.start + int(available[0])
         return self.end if self.in_flight < max_in_flight else None
 
+    def any_available(self, first: int, last: int, max_in_flight: int) -> bool:
+        """Would :meth:`acquire_batch` acquire anything of ``first..last``?"""
+        if last < self.start:
+            return False
+        first = max(first, self.start)
+        if last >= self.end and self.in_flight < max_in_flight:
+            return True
+        top = min(last, self.end - 1)
+        return top >= first and bool((self._state[self._slice(first, top)] == AVAILABLE).any())
+
     # -- storage of the columns -------------------------------------------------
 
     def _ensure(self, end: int) -> None:

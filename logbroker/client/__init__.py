@@ -37,6 +37,8 @@ from logbroker.client.sync import SyncAdmin as SyncAdmin
 from logbroker.client.sync import SyncConsumer as SyncConsumer
 from logbroker.client.sync import SyncDelivery as SyncDelivery
 from logbroker.client.sync import SyncProducer as SyncProducer
+from logbroker.client.types import ConsumerGroupDescription as ConsumerGroupDescription
+from logbroker.client.types import ConsumerGroupMemberDescription as ConsumerGroupMemberDescription
 from logbroker.client.types import ConsumerGroupMetadata as ConsumerGroupMetadata
 from logbroker.client.types import ConsumerRecord as ConsumerRecord
 from logbroker.client.types import GroupDescription as GroupDescription

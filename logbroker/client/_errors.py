@@ -42,6 +42,10 @@ _CLASSES: dict[int, type[KafkaError]] = {
     ErrorCode.non_empty_group: GroupError,
     ErrorCode.group_max_size_reached: GroupError,
     ErrorCode.unsupported_assignor: GroupError,
+    ErrorCode.fenced_member_epoch: CommitFailedError,
+    ErrorCode.stale_member_epoch: CommitFailedError,
+    ErrorCode.unreleased_instance_id: GroupError,
+    ErrorCode.invalid_regular_expression: GroupError,
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from logbroker.protocol import ApiKey, ErrorCode, build, request_module, to_ms
@@ -32,6 +33,9 @@ __all__ = [
     "EARLIEST",
     "create_partitions_request",
     "create_topics_request",
+    "ConsumerHeartbeatAnswer",
+    "consumer_group_describe_request",
+    "consumer_group_heartbeat_request",
     "delete_groups_request",
     "delete_records_request",
     "delete_topics_request",
@@ -50,6 +54,7 @@ __all__ = [
     "metadata_request",
     "offset_commit_request",
     "offset_fetch_request",
+    "parse_consumer_group_heartbeat",
     "parse_metadata",
     "produce_request",
     "sync_group_request",
@@ -476,14 +481,81 @@ def offset_fetch_request(version: int, group_id: str, partitions: Mapping[str, l
     return build(m.OffsetFetchRequest, group_id=group_id, topics=topics, require_stable=False)
 
 
-def list_groups_request(version: int) -> Any:
+def list_groups_request(version: int, types: Iterable[str] = ()) -> Any:
+    """ListGroups; ``types`` ("classic", "consumer", "share") filters by group type (v5+)."""
     m = _m(ApiKey.LIST_GROUPS, version)
-    return build(m.ListGroupsRequest, states_filter=[])
+    return build(m.ListGroupsRequest, states_filter=[], types_filter=list(types))
 
 
 def describe_groups_request(version: int, group_ids: list[str]) -> Any:
     m = _m(ApiKey.DESCRIBE_GROUPS, version)
     return build(m.DescribeGroupsRequest, groups=list(group_ids), include_authorized_operations=False)
+
+
+def consumer_group_describe_request(version: int, group_ids: list[str]) -> Any:
+    m = _m(ApiKey.CONSUMER_GROUP_DESCRIBE, version)
+    return build(m.ConsumerGroupDescribeRequest, group_ids=list(group_ids), include_authorized_operations=False)
+
+
+def consumer_group_heartbeat_request(
+    version: int,
+    *,
+    group_id: str,
+    member_id: str,
+    member_epoch: int,
+    instance_id: str | None,
+    rebalance_timeout_ms: int,
+    subscribed_topic_names: Iterable[str] | None,
+    subscribed_topic_regex: str | None,
+    server_assignor: str | None,
+    owned: Mapping[str, Iterable[int]] | None,
+) -> Any:
+    """ConsumerGroupHeartbeat (KIP-848). None (and -1 for the timeout) means "unchanged
+    since the last heartbeat"; ``owned`` maps a topic id (UUID string) to partitions."""
+    m = _m(ApiKey.CONSUMER_GROUP_HEARTBEAT, version)
+    return build(
+        m.ConsumerGroupHeartbeatRequest,
+        group_id=group_id,
+        member_id=member_id,
+        member_epoch=member_epoch,
+        instance_id=instance_id,
+        rack_id=None,
+        rebalance_timeout=rebalance_timeout_ms,
+        subscribed_topic_names=None if subscribed_topic_names is None else list(subscribed_topic_names),
+        subscribed_topic_regex=subscribed_topic_regex,
+        server_assignor=server_assignor,
+        topic_partitions=None if owned is None else [
+            build(m.TopicPartitions, topic_id=uuid.UUID(topic_id), partitions=sorted(parts))
+            for topic_id, parts in sorted(owned.items())
+        ],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerHeartbeatAnswer:
+    """A ConsumerGroupHeartbeat answer: ``assignment`` maps topic id -> partitions,
+    None when the answer carries none (the assignment did not change)."""
+
+    error_code: int
+    error_message: str | None
+    member_id: str | None
+    member_epoch: int
+    heartbeat_interval_ms: int
+    assignment: dict[str, tuple[int, ...]] | None
+
+
+def parse_consumer_group_heartbeat(body: Any) -> ConsumerHeartbeatAnswer:
+    assignment = None
+    if body.assignment is not None:
+        assignment = {str(t.topic_id): tuple(sorted(t.partitions)) for t in body.assignment.topic_partitions}
+    return ConsumerHeartbeatAnswer(
+        error_code=int(body.error_code),
+        error_message=body.error_message,
+        member_id=body.member_id,
+        member_epoch=int(body.member_epoch),
+        heartbeat_interval_ms=ms(body.heartbeat_interval),
+        assignment=assignment,
+    )
 
 
 def delete_groups_request(version: int, group_ids: list[str]) -> Any:

@@ -165,6 +165,12 @@ class ConsumerConfig(ClientConfig):
     ``prefetch_bytes`` bounds the fetched-but-unread bytes per partition; the
     next fetch for a partition is in flight while the application reads the
     last one, as long as less than that is buffered.
+
+    ``group_protocol="consumer"`` joins with Kafka 4's protocol (KIP-848): the
+    broker assigns (``group_remote_assignor`` names its assignor, e.g.
+    "uniform" or "range"; None lets the broker choose) and sets the session
+    timeout and heartbeat interval, so ``session_timeout_ms``,
+    ``heartbeat_interval_ms`` and ``assignors`` are not used.
     """
 
     group_id: str | None = None
@@ -183,6 +189,8 @@ class ConsumerConfig(ClientConfig):
     rebalance_timeout_ms: int = 300_000
     assignors: tuple[str, ...] = ("range", "roundrobin")
     allow_auto_create_topics: bool = True
+    group_protocol: str = "classic"
+    group_remote_assignor: str | None = None
 
     def __post_init__(self) -> None:
         ClientConfig.__post_init__(self)
@@ -205,6 +213,10 @@ class ConsumerConfig(ClientConfig):
             raise InvalidConfigError("heartbeat_interval_ms must be below session_timeout_ms")
         if self.group_id is not None and not self.group_id:
             raise InvalidConfigError("group_id must be a non-empty string or None")
+        if self.group_protocol not in ("classic", "consumer"):
+            raise InvalidConfigError(f"group_protocol must be classic or consumer, got {self.group_protocol!r}")
+        if self.group_remote_assignor is not None and self.group_protocol != "consumer":
+            raise InvalidConfigError("group_remote_assignor needs group_protocol='consumer'")
 
 
 @dataclass(frozen=True, slots=True)

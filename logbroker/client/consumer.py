@@ -22,7 +22,9 @@ How it works:
   ``auto_offset_reset`` (earliest/latest, or an error with "none");
   OFFSET_OUT_OF_RANGE resets the same way.
 * With ``subscribe`` a :class:`~logbroker.client.group.GroupMember` task
-  runs the classic group protocol; auto-commit commits positions every
+  runs the classic group protocol, or with ``group_protocol="consumer"`` a
+  :class:`~logbroker.client.consumer_group_member.ConsumerGroupMember` runs
+  Kafka 4's (KIP-848); auto-commit commits positions every
   ``auto_commit_interval_ms``, before partitions are revoked and on close.
 * ``seek`` bumps the partition's epoch; fetched data of an older epoch is
   dropped, so nothing from before a seek is returned after it.
@@ -65,6 +67,7 @@ from ._offsets import EARLIEST, LATEST, list_offsets, timestamp_ms
 from ._tasks import close_background, open_background
 from .cluster import Cluster
 from .config import ConsumerConfig
+from .consumer_group_member import ConsumerGroupMember
 from .group import GroupMember
 from .types import ConsumerGroupMetadata, ConsumerRecord, OffsetAndTimestamp, TopicPartition
 
@@ -98,7 +101,7 @@ class Consumer(Fetcher):
         self._cluster: Cluster | None = None
         self._nursery: trio.Nursery | None = None
         self._stack: contextlib.AsyncExitStack | None = None
-        self._group: GroupMember | None = None
+        self._group: GroupMember | ConsumerGroupMember | None = None
         self._group_task = False
         self._auto_committing = False
         self._assigned: dict[TopicPartition, PartitionState] = {}
@@ -160,7 +163,7 @@ class Consumer(Fetcher):
             return
         self._closed = True
         if self._group is not None:
-            if self.config.enable_auto_commit and (self._group.stable or not self._group.topics):
+            if self.config.enable_auto_commit and (self._group.stable or not self._group.subscribed):
                 try:
                     await self._commit_positions()
                 except (KafkaError, ClientClosedError) as exc:
@@ -191,7 +194,7 @@ class Consumer(Fetcher):
         :raises RuntimeError: the consumer is subscribed to topics.
         """
         self._check_usable()
-        if self._group is not None and self._group.topics:
+        if self._group is not None and self._group.subscribed:
             raise RuntimeError("assign() cannot be used while subscribed; unsubscribe() first")
         wanted = {TopicPartition(*tp) for tp in partitions}
         for tp in set(self._assigned) - wanted:
@@ -207,24 +210,32 @@ class Consumer(Fetcher):
 
     async def subscribe(
         self,
-        topics: Iterable[str],
+        topics: Iterable[str] = (),
         *,
+        pattern: str | None = None,
         group_id: str | None = None,
         on_assign: Callable | None = None,
         on_revoke: Callable | None = None,
     ) -> None:
-        """Join ``group_id`` (default: the configured one) consuming ``topics``.
+        """Join ``group_id`` (default: the configured one) consuming ``topics``, or with
+        ``group_protocol="consumer"`` the topics whose names match ``pattern`` (a regular
+        expression the broker matches against whole names, new topics included).
 
         ``on_assign(partitions)`` and ``on_revoke(partitions)`` (plain or
         async callables) run on every rebalance, ``on_revoke`` after the
         auto-commit of those partitions. Returns at once; the first records
         arrive once the group has assigned partitions (see :meth:`wait_assignment`).
 
-        :raises InvalidConfigError: no group id.
+        :raises InvalidConfigError: no group id; a pattern with the classic protocol, or
+            both topics and a pattern.
         :raises RuntimeError: partitions were assigned with :meth:`assign`.
         """
         self._check_usable()
         topics = tuple(sorted(set([topics] if isinstance(topics, str) else topics)))
+        if pattern is not None and (topics or self.config.group_protocol != "consumer"):
+            from logbroker.errors import InvalidConfigError
+
+            raise InvalidConfigError("subscribe(pattern=...) needs group_protocol='consumer' and no topic names")
         if group_id is not None and group_id != self.config.group_id:
             if self._group is not None:
                 raise RuntimeError("the consumer already belongs to another group")
@@ -233,13 +244,16 @@ class Consumer(Fetcher):
             from logbroker.errors import InvalidConfigError
 
             raise InvalidConfigError("subscribe() needs a group_id")
-        if self._assigned and (self._group is None or not self._group.topics):
+        if self._assigned and (self._group is None or not self._group.subscribed):
             raise RuntimeError("subscribe() cannot be used after assign(); assign([]) first")
         self._on_assign, self._on_revoke = on_assign, on_revoke
         member = self._ensure_group_member()
         assert member is not None and self._cluster is not None
         self._cluster.add_topics(topics)
-        member.subscribe(topics)
+        if isinstance(member, ConsumerGroupMember):
+            member.subscribe(topics, pattern)
+        else:
+            member.subscribe(topics)
         if not self._group_task:
             self._group_task = True
             assert self._nursery is not None
@@ -262,17 +276,18 @@ class Consumer(Fetcher):
 
         :raises RuntimeError: not subscribed.
         """
-        if self._group is None or not self._group.topics:
+        if self._group is None or not self._group.subscribed:
             raise RuntimeError("wait_assignment() needs subscribe()")
         while True:
             await self._group.wait_stable()
             if self._group.stable:
                 return self.assignment()
 
-    def _ensure_group_member(self) -> GroupMember | None:
+    def _ensure_group_member(self) -> GroupMember | ConsumerGroupMember | None:
         if self._group is None and self.config.group_id is not None:
             assert self._cluster is not None
-            self._group = GroupMember(self, self._cluster, self.config, self.config.group_id)
+            member = ConsumerGroupMember if self.config.group_protocol == "consumer" else GroupMember
+            self._group = member(self, self._cluster, self.config, self.config.group_id)
         return self._group
 
     def assignment(self) -> set[TopicPartition]:
@@ -288,7 +303,7 @@ class Consumer(Fetcher):
         group = self._ensure_group_member() if not self._closed else self._group
         if group is None:
             raise RuntimeError("group_metadata() needs a group_id")
-        subscribed = bool(group.topics)
+        subscribed = group.subscribed
         return ConsumerGroupMetadata(
             group_id=group.group_id,
             generation_id=group.generation if subscribed else -1,
@@ -298,6 +313,27 @@ class Consumer(Fetcher):
 
     def subscription(self) -> set[str]:
         return set(self._group.topics) if self._group is not None else set()
+
+    # -- what a group member drives (classic GroupMember, ConsumerGroupMember) ----------
+
+    async def take_partitions(self, added: set[TopicPartition], assigned: set[TopicPartition]) -> None:
+        """The group gave this consumer ``assigned`` (``added`` are new): fetch them, call on_assign."""
+        await self._assign_from_group(added, assigned)
+
+    async def revoke_partitions(self, partitions: set[TopicPartition], *, lost: bool = False) -> None:
+        """The group takes ``partitions`` away: commit them (with auto-commit; not when ``lost``,
+        i.e. the member was fenced and its commits would be refused), call on_revoke, stop fetching."""
+        if lost:
+            if self._on_revoke is not None:
+                await _call(self._on_revoke, set(partitions))
+            for tp in partitions:
+                self._drop(tp)
+            return
+        await self._revoke(partitions)
+
+    def report_error(self, error: BaseException) -> None:
+        """Hand ``error`` to the application: the next read raises it."""
+        self._report(error)
 
     async def _assign_from_group(self, added: set[TopicPartition], assigned: set[TopicPartition]) -> None:
         for tp in set(self._assigned) - assigned:
@@ -445,7 +481,7 @@ class Consumer(Fetcher):
         interval = self.config.auto_commit_interval_ms / 1000
         while not self._closed:
             await trio.sleep(interval)
-            if self._group is None or (self._group.topics and not self._group.stable):
+            if self._group is None or (self._group.subscribed and not self._group.stable):
                 continue  # a rebalance is under way: the revoke commits
             try:
                 await self._commit_positions()

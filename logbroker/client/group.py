@@ -40,6 +40,7 @@ from logbroker.protocol import ApiKey, ErrorCode
 
 from . import _wire
 from ._errors import kafka_error
+from ._group_offsets import COORDINATOR_CODES, coordinator_request, fetch_committed
 from .assignors import ASSIGNORS, Member, Subscription, decode_assignment, decode_subscription, encode_assignment, \
     encode_subscription, Assignment
 from .cluster import Cluster
@@ -53,9 +54,7 @@ __all__ = ["GroupMember"]
 
 log = logging.getLogger("logbroker.client.group")
 
-_COORDINATOR_CODES = frozenset(
-    {ErrorCode.coordinator_not_available, ErrorCode.not_coordinator, ErrorCode.coordinator_load_in_progress}
-)
+_COORDINATOR_CODES = COORDINATOR_CODES
 _REJOIN_CODES = frozenset(
     {ErrorCode.rebalance_in_progress, ErrorCode.illegal_generation, ErrorCode.unknown_member_id,
      ErrorCode.fenced_instance_id}
@@ -96,6 +95,10 @@ class GroupMember:
     @property
     def stable(self) -> bool:
         return self._stable.is_set()
+
+    @property
+    def subscribed(self) -> bool:
+        return bool(self.topics)
 
     async def wait_stable(self) -> None:
         """Return once this member has an assignment of the current generation."""
@@ -141,10 +144,8 @@ class GroupMember:
 
     async def _coordinator_request(self, api_key: ApiKey, make_body, *, extra_timeout_ms: int = 0,
                                    lane: str = "group") -> Any:
-        node = await self._cluster.coordinator(self.group_id)
-        conn = await self._cluster.connection(node, lane)
-        version = conn.version(api_key)
-        return await conn.request(api_key, version, make_body(version), extra_timeout_ms=extra_timeout_ms)
+        return await coordinator_request(self._cluster, self.group_id, api_key, make_body,
+                                         extra_timeout_ms=extra_timeout_ms, lane=lane)
 
     def _check(self, code: int, what: str, message: str | None = None) -> None:
         if code == ErrorCode.none:
@@ -355,36 +356,7 @@ class GroupMember:
 
         :raises KafkaError: a non-retriable error, or retriable ones past ``request_timeout_ms``.
         """
-        by_topic: dict[str, list[int]] = defaultdict(list)
-        for tp in partitions:
-            by_topic[tp.topic].append(tp.partition)
-        deadline = trio.current_time() + self._config.request_timeout_ms / 1000
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                answer = await self._coordinator_request(
-                    ApiKey.OFFSET_FETCH, lambda v: _wire.offset_fetch_request(v, self.group_id, by_topic)
-                )
-                top = getattr(answer, "error_code", ErrorCode.none)
-                if top in _COORDINATOR_CODES:
-                    self._cluster.forget_coordinator(self.group_id)
-                    raise kafka_error(top, context="OffsetFetch")
-                result = {}
-                for t in answer.topics:
-                    for p in t.partitions:
-                        if p.error_code in _COORDINATOR_CODES or p.error_code == ErrorCode.unstable_offset_commit:
-                            raise kafka_error(p.error_code, context="OffsetFetch")
-                        if p.error_code not in (ErrorCode.none, ErrorCode.unknown_topic_or_partition):
-                            raise kafka_error(p.error_code, context=f"OffsetFetch {t.name}[{p.partition_index}]")
-                        result[TopicPartition(t.name, p.partition_index)] = p.committed_offset
-                if top not in (ErrorCode.none,):
-                    raise kafka_error(top, context="OffsetFetch")
-                return {tp: result.get(tp, -1) for tp in partitions}
-            except (KafkaConnectionError, KafkaTimeoutError, KafkaError) as exc:
-                if not exc.retriable or trio.current_time() + self._config.backoff(attempt) > deadline:
-                    raise
-                await trio.sleep(self._config.backoff(attempt))
+        return await fetch_committed(self._cluster, self.group_id, partitions)
 
     async def leave(self) -> None:
         """Stop the loop and LeaveGroup (not for static members, whose session outlives a

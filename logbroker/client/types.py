@@ -14,6 +14,8 @@ from typing import NamedTuple
 __all__ = [
     "BrokerInfo",
     "ClusterMetadata",
+    "ConsumerGroupDescription",
+    "ConsumerGroupMemberDescription",
     "ConsumerGroupMetadata",
     "ConsumerRecord",
     "GroupDescription",
@@ -151,9 +153,13 @@ class TopicDescription:
 
 @dataclass(frozen=True, slots=True)
 class GroupListing:
+    """A listed group. ``group_type`` is "classic", "consumer" or "share" (ListGroups v5+;
+    "" from older brokers); ``protocol_type`` is the classic protocol type ("consumer"...)."""
+
     group_id: str
     protocol_type: str
     state: str = ""
+    group_type: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +205,40 @@ class GroupDescription:
     protocol_type: str
     protocol: str
     members: tuple[MemberDescription, ...] = ()
+    error_code: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupMemberDescription:
+    """A member of a consumer group under KIP-848 (ConsumerGroupDescribe): what it subscribes
+    to, the partitions it owns now (``assignment``) and those the group means it to own
+    (``target_assignment``; they differ while a rebalance moves partitions)."""
+
+    member_id: str
+    member_epoch: int
+    client_id: str
+    client_host: str
+    instance_id: str | None = None
+    rack_id: str | None = None
+    subscribed_topics: tuple[str, ...] = ()
+    subscribed_regex: str | None = None
+    assignment: tuple[TopicPartition, ...] = ()
+    target_assignment: tuple[TopicPartition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupDescription:
+    """A consumer group under KIP-848 (ConsumerGroupDescribe). ``group_epoch`` counts the
+    group's changes, ``assignment_epoch`` is the epoch of its target assignment (behind
+    ``group_epoch`` while the assignor has not caught up); ``assignor`` is the server-side
+    assignor it uses."""
+
+    group_id: str
+    state: str
+    group_epoch: int
+    assignment_epoch: int
+    assignor: str
+    members: tuple[ConsumerGroupMemberDescription, ...] = ()
     error_code: int = 0
 
 

@@ -66,9 +66,11 @@ def handle_create_topics(broker, request):
         name = topic.name
         configs = {c.name: c.value for c in topic.configs if c.value is not None}
         partitions = int(topic.num_partitions)
-        if partitions == -1:
+        if topic.assignments:
+            partitions = len(topic.assignments)  # checked below: explicit and -1/-1 as Kafka asks
+        elif partitions == -1:
             partitions = broker.config.num_partitions
-        rf = int(topic.replication_factor)
+        rf = -1 if topic.assignments else int(topic.replication_factor)
         code, message, info = ErrorCode.none, None, None
         if not (broker.allowed("create", "cluster", CLUSTER) or broker.allowed("create", "topic", name)):
             code, message = ErrorCode.topic_authorization_failed, f"not allowed to create {name!r}"
@@ -78,8 +80,8 @@ def handle_create_topics(broker, request):
             code, message = ErrorCode.invalid_request, f"creation of internal topic {name} is prohibited"
         elif name in broker.topics():
             code, message = ErrorCode.topic_already_exists, f"topic {name!r} already exists"
-        elif topic.assignments:
-            code, message = ErrorCode.invalid_request, "manual replica assignment is not supported"
+        elif topic.assignments and (problem := _assignment_problem(broker, topic)) is not None:
+            code, message = problem
         elif partitions <= 0:
             code, message = ErrorCode.invalid_partitions, "number of partitions must be larger than 0"
         elif rf not in (1, -1):
@@ -122,6 +124,53 @@ def handle_create_topics(broker, request):
             )
         )
     return build(request.response_class, topics=tuple(results))
+
+
+def _assignment_problem(broker, topic) -> tuple[ErrorCode, str] | None:
+    """Kafka's answer (ReplicationControlManager.createTopic) to an explicit
+    replica assignment, None when it names only this broker, once per partition
+    0..n-1. It stands for the partition count and replication factor, so both must be -1."""
+    if int(topic.replication_factor) != -1:
+        return ErrorCode.invalid_request, (
+            "A manual partition assignment was specified, but replication factor was not set to -1."
+        )
+    if int(topic.num_partitions) != -1:
+        return ErrorCode.invalid_request, (
+            "A manual partition assignment was specified, but numPartitions was not set to -1."
+        )
+    seen: set[int] = set()
+    for assignment in topic.assignments:
+        index = int(assignment.partition_index)
+        if index in seen:
+            return ErrorCode.invalid_replica_assignment, (
+                f"Found multiple manual partition assignments for partition {index}"
+            )
+        seen.add(index)
+    problem = _replicas_problem(broker, [a.broker_ids for a in topic.assignments])
+    if problem is None and seen != set(range(len(seen))):
+        problem = "partitions should be a consecutive 0-based integer sequence"
+    return None if problem is None else (ErrorCode.invalid_replica_assignment, problem)
+
+
+def _replicas_problem(broker, replica_lists, replication_factor: int | None = None) -> str | None:
+    """Kafka's message (validateManualPartitionAssignment) for the first replica list
+    that is empty, repeats a broker, names a broker other than this one or differs
+    in length from the others; None when all are fine."""
+    for replicas in replica_lists:
+        if not replicas:
+            return "The manual partition assignment includes an empty replica list."
+        seen: set[int] = set()
+        for node in replicas:
+            if node in seen:
+                return f"The manual partition assignment includes the broker {node} more than once."
+            seen.add(node)
+            if node != broker.config.node_id:
+                return f"The manual partition assignment includes broker {node}, but no such broker is registered."
+        if replication_factor is not None and len(replicas) != replication_factor:
+            return (f"The manual partition assignment includes a partition with {len(replicas)} replica(s), but "
+                    f"this is not consistent with previous partitions, which have {replication_factor} replica(s).")
+        replication_factor = len(replicas)
+    return None
 
 
 def handle_delete_topics(broker, request):
@@ -178,8 +227,12 @@ def handle_create_partitions(broker, request):
         elif count <= info.partitions:
             code = ErrorCode.invalid_partitions
             message = f"topic has {info.partitions} partitions; the new count {count} must be larger"
-        elif topic.assignments:
-            code, message = ErrorCode.invalid_replica_assignment, "manual replica assignment is not supported"
+        elif topic.assignments is not None and len(topic.assignments) != count - info.partitions:
+            code = ErrorCode.invalid_replica_assignment
+            message = (f"Attempted to add {count - info.partitions} additional partition(s), but only "
+                       f"{len(topic.assignments)} assignment(s) were specified.")
+        elif topic.assignments and (problem := _replicas_problem(broker, [a.broker_ids for a in topic.assignments], 1)):
+            code, message = ErrorCode.invalid_replica_assignment, problem
         elif not body.validate_only:
             try:
                 broker.add_partitions(topic.name, count)

@@ -33,6 +33,14 @@ NOTES = {
     ApiKey.OFFSET_FETCH: "require_stable (v7) answers UNSTABLE_OFFSET_COMMIT while a transaction holds the offset.",
     ApiKey.CREATE_TOPICS: "Replication factor 1 or -1; validate_only; topic configs.",
     ApiKey.DESCRIBE_CONFIGS: "Topic configs with source (topic override or default) and broker settings.",
+    ApiKey.DESCRIBE_ACLS: "The rules of acls.json (`logbroker acls`); LITERAL/PREFIXED/MATCH/ANY filters; "
+                          "SECURITY_DISABLED without authorizer.enable.",
+    ApiKey.CREATE_ACLS: "Saved to acls.json and in force for the next request; host must be *.",
+    ApiKey.DELETE_ACLS: "Every rule each filter matches, from acls.json.",
+    ApiKey.ELECT_LEADERS: "One node leads every partition: ELECTION_NOT_NEEDED.",
+    ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS: "The users of users.json (`logbroker users`).",
+    ApiKey.ALTER_USER_SCRAM_CREDENTIALS: "Saved to users.json; the next SASL login uses it; iterations 4096-16384.",
+    ApiKey.DESCRIBE_TOPIC_PARTITIONS: "Pages by cursor, at most 2000 partitions per answer.",
 }
 
 

@@ -52,6 +52,13 @@ EXPECTED = {
     "DESCRIBE_GROUPS": (0, 5),
     "DELETE_GROUPS": (0, 2),
     "OFFSET_DELETE": (0, 0),
+    "DESCRIBE_ACLS": (1, 3),  # kio 0.6.5 starts at v1 (Kafka 4 dropped v0)
+    "CREATE_ACLS": (1, 3),
+    "DELETE_ACLS": (1, 3),
+    "ELECT_LEADERS": (0, 2),
+    "DESCRIBE_USER_SCRAM_CREDENTIALS": (0, 0),
+    "ALTER_USER_SCRAM_CREDENTIALS": (0, 0),
+    "DESCRIBE_TOPIC_PARTITIONS": (0, 0),
     "SHARE_GROUP_HEARTBEAT": (1, 1),
     "SHARE_GROUP_DESCRIBE": (1, 1),
     "SHARE_FETCH": (1, 2),

@@ -8,6 +8,14 @@ A handler takes ``(broker, request)`` and returns a response body, a
 from __future__ import annotations
 
 from logbroker.broker.handlers._result import Reply as Reply
+from logbroker.broker.handlers.admin import handle_describe_topic_partitions, handle_elect_leaders
+from logbroker.broker.handlers.admin_security import (
+    handle_alter_user_scram_credentials,
+    handle_create_acls,
+    handle_delete_acls,
+    handle_describe_acls,
+    handle_describe_user_scram_credentials,
+)
 from logbroker.broker.handlers.errors import error_code_for as error_code_for
 from logbroker.broker.handlers.fetch import FetchOperation as FetchOperation, handle_fetch
 from logbroker.broker.handlers.groups import (
@@ -85,6 +93,13 @@ HANDLERS = {
     ApiKey.ALTER_CONFIGS: handle_alter_configs,
     ApiKey.INCREMENTAL_ALTER_CONFIGS: handle_incremental_alter_configs,
     ApiKey.DELETE_RECORDS: handle_delete_records,
+    ApiKey.CREATE_ACLS: handle_create_acls,
+    ApiKey.DESCRIBE_ACLS: handle_describe_acls,
+    ApiKey.DELETE_ACLS: handle_delete_acls,
+    ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS: handle_describe_user_scram_credentials,
+    ApiKey.ALTER_USER_SCRAM_CREDENTIALS: handle_alter_user_scram_credentials,
+    ApiKey.DESCRIBE_TOPIC_PARTITIONS: handle_describe_topic_partitions,
+    ApiKey.ELECT_LEADERS: handle_elect_leaders,
     ApiKey.INIT_PRODUCER_ID: handle_init_producer_id,
     ApiKey.ADD_PARTITIONS_TO_TXN: handle_add_partitions_to_txn,
     ApiKey.ADD_OFFSETS_TO_TXN: handle_add_offsets_to_txn,

@@ -1,7 +1,7 @@
 """Authentication (SASL PLAIN and SCRAM against stored salted credentials) and
 authorization (ACLs per principal and topic, group or cluster)."""
 
-from logbroker.broker.security.acls import Acl as Acl, Authorizer as Authorizer
+from logbroker.broker.security.acls import Acl as Acl, AclFilter as AclFilter, Authorizer as Authorizer
 from logbroker.broker.security.scram import (
     SCRAM_MECHANISMS as SCRAM_MECHANISMS,
     AuthenticationError as AuthenticationError,

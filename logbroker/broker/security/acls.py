@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
@@ -115,6 +116,46 @@ class Acl:
                 f"{self.resource_type}:{self.name}{'*' if self.pattern == 'prefixed' else ''}")
 
 
+@dataclass(frozen=True, slots=True)
+class AclFilter:
+    """Which rules a DescribeAcls or DeleteAcls filter selects (Kafka's
+    ``AclBindingFilter``). None is "any" for every field. ``pattern`` is
+    ``literal`` or ``prefixed`` (rules of that type named exactly ``name``),
+    ``any`` (rules of either type named exactly ``name``) or ``match`` (rules
+    that would apply to resource ``name``: itself, ``*`` or a prefix of it).
+    Rules have no host: they apply to every host (``*``), so a filter for
+    another host selects nothing."""
+
+    resource_type: str | None = None
+    name: str | None = None
+    pattern: str = "any"
+    principal: str | None = None
+    host: str | None = None
+    operation: str | None = None
+    permission: str | None = None
+
+    def matches(self, acl: Acl) -> bool:
+        if self.resource_type is not None and acl.resource_type != self.resource_type:
+            return False
+        if self.pattern not in ("any", "match") and acl.pattern != self.pattern:
+            return False
+        if self.name is not None:
+            if self.pattern != "match":
+                if acl.name != self.name:
+                    return False
+            elif acl.pattern == "prefixed":
+                if not self.name.startswith(acl.name):
+                    return False
+            elif acl.name not in (self.name, "*"):
+                return False
+        return (
+            (self.principal is None or acl.principal == self.principal)
+            and (self.host is None or self.host == "*")
+            and (self.operation is None or acl.operation == self.operation)
+            and (self.permission is None or acl.permission == self.permission)
+        )
+
+
 def parse_acls(text: str) -> list[Acl]:
     """The rules of an ``acls.json`` text.
 
@@ -211,6 +252,19 @@ class Authorizer:
         acls.remove(acl)
         self._save(acls)
         return True
+
+    def update(self, added: Iterable[Acl] = (), removed: Iterable[Acl] = ()) -> None:
+        """Add the rules of ``added`` that are absent and drop those of
+        ``removed``, in one write of acls.json; in force for the next check.
+
+        :raises InvalidConfigError: acls.json is broken.
+        """
+        gone = set(removed)
+        acls = [a for a in self.acls() if a not in gone]
+        for acl in added:
+            if acl not in acls:
+                acls.append(acl)
+        self._save(acls)
 
     def _save(self, acls: list[Acl]) -> None:
         self.path.parent.mkdir(mode=DEFAULT_DIR_MODE, parents=True, exist_ok=True)

@@ -40,12 +40,20 @@ class ScramCredential:
         digest = SCRAM_MECHANISMS[mechanism]
         salt = salt if salt is not None else os.urandom(16)
         salted = hashlib.pbkdf2_hmac(digest, _saslprep(password), salt, iterations)
-        client_key = hmac.digest(salted, b"Client Key", digest)
+        return cls.from_salted_password(salted, mechanism, salt=salt, iterations=iterations)
+
+    @classmethod
+    def from_salted_password(cls, salted_password: bytes, mechanism: str, *, salt: bytes,
+                             iterations: int) -> ScramCredential:
+        """The credential of a password the client already salted (what
+        AlterUserScramCredentials sends: Hi(password, salt, iterations))."""
+        digest = SCRAM_MECHANISMS[mechanism]
+        client_key = hmac.digest(salted_password, b"Client Key", digest)
         return cls(
             salt=salt,
             iterations=iterations,
             stored_key=hashlib.new(digest, client_key).digest(),
-            server_key=hmac.digest(salted, b"Server Key", digest),
+            server_key=hmac.digest(salted_password, b"Server Key", digest),
         )
 
     def verify_password(self, password: str, mechanism: str) -> bool:

@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from logbroker.broker.security.scram import SCRAM_MECHANISMS, ScramCredential
@@ -110,6 +111,28 @@ class UserStore:
             mech: ScramCredential.create(password, mech, iterations=iterations) for mech in SCRAM_MECHANISMS
         }
         self._save(users)
+
+    def iterations(self) -> dict[str, dict[str, int]]:
+        """user -> mechanism -> iterations of its credential (what
+        DescribeUserScramCredentials reports). :raises InvalidConfigError: users.json is broken."""
+        return {u: {m: c.iterations for m, c in sorted(mechs.items())}
+                for u, mechs in sorted(self._file.checked().items())}
+
+    def alter(self, upserts: Mapping[tuple[str, str], ScramCredential],
+              deletions: Iterable[tuple[str, str]] = ()) -> None:
+        """Set the (user, mechanism) credentials of ``upserts`` and remove those of
+        ``deletions`` (absent ones are ignored), in one write; a user left without
+        a credential is removed. Names are not checked here (the admin API
+        accepts any non-empty name, as Kafka does).
+
+        :raises InvalidConfigError: users.json is broken.
+        """
+        users = {u: dict(m) for u, m in self._file.checked().items()}
+        for user, mechanism in deletions:
+            users.get(user, {}).pop(mechanism, None)
+        for (user, mechanism), credential in upserts.items():
+            users.setdefault(user, {})[mechanism] = credential
+        self._save({u: m for u, m in users.items() if m})
 
     def delete(self, user: str) -> bool:
         """Remove ``user``; False if absent. :raises InvalidConfigError: users.json is broken."""

@@ -2,7 +2,8 @@
 
 Without ``--group`` it reads new records (or from ``--from-beginning``,
 ``--offset``, ``--from-time``) of every partition, or of ``--partition``.
-With ``--group`` it joins the group and starts from the committed offsets;
+With ``--group`` it joins the group (``--group-protocol consumer``: with
+Kafka 4's consumer group protocol) and starts from the committed offsets;
 the start options then apply to each partition as it is assigned. It stops
 after ``--max-records``, at the end with ``--exit-at-end``, or on Ctrl-C /
 SIGTERM; with a group it then commits the position after the last record it
@@ -74,6 +75,9 @@ def _parse_time(text: str) -> datetime.datetime:
 @click.command()
 @click.argument("topic")
 @click.option("--group", "-g", default=None, help="Consume as a member of this group, committing offsets.")
+@click.option("--group-protocol", type=click.Choice(["classic", "consumer"]), default="classic", show_default=True,
+              help="With --group: the classic group protocol, or Kafka 4's consumer protocol (KIP-848), where "
+              "the broker assigns the partitions.")
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest record (with a group: where none is committed).")
 @click.option("--offset", "-o", type=int, default=None, help="Start at this offset in each partition.")
 @click.option("--from-time", default=None, metavar="ISO", help="Start at the first record at or after this time.")
@@ -87,12 +91,14 @@ def _parse_time(text: str) -> datetime.datetime:
               show_default=True, help="read_committed: only records of committed transactions, and stop at "
               "the last stable offset (the end for --exit-at-end).")
 @bootstrap_option
-def consume(topic, group, from_beginning, offset, from_time, partitions, max_records, exit_at_end, fmt,
-            print_offsets, key_separator, isolation, bootstrap) -> None:
+def consume(topic, group, group_protocol, from_beginning, offset, from_time, partitions, max_records, exit_at_end,
+            fmt, print_offsets, key_separator, isolation, bootstrap) -> None:
     """Print the records of TOPIC."""
     starts = [bool(from_beginning), offset is not None, from_time is not None]
     if sum(starts) > 1:
         raise click.UsageError("give at most one of --from-beginning, --offset and --from-time")
+    if group_protocol != "classic" and group is None:
+        raise click.UsageError("--group-protocol needs --group")
     when = _parse_time(from_time) if from_time else None
     explicit_start = offset is not None or when is not None or (from_beginning and group is None)
     options = {
@@ -101,6 +107,7 @@ def consume(topic, group, from_beginning, offset, from_time, partitions, max_rec
         "enable_auto_commit": group is not None,
         "client_id": "logbroker-consume",
         "isolation_level": isolation,
+        "group_protocol": group_protocol,
     }
     echo = click.echo
     stats = {"printed": 0}

@@ -1,7 +1,11 @@
 """``logbroker groups list|describe|delete|reset-offsets``: consumer groups and their lag.
 
-``describe`` shows what people look for first: per partition the committed
-offset, the log end and the lag, and which member owns it.
+``list`` shows each group's type (classic, consumer, share) and can filter by
+it. ``describe`` shows what people look for first: per partition the
+committed offset, the log end and the lag, and which member owns it; for a
+group of Kafka 4's consumer protocol (KIP-848) also the group and assignment
+epochs, the assignor and, per member, its epoch, subscription and current
+against target assignment.
 """
 
 from __future__ import annotations
@@ -12,7 +16,15 @@ import sys
 import click
 
 from logbroker.cli.topics import bootstrap_option, emit_json, format_option, print_table, run_client
-from logbroker.client import Admin, TopicPartition
+from logbroker.client import (
+    Admin,
+    ConsumerGroupDescription,
+    GroupDescription,
+    GroupListing,
+    TopicPartition,
+)
+from logbroker.errors import KafkaError
+from logbroker.protocol import ErrorCode
 
 
 @click.group()
@@ -20,29 +32,55 @@ def groups() -> None:
     """List, describe, delete consumer groups and reset their offsets."""
 
 
+def _group_type(listing: GroupListing) -> str:
+    """classic, consumer or share; brokers before ListGroups v5 do not say, and
+    then only share groups are told apart (by their protocol type)."""
+    if listing.group_type:
+        return listing.group_type
+    return "share" if listing.protocol_type == "share" else "classic"
+
+
 @groups.command("list")
 @click.option("--state", default=None, help="Only groups in this state (Stable, Empty...).")
+@click.option("--type", "types", type=click.Choice(["classic", "consumer", "share"], case_sensitive=False),
+              multiple=True, help="Only groups of this type (repeatable).")
 @bootstrap_option
 @format_option
-def list_(state, bootstrap, fmt) -> None:
-    """List groups with their type and state."""
+def list_(state, types, bootstrap, fmt) -> None:
+    """List groups with their type (classic, consumer, share), protocol type and state."""
 
     async def main():
         async with Admin(bootstrap) as admin:
-            return await admin.list_groups()
+            return await admin.list_groups(types=types)
 
     listed = [g for g in run_client(main) if state is None or g.state.lower() == state.lower()]
     if fmt == "json":
-        emit_json([{"group": g.group_id, "type": g.protocol_type, "state": g.state} for g in listed])
+        emit_json([{"group": g.group_id, "type": _group_type(g), "protocol_type": g.protocol_type,
+                    "state": g.state} for g in listed])
         return
     if not listed:
         click.echo("no groups")
         return
-    print_table(["GROUP", "TYPE", "STATE"], [[g.group_id, g.protocol_type or "-", g.state or "-"] for g in listed])
+    print_table(["GROUP", "TYPE", "PROTOCOL-TYPE", "STATE"],
+                [[g.group_id, _group_type(g), g.protocol_type or "-", g.state or "-"] for g in listed])
+
+
+async def _consumer_group(admin: Admin, group_id: str) -> ConsumerGroupDescription | None:
+    """The group if it is one of Kafka 4's consumer protocol, else None (a classic or
+    share group answers GROUP_ID_NOT_FOUND; an older broker lacks ConsumerGroupDescribe)."""
+    try:
+        [description] = await admin.describe_consumer_groups([group_id])
+    except KafkaError as exc:
+        if exc.code in (ErrorCode.group_id_not_found, ErrorCode.unsupported_version):
+            return None
+        raise
+    return description
 
 
 async def _describe(admin: Admin, group_id: str):
-    [description] = await admin.describe_groups([group_id])
+    description: GroupDescription | ConsumerGroupDescription | None = await _consumer_group(admin, group_id)
+    if description is None:
+        description = (await admin.describe_groups([group_id]))[0]
     committed = await admin.list_group_offsets(group_id)
     owners = {tp: m for m in description.members for tp in m.assignment}
     partitions = sorted(set(committed) | set(owners))
@@ -63,7 +101,7 @@ def describe(group_id, bootstrap, fmt) -> None:
         async with Admin(bootstrap) as admin:
             described = await _describe(admin, group_id)
             share = None
-            if described[0].protocol_type == "share":
+            if isinstance(described[0], GroupDescription) and described[0].protocol_type == "share":
                 share = await admin.share_group_progress(group_id)
             return described, share
 
@@ -78,6 +116,9 @@ def describe(group_id, bootstrap, fmt) -> None:
         lag = end - offset if offset is not None and end >= 0 else None
         member = owners.get(tp)
         rows.append((tp, offset, end, lag, member))
+    if isinstance(description, ConsumerGroupDescription):
+        _describe_consumer(group_id, description, rows, fmt)
+        return
     if fmt == "json":
         emit_json({
             "group": group_id,
@@ -113,6 +154,59 @@ def describe(group_id, bootstrap, fmt) -> None:
         print_table(["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "MEMBER"], [
             [tp.topic, tp.partition, "-" if offset is None else offset, end,
              "-" if lag is None else lag, member.client_id if member else "-"]
+            for tp, offset, end, lag, member in rows
+        ])
+
+
+def _partition_list(tps) -> str:
+    return ", ".join(f"{tp.topic}-{tp.partition}" for tp in tps) or "-"
+
+
+def _describe_consumer(group_id: str, description: ConsumerGroupDescription, rows, fmt: str) -> None:
+    """A group of the consumer protocol: epochs, assignor, each member's subscription and
+    current against target assignment, then the partitions' lag."""
+    total = sum(lag for *_, lag, _ in rows if lag is not None)
+    if fmt == "json":
+        emit_json({
+            "group": group_id,
+            "state": description.state,
+            "type": "consumer",
+            "protocol": "consumer",
+            "group_epoch": description.group_epoch,
+            "assignment_epoch": description.assignment_epoch,
+            "assignor": description.assignor,
+            "members": [
+                {"member_id": m.member_id, "instance_id": m.instance_id, "client_id": m.client_id,
+                 "host": m.client_host, "member_epoch": m.member_epoch,
+                 "subscribed_topics": list(m.subscribed_topics), "subscribed_regex": m.subscribed_regex,
+                 "assignment": [[tp.topic, tp.partition] for tp in m.assignment],
+                 "target_assignment": [[tp.topic, tp.partition] for tp in m.target_assignment]}
+                for m in description.members
+            ],
+            "partitions": [
+                {"topic": tp.topic, "partition": tp.partition, "committed": offset, "log_end": end,
+                 "lag": lag, "member_id": member.member_id if member else None}
+                for tp, offset, end, lag, member in rows
+            ],
+            "total_lag": total,
+        })
+        return
+    click.echo(f"Group {group_id}: {description.state}, {len(description.members)} members, protocol consumer, "
+               f"group epoch {description.group_epoch}, assignment epoch {description.assignment_epoch}, "
+               f"assignor {description.assignor or '-'}, total lag {total}")
+    if description.members:
+        click.echo("")
+        print_table(["MEMBER", "INSTANCE", "CLIENT", "HOST", "EPOCH", "SUBSCRIPTION", "ASSIGNED", "TARGET"], [
+            [m.member_id, m.instance_id or "-", m.client_id, m.client_host or "-", m.member_epoch,
+             m.subscribed_regex or ", ".join(m.subscribed_topics) or "-", _partition_list(m.assignment),
+             "(same)" if m.target_assignment == m.assignment else _partition_list(m.target_assignment)]
+            for m in description.members
+        ])
+    if rows:
+        click.echo("")
+        print_table(["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "MEMBER"], [
+            [tp.topic, tp.partition, "-" if offset is None else offset, end,
+             "-" if lag is None else lag, member.member_id if member else "-"]
             for tp, offset, end, lag, member in rows
         ])
 

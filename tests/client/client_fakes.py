@@ -13,6 +13,7 @@ NOT_LEADER_OR_FOLLOWER, a dropped connection) before the broker sees them.
 from __future__ import annotations
 
 import struct
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -126,10 +127,13 @@ def produce_error(code):
     return answer
 
 
-def metadata_answer(request, topics: dict[str, int], *, leader: int = 0, port: int = 9092, errors=None):
-    """A Metadata answer of one broker (node ``leader``) leading every partition."""
+def metadata_answer(request, topics: dict[str, int], *, leader: int = 0, port: int = 9092, errors=None,
+                    topic_ids: dict[str, str] | None = None):
+    """A Metadata answer of one broker (node ``leader``) leading every partition
+    (``topic_ids``: name -> UUID string, else no ids)."""
     m = request.response_module
     errors = errors or {}
+    topic_ids = topic_ids or {}
     return build(
         m.MetadataResponse,
         throttle_time=0,
@@ -141,7 +145,7 @@ def metadata_answer(request, topics: dict[str, int], *, leader: int = 0, port: i
                 m.MetadataResponseTopic,
                 error_code=errors.get(name, ErrorCode.none),
                 name=name,
-                topic_id=None,
+                topic_id=uuid.UUID(topic_ids[name]) if name in topic_ids else None,
                 is_internal=False,
                 partitions=[
                     build(m.MetadataResponsePartition, error_code=ErrorCode.none, partition_index=p, leader_id=leader,

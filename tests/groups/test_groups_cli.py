@@ -39,7 +39,7 @@ def test_describe_shows_lag_and_members_then_reset_and_delete(broker):
     admin, consumer = _setup(b)
     try:
         listed = json.loads(_run("groups", "list", "-b", b, "--format", "json").output)
-        assert {"group": "billing", "type": "consumer", "state": "Stable"} in listed
+        assert {"group": "billing", "type": "classic", "protocol_type": "consumer", "state": "Stable"} in listed
         described = json.loads(_run("groups", "describe", "billing", "-b", b, "--format", "json").output)
         assert described["state"] == "Stable" and len(described["members"]) == 1
         assert described["total_lag"] == 90 - sum(p["committed"] for p in described["partitions"])

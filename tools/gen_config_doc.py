@@ -10,7 +10,7 @@ import pathlib
 import sys
 
 from logbroker.broker import BrokerConfig
-from logbroker.broker.config import FLUSH_MODES, RANGES, SECURITY_PROTOCOLS, SPECIAL
+from logbroker.broker.config import DYNAMIC, FLUSH_MODES, RANGES, SECURITY_PROTOCOLS, SPECIAL
 from logbroker.storage import TOPIC_CONFIG_DEFAULTS, LogConfig
 
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
@@ -68,6 +68,17 @@ def render() -> str:
         env = "LOGBROKER_" + f.name.upper()
         help_text = f.metadata.get("help", "")
         lines.append(f"| `{kafka}` | `{env}` | `{_value(f.default)}` | {_valid(f.name)} | {help_text} |")
+    dynamic = ", ".join(f"`{name.replace('_', '.')}`" for name in sorted(DYNAMIC))
+    lines += [
+        "",
+        "### Dynamic settings",
+        "",
+        f"A running broker also takes {dynamic} from AlterConfigs / IncrementalAlterConfigs on its",
+        "BROKER config resource (name = `node.id`, or empty for the cluster-wide default), applies",
+        "them at once and keeps them in `dynamic-broker-configs.json` in the data directory, over",
+        "the values above (docs/operations.md, \"Dynamic broker configs\"). The other settings are",
+        "read-only there.",
+    ]
     lines += [
         "",
         "## Topic configs",

@@ -87,6 +87,14 @@ SPECIAL: dict[str, dict[int, str]] = {
     "log_retention_bytes": {-1: "no size limit"},
 }
 
+#: Settings a running broker takes from AlterConfigs on its BROKER resource and
+#: keeps in the data dir: the topic-config defaults of Kafka's DynamicLogConfig.
+#: Every other setting is read-only (see docs/configuration.md).
+DYNAMIC: frozenset[str] = frozenset({
+    "log_segment_bytes", "log_roll_ms", "log_retention_ms", "log_retention_bytes", "message_max_bytes",
+    "log_index_interval_bytes",
+})
+
 
 @dataclass(frozen=True, slots=True)
 class BrokerConfig:
@@ -365,6 +373,14 @@ class BrokerConfig:
         defaults = cls()
         _check(lambda name: coerced[name] if name in coerced else getattr(defaults, name), label)
         return cls(**coerced)
+
+
+def with_settings(config: BrokerConfig, values: Mapping[str, Any], *, source: str) -> BrokerConfig:
+    """``config`` with ``values`` (Kafka or Python names, strings coerced as in a
+    file) laid over it. Raises InvalidConfigError naming the bad setting and
+    ``source``, for an unknown name, a wrong kind or a value out of range."""
+    coerced = {name: _coerce(name, value, key) for name, (key, value) in _normalize(values, source=source).items()}
+    return dataclasses.replace(config, **coerced)
 
 
 def kafka_name(name: str) -> str:

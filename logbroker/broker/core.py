@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from logbroker.broker.config import BrokerConfig
+from logbroker.broker.dynamic_config import ConfigEntry, DynamicBrokerConfigs
 from logbroker.broker.groups import OFFSETS_TOPIC, GroupConfig, GroupCoordinator, OffsetsTopic
 from logbroker.broker.internal_topic import internal_config_problem, is_internal_topic
 from logbroker.broker.limits import AutoCreateLimiter
@@ -53,17 +54,6 @@ def now_ms() -> int:
 
 _SOURCE_TOPIC, _SOURCE_STATIC_BROKER, _SOURCE_DEFAULT = 1, 4, 5
 _TYPE_BOOLEAN, _TYPE_STRING, _TYPE_LONG, _TYPE_DOUBLE, _TYPE_LIST = 1, 2, 5, 6, 7
-
-
-@dataclass(frozen=True, slots=True)
-class ConfigEntry:
-    """One config as DescribeConfigs reports it (Kafka's source and type codes)."""
-
-    name: str
-    value: str | None
-    source: int
-    config_type: int
-    read_only: bool = False
 
 
 def _config_type(name: str, value: str) -> int:
@@ -126,6 +116,10 @@ class Broker:
         os.makedirs(config.data_dir, mode=config.dir_mode, exist_ok=True)
         # Whose data this is, checked before the log is opened (Kafka refuses the same way).
         meta = check_meta(config.data_dir, node_id=config.node_id, cluster_id=config.cluster_id)
+        # AlterConfigs on the BROKER resource: kept in the data dir, laid over the static settings.
+        self.static_config = config
+        self.dynamic_configs = DynamicBrokerConfigs(config.data_dir, config.file_mode)
+        self.config = config = self.dynamic_configs.effective(config)
         self.log_manager = LogManager(config.data_dir, _log_manager_config(config), now_ms=clock())
         if meta is None:
             meta = MetaProperties(config.cluster_id or new_cluster_id(), config.node_id)
@@ -275,17 +269,24 @@ class Broker:
             entries.append(ConfigEntry(key, value, source, _config_type(key, value)))
         return entries
 
-    def describe_broker_configs(self) -> list[ConfigEntry]:
-        """The broker settings, under their Kafka names, all read-only."""
-        defaults = BrokerConfig()
-        entries = []
-        for field_name in BrokerConfig.field_names():
-            value = getattr(self.config, field_name)
-            source = _SOURCE_DEFAULT if value == getattr(defaults, field_name) else _SOURCE_STATIC_BROKER
-            text = None if value is None else (str(value).lower() if isinstance(value, bool) else str(value))
-            kafka_name = field_name.replace("_", ".")
-            entries.append(ConfigEntry(kafka_name, text, source, _TYPE_STRING, read_only=True))
-        return entries
+    def describe_broker_configs(self, per_broker: bool = True, include_synonyms: bool = False) -> list[ConfigEntry]:
+        """The broker settings under their Kafka names (DescribeConfigs of this node,
+        or of the cluster default when not ``per_broker``); see DynamicBrokerConfigs."""
+        return self.dynamic_configs.describe(self.static_config, per_broker, include_synonyms)
+
+    def alter_broker_configs(self, layer: dict[str, str], per_broker: bool, validate_only: bool) -> None:
+        """Replace this node's (``per_broker``) or the cluster-default dynamic configs
+        with ``layer`` and apply the result at once: topics without their own value
+        take the new defaults. Raises InvalidRequestError (read-only setting, bad
+        value) or StorageError, with nothing changed."""
+        effective = self.dynamic_configs.check(self.static_config, layer, per_broker)
+        if validate_only:
+            return
+        self.dynamic_configs.replace(layer, per_broker)
+        self.config = effective
+        self.log_manager.set_log_defaults(_log_manager_config(effective).log)
+        log.info("dynamic broker configs of %s now %s", "this broker" if per_broker else "the cluster default",
+                 layer)
 
     @staticmethod
     def is_internal_topic(name: str) -> bool:

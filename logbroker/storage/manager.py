@@ -36,6 +36,7 @@ Thread-safety: meant for one thread, except :meth:`flush_dirty` and
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
@@ -635,6 +636,19 @@ class LogManager:
             for n in range(info.partitions):
                 self._logs[(name, n)].update_config(log_config)
         return altered
+
+    def set_log_defaults(self, log: LogConfig) -> None:
+        """Lay every topic's overrides over new defaults (dynamic broker configs),
+        effective at once for each partition; the directory and file modes stay."""
+        self._check_open()
+        log = dataclasses.replace(log, dir_mode=self._dir_mode, file_mode=self._file_mode)
+        with self._lock:
+            self.config = dataclasses.replace(self.config, log=log)
+            for name, info in self._topics.items():
+                log_config = LogConfig.from_topic_configs(dict(info.configs), log)
+                self._log_configs[name] = log_config
+                for n in range(info.partitions):
+                    self._logs[(name, n)].update_config(log_config)
 
     # -- partitions ----------------------------------------------------------------------------
     def get_partition(self, topic: str, partition: int) -> PartitionLog:

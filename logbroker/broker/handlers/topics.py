@@ -8,6 +8,10 @@ DescribeConfigs DESCRIBE_CONFIGS and (Incremental)AlterConfigs ALTER_CONFIGS,
 on the topic (TOPIC_AUTHORIZATION_FAILED) or, for broker configs, on the
 cluster (CLUSTER_AUTHORIZATION_FAILED).
 
+BROKER config resources (this node's id, or "" for the cluster default) are
+the dynamic broker configs of ``broker.dynamic_config``; BROKER_LOGGER ones are
+refused with INVALID_REQUEST.
+
 A topic with batches that reads found damaged also reports the read-only
 config ``logbroker.damaged.batches`` (not a Kafka config; absent otherwise):
 ``partition:first-last`` offsets of each damaged batch, comma-separated
@@ -22,14 +26,17 @@ import re
 from logbroker.protocol import ErrorCode
 
 from logbroker.broker.core import ConfigEntry
+from logbroker.broker.dynamic_config import broker_resource, incremental_layer
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.handlers.errors import error_code_for
 from logbroker.broker.security.acls import CLUSTER
-from logbroker.errors import InvalidConfigError, LogbrokerError
+from logbroker.errors import InvalidConfigError, InvalidRequestError, LogbrokerError
 from logbroker.storage import TOPIC_CONFIG_DEFAULTS
 
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
+RESOURCE_BROKER_LOGGER = 8
+_NO_BROKER_LOGGER = "BROKER_LOGGER resources are not served: logbroker's log levels are not changed at run time"
 SOURCE_TOPIC = 1
 SOURCE_STATIC_BROKER = 4
 SOURCE_DEFAULT = 5
@@ -273,7 +280,13 @@ def handle_describe_configs(broker, request):
                 if damaged is not None:
                     entries.append(damaged)
         elif rtype == RESOURCE_BROKER:
-            entries = broker.describe_broker_configs()
+            try:
+                per_broker = broker_resource(resource.resource_name, broker.config.node_id)
+                entries = broker.describe_broker_configs(per_broker, bool(getattr(body, "include_synonyms", False)))
+            except InvalidRequestError as exc:
+                code, message = ErrorCode.invalid_request, str(exc)
+        elif rtype == RESOURCE_BROKER_LOGGER:
+            code, message = ErrorCode.invalid_request, _NO_BROKER_LOGGER
         else:
             code, message = ErrorCode.invalid_request, f"resource type {rtype} is not supported"
         keys = resource.configuration_keys
@@ -287,10 +300,10 @@ def handle_describe_configs(broker, request):
                 read_only=entry.read_only,
                 is_default=entry.source == SOURCE_DEFAULT,
                 config_source=entry.source,
-                is_sensitive=False,
+                is_sensitive=entry.is_sensitive,
                 synonyms=(
-                    tuple(build(mod.DescribeConfigsSynonym, name=entry.name, value=entry.value, source=entry.source)
-                          for _ in range(1))
+                    tuple(build(mod.DescribeConfigsSynonym, name=n, value=v, source=source)
+                          for n, v, source in (entry.synonyms or ((entry.name, entry.value, entry.source),)))
                     if getattr(body, "include_synonyms", False) and hasattr(mod, "DescribeConfigsSynonym")
                     else ()
                 ),
@@ -323,8 +336,23 @@ def _alter(broker, request, *, incremental: bool):
         try:
             if (denial := config_denial(broker, "alter_configs", rtype, name)) is not None:
                 code, message = denial
+            elif rtype == RESOURCE_BROKER:
+                per_broker = broker_resource(name, broker.config.node_id)
+                if incremental:
+                    operations = [(c.name, int(c.config_operation), c.value) for c in resource.configs]
+                    layer = incremental_layer(broker.dynamic_configs.layer(per_broker), operations)
+                else:  # the legacy request replaces every dynamic config of the resource
+                    layer = {c.name: c.value for c in resource.configs}
+                if any(value is None for value in layer.values()):
+                    nulls = ", ".join(k for k, v in layer.items() if v is None)
+                    raise InvalidRequestError(f"Null value not supported for : {nulls}")
+                broker.alter_broker_configs(layer, per_broker, bool(body.validate_only))
+            elif rtype == RESOURCE_BROKER_LOGGER:
+                code, message = ErrorCode.invalid_request, (
+                    _NO_BROKER_LOGGER if incremental else f"Unknown resource type {rtype}"
+                )
             elif rtype != RESOURCE_TOPIC:
-                code, message = ErrorCode.invalid_request, "only topic configs can be altered"
+                code, message = ErrorCode.invalid_request, f"Unknown resource type {rtype}"
             elif name not in broker.topics():
                 code = ErrorCode.unknown_topic_or_partition
             else:

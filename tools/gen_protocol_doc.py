@@ -41,6 +41,9 @@ NOTES = {
     ApiKey.DESCRIBE_USER_SCRAM_CREDENTIALS: "The users of users.json (`logbroker users`).",
     ApiKey.ALTER_USER_SCRAM_CREDENTIALS: "Saved to users.json; the next SASL login uses it; iterations 4096-16384.",
     ApiKey.DESCRIBE_TOPIC_PARTITIONS: "Pages by cursor, at most 2000 partitions per answer.",
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: "KIP-848 consumer groups: server assignors uniform (default) and range, "
+                                     "regex subscriptions, static members; revoke before assign.",
+    ApiKey.CONSUMER_GROUP_DESCRIBE: "Member epochs, current and target assignments, the group's assignor.",
 }
 
 

@@ -66,6 +66,9 @@ RANGES: dict[str, tuple[int, int | None]] = {
     "group_min_session_timeout_ms": (1, _INT32_MAX),
     "group_max_session_timeout_ms": (1, _INT32_MAX),
     "group_initial_rebalance_delay_ms": (0, _INT32_MAX),
+    "group_consumer_session_timeout_ms": (1, _INT32_MAX),
+    "group_consumer_heartbeat_interval_ms": (1, _INT32_MAX),
+    "group_consumer_max_size": (1, _INT32_MAX),
     "offsets_retention_minutes": (1, _INT32_MAX),
     "offsets_retention_check_interval_ms": (1, _INT64_MAX),
     "group_share_record_lock_duration_ms": (1000, 3_600_000),
@@ -253,6 +256,16 @@ class BrokerConfig:
             "extended by the same delay while members keep arriving (Kafka's default is 3000)."
         },
     )
+    group_consumer_session_timeout_ms: int = field(
+        default=45_000,
+        metadata={"help": "A consumer-group member (KIP-848 protocol) that sends no heartbeat for this long is removed."},
+    )
+    group_consumer_heartbeat_interval_ms: int = field(
+        default=5000, metadata={"help": "Heartbeat interval the broker tells consumer-group members (KIP-848 protocol)."}
+    )
+    group_consumer_max_size: int = field(
+        default=_INT32_MAX, metadata={"help": "Most members one consumer group (KIP-848 protocol) may have."}
+    )
     offsets_retention_minutes: int = field(
         default=7 * 24 * 60, metadata={"help": "How long committed offsets of an empty group are kept."}
     )
@@ -408,6 +421,10 @@ def _check(get: Callable[[str], Any], label: Callable[[str], str]) -> None:
     if get("group_max_session_timeout_ms") < get("group_min_session_timeout_ms"):
         raise InvalidConfigError(
             f"{label('group_max_session_timeout_ms')} must not be below {label('group_min_session_timeout_ms')}"
+        )
+    if get("group_consumer_heartbeat_interval_ms") >= get("group_consumer_session_timeout_ms"):
+        raise InvalidConfigError(
+            f"{label('group_consumer_heartbeat_interval_ms')} must be below {label('group_consumer_session_timeout_ms')}"
         )
     if get("group_share_heartbeat_interval_ms") >= get("group_share_session_timeout_ms"):
         raise InvalidConfigError(

@@ -1,4 +1,5 @@
-"""Consumer groups: the classic group coordinator and the offsets it stores.
+"""Consumer groups: the group coordinator (classic groups and KIP-848
+consumer groups) and the offsets it stores.
 
 The coordinator is a state machine with time as a parameter
 (:class:`GroupCoordinator`); its state is persisted to, and replayed from,
@@ -11,10 +12,15 @@ from logbroker.broker.groups.coordinator import (
     NEW_MEMBER_JOIN_TIMEOUT_MS as NEW_MEMBER_JOIN_TIMEOUT_MS,
     GroupCoordinator as GroupCoordinator,
 )
+from logbroker.broker.groups.consumer_group import TopicMeta as TopicMeta
 from logbroker.broker.groups.records import OffsetValue as OffsetValue
 from logbroker.broker.groups.results import (
     CommitRequest as CommitRequest,
     CommitResult as CommitResult,
+    ConsumerGroupDescription as ConsumerGroupDescription,
+    ConsumerHeartbeat as ConsumerHeartbeat,
+    ConsumerHeartbeatResult as ConsumerHeartbeatResult,
+    ConsumerMemberDescription as ConsumerMemberDescription,
     CoordinatorStatistics as CoordinatorStatistics,
     FetchResult as FetchResult,
     GroupError as GroupError,
@@ -28,6 +34,7 @@ from logbroker.broker.groups.results import (
     OffsetDeleteResult as OffsetDeleteResult,
     SyncResult as SyncResult,
 )
+from logbroker.broker.groups.server_assignors import ASSIGNORS as ASSIGNORS
 from logbroker.broker.groups.state import GroupState as GroupState
 from logbroker.broker.groups.store import (
     OFFSETS_TOPIC as OFFSETS_TOPIC,

@@ -15,7 +15,8 @@ are dropped when they reach the top. The broker polls
 interface of :class:`~logbroker.broker.core.Broker`).
 
 Offsets, group listing and deletion live in :class:`OffsetCommands`
-(:mod:`.offsets`), which this class extends.
+(:mod:`.offsets`), KIP-848 consumer groups in :class:`ConsumerCommands`
+(:mod:`.consumer_commands`); this class extends both.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import uuid
 
 from logbroker.broker.deferred import Deferred
 from logbroker.broker.groups.config import GroupConfig
+from logbroker.broker.groups.consumer_commands import C_REVOKE, C_SESSION, ConsumerCommands
 from logbroker.broker.groups.offsets import OffsetCommands
 from logbroker.broker.groups.records import OffsetValue
 from logbroker.broker.groups.results import (
@@ -54,7 +56,7 @@ _DEAD = GroupState.DEAD
 E = GroupError
 
 
-class GroupCoordinator(OffsetCommands):
+class GroupCoordinator(ConsumerCommands, OffsetCommands):
     """Every group of this broker. Not thread-safe: one thread drives it.
 
     Create it, then call :meth:`load` to replay the internal topic; until
@@ -98,6 +100,8 @@ class GroupCoordinator(OffsetCommands):
         deadline, _, kind, group_id, member_id = entry
         if kind == _CHECK:
             return self._next_check == deadline
+        if kind in (C_SESSION, C_REVOKE):
+            return self._consumer_timer_live(kind, deadline, group_id, member_id)
         group = self._groups.get(group_id)
         if group is None:
             return False
@@ -129,6 +133,9 @@ class GroupCoordinator(OffsetCommands):
                 self._next_check = now_ms + self.config.retention_check_interval_ms
                 self._schedule(self._next_check, _CHECK)
                 self.expire_offsets(now_ms)
+                continue
+            if kind in (C_SESSION, C_REVOKE):
+                self._on_consumer_deadline(kind, group_id, member_id, now_ms)
                 continue
             group = self._groups[group_id]
             if kind == _SESSION:
@@ -197,6 +204,12 @@ class GroupCoordinator(OffsetCommands):
             return JoinResult(E.UNKNOWN_MEMBER_ID, member_id=req.member_id)
         if group is not None and group.is_(_DEAD):
             return JoinResult(E.COORDINATOR_NOT_AVAILABLE, member_id=req.member_id)
+        if group is not None and group.consumer is not None:
+            # Kafka 4 takes classic members into a consumer group (online
+            # migration); logbroker converts only an empty one back to classic.
+            if group.consumer.members or req.member_id:
+                return JoinResult(E.INCONSISTENT_GROUP_PROTOCOL, member_id=req.member_id)
+            self.convert_group(group, to_consumer=False, now_ms=now_ms)
         if not (group or Group(req.group_id)).supports(req.protocol_type, req.protocols):
             return JoinResult(E.INCONSISTENT_GROUP_PROTOCOL, member_id=req.member_id)
         if group is None:

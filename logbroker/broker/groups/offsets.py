@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import logging
 
+from logbroker.broker.groups.consumer_group import ConsumerGroup
 from logbroker.broker.groups.records import (
+    ConsumerGroupKey,
+    ConsumerGroupValue,
     GroupKey,
     GroupValue,
     OffsetKey,
@@ -97,8 +100,27 @@ class OffsetCommands:
         )
         self._maybe_compact(now_ms)
 
-    def _apply(self, key: OffsetKey | GroupKey, value: OffsetValue | GroupValue | None) -> None:
+    def _apply(self, key, value) -> None:
         group = self._groups.get(key.group_id)
+        if isinstance(key, ConsumerGroupKey):
+            if value is None:
+                if group is not None and group.consumer is not None:
+                    group.consumer = None
+                    group.protocol_type = None
+                    group.persisted = False
+                    if not group.offsets:
+                        del self._groups[key.group_id]
+                return
+            assert isinstance(value, ConsumerGroupValue)
+            if group is None:
+                group = self._groups[key.group_id] = Group(key.group_id)
+            # Members re-join after a restart; the epoch goes on from where it was.
+            group.consumer = ConsumerGroup(key.group_id, group_epoch=value.group_epoch,
+                                           assignment_epoch=value.group_epoch)
+            group.protocol_type = "consumer"
+            group.state_timestamp = value.state_timestamp
+            group.persisted = True
+            return
         if isinstance(key, OffsetKey):
             if value is None:
                 if group is not None:
@@ -111,10 +133,12 @@ class OffsetCommands:
             group.offsets[(key.topic, key.partition)] = value
             return
         if value is None:
-            self._groups.pop(key.group_id, None)
+            if group is not None and group.consumer is None:
+                self._groups.pop(key.group_id, None)
             return
         if group is None:
             group = self._groups[key.group_id] = Group(key.group_id)
+        group.consumer = None
         group.protocol_type = value.protocol_type
         group.generation = value.generation
         group.persisted = True
@@ -124,6 +148,8 @@ class OffsetCommands:
 
     def _persist_group(self, group: Group, now_ms: int) -> GroupError:
         """Record the group's generation and protocol; an error if the append failed."""
+        if group.consumer is not None:
+            return E.NONE  # a consumer group records its epoch itself
         value = GroupValue(
             group.protocol_type, group.generation, group.protocol_name, group.leader_id,
             group.state_timestamp, len(group.members),
@@ -140,7 +166,10 @@ class OffsetCommands:
     def _live_records(self) -> list[tuple[bytes, bytes | None]]:
         records = []
         for group in self._groups.values():
-            if group.persisted:
+            if group.persisted and group.consumer is not None:
+                cg_value = ConsumerGroupValue(group.consumer.group_epoch, group.state_timestamp)
+                records.append((encode_key(ConsumerGroupKey(group.group_id)), encode_value(cg_value)))
+            elif group.persisted:
                 value = GroupValue(
                     group.protocol_type, group.generation, group.protocol_name, group.leader_id,
                     group.state_timestamp, len(group.members),
@@ -225,7 +254,11 @@ class OffsetCommands:
         if self.loading:
             return CommitResult({tp: E.COORDINATOR_LOAD_IN_PROGRESS for tp in req.offsets})
         group = self._groups.get(req.group_id)
-        if group is not None:
+        if group is not None and group.consumer is not None:
+            error = _check_consumer_commit(group.consumer, req, transactional=True)
+            if error is not None:
+                return CommitResult({tp: error for tp in req.offsets})
+        elif group is not None:
             error = None
             if group.is_(_DEAD):
                 error = E.COORDINATOR_NOT_AVAILABLE
@@ -295,6 +328,8 @@ class OffsetCommands:
     @staticmethod
     def _check_commit(group: Group, req: CommitRequest) -> GroupError | None:
         """Kafka's checks of a commit to an existing group, in its order."""
+        if group.consumer is not None:
+            return _check_consumer_commit(group.consumer, req, transactional=False)
         if group.is_(_DEAD):
             return E.COORDINATOR_NOT_AVAILABLE
         if group.is_fenced(req.group_instance_id, req.member_id):
@@ -309,11 +344,22 @@ class OffsetCommands:
             return E.ILLEGAL_GENERATION
         return None
 
-    def fetch_offsets(self, group_id: str, partitions: list[tuple[str, int]] | None) -> FetchResult:
-        """OffsetFetch of ``partitions`` (None: every partition the group has offsets for)."""
+    def fetch_offsets(self, group_id: str, partitions: list[tuple[str, int]] | None, *,
+                      member_id: str | None = None, member_epoch: int = -1) -> FetchResult:
+        """OffsetFetch of ``partitions`` (None: every partition the group has offsets for).
+
+        ``member_id``/``member_epoch`` (OffsetFetch v9+): a member of a
+        consumer group must be known and current (UNKNOWN_MEMBER_ID,
+        STALE_MEMBER_EPOCH), as Kafka's validateOffsetFetch."""
         if self.loading:
             return FetchResult(E.COORDINATOR_LOAD_IN_PROGRESS)
         group = self._groups.get(group_id)
+        if group is not None and group.consumer is not None and not (member_id is None and member_epoch < 0):
+            member = group.consumer.members.get(member_id or "")
+            if member is None:
+                return FetchResult(E.UNKNOWN_MEMBER_ID)
+            if member.member_epoch != member_epoch:
+                return FetchResult(E.STALE_MEMBER_EPOCH)
         stored = group.offsets if group is not None and not group.is_(_DEAD) else {}
         if partitions is None:
             return FetchResult(E.NONE, dict(stored))
@@ -328,7 +374,7 @@ class OffsetCommands:
         group = self._groups.get(group_id)
         if group is None or group.is_(_DEAD):
             return OffsetDeleteResult(E.GROUP_ID_NOT_FOUND)
-        if group.protocol_type == "consumer":
+        if group.protocol_type == "consumer" or group.consumer is not None:
             subscribed = group.subscribed_topics() or set()
         elif group.is_(_EMPTY):
             subscribed = set()
@@ -353,9 +399,9 @@ class OffsetCommands:
             return E.COORDINATOR_LOAD_IN_PROGRESS, []
         wanted = {s.lower() for s in states} if states else None
         out = [
-            ListedGroup(g.group_id, g.protocol_type or "", g.state.value)
+            ListedGroup(g.group_id, g.protocol_type or "", g.state_name(), g.group_type)
             for g in self._groups.values()
-            if not g.is_(_DEAD) and (wanted is None or g.state.value.lower() in wanted)
+            if not g.is_(_DEAD) and (wanted is None or g.state_name().lower() in wanted)
         ]
         return E.NONE, out
 
@@ -366,7 +412,8 @@ class OffsetCommands:
             group = self._groups.get(group_id)
             if self.loading:
                 out.append(GroupSummary(group_id, E.COORDINATOR_LOAD_IN_PROGRESS, _DEAD.value))
-            elif group is None:
+            elif group is None or group.consumer is not None:
+                # Kafka (DescribeGroups below v6): a group of another type is described as Dead.
                 out.append(GroupSummary(group_id, E.NONE, _DEAD.value))
             else:
                 stable = group.is_(GroupState.STABLE)
@@ -395,7 +442,7 @@ class OffsetCommands:
                 results[group_id] = E.INVALID_GROUP_ID
             elif group is None or group.is_(_DEAD):
                 results[group_id] = E.GROUP_ID_NOT_FOUND
-            elif not group.is_(_EMPTY):
+            elif not group.is_(_EMPTY) or (group.consumer is not None and not group.is_empty()):
                 results[group_id] = E.NON_EMPTY_GROUP
             else:
                 written, error = self._append(_tombstones(group), now_ms)
@@ -425,7 +472,9 @@ class OffsetCommands:
         changes: list[tuple[Group, list[tuple[str, int]], bool]] = []
         for group in self._groups.values():
             skip: set[str] = set()
-            if group.is_(_EMPTY) and group.protocol_type is not None:
+            if group.consumer is not None and group.consumer.members:
+                base, skip = None, group.subscribed_topics() or set()
+            elif group.is_(_EMPTY) and group.protocol_type is not None:
                 base = group.state_timestamp
             elif group.is_(_EMPTY):
                 base = None  # each offset's commit time
@@ -440,12 +489,13 @@ class OffsetCommands:
                     else now_ms - (v.commit_timestamp if base is None else base) >= retention
                 )
             ]
-            drop_group = group.is_(_EMPTY) and len(expired) == len(group.offsets) and not group.pending_members
+            drop_group = group.is_empty() and len(expired) == len(group.offsets)
             if not expired and not drop_group:
                 continue
             records.extend((encode_key(OffsetKey(group.group_id, *tp)), None) for tp in expired)
             if drop_group and group.persisted:
-                records.append((encode_key(GroupKey(group.group_id)), None))
+                kind = GroupKey if group.consumer is None else ConsumerGroupKey
+                records.append((encode_key(kind(group.group_id)), None))
             changes.append((group, expired, drop_group))
         if not changes:
             return 0
@@ -480,7 +530,7 @@ class OffsetCommands:
     def statistics(self) -> CoordinatorStatistics:
         return CoordinatorStatistics(
             groups=len(self._groups),
-            members=sum(len(g.members) for g in self._groups.values()),
+            members=sum(g.member_count() for g in self._groups.values()),
             offsets=sum(len(g.offsets) for g in self._groups.values()),
             log_records=self._store.record_count,
         )
@@ -490,5 +540,22 @@ def _tombstones(group: Group) -> list[tuple[bytes, bytes | None]]:
     records: list[tuple[bytes, bytes | None]] = [
         (encode_key(OffsetKey(group.group_id, topic, partition)), None) for topic, partition in group.offsets
     ]
-    records.append((encode_key(GroupKey(group.group_id)), None))
+    kind = GroupKey if group.consumer is None else ConsumerGroupKey
+    records.append((encode_key(kind(group.group_id)), None))
     return records
+
+
+def _check_consumer_commit(group: ConsumerGroup, req: CommitRequest, *, transactional: bool) -> GroupError | None:
+    """Kafka's ConsumerGroup.validateOffsetCommit: an empty group takes commits
+    without a member (epoch < 0); a member must be known and commit with its
+    current epoch, through OffsetCommit v9+ unless transactional."""
+    if req.generation < 0 and not group.members:
+        return None
+    member = group.members.get(req.member_id)
+    if member is None:
+        return E.UNKNOWN_MEMBER_ID
+    if not transactional and req.api_version is not None and req.api_version < 9:
+        return E.UNSUPPORTED_VERSION
+    if req.generation != member.member_epoch:
+        return E.STALE_MEMBER_EPOCH
+    return None

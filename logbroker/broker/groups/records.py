@@ -9,6 +9,7 @@ Key (first field ``key_type`` int16)::
 
     1 OFFSET  key_type | group string | topic string | partition int32
     2 GROUP   key_type | group string
+    3 CONSUMER_GROUP  key_type | group string   (a KIP-848 consumer group)
 
 Value of an OFFSET key (``version`` int16 = 0)::
 
@@ -20,6 +21,14 @@ Value of a GROUP key (``version`` int16 = 0)::
     version | protocol_type string (nullable) | generation int32
     | protocol_name string (nullable) | leader string (nullable)
     | state_timestamp int64 | member_count int32
+
+Value of a CONSUMER_GROUP key (``version`` int16 = 0)::
+
+    version | group_epoch int32 | state_timestamp int64
+
+A group has a GROUP or a CONSUMER_GROUP record, never both: converting a
+group from one kind to the other writes the new record and a tombstone for
+the old one.
 
 Members are not persisted (``member_count`` is informational): after a
 restart every group is Empty. Unknown key types and value versions are
@@ -36,6 +45,7 @@ from logbroker.broker.internal_topic import RecordFormatError as RecordFormatErr
 
 KEY_OFFSET = 1
 KEY_GROUP = 2
+KEY_CONSUMER_GROUP = 3
 VALUE_VERSION = 0
 
 _I16 = struct.Struct(">h")
@@ -44,6 +54,7 @@ _OFFSET_HEAD = struct.Struct(">hqi")  # version, offset, leader_epoch
 _OFFSET_TAIL = struct.Struct(">qq")  # commit_timestamp, expire_timestamp
 _GROUP_MID = struct.Struct(">i")  # generation
 _GROUP_TAIL = struct.Struct(">qi")  # state_timestamp, member_count
+_CONSUMER_GROUP = struct.Struct(">hiq")  # version, group_epoch, state_timestamp
 
 
 
@@ -57,6 +68,19 @@ class OffsetKey:
 @dataclass(frozen=True, slots=True)
 class GroupKey:
     group_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupKey:
+    group_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupValue:
+    """What survives a restart of a KIP-848 consumer group: its epoch (members rejoin)."""
+
+    group_epoch: int
+    state_timestamp: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,16 +106,24 @@ class GroupValue:
     member_count: int
 
 
-def encode_key(key: OffsetKey | GroupKey) -> bytes:
+Key = OffsetKey | GroupKey | ConsumerGroupKey
+Value = OffsetValue | GroupValue | ConsumerGroupValue
+
+
+def encode_key(key: Key) -> bytes:
     if isinstance(key, OffsetKey):
         return _I16.pack(KEY_OFFSET) + encode_str(key.group_id) + encode_str(key.topic) + _I32.pack(key.partition)
+    if isinstance(key, ConsumerGroupKey):
+        return _I16.pack(KEY_CONSUMER_GROUP) + encode_str(key.group_id)
     return _I16.pack(KEY_GROUP) + encode_str(key.group_id)
 
 
-def encode_value(value: OffsetValue | GroupValue | None) -> bytes | None:
+def encode_value(value: Value | None) -> bytes | None:
     """The value bytes; None stays None (a tombstone)."""
     if value is None:
         return None
+    if isinstance(value, ConsumerGroupValue):
+        return _CONSUMER_GROUP.pack(VALUE_VERSION, value.group_epoch, value.state_timestamp)
     if isinstance(value, OffsetValue):
         return b"".join((
             _OFFSET_HEAD.pack(VALUE_VERSION, value.offset, value.leader_epoch),
@@ -108,7 +140,7 @@ def encode_value(value: OffsetValue | GroupValue | None) -> bytes | None:
     ))
 
 
-def decode_key(raw: bytes) -> OffsetKey | GroupKey | None:
+def decode_key(raw: bytes) -> Key | None:
     """The key, or None for a key type this version does not know.
 
     Raises RecordFormatError for a known type that does not parse.
@@ -122,17 +154,17 @@ def decode_key(raw: bytes) -> OffsetKey | GroupKey | None:
             if group is None or topic is None:
                 raise RecordFormatError("null group or topic in an offset key")
             return OffsetKey(group, topic, partition)
-        if key_type == KEY_GROUP:
+        if key_type in (KEY_GROUP, KEY_CONSUMER_GROUP):
             group, _ = read_str(raw, 2)
             if group is None:
                 raise RecordFormatError("null group in a group key")
-            return GroupKey(group)
+            return GroupKey(group) if key_type == KEY_GROUP else ConsumerGroupKey(group)
     except (struct.error, UnicodeDecodeError) as exc:
         raise RecordFormatError(f"bad key: {exc}") from exc
     return None
 
 
-def decode_value(key: OffsetKey | GroupKey, raw: bytes | None) -> OffsetValue | GroupValue | None:
+def decode_value(key: Key, raw: bytes | None) -> Value | None:
     """The value for ``key``; None for a tombstone or an unknown value version.
 
     Raises RecordFormatError for a known version that does not parse.
@@ -148,6 +180,9 @@ def decode_value(key: OffsetKey | GroupKey, raw: bytes | None) -> OffsetValue | 
             metadata, pos = read_str(raw, _OFFSET_HEAD.size)
             commit_ts, expire_ts = _OFFSET_TAIL.unpack_from(raw, pos)
             return OffsetValue(offset, epoch, metadata, commit_ts, expire_ts)
+        if isinstance(key, ConsumerGroupKey):
+            _, group_epoch, state_ts = _CONSUMER_GROUP.unpack_from(raw, 0)
+            return ConsumerGroupValue(group_epoch, state_ts)
         protocol_type, pos = read_str(raw, 2)
         (generation,) = _GROUP_MID.unpack_from(raw, pos)
         protocol_name, pos = read_str(raw, pos + _GROUP_MID.size)

@@ -34,6 +34,15 @@ class GroupError(enum.Enum):
     INVALID_COMMIT_OFFSET_SIZE = "invalid_commit_offset_size"
     UNSTABLE_OFFSET_COMMIT = "unstable_offset_commit"
     UNKNOWN_SERVER_ERROR = "unknown_server_error"
+    # KIP-848 consumer groups
+    INVALID_REQUEST = "invalid_request"
+    UNSUPPORTED_ASSIGNOR = "unsupported_assignor"
+    UNRELEASED_INSTANCE_ID = "unreleased_instance_id"
+    FENCED_MEMBER_EPOCH = "fenced_member_epoch"
+    STALE_MEMBER_EPOCH = "stale_member_epoch"
+    INVALID_REGULAR_EXPRESSION = "invalid_regular_expression"
+    GROUP_MAX_SIZE_REACHED = "group_max_size_reached"
+    UNSUPPORTED_VERSION = "unsupported_version"
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +101,9 @@ class LeaveResult:
 @dataclass(frozen=True, slots=True)
 class CommitRequest:
     """One OffsetCommit; ``offsets`` maps (topic, partition) to the value to store
-    (its commit and expire timestamps are filled in by the coordinator)."""
+    (its commit and expire timestamps are filled in by the coordinator).
+    ``generation`` is the member epoch for a consumer group (OffsetCommit v9);
+    ``api_version`` None means "not an OffsetCommit request" (tools)."""
 
     group_id: str
     generation: int
@@ -100,6 +111,7 @@ class CommitRequest:
     offsets: dict[tuple[str, int], OffsetValue]
     group_instance_id: str | None = None
     retention_ms: int = -1
+    api_version: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +154,12 @@ class GroupSummary:
 
 @dataclass(frozen=True, slots=True)
 class ListedGroup:
+    """``group_type``: "classic" or "consumer" (KIP-848), as ListGroups v5 names them."""
+
     group_id: str
     protocol_type: str
     state: str
+    group_type: str = "classic"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +167,74 @@ class OffsetDeleteResult:
     error: GroupError
     partitions: dict[tuple[str, int], GroupError] = field(default_factory=dict)
     flush: object | None = None
+
+
+# -- KIP-848 consumer groups --------------------------------------------------------
+
+TopicAssignment = tuple[tuple[str, tuple[int, ...]], ...]
+"""((topic name, sorted partitions), ...) sorted by topic name."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerHeartbeat:
+    """One ConsumerGroupHeartbeat. Fields that are None were not sent (the
+    client sends only what changed); ``owned`` are the partitions the member
+    says it owns, by topic name (None: not sent)."""
+
+    group_id: str
+    member_id: str
+    member_epoch: int
+    instance_id: str | None = None
+    rack_id: str | None = None
+    rebalance_timeout_ms: int = -1
+    subscribed_names: tuple[str, ...] | None = None
+    subscribed_regex: str | None = None
+    server_assignor: str | None = None
+    owned: dict[str, frozenset[int]] | None = None
+    client_id: str = ""
+    client_host: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerHeartbeatResult:
+    """The answer; ``assignment`` is None when it is not sent (unchanged)."""
+
+    error: GroupError
+    message: str | None = None
+    member_id: str | None = None
+    member_epoch: int = -1
+    heartbeat_interval_ms: int = 0
+    assignment: TopicAssignment | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerMemberDescription:
+    member_id: str
+    instance_id: str | None
+    rack_id: str | None
+    member_epoch: int
+    client_id: str
+    client_host: str
+    subscribed_names: tuple[str, ...]
+    subscribed_regex: str | None
+    assignment: TopicAssignment
+    target_assignment: TopicAssignment
+    state: str = "stable"
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerGroupDescription:
+    """ConsumerGroupDescribe's view of one group (``error`` GROUP_ID_NOT_FOUND
+    for an unknown group or one of another type, with Kafka's message)."""
+
+    group_id: str
+    error: GroupError
+    message: str | None = None
+    state: str = ""
+    group_epoch: int = -1
+    assignment_epoch: int = -1
+    assignor: str = ""
+    members: tuple[ConsumerMemberDescription, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

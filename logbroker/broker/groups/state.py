@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from logbroker.broker.deferred import Deferred
+from logbroker.broker.groups.consumer_group import ConsumerGroup
 from logbroker.broker.groups.records import OffsetValue
 
 
@@ -97,6 +98,10 @@ class Group:
     of a group that was Empty (Kafka's InitialDelayedJoin), and
     ``new_member_added`` then says whether to extend it. ``sync_deadline``
     bounds how long ``pending_sync`` members may take to send SyncGroup.
+
+    ``consumer`` is set while the group is a KIP-848 consumer group: then its
+    membership lives there, the classic fields stay Empty, and the offsets
+    and the record of the group stay here.
     """
 
     group_id: str
@@ -116,12 +121,33 @@ class Group:
     new_member_added: bool = False
     sync_deadline: int | None = None
     persisted: bool = False
+    consumer: ConsumerGroup | None = None
 
     def __repr__(self) -> str:
+        if self.consumer is not None:
+            return f"Group({self.group_id!r}, {self.consumer!r}, offsets={len(self.offsets)})"
         return (
             f"Group({self.group_id!r}, {self.state.value}, generation={self.generation}, "
             f"members={len(self.members)}, offsets={len(self.offsets)})"
         )
+
+    @property
+    def group_type(self) -> str:
+        """"consumer" for a KIP-848 consumer group, else "classic" (ListGroups' GroupType)."""
+        return "classic" if self.consumer is None else "consumer"
+
+    def state_name(self) -> str:
+        """The state clients see: the classic state, or the consumer group's."""
+        return self.state.value if self.consumer is None else self.consumer.state
+
+    def member_count(self) -> int:
+        return len(self.members) + (len(self.consumer.members) if self.consumer is not None else 0)
+
+    def is_empty(self) -> bool:
+        """No members and none joining (either kind)."""
+        if self.consumer is not None:
+            return not self.consumer.members
+        return self.is_(GroupState.EMPTY) and not self.pending_members
 
     # -- state --------------------------------------------------------------
 
@@ -214,7 +240,17 @@ class Group:
         return max(votes, key=lambda name: (votes[name], -order.get(name, len(order))))
 
     def subscribed_topics(self) -> set[str] | None:
-        """Topics the members subscribe to (consumer protocol); None if unknown."""
+        """Topics the members subscribe to (consumer protocol); None if unknown.
+
+        For a KIP-848 group: the topics named in subscriptions and targets (a
+        regex subscription counts through the topics it was resolved to)."""
+        if self.consumer is not None:
+            if not self.consumer.members:
+                return None
+            topics = {t for m in self.consumer.members.values() for t in m.subscribed_names}
+            topics.update(t for target in self.consumer.target.values() for t in target)
+            topics.update(t for m in self.consumer.members.values() for t in (*m.assigned, *m.revoking))
+            return topics
         if self.protocol_type != "consumer" or self.protocol_name is None or not self.members:
             return None
         topics: set[str] = set()

@@ -16,6 +16,10 @@ from logbroker.broker.handlers.admin_security import (
     handle_describe_acls,
     handle_describe_user_scram_credentials,
 )
+from logbroker.broker.handlers.consumer_groups import (
+    handle_consumer_group_describe,
+    handle_consumer_group_heartbeat,
+)
 from logbroker.broker.handlers.errors import error_code_for as error_code_for
 from logbroker.broker.handlers.fetch import FetchOperation as FetchOperation, handle_fetch
 from logbroker.broker.handlers.groups import (
@@ -122,6 +126,8 @@ HANDLERS = {
     ApiKey.LIST_GROUPS: handle_list_groups,
     ApiKey.DESCRIBE_GROUPS: handle_describe_groups,
     ApiKey.DELETE_GROUPS: handle_delete_groups,
+    ApiKey.CONSUMER_GROUP_HEARTBEAT: handle_consumer_group_heartbeat,
+    ApiKey.CONSUMER_GROUP_DESCRIBE: handle_consumer_group_describe,
     ApiKey.SHARE_GROUP_HEARTBEAT: handle_share_group_heartbeat,
     ApiKey.SHARE_GROUP_DESCRIBE: handle_share_group_describe,
     ApiKey.SHARE_FETCH: handle_share_fetch,

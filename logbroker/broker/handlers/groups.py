@@ -357,9 +357,9 @@ def handle_list_groups(broker, request):
 
     out = tuple(
         build(mod.ListedGroup, group_id=g.group_id, protocol_type=g.protocol_type, group_state=g.state,
-              group_type="classic")
+              group_type=g.group_type)
         for g in groups
-        if (not types or "classic" in types) and visible(g.group_id)
+        if (not types or g.group_type in types) and visible(g.group_id)
     )
     if not types or "share" in types:  # share groups (KIP-932), type "share" from ListGroups v5
         wanted = {s.lower() for s in states}

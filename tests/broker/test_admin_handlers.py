@@ -12,11 +12,13 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "security"))
 
-from admin_harness import AdminHarness  # noqa: E402
-from logbroker.broker import Broker, BrokerConfig  # noqa: E402
-from logbroker.broker.security import Acl, Authorizer  # noqa: E402
-from logbroker.broker.security.acls import OPERATION_CODES, SUPPORTED_OPERATIONS  # noqa: E402
-from logbroker.protocol import ApiKey as K, ErrorCode as E  # noqa: E402
+from admin_harness import AdminHarness
+
+from logbroker.broker import Broker, BrokerConfig
+from logbroker.broker.security import Acl, Authorizer
+from logbroker.broker.security.acls import OPERATION_CODES, SUPPORTED_OPERATIONS
+from logbroker.protocol import ApiKey as K
+from logbroker.protocol import ErrorCode as E
 
 DTP = K.DESCRIBE_TOPIC_PARTITIONS
 ZERO = uuid.UUID(int=0)

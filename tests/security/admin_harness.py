@@ -9,7 +9,13 @@ from logbroker.broker import Broker
 from logbroker.broker.handlers import Reply, dispatch
 from logbroker.broker.handlers._build import build
 from logbroker.broker.session import Session
-from logbroker.protocol import decode_request, decode_response, encode_request, encode_response, request_module
+from logbroker.protocol import (
+    decode_request,
+    decode_response,
+    encode_request,
+    encode_response,
+    request_module,
+)
 
 
 class AdminHarness:

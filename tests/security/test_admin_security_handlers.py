@@ -13,13 +13,15 @@ import hashlib
 import os
 
 import pytest
+from admin_harness import AdminHarness
 from click.testing import CliRunner
 
-from admin_harness import AdminHarness
 from logbroker.broker import Broker, BrokerConfig
 from logbroker.broker.security import Acl, Authorizer, UserStore, new_mechanism
-from logbroker.cli.security import acls as acls_cli, users as users_cli
-from logbroker.protocol import ApiKey as K, ErrorCode as E
+from logbroker.cli.security import acls as acls_cli
+from logbroker.cli.security import users as users_cli
+from logbroker.protocol import ApiKey as K
+from logbroker.protocol import ErrorCode as E
 
 # Kafka's codes: resource TOPIC 2 GROUP 3 CLUSTER 4 DELEGATION_TOKEN 6; pattern ANY 1 MATCH 2 LITERAL 3
 # PREFIXED 4; operation ANY 1 ALL 2 READ 3 WRITE 4 ALTER 7 DESCRIBE 8 CLUSTER_ACTION 9; DENY 2 ALLOW 3.

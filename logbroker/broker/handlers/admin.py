@@ -20,11 +20,10 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from logbroker.protocol import ErrorCode
-
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.security.acls import CLUSTER, authorized_operations
 from logbroker.errors import InvalidTopicError
+from logbroker.protocol import ErrorCode
 from logbroker.storage import validate_topic_name
 
 if TYPE_CHECKING:

@@ -21,14 +21,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from logbroker.protocol import ErrorCode
-
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.security.acls import (
-    CLUSTER, OPERATION_CODES, OPERATIONS, RESOURCE_TYPES, Acl, AclFilter,
+    CLUSTER,
+    OPERATION_CODES,
+    OPERATIONS,
+    RESOURCE_TYPES,
+    Acl,
+    AclFilter,
 )
 from logbroker.broker.security.scram import ScramCredential
 from logbroker.errors import InvalidConfigError
+from logbroker.protocol import ErrorCode
 
 if TYPE_CHECKING:
     from logbroker.broker.core import Broker

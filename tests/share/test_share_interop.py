@@ -61,7 +61,12 @@ def test_two_share_consumers_process_every_record_exactly_once(share_broker, nam
 def test_records_of_a_killed_consumer_reach_the_other_after_the_lock(share_broker, names):
     topic, group = names("kill")
     create_topic(share_broker.bootstrap, topic, 2)
-    set_group_configs(share_broker.bootstrap, group, **{"share.auto.offset.reset": "earliest"})
+    # The killed member keeps its partitions until its session times out (Kafka's
+    # SimpleAssignor gives the late member only the partition its id hashes to).
+    set_group_configs(share_broker.bootstrap, group, **{
+        "share.auto.offset.reset": "earliest", "share.session.timeout.ms": "3000",
+        "share.heartbeat.interval.ms": "500",
+    })
     values = [f"v{i}" for i in range(100)]
     produce(share_broker.bootstrap, topic, values, partitions=2)
     holder = start(share_broker.bootstrap, group, topic, "--hold")

@@ -56,7 +56,8 @@ def handle_describe_topic_partitions(broker: Broker, request: Request) -> Any:
                      topics=tuple(error_topic(t.name, ErrorCode.invalid_request) for t in body.topics))
     allowed = [name for name in wanted if broker.allowed("describe", "topic", name)]
     denied = [] if every_topic else [n for n in wanted if n not in set(allowed)]
-    out, next_cursor = [], None
+    out: list[Any] = []
+    next_cursor: Any = None
     remaining = max(min(MAX_PARTITIONS_PER_RESPONSE, int(body.response_partition_limit)), 1)
     node = broker.config.node_id
     for name in allowed:
@@ -127,7 +128,8 @@ def handle_elect_leaders(broker: Broker, request: Request) -> Any:
         info = topics.get(wanted.topic)
         rows = []
         for p in wanted.partitions:
-            code, message = ErrorCode.election_not_needed, None
+            code: ErrorCode = ErrorCode.election_not_needed
+            message: str | None = None
             if info is None:
                 code, message = ErrorCode.unknown_topic_or_partition, f"No such topic as {wanted.topic}"
             elif not 0 <= int(p) < info.partitions:

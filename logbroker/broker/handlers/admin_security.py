@@ -237,7 +237,7 @@ def handle_delete_acls(broker: Broker, request: Request) -> Any:
         except (InvalidConfigError, OSError) as exc:
             failed = _Refused(ErrorCode.unknown_server_error, f"cannot save the ACLs: {exc}")
             outcomes = [failed if isinstance(o, list) and o else o for o in outcomes]
-    results = []
+    results: list[Any] = []
     for o in outcomes:
         if isinstance(o, _Refused):
             results.append(build(mod.DeleteAclsFilterResult, error_code=o.code, error_message=o.message,
@@ -268,10 +268,12 @@ def handle_describe_user_scram_credentials(broker: Broker, request: Request) -> 
         known = broker.users.iterations()
     except InvalidConfigError as exc:
         return refuse(ErrorCode.unknown_server_error, str(exc))
-    results = []
+    results: list[Any] = []
     # Null or empty: every user (Kafka's ScramImage.describe).
     for user in dict.fromkeys(asked) if asked else known:
-        code, message, infos = ErrorCode.none, None, ()
+        code: ErrorCode = ErrorCode.none
+        message: str | None = None
+        infos: tuple[Any, ...] = ()
         if asked.count(user) > 1:
             code = ErrorCode.duplicate_resource
             message = f"Cannot describe SCRAM credentials for the same user twice in a single request: {user}"

@@ -46,12 +46,14 @@ EXPECTED = {
     "SYNC_GROUP": (0, 5),
     "HEARTBEAT": (0, 4),
     "LEAVE_GROUP": (0, 5),
-    "OFFSET_COMMIT": (2, 8),
-    "OFFSET_FETCH": (1, 7),
+    "OFFSET_COMMIT": (2, 9),
+    "OFFSET_FETCH": (1, 9),
     "LIST_GROUPS": (0, 5),
     "DESCRIBE_GROUPS": (0, 5),
     "DELETE_GROUPS": (0, 2),
     "OFFSET_DELETE": (0, 0),
+    "CONSUMER_GROUP_HEARTBEAT": (0, 1),
+    "CONSUMER_GROUP_DESCRIBE": (0, 1),
     "DESCRIBE_ACLS": (1, 3),  # kio 0.6.5 starts at v1 (Kafka 4 dropped v0)
     "CREATE_ACLS": (1, 3),
     "DELETE_ACLS": (1, 3),
@@ -113,8 +115,8 @@ def test_a_subset_always_includes_api_versions() -> None:
 
 
 def test_unknown_keys_are_refused() -> None:
-    with pytest.raises(ValueError, match="68"):
-        enabled_versions([68])
+    with pytest.raises(ValueError, match="67"):
+        enabled_versions([67])
 
 
 def test_is_enabled() -> None:

@@ -247,6 +247,7 @@ def handle_offset_commit(broker, request):
         offsets=offsets,
         group_instance_id=getattr(body, "group_instance_id", None),
         retention_ms=ms(retention) if retention is not None else -1,
+        api_version=request.api_version,
     )
     result = broker.groups.commit_offsets(req, broker.clock()) if offsets else None
     if result is not None:
@@ -265,33 +266,77 @@ def handle_offset_commit(broker, request):
 
 def handle_offset_fetch(broker, request):
     body = request.body
-    version = request.api_version
+    if request.api_version >= 8:
+        return _offset_fetch_groups(broker, request)
+    entries, error = _fetch_group_offsets(
+        broker, body.group_id, body.topics, request.api_version, getattr(body, "require_stable", False)
+    )
+    return _offset_fetch_response(request, entries, error)
+
+
+def _fetch_group_offsets(broker, group_id: str, topics, version: int, require_stable: bool, *,
+                         member_id: str | None = None, member_epoch: int = -1):
+    """(entries, group error code) of one group's OffsetFetch: entries are
+    ((topic, partition), OffsetValue or None, error code)."""
     wanted = None
-    if body.topics is not None:
-        wanted = [(t.name, int(p)) for t in body.topics for p in t.partition_indexes]
-    if not broker.allowed("describe", "group", body.group_id):
+    if topics is not None:
+        wanted = [(t.name, int(p)) for t in topics for p in t.partition_indexes]
+    if not broker.allowed("describe", "group", group_id):
         # v0/v1 have no top-level error field: every asked partition carries it.
         entries = [(tp, None, GROUP_DENIED) for tp in wanted or ()] if version < 2 else []
-        return _offset_fetch_response(request, entries, GROUP_DENIED)
+        return entries, GROUP_DENIED
+    member = {"member_id": member_id, "member_epoch": member_epoch}
     if wanted is None:
-        result = broker.groups.fetch_offsets(body.group_id, None)
+        result = broker.groups.fetch_offsets(group_id, None, **member)
         # Offsets of topics the principal may not describe are left out, unnamed.
         denied = denied_topics(broker, "describe", (topic for topic, _ in result.offsets))
         entries = [(tp, value, None) for tp, value in result.offsets.items() if tp[0] not in denied]
     else:
         denied = denied_topics(broker, "describe", (topic for topic, _ in wanted))
-        result = broker.groups.fetch_offsets(body.group_id, [tp for tp in wanted if tp[0] not in denied])
+        result = broker.groups.fetch_offsets(group_id, [tp for tp in wanted if tp[0] not in denied], **member)
         entries = [(tp, None, TOPIC_DENIED) if tp[0] in denied else (tp, result.offsets.get(tp), None)
                    for tp in wanted]
-    if getattr(body, "require_stable", False):
+    if require_stable:
         # v7+: offsets a transaction is still committing are not answered yet.
         pending = broker.groups.has_pending_offset
-        entries = [(tp, None, ErrorCode.unstable_offset_commit) if code is None and pending(body.group_id, tp)
+        entries = [(tp, None, ErrorCode.unstable_offset_commit) if code is None and pending(group_id, tp)
                    else (tp, value, code) for tp, value, code in entries]
     # v0/v1: the group's error is reported on every partition.
     partition_error = _code(result.error) if version < 2 else ErrorCode.none
     entries = [(tp, value, partition_error if code is None else code) for tp, value, code in entries]
-    return _offset_fetch_response(request, entries, _code(result.error))
+    return entries, _code(result.error)
+
+
+def _offset_fetch_groups(broker, request):
+    """OffsetFetch v8+: several groups per request; v9 names the member (KIP-848),
+    whose epoch a consumer group checks. A group with an error has no topics."""
+    mod = module_of(request.response_class)
+    body = request.body
+    groups_out = []
+    for group in body.groups:
+        entries, error = _fetch_group_offsets(
+            broker, group.group_id, group.topics, request.api_version, body.require_stable,
+            member_id=getattr(group, "member_id", None), member_epoch=int(getattr(group, "member_epoch", -1)),
+        )
+        if error != ErrorCode.none:
+            entries = []
+        by_topic: dict[str, list] = {}
+        for (topic, partition), value, code in entries:
+            by_topic.setdefault(topic, []).append(build(
+                mod.OffsetFetchResponsePartitions,
+                partition_index=partition,
+                committed_offset=value.offset if value is not None else -1,
+                committed_leader_epoch=value.leader_epoch if value is not None else -1,
+                metadata=(value.metadata if value.metadata is not None else "") if value is not None else "",
+                error_code=code,
+            ))
+        topics_out = tuple(
+            build(mod.OffsetFetchResponseTopics, name=name, partitions=tuple(parts))
+            for name, parts in by_topic.items()
+        )
+        groups_out.append(build(mod.OffsetFetchResponseGroup, group_id=group.group_id, topics=topics_out,
+                                error_code=error))
+    return build(request.response_class, groups=tuple(groups_out))
 
 
 def _offset_fetch_response(request, entries, error: ErrorCode):

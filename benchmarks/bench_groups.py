@@ -27,6 +27,17 @@ with logbroker's defaults (``--flush interval``, ``group.initial.rebalance.delay
   (``heartbeat.interval.ms`` 1000, session 6000), so this is anywhere between
   0 and the heartbeat interval plus a round trip, as with Kafka.
 
+Each group run is done twice, once with the classic protocol and once with
+Kafka 4's consumer protocol (KIP-848, ``group.protocol=consumer``: the broker
+assigns, and tells members to heartbeat every 1000 ms, the classic members'
+``heartbeat.interval.ms``; the broker runs with
+``group.consumer.heartbeat.interval.ms`` 1000 and session 6000). With that
+protocol partitions move incrementally: ``formation_ms`` ends when the three
+members hold disjoint assignments covering all 6 partitions. ``consumer_vs_classic``
+gives the ratios of formation and rebalance times (consumer / classic: below 1
+is faster) and ``consume.consumer_protocol_ratio`` the consumer-protocol group's
+throughput against the single assigned consumer.
+
 Then **commits**: one member of its own group consumes batches of 10 records
 and commits each batch synchronously (``commit(asynchronous=False)``) for
 3 s; commits/s.
@@ -49,9 +60,11 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -64,6 +77,10 @@ from _harness import LogbrokerProcess  # noqa: E402
 PARTITIONS = 6
 VALUE = b"x" * 1000
 GROUP_CONFIG = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000, "fetch.queue.backoff.ms": 10}
+# KIP-848: session and heartbeat are the broker's (BROKER_CONFIG); librdkafka refuses them here.
+CONSUMER_PROTOCOL_CONFIG = {"group.protocol": "consumer", "fetch.queue.backoff.ms": 10}
+BROKER_CONFIG = "group_consumer_heartbeat_interval_ms = 1000\ngroup_consumer_session_timeout_ms = 6000\n"
+PROTOCOLS = ("classic", "consumer")
 INITIAL_DELAY_MS = 250  # logbroker's group.initial.rebalance.delay.ms default
 COMMIT_SECONDS = 3.0
 REPEAT = 3  # single and group runs alternate; figures are medians
@@ -85,20 +102,24 @@ def worker_member(a: dict) -> None:
     """A group member: waits for "go", subscribes, reads until told "stop", then closes."""
     from confluent_kafka import Consumer
 
+    config = CONSUMER_PROTOCOL_CONFIG if a.get("protocol") == "consumer" else GROUP_CONFIG
     consumer = Consumer({
         "bootstrap.servers": a["bootstrap"], "group.id": a["group"], "enable.auto.commit": False,
-        "auto.offset.reset": "earliest", **GROUP_CONFIG,
+        "auto.offset.reset": "earliest", **config,
     })
     stop = threading.Event()
     emit(e="ready")
     sys.stdin.readline()  # "go"
     threading.Thread(target=lambda: (sys.stdin.readline(), stop.set()), daemon=True).start()
+    held: set[int] = set()  # eager: the callbacks name everything; incremental (KIP-848): what changes
 
     def on_assign(c, parts) -> None:
-        emit(e="assign", t=time.monotonic(), parts=sorted(p.partition for p in parts))
+        held.update(p.partition for p in parts)
+        emit(e="assign", t=time.monotonic(), parts=sorted(held))
 
     def on_revoke(c, parts) -> None:
-        emit(e="revoke", t=time.monotonic())
+        held.difference_update(p.partition for p in parts)
+        emit(e="revoke", t=time.monotonic(), parts=sorted(held))
 
     emit(e="subscribe", t=time.monotonic(), wall=time.time())
     consumer.subscribe([a["topic"]], on_assign=on_assign, on_revoke=on_revoke)
@@ -220,11 +241,19 @@ def current_parts(child: Child) -> list[int]:
     """The member's assignment after its latest assign/revoke event."""
     parts: list[int] = []
     for e in child.events:
-        if e.get("e") == "assign":
+        if e.get("e") in ("assign", "revoke"):
             parts = e["parts"]
-        elif e.get("e") == "revoke":
-            parts = []
     return parts
+
+
+def split(members: list[Child]) -> bool:
+    """Every member holds partitions, none twice, all of them together."""
+    held = [current_parts(m) for m in members]
+    return all(held) and sorted(p for ps in held for p in ps) == list(range(PARTITIONS))
+
+
+def last_change(members: list[Child]) -> float:
+    return max(e["t"] for m in members for e in m.events if e.get("e") in ("assign", "revoke"))
 
 
 def produce(bootstrap: str, topic: str, records: int) -> None:
@@ -254,22 +283,24 @@ def join_time_from_log(log: str, group: str) -> float | None:
     return datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def run_group(bootstrap: str, topic: str, records: int, broker: LogbrokerProcess) -> dict:
-    group = f"bench-group-{uuid.uuid4().hex[:6]}"
-    members = [Child("member", {"bootstrap": bootstrap, "topic": topic, "group": group}) for _ in range(3)]
+def run_group(bootstrap: str, topic: str, records: int, broker: LogbrokerProcess, protocol: str = "classic") -> dict:
+    group = f"bench-group-{protocol}-{uuid.uuid4().hex[:6]}"
+    members = [Child("member", {"bootstrap": bootstrap, "topic": topic, "group": group, "protocol": protocol})
+               for _ in range(3)]
     try:
         wait_for(lambda: all(m.find("ready") for m in members), 60, "members ready")
         for m in members:
             m.send("go")
-        wait_for(lambda: all(current_parts(m) for m in members), 60, "three assignments")
+        wait_for(lambda: split(members), 60, "three assignments")
+        formed_at = last_change(members)
         subscribed = min(m.find("subscribe")[0]["t"] for m in members)
         subscribed_wall = min(m.find("subscribe")[0]["wall"] for m in members)
         assigned = [m.find("assign")[0]["t"] for m in members]
         parts = sorted(p for m in members for p in current_parts(m))
-        formation_ms = (max(assigned) - subscribed) * 1000
+        formation_ms = (formed_at - subscribed) * 1000
         join_wall = join_time_from_log(broker.log(), group)
         client_join_ms = (join_wall - subscribed_wall) * 1000 if join_wall else None
-        progress(f"group formed in {formation_ms:.0f} ms, partitions {parts}")
+        progress(f"{protocol} group formed in {formation_ms:.0f} ms, partitions {parts}")
 
         def consumed() -> int:
             return sum((m.find("count") or [{"n": 0}])[-1]["n"] for m in members)
@@ -286,11 +317,10 @@ def run_group(bootstrap: str, topic: str, records: int, broker: LogbrokerProcess
         wait_for(lambda: leaver.find("closing"), 30, "the leaver to close")
         left_at = leaver.find("closing")[0]["t"]
         wait_for(
-            lambda: all(len(m.find("assign")) > b and current_parts(m) for m, b in zip(stayers, before))
-            and sorted(p for m in stayers for p in current_parts(m)) == list(range(PARTITIONS)),
+            lambda: any(len(m.find("assign")) > b for m, b in zip(stayers, before)) and split(stayers),
             30, "the rebalance after the leave",
         )
-        rebalance_ms = (max(m.find("assign")[-1]["t"] for m in stayers) - left_at) * 1000
+        rebalance_ms = (last_change(stayers) - left_at) * 1000
         progress(f"rebalance after leave: {rebalance_ms:.0f} ms")
         for m in stayers:
             m.send("stop")
@@ -316,8 +346,12 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_500_000)
     parser.add_argument("--repeat", type=int, default=REPEAT)
     args = parser.parse_args()
-    singles, groups = [], []
-    with LogbrokerProcess() as broker:
+    singles, groups, consumer_groups = [], [], []
+    workdir = tempfile.mkdtemp(prefix="bench-groups-")
+    config = os.path.join(workdir, "broker.toml")
+    with open(config, "w") as f:
+        f.write(BROKER_CONFIG)
+    with LogbrokerProcess(None, "--config", config) as broker:
         bootstrap = broker.bootstrap
         topic = f"bench-groups-{uuid.uuid4().hex[:6]}"
         progress(f"producing {args.records} records of {len(VALUE)} bytes to {topic}")
@@ -327,19 +361,23 @@ def main() -> None:
             single = Child("single", {"bootstrap": bootstrap, "topic": topic, "records": args.records}).result()
             singles.append(single["records"] / single["seconds"])
             progress(f"single: {singles[-1]:,.0f} records/s")
-            progress(f"run {run + 1}/{args.repeat}: 3-member group")
+            progress(f"run {run + 1}/{args.repeat}: 3-member group, classic protocol")
             groups.append(run_group(bootstrap, topic, args.records, broker))
+            progress(f"run {run + 1}/{args.repeat}: 3-member group, consumer protocol (KIP-848)")
+            consumer_groups.append(run_group(bootstrap, topic, args.records, broker, "consumer"))
         progress("synchronous commits")
         commits = Child("commits", {"bootstrap": bootstrap, "topic": topic,
                                     "group": f"bench-commits-{uuid.uuid4().hex[:6]}"}).result()
         trouble = broker.trouble()
+    shutil.rmtree(workdir, ignore_errors=True)
 
-    def med(key: str):
-        values = [g[key] for g in groups if g[key] is not None]
+    def med(key: str, runs: list[dict] = groups):
+        values = [g[key] for g in runs if g[key] is not None]
         return round(statistics.median(values), 1) if values else None
 
     single_rps = statistics.median(singles)
     group_rps = statistics.median(g["consume_records_per_s"] for g in groups)
+    consumer_rps = statistics.median(g["consume_records_per_s"] for g in consumer_groups)
     result = {
         "benchmark": "groups",
         "client": "confluent-kafka",
@@ -358,6 +396,20 @@ def main() -> None:
         },
         "rebalance_after_leave_ms": med("rebalance_after_leave_ms"),
         "rebalance_after_leave_ms_runs": [g["rebalance_after_leave_ms"] for g in groups],
+        "consumer_protocol": {
+            "broker_config": BROKER_CONFIG.strip().splitlines(),
+            "formation_ms": med("formation_ms", consumer_groups),
+            "formation_ms_runs": [g["formation_ms"] for g in consumer_groups],
+            "rebalance_after_leave_ms": med("rebalance_after_leave_ms", consumer_groups),
+            "rebalance_after_leave_ms_runs": [g["rebalance_after_leave_ms"] for g in consumer_groups],
+        },
+        "consumer_vs_classic": {
+            "formation_ratio": round(med("formation_ms", consumer_groups) / med("formation_ms"), 3),
+            "rebalance_after_leave_ratio": round(med("rebalance_after_leave_ms", consumer_groups)
+                                                 / med("rebalance_after_leave_ms"), 3),
+            "not_slower": med("formation_ms", consumer_groups) <= med("formation_ms")
+            and med("rebalance_after_leave_ms", consumer_groups) <= med("rebalance_after_leave_ms"),
+        },
         "commits": {
             "commits_per_s": round(commits["commits"] / commits["seconds"]),
             "records_per_commit": round(commits["records"] / max(commits["commits"], 1), 1),
@@ -368,6 +420,9 @@ def main() -> None:
             "single_assigned_records_per_s": round(single_rps),
             "group_of_3_records_per_s": round(group_rps),
             "ratio": round(group_rps / single_rps, 3),
+            "consumer_protocol_group_of_3_records_per_s": round(consumer_rps),
+            "consumer_protocol_ratio": round(consumer_rps / single_rps, 3),
+            "consumer_protocol_group_runs": [g["consume_records_per_s"] for g in consumer_groups],
             "single_runs": [round(x) for x in singles],
             "group_runs": [g["consume_records_per_s"] for g in groups],
         },

@@ -362,6 +362,20 @@ def render_groups(r: dict) -> list[str]:
          f"{consume['ratio']:.2f} ({consume['group_of_3_records_per_s']:,} vs "
          f"{consume['single_assigned_records_per_s']:,} records/s)", target("≥ 0.9", consume["ratio"] >= 0.9)],
     ]
+    kip848, versus = r.get("consumer_protocol"), r.get("consumer_vs_classic")
+    if kip848 and versus:
+        rows += [
+            ["consumer protocol (KIP-848): three members joining → all hold their assignment",
+             f"{num(kip848['formation_ms'])} ms ({versus['formation_ratio']:.2f} of classic)",
+             target("not slower than classic", versus["formation_ratio"] <= 1)],
+            ["consumer protocol: rebalance after one member leaves",
+             f"{num(kip848['rebalance_after_leave_ms'])} ms ({versus['rebalance_after_leave_ratio']:.2f} of classic)",
+             target("not slower than classic", versus["rebalance_after_leave_ratio"] <= 1)],
+            ["3-member consumer-protocol group vs one assigned consumer",
+             f"{consume['consumer_protocol_ratio']:.2f} ({consume['consumer_protocol_group_of_3_records_per_s']:,} "
+             f"vs {consume['single_assigned_records_per_s']:,} records/s)",
+             target("≥ 0.9", consume["consumer_protocol_ratio"] >= 0.9)],
+        ]
     out = [f"{r['records']:,} records of {r['record_bytes']} B; medians of {r['runs']} run(s).", "",
            *table(["figure", "result", "target"], rows)]
     return out + _problems({"logbroker": {"log_trouble": r.get("broker_log_trouble")}})

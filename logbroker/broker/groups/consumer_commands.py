@@ -243,7 +243,9 @@ class ConsumerCommands:
                      group.group_id, member.instance_id, replaced.member_id, member.member_id)
         elif member.member_id not in cg.members:
             cg.add(member)
-            log.info("consumer group %s: member %s joins", group.group_id, member.member_id)
+            log.info("consumer group %s: member %s joins (topics %s, regex %s, assignor %s)", group.group_id,
+                     member.member_id, ",".join(member.subscribed_names) or "-", member.subscribed_regex,
+                     member.server_assignor)
         if self._refresh(group, topics, now, bump):
             log.info("consumer group %s: epoch %d, target assignment computed by %s",
                      group.group_id, cg.group_epoch, cg.assignor)

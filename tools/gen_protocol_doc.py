@@ -17,11 +17,14 @@ NOTES = {
     ApiKey.API_VERSIONS: "A too-new version gets error 35 in the v0 shape, listing these ranges.",
     ApiKey.METADATA: "Null topic list = all topics, empty = none; auto-creation when allowed; topic ids; leader epoch 0.",
     ApiKey.PRODUCE: "acks 0 (no response), 1, -1 (after fsync with flush=always); idempotent and transactional "
-                    "producers (a transactional batch's partition must be in its transaction).",
+                    "producers (a transactional batch's partition must be in its transaction). v0-2 (old clients): "
+                    "message sets (magic 0/1, gzip/snappy/lz4) stored as v2 batches, v1 timestamps kept.",
     ApiKey.FETCH: "Long poll woken by appends; whole batches only; fetch sessions declined (session id 0); "
-                  "last_stable_offset always; read_committed stops at it and lists aborted transactions.",
+                  "last_stable_offset always; read_committed stops at it and lists aborted transactions. "
+                  "v0-3 (old clients): batches down-converted (magic 0 for v0-1, 1 for v2-3; uncompressed, "
+                  "no control batches, no headers), whole messages up to the limits.",
     ApiKey.LIST_OFFSETS: "-2 earliest, -1 latest (high watermark; the last stable offset with read_committed), "
-                         "-3 max timestamp, or by timestamp.",
+                         "-3 max timestamp, or by timestamp. v0: that one offset as old_style_offsets.",
     ApiKey.INIT_PRODUCER_ID: "Idempotent and transactional producers (KIP-360 epoch bumps); v6 (two-phase commit) not served.",
     ApiKey.FIND_COORDINATOR: "Groups (key type 0) and transactional ids (1), this node; v4 batches keys.",
     ApiKey.ADD_PARTITIONS_TO_TXN: "v0-3 from producers; v4-5 batched with verify_only (needs ClusterAction).",
@@ -31,6 +34,7 @@ NOTES = {
     ApiKey.WRITE_TXN_MARKERS: "An admin ending a hanging transaction (needs ClusterAction); the markers are "
                               "written as the coordinator's are.",
     ApiKey.OFFSET_FETCH: "require_stable (v7) answers UNSTABLE_OFFSET_COMMIT while a transaction holds the offset.",
+    ApiKey.OFFSET_COMMIT: "v0 commits with no generation (a simple commit); v1's commit timestamp is ignored.",
     ApiKey.CREATE_TOPICS: "Replication factor 1 or -1; validate_only; topic configs.",
     ApiKey.DESCRIBE_CONFIGS: "Topic configs with source (topic override or default) and broker settings.",
     ApiKey.DESCRIBE_ACLS: "The rules of acls.json (`logbroker acls`); LITERAL/PREFIXED/MATCH/ANY filters; "

@@ -41,6 +41,8 @@ from .fastpath import ProducePartition as ProducePartition
 from .fastpath import encode_fetch_response as encode_fetch_response
 from .fastpath import encode_produce_response as encode_produce_response
 from .framing import DEFAULT_MAX_FRAME_BYTES as DEFAULT_MAX_FRAME_BYTES
+from .legacy import encode_legacy_fetch_response as encode_legacy_fetch_response
+from .legacy import encode_legacy_produce_response as encode_legacy_produce_response
 from .framing import FrameDecoder as FrameDecoder
 from .versions import SUPPORTED_VERSIONS as SUPPORTED_VERSIONS
 from .versions import ApiKey as ApiKey
@@ -69,6 +71,8 @@ __all__ = [
     "duration",
     "enabled_versions",
     "encode_fetch_response",
+    "encode_legacy_fetch_response",
+    "encode_legacy_produce_response",
     "encode_produce_response",
     "encode_request",
     "encode_response",

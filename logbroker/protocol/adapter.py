@@ -80,6 +80,10 @@ from logbroker.errors import UnsupportedVersionError
 from ._reader import Reader
 from ._reader import entity_reader
 from .fastpath import Encoded
+from .legacy import STAND_IN
+from .legacy import decode_legacy_body
+from .legacy import encode_list_offsets_v0
+from .legacy import is_legacy
 from .versions import SUPPORTED_VERSIONS
 from .versions import ApiKey
 from .versions import api_versions_entries
@@ -238,8 +242,10 @@ def decode_request(
             api_version=api_version,
             correlation_id=correlation_id,
         )
+    legacy = is_legacy(api_key, api_version)
     try:
-        codec = _request_codec(api_key, api_version)
+        # Versions kio lacks (KIP-896 removed them) decode into a stand-in version's classes.
+        codec = _request_codec(api_key, STAND_IN[api_key] if legacy else api_version)
     except KioIndexError as exc:  # a custom ``versions`` beyond kio's schemas
         raise UnsupportedVersionError(
             f"{_api_name(api_key)} v{api_version} has no kio schema",
@@ -249,7 +255,10 @@ def decode_request(
         ) from exc
     try:
         header, header_size = codec.read_header(buffer, 0)
-        body, body_size = codec.read_payload(buffer, header_size)
+        if legacy:
+            body = decode_legacy_body(api_key, api_version, buffer, header_size)
+        else:
+            body, body_size = codec.read_payload(buffer, header_size)
     except _DECODE_ERRORS as exc:
         raise ProtocolError(
             f"malformed {_api_name(api_key)} v{api_version} request "
@@ -263,7 +272,7 @@ def decode_request(
         correlation_id=correlation_id,
         client_id=header.client_id,
         body=body,
-        response_class=_response_codec(api_key, api_version).payload_class,
+        response_class=_response_codec(api_key, STAND_IN[api_key] if legacy else api_version).payload_class,
     )
 
 
@@ -330,6 +339,8 @@ def encode_response(request: Request, body: Any) -> list[bytes | memoryview]:
             f"{cls.__module__}.{cls.__qualname__}, got {type(body).__module__}."
             f"{type(body).__qualname__}"
         )
+    if request.api_key == ApiKey.LIST_OFFSETS and request.api_version == 0:
+        return encode_list_offsets_v0(request.correlation_id, body)
     header = cls.__header_schema__(correlation_id=request.correlation_id)
     return _frame(header, body)
 

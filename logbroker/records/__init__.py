@@ -28,6 +28,10 @@ from logbroker.records.compression import (
     compress as compress,
     decompress as decompress,
 )
+from logbroker.records.legacy import (
+    down_convert as down_convert,
+    message_set_to_batch as message_set_to_batch,
+)
 from logbroker.records.decoder import (
     DecodedBatch as DecodedBatch,
     Record as Record,

@@ -28,6 +28,7 @@ from kio.static.primitive import Records
 
 from logbroker.errors import ProtocolError
 from logbroker.protocol import SUPPORTED_VERSIONS
+from logbroker.protocol.legacy import STAND_IN
 from logbroker.protocol import build
 from logbroker.protocol import decode_request
 from logbroker.protocol import decode_response
@@ -206,7 +207,7 @@ def _flexible_entity_classes() -> dict[str, type]:
 
     classes: dict[str, type] = {}
     for key, (lo, hi) in SUPPORTED_VERSIONS.items():
-        for version in range(lo, hi + 1):
+        for version in range(max(lo, STAND_IN.get(key, lo)), hi + 1):  # legacy versions are never flexible
             for module in (request_module(key, version), response_module(key, version)):
                 for obj in vars(module).values():
                     if (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from kio.index import KioIndexError
 from kio.index import load_request_schema
 from kio.index import load_response_schema
 from kio.schema.index import api_key_map
@@ -13,15 +14,17 @@ from logbroker.protocol import ApiKey
 from logbroker.protocol import api_versions_entries
 from logbroker.protocol import enabled_versions
 from logbroker.protocol import is_enabled
+from logbroker.protocol.legacy import STAND_IN
+from logbroker.protocol.legacy import is_legacy
 
 EXPECTED = {
     "API_VERSIONS": (0, 4),
     "SASL_HANDSHAKE": (1, 1),
     "SASL_AUTHENTICATE": (0, 2),
     "METADATA": (0, 12),
-    "PRODUCE": (3, 9),
-    "FETCH": (4, 12),
-    "LIST_OFFSETS": (1, 7),
+    "PRODUCE": (0, 9),  # v0-2, Fetch v0-3 ...: protocol/legacy.py (kio has none)
+    "FETCH": (0, 12),
+    "LIST_OFFSETS": (0, 7),
     "OFFSET_FOR_LEADER_EPOCH": (2, 4),
     "DESCRIBE_CLUSTER": (0, 1),
     "CREATE_TOPICS": (2, 7),
@@ -46,8 +49,8 @@ EXPECTED = {
     "SYNC_GROUP": (0, 5),
     "HEARTBEAT": (0, 4),
     "LEAVE_GROUP": (0, 5),
-    "OFFSET_COMMIT": (2, 9),
-    "OFFSET_FETCH": (1, 9),
+    "OFFSET_COMMIT": (0, 9),
+    "OFFSET_FETCH": (0, 9),
     "LIST_GROUPS": (0, 5),
     "DESCRIBE_GROUPS": (0, 5),
     "DELETE_GROUPS": (0, 2),
@@ -83,13 +86,25 @@ def test_every_api_key_has_a_range_and_kio_agrees_on_its_name() -> None:
 
 @pytest.mark.parametrize(
     ("key", "version"),
-    [(k, v) for k, (lo, hi) in SUPPORTED_VERSIONS.items() for v in range(lo, hi + 1)],
+    [(k, v) for k, (lo, hi) in SUPPORTED_VERSIONS.items() for v in range(lo, hi + 1) if not is_legacy(k, v)],
 )
 def test_every_supported_version_exists_in_kio(key: ApiKey, version: int) -> None:
     request = load_request_schema(key, version)
     response = load_response_schema(key, version)
     assert request.__api_key__ == response.__api_key__ == key
     assert request.__version__ == response.__version__ == version
+
+
+@pytest.mark.parametrize(
+    ("key", "version"),
+    [(k, v) for k, (lo, hi) in SUPPORTED_VERSIONS.items() for v in range(lo, hi + 1) if is_legacy(k, v)],
+)
+def test_legacy_versions_are_exactly_those_kio_lacks(key: ApiKey, version: int) -> None:
+    with pytest.raises(KioIndexError):
+        load_request_schema(key, version)
+    assert load_request_schema(key, STAND_IN[key]).__version__ == STAND_IN[key] > version
+    with pytest.raises(KioIndexError):
+        load_request_schema(key, STAND_IN[key] - 1)
 
 
 def test_table_is_read_only() -> None:
@@ -100,13 +115,13 @@ def test_table_is_read_only() -> None:
 def test_entries_are_sorted_and_complete_by_default() -> None:
     entries = api_versions_entries()
     assert [key for key, _, _ in entries] == sorted(SUPPORTED_VERSIONS)
-    assert (ApiKey.FETCH, 4, 12) in entries
+    assert (ApiKey.FETCH, 0, 12) in entries
 
 
 def test_a_subset_always_includes_api_versions() -> None:
     entries = api_versions_entries([ApiKey.METADATA, ApiKey.PRODUCE])
     assert entries == (
-        (ApiKey.PRODUCE, 3, 9),
+        (ApiKey.PRODUCE, 0, 9),
         (ApiKey.METADATA, 0, 12),
         (ApiKey.API_VERSIONS, 0, 4),
     )
@@ -122,7 +137,8 @@ def test_unknown_keys_are_refused() -> None:
 def test_is_enabled() -> None:
     assert is_enabled(ApiKey.FETCH, 12)
     assert is_enabled(1, 4)
-    assert not is_enabled(1, 3)
+    assert is_enabled(1, 0)  # old versions: protocol/legacy.py
+    assert not is_enabled(1, -1)
     assert not is_enabled(1, 13)
     assert not is_enabled(4, 0)
     subset = enabled_versions([ApiKey.HEARTBEAT])

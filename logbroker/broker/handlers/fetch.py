@@ -8,13 +8,15 @@ and the request is read once, not on every attempt.
 
 from __future__ import annotations
 
-from logbroker.protocol import ErrorCode, FetchPartition, encode_fetch_response
+from logbroker.protocol import ErrorCode, FetchPartition, encode_fetch_response, encode_legacy_fetch_response
 
 from logbroker.broker.handlers._acl import TOPIC_DENIED
 from logbroker.broker.handlers._build import ms
+from logbroker.broker.handlers._legacy import fetch_magic
 from logbroker.broker.handlers.errors import error_code_for
 from logbroker.broker.markers import cut_before
 from logbroker.errors import LogbrokerError
+from logbroker.records import down_convert
 
 _NONE = ErrorCode.none
 
@@ -23,7 +25,7 @@ class FetchOperation:
     """One Fetch request, attempted again each time watched data arrives."""
 
     __slots__ = ("_broker", "_version", "_correlation_id", "_topics", "_max_bytes", "_denied",
-                 "_read_committed", "wait_ms", "min_bytes", "watch")
+                 "_read_committed", "_magic", "wait_ms", "min_bytes", "watch")
     flush: tuple = ()
     """(partition log, offset) pairs to fsync before the first attempt (ShareFetch's acknowledgements)."""
 
@@ -37,6 +39,8 @@ class FetchOperation:
         self._max_bytes = int(body.max_bytes)
         # isolation_level 1 (read_committed): data below the last stable offset only.
         self._read_committed = int(getattr(body, "isolation_level", 0)) == 1
+        # v0-3 (old clients) read magic 0/1 messages converted from the stored v2 batches.
+        self._magic = fetch_magic(self._version)
         # (topic, [(partition, fetch offset, partition max bytes)]) in request order.
         self._topics = [
             (t.topic, [(int(p.partition), int(p.fetch_offset), int(p.partition_max_bytes)) for p in t.partitions])
@@ -83,6 +87,8 @@ class FetchOperation:
                     if stable < hw:
                         records = cut_before(records, stable)
                     aborted = self._broker.aborted_transactions(topic, index, plog, offset, stable) if records else None
+                if self._magic is not None and records:
+                    records = down_convert(records, self._magic, offset, limit, at_least_one=not total)
                 size = len(records)
                 if total and size > limit:
                     records, size = b"", 0
@@ -98,6 +104,8 @@ class FetchOperation:
         bytes_out = self._broker.traffic.bytes_out
         for topic, n in sent:
             bytes_out[topic] += n
+        if self._magic is not None:
+            return encode_legacy_fetch_response(self._version, self._correlation_id, topics_out)
         return encode_fetch_response(self._version, self._correlation_id, topics_out)
 
     def _offsets_or_unknown(self, topic: str, index: int) -> tuple[int, int]:

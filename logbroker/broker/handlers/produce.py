@@ -9,8 +9,9 @@ broker checks each transactional batch's partition is in the transaction.
 
 from __future__ import annotations
 
-from logbroker.protocol import ErrorCode, ProducePartition, encode_produce_response
+from logbroker.protocol import ErrorCode, ProducePartition, encode_legacy_produce_response, encode_produce_response
 
+from logbroker.broker.handlers._legacy import upconverted_produce
 from logbroker.broker.handlers._result import Reply
 from logbroker.broker.handlers.errors import error_code_for
 from logbroker.errors import LogbrokerError, RecordErrorsError
@@ -19,7 +20,9 @@ _VALID_ACKS = (-1, 0, 1)
 
 
 def handle_produce(broker, request) -> Reply:
-    body = request.body
+    # v0-2 (old clients): message sets become v2 batches first; their answer has its own encoder.
+    body = request.body if request.api_version >= 3 else upconverted_produce(request.body)
+    encode = encode_produce_response if request.api_version >= 3 else encode_legacy_produce_response
     transactional_id = body.transactional_id
     txn_denied = transactional_id is not None and not broker.allowed("write", "transactional_id", transactional_id)
     acks = int(body.acks)
@@ -82,7 +85,7 @@ def handle_produce(broker, request) -> Reply:
         topics_out.append((name, partitions_out))
     if acks == 0:
         return Reply(None, flush=[], appended=appended)
-    response = encode_produce_response(request.api_version, request.correlation_id, topics_out)
+    response = encode(request.api_version, request.correlation_id, topics_out)
     if not flush:
         return Reply(response, appended=appended)
 
@@ -93,6 +96,6 @@ def handle_produce(broker, request) -> Reply:
                     if (name, p.index) in flushed else p for p in partitions])
             for name, partitions in topics_out
         ]
-        return encode_produce_response(request.api_version, request.correlation_id, failed)
+        return encode(request.api_version, request.correlation_id, failed)
 
     return Reply(response, flush=flush, appended=appended, if_flush_fails=storage_error)

@@ -41,24 +41,17 @@ from __future__ import annotations
 
 import datetime
 import struct
-
-from collections.abc import Callable
-from collections.abc import Mapping
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
-from typing import Final
+from typing import Any, Final
 
 from kio.index import load_payload_module
 from kio.schema.errors import ErrorCode
 from kio.static.constants import EntityType
 
-from logbroker.errors import LocalProtocolError
-from logbroker.errors import ProtocolError
+from logbroker.errors import LocalProtocolError, ProtocolError
 
-from .fastpath import Encoded
-from .fastpath import FetchPartition
-from .fastpath import ProducePartition
+from .fastpath import Encoded, FetchPartition, ProducePartition
 from .versions import ApiKey
 
 __all__ = [
@@ -83,7 +76,7 @@ STAND_IN: Final[Mapping[ApiKey, int]] = MappingProxyType(
 """The kio version whose classes stand in for an old version of each key."""
 
 LEGACY_VERSIONS: Final[Mapping[ApiKey, range]] = MappingProxyType(
-    {key: range(0, stand_in) for key, stand_in in STAND_IN.items()}
+    {key: range(stand_in) for key, stand_in in STAND_IN.items()}
 )
 """The versions decoded here, per key."""
 

@@ -31,20 +31,14 @@ from __future__ import annotations
 
 import struct
 import zlib
-
 from collections.abc import Iterator
-from typing import Final
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-from logbroker.errors import CompressionError
-from logbroker.errors import CorruptBatchError
+from logbroker.errors import CompressionError, CorruptBatchError
 from logbroker.records.builder import BatchBuilder
-from logbroker.records.compression import Compression
-from logbroker.records.compression import decompress
-from logbroker.records.decoder import decode_records
-from logbroker.records.decoder import records_section
-from logbroker.records.header import MAGIC
-from logbroker.records.header import iter_batches
+from logbroker.records.compression import Compression, decompress
+from logbroker.records.decoder import decode_records, records_section
+from logbroker.records.header import MAGIC, iter_batches
 
 __all__ = [
     "LegacyMessage",

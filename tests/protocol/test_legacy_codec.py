@@ -12,36 +12,31 @@ must decode there.
 from __future__ import annotations
 
 import struct
-
 from typing import Any
 
 import pytest
-
-from hypothesis import HealthCheck
-from hypothesis import given
-from hypothesis import settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka.protocol.old import commit as kp_commit
 from kafka.protocol.old import fetch as kp_fetch
 from kafka.protocol.old import list_offsets as kp_list_offsets
 from kafka.protocol.old import produce as kp_produce
 
-from logbroker.errors import LocalProtocolError
-from logbroker.errors import ProtocolError
-from logbroker.protocol import ApiKey
-from logbroker.protocol import ErrorCode
-from logbroker.protocol import FetchPartition
-from logbroker.protocol import ProducePartition
-from logbroker.protocol import build
-from logbroker.protocol import decode_request
-from logbroker.protocol import encode_legacy_fetch_response
-from logbroker.protocol import encode_legacy_produce_response
-from logbroker.protocol import encode_response
-from logbroker.protocol import to_ms
-from logbroker.protocol.legacy import STAND_IN
-from logbroker.protocol.legacy import is_legacy
-from logbroker.records import decode_batch
-from logbroker.records import message_set_to_batch
+from logbroker.errors import LocalProtocolError, ProtocolError
+from logbroker.protocol import (
+    ApiKey,
+    ErrorCode,
+    FetchPartition,
+    ProducePartition,
+    build,
+    decode_request,
+    encode_legacy_fetch_response,
+    encode_legacy_produce_response,
+    encode_response,
+    to_ms,
+)
+from logbroker.protocol.legacy import STAND_IN, is_legacy
+from logbroker.records import decode_batch, message_set_to_batch
 
 # Request payloads (frames without their size) captured from real clients.
 KCAT_PRODUCE_V0_GZIP = bytes.fromhex(  # kcat, broker.version.fallback=0.8.2: magic 0, gzip wrapper

@@ -12,14 +12,20 @@ import zlib
 
 import cramjam
 import pytest
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kafka.record.legacy_records import LegacyRecordBatchBuilder
 from kafka.record.memory_records import MemoryRecords
 
 from logbroker.errors import CompressionError, CorruptBatchError
-from logbroker.records import BatchBuilder, Compression, build_batch, decode_batch, down_convert, message_set_to_batch
+from logbroker.records import (
+    BatchBuilder,
+    Compression,
+    build_batch,
+    decode_batch,
+    down_convert,
+    message_set_to_batch,
+)
 from logbroker.records.legacy import _xxh32, encode_message
 
 KEYS = st.none() | st.binary(max_size=16)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-
 from typing import Any
 
 from logbroker.errors import RecordsError

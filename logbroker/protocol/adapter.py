@@ -83,7 +83,6 @@ from .fastpath import Encoded
 from .legacy import STAND_IN
 from .legacy import decode_legacy_body
 from .legacy import encode_list_offsets_v0
-from .legacy import is_legacy
 from .versions import SUPPORTED_VERSIONS
 from .versions import ApiKey
 from .versions import api_versions_entries
@@ -114,6 +113,7 @@ _SIZE: Final = struct.Struct(">i")
 _ERROR_CODE: Final = struct.Struct(">h")
 _MAX_FRAME: Final = 2**31 - 1
 _EPOCH: Final = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_STAND_IN: Final[dict[int, int]] = dict(STAND_IN)  # a plain dict: one lookup per request
 _ONE_MS: Final = datetime.timedelta(milliseconds=1)
 
 # What kio's native readers, our safe reader and phantom constructors raise on
@@ -242,10 +242,10 @@ def decode_request(
             api_version=api_version,
             correlation_id=correlation_id,
         )
-    legacy = is_legacy(api_key, api_version)
+    # Versions kio lacks (KIP-896 removed them) decode into a stand-in version's classes.
+    legacy = api_version < _STAND_IN.get(api_key, 0)
     try:
-        # Versions kio lacks (KIP-896 removed them) decode into a stand-in version's classes.
-        codec = _request_codec(api_key, STAND_IN[api_key] if legacy else api_version)
+        codec = _request_codec(api_key, _STAND_IN[api_key] if legacy else api_version)
     except KioIndexError as exc:  # a custom ``versions`` beyond kio's schemas
         raise UnsupportedVersionError(
             f"{_api_name(api_key)} v{api_version} has no kio schema",
@@ -272,7 +272,7 @@ def decode_request(
         correlation_id=correlation_id,
         client_id=header.client_id,
         body=body,
-        response_class=_response_codec(api_key, STAND_IN[api_key] if legacy else api_version).payload_class,
+        response_class=_response_codec(api_key, _STAND_IN[api_key] if legacy else api_version).payload_class,
     )
 
 

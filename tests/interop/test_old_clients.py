@@ -17,6 +17,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -52,6 +53,16 @@ def sent_versions() -> Iterator[set[tuple[int, int]]]:
     finally:
         logger.removeHandler(handler)
         logger.setLevel(level)
+
+
+def librdkafka_sent(lines: list[str]) -> set[tuple[str, int]]:
+    """(request name, version) of every "Sent XRequest (vN, ...)" line of librdkafka's ``protocol`` debug."""
+    sent = set()
+    for line in lines:
+        if "Sent " in line and "Request (v" in line:
+            name, _, rest = line.split("Sent ", 1)[1].partition(" (v")
+            sent.add((name, int(rest.split(",")[0].split(")")[0])))
+    return sent
 
 
 def old_producer(bootstrap: str, api_version: tuple[int, ...], compression: str | None):
@@ -121,6 +132,51 @@ def test_kafka_python_old_api_versions_round_trip(module_broker, topic, api_vers
         assert [r.timestamp for r in records[: len(sent)]] == [ts for _, _, ts in sent]
 
 
+
+@pytest.mark.parametrize(("api_version", "commit_v", "fetch_offsets_v"), [((0, 8, 1), 0, 0), ((0, 8, 2), 1, 1)])
+def test_kafka_python_08_offset_commit_and_fetch(module_broker, topic, api_version, commit_v, fetch_offsets_v):
+    """0.8 clients have no group membership: Produce/Fetch v0 and OffsetCommit v0/v1, OffsetFetch v0/v1."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    bootstrap = module_broker.bootstrap
+    create_topic(bootstrap, topic)
+    group = f"g-{topic}"
+    with sent_versions() as seen:
+        producer = old_producer(bootstrap, api_version, None)
+        for i in range(3):
+            producer.send(topic, value=b"v%d" % i).get(10)
+        producer.close()
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, api_version=api_version, group_id=group,
+                                 enable_auto_commit=False, auto_offset_reset="earliest", consumer_timeout_ms=5000,
+                                 fetch_max_wait_ms=100)
+        try:
+            tp = TopicPartition(topic, 0)
+            consumer.assign([tp])
+            got = []
+            for message in consumer:  # ends after consumer_timeout_ms if a record is missing
+                got.append(message.value)
+                if len(got) == 3:
+                    break
+            assert got == [b"v0", b"v1", b"v2"]
+            consumer.commit({tp: OffsetAndMetadata(2, "old meta", -1)})
+            assert consumer.committed(tp) == 2
+        finally:
+            consumer.close()
+    assert {(PRODUCE, 0), (FETCH, 0), (OFFSET_COMMIT, commit_v), (OFFSET_FETCH, fetch_offsets_v)} <= seen
+    assert not {v for key, v in seen if key in (PRODUCE, FETCH, OFFSET_COMMIT, OFFSET_FETCH)} - {0, commit_v}
+
+    from confluent_kafka import Consumer
+    from confluent_kafka import TopicPartition as CkTopicPartition
+
+    new = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        [committed] = new.committed([CkTopicPartition(topic, 0)], timeout=10)
+    finally:
+        new.close()
+    assert committed.offset == 2
+
+
 @pytest.mark.parametrize(("api_version", "magic"), [((0, 9), 0), ((0, 10, 0), 1)])
 def test_new_producer_old_consumer(module_broker, topic, api_version, magic):
     bootstrap = module_broker.bootstrap
@@ -145,6 +201,52 @@ def test_new_producer_old_consumer(module_broker, topic, api_version, magic):
         assert all(m.timestamp == -1 or m.timestamp is None for m in got)
 
 
+
+def test_librdkafka_group_consumer_at_fallback_09(module_broker, topic):
+    """confluent-kafka with api.version.request=false and fallback 0.9.0: the classic group at v0
+    (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, GroupCoordinator), Produce/Fetch v1 and magic 0."""
+    from confluent_kafka import Consumer, Producer
+
+    bootstrap = module_broker.bootstrap
+    create_topic(bootstrap, topic)
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    logger = logging.getLogger(f"librdkafka-{topic}")
+    logger.addHandler(Collect())
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    old = {"bootstrap.servers": bootstrap, "api.version.request": False, "broker.version.fallback": "0.9.0",
+           "debug": "protocol", "logger": logger}
+    producer = Producer({**old, "compression.codec": "lz4"})
+    for i in range(5):
+        producer.produce(topic, key=b"k%d" % i, value=b"v%d" % i)
+    assert producer.flush(10) == 0
+    consumer = Consumer({**old, "group.id": f"g-{topic}", "auto.offset.reset": "earliest",
+                         "session.timeout.ms": 6000, "enable.auto.commit": False})
+    try:
+        consumer.subscribe([topic])
+        got = []
+        deadline = time.monotonic() + 15
+        while len(got) < 5 and time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is not None:
+                assert message.error() is None, message.error()
+                got.append((message.key(), message.value(), message.offset()))
+        assert got == [(b"k%d" % i, b"v%d" % i, i) for i in range(5)]
+        [committed] = consumer.commit(asynchronous=False)
+        assert committed.offset == 5
+    finally:
+        consumer.close()
+    sent = librdkafka_sent(lines)
+    assert {("ProduceRequest", 1), ("FetchRequest", 1), ("ListOffsetsRequest", 0), ("JoinGroupRequest", 0),
+            ("SyncGroupRequest", 0), ("FindCoordinatorRequest", 0), ("OffsetCommitRequest", 2),
+            ("OffsetFetchRequest", 1), ("MetadataRequest", 0)} <= sent, sorted(sent)
+
+
 def kcat(bootstrap: str, fallback: str, *args: str, stdin: bytes | None = None) -> tuple[str, set[tuple[str, int]]]:
     """Run kcat speaking the protocol of broker ``fallback``; its stdout and the (request, version)s it sent."""
     proc = subprocess.run(
@@ -154,12 +256,7 @@ def kcat(bootstrap: str, fallback: str, *args: str, stdin: bytes | None = None) 
     )
     stderr = proc.stderr.decode(errors="replace")
     assert proc.returncode == 0, f"kcat {' '.join(args)} exited {proc.returncode}:\n{stderr[-3000:]}"
-    sent = set()
-    for line in stderr.splitlines():
-        if "Sent " in line and "Request (v" in line:
-            name, _, rest = line.split("Sent ", 1)[1].partition(" (v")
-            sent.add((name, int(rest.split(",")[0].split(")")[0])))
-    return proc.stdout.decode(), sent
+    return proc.stdout.decode(), librdkafka_sent(stderr.splitlines())
 
 
 @needs_kcat
@@ -285,3 +382,19 @@ def test_list_offsets_v0_answers_one_offset(module_broker, topic):
     [entry] = ListOffsetsResponse_v0.decode(answer).to_object()["topics"]
     assert [tuple(p.values()) for p in entry["partitions"]] == [(0, 0, [3]), (7, 3, [])]
 
+
+
+
+def test_metadata_v0_empty_topic_list_means_every_topic(module_broker, topic):
+    """v0 has no null array: an empty one asks for all topics (v1+: for none, null for all)."""
+    from kafka.protocol.old.metadata import MetadataResponse_v0, MetadataResponse_v1
+
+    create_topic(module_broker.bootstrap, topic)
+    host, port = module_broker.bootstrap.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        _send(sock, METADATA, 0, 1, struct.pack(">i", 0))
+        v0 = MetadataResponse_v0.decode(_recv(sock)).to_object()
+        _send(sock, METADATA, 1, 2, struct.pack(">i", 0))
+        v1 = MetadataResponse_v1.decode(_recv(sock)).to_object()
+    assert topic in {t["name"] for t in v0["topics"]}
+    assert v1["topics"] == []

@@ -36,7 +36,8 @@ def handle_metadata(broker, request):
     mod = module_of(request.response_class)
     topics = broker.topics()
     node = broker.config.node_id
-    if body.topics is None:
+    # v0 has no null array: an empty one asks for every topic (Kafka's MetadataRequest.json).
+    if body.topics is None or (request.api_version == 0 and not body.topics):
         # Topics the principal may not describe are not even named.
         wanted = sorted(t for t in topics if broker.allowed("describe", "topic", t))
         allow_create = False

@@ -223,6 +223,8 @@ def decode_request(
 
     ``versions`` limits what is accepted (default: all of SUPPORTED_VERSIONS;
     pass :func:`~logbroker.protocol.enabled_versions` to serve a subset).
+    The old versions kio lacks (KIP-896) are read by :mod:`.legacy` into the
+    classes of the lowest version kio has; ``api_version`` stays the real one.
     Unknown tagged fields are skipped; trailing bytes are ignored, as Kafka does.
 
     :raises UnsupportedVersionError: key or version not in ``versions``; carries
@@ -322,6 +324,9 @@ def encode_response(request: Request, body: Any) -> list[bytes | memoryview]:
     memoryview slices of an mmap reach ``sendmsg`` uncopied (and must stay valid
     until sent). ``records`` memoryviews must be 1-D with format ``"B"``. With
     many large fields, send at most ``IOV_MAX`` (1024) buffers per ``sendmsg``.
+
+    For an old version (:mod:`.legacy`) ``body`` is of the stand-in version's
+    class; ListOffsets v0 is written in its own shape, the others' layouts match.
 
     A body already encoded by a fast path (an :class:`~.fastpath.Encoded`
     from :func:`~.fastpath.encode_produce_response` or

@@ -55,6 +55,27 @@ def sent_versions() -> Iterator[set[tuple[int, int]]]:
         logger.setLevel(level)
 
 
+
+def test_old_consumer_skips_transaction_markers_and_reads_uncommitted(module_broker, topic):
+    """As Kafka's down-conversion: control batches go; an old client has no isolation level, so it
+    reads aborted records too (Kafka's RecordsUtil.downConvert keeps them)."""
+    from confluent_kafka import Producer
+
+    bootstrap = module_broker.bootstrap
+    create_topic(bootstrap, topic)
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": f"tx-{topic}", "linger.ms": 5})
+    producer.init_transactions(20)
+    for values, commit in (([b"c0", b"c1"], True), ([b"a0", b"a1"], False), ([b"c2"], True)):
+        producer.begin_transaction()
+        for value in values:
+            producer.produce(topic, value=value, partition=0)
+        producer.flush(10)
+        (producer.commit_transaction if commit else producer.abort_transaction)(20)
+    got = old_consume(bootstrap, topic, (0, 10, 0), 5)
+    # Offsets 2 and 5 are the markers.
+    assert [(m.offset, m.value) for m in got] == [(0, b"c0"), (1, b"c1"), (3, b"a0"), (4, b"a1"), (6, b"c2")]
+
+
 def librdkafka_sent(lines: list[str]) -> set[tuple[str, int]]:
     """(request name, version) of every "Sent XRequest (vN, ...)" line of librdkafka's ``protocol`` debug."""
     sent = set()

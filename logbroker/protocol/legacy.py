@@ -86,7 +86,6 @@ _I64: Final = struct.Struct(">q")
 _SIZE_AND_ID: Final = struct.Struct(">ii")
 _MAX_FRAME: Final = 2**31 - 1
 _DEFAULT_FETCH_MAX_BYTES: Final = 2**31 - 1
-_NO_TIMESTAMP: Final = -1
 
 
 def is_legacy(api_key: int, api_version: int) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import crc32c
 from kafka.protocol.old import fetch as kp_fetch
 from kafka.protocol.old import list_offsets as kp_list_offsets
 from kafka.protocol.old import produce as kp_produce
@@ -23,8 +24,8 @@ from logbroker.records.legacy import encode_message
 CREATE_TOPICS, FETCH = 19, 1
 
 
-def create(h: Any, name: str, **configs: str) -> None:
-    topic = h.req(CREATE_TOPICS, 7, "CreatableTopic", name=name, num_partitions=1, replication_factor=1,
+def create(h: Any, name: str, partitions: int = 1, **configs: str) -> None:
+    topic = h.req(CREATE_TOPICS, 7, "CreatableTopic", name=name, num_partitions=partitions, replication_factor=1,
                   assignments=(), configs=tuple(h.req(CREATE_TOPICS, 7, "CreatableTopicConfig", name=k, value=v)
                                                 for k, v in configs.items()))
     h.call(CREATE_TOPICS, 7, "CreateTopicsRequest", topics=(topic,), timeout=5000, validate_only=False)
@@ -133,3 +134,17 @@ def test_list_offsets_v0(h):
     answer = old_call(h, request, kp_list_offsets.ListOffsetsResponse_v0)
     [topic] = answer["topics"]
     assert [tuple(p.values()) for p in topic["partitions"]] == [(0, 0, [4]), (0, 0, [0]), (3, 3, [])]
+
+
+def test_a_stored_batch_that_does_not_decode_fails_only_its_partition(h):
+    create(h, "t", partitions=2)
+    h.broker.append("t", 0, build_batch([(None, b"fine")]))
+    bad = bytearray(build_batch([(None, b"abcdefgh")]))
+    bad[-8:] = b"\xff" * 8  # the record's bytes, not its header: the CRC-32C is redone, so storing it succeeds
+    struct.pack_into(">I", bad, 17, crc32c.crc32c(bytes(bad[21:])))
+    h.broker.append("t", 1, bytes(bad))
+    request = kp_fetch.FetchRequest_v1(-1, 0, 1, [("t", [(0, 0, 1 << 20), (1, 0, 1 << 20)])])
+    answer = old_call(h, request, kp_fetch.FetchResponse_v1)
+    good, broken = answer["responses"][0]["partitions"]
+    assert (good["error_code"], broken["error_code"], broken["records"]) == (0, 2, b"")  # CORRUPT_MESSAGE
+    assert [r.value for r in MemoryRecords(good["records"]).next_batch()] == [b"fine"]

@@ -88,7 +88,12 @@ class FetchOperation:
                         records = cut_before(records, stable)
                     aborted = self._broker.aborted_transactions(topic, index, plog, offset, stable) if records else None
                 if self._magic is not None and records:
-                    records = down_convert(records, self._magic, offset, limit, at_least_one=not total)
+                    try:
+                        records = down_convert(records, self._magic, offset, limit, at_least_one=not total)
+                    except LogbrokerError as exc:  # a stored batch that does not decode: this partition only
+                        errors = True
+                        parts.append(FetchPartition(index, error_code_for(exc), hw, stable, result.log_start_offset, b""))
+                        continue
                 size = len(records)
                 if total and size > limit:
                     records, size = b"", 0

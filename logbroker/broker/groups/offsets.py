@@ -332,16 +332,24 @@ class OffsetCommands:
             return _check_consumer_commit(group.consumer, req, transactional=False)
         if group.is_(_DEAD):
             return E.COORDINATOR_NOT_AVAILABLE
-        if group.is_fenced(req.group_instance_id, req.member_id):
-            return E.FENCED_INSTANCE_ID
         if req.generation < 0 and group.is_(_EMPTY):
             return None  # a group that only stores offsets
+        if req.generation >= 0 or req.member_id or req.group_instance_id is not None:
+            if req.group_instance_id is not None and group.static_members.get(req.group_instance_id) is None:
+                return E.UNKNOWN_MEMBER_ID
+            if group.is_fenced(req.group_instance_id, req.member_id):
+                return E.FENCED_INSTANCE_ID
+            if req.member_id not in group.members:
+                return E.UNKNOWN_MEMBER_ID
+            if req.generation != group.generation:
+                return E.ILLEGAL_GENERATION
+        elif not group.is_(_EMPTY):
+            return E.UNKNOWN_MEMBER_ID  # no member id nor generation: only into an empty group
+        # Only a member of the current generation learns that the group is still
+        # syncing; an older generation is ILLEGAL_GENERATION above (Kafka's order),
+        # which a cooperative consumer handles by rejoining, not by failing the commit.
         if group.is_(GroupState.COMPLETING_REBALANCE):
             return E.REBALANCE_IN_PROGRESS
-        if req.member_id not in group.members:
-            return E.UNKNOWN_MEMBER_ID
-        if req.generation != group.generation:
-            return E.ILLEGAL_GENERATION
         return None
 
     def fetch_offsets(self, group_id: str, partitions: list[tuple[str, int]] | None, *,

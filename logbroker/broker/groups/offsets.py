@@ -25,9 +25,11 @@ from logbroker.broker.groups.records import (
     ConsumerGroupValue,
     GroupKey,
     GroupValue,
+    Key,
     OffsetKey,
     OffsetValue,
     RecordFormatError,
+    Value,
     decode_key,
     decode_value,
     encode_key,
@@ -100,7 +102,7 @@ class OffsetCommands:
         )
         self._maybe_compact(now_ms)
 
-    def _apply(self, key, value) -> None:
+    def _apply(self, key: Key, value: Value | None) -> None:
         group = self._groups.get(key.group_id)
         if isinstance(key, ConsumerGroupKey):
             if value is None:

@@ -128,3 +128,23 @@ def test_describe_list_and_offsets(h):
     assert stale.error_code == ErrorCode.stale_member_epoch and stale.topics == ()
     assert fetch(9, member_id="zz", member_epoch=1).error_code == ErrorCode.unknown_member_id
     assert fetch(8).error_code == 0  # v8 names no member: an admin's fetch
+
+
+def test_delete_groups_and_the_share_group_namespace(h):
+    create_topic(h, "t", 2)
+    beat(h, "a", 0)
+    delete = lambda: h.call(42, 2, "DeleteGroupsRequest", groups_names=("g",)).results[0].error_code  # noqa: E731
+    assert delete() == ErrorCode.non_empty_group
+    assert beat(h, "a", -1).error_code == 0
+    listed = h.call(LIST, 5, "ListGroupsRequest", states_filter=("empty",), types_filter=()).groups
+    assert [(x.group_id, x.group_type, x.group_state) for x in listed] == [("g", "consumer", "Empty")]
+    assert delete() == 0
+    described = h.call(DESCRIBE, 1, "ConsumerGroupDescribeRequest", group_ids=("g",),
+                       include_authorized_operations=False).groups[0]
+    assert described.error_code == ErrorCode.group_id_not_found
+    # A share group's id is not a consumer group's.
+    share = h.call(76, 1, "ShareGroupHeartbeatRequest", group_id="sg", member_id="m", member_epoch=0,
+                   rack_id=None, subscribed_topic_names=("t",))
+    assert share.error_code == 0
+    r = beat(h, "m", 0, group_id="sg")
+    assert r.error_code == ErrorCode.group_id_not_found and "not a consumer group" in r.error_message

@@ -17,8 +17,12 @@ _FIELDS = set(BrokerConfig.field_names())
 _RANGED = sorted(name for name in RANGES if name in _FIELDS)
 # Settings whose lowest (highest) value breaks a rule between two settings
 # when the other one keeps its default.
-_PAIRED_LOW = {"group_max_session_timeout_ms", "group_share_session_timeout_ms"}
-_PAIRED_HIGH = {"group_min_session_timeout_ms", "group_share_heartbeat_interval_ms"}
+_PAIRED_LOW = {"group_max_session_timeout_ms", "group_share_session_timeout_ms", "group_consumer_session_timeout_ms"}
+_PAIRED_HIGH = {
+    "group_min_session_timeout_ms",
+    "group_share_heartbeat_interval_ms",
+    "group_consumer_heartbeat_interval_ms",
+}
 
 
 def _out_of_range() -> list[tuple[str, int]]:

@@ -226,7 +226,7 @@ def test_request_repr_is_short() -> None:
         (0, 10),  # Produce above our ceiling
         (1, 13),
         (32, 0),  # DescribeConfigs v0: kio lacks it
-        (68, 0),  # ConsumerGroupHeartbeat: not served
+        (55, 0),  # DescribeQuorum: a KRaft controller API, not served
         (4, 0),  # LeaderAndIsr: removed from Kafka
         (999, 0),
         (-1, 0),

@@ -20,7 +20,9 @@ from brokerproc import BrokerProcess, unique_topic, wait_until
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 from confluent_kafka import Consumer, Producer  # noqa: E402
+from confluent_kafka import TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+from confluent_kafka import ConsumerGroupTopicPartitions  # noqa: E402
 
 BROKER_CONFIG = """\
 "group.consumer.heartbeat.interval.ms" = 100
@@ -40,6 +42,19 @@ def cg_broker(tmp_path):
 def create(bootstrap: str, name: str, partitions: int = 6) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(name, partitions, 1)])[name].result(10)
+
+
+def commit_start(bootstrap: str, group: str, topic: str, partitions: int = 6) -> None:
+    """Commit offset 0 for every partition before anyone joins, so members
+    start from a committed offset instead of resetting to the beginning.
+    librdkafka 2.16 can leave its offset-reset retry timer armed when a
+    reconciliation pauses a partition while that reset is in flight; the timer
+    later rewinds the partition to the beginning (or restarts a revoked one),
+    a client-side replay that the broker cannot prevent."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    offsets = [TopicPartition(topic, p, 0) for p in range(partitions)]
+    futures = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, offsets)])
+    futures[group].result(10)
 
 
 def produce(bootstrap: str, topic: str, count: int, partitions: int = 6, start: int = 0) -> None:
@@ -115,6 +130,7 @@ def test_members_split_partitions_and_hand_them_over_without_reading_twice(cg_br
     group = unique_topic("g")
     create(bs, topic)
     produce(bs, topic, 600)
+    commit_start(bs, group, topic)
     members: list[Member] = []
     try:
         a = Member(bs, group, [topic], "a")

@@ -55,7 +55,7 @@ def test_text_status_shows_topics_sizes_groups_and_lag(busy_broker):
     assert rows["audit"][1:3] == ["1", "10"] and " ".join(rows["audit"][3:]) == human_bytes(audit)
     assert "__consumer_offsets" not in rows  # internal topics only with --internal
     # committed 4, 0, 5 of 5 records each: lag 1 + 5 + 0
-    assert rows["billing"] == ["billing", "consumer", "Empty", "0", "6"]
+    assert rows["billing"] == ["billing", "classic", "Empty", "0", "6"]
 
     per_partition = _run("-b", busy_broker.bootstrap_servers, "--partitions", "--internal")
     lines = [line.split() for line in per_partition.splitlines()]
@@ -75,7 +75,7 @@ def test_json_status_has_every_partition(busy_broker):
     assert logdir["usable_bytes"] > 0 and logdir["total_bytes"] >= logdir["usable_bytes"]
     assert status["brokers"][0]["port"] == busy_broker.port
     [group] = status["groups"]
-    assert group == {"group": "billing", "type": "consumer", "state": "Empty", "members": 0, "lag": 6}
+    assert group == {"group": "billing", "type": "classic", "state": "Empty", "members": 0, "lag": 6}
 
 
 def test_status_of_an_unreachable_broker_fails_cleanly():
@@ -135,3 +135,25 @@ def test_status_lists_share_groups():
     assert (group["group"], group["type"]) == ("workers", "share")
     assert group["lag"] is None or group["lag"] >= 0
     assert any(line.split()[:2] == ["workers", "share"] for line in text.splitlines())
+
+
+def test_status_shows_a_consumer_protocol_group_with_its_members():
+    """A KIP-848 group is described by ConsumerGroupDescribe: its state and
+    members, not the "Dead, 0 members" DescribeGroups gives for it."""
+    with embedded() as broker:
+        broker.create_topic("clicks", 2)
+        with SyncProducer(broker.bootstrap_servers) as producer:
+            for i in range(6):
+                producer.send("clicks", b"c%d" % i, partition=i % 2).result(10)
+        with SyncConsumer(broker.bootstrap_servers, group_id="counters", group_protocol="consumer",
+                          auto_offset_reset="earliest", enable_auto_commit=False) as consumer:
+            consumer.subscribe(["clicks"])
+            deadline = time.monotonic() + 20
+            while len(consumer.assignment()) < 2 and time.monotonic() < deadline:
+                consumer.getmany(timeout=0.2)
+            consumer.commit({("clicks", 0): 3, ("clicks", 1): 1}, timeout=10)
+            status = json.loads(_run("-b", broker.bootstrap_servers, "--json"))
+            text = _run("-b", broker.bootstrap_servers)
+    [group] = status["groups"]
+    assert group == {"group": "counters", "type": "consumer", "state": "Stable", "members": 1, "lag": 2}
+    assert ["counters", "consumer", "Stable", "1", "2"] in [line.split() for line in text.splitlines()]

@@ -111,8 +111,11 @@ async def _offsets(admin: Admin, topics: dict) -> tuple[dict, dict, dict[str, st
 
 
 async def _group(admin: Admin, listed, ends: dict[TopicPartition, int]) -> dict:
-    [description] = await admin.describe_groups([listed.group_id])
-    kind = "share" if listed.protocol_type == "share" else listed.protocol_type or "classic"
+    kind = listed.group_type or ("share" if listed.protocol_type == "share" else "classic")
+    if kind == "consumer":  # KIP-848 groups are described by ConsumerGroupDescribe only
+        [description] = await admin.describe_consumer_groups([listed.group_id])
+    else:
+        [description] = await admin.describe_groups([listed.group_id])
     if kind == "share":
         lag = sum(max(0, p.lag) for p in await admin.share_group_progress(listed.group_id))
     else:

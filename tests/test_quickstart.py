@@ -301,12 +301,20 @@ def test_quickstart_runs_word_for_word(quickstart, broker_factory):
     members[0].out.wait_for(lambda _: len(printed_by_both()) >= 3, "the group to print the 3 orders")
     list_, describe, reset = qs.next_block("sh", section).lines
     assert "billing" in qs.sh(list_).stdout
+    def owned_by_each(described: str) -> list[list[str]]:
+        return [re.findall(r"orders-(\d)", line) for line in described.splitlines()
+                if line.startswith("logbroker-consume-")]
+
+    # Until the second member's join has completed, describe can show two
+    # members and no assignment yet.
     deadline = time.monotonic() + STEP_TIMEOUT
-    while ", 2 members" not in (described := qs.sh(describe).stdout) and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        described = qs.sh(describe).stdout
+        if ", 2 members" in described and all(owned_by_each(described)):
+            break
         time.sleep(0.2)
     assert ", 2 members" in described, described
-    owned = [re.findall(r"orders-(\d)", line) for line in described.splitlines()
-             if line.startswith("logbroker-consume-")]
+    owned = owned_by_each(described)
     assert len(owned) == 2 and all(owned), f"the partitions are split between the two:\n{described}"
     assert sorted(p for ps in owned for p in ps) == ["0", "1", "2"], described
     assert sorted(printed_by_both()) == ["book", "lamp", "pen"], "each order once"

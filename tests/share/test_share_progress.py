@@ -68,7 +68,9 @@ async def test_groups_describe_counts_in_flight_acknowledged_and_archived(share_
                 async def settled():
                     for _ in range(50):
                         [p] = await admin.share_group_progress(group)
-                        if p.acknowledged == 5 and p.archived == 2:
+                        # Settled: the acks and rejects applied, and the
+                        # consumer's own prefetch answered (nothing available).
+                        if p.acknowledged == 5 and p.archived == 2 and p.available == 0:
                             return p
                         await trio.sleep(0.1)
                     return p

@@ -301,6 +301,7 @@ def test_quickstart_runs_word_for_word(quickstart, broker_factory):
     members[0].out.wait_for(lambda _: len(printed_by_both()) >= 3, "the group to print the 3 orders")
     list_, describe, reset = qs.next_block("sh", section).lines
     assert "billing" in qs.sh(list_).stdout
+
     def owned_by_each(described: str) -> list[list[str]]:
         return [re.findall(r"orders-(\d)", line) for line in described.splitlines()
                 if line.startswith("logbroker-consume-")]

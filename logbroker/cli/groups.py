@@ -20,7 +20,6 @@ from logbroker.client import (
     Admin,
     ConsumerGroupDescription,
     GroupDescription,
-    GroupListing,
     TopicPartition,
 )
 from logbroker.errors import KafkaError
@@ -30,14 +29,6 @@ from logbroker.protocol import ErrorCode
 @click.group()
 def groups() -> None:
     """List, describe, delete consumer groups and reset their offsets."""
-
-
-def _group_type(listing: GroupListing) -> str:
-    """classic, consumer or share; brokers before ListGroups v5 do not say, and
-    then only share groups are told apart (by their protocol type)."""
-    if listing.group_type:
-        return listing.group_type
-    return "share" if listing.protocol_type == "share" else "classic"
 
 
 @groups.command("list")
@@ -55,14 +46,14 @@ def list_(state, types, bootstrap, fmt) -> None:
 
     listed = [g for g in run_client(main) if state is None or g.state.lower() == state.lower()]
     if fmt == "json":
-        emit_json([{"group": g.group_id, "type": _group_type(g), "protocol_type": g.protocol_type,
+        emit_json([{"group": g.group_id, "type": g.kind, "protocol_type": g.protocol_type,
                     "state": g.state} for g in listed])
         return
     if not listed:
         click.echo("no groups")
         return
     print_table(["GROUP", "TYPE", "PROTOCOL-TYPE", "STATE"],
-                [[g.group_id, _group_type(g), g.protocol_type or "-", g.state or "-"] for g in listed])
+                [[g.group_id, g.kind, g.protocol_type or "-", g.state or "-"] for g in listed])
 
 
 async def _consumer_group(admin: Admin, group_id: str) -> ConsumerGroupDescription | None:

@@ -111,7 +111,7 @@ async def _offsets(admin: Admin, topics: dict) -> tuple[dict, dict, dict[str, st
 
 
 async def _group(admin: Admin, listed, ends: dict[TopicPartition, int]) -> dict:
-    kind = listed.group_type or ("share" if listed.protocol_type == "share" else "classic")
+    kind = listed.kind
     if kind == "consumer":  # KIP-848 groups are described by ConsumerGroupDescribe only
         [description] = await admin.describe_consumer_groups([listed.group_id])
     else:

@@ -161,6 +161,14 @@ class GroupListing:
     state: str = ""
     group_type: str = ""
 
+    @property
+    def kind(self) -> str:
+        """classic, consumer or share; brokers before ListGroups v5 do not say,
+        and then only share groups are told apart (by their protocol type)."""
+        if self.group_type:
+            return self.group_type
+        return "share" if self.protocol_type == "share" else "classic"
+
 
 @dataclass(frozen=True, slots=True)
 class SharePartitionProgress:

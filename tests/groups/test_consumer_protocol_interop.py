@@ -19,10 +19,8 @@ import pytest
 from brokerproc import BrokerProcess, unique_topic, wait_until
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
-from confluent_kafka import Consumer, Producer  # noqa: E402
-from confluent_kafka import TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
-from confluent_kafka import ConsumerGroupTopicPartitions  # noqa: E402
 
 BROKER_CONFIG = """\
 "group.consumer.heartbeat.interval.ms" = 100

@@ -15,7 +15,6 @@ Record layout (all varints zigzag)::
 
 from __future__ import annotations
 
-import struct
 import time
 from collections.abc import Iterable
 
@@ -27,15 +26,16 @@ from logbroker.records.header import (
     ATTR_CONTROL,
     ATTR_LOG_APPEND_TIME,
     ATTR_TRANSACTIONAL,
+    CRC_AT,
+    CRC_START,
+    CRC_STRUCT,
     HEADER_SIZE,
+    HEADER_STRUCT,
     LOG_OVERHEAD,
     MAGIC,
 )
 from logbroker.records.varint import ENCODED, NULL, TABLE_SIZE, ZERO, encode_zigzag
 
-# The header in two parts: what precedes the CRC, and what the CRC covers.
-_PREFIX = struct.Struct(">qiibI")  # baseOffset, batchLength, leaderEpoch, magic, crc
-_TAIL = struct.Struct(">hiqqqhii")  # attributes .. recordsCount
 _BYTE_TYPES = (bytes, bytearray, memoryview)
 
 # ``_ATTR_TS[d]``: the attributes byte (always 0) followed by timestampDelta ``d``.
@@ -222,7 +222,15 @@ class BatchBuilder:
         records = b"".join(self._parts)
         if self._codec:
             records = compress(self._codec, records)
-        tail = _TAIL.pack(
+        header = bytearray(HEADER_SIZE)
+        HEADER_STRUCT.pack_into(
+            header,
+            0,
+            self._base_offset,
+            HEADER_SIZE - LOG_OVERHEAD + len(records),
+            self._leader_epoch,
+            MAGIC,
+            0,  # the CRC, written once the bytes it covers are known
             self._attributes,
             count - 1 if last_offset_delta is None else last_offset_delta,
             self._base_ts,
@@ -232,15 +240,9 @@ class BatchBuilder:
             self._base_sequence,
             count,
         )
-        crc = crc32c.crc32c(records, crc32c.crc32c(tail))
-        prefix = _PREFIX.pack(
-            self._base_offset,
-            HEADER_SIZE - LOG_OVERHEAD + len(records),
-            self._leader_epoch,
-            MAGIC,
-            crc,
-        )
-        return b"".join((prefix, tail, records))
+        crc = crc32c.crc32c(records, crc32c.crc32c(memoryview(header)[CRC_START:]))
+        CRC_STRUCT.pack_into(header, CRC_AT, crc)
+        return b"".join((header, records))
 
     def __repr__(self) -> str:
         return (

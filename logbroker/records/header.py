@@ -27,12 +27,40 @@ from logbroker.errors import BatchTooLargeError, CorruptBatchError, InvalidBatch
 HEADER_SIZE = 61
 LOG_OVERHEAD = 12  # baseOffset + batchLength: bytes not counted by batchLength
 MAGIC = 2
-CRC_START = 21
 
-_HEADER = struct.Struct(">qiibIhiqqqhii")
+# Byte offsets of the header's fields within a batch (the table above).
+BASE_OFFSET_AT = 0
+BATCH_LENGTH_AT = 8
+PARTITION_LEADER_EPOCH_AT = 12
+MAGIC_AT = 16
+CRC_AT = 17
+ATTRIBUTES_AT = 21
+LAST_OFFSET_DELTA_AT = 23
+BASE_TIMESTAMP_AT = 27
+MAX_TIMESTAMP_AT = 35
+PRODUCER_ID_AT = 43
+PRODUCER_EPOCH_AT = 51
+BASE_SEQUENCE_AT = 53
+RECORDS_COUNT_AT = 57
+RECORDS_AT = HEADER_SIZE
+CRC_START = ATTRIBUTES_AT  # the CRC-32C covers [attributes, end of batch)
+PREFIX_SIZE = MAGIC_AT  # baseOffset, batchLength, partitionLeaderEpoch: what the broker writes
+
+HEADER_STRUCT = struct.Struct(">qiibIhiqqqhii")
+"""The whole 61-byte header, field by field in :class:`BatchHeader` order (the one definition)."""
+PREFIX_STRUCT = struct.Struct(">qii")
+"""baseOffset, batchLength, partitionLeaderEpoch: the 16 bytes before magic, outside the CRC."""
+LOCATE_STRUCT = struct.Struct(f">qi{LAST_OFFSET_DELTA_AT - PARTITION_LEADER_EPOCH_AT}xi")
+"""baseOffset, batchLength, lastOffsetDelta: what a walk along the batch chain needs."""
+ATTRIBUTES_STRUCT = struct.Struct(">h")
+CRC_STRUCT = struct.Struct(">I")
+TIMESTAMP_STRUCT = struct.Struct(">q")
 _BASE_OFFSET = struct.Struct(">q")
 _LEADER_EPOCH = struct.Struct(">i")
 _SIZE_PREFIX = struct.Struct(">qi")
+
+assert HEADER_STRUCT.size == HEADER_SIZE and PREFIX_STRUCT.size == PREFIX_SIZE
+assert LOCATE_STRUCT.size == LAST_OFFSET_DELTA_AT + 4
 
 ATTR_COMPRESSION_MASK = 0x07
 ATTR_LOG_APPEND_TIME = 0x08
@@ -100,7 +128,7 @@ def parse_header(buf, pos: int = 0) -> BatchHeader:
     """Decode the header at ``pos``; raises CorruptBatchError if fewer than 61 bytes remain."""
     if len(buf) - pos < HEADER_SIZE:
         raise CorruptBatchError(f"batch header truncated: {len(buf) - pos} of {HEADER_SIZE} bytes")
-    return BatchHeader._make(_HEADER.unpack_from(buf, pos))
+    return BatchHeader._make(HEADER_STRUCT.unpack_from(buf, pos))
 
 
 def batch_crc(buf, pos: int, size: int) -> int:
@@ -157,8 +185,8 @@ def validate_produced_batch(buf, *, max_bytes: int | None = None) -> BatchHeader
 
 def stamp_batch(buf, base_offset: int, leader_epoch: int = 0, pos: int = 0) -> None:
     """Write the base offset and leader epoch in place; the CRC stays valid."""
-    _BASE_OFFSET.pack_into(buf, pos, base_offset)
-    _LEADER_EPOCH.pack_into(buf, pos + 12, leader_epoch)
+    _BASE_OFFSET.pack_into(buf, pos + BASE_OFFSET_AT, base_offset)
+    _LEADER_EPOCH.pack_into(buf, pos + PARTITION_LEADER_EPOCH_AT, leader_epoch)
 
 
 def iter_batches(buf, pos: int = 0, end: int | None = None) -> Iterator[tuple[int, BatchHeader]]:
@@ -168,7 +196,7 @@ def iter_batches(buf, pos: int = 0, end: int | None = None) -> Iterator[tuple[in
     :func:`scan_valid_prefix` for that.
     """
     limit = len(buf) if end is None else end
-    unpack = _HEADER.unpack_from
+    unpack = HEADER_STRUCT.unpack_from
     while limit - pos >= HEADER_SIZE:
         header = BatchHeader._make(unpack(buf, pos))
         size = header.batch_length + LOG_OVERHEAD

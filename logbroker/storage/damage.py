@@ -22,19 +22,15 @@ scan a map of a file the broker is not running on.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
 from typing import NamedTuple
 
 import crc32c
 
-from logbroker.records import HEADER_SIZE, LOG_OVERHEAD, MAGIC
+from logbroker.records import CRC_START, HEADER_SIZE, HEADER_STRUCT, LOCATE_STRUCT, LOG_OVERHEAD, MAGIC, MAGIC_AT
 
 __all__ = ["BatchScan", "DamagedBatch", "LostRange", "scan_batches"]
 
-_HEADER = struct.Struct(">qiibIhiqqqhii")  # the 61-byte batch header
-_LENGTH = struct.Struct(">i")
-_BASE = struct.Struct(">q")
 _MIN_LENGTH = HEADER_SIZE - LOG_OVERHEAD
 _INT32_MAX = 2**31 - 1
 _CHUNK = 1 << 20  # bytes searched for a batch start per step (a copy of at most this much)
@@ -118,7 +114,7 @@ def _valid(view, pos: int, size: int, expected: int, max_last: int, limit: int):
     offset >= ``expected``, or None."""
     if size - pos < HEADER_SIZE:
         return None
-    base, length, _, magic, stored_crc, _, last_delta, _, max_ts = _HEADER.unpack_from(view, pos)[:9]
+    base, length, _, magic, stored_crc, _, last_delta, _, max_ts = HEADER_STRUCT.unpack_from(view, pos)[:9]
     n = length + LOG_OVERHEAD
     if (
         length < _MIN_LENGTH
@@ -128,7 +124,7 @@ def _valid(view, pos: int, size: int, expected: int, max_last: int, limit: int):
         or base < expected
         or last_delta < 0
         or base + last_delta > max_last
-        or crc32c.crc32c(view[pos + 21 : pos + n]) != stored_crc
+        or crc32c.crc32c(view[pos + CRC_START : pos + n]) != stored_crc
     ):
         return None
     return n, base + last_delta, max_ts
@@ -142,11 +138,11 @@ def _resync(view, pos: int, size: int, expected: int, max_last: int, limit: int)
     goes on), or if the batch after it is valid too or it ends the data: a
     lone batch-shaped run of bytes inside a record value is not taken.
     """
-    declared = pos + _LENGTH.unpack_from(view, pos + 8)[0] + LOG_OVERHEAD if size - pos >= 12 else -1
+    declared = pos + LOCATE_STRUCT.unpack_from(view, pos)[1] + LOG_OVERHEAD if size - pos >= HEADER_SIZE else -1
     start = pos + 1
     while size - start >= HEADER_SIZE:
         stop = min(start + _CHUNK, size - HEADER_SIZE + 1)
-        magics = bytes(view[start + 16 : stop + 16])  # the magic byte of each candidate start
+        magics = bytes(view[start + MAGIC_AT : stop + MAGIC_AT])  # the magic byte of each candidate start
         i = magics.find(b"\x02")
         while i >= 0:
             candidate = start + i
@@ -194,7 +190,7 @@ def scan_batches(
                 lost.append(LostRange(path, pos, size, expected, None))
                 run = pos = size
                 break
-            lost.append(LostRange(path, pos, nxt, expected, _BASE.unpack_from(view, nxt)[0]))
+            lost.append(LostRange(path, pos, nxt, expected, LOCATE_STRUCT.unpack_from(view, nxt)[0]))
             shift += nxt - pos
             run = pos = nxt
             continue

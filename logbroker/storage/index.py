@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from logbroker.errors import StorageError
+from logbroker.records import BASE_OFFSET_AT, HEADER_SIZE, LAST_OFFSET_DELTA_AT, MAGIC, MAGIC_AT
 from logbroker.storage.config import DEFAULT_FILE_MODE
 from logbroker.storage.files import allocate
 from logbroker.storage.mapping import map_path
@@ -274,13 +275,13 @@ class OffsetIndex(_MappedIndex):
             return
         arr = self._arrays()
         pos = arr["pos"].astype(np.int64)
-        if pos[-1] + 61 > log_size:
+        if pos[-1] + HEADER_SIZE > log_size:
             raise CorruptIndexError(f"{self.path.name}: entry points past the log's last header")
         data = np.frombuffer(log_view, dtype=np.uint8, count=log_size)
-        if (data[pos + 16] != 2).any():
+        if (data[pos + MAGIC_AT] != MAGIC).any():
             raise CorruptIndexError(f"{self.path.name}: an entry does not point at a batch header")
-        base = data[pos[:, None] + np.arange(8)].copy().view(">i8").ravel()
-        delta = data[pos[:, None] + np.arange(23, 27)].copy().view(">i4").ravel()
+        base = data[pos[:, None] + np.arange(BASE_OFFSET_AT, BASE_OFFSET_AT + 8)].copy().view(">i8").ravel()
+        delta = data[pos[:, None] + np.arange(LAST_OFFSET_DELTA_AT, LAST_OFFSET_DELTA_AT + 4)].copy().view(">i4").ravel()
         if ((base + delta) != (arr["rel"].astype(np.int64) + self.base_offset)).any():
             raise CorruptIndexError(f"{self.path.name}: an entry's offset does not match its batch")
 

@@ -40,7 +40,21 @@ from logbroker.records import (
     ATTR_LOG_APPEND_TIME,
     BatchHeader,
     check_batch,
+    decode_batch,
     validate_produced_batch,
+)
+from logbroker.records import (
+    ATTRIBUTES_AT,
+    ATTRIBUTES_STRUCT,
+    CRC_AT,
+    CRC_START,
+    CRC_STRUCT,
+    HEADER_STRUCT,
+    LOG_OVERHEAD,
+    MAX_TIMESTAMP_AT,
+    PREFIX_SIZE,
+    PREFIX_STRUCT,
+    TIMESTAMP_STRUCT,
 )
 from logbroker.storage.config import LogConfig
 from logbroker.storage.damage import DamagedBatch
@@ -53,11 +67,6 @@ __all__ = ["AppendInfo", "PartitionLog", "ReadResult", "SegmentInfo"]
 
 logger = logging.getLogger("logbroker.storage")
 
-_PREFIX = struct.Struct(">qii")  # baseOffset, batchLength, partitionLeaderEpoch
-_HEADER = struct.Struct(">qiibIhiqqqhii")  # the 61-byte batch header
-_ATTRIBUTES = struct.Struct(">h")
-_I64 = struct.Struct(">q")
-_U32 = struct.Struct(">I")
 _INT32_MAX = 2**31 - 1
 _EMPTY = memoryview(b"")
 
@@ -260,12 +269,12 @@ class PartitionLog:
             # failure goes to the slow path, which raises the precise error.
             try:
                 (_, length, _, magic, crc, attributes, last_delta, _, max_ts,
-                 producer_id, _, base_sequence, count) = _HEADER.unpack_from(batch, 0)
+                 producer_id, _, base_sequence, count) = HEADER_STRUCT.unpack_from(batch, 0)
             except struct.error:
                 self._refuse(batch, allow_control)
             view = batch if batch.__class__ is memoryview else memoryview(batch)
             if (
-                length + 12 != size
+                length + LOG_OVERHEAD != size
                 or size > self._max_message_bytes
                 or size > self._segment_bytes
                 or magic != 2
@@ -273,7 +282,7 @@ class PartitionLog:
                 or last_delta + 1 != count
                 or (attributes & ATTR_CONTROL and not allow_control)
                 or (producer_id >= 0 and base_sequence < 0)
-                or crc32c.crc32c(view[21:]) != crc
+                or crc32c.crc32c(view[CRC_START:]) != crc
             ):
                 self._refuse(batch, allow_control)
         segment = self._active
@@ -286,7 +295,7 @@ class PartitionLog:
             append_time = -1
             if header is not None:
                 view = batch if batch.__class__ is memoryview else memoryview(batch)
-            buffers = (_PREFIX.pack(base, length, leader_epoch), view[16:])
+            buffers = (PREFIX_STRUCT.pack(base, length, leader_epoch), view[PREFIX_SIZE:])
         used = segment.size
         if used and (
             used + size > self._segment_bytes
@@ -373,8 +382,6 @@ class PartitionLog:
     def offset_for_timestamp(self, timestamp_ms: int) -> tuple[int, int] | None:
         """``(offset, timestamp)`` of the first record at or after the log start whose
         timestamp is >= ``timestamp_ms``; None if there is none."""
-        from logbroker.records import decode_batch
-
         start = self._log_start_offset
         for segment in list(self._segments):
             if segment.max_timestamp < timestamp_ms or segment.next_offset <= start:
@@ -394,8 +401,6 @@ class PartitionLog:
     def max_timestamp(self) -> tuple[int, int] | None:
         """``(timestamp, offset)`` of the first record with the largest timestamp,
         or None if the log holds no timestamped record."""
-        from logbroker.records import decode_batch
-
         best = None
         for segment in self._segments:
             if segment.max_timestamp >= 0 and (best is None or segment.max_timestamp > best.max_timestamp):
@@ -620,9 +625,9 @@ def _stamp_log_append_time(batch, base: int, leader_epoch: int, now_ms: int) -> 
     """A copy of ``batch`` with the LogAppendTime attribute, maxTimestamp = now,
     a new CRC, and the offset and epoch stamped."""
     buf = bytearray(batch)
-    attributes = _ATTRIBUTES.unpack_from(buf, 21)[0] | ATTR_LOG_APPEND_TIME
-    _ATTRIBUTES.pack_into(buf, 21, attributes)
-    _I64.pack_into(buf, 35, now_ms)
-    _U32.pack_into(buf, 17, crc32c.crc32c(memoryview(buf)[21:]))
-    _PREFIX.pack_into(buf, 0, base, len(buf) - 12, leader_epoch)
+    attributes = ATTRIBUTES_STRUCT.unpack_from(buf, ATTRIBUTES_AT)[0] | ATTR_LOG_APPEND_TIME
+    ATTRIBUTES_STRUCT.pack_into(buf, ATTRIBUTES_AT, attributes)
+    TIMESTAMP_STRUCT.pack_into(buf, MAX_TIMESTAMP_AT, now_ms)
+    CRC_STRUCT.pack_into(buf, CRC_AT, crc32c.crc32c(memoryview(buf)[CRC_START:]))
+    PREFIX_STRUCT.pack_into(buf, 0, base, len(buf) - LOG_OVERHEAD, leader_epoch)
     return buf

@@ -42,12 +42,20 @@ import logging
 import mmap
 import os
 import stat
-import struct
 from pathlib import Path
 from typing import NamedTuple
 
 from logbroker.errors import CorruptBatchError, CorruptSegmentError, StorageError
-from logbroker.records import HEADER_SIZE, LOG_OVERHEAD, MAGIC, check_batch, iter_batches
+from logbroker.records import (
+    HEADER_SIZE,
+    LOCATE_STRUCT,
+    LOG_OVERHEAD,
+    MAGIC,
+    MAGIC_AT,
+    check_batch,
+    iter_batches,
+    parse_header,
+)
 from logbroker.storage.config import LogConfig
 from logbroker.storage.damage import BatchScan, DamagedBatch, LostRange, scan_batches
 from logbroker.storage.files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, fsync_dir, segment_path
@@ -57,8 +65,6 @@ from logbroker.storage.mapping import map_fd
 
 __all__ = ["REWRITE_SUFFIX", "LogSegment", "SegmentRecovery"]
 
-_HEADER = struct.Struct(">qiibIhiqqqhii")  # the 61-byte batch header
-_LOCATE = struct.Struct(">qi11xi")  # baseOffset, batchLength, lastOffsetDelta
 _log = logging.getLogger("logbroker.storage")
 REWRITE_SUFFIX = ".repairing"
 """``<segment>.log.repairing``: a segment being rewritten without its damaged
@@ -75,16 +81,16 @@ class _Break(NamedTuple):
 
 def _is_batch_start(view, pos: int, size: int) -> bool:
     """Cheap plausibility of a batch header at ``pos`` (magic and length), no CRC."""
-    if size - pos < HEADER_SIZE or view[pos + 16] != MAGIC:
+    if size - pos < HEADER_SIZE or view[pos + MAGIC_AT] != MAGIC:
         return False
-    length = _LOCATE.unpack_from(view, pos)[1]
+    length = LOCATE_STRUCT.unpack_from(view, pos)[1]
     return HEADER_SIZE - LOG_OVERHEAD <= length and pos + length + LOG_OVERHEAD <= size
 
 
 def _walk_to(view, pos: int, size: int, offset: int):
     """Position of the first batch from ``pos`` whose last offset is >= ``offset``,
     None past the end, or a _Break where the chain from ``pos`` stops being batches."""
-    unpack = _LOCATE.unpack_from
+    unpack = LOCATE_STRUCT.unpack_from
     after = None
     while pos < size:
         if not _is_batch_start(view, pos, size):
@@ -226,8 +232,7 @@ class LogSegment:
         if entry is not None:
             self.max_timestamp, self.offset_of_max_timestamp = entry
         if self.size:
-            first = _HEADER.unpack_from(self._view, 0)
-            self._set_rolling(first[8])
+            self._set_rolling(parse_header(self._view, 0).max_timestamp)
         self._bytes_since_index = self.size - pos
         return True
 
@@ -412,7 +417,7 @@ class LogSegment:
         fit in ``max_bytes`` in total. A zero-copy view of the map."""
         size = self.size
         view = self._view_to(size)
-        end = position + _LOCATE.unpack_from(view, position)[1] + LOG_OVERHEAD
+        end = position + LOCATE_STRUCT.unpack_from(view, position)[1] + LOG_OVERHEAD
         limit = position + max_bytes
         if limit >= size:
             end = size
@@ -422,7 +427,7 @@ class LogSegment:
             if pos != end and not _is_batch_start(view, pos, size):
                 pos = end  # a damaged index entry: extend batch by batch from here
             while pos < limit:
-                nxt = pos + _LOCATE.unpack_from(view, pos)[1] + LOG_OVERHEAD
+                nxt = pos + LOCATE_STRUCT.unpack_from(view, pos)[1] + LOG_OVERHEAD
                 if nxt > limit or nxt <= pos:  # (a damaged length: _verify stops there)
                     break
                 pos = nxt
@@ -445,7 +450,7 @@ class LogSegment:
             except CorruptBatchError as exc:
                 first, last = -1, -1
                 if self.size - pos >= HEADER_SIZE:
-                    base, _, last_delta = _LOCATE.unpack_from(view, pos)
+                    base, _, last_delta = LOCATE_STRUCT.unpack_from(view, pos)
                     first, last = base, base + last_delta
                 error = self._damage(pos, first, last, str(exc))
                 if pos == position:

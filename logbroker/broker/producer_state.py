@@ -15,11 +15,13 @@ import json
 import logging
 import os
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from logbroker.errors import LogbrokerError
 from logbroker.records import BatchHeader
+from logbroker.storage import write_atomically
 
 BATCHES_TO_RETAIN = 5
 SNAPSHOT_NAME = "producer-state.json"
@@ -67,7 +69,7 @@ class BatchMetadata:
 @dataclass(slots=True)
 class _ProducerEntry:
     epoch: int
-    batches: deque = field(default_factory=lambda: deque(maxlen=BATCHES_TO_RETAIN))
+    batches: deque[BatchMetadata] = field(default_factory=lambda: deque(maxlen=BATCHES_TO_RETAIN))
 
     @property
     def last_seq(self) -> int:
@@ -108,11 +110,17 @@ class Duplicate:
 class PartitionProducerState:
     """Per-partition map producer id -> epoch and recent batches. Not thread-safe."""
 
-    def __init__(self) -> None:
-        self._producers: dict[int, _ProducerEntry] = {}
+    def __init__(
+        self,
+        producers: dict[int, _ProducerEntry] | None = None,
+        ongoing: dict[int, int] | None = None,
+        coordinator_epochs: dict[int, int] | None = None,
+    ) -> None:
+        """An empty state, or the one a snapshot holds (see :meth:`load`)."""
+        self._producers: dict[int, _ProducerEntry] = producers if producers is not None else {}
         # producer id -> first offset of its open transaction
-        self._ongoing: dict[int, int] = {}
-        self._coordinator_epochs: dict[int, int] = {}
+        self._ongoing: dict[int, int] = ongoing if ongoing is not None else {}
+        self._coordinator_epochs: dict[int, int] = coordinator_epochs if coordinator_epochs is not None else {}
 
     def __len__(self) -> int:
         return len(self._producers)
@@ -228,7 +236,9 @@ class PartitionProducerState:
             return None
         return CompletedTxn(producer_id, first, marker_offset, aborted)
 
-    def rebuild(self, headers: Iterable[BatchHeader], marker_type=None) -> list[CompletedTxn]:
+    def rebuild(
+        self, headers: Iterable[BatchHeader], marker_type: Callable[[BatchHeader], bool] | None = None,
+    ) -> list[CompletedTxn]:
         """Replay batch headers read back from the log (already stamped).
 
         ``marker_type(header)``: True if the control batch is an abort marker
@@ -249,9 +259,11 @@ class PartitionProducerState:
         return completed
 
     def save(self, directory: str, log_end_offset: int, *, mode: int = 0o600, durable: bool = True) -> None:
-        """Write the snapshot atomically (temp file, fsync, rename); a new file
-        gets the permission bits ``mode``. ``durable=False`` skips the fsync
-        (a snapshot whose loss only costs a rebuild from the log)."""
+        """Write the snapshot atomically (storage's ``write_atomically``: temp
+        file, fsync, rename, fsync the directory); a new file gets the
+        permission bits ``mode``. ``durable=False`` skips the fsyncs (a
+        snapshot whose loss only costs a rebuild from the log). Raises
+        StorageError if the disk refuses (the old snapshot is untouched)."""
         data = {
             "version": 1,
             "log_end_offset": log_end_offset,
@@ -262,14 +274,7 @@ class PartitionProducerState:
             "ongoing": {str(pid): first for pid, first in self._ongoing.items()},
             "coordinator_epochs": {str(pid): ce for pid, ce in self._coordinator_epochs.items()},
         }
-        path = os.path.join(directory, SNAPSHOT_NAME)
-        tmp = path + ".tmp"
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "w") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            if durable:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomically(Path(directory) / SNAPSHOT_NAME, json.dumps(data).encode("utf-8"), mode, durable=durable)
 
     @classmethod
     def load(cls, directory: str) -> tuple[PartitionProducerState, int] | None:
@@ -278,15 +283,15 @@ class PartitionProducerState:
         try:
             with open(path) as fh:
                 data = json.load(fh)
-            state = cls()
+            producers = {}
             for pid, raw in data["producers"].items():
                 entry = _ProducerEntry(epoch=int(raw["epoch"]))
                 for item in raw["batches"]:
                     entry.batches.append(BatchMetadata(*map(int, item)))
-                state._producers[int(pid)] = entry
-            state._ongoing = {int(pid): int(first) for pid, first in data.get("ongoing", {}).items()}
-            state._coordinator_epochs = {int(p): int(c) for p, c in data.get("coordinator_epochs", {}).items()}
-            return state, int(data["log_end_offset"])
+                producers[int(pid)] = entry
+            ongoing = {int(pid): int(first) for pid, first in data.get("ongoing", {}).items()}
+            epochs = {int(p): int(c) for p, c in data.get("coordinator_epochs", {}).items()}
+            return cls(producers, ongoing, epochs), int(data["log_end_offset"])
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

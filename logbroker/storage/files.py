@@ -16,6 +16,7 @@ import fcntl
 import os
 import re
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from logbroker.errors import LogDirLockedError, StorageError
@@ -121,24 +122,43 @@ def fsync_path(path: Path) -> bool:
     return True
 
 
-def write_atomically(path: Path, data: bytes, mode: int = DEFAULT_FILE_MODE) -> None:
-    """Replace ``path`` with ``data``: temp file, fsync, rename, fsync directory.
-    A new file gets the permission bits ``mode`` (less the umask).
+def write_atomically(
+    path: Path,
+    data: bytes | bytearray | memoryview | Iterable[bytes | bytearray | memoryview],
+    mode: int = DEFAULT_FILE_MODE,
+    *,
+    durable: bool = True,
+    temp_suffix: str = TEMP_SUFFIX,
+) -> None:
+    """Replace ``path`` with ``data`` so that a crash leaves either the old or
+    the new content: write a temp file beside it (``path`` + ``temp_suffix``),
+    fsync it, rename it over ``path``, fsync the directory. The one way every
+    small file of storage and the broker is replaced.
 
-    Raises StorageError if the disk refuses; the old file is then untouched.
+    ``data`` is one bytes-like object or an iterable of them (written in
+    order, e.g. the kept ranges of a segment). A new file gets the permission
+    bits ``mode`` (less the umask). ``durable=False`` skips both fsyncs (a
+    file whose loss costs only a rebuild); the rename is still atomic.
+
+    Raises StorageError if the disk refuses; the old file is then untouched
+    and the temp file removed.
     """
-    tmp = path.with_name(path.name + TEMP_SUFFIX)
+    tmp = path.with_name(path.name + temp_suffix)
+    chunks = (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
-        fsync_dir(path.parent)
+        if durable:
+            fsync_dir(path.parent)
     except OSError as exc:
         try:
             tmp.unlink()

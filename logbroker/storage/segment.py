@@ -58,7 +58,13 @@ from logbroker.records import (
 )
 from logbroker.storage.config import LogConfig
 from logbroker.storage.damage import BatchScan, DamagedBatch, LostRange, scan_batches
-from logbroker.storage.files import INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX, fsync_dir, segment_path
+from logbroker.storage.files import (
+    INDEX_SUFFIX,
+    LOG_SUFFIX,
+    TIME_INDEX_SUFFIX,
+    segment_path,
+    write_atomically,
+)
 from logbroker.storage.index import CorruptIndexError, OffsetIndex, TimeIndex
 from logbroker.storage.descriptors import WRITE_DESCRIPTORS
 from logbroker.storage.mapping import map_fd
@@ -552,26 +558,13 @@ class LogSegment:
         fsync, rename, fsync the directory, so a crash leaves the old or the new
         file. Raises StorageError (the old file is then untouched)."""
         view = self._view_to(self.size)
-        tmp = self.log_path.with_name(self.log_path.name + REWRITE_SUFFIX)
         try:
             mode = stat.S_IMODE(os.stat(self.log_path).st_mode)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-            try:
-                for start, stop in kept:
-                    chunk = view[start:stop]
-                    while chunk:
-                        chunk = chunk[os.write(fd, chunk) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            self._drop_map()
-            os.replace(tmp, self.log_path)
-            fsync_dir(self.directory)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise StorageError(
-                f"cannot rewrite {self.log_path} without its damaged batches: {exc.strerror or exc}"
-            ) from exc
+            raise StorageError(f"cannot rewrite {self.log_path}: {exc.strerror or exc}") from exc
+        write_atomically(self.log_path, (view[start:stop] for start, stop in kept), mode,
+                         temp_suffix=REWRITE_SUFFIX)
+        self._drop_map()  # the map shows the replaced file
 
     def truncate_to(self, offset: int) -> int:
         """Remove every batch whose last offset is >= ``offset`` (a batch containing

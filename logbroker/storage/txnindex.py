@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from logbroker.errors import StorageError
+from logbroker.storage.files import write_atomically
 
 __all__ = ["TXN_INDEX_SUFFIX", "AbortedTxn", "TxnIndexes"]
 
@@ -171,14 +172,7 @@ class TxnIndexes:
                 self._entries.pop(base, None)
                 self._dirty.discard(base)
                 return
-            tmp = path.with_name(path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self._mode)
-            try:
-                os.write(fd, b"".join(_ENTRY.pack(_VERSION, *e) for e in entries))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
+            write_atomically(path, b"".join(_ENTRY.pack(_VERSION, *e) for e in entries), self._mode)
         except OSError as exc:
             raise StorageError(f"cannot rewrite {path}: {exc}") from exc
         self._entries[base] = list(entries)

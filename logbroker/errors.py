@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LogbrokerError(Exception):
     """Base of every error logbroker raises on purpose."""
@@ -100,7 +102,12 @@ class InvalidPartitionsError(LogbrokerError):
 
 
 class ProtocolError(LogbrokerError):
-    """The peer sent bytes that are not a valid Kafka request; close the connection."""
+    """The peer sent bytes that are not a valid Kafka request, or a request it
+    may not send now (before authenticating); close that connection only.
+
+    Only for the peer's mistakes (h11's RemoteProtocolError): the broker's own
+    failures are :class:`InternalError`, what it would send wrong is
+    :class:`LocalProtocolError`."""
 
 
 class FrameTooLargeError(ProtocolError):
@@ -131,6 +138,14 @@ class UnsupportedVersionError(ProtocolError):
 
 class LocalProtocolError(LogbrokerError):
     """We were about to send something that is not valid Kafka: our bug, not the peer's."""
+
+
+class InternalError(LogbrokerError):
+    """The broker failed while handling a well-formed request: a handler's bug,
+    or an fsync that what waits on it cannot do without. Not the peer's doing:
+    the server logs it and answers UNKNOWN_SERVER_ERROR where the response has
+    a top-level error code (Kafka's ``getErrorResponse``), else closes the
+    connection."""
 
 
 # -- the client's errors (logbroker.client) ------------------------------------
@@ -166,11 +181,11 @@ class KafkaError(ClientError):
         self.code = self.default_code if code is None else code
         self.retriable = self.default_retriable if retriable is None else retriable
 
-    def __reduce__(self):  # keyword-only arguments survive pickling (threads, processes)
+    def __reduce__(self) -> tuple[Any, ...]:  # keyword-only arguments survive pickling (threads, processes)
         return (_rebuild_kafka_error, (type(self), str(self), self.code, self.retriable))
 
 
-def _rebuild_kafka_error(cls, message, code, retriable):
+def _rebuild_kafka_error(cls: type[KafkaError], message: str, code: int, retriable: bool) -> KafkaError:
     return cls(message, code=code, retriable=retriable)
 
 

@@ -26,7 +26,7 @@ from logbroker.broker.producer_state import (
     TxnNotReadyError,
 )
 from logbroker.broker.security import Authorizer, UserStore
-from logbroker.broker.session import Session
+from logbroker.broker.session import RequestContext
 from logbroker.broker.share import ShareConfig, ShareCoordinator, ShareStateTopic
 from logbroker.broker.traffic import TrafficCounters
 from logbroker.broker.transactions import (
@@ -135,10 +135,6 @@ class Broker:
             per_request=config.auto_create_topics_max_per_request,
             per_second=config.auto_create_topics_max_per_second,
         )
-        # Address of the client whose request is being handled (Kafka's "/host").
-        self.request_peer = ""
-        # The connection whose request is being handled (principal, SASL state).
-        self.request_session = Session()
         self.users = UserStore(config.data_dir, file_mode=config.file_mode)
         self.authorizer = (
             Authorizer(config.data_dir, super_users=config.super_user_list, file_mode=config.file_mode)
@@ -180,19 +176,19 @@ class Broker:
     def topics(self):
         return self.log_manager.topics()
 
-    def allowed(self, operation: str, resource_type: str, name: str) -> bool:
-        """May the principal of the request being handled do ``operation``?
-        Always True without ``authorizer.enable``."""
+    def allowed(self, ctx: RequestContext, operation: str, resource_type: str, name: str) -> bool:
+        """May the principal of the request ``ctx`` do ``operation`` on the
+        resource? Always True without ``authorizer.enable``."""
         if self.authorizer is None:
             return True
-        return self.authorizer.allowed(self.request_session.principal, operation, resource_type, name)
+        return self.authorizer.allowed(ctx.principal, operation, resource_type, name)
 
-    def allowed_on_any(self, operation: str, resource_type: str) -> bool:
-        """May the principal do ``operation`` on some resource of the type
+    def allowed_on_any(self, ctx: RequestContext, operation: str, resource_type: str) -> bool:
+        """May the principal of ``ctx`` do ``operation`` on some resource of the type
         (Kafka's ``authorizeByResourceType``)? Always True without ``authorizer.enable``."""
         if self.authorizer is None:
             return True
-        return self.authorizer.allowed_on_any(self.request_session.principal, operation, resource_type)
+        return self.authorizer.allowed_on_any(ctx.principal, operation, resource_type)
 
     def has_topic(self, name: str) -> bool:
         return self.log_manager.has_topic(name)

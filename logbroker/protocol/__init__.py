@@ -29,7 +29,9 @@ from .adapter import duration as duration
 from .adapter import encode_request as encode_request
 from .adapter import encode_response as encode_response
 from .adapter import encode_unsupported_api_versions as encode_unsupported_api_versions
+from .adapter import has_error_code as has_error_code
 from .adapter import request_module as request_module
+from .adapter import response_class as response_class
 from .adapter import response_module as response_module
 from .adapter import timestamp as timestamp
 from .adapter import to_ms as to_ms
@@ -77,8 +79,10 @@ __all__ = [
     "encode_request",
     "encode_response",
     "encode_unsupported_api_versions",
+    "has_error_code",
     "is_enabled",
     "request_module",
+    "response_class",
     "response_module",
     "timestamp",
     "to_ms",

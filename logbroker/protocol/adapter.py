@@ -99,7 +99,9 @@ __all__ = [
     "encode_request",
     "encode_response",
     "encode_unsupported_api_versions",
+    "has_error_code",
     "request_module",
+    "response_class",
     "response_module",
     "timestamp",
     "to_ms",
@@ -487,6 +489,28 @@ def response_module(api_key: int, api_version: int) -> ModuleType:
     :raises LocalProtocolError: kio has no such schema.
     """
     return _payload_module(api_key, api_version, EntityType.response)
+
+
+def response_class(api_key: int, api_version: int) -> type:
+    """Return kio's response class for (key, version), looked up in kio's schema
+    index (the explicit (key, version) -> schema table), never by class name.
+    Used to answer a request the broker cannot decode (a version it does not
+    serve) with an error.
+
+    :raises LocalProtocolError: kio has no such schema.
+    """
+    try:
+        return _response_codec(api_key, api_version).payload_class
+    except KioIndexError as exc:
+        raise LocalProtocolError(
+            f"no response schema for {_api_name(api_key)} v{api_version}"
+        ) from exc
+
+
+def has_error_code(cls: type) -> bool:
+    """Whether response class ``cls`` has a top-level ``error_code`` field, so a
+    whole request can be answered with one error (Kafka's ``getErrorResponse``)."""
+    return "error_code" in _build_plan(cls)[0]
 
 
 def _payload_module(api_key: int, api_version: int, kind: Any) -> ModuleType:

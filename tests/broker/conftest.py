@@ -5,6 +5,7 @@ import pytest
 from logbroker.broker import Broker, BrokerConfig
 from logbroker.broker.handlers import FetchOperation, Reply, dispatch
 from logbroker.broker.handlers._build import build
+from logbroker.broker.session import RequestContext, Session
 from logbroker.protocol import (
     decode_request,
     decode_response,
@@ -18,6 +19,7 @@ class Harness:
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self._correlation = 0
+        self.session = Session()  # the connection the requests come from; its principal is who asks
 
     def call(self, api_key: int, version: int, body_name: str, /, **fields):
         """Encode a request, dispatch it, encode and decode the response body."""
@@ -29,7 +31,7 @@ class Harness:
         self._correlation += 1
         frame = encode_request(api_key, version, self._correlation, "test", body)
         request = decode_request(frame[4:])
-        result = dispatch(self.broker, request)
+        result = dispatch(self.broker, request, RequestContext.for_request(request, self.session))
         if isinstance(result, FetchOperation):
             result = result.attempt(final=True)
         if isinstance(result, Reply):

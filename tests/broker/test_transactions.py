@@ -285,7 +285,7 @@ def test_describe_and_list_transactions_and_producers(h):
     body = h.req(ApiKey.DESCRIBE_TRANSACTIONS, 0, "DescribeTransactionsRequest", transactional_ids=("nope",))
     frame = encode_request(ApiKey.DESCRIBE_TRANSACTIONS, 0, 1, "test", body)
     request = decode_request(frame[4:])
-    raw = b"".join(bytes(p) for p in encode_response(request, dispatch(h.broker, request)))
+    raw = b"".join(bytes(p) for p in encode_response(request, dispatch(h.broker, request).body))
     # size, correlation id, tags, throttle, 1 state: error code, id "nope", state "", timeout, start time
     assert raw[14:16] == ErrorCode.transactional_id_not_found.value.to_bytes(2, "big")
     assert raw[16:] .startswith(b"\x05nope\x01") and raw[26:34] == b"\xff" * 8
@@ -364,7 +364,7 @@ def test_transactional_id_acls(make_broker):
     authorizer = h.broker.authorizer
 
     def as_user(name):
-        h.broker.request_session = Session(principal=f"User:{name}", authenticated=True)
+        h.session = Session(principal=f"User:{name}", authenticated=True)
 
     as_user("alice")
     denied = ErrorCode.transactional_id_authorization_failed

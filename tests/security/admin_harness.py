@@ -8,7 +8,7 @@ from typing import Any
 from logbroker.broker import Broker
 from logbroker.broker.handlers import Reply, dispatch
 from logbroker.broker.handlers._build import build
-from logbroker.broker.session import Session
+from logbroker.broker.session import RequestContext, Session
 from logbroker.protocol import (
     decode_request,
     decode_response,
@@ -38,8 +38,8 @@ class AdminHarness:
         self._correlation += 1
         frame = encode_request(api_key, version, self._correlation, "test-client", body)
         request = decode_request(frame[4:])
-        self.broker.request_session = Session(principal=f"User:{as_user or self.user}", authenticated=True)
-        result = dispatch(self.broker, request)
+        session = Session(principal=f"User:{as_user or self.user}", authenticated=True)
+        result = dispatch(self.broker, request, RequestContext.for_request(request, session))
         if isinstance(result, Reply):
             result = result.body
         payload = b"".join(bytes(p) for p in encode_response(request, result))[4:]

@@ -16,7 +16,7 @@ from logbroker.broker.handlers import FetchOperation, Reply, dispatch
 from logbroker.broker.handlers._build import build
 from logbroker.broker.security import Acl
 from logbroker.broker.security.acls import OPERATION_CODES
-from logbroker.broker.session import Session
+from logbroker.broker.session import RequestContext, Session
 from logbroker.protocol import (
     ApiKey,
     ErrorCode,
@@ -54,8 +54,8 @@ class Harness:
         self._correlation += 1
         frame = encode_request(api_key, version, self._correlation, "test-client", body)
         request = decode_request(frame[4:])
-        self.broker.request_session = Session(principal=f"User:{as_user or self.user}", authenticated=True)
-        result = dispatch(self.broker, request)
+        session = Session(principal=f"User:{as_user or self.user}", authenticated=True)
+        result = dispatch(self.broker, request, RequestContext.for_request(request, session))
         if isinstance(result, Deferred):
             self.broker.fire_deadlines(self.broker.clock() + 60_000)
             assert result.done

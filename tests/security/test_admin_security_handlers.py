@@ -18,6 +18,7 @@ from click.testing import CliRunner
 
 from logbroker.broker import Broker, BrokerConfig
 from logbroker.broker.security import Acl, Authorizer, UserStore, new_mechanism
+from logbroker.broker.session import RequestContext
 from logbroker.cli.security import acls as acls_cli
 from logbroker.cli.security import users as users_cli
 from logbroker.protocol import ApiKey as K
@@ -80,8 +81,7 @@ def delete_filter(h, version=3, *, rtype=ANY, name=None, pattern=ANY, principal=
 
 
 def produce_allowed(h, user: str, topic: str = "orders") -> bool:
-    h.broker.request_session = h.broker.request_session.__class__(principal=f"User:{user}", authenticated=True)
-    return h.broker.allowed("write", "topic", topic)
+    return h.broker.allowed(RequestContext(principal=f"User:{user}"), "write", "topic", topic)
 
 
 # -- ACLs ---------------------------------------------------------------------------------

@@ -13,11 +13,11 @@ GROUP_DENIED = ErrorCode.group_authorization_failed
 TOPIC_DENIED = ErrorCode.topic_authorization_failed
 
 
-def denied_topics(broker, operation: str, names) -> set[str]:
+def denied_topics(broker, ctx: RequestContext, operation: str, names) -> set[str]:
     """The names among ``names`` on which the principal may not do ``operation``."""
-    return {name for name in set(names) if not broker.allowed(operation, "topic", name)}
+    return {name for name in set(names) if not broker.allowed(ctx, operation, "topic", name)}
 
 
-def group_operations(broker, group_id: str) -> int:
+def group_operations(broker, ctx: RequestContext, group_id: str) -> int:
     """Describe responses' ``authorized_operations`` bit field for ``group_id`` (KIP-430)."""
-    return authorized_operations(lambda op: broker.allowed(op, "group", group_id), "group")
+    return authorized_operations(lambda op: broker.allowed(ctx, op, "group", group_id), "group")

@@ -1,13 +1,46 @@
-"""What a handler hands back to the server besides a response body."""
+"""What a handler hands back to the server: one small typed family (convention 14).
+
+A handler returns a response body (a kio response object, an
+:class:`~logbroker.protocol.Encoded` from a fast path, or None for no response
+at all) or one of:
+
+* :class:`Reply`: a body plus the work the server must finish before sending it;
+* a :class:`~logbroker.broker.handlers.fetch.FetchOperation` (a
+  :class:`~logbroker.broker.handlers.share.ShareFetchOperation` is one): a
+  long poll the server attempts again whenever a watched partition grows;
+* a :class:`~logbroker.broker.deferred.Deferred`: a result a later event
+  completes (a JoinGroup waits for the other members).
+
+:func:`~logbroker.broker.handlers.dispatch` turns a bare body into a
+:class:`Reply`, so what reaches the server is always a :data:`HandlerResult`;
+the server tells the kinds apart in one place
+(``logbroker.server.dispatch.Dispatcher.resolve``).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from logbroker.broker.deferred import Deferred
+
+if TYPE_CHECKING:
+    from logbroker.broker.handlers.fetch import FetchOperation
+    from logbroker.storage import PartitionLog
+
+Body: TypeAlias = Any
+"""A response body: a kio response object, an ``Encoded`` fast-path response, or
+None (no response: Produce with acks=0). kio's classes are generated per
+version, hence Any."""
+
+FlushPoint: TypeAlias = "tuple[PartitionLog, int]"
+"""(partition log, offset): everything below ``offset`` must be on disk first."""
+
+TopicPartition: TypeAlias = tuple[str, int]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Reply:
     """A response body plus the work the server must finish before sending it.
 
@@ -19,7 +52,13 @@ class Reply:
     server closes the connection unanswered.
     """
 
-    body: Any
-    flush: list = field(default_factory=list)
-    appended: list = field(default_factory=list)
-    if_flush_fails: Callable[[], Any] | None = None
+    body: Body
+    flush: Sequence[FlushPoint] = field(default_factory=list)
+    appended: Sequence[TopicPartition] = field(default_factory=list)
+    if_flush_fails: Callable[[], Body] | None = None
+
+
+HandlerResult: TypeAlias = "Reply | FetchOperation | Deferred"
+"""Everything a dispatched request yields; a Deferred completes with a
+:class:`Reply`, a FetchOperation or a bare body (see :func:`as_result`)."""
+

@@ -20,6 +20,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.security.acls import CLUSTER, authorized_operations
 from logbroker.errors import InvalidTopicError
@@ -36,7 +37,7 @@ ZERO_UUID = uuid.UUID(int=0)
 PREFERRED, UNCLEAN = 0, 1
 
 
-def handle_describe_topic_partitions(broker: Broker, request: Request) -> Any:
+def handle_describe_topic_partitions(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     mod = module_of(request.response_class)
     cursor = body.cursor
@@ -54,7 +55,7 @@ def handle_describe_topic_partitions(broker: Broker, request: Request) -> Any:
         # Kafka throws InvalidRequestException: every named topic gets the error.
         return build(request.response_class,
                      topics=tuple(error_topic(t.name, ErrorCode.invalid_request) for t in body.topics))
-    allowed = [name for name in wanted if broker.allowed("describe", "topic", name)]
+    allowed = [name for name in wanted if broker.allowed(ctx, "describe", "topic", name)]
     denied = [] if every_topic else [n for n in wanted if n not in set(allowed)]
     out: list[Any] = []
     next_cursor: Any = None
@@ -82,7 +83,7 @@ def handle_describe_topic_partitions(broker: Broker, request: Request) -> Any:
             mod.DescribeTopicPartitionsResponseTopic, error_code=ErrorCode.none, name=name, topic_id=info.topic_id,
             is_internal=broker.is_internal_topic(name), partitions=partitions,
             topic_authorized_operations=authorized_operations(
-                lambda op, name=name: broker.allowed(op, "topic", name), "topic"),
+                lambda op, name=name: broker.allowed(ctx, op, "topic", name), "topic"),
         ))
         if end < info.partitions:
             next_cursor = build(mod.Cursor, topic_name=name, partition_index=end)
@@ -100,12 +101,12 @@ def _unknown_topic_code(name: str) -> ErrorCode:
     return ErrorCode.unknown_topic_or_partition
 
 
-def handle_elect_leaders(broker: Broker, request: Request) -> Any:
+def handle_elect_leaders(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     mod = module_of(request.response_class)
     election = int(getattr(body, "election_type", PREFERRED))  # v0 elects the preferred leader
     refused: tuple[ErrorCode, str | None] | None = None
-    if not broker.allowed("alter", "cluster", CLUSTER):
+    if not broker.allowed(ctx, "alter", "cluster", CLUSTER):
         refused = (ErrorCode.cluster_authorization_failed, None)
     elif election not in (PREFERRED, UNCLEAN):
         refused = (ErrorCode.invalid_request, f"Unknown election type {election}")

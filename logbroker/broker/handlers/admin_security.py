@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.security.acls import (
     CLUSTER,
@@ -140,19 +141,19 @@ def _acl_fields(acl: Acl) -> dict[str, Any]:
     )
 
 
-def _acl_gate(broker: Broker, operation: str) -> _Refused | None:
+def _acl_gate(broker: Broker, ctx: RequestContext, operation: str) -> _Refused | None:
     """Why an ACL request is refused as a whole: no cluster permission, or no authorizer."""
-    if not broker.allowed(operation, "cluster", CLUSTER):
+    if not broker.allowed(ctx, operation, "cluster", CLUSTER):
         return _Refused(CLUSTER_DENIED, None)
     if broker.authorizer is None:
         return _Refused(ErrorCode.security_disabled, "No Authorizer is configured.")
     return None
 
 
-def handle_create_acls(broker: Broker, request: Request) -> Any:
+def handle_create_acls(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     mod = module_of(request.response_class)
     creations = request.body.creations
-    refused = _acl_gate(broker, "alter")
+    refused = _acl_gate(broker, ctx, "alter")
     outcomes: list[Acl | _Refused] = []
     for creation in creations:
         if refused is not None:
@@ -178,10 +179,10 @@ def handle_create_acls(broker: Broker, request: Request) -> Any:
     return build(request.response_class, results=results)
 
 
-def handle_describe_acls(broker: Broker, request: Request) -> Any:
+def handle_describe_acls(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     mod = module_of(request.response_class)
     try:
-        refused = _acl_gate(broker, "describe")
+        refused = _acl_gate(broker, ctx, "describe")
         if refused is not None:
             raise refused
         assert broker.authorizer is not None
@@ -206,11 +207,11 @@ def handle_describe_acls(broker: Broker, request: Request) -> Any:
     return build(request.response_class, error_code=ErrorCode.none, error_message=None, resources=resources)
 
 
-def handle_delete_acls(broker: Broker, request: Request) -> Any:
+def handle_delete_acls(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     mod = module_of(request.response_class)
     filters = request.body.filters
     outcomes: list[list[Acl] | _Refused] = []
-    refused = _acl_gate(broker, "alter")
+    refused = _acl_gate(broker, ctx, "alter")
     rules: list[Acl] = []
     if refused is None:
         assert broker.authorizer is not None
@@ -253,7 +254,7 @@ def handle_delete_acls(broker: Broker, request: Request) -> Any:
 # -- SCRAM credentials ---------------------------------------------------------------------
 
 
-def handle_describe_user_scram_credentials(broker: Broker, request: Request) -> Any:
+def handle_describe_user_scram_credentials(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     mod = module_of(request.response_class)
     asked = [u.name for u in request.body.users or ()]
 
@@ -262,7 +263,7 @@ def handle_describe_user_scram_credentials(broker: Broker, request: Request) -> 
                               error_message=message, credential_infos=()) for u in dict.fromkeys(asked))
         return build(request.response_class, error_code=code, error_message=message, results=results)
 
-    if not broker.allowed("describe", "cluster", CLUSTER):
+    if not broker.allowed(ctx, "describe", "cluster", CLUSTER):
         return refuse(CLUSTER_DENIED, None)
     try:
         known = broker.users.iterations()
@@ -298,14 +299,14 @@ def _check_scram_name(name: str, mechanism_code: int) -> str:
     return mechanism
 
 
-def handle_alter_user_scram_credentials(broker: Broker, request: Request) -> Any:
+def handle_alter_user_scram_credentials(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     """Kafka's ScramControlManager.alterCredentials: one change per user per
     request (a second one makes the user DUPLICATE_RESOURCE), deletions first;
     the valid changes are saved in one write."""
     mod = module_of(request.response_class)
     body = request.body
     users = dict.fromkeys([d.name for d in body.deletions] + [u.name for u in body.upsertions])
-    if not broker.allowed("alter", "cluster", CLUSTER):
+    if not broker.allowed(ctx, "alter", "cluster", CLUSTER):
         return build(request.response_class, results=tuple(
             build(mod.AlterUserScramCredentialsResult, user=u, error_code=CLUSTER_DENIED, error_message=None)
             for u in users))

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from logbroker.protocol import ErrorCode
 
 from logbroker.broker.groups import ConsumerHeartbeat, GroupError, TopicMeta
+from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._acl import (
     GROUP_DENIED, NO_AUTHORIZED_OPERATIONS, TOPIC_DENIED, denied_topics, group_operations,
 )
@@ -26,16 +27,16 @@ from logbroker.broker.handlers._build import build, module_of, ms
 from logbroker.broker.handlers.groups import ERROR_CODES
 
 
-def _topic_metadata(broker) -> dict[str, TopicMeta]:
+def _topic_metadata(broker, ctx: RequestContext) -> dict[str, TopicMeta]:
     """name -> TopicMeta of the topics the principal may describe."""
     metas = {name: TopicMeta(info.topic_id, info.partitions) for name, info in broker.topics().items()}
     if broker.authorizer is None:
         return metas
-    denied = denied_topics(broker, "describe", metas)
+    denied = denied_topics(broker, ctx, "describe", metas)
     return {name: meta for name, meta in metas.items() if name not in denied}
 
 
-def handle_consumer_group_heartbeat(broker, request):
+def handle_consumer_group_heartbeat(broker, ctx: RequestContext, request):
     body = request.body
     mod = module_of(request.response_class)
 
@@ -43,14 +44,14 @@ def handle_consumer_group_heartbeat(broker, request):
         return build(request.response_class, error_code=code, error_message=message, member_id=None,
                      member_epoch=-1, heartbeat_interval=0, assignment=None)
 
-    if not broker.allowed("read", "group", body.group_id):
+    if not broker.allowed(ctx, "read", "group", body.group_id):
         return refuse(GROUP_DENIED, f"not allowed to read group {body.group_id!r}")
     names = body.subscribed_topic_names
-    if names and (denied := denied_topics(broker, "describe", names)):
+    if names and (denied := denied_topics(broker, ctx, "describe", names)):
         return refuse(TOPIC_DENIED, f"not allowed to describe topics {', '.join(sorted(denied))}")
     if broker.share.is_share_group(body.group_id):
         return refuse(ErrorCode.group_id_not_found, f"Group {body.group_id} is not a consumer group.")
-    topics = _topic_metadata(broker)
+    topics = _topic_metadata(broker, ctx)
     owned = None
     if body.topic_partitions is not None:
         by_id = {meta.topic_id: name for name, meta in topics.items()}
@@ -76,7 +77,7 @@ def handle_consumer_group_heartbeat(broker, request):
             server_assignor=body.server_assignor,
             owned=owned,
             client_id=request.client_id or "",
-            client_host=broker.request_peer,
+            client_host=ctx.peer,
         ),
         topics,
         broker.clock(),
@@ -99,10 +100,10 @@ def handle_consumer_group_heartbeat(broker, request):
     )
 
 
-def handle_consumer_group_describe(broker, request):
+def handle_consumer_group_describe(broker, ctx: RequestContext, request):
     mod = module_of(request.response_class)
     names = list(request.body.group_ids)
-    allowed = [broker.allowed("describe", "group", name) for name in names]
+    allowed = [broker.allowed(ctx, "describe", "group", name) for name in names]
     described = iter(broker.groups.describe_consumer_groups([n for n, ok in zip(names, allowed) if ok]))
     with_operations = bool(getattr(request.body, "include_authorized_operations", False))
     topics: Mapping[str, TopicMeta] = {
@@ -125,7 +126,7 @@ def handle_consumer_group_describe(broker, request):
             continue
         g = next(described)
         assigned = {t for m in g.members for t, _ in (*m.assignment, *m.target_assignment)}
-        if denied_topics(broker, "describe", assigned):
+        if denied_topics(broker, ctx, "describe", assigned):
             groups.append(build(mod.DescribedGroup, error_code=TOPIC_DENIED, group_id=name, members=(),
                                 error_message="the group has topics the client may not describe",
                                 authorized_operations=NO_AUTHORIZED_OPERATIONS))
@@ -159,7 +160,7 @@ def handle_consumer_group_describe(broker, request):
             assignor_name=g.assignor,
             members=members,
             authorized_operations=(
-                group_operations(broker, g.group_id) if with_operations and ok_group else NO_AUTHORIZED_OPERATIONS
+                group_operations(broker, ctx, g.group_id) if with_operations and ok_group else NO_AUTHORIZED_OPERATIONS
             ),
         ))
     return build(request.response_class, groups=tuple(groups))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from logbroker.protocol import ErrorCode, FetchPartition, encode_fetch_response, encode_legacy_fetch_response
 
+from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._acl import TOPIC_DENIED
 from logbroker.broker.handlers._build import ms
 from logbroker.broker.handlers._legacy import fetch_magic
@@ -29,7 +30,7 @@ class FetchOperation:
     flush: tuple = ()
     """(partition log, offset) pairs to fsync before the first attempt (ShareFetch's acknowledgements)."""
 
-    def __init__(self, broker, request) -> None:
+    def __init__(self, broker: Broker, ctx: RequestContext, request: Request) -> None:
         self._broker = broker
         self._version = request.api_version
         self._correlation_id = request.correlation_id
@@ -48,7 +49,7 @@ class FetchOperation:
         ]
         self.watch = [(topic, p[0]) for topic, parts in self._topics for p in parts]
         # Decided once, for the principal of the connection that asked.
-        self._denied = {topic for topic, _ in self._topics if not broker.allowed("read", "topic", topic)}
+        self._denied = {topic for topic, _ in self._topics if not broker.allowed(ctx, "read", "topic", topic)}
 
     def __repr__(self) -> str:
         return f"FetchOperation(partitions={len(self.watch)}, wait_ms={self.wait_ms}, min_bytes={self.min_bytes})"
@@ -121,5 +122,5 @@ class FetchOperation:
         return plog.log_end_offset, plog.log_start_offset
 
 
-def handle_fetch(broker, request) -> FetchOperation:
-    return FetchOperation(broker, request)
+def handle_fetch(broker, ctx: RequestContext, request) -> FetchOperation:
+    return FetchOperation(broker, ctx, request)

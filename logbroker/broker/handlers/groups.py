@@ -19,6 +19,7 @@ from __future__ import annotations
 from logbroker.protocol import ErrorCode
 
 from logbroker.broker.deferred import Deferred
+from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers.transactions import find_transaction_coordinator
 from logbroker.broker.groups import (
     CommitRequest,
@@ -66,7 +67,7 @@ def _flush_reply(broker, body, flush) -> Reply:
 # -- FindCoordinator -------------------------------------------------------------
 
 
-def handle_find_coordinator(broker, request):
+def handle_find_coordinator(broker, ctx: RequestContext, request):
     """This node coordinates every group and transactional id; v4+ asks for
     several keys at once (``coordinator_keys``) and gets one answer per key."""
     body = request.body
@@ -76,22 +77,22 @@ def handle_find_coordinator(broker, request):
         coordinators = tuple(
             build(mod.Coordinator, key=key, error_code=code, error_message=message, **fields)
             for key in body.coordinator_keys
-            for code, message, fields in (_find_coordinator(broker, key_type, key),)
+            for code, message, fields in (_find_coordinator(broker, ctx, key_type, key),)
         )
         return build(request.response_class, coordinators=coordinators)
-    code, message, fields = _find_coordinator(broker, key_type, body.key)
+    code, message, fields = _find_coordinator(broker, ctx, key_type, body.key)
     return build(request.response_class, error_code=code, error_message=message, **fields)
 
 
-def _find_coordinator(broker, key_type: int, key: str):
+def _find_coordinator(broker, ctx: RequestContext, key_type: int, key: str):
     """(error code, message, node fields) for one coordinator key."""
     fields = {"node_id": -1, "host": "", "port": -1}
-    if key_type == _KEY_TYPE_GROUP and not broker.allowed("describe", "group", key):
+    if key_type == _KEY_TYPE_GROUP and not broker.allowed(ctx, "describe", "group", key):
         code, message = GROUP_DENIED, f"not allowed to describe group {key!r}"
     elif key_type == _KEY_TYPE_GROUP:
         code, message = ErrorCode.none, None
     elif key_type == _KEY_TYPE_TRANSACTION:
-        code, message = find_transaction_coordinator(broker, key)
+        code, message = find_transaction_coordinator(broker, ctx, key)
     else:
         code, message = ErrorCode.invalid_request, f"unknown key type {key_type}"
     if code == ErrorCode.none:
@@ -102,10 +103,10 @@ def _find_coordinator(broker, key_type: int, key: str):
 # -- JoinGroup / SyncGroup / Heartbeat / LeaveGroup --------------------------------
 
 
-def handle_join_group(broker, request):
+def handle_join_group(broker, ctx: RequestContext, request):
     body = request.body
     version = request.api_version
-    if not broker.allowed("read", "group", body.group_id):
+    if not broker.allowed(ctx, "read", "group", body.group_id):
         return build(request.response_class, error_code=GROUP_DENIED, generation_id=-1, leader="", member_id="",
                      protocol_type=None, protocol_name=None if version >= 7 else "", members=())
     session_timeout = ms(body.session_timeout)
@@ -119,7 +120,7 @@ def handle_join_group(broker, request):
         group_instance_id=getattr(body, "group_instance_id", None),
         require_known_member_id=version >= 4,
         client_id=request.client_id or "",
-        client_host=broker.request_peer,
+        client_host=ctx.peer,
     )
     result = broker.groups.join_group(req, broker.clock())
     return _then(result, lambda r: _join_response(request, r))
@@ -148,9 +149,9 @@ def _join_response(request, result: JoinResult):
     )
 
 
-def handle_sync_group(broker, request):
+def handle_sync_group(broker, ctx: RequestContext, request):
     body = request.body
-    if not broker.allowed("read", "group", body.group_id):
+    if not broker.allowed(ctx, "read", "group", body.group_id):
         return build(request.response_class, error_code=GROUP_DENIED, protocol_type=None, protocol_name=None,
                      assignment=b"")
     result = broker.groups.sync_group(
@@ -176,9 +177,9 @@ def handle_sync_group(broker, request):
     return _then(result, respond)
 
 
-def handle_heartbeat(broker, request):
+def handle_heartbeat(broker, ctx: RequestContext, request):
     body = request.body
-    if not broker.allowed("read", "group", body.group_id):
+    if not broker.allowed(ctx, "read", "group", body.group_id):
         return build(request.response_class, error_code=GROUP_DENIED)
     error = broker.groups.heartbeat(
         body.group_id, int(body.generation_id), body.member_id, broker.clock(),
@@ -187,9 +188,9 @@ def handle_heartbeat(broker, request):
     return build(request.response_class, error_code=_code(error))
 
 
-def handle_leave_group(broker, request):
+def handle_leave_group(broker, ctx: RequestContext, request):
     body = request.body
-    if not broker.allowed("read", "group", body.group_id):
+    if not broker.allowed(ctx, "read", "group", body.group_id):
         return build(request.response_class, error_code=GROUP_DENIED, members=())
     batched = request.api_version >= 3
     if batched:
@@ -218,14 +219,14 @@ def _partition_exists(topics, name: str, partition: int) -> bool:
     return info is not None and 0 <= partition < info.partitions
 
 
-def handle_offset_commit(broker, request):
+def handle_offset_commit(broker, ctx: RequestContext, request):
     body = request.body
     mod = module_of(request.response_class)
     topics = broker.topics()
     offsets: dict[tuple[str, int], OffsetValue] = {}
     errors: dict[tuple[str, int], ErrorCode] = {}
-    group_allowed = broker.allowed("read", "group", body.group_id)
-    denied = denied_topics(broker, "read", (t.name for t in body.topics)) if group_allowed else set()
+    group_allowed = broker.allowed(ctx, "read", "group", body.group_id)
+    denied = denied_topics(broker, ctx, "read", (t.name for t in body.topics)) if group_allowed else set()
     for topic in body.topics:
         for p in topic.partitions:
             tp = (topic.name, int(p.partition_index))
@@ -264,24 +265,24 @@ def handle_offset_commit(broker, request):
     return _flush_reply(broker, response, result.flush if result is not None else None)
 
 
-def handle_offset_fetch(broker, request):
+def handle_offset_fetch(broker, ctx: RequestContext, request):
     body = request.body
     if request.api_version >= 8:
-        return _offset_fetch_groups(broker, request)
+        return _offset_fetch_groups(broker, ctx, request)
     entries, error = _fetch_group_offsets(
-        broker, body.group_id, body.topics, request.api_version, getattr(body, "require_stable", False)
+        broker, ctx, body.group_id, body.topics, request.api_version, getattr(body, "require_stable", False)
     )
     return _offset_fetch_response(request, entries, error)
 
 
-def _fetch_group_offsets(broker, group_id: str, topics, version: int, require_stable: bool, *,
+def _fetch_group_offsets(broker, ctx: RequestContext, group_id: str, topics, version: int, require_stable: bool, *,
                          member_id: str | None = None, member_epoch: int = -1):
     """(entries, group error code) of one group's OffsetFetch: entries are
     ((topic, partition), OffsetValue or None, error code)."""
     wanted = None
     if topics is not None:
         wanted = [(t.name, int(p)) for t in topics for p in t.partition_indexes]
-    if not broker.allowed("describe", "group", group_id):
+    if not broker.allowed(ctx, "describe", "group", group_id):
         # v0/v1 have no top-level error field: every asked partition carries it.
         entries = [(tp, None, GROUP_DENIED) for tp in wanted or ()] if version < 2 else []
         return entries, GROUP_DENIED
@@ -289,10 +290,10 @@ def _fetch_group_offsets(broker, group_id: str, topics, version: int, require_st
     if wanted is None:
         result = broker.groups.fetch_offsets(group_id, None, **member)
         # Offsets of topics the principal may not describe are left out, unnamed.
-        denied = denied_topics(broker, "describe", (topic for topic, _ in result.offsets))
+        denied = denied_topics(broker, ctx, "describe", (topic for topic, _ in result.offsets))
         entries = [(tp, value, None) for tp, value in result.offsets.items() if tp[0] not in denied]
     else:
-        denied = denied_topics(broker, "describe", (topic for topic, _ in wanted))
+        denied = denied_topics(broker, ctx, "describe", (topic for topic, _ in wanted))
         result = broker.groups.fetch_offsets(group_id, [tp for tp in wanted if tp[0] not in denied], **member)
         entries = [(tp, None, TOPIC_DENIED) if tp[0] in denied else (tp, result.offsets.get(tp), None)
                    for tp in wanted]
@@ -307,7 +308,7 @@ def _fetch_group_offsets(broker, group_id: str, topics, version: int, require_st
     return entries, _code(result.error)
 
 
-def _offset_fetch_groups(broker, request):
+def _offset_fetch_groups(broker, ctx: RequestContext, request):
     """OffsetFetch v8+: several groups per request; v9 names the member (KIP-848),
     whose epoch a consumer group checks. A group with an error has no topics."""
     mod = module_of(request.response_class)
@@ -315,7 +316,7 @@ def _offset_fetch_groups(broker, request):
     groups_out = []
     for group in body.groups:
         entries, error = _fetch_group_offsets(
-            broker, group.group_id, group.topics, request.api_version, body.require_stable,
+            broker, ctx, group.group_id, group.topics, request.api_version, body.require_stable,
             member_id=getattr(group, "member_id", None), member_epoch=int(getattr(group, "member_epoch", -1)),
         )
         if error != ErrorCode.none:
@@ -358,13 +359,13 @@ def _offset_fetch_response(request, entries, error: ErrorCode):
     return build(request.response_class, topics=topics_out, error_code=error)
 
 
-def handle_offset_delete(broker, request):
+def handle_offset_delete(broker, ctx: RequestContext, request):
     body = request.body
     mod = module_of(request.response_class)
-    if not broker.allowed("delete", "group", body.group_id):
+    if not broker.allowed(ctx, "delete", "group", body.group_id):
         return build(request.response_class, error_code=GROUP_DENIED, topics=())
     wanted = [(t.name, int(p.partition_index)) for t in body.topics for p in t.partitions]
-    denied = denied_topics(broker, "read", (topic for topic, _ in wanted))
+    denied = denied_topics(broker, ctx, "read", (topic for topic, _ in wanted))
     topics = broker.topics()
     known = [tp for tp in wanted if tp[0] not in denied and _partition_exists(topics, *tp)]
     result = broker.groups.delete_offsets(body.group_id, known, broker.clock())
@@ -389,16 +390,16 @@ def handle_offset_delete(broker, request):
 # -- ListGroups / DescribeGroups / DeleteGroups ------------------------------------------
 
 
-def handle_list_groups(broker, request):
+def handle_list_groups(broker, ctx: RequestContext, request):
     mod = module_of(request.response_class)
     states = set(getattr(request.body, "states_filter", ()) or ())
     types = {t.lower() for t in getattr(request.body, "types_filter", ()) or ()}
     error, groups = broker.groups.list_groups(states or None)
     # DESCRIBE on the cluster lists every group; otherwise only the groups the principal may describe.
-    see_all = broker.allowed("describe", "cluster", CLUSTER)
+    see_all = broker.allowed(ctx, "describe", "cluster", CLUSTER)
 
     def visible(group_id: str) -> bool:
-        return see_all or broker.allowed("describe", "group", group_id)
+        return see_all or broker.allowed(ctx, "describe", "group", group_id)
 
     out = tuple(
         build(mod.ListedGroup, group_id=g.group_id, protocol_type=g.protocol_type, group_state=g.state,
@@ -416,11 +417,11 @@ def handle_list_groups(broker, request):
     return build(request.response_class, error_code=_code(error), groups=out)
 
 
-def handle_describe_groups(broker, request):
+def handle_describe_groups(broker, ctx: RequestContext, request):
     mod = module_of(request.response_class)
     body = request.body
     names = list(body.groups)
-    allowed = [broker.allowed("describe", "group", name) for name in names]
+    allowed = [broker.allowed(ctx, "describe", "group", name) for name in names]
     summaries = iter(broker.groups.describe_groups([n for n, ok in zip(names, allowed) if ok]))
     with_operations = bool(getattr(body, "include_authorized_operations", False))
     out = []
@@ -434,7 +435,7 @@ def handle_describe_groups(broker, request):
         s = next(summaries)
         operations = NO_AUTHORIZED_OPERATIONS
         if with_operations and s.error is GroupError.NONE:
-            operations = group_operations(broker, s.group_id)
+            operations = group_operations(broker, ctx, s.group_id)
         if s.state == "Dead" and broker.share.is_share_group(s.group_id):
             out.append(_describe_share_group(broker, mod, s.group_id, operations))
             continue
@@ -477,10 +478,10 @@ def _describe_share_group(broker, mod, group_id: str, operations: int):
     )
 
 
-def handle_delete_groups(broker, request):
+def handle_delete_groups(broker, ctx: RequestContext, request):
     mod = module_of(request.response_class)
     names = list(request.body.groups_names)
-    allowed = [n for n in names if broker.allowed("delete", "group", n)]
+    allowed = [n for n in names if broker.allowed(ctx, "delete", "group", n)]
     now = broker.clock()
     share = {n for n in allowed if broker.share.is_share_group(n)}
     results, flush = broker.groups.delete_groups([n for n in allowed if n not in share], now)

@@ -8,12 +8,13 @@ import os
 from logbroker.errors import LogbrokerError
 from logbroker.protocol import ErrorCode
 
+from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._build import build, module_of
 
 log = logging.getLogger("logbroker.broker")
 
 
-def handle_describe_log_dirs(broker, request):
+def handle_describe_log_dirs(broker, ctx: RequestContext, request):
     """Sizes of the partitions asked for (null topics: all of them) in the data dir.
 
     A single node has one log directory and no future (moving) logs, so
@@ -23,7 +24,7 @@ def handle_describe_log_dirs(broker, request):
     per-partition error; clients show its size as unknown), never the answer.
     """
     mod = module_of(request.response_class)
-    if not broker.allowed("describe", "cluster", "kafka-cluster"):
+    if not broker.allowed(ctx, "describe", "cluster", "kafka-cluster"):
         return build(request.response_class, error_code=ErrorCode.cluster_authorization_failed, results=())
     manager = broker.log_manager
     requested = request.body.topics

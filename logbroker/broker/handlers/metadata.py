@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from logbroker.protocol import ErrorCode
 
+from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._acl import NO_AUTHORIZED_OPERATIONS
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.handlers.errors import error_code_for
@@ -11,7 +12,7 @@ from logbroker.broker.security.acls import CLUSTER, authorized_operations
 from logbroker.errors import LogbrokerError
 
 
-def handle_api_versions(broker, request, *, served_versions):
+def handle_api_versions(broker, ctx: RequestContext, request, *, served_versions):
     mod = module_of(request.response_class)
     keys = tuple(
         build(mod.ApiVersion, api_key=int(key), min_version=lo, max_version=hi)
@@ -31,7 +32,7 @@ def _broker_entry(broker, cls):
     )
 
 
-def handle_metadata(broker, request):
+def handle_metadata(broker, ctx: RequestContext, request):
     body = request.body
     mod = module_of(request.response_class)
     topics = broker.topics()
@@ -39,7 +40,7 @@ def handle_metadata(broker, request):
     # v0 has no null array: an empty one asks for every topic (Kafka's MetadataRequest.json).
     if body.topics is None or (request.api_version == 0 and not body.topics):
         # Topics the principal may not describe are not even named.
-        wanted = sorted(t for t in topics if broker.allowed("describe", "topic", t))
+        wanted = sorted(t for t in topics if broker.allowed(ctx, "describe", "topic", t))
         allow_create = False
     else:
         wanted = [t.name for t in body.topics]
@@ -57,13 +58,13 @@ def handle_metadata(broker, request):
                 build(mod.MetadataResponseTopic, error_code=ErrorCode.unknown_topic_id, name=None, partitions=())
             )
             continue
-        if not broker.allowed("describe", "topic", name):
+        if not broker.allowed(ctx, "describe", "topic", name):
             topics_out.append(
                 build(mod.MetadataResponseTopic, error_code=ErrorCode.topic_authorization_failed, name=name,
                       partitions=())
             )
             continue
-        if name not in topics and allow_create and broker.allowed("create", "topic", name):
+        if name not in topics and allow_create and broker.allowed(ctx, "create", "topic", name):
             try:
                 broker.maybe_auto_create(name, allowance)
             except LogbrokerError as exc:
@@ -97,7 +98,7 @@ def handle_metadata(broker, request):
                 is_internal=broker.is_internal_topic(name),
                 partitions=partitions,
                 topic_authorized_operations=(
-                    authorized_operations(lambda op, name=name: broker.allowed(op, "topic", name), "topic")
+                    authorized_operations(lambda op, name=name: broker.allowed(ctx, op, "topic", name), "topic")
                     if getattr(request.body, "include_topic_authorized_operations", False)
                     else NO_AUTHORIZED_OPERATIONS
                 ),
@@ -109,20 +110,20 @@ def handle_metadata(broker, request):
         cluster_id=broker.cluster_id,
         controller_id=node,
         topics=tuple(topics_out),
-        cluster_authorized_operations=_cluster_operations(broker, request, "include_cluster_authorized_operations"),
+        cluster_authorized_operations=_cluster_operations(broker, ctx, request, "include_cluster_authorized_operations"),
     )
 
 
-def _cluster_operations(broker, request, flag: str) -> int:
+def _cluster_operations(broker, ctx: RequestContext, request, flag: str) -> int:
     """KIP-430: the cluster's operations for the principal when asked, if it may DESCRIBE the cluster (else 0)."""
     if not getattr(request.body, flag, False):
         return NO_AUTHORIZED_OPERATIONS
-    if not broker.allowed("describe", "cluster", CLUSTER):
+    if not broker.allowed(ctx, "describe", "cluster", CLUSTER):
         return 0
-    return authorized_operations(lambda op: broker.allowed(op, "cluster", CLUSTER), "cluster")
+    return authorized_operations(lambda op: broker.allowed(ctx, op, "cluster", CLUSTER), "cluster")
 
 
-def handle_describe_cluster(broker, request):
+def handle_describe_cluster(broker, ctx: RequestContext, request):
     mod = module_of(request.response_class)
     return build(
         request.response_class,
@@ -131,5 +132,5 @@ def handle_describe_cluster(broker, request):
         cluster_id=broker.cluster_id,
         controller_id=broker.config.node_id,
         brokers=(_broker_entry(broker, mod.DescribeClusterBroker),),
-        cluster_authorized_operations=_cluster_operations(broker, request, "include_cluster_authorized_operations"),
+        cluster_authorized_operations=_cluster_operations(broker, ctx, request, "include_cluster_authorized_operations"),
     )

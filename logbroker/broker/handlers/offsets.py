@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from logbroker.protocol import ErrorCode
 
+from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._acl import TOPIC_DENIED
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.handlers.errors import error_code_for
@@ -43,14 +44,14 @@ def _lookup(plog, timestamp: int) -> tuple[int, int]:
     return offset, ts
 
 
-def handle_list_offsets(broker, request):
+def handle_list_offsets(broker, ctx: RequestContext, request):
     mod = module_of(request.response_class)
     # isolation_level 1 (read_committed, v2+): "latest" is the last stable offset.
     read_committed = int(getattr(request.body, "isolation_level", 0)) == 1
     topics_out = []
     for topic in request.body.topics:
         parts = []
-        allowed = broker.allowed("describe", "topic", topic.name)
+        allowed = broker.allowed(ctx, "describe", "topic", topic.name)
         for p in topic.partitions:
             index = int(p.partition_index)
             try:
@@ -79,12 +80,12 @@ def handle_list_offsets(broker, request):
     return build(request.response_class, topics=tuple(topics_out))
 
 
-def handle_offset_for_leader_epoch(broker, request):
+def handle_offset_for_leader_epoch(broker, ctx: RequestContext, request):
     mod = module_of(request.response_class)
     topics_out = []
     for topic in request.body.topics:
         parts = []
-        allowed = broker.allowed("describe", "topic", topic.topic)
+        allowed = broker.allowed(ctx, "describe", "topic", topic.topic)
         for p in topic.partitions:
             index = int(p.partition)
             if not allowed:
@@ -106,12 +107,12 @@ def handle_offset_for_leader_epoch(broker, request):
     return build(request.response_class, topics=tuple(topics_out))
 
 
-def handle_delete_records(broker, request):
+def handle_delete_records(broker, ctx: RequestContext, request):
     mod = module_of(request.response_class)
     topics_out = []
     for topic in request.body.topics:
         parts = []
-        allowed = broker.allowed("delete", "topic", topic.name)
+        allowed = broker.allowed(ctx, "delete", "topic", topic.name)
         for p in topic.partitions:
             index = int(p.partition_index)
             if not allowed:
@@ -137,11 +138,11 @@ def handle_delete_records(broker, request):
     return build(request.response_class, topics=tuple(topics_out))
 
 
-def handle_init_producer_id(broker, request):
+def handle_init_producer_id(broker, ctx: RequestContext, request):
     body = request.body
     if body.transactional_id is not None:
-        return init_transactional_producer(broker, request)
-    if not _may_produce_idempotently(broker):
+        return init_transactional_producer(broker, ctx, request)
+    if not _may_produce_idempotently(broker, ctx):
         return build(
             request.response_class,
             error_code=ErrorCode.cluster_authorization_failed,
@@ -156,10 +157,10 @@ def handle_init_producer_id(broker, request):
     )
 
 
-def _may_produce_idempotently(broker) -> bool:
+def _may_produce_idempotently(broker, ctx: RequestContext) -> bool:
     """IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (Kafka's
     ``authorizeByResourceType``: the producer needs WRITE on every topic it
     then produces to anyway)."""
-    if broker.allowed("idempotent_write", "cluster", CLUSTER):
+    if broker.allowed(ctx, "idempotent_write", "cluster", CLUSTER):
         return True  # also the answer, at no cost, when the authorizer is off
-    return broker.allowed_on_any("write", "topic")
+    return broker.allowed_on_any(ctx, "write", "topic")

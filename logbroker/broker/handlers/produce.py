@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from logbroker.protocol import ErrorCode, ProducePartition, encode_legacy_produce_response, encode_produce_response
 
+from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._legacy import upconverted_produce
 from logbroker.broker.handlers._result import Reply
 from logbroker.broker.handlers.errors import error_code_for
@@ -19,12 +20,12 @@ from logbroker.errors import LogbrokerError, RecordErrorsError
 _VALID_ACKS = (-1, 0, 1)
 
 
-def handle_produce(broker, request) -> Reply:
+def handle_produce(broker, ctx: RequestContext, request) -> Reply:
     # v0-2 (old clients): message sets become v2 batches first; their answer has its own encoder.
     body = request.body if request.api_version >= 3 else upconverted_produce(request.body)
     encode = encode_produce_response if request.api_version >= 3 else encode_legacy_produce_response
     transactional_id = body.transactional_id
-    txn_denied = transactional_id is not None and not broker.allowed("write", "transactional_id", transactional_id)
+    txn_denied = transactional_id is not None and not broker.allowed(ctx, "write", "transactional_id", transactional_id)
     acks = int(body.acks)
     always = broker.config.flush == "always"
     topics_out = []
@@ -43,7 +44,7 @@ def handle_produce(broker, request) -> Reply:
                 code, result = ErrorCode.invalid_required_acks, None
             elif txn_denied:
                 code, result = ErrorCode.transactional_id_authorization_failed, None
-            elif not broker.allowed("write", "topic", name):
+            elif not broker.allowed(ctx, "write", "topic", name):
                 code, result = ErrorCode.topic_authorization_failed, None
             elif not exists:
                 code, result = ErrorCode.unknown_topic_or_partition, None

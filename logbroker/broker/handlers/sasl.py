@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._build import build
 from logbroker.broker.security import AuthenticationError, new_mechanism
 from logbroker.protocol import ErrorCode
 
 
-def handle_sasl_handshake(broker, request):
-    session = broker.request_session
+def handle_sasl_handshake(broker, ctx: RequestContext, request):
+    session = ctx.session
     mechanisms = broker.config.sasl_mechanisms
     mechanism = request.body.mechanism
     if session.authenticated or session.exchange is not None:
@@ -20,8 +21,8 @@ def handle_sasl_handshake(broker, request):
     return build(request.response_class, error_code=ErrorCode.none, mechanisms=mechanisms)
 
 
-def handle_sasl_authenticate(broker, request):
-    session = broker.request_session
+def handle_sasl_authenticate(broker, ctx: RequestContext, request):
+    session = ctx.session
     exchange = session.exchange
     if exchange is None or session.authenticated:
         session.close_after_reply = True

@@ -24,6 +24,7 @@ import dataclasses
 
 from logbroker.protocol import ErrorCode
 
+from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._acl import (
     GROUP_DENIED, NO_AUTHORIZED_OPERATIONS, TOPIC_DENIED, denied_topics, group_operations,
 )
@@ -65,13 +66,13 @@ def _flush(broker, written) -> list:
 # -- ShareGroupHeartbeat / ShareGroupDescribe -------------------------------------------
 
 
-def handle_share_group_heartbeat(broker, request):
+def handle_share_group_heartbeat(broker, ctx: RequestContext, request):
     body = request.body
     subscribed = body.subscribed_topic_names
-    if not broker.allowed("read", "group", body.group_id):
+    if not broker.allowed(ctx, "read", "group", body.group_id):
         return build(request.response_class, error_code=GROUP_DENIED, assignment=None,
                      error_message=f"not allowed to read group {body.group_id!r}")
-    if subscribed and (denied := denied_topics(broker, "describe", subscribed)):
+    if subscribed and (denied := denied_topics(broker, ctx, "describe", subscribed)):
         return build(request.response_class, error_code=TOPIC_DENIED, assignment=None,
                      error_message=f"not allowed to describe topics {', '.join(sorted(denied))}")
     result = broker.share.heartbeat(
@@ -82,7 +83,7 @@ def handle_share_group_heartbeat(broker, request):
             subscribed=tuple(subscribed) if subscribed is not None else None,
             rack_id=body.rack_id,
             client_id=request.client_id or "",
-            client_host=broker.request_peer,
+            client_host=ctx.peer,
         ),
         broker.clock(),
     )
@@ -104,10 +105,10 @@ def handle_share_group_heartbeat(broker, request):
     )
 
 
-def handle_share_group_describe(broker, request):
+def handle_share_group_describe(broker, ctx: RequestContext, request):
     mod = module_of(request.response_class)
     names = list(request.body.group_ids)
-    allowed = [broker.allowed("describe", "group", name) for name in names]
+    allowed = [broker.allowed(ctx, "describe", "group", name) for name in names]
     described = iter(broker.share.describe([n for n, ok in zip(names, allowed) if ok]))
     with_operations = bool(getattr(request.body, "include_authorized_operations", False))
     groups = []
@@ -118,7 +119,7 @@ def handle_share_group_describe(broker, request):
                                 authorized_operations=NO_AUTHORIZED_OPERATIONS))
             continue
         g = next(described)
-        if denied_topics(broker, "describe", (topic for m in g.members for _, topic, _ in m.assignment)):
+        if denied_topics(broker, ctx, "describe", (topic for m in g.members for _, topic, _ in m.assignment)):
             groups.append(build(mod.DescribedGroup, error_code=TOPIC_DENIED, group_id=name, members=(),
                                 error_message="the group has topics the client may not describe",
                                 authorized_operations=NO_AUTHORIZED_OPERATIONS))
@@ -150,7 +151,7 @@ def handle_share_group_describe(broker, request):
             assignor_name="simple",
             members=members,
             authorized_operations=(
-                group_operations(broker, g.group_id) if with_operations and g.error is ShareError.NONE
+                group_operations(broker, ctx, g.group_id) if with_operations and g.error is ShareError.NONE
                 else NO_AUTHORIZED_OPERATIONS
             ),
         ))
@@ -183,14 +184,14 @@ class _Entry:
             self.ack_error, self.ack_message = other.ack_error, other.ack_message
 
 
-def _resolve(broker, topics):
+def _resolve(broker, ctx: RequestContext, topics):
     """``(entry, ack batches)`` per requested partition, topic ids resolved to
     names; partitions of topics the principal may not READ carry TOPIC_AUTHORIZATION_FAILED."""
     out = []
     share = broker.share
     for topic in topics:
         name = share.topic_name(topic.topic_id) if topic.topic_id is not None else None
-        readable = name is None or broker.allowed("read", "topic", name)
+        readable = name is None or broker.allowed(ctx, "read", "topic", name)
         for p in topic.partitions:
             index = int(p.partition_index)
             entry = _Entry(topic.topic_id, name, index)
@@ -326,14 +327,14 @@ def _top_level_error(request, error: ShareError | ErrorCode, message: str | None
     return build(request.response_class, error_code=code, error_message=message, responses=(), node_endpoints=())
 
 
-def handle_share_fetch(broker, request):
+def handle_share_fetch(broker, ctx: RequestContext, request):
     body = request.body
     share = broker.share
     now = broker.clock()
     epoch = int(body.share_session_epoch)
-    if not broker.allowed("read", "group", body.group_id):
+    if not broker.allowed(ctx, "read", "group", body.group_id):
         return _top_level_error(request, GROUP_DENIED, f"not allowed to read group {body.group_id!r}")
-    resolved = _resolve(broker, body.topics)
+    resolved = _resolve(broker, ctx, body.topics)
     if epoch == INITIAL_EPOCH and any(batches for _, batches in resolved):
         return _top_level_error(request, ShareError.INVALID_REQUEST, "acknowledgements in a request opening a session")
     add = [(e.topic, e.partition) for e, _ in resolved if e.topic is not None and e.error is not TOPIC_DENIED]
@@ -358,7 +359,7 @@ def handle_share_fetch(broker, request):
     fetching = epoch != FINAL_EPOCH and int(body.max_records) > 0 and not renew_only
     # Partitions the session gained earlier are checked again: an ACL may have gone since.
     entries = [e for e, _ in resolved]
-    denied = denied_topics(broker, "read", (topic for topic, _ in result.partitions)) if fetching else set()
+    denied = denied_topics(broker, ctx, "read", (topic for topic, _ in result.partitions)) if fetching else set()
     if denied:
         named = {(e.topic, e.partition) for e in entries}
         entries += [
@@ -375,15 +376,15 @@ def handle_share_fetch(broker, request):
     return op
 
 
-def handle_share_acknowledge(broker, request):
+def handle_share_acknowledge(broker, ctx: RequestContext, request):
     body = request.body
     share = broker.share
     now = broker.clock()
     epoch = int(body.share_session_epoch)
     mod = module_of(request.response_class)
-    if not broker.allowed("read", "group", body.group_id):
+    if not broker.allowed(ctx, "read", "group", body.group_id):
         return _top_level_error(request, GROUP_DENIED, f"not allowed to read group {body.group_id!r}")
-    resolved = _resolve(broker, body.topics)
+    resolved = _resolve(broker, ctx, body.topics)
     result, session = share.open_session(body.group_id, body.member_id, epoch, (), (), now, fetch=False)
     if result.error is not ShareError.NONE:
         return _top_level_error(request, result.error, result.message)
@@ -426,24 +427,24 @@ def with_group_configs(handler, *, incremental: bool):
     """Wrap DescribeConfigs / IncrementalAlterConfigs so GROUP resources reach
     the share coordinator and every other resource the topic handler."""
 
-    def handle(broker, request):
+    def handle(broker, ctx: RequestContext, request):
         body = request.body
         resources = body.resources
         groups = [r for r in resources if is_group_resource(int(r.resource_type))]
         if not groups:
-            return handler(broker, request)
+            return handler(broker, ctx, request)
         others = tuple(r for r in resources if not is_group_resource(int(r.resource_type)))
         if others:
             inner = dataclasses.replace(request, body=dataclasses.replace(body, resources=others))
-            result = handler(broker, inner)
+            result = handler(broker, ctx, inner)
             answered = list(result.responses if incremental else result.results)
         else:
             answered = []
         if incremental:
-            mine = {id(r): _alter_group(broker, request, r) for r in groups}
+            mine = {id(r): _alter_group(broker, ctx, request, r) for r in groups}
             field_name = "responses"
         else:
-            mine = {id(r): _describe_group(broker, request, r) for r in groups}
+            mine = {id(r): _describe_group(broker, ctx, request, r) for r in groups}
             field_name = "results"
         out, rest = [], iter(answered)
         for r in resources:
@@ -455,11 +456,11 @@ def with_group_configs(handler, *, incremental: bool):
     return handle
 
 
-def _alter_group(broker, request, resource):
+def _alter_group(broker, ctx: RequestContext, request, resource):
     mod = module_of(request.response_class)
     name = resource.resource_name
     code, message = ErrorCode.none, None
-    if not broker.allowed("alter_configs", "group", name):
+    if not broker.allowed(ctx, "alter_configs", "group", name):
         return build(
             mod.AlterConfigsResourceResponse, error_code=GROUP_DENIED,
             error_message=f"not allowed to alter configs of group {name!r}",
@@ -484,9 +485,9 @@ def _alter_group(broker, request, resource):
     )
 
 
-def _describe_group(broker, request, resource):
+def _describe_group(broker, ctx: RequestContext, request, resource):
     mod = module_of(request.response_class)
-    if not broker.allowed("describe_configs", "group", resource.resource_name):
+    if not broker.allowed(ctx, "describe_configs", "group", resource.resource_name):
         return build(
             mod.DescribeConfigsResult, error_code=GROUP_DENIED,
             error_message=f"not allowed to describe configs of group {resource.resource_name!r}",

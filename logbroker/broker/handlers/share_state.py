@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from logbroker.protocol import ErrorCode
 
+from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._acl import GROUP_DENIED, TOPIC_DENIED
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.handlers._result import Reply
@@ -29,12 +30,12 @@ def _lag(broker, counts, topic: str, partition: int) -> int:
     return max(0, end - counts.start_offset - counts.acknowledged - counts.archived)
 
 
-def handle_describe_share_group_offsets(broker, request):
+def handle_describe_share_group_offsets(broker, ctx: RequestContext, request):
     mod = module_of(request.response_class)
     groups = []
     for group in request.body.groups:
         group_id = group.group_id
-        if not broker.allowed("describe", "group", group_id):
+        if not broker.allowed(ctx, "describe", "group", group_id):
             groups.append(build(mod.DescribeShareGroupOffsetsResponseGroup, group_id=group_id, topics=(),
                                 error_code=ErrorCode.group_authorization_failed))
             continue
@@ -47,13 +48,13 @@ def handle_describe_share_group_offsets(broker, request):
         if group.topics is None:  # every partition the group has state for that may be described
             wanted: dict[str, list[int]] = {}
             for t, p in sorted(known):
-                if broker.allowed("describe", "topic", t):
+                if broker.allowed(ctx, "describe", "topic", t):
                     wanted.setdefault(t, []).append(p)
         else:
             wanted = {t.topic_name: list(t.partitions) for t in group.topics}
         topics = []
         for topic, partitions in wanted.items():
-            described = broker.allowed("describe", "topic", topic)
+            described = broker.allowed(ctx, "describe", "topic", topic)
             parts = []
             for p in partitions:
                 counts = known.get((topic, p))
@@ -78,11 +79,11 @@ def handle_describe_share_group_offsets(broker, request):
     return build(request.response_class, groups=tuple(groups))
 
 
-def handle_read_share_group_state(broker, request):
+def handle_read_share_group_state(broker, ctx: RequestContext, request):
     mod = module_of(request.response_class)
     body = request.body
     share = broker.share
-    group_ok = broker.allowed("describe", "group", body.group_id)
+    group_ok = broker.allowed(ctx, "describe", "group", body.group_id)
     results = []
     for topic in body.topics:
         name = share.topic_name(topic.topic_id) if topic.topic_id is not None else None
@@ -112,16 +113,16 @@ def handle_read_share_group_state(broker, request):
     return build(request.response_class, results=tuple(results))
 
 
-def handle_alter_share_group_offsets(broker, request):
+def handle_alter_share_group_offsets(broker, ctx: RequestContext, request):
     """READ on the group and on each topic, as Kafka; the group must have no members."""
     mod = module_of(request.response_class)
     body = request.body
     share = broker.share
-    if not broker.allowed("read", "group", body.group_id):
+    if not broker.allowed(ctx, "read", "group", body.group_id):
         return build(request.response_class, error_code=GROUP_DENIED, responses=())
     wanted, denied = {}, set()
     for topic in body.topics:
-        if not broker.allowed("read", "topic", topic.topic_name):
+        if not broker.allowed(ctx, "read", "topic", topic.topic_name):
             denied.add(topic.topic_name)
             continue
         for p in topic.partitions:

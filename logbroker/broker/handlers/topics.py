@@ -27,6 +27,7 @@ from logbroker.protocol import ErrorCode
 
 from logbroker.broker.core import ConfigEntry
 from logbroker.broker.dynamic_config import broker_resource, incremental_layer
+from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.handlers.errors import error_code_for
 from logbroker.broker.security.acls import CLUSTER
@@ -47,14 +48,14 @@ _TYPE_LIST = 7
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
 
-def config_denial(broker, operation: str, resource_type: int, name: str) -> tuple[ErrorCode, str] | None:
+def config_denial(broker, ctx: RequestContext, operation: str, resource_type: int, name: str) -> tuple[ErrorCode, str] | None:
     """(error, message) when the principal may not ``operation`` (describe_configs or
     alter_configs) the configs of a topic or the broker; None when it may (or the
     resource type is one this module does not serve)."""
     what = operation.replace("_", " ")
-    if resource_type == RESOURCE_TOPIC and not broker.allowed(operation, "topic", name):
+    if resource_type == RESOURCE_TOPIC and not broker.allowed(ctx, operation, "topic", name):
         return ErrorCode.topic_authorization_failed, f"not allowed to {what} of topic {name!r}"
-    if resource_type == RESOURCE_BROKER and not broker.allowed(operation, "cluster", CLUSTER):
+    if resource_type == RESOURCE_BROKER and not broker.allowed(ctx, operation, "cluster", CLUSTER):
         return ErrorCode.cluster_authorization_failed, f"not allowed to {what} of the broker"
     return None
 
@@ -65,7 +66,7 @@ def _topic_name_error(name: str) -> str | None:
     return None
 
 
-def handle_create_topics(broker, request):
+def handle_create_topics(broker, ctx: RequestContext, request):
     body = request.body
     mod = module_of(request.response_class)
     results = []
@@ -79,7 +80,7 @@ def handle_create_topics(broker, request):
             partitions = broker.config.num_partitions
         rf = -1 if topic.assignments else int(topic.replication_factor)
         code, message, info = ErrorCode.none, None, None
-        if not (broker.allowed("create", "cluster", CLUSTER) or broker.allowed("create", "topic", name)):
+        if not (broker.allowed(ctx, "create", "cluster", CLUSTER) or broker.allowed(ctx, "create", "topic", name)):
             code, message = ErrorCode.topic_authorization_failed, f"not allowed to create {name!r}"
         elif (err := _topic_name_error(name)) is not None:
             code, message = ErrorCode.invalid_topic_exception, err
@@ -103,7 +104,7 @@ def handle_create_topics(broker, request):
             except LogbrokerError as exc:
                 code, message = error_code_for(exc), str(exc)
         described, config_code = None, ErrorCode.none
-        if code == ErrorCode.none and not broker.allowed("describe_configs", "topic", name):
+        if code == ErrorCode.none and not broker.allowed(ctx, "describe_configs", "topic", name):
             config_code = ErrorCode.topic_authorization_failed  # created, but its configs stay unseen
         elif code == ErrorCode.none:
             described = tuple(
@@ -180,7 +181,7 @@ def _replicas_problem(broker, replica_lists, replication_factor: int | None = No
     return None
 
 
-def handle_delete_topics(broker, request):
+def handle_delete_topics(broker, ctx: RequestContext, request):
     body = request.body
     mod = module_of(request.response_class)
     topics = broker.topics()
@@ -193,10 +194,10 @@ def handle_delete_topics(broker, request):
     for name, topic_id in wanted:
         if name is None and topic_id is not None:
             name = by_id.get(topic_id)
-            if name is not None and not broker.allowed("describe", "topic", name):
+            if name is not None and not broker.allowed(ctx, "describe", "topic", name):
                 name = None  # an id does not reveal the name of a topic the principal may not describe
         code, message = ErrorCode.none, None
-        if name is not None and not broker.allowed("delete", "topic", name):
+        if name is not None and not broker.allowed(ctx, "delete", "topic", name):
             code, message = ErrorCode.topic_authorization_failed, f"not allowed to delete {name!r}"
         elif not broker.config.delete_topic_enable:
             code, message = ErrorCode.topic_deletion_disabled, "topic deletion is disabled"
@@ -216,7 +217,7 @@ def handle_delete_topics(broker, request):
     return build(request.response_class, responses=tuple(results))
 
 
-def handle_create_partitions(broker, request):
+def handle_create_partitions(broker, ctx: RequestContext, request):
     body = request.body
     mod = module_of(request.response_class)
     results = []
@@ -224,7 +225,7 @@ def handle_create_partitions(broker, request):
         info = broker.topics().get(topic.name)
         count = int(topic.count)
         code, message = ErrorCode.none, None
-        if not broker.allowed("alter", "topic", topic.name):
+        if not broker.allowed(ctx, "alter", "topic", topic.name):
             code, message = ErrorCode.topic_authorization_failed, f"not allowed to alter {topic.name!r}"
         elif info is None:
             code = ErrorCode.unknown_topic_or_partition
@@ -262,14 +263,14 @@ def _damaged_batches(broker, topic: str) -> ConfigEntry | None:
     return ConfigEntry(DAMAGED_BATCHES, ",".join(found), SOURCE_DEFAULT, _TYPE_LIST, read_only=True)
 
 
-def handle_describe_configs(broker, request):
+def handle_describe_configs(broker, ctx: RequestContext, request):
     body = request.body
     mod = module_of(request.response_class)
     results = []
     for resource in body.resources:
         rtype = int(resource.resource_type)
         code, message, entries = ErrorCode.none, None, []
-        if (denial := config_denial(broker, "describe_configs", rtype, resource.resource_name)) is not None:
+        if (denial := config_denial(broker, ctx, "describe_configs", rtype, resource.resource_name)) is not None:
             code, message = denial
         elif rtype == RESOURCE_TOPIC:
             if resource.resource_name not in broker.topics():
@@ -325,7 +326,7 @@ def handle_describe_configs(broker, request):
     return build(request.response_class, results=tuple(results))
 
 
-def _alter(broker, request, *, incremental: bool):
+def _alter(broker, ctx: RequestContext, request, *, incremental: bool):
     body = request.body
     mod = module_of(request.response_class)
     results = []
@@ -334,7 +335,7 @@ def _alter(broker, request, *, incremental: bool):
         name = resource.resource_name
         code, message = ErrorCode.none, None
         try:
-            if (denial := config_denial(broker, "alter_configs", rtype, name)) is not None:
+            if (denial := config_denial(broker, ctx, "alter_configs", rtype, name)) is not None:
                 code, message = denial
             elif rtype == RESOURCE_BROKER:
                 per_broker = broker_resource(name, broker.config.node_id)
@@ -396,9 +397,9 @@ def _alter(broker, request, *, incremental: bool):
     return build(request.response_class, responses=tuple(results))
 
 
-def handle_alter_configs(broker, request):
-    return _alter(broker, request, incremental=False)
+def handle_alter_configs(broker, ctx: RequestContext, request):
+    return _alter(broker, ctx, request, incremental=False)
 
 
-def handle_incremental_alter_configs(broker, request):
-    return _alter(broker, request, incremental=True)
+def handle_incremental_alter_configs(broker, ctx: RequestContext, request):
+    return _alter(broker, ctx, request, incremental=True)

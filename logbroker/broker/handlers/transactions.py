@@ -24,6 +24,7 @@ import datetime
 from logbroker.protocol import ErrorCode
 
 from logbroker.broker.groups import OFFSETS_TOPIC, CommitRequest, OffsetValue
+from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._acl import GROUP_DENIED, TOPIC_DENIED
 from logbroker.broker.handlers._build import build, module_of, ms
 from logbroker.broker.handlers._result import Reply
@@ -65,11 +66,11 @@ def _reply(broker, body, *flush_points, outcome=None) -> Reply:
 # -- InitProducerId -------------------------------------------------------------
 
 
-def init_transactional_producer(broker, request):
+def init_transactional_producer(broker, ctx: RequestContext, request):
     """InitProducerId with a transactional id (the idempotent form is in :mod:`.offsets`)."""
     body = request.body
     transactional_id = body.transactional_id
-    if not broker.allowed("write", "transactional_id", transactional_id):
+    if not broker.allowed(ctx, "write", "transactional_id", transactional_id):
         return build(request.response_class, error_code=TXN_DENIED, producer_id=-1, producer_epoch=-1)
     now = broker.clock()
     result = broker.transactions.init_producer_id(
@@ -93,13 +94,13 @@ def _answer_with_markers(broker, request, result, now: int):
 # -- AddPartitionsToTxn ------------------------------------------------------------
 
 
-def handle_add_partitions_to_txn(broker, request):
+def handle_add_partitions_to_txn(broker, ctx: RequestContext, request):
     if request.api_version >= 4:
-        return _add_partitions_batched(broker, request)
+        return _add_partitions_batched(broker, ctx, request)
     body = request.body
     wanted = [(t.name, int(p)) for t in body.v3_and_below_topics for p in t.partitions]
     errors, flush = _add_one(
-        broker, request, body.v3_and_below_transactional_id, int(body.v3_and_below_producer_id),
+        broker, ctx, request, body.v3_and_below_transactional_id, int(body.v3_and_below_producer_id),
         int(body.v3_and_below_producer_epoch), wanted, verify_only=False,
     )
     mod = module_of(request.response_class)
@@ -108,16 +109,16 @@ def handle_add_partitions_to_txn(broker, request):
     ), flush)
 
 
-def _add_partitions_batched(broker, request):
+def _add_partitions_batched(broker, ctx: RequestContext, request):
     mod = module_of(request.response_class)
-    if not broker.allowed("cluster_action", "cluster", CLUSTER):
+    if not broker.allowed(ctx, "cluster_action", "cluster", CLUSTER):
         return build(request.response_class, error_code=ErrorCode.cluster_authorization_failed,
                      results_by_transaction=())
     results, flushes = [], []
     for txn in request.body.transactions:
         wanted = [(t.name, int(p)) for t in txn.topics for p in t.partitions]
         errors, flush = _add_one(
-            broker, request, txn.transactional_id, int(txn.producer_id), int(txn.producer_epoch), wanted,
+            broker, ctx, request, txn.transactional_id, int(txn.producer_id), int(txn.producer_epoch), wanted,
             verify_only=bool(txn.verify_only),
         )
         flushes.append(flush)
@@ -126,14 +127,14 @@ def _add_partitions_batched(broker, request):
     return _reply(broker, build(request.response_class, results_by_transaction=tuple(results)), *flushes)
 
 
-def _add_one(broker, request, transactional_id, producer_id, producer_epoch, wanted, *, verify_only: bool):
+def _add_one(broker, ctx: RequestContext, request, transactional_id, producer_id, producer_epoch, wanted, *, verify_only: bool):
     """Per-partition error codes for one transaction, and the flush point."""
-    if not broker.allowed("write", "transactional_id", transactional_id):
+    if not broker.allowed(ctx, "write", "transactional_id", transactional_id):
         return {tp: TXN_DENIED for tp in wanted}, None
     topics = broker.topics()
     refused = {}
     for topic, partition in wanted:
-        if not broker.allowed("write", "topic", topic):
+        if not broker.allowed(ctx, "write", "topic", topic):
             refused[(topic, partition)] = TOPIC_DENIED
         elif topic not in topics or not 0 <= partition < topics[topic].partitions:
             refused[(topic, partition)] = ErrorCode.unknown_topic_or_partition
@@ -166,11 +167,11 @@ def _topic_results(mod, wanted, errors):
 # -- AddOffsetsToTxn / EndTxn ---------------------------------------------------------
 
 
-def handle_add_offsets_to_txn(broker, request):
+def handle_add_offsets_to_txn(broker, ctx: RequestContext, request):
     body = request.body
-    if not broker.allowed("write", "transactional_id", body.transactional_id):
+    if not broker.allowed(ctx, "write", "transactional_id", body.transactional_id):
         return build(request.response_class, error_code=TXN_DENIED)
-    if not broker.allowed("read", "group", body.group_id):
+    if not broker.allowed(ctx, "read", "group", body.group_id):
         return build(request.response_class, error_code=GROUP_DENIED)
     result = broker.transactions.add_offsets(
         body.transactional_id, int(body.producer_id), int(body.producer_epoch), body.group_id, broker.clock()
@@ -178,9 +179,9 @@ def handle_add_offsets_to_txn(broker, request):
     return _reply(broker, build(request.response_class, error_code=txn_code(result.error, request)), result.flush)
 
 
-def handle_end_txn(broker, request):
+def handle_end_txn(broker, ctx: RequestContext, request):
     body = request.body
-    if not broker.allowed("write", "transactional_id", body.transactional_id):
+    if not broker.allowed(ctx, "write", "transactional_id", body.transactional_id):
         return build(request.response_class, error_code=TXN_DENIED, producer_id=-1, producer_epoch=-1)
     now = broker.clock()
     result = broker.transactions.end_txn(
@@ -193,7 +194,7 @@ def handle_end_txn(broker, request):
 # -- TxnOffsetCommit --------------------------------------------------------------------
 
 
-def handle_txn_offset_commit(broker, request):
+def handle_txn_offset_commit(broker, ctx: RequestContext, request):
     from logbroker.broker.handlers.groups import ERROR_CODES  # one GroupError table
 
     body = request.body
@@ -201,15 +202,15 @@ def handle_txn_offset_commit(broker, request):
     wanted = [(t.name, int(p.partition_index)) for t in body.topics for p in t.partitions]
     errors: dict[tuple[str, int], ErrorCode] = {}
     result = None
-    if not broker.allowed("write", "transactional_id", body.transactional_id):
+    if not broker.allowed(ctx, "write", "transactional_id", body.transactional_id):
         errors = {tp: TXN_DENIED for tp in wanted}
-    elif not broker.allowed("read", "group", body.group_id):
+    elif not broker.allowed(ctx, "read", "group", body.group_id):
         errors = {tp: GROUP_DENIED for tp in wanted}
     else:
         topics = broker.topics()
         offsets: dict[tuple[str, int], OffsetValue] = {}
         for t in body.topics:
-            allowed = broker.allowed("read", "topic", t.name)
+            allowed = broker.allowed(ctx, "read", "topic", t.name)
             for p in t.partitions:
                 tp = (t.name, int(p.partition_index))
                 if not allowed:
@@ -254,10 +255,10 @@ def handle_txn_offset_commit(broker, request):
 # -- DescribeTransactions / ListTransactions / DescribeProducers ---------------------------
 
 
-def handle_describe_transactions(broker, request):
+def handle_describe_transactions(broker, ctx: RequestContext, request):
     mod = module_of(request.response_class)
     ids = list(request.body.transactional_ids)
-    allowed = [i for i in ids if broker.allowed("describe", "transactional_id", i)]
+    allowed = [i for i in ids if broker.allowed(ctx, "describe", "transactional_id", i)]
     described = {d.transactional_id: d for d in broker.transactions.describe_transactions(allowed)}
     states = []
     for transactional_id in ids:
@@ -269,7 +270,7 @@ def handle_describe_transactions(broker, request):
             continue
         topics = tuple(
             build(mod.TopicData, topic=topic, partitions=partitions)
-            for topic, partitions in d.topics if broker.allowed("describe", "topic", topic)
+            for topic, partitions in d.topics if broker.allowed(ctx, "describe", "topic", topic)
         )
         states.append(build(
             mod.TransactionState, error_code=txn_code(d.error), transactional_id=transactional_id,
@@ -279,7 +280,7 @@ def handle_describe_transactions(broker, request):
     return build(request.response_class, transaction_states=tuple(states))
 
 
-def handle_list_transactions(broker, request):
+def handle_list_transactions(broker, ctx: RequestContext, request):
     body = request.body
     mod = module_of(request.response_class)
     duration = getattr(body, "duration_filter", -1)
@@ -291,20 +292,20 @@ def handle_list_transactions(broker, request):
     listed = tuple(
         build(mod.TransactionState, transactional_id=t.transactional_id, producer_id=t.producer_id,
               transaction_state=t.state)
-        for t in result.transactions if broker.allowed("describe", "transactional_id", t.transactional_id)
+        for t in result.transactions if broker.allowed(ctx, "describe", "transactional_id", t.transactional_id)
     )
     return build(request.response_class, error_code=txn_code(result.error),
                  unknown_state_filters=result.unknown_state_filters, transaction_states=listed)
 
 
-def handle_describe_producers(broker, request):
+def handle_describe_producers(broker, ctx: RequestContext, request):
     from logbroker.broker.handlers.errors import error_code_for
     from logbroker.errors import LogbrokerError
 
     mod = module_of(request.response_class)
     topics_out = []
     for topic in request.body.topics:
-        allowed = broker.allowed("read", "topic", topic.name)
+        allowed = broker.allowed(ctx, "read", "topic", topic.name)
         parts = []
         for index in topic.partition_indexes:
             index = int(index)
@@ -331,7 +332,7 @@ def handle_describe_producers(broker, request):
 # -- WriteTxnMarkers ----------------------------------------------------------------------
 
 
-def handle_write_txn_markers(broker, request):
+def handle_write_txn_markers(broker, ctx: RequestContext, request):
     """WriteTxnMarkers (v1-2): broker-to-broker in Kafka; here an admin's way to
     end a hanging transaction (a producer's open transaction its coordinator
     no longer knows). Needs CLUSTER_ACTION; each partition answers on its own."""
@@ -339,7 +340,7 @@ def handle_write_txn_markers(broker, request):
     from logbroker.errors import LogbrokerError
 
     mod = module_of(request.response_class)
-    allowed = broker.allowed("cluster_action", "cluster", CLUSTER)
+    allowed = broker.allowed(ctx, "cluster_action", "cluster", CLUSTER)
     now = broker.clock()
     results, flush, appended = [], [], []
     for marker in request.body.markers:
@@ -366,9 +367,9 @@ def handle_write_txn_markers(broker, request):
     return Reply(body, flush=flush if broker.config.flush == "always" else [], appended=appended)
 
 
-def find_transaction_coordinator(broker, key: str) -> tuple[ErrorCode, str | None]:
+def find_transaction_coordinator(broker, ctx: RequestContext, key: str) -> tuple[ErrorCode, str | None]:
     """FindCoordinator with key type 1: this node, if the principal may describe the id."""
-    if not broker.allowed("describe", "transactional_id", key):
+    if not broker.allowed(ctx, "describe", "transactional_id", key):
         return TXN_DENIED, f"not allowed to describe transactional id {key!r}"
     return ErrorCode.none, None
 

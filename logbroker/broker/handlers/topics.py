@@ -33,6 +33,7 @@ from logbroker.broker.handlers.errors import error_code_for
 from logbroker.broker.security.acls import CLUSTER
 from logbroker.errors import InvalidConfigError, InvalidRequestError, LogbrokerError
 from logbroker.storage import TOPIC_CONFIG_DEFAULTS
+from logbroker.storage.manager import MAX_PARTITIONS  # not among the package's names
 
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
@@ -92,6 +93,8 @@ def handle_create_topics(broker, ctx: RequestContext, request):
             code, message = problem
         elif partitions <= 0:
             code, message = ErrorCode.invalid_partitions, "number of partitions must be larger than 0"
+        elif partitions > MAX_PARTITIONS:  # checked here too: validate_only never reaches the log manager
+            code, message = ErrorCode.invalid_partitions, f"at most {MAX_PARTITIONS} partitions, got {partitions}"
         elif rf not in (1, -1):
             code, message = ErrorCode.invalid_replication_factor, (
                 f"replication factor {rf} is larger than the 1 available broker"
@@ -235,6 +238,8 @@ def handle_create_partitions(broker, ctx: RequestContext, request):
         elif count <= info.partitions:
             code = ErrorCode.invalid_partitions
             message = f"topic has {info.partitions} partitions; the new count {count} must be larger"
+        elif count > MAX_PARTITIONS:
+            code, message = ErrorCode.invalid_partitions, f"at most {MAX_PARTITIONS} partitions, got {count}"
         elif topic.assignments is not None and len(topic.assignments) != count - info.partitions:
             code = ErrorCode.invalid_replica_assignment
             message = (f"Attempted to add {count - info.partitions} additional partition(s), but only "

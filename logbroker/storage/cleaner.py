@@ -7,60 +7,52 @@ Cleaning runs in three steps so the slow part can leave the event loop:
    ``min.cleanable.dirty.ratio``; it takes zero-copy views of them.
 2. :func:`build_cleaned` (any thread) maps each key's xxh3-128 digest to its
    latest offset over that range, then rewrites each segment whose batches
-   lose records into ``<partition>/.cleaning/``. Offsets are kept (gaps are
+   lose records into a sealed segment beside it with the ``.cleaned`` file
+   suffix (``<base>.log.cleaned``...). Offsets are kept (gaps are
    fine; a rewritten batch keeps its lastOffsetDelta and producer fields), and
    tombstones (null values) are dropped once their segment is older than
    ``delete.retention.ms``. The active segment is never touched.
    Transactional and control batches are kept whole and supersede nothing:
    whether their records count is decided by a marker later in the log,
    which the cleaner does not interpret (see docs/on-disk-format.md).
-3. :func:`swap_cleaned` (owner thread) swaps the rewritten segments in: it
-   writes ``.cleaning/SWAP``, renames each file over its old one and removes
-   the directory. :func:`finish_interrupted_cleaning`, called when a partition
-   opens, completes the renames if the marker exists and otherwise discards
-   the half-built files, so a crash at any point leaves a readable log that
-   holds either the old or the cleaned segments.
+3. :func:`swap_cleaned` (owner thread) hands each run of rewritten segments
+   to :meth:`PartitionLog.replace_segments`, which swaps them in crash-safely
+   (``.cleaned`` -> ``.swap`` -> final names; a partition that opens after a
+   crash discards or completes the swap, see :mod:`logbroker.storage.swap`).
+   The cleaner never touches the partition log's segment list itself.
 
-Readers keep whatever views they hold: a replaced segment's map stays alive
-for as long as a view of it does.
+Readers keep whatever they hold: a replaced segment stays readable for as
+long as it or a view of it is held.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import xxhash
 
 from logbroker.errors import RecordsError, StorageError
-from logbroker.records import BatchBuilder, BatchHeader, decode_batch, iter_batches, parse_header
+from logbroker.records import BatchBuilder, BatchHeader, Compression, Record, decode_batch, iter_batches, parse_header
 from logbroker.storage.config import LogConfig
-from logbroker.storage.files import (
-    SEGMENT_SUFFIXES,
-    fsync_dir,
-    fsync_path,
-    segment_name,
-    write_atomically,
-)
+from logbroker.storage.files import write_atomically
+from logbroker.storage.partition import PartitionLog
 from logbroker.storage.segment import LogSegment
+from logbroker.storage.swap import CLEANED_SUFFIX
 
 __all__ = [
     "CleaningPlan",
     "CleanResult",
     "build_cleaned",
     "clean_partition",
-    "finish_interrupted_cleaning",
     "plan_cleaning",
     "swap_cleaned",
 ]
 
 logger = logging.getLogger("logbroker.storage")
 
-CLEANING_DIR = ".cleaning"
-SWAP_MARKER = "SWAP"
 CHECKPOINT_FILE = "cleaner-offset-checkpoint"
 
 
@@ -78,14 +70,25 @@ class CleaningPlan:
 
 @dataclass(frozen=True, slots=True)
 class CleanResult:
-    """What :func:`build_cleaned` wrote; ``rewritten`` are base offsets in ``.cleaning/``."""
+    """What :func:`build_cleaned` wrote: ``cleaned``, sealed ``.cleaned`` segments
+    (one per rewritten segment, at its base offset), and the statistics."""
 
     plan: CleaningPlan
-    rewritten: tuple[int, ...]
+    cleaned: tuple[LogSegment, ...]
     records_before: int
     records_after: int
     bytes_before: int
     bytes_after: int
+
+    @property
+    def rewritten(self) -> tuple[int, ...]:
+        """Base offsets of the segments rewritten."""
+        return tuple(s.base_offset for s in self.cleaned)
+
+    def discard(self) -> None:
+        """Delete the cleaned segments (not swapped in)."""
+        for segment in self.cleaned:
+            segment.delete()
 
     def __str__(self) -> str:
         return (
@@ -102,7 +105,7 @@ def read_checkpoint(directory: Path) -> int:
         return 0
 
 
-def plan_cleaning(plog, now_ms: int, *, force: bool = False) -> CleaningPlan | None:
+def plan_cleaning(plog: PartitionLog, now_ms: int, *, force: bool = False) -> CleaningPlan | None:
     """Choose what to clean in ``plog`` (a PartitionLog of a compacted topic), or None.
 
     ``force`` ignores the dirty ratio (not the compaction lag).
@@ -112,7 +115,7 @@ def plan_cleaning(plog, now_ms: int, *, force: bool = False) -> CleaningPlan | N
         return None
     lag = config.min_compaction_lag_ms
     chosen: list[LogSegment] = []
-    for segment in plog._segments[:-1]:  # never the active segment
+    for segment in plog.sealed_segments():  # never the active segment
         if segment.next_offset <= plog.log_start_offset:
             continue  # retention or DeleteRecords will remove it
         if segment.max_timestamp >= 0 and now_ms - segment.max_timestamp < lag:
@@ -139,7 +142,7 @@ def _digest(key: bytes) -> int:
     return xxhash.xxh3_128_intdigest(key)
 
 
-def _latest_offsets(views) -> dict[int, int]:
+def _latest_offsets(views: Iterable[memoryview]) -> dict[int, int]:
     latest: dict[int, int] = {}
     for view in views:
         for pos, header in iter_batches(view):
@@ -151,7 +154,7 @@ def _latest_offsets(views) -> dict[int, int]:
     return latest
 
 
-def _rewrite(view, header: BatchHeader, pos: int, keep) -> bytes | None:
+def _rewrite(view: memoryview, header: BatchHeader, pos: int, keep: Callable[[Record], bool]) -> bytes | None:
     """The batch at ``pos`` with only the records ``keep`` accepts; None if none remain."""
     records = decode_batch(view, pos).records
     kept = [r for r in records if keep(r)]
@@ -160,7 +163,7 @@ def _rewrite(view, header: BatchHeader, pos: int, keep) -> bytes | None:
     if not kept:
         return None
     builder = BatchBuilder(
-        compression=header.compression,
+        compression=Compression(header.compression),
         base_offset=header.base_offset,
         producer_id=header.producer_id,
         producer_epoch=header.producer_epoch,
@@ -175,23 +178,22 @@ def _rewrite(view, header: BatchHeader, pos: int, keep) -> bytes | None:
 
 
 def build_cleaned(plan: CleaningPlan) -> CleanResult:
-    """Write the cleaned versions of the planned segments into ``.cleaning/``.
+    """Write the cleaned versions of the planned segments beside them, as sealed
+    segments with the ``.cleaned`` file suffix.
 
     Safe to run in a worker thread: it reads only the plan's views of sealed
-    segments and writes only inside ``.cleaning/``. Raises StorageError.
+    segments and writes only ``.cleaned`` files. Raises StorageError (having
+    deleted what it wrote).
     """
-    cleaning = plan.directory / CLEANING_DIR
-    shutil.rmtree(cleaning, ignore_errors=True)
-    cleaning.mkdir(mode=plan.config.dir_mode)
     latest = _latest_offsets(plan.views)
     tombstone_horizon = plan.now_ms - plan.config.delete_retention_ms
-    rewritten: list[int] = []
+    cleaned: list[LogSegment] = []
     before = after = bytes_after = 0
     try:
         for segment, view in zip(plan.segments, plan.views):
             drop_tombstones = 0 <= segment.max_timestamp < tombstone_horizon
 
-            def keep(record, _drop=drop_tombstones) -> bool:
+            def keep(record: Record, _drop: bool = drop_tombstones) -> bool:
                 if record.key is not None and latest.get(_digest(record.key)) != record.offset:
                     return False
                 return not (_drop and record.value is None)
@@ -214,17 +216,20 @@ def build_cleaned(plan: CleaningPlan) -> CleanResult:
             if not changed:
                 bytes_after += len(view)
                 continue
-            bytes_after += _write_segment(cleaning, segment.base_offset, plan.config, batches)
-            rewritten.append(segment.base_offset)
+            fresh = _write_segment(plan.directory, segment.base_offset, plan.config, batches)
+            cleaned.append(fresh)
+            bytes_after += fresh.size
     except RecordsError as exc:
-        shutil.rmtree(cleaning, ignore_errors=True)
+        for fresh in cleaned:
+            fresh.delete()
         raise StorageError(f"cannot clean {plan.directory.name}: {exc}") from exc
     except BaseException:
-        shutil.rmtree(cleaning, ignore_errors=True)
+        for fresh in cleaned:
+            fresh.delete()
         raise
     return CleanResult(
         plan=plan,
-        rewritten=tuple(rewritten),
+        cleaned=tuple(cleaned),
         records_before=before,
         records_after=after,
         bytes_before=sum(len(v) for v in plan.views),
@@ -236,63 +241,63 @@ def _header_of(data: bytes) -> BatchHeader:
     return parse_header(data)
 
 
-def _write_segment(directory: Path, base: int, config: LogConfig, batches) -> int:
-    segment = LogSegment.create(directory, base, config)
-    size = 0
+def _write_segment(
+    directory: Path, base: int, config: LogConfig, batches: list[tuple[bytes, BatchHeader]],
+) -> LogSegment:
+    """A sealed ``.cleaned`` segment at ``base`` holding ``batches``."""
+    segment = LogSegment.create(directory, base, config, file_suffix=CLEANED_SUFFIX)
     try:
         for data, header in batches:
             segment.append([data], len(data), header.last_offset, header.max_timestamp)
-            size += len(data)
-        segment.close()
-        for path in segment.paths():
-            fsync_path(path)
+        segment.seal()
     except BaseException:
-        segment.close()
+        segment.delete()
         raise
-    return size
+    return segment
 
 
-def swap_cleaned(plog, result: CleanResult) -> bool:
-    """Put the cleaned segments in place of the old ones (owner thread).
+def swap_cleaned(plog: PartitionLog, result: CleanResult) -> bool:
+    """Put the cleaned segments in place of the old ones (owner thread), through
+    :meth:`PartitionLog.replace_segments`, one run of adjacent segments at a time.
 
     Returns False, discarding the cleaned files, when the log changed in a way
-    that invalidates them (a planned segment was deleted or truncated).
+    that invalidates them (a planned segment was deleted or truncated, or the
+    log closed). Raises StorageError if the disk refuses (the cleaned files not
+    swapped in are deleted).
     """
     plan = result.plan
-    directory = plan.directory
-    cleaning = directory / CLEANING_DIR
-    if plog._closed:  # the topic was deleted meanwhile
-        shutil.rmtree(cleaning, ignore_errors=True)
+    if plog.closed:  # the topic was deleted meanwhile
+        result.discard()
         return False
-    current = {id(s) for s in plog._segments}
-    stale = any(id(s) not in current or s.size != len(v) for s, v in zip(plan.segments, plan.views))
-    if stale:
-        shutil.rmtree(cleaning, ignore_errors=True)
+    current = {id(s) for s in plog.sealed_segments()}
+    if any(id(s) not in current or s.size != len(v) for s, v in zip(plan.segments, plan.views)):
+        result.discard()
         return False
-    if result.rewritten:
-        by_base = {s.base_offset: s for s in plan.segments}
-        with plog._lock:
-            write_atomically(cleaning / SWAP_MARKER, b"swap\n", plan.config.file_mode)
-            for base in result.rewritten:
-                by_base[base].close()
-                for suffix in SEGMENT_SUFFIXES:
-                    name = segment_name(base) + suffix
-                    os.replace(cleaning / name, directory / name)
-            fsync_dir(directory)
-            for base in result.rewritten:
-                fresh = LogSegment.open(directory, base, plan.config)
-                if not fresh.load():
-                    fresh.recover()
-                index = plog._segments.index(by_base[base])
-                plog._segments[index] = fresh
-                plog._unsynced_sealed = [s for s in plog._unsynced_sealed if s is not by_base[base]]
-    shutil.rmtree(cleaning, ignore_errors=True)
-    write_atomically(directory / CHECKPOINT_FILE, f"{plan.end_offset}\n".encode(), plan.config.file_mode)
+    by_base = {s.base_offset: s for s in plan.segments}
+    sealed = plog.sealed_segments()
+    position = {id(s): i for i, s in enumerate(sealed)}
+    runs: list[list[LogSegment]] = []
+    for fresh in result.cleaned:
+        old = by_base[fresh.base_offset]
+        if runs and position[id(by_base[runs[-1][-1].base_offset])] + 1 == position[id(old)]:
+            runs[-1].append(fresh)
+        else:
+            runs.append([fresh])
+    for i, run in enumerate(runs):
+        try:
+            plog.replace_segments(run, [by_base[s.base_offset] for s in run])
+        except BaseException:
+            for rest in runs[i:]:
+                for fresh in rest:
+                    if fresh.file_suffix == CLEANED_SUFFIX:
+                        fresh.delete()
+            raise
+    write_atomically(plan.directory / CHECKPOINT_FILE, f"{plan.end_offset}\n".encode(), plan.config.file_mode)
     logger.info("compacted %s", result)
     return True
 
 
-def clean_partition(plog, now_ms: int, *, force: bool = False) -> CleanResult | None:
+def clean_partition(plog: PartitionLog, now_ms: int, *, force: bool = False) -> CleanResult | None:
     """Plan, build and swap in one call (tests, tools). Returns None if nothing to do."""
     plan = plan_cleaning(plog, now_ms, force=force)
     if plan is None:
@@ -300,23 +305,3 @@ def clean_partition(plog, now_ms: int, *, force: bool = False) -> CleanResult | 
     result = build_cleaned(plan)
     swap_cleaned(plog, result)
     return result
-
-
-def finish_interrupted_cleaning(directory: Path) -> list[str]:
-    """Complete or discard a cleaning cut short by a crash; returns what was done."""
-    cleaning = directory / CLEANING_DIR
-    if not cleaning.is_dir():
-        return []
-    done = []
-    if (cleaning / SWAP_MARKER).exists():
-        for path in sorted(cleaning.iterdir()):
-            if path.name != SWAP_MARKER and path.is_file():
-                os.replace(path, directory / path.name)
-                done.append(f"completed swap of {path.name}")
-        fsync_dir(directory)
-    else:
-        done.append("discarded an unfinished cleaning")
-    shutil.rmtree(cleaning, ignore_errors=True)
-    for line in done:
-        logger.warning("%s: %s", directory.name, line)
-    return done

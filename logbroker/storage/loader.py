@@ -23,7 +23,7 @@ from pathlib import Path
 from logbroker.storage.config import LogConfig
 from logbroker.storage.damage import LostRange
 from logbroker.storage.files import LOG_SUFFIX, parse_segment_name
-from logbroker.storage.cleaner import finish_interrupted_cleaning
+from logbroker.storage.swap import finish_interrupted_swaps
 from logbroker.storage.segment import REWRITE_SUFFIX, LogSegment
 
 __all__ = ["PartitionRecovery", "load_segments"]
@@ -105,7 +105,7 @@ def load_segments(
     disk refuses.
     """
     started = time.perf_counter()
-    cleaning = finish_interrupted_cleaning(directory)
+    cleaning = finish_interrupted_swaps(directory)
     bases, removed = _list_segments(directory)
     removed = [*removed, *cleaning]
     segments = [LogSegment.open(directory, base, config) for base in bases]

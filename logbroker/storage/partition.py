@@ -22,7 +22,7 @@ import os
 import struct
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple, NoReturn
 
@@ -61,6 +61,7 @@ from logbroker.storage.damage import DamagedBatch
 from logbroker.storage.files import fsync_dir, fsync_path
 from logbroker.storage.loader import PartitionRecovery, load_segments
 from logbroker.storage.segment import LogSegment
+from logbroker.storage.swap import CLEANED_SUFFIX, SWAP_SUFFIX
 from logbroker.storage.txnindex import TxnIndexes
 
 __all__ = ["AppendInfo", "PartitionLog", "ReadResult", "SegmentInfo"]
@@ -223,6 +224,17 @@ class PartitionLog:
         read from them raises CorruptSegmentError), in log order. Empty after a
         repair or a recovery that scanned them (recovery removes damage)."""
         return tuple(d for s in list(self._segments) for _, d in sorted(s.damaged.items()))
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` ran (e.g. the topic was deleted)."""
+        return self._closed
+
+    def sealed_segments(self) -> tuple[LogSegment, ...]:
+        """The sealed segments (every one but the active), oldest first: for the
+        log cleaner, which reads them and hands replacements to
+        :meth:`replace_segments`. Read only; do not close or mutate them."""
+        return tuple(self._segments[:-1])
 
     @property
     def segments(self) -> tuple[SegmentInfo, ...]:
@@ -525,6 +537,123 @@ class PartitionLog:
         self.txn_index.prune(self._bases, self._active.next_offset)
         logger.info("%s: truncated to offset %d", self._dir.name, self._active.next_offset)
         return self._active.next_offset
+
+    # -- segment replacement ---------------------------------------------------------------
+    def replace_segments(self, new_segments: Sequence[LogSegment], old_segments: Sequence[LogSegment]) -> None:
+        """Swap ``new_segments`` in for ``old_segments`` (Kafka's LocalLog.replaceSegments),
+        crash-safely; the log cleaner's only way to change the log.
+
+        Arguments: ``old_segments`` is a contiguous run of this log's sealed
+        segments (the objects :meth:`sealed_segments` gave), oldest first.
+        ``new_segments`` are sealed segments written in this directory with
+        the ``.cleaned`` file suffix, sorted by base offset; the first has the
+        base offset of the first old one, every base offset is one of the old
+        ones, and each holds offsets below the next one's base offset (the last:
+        below the base offset of the segment after the old run). The new
+        segment at an old base offset replaces the old segments from there up
+        to the next new one's base offset; merging old segments that hold
+        aborted-transaction entries (``.txnindex``) is refused.
+
+        Steps (see :mod:`logbroker.storage.swap` for what a crash after each
+        one opens as): fsync the new files; rename them ``.cleaned`` -> ``.swap``
+        (indexes, then the ``.log``: the commit of that segment) and fsync the
+        directory; delete the old segments' files; rename ``.swap`` -> final
+        names and fsync the directory; then swap the segment list in memory.
+
+        Invariants kept, in memory and (after a crash at any step) on disk:
+
+        * segments stay sorted by base offset and cover the log contiguously:
+          no offset is held by two segments, and the replaced range starts at
+          the same base offset (the log start offset does not move);
+        * the active segment is never replaced (ValueError if asked);
+        * ``_bases`` (the bisect index of reads) and the per-segment
+          ``.txnindex`` files stay in step with the segment list;
+        * the unsynced bookkeeping forgets the old segments, and the new ones
+          are durable before they join (nothing new for :meth:`flush` to do);
+        * readers holding old segments (their objects, or views of their
+          bytes) stay valid: an old segment's files are unlinked but its maps
+          kept, so the bytes stay readable until the last holder drops it.
+
+        Raises ValueError for arguments that break the contract (nothing is
+        changed), StorageError if the disk refuses: before the commit the log
+        is unchanged and the new files are left for the caller to delete;
+        after it the log refuses appends until a restart completes the swap.
+        """
+        if self._closed:
+            raise StorageError(f"{self._dir.name} is closed")
+        if self._fsync_failed is not None:
+            raise StorageError(f"{self._fsync_failed}; restart the broker to recover the log")
+        old, new = list(old_segments), list(new_segments)
+        start = self._check_replacement(new, old)
+        for segment in new:
+            for path in segment.paths():
+                try:
+                    fsync_path(path)
+                except OSError as exc:
+                    raise StorageError(f"cannot fsync {path}: {exc.strerror or exc}") from exc
+        committed = False
+        try:
+            for segment in new:
+                segment.rename_files(SWAP_SUFFIX, log_last=True)
+                committed = committed or segment.log_path.name.endswith(SWAP_SUFFIX)
+            fsync_dir(self._dir)
+            for segment in old:
+                segment.unlink_files()
+            for segment in new:
+                segment.rename_files("", log_last=False)
+            fsync_dir(self._dir)
+        except (OSError, StorageError) as exc:
+            if not committed:
+                try:
+                    for segment in new:  # back to .cleaned: the caller deletes them
+                        segment.rename_files(CLEANED_SUFFIX, log_last=False)
+                except StorageError:
+                    pass  # a restart discards what is left (no .log was committed)
+                raise StorageError(f"{self._dir.name}: cannot swap in cleaned segments: {exc}") from exc
+            self._fsync_failed = f"a segment swap failed in {self._dir}: {exc}"
+            raise StorageError(f"{self._fsync_failed}; restart the broker to complete it") from exc
+        with self._lock:
+            for segment in new:
+                segment.config = self._config
+            self._segments[start : start + len(old)] = new
+            self._bases[start : start + len(old)] = [s.base_offset for s in new]
+            self._unsynced_sealed = [s for s in self._unsynced_sealed if not any(s is o for o in old)]
+        self.txn_index.prune(self._bases, self._active.next_offset)
+        logger.info("%s: replaced segments %s by %s", self._dir.name,
+                    [s.base_offset for s in old], [s.base_offset for s in new])
+
+    def _check_replacement(self, new: list[LogSegment], old: list[LogSegment]) -> int:
+        """The position of ``old`` in the segment list, if :meth:`replace_segments`
+        may swap ``new`` in for it; ValueError otherwise."""
+        if not old or not new:
+            raise ValueError("a replacement needs old and new segments")
+        try:
+            start = next(i for i, s in enumerate(self._segments) if s is old[0])
+        except StopIteration:
+            raise ValueError(f"{old[0].log_path.name} is not a segment of {self._dir.name}") from None
+        run = self._segments[start : start + len(old)]
+        if len(run) != len(old) or any(a is not b for a, b in zip(run, old)):
+            raise ValueError("the old segments are not a contiguous run of the log")
+        if any(s is self._active for s in old):
+            raise ValueError("the active segment is never replaced")
+        end = self._segments[start + len(old)].base_offset
+        old_bases = [s.base_offset for s in old]
+        if new[0].base_offset != old_bases[0]:
+            raise ValueError(f"the replacement starts at {new[0].base_offset}, not at {old_bases[0]}")
+        for i, segment in enumerate(new):
+            limit = new[i + 1].base_offset if i + 1 < len(new) else end
+            if segment.active or segment.file_suffix != CLEANED_SUFFIX or segment.directory != self._dir:
+                raise ValueError(f"{segment.log_path}: not a sealed {CLEANED_SUFFIX} segment of this directory")
+            if segment.base_offset not in old_bases or segment.base_offset >= limit:
+                raise ValueError(f"new segment {segment.base_offset} is not at an old segment's base, in order")
+            if segment.next_offset > limit:
+                raise ValueError(f"new segment {segment.base_offset} holds offsets up to {segment.next_offset - 1}, "
+                                 f"past {limit - 1}")
+        kept = {s.base_offset for s in new}
+        dropped = {b for b in old_bases if b not in kept}
+        if any(base in dropped for base, _ in self.txn_index.entries()):
+            raise ValueError("merging segments that hold aborted-transaction entries is not supported")
+        return start
 
     # -- durability ---------------------------------------------------------------------------
     def flush(self, up_to_offset: int | None = None) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from logbroker.errors import LogbrokerError, StorageError
 from logbroker.storage.checkpoints import RECOVERY_POINT_CHECKPOINT, read_checkpoint
-from logbroker.storage.cleaner import finish_interrupted_cleaning
+from logbroker.storage.swap import finish_interrupted_swaps
 from logbroker.storage.config import LogConfig
 from logbroker.storage.damage import LostRange, scan_batches
 from logbroker.storage.files import (
@@ -112,7 +112,7 @@ def _repair_locked(data_dir: Path, dry_run: bool) -> RepairReport:
         topic, number = parsed
         config = configs.get(topic, LogConfig())
         if not dry_run:
-            finish_interrupted_cleaning(directory)
+            finish_interrupted_swaps(directory)
         lost, count, size = _repair_partition(directory, config, log_ends.get(parsed), dry_run)
         partitions += 1
         segments += count

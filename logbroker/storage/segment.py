@@ -150,12 +150,17 @@ class LogSegment:
     last offset, ``base_offset`` when empty), ``max_timestamp`` and
     ``offset_of_max_timestamp`` (-1 when none), ``rolling_timestamp`` (max
     timestamp of the first batch, for ``segment.ms``; None when empty).
+
+    ``file_suffix`` is appended to the three file names: "" for a segment of
+    the log, ``.cleaned`` / ``.swap`` while a replacement segment is written
+    and swapped in (see :meth:`PartitionLog.replace_segments`).
     """
 
-    def __init__(self, directory: Path, base_offset: int, config: LogConfig) -> None:
+    def __init__(self, directory: Path, base_offset: int, config: LogConfig, *, file_suffix: str = "") -> None:
         self.directory = directory
         self.base_offset = base_offset
-        self.log_path = segment_path(directory, base_offset, LOG_SUFFIX)
+        self.file_suffix = file_suffix
+        self.log_path = segment_path(directory, base_offset, LOG_SUFFIX + file_suffix)
         self.config = config
         self.size = 0
         self.next_offset = base_offset
@@ -181,22 +186,22 @@ class LogSegment:
         # Batches that reads found damaged (never served), by position; each is logged once.
         self.damaged: dict[int, DamagedBatch] = {}
         mode = config.file_mode
-        self.offset_index = OffsetIndex(segment_path(directory, base_offset, INDEX_SUFFIX), base_offset, mode)
-        self.time_index = TimeIndex(segment_path(directory, base_offset, TIME_INDEX_SUFFIX), base_offset, mode)
+        self.offset_index = OffsetIndex(segment_path(directory, base_offset, INDEX_SUFFIX + file_suffix), base_offset, mode)
+        self.time_index = TimeIndex(segment_path(directory, base_offset, TIME_INDEX_SUFFIX + file_suffix), base_offset, mode)
 
     # -- lifecycle ---------------------------------------------------------------------
     @classmethod
-    def create(cls, directory: Path, base_offset: int, config: LogConfig) -> LogSegment:
+    def create(cls, directory: Path, base_offset: int, config: LogConfig, *, file_suffix: str = "") -> LogSegment:
         """A new, empty, active segment. Raises StorageError if the disk refuses."""
-        path = segment_path(directory, base_offset, LOG_SUFFIX)
+        path = segment_path(directory, base_offset, LOG_SUFFIX + file_suffix)
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, config.file_mode)
             os.close(fd)
             for suffix in (INDEX_SUFFIX, TIME_INDEX_SUFFIX):
-                segment_path(directory, base_offset, suffix).unlink(missing_ok=True)
+                segment_path(directory, base_offset, suffix + file_suffix).unlink(missing_ok=True)
         except OSError as exc:
             raise StorageError(f"cannot create segment {path}: {exc.strerror or exc}") from exc
-        segment = cls(directory, base_offset, config)
+        segment = cls(directory, base_offset, config, file_suffix=file_suffix)
         try:
             segment.activate()
         except StorageError:
@@ -205,9 +210,9 @@ class LogSegment:
         return segment
 
     @classmethod
-    def open(cls, directory: Path, base_offset: int, config: LogConfig) -> LogSegment:
+    def open(cls, directory: Path, base_offset: int, config: LogConfig, *, file_suffix: str = "") -> LogSegment:
         """An existing segment, sealed; the caller then recovers, loads or activates it."""
-        segment = cls(directory, base_offset, config)
+        segment = cls(directory, base_offset, config, file_suffix=file_suffix)
         segment.size = segment.log_path.stat().st_size
         return segment
 
@@ -296,6 +301,50 @@ class LogSegment:
 
     def paths(self) -> tuple[Path, Path, Path]:
         return self.log_path, self.offset_index.path, self.time_index.path
+
+    def rename_files(self, file_suffix: str, *, log_last: bool = True) -> None:
+        """Rename the three files to carry ``file_suffix`` instead of the current
+        one (the segment must be sealed). Maps stay valid (same inodes). The
+        ``.log`` is renamed last (``log_last``) or first: the order a crash-safe
+        swap relies on (see :meth:`PartitionLog.replace_segments`). Raises
+        StorageError; the files renamed so far keep their new names."""
+        if self.active:
+            raise ValueError(f"{self.log_path.name}: an active segment's files are not renamed")
+        base, directory = self.base_offset, self.directory
+        log_path = segment_path(directory, base, LOG_SUFFIX + file_suffix)
+        indexes = (
+            (self.offset_index, segment_path(directory, base, INDEX_SUFFIX + file_suffix)),
+            (self.time_index, segment_path(directory, base, TIME_INDEX_SUFFIX + file_suffix)),
+        )
+        try:
+            if not log_last:
+                os.rename(self.log_path, log_path)
+                self.log_path = log_path
+            for index, path in indexes:
+                os.rename(index.path, path)
+                index.path = path
+            if log_last:
+                os.rename(self.log_path, log_path)
+                self.log_path = log_path
+        except OSError as exc:
+            raise StorageError(f"cannot rename {self.log_path.name} to {log_path.name}: {exc.strerror or exc}") from exc
+        self.file_suffix = file_suffix
+
+    def unlink_files(self) -> None:
+        """Remove the three files but keep this object readable: the log is
+        mapped first (if it holds data) and the maps of the log and indexes keep
+        the unlinked inodes alive until the object is dropped. For a sealed
+        segment replaced in its partition log, which readers may still hold.
+        Raises StorageError (the log cannot be mapped, or a file not removed)."""
+        if self.active:
+            raise ValueError(f"{self.log_path.name}: an active segment is never unlinked")
+        if self.size:
+            self._view_to(self.size)
+        try:
+            for path in self.paths():
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot remove {self.log_path.name}: {exc.strerror or exc}") from exc
 
     # -- append --------------------------------------------------------------------------
     def append(self, buffers, size: int, last_offset: int, max_timestamp: int) -> int:

@@ -8,14 +8,13 @@ import random
 from logbroker.records import Compression, build_batch, decode_batches
 from logbroker.storage import LogConfig, PartitionLog
 from logbroker.storage.cleaner import (
-    CLEANING_DIR,
-    SWAP_MARKER,
     build_cleaned,
     clean_partition,
     plan_cleaning,
     swap_cleaned,
 )
 from logbroker.storage.files import segment_name
+from logbroker.storage.swap import CLEANED_SUFFIX, LEGACY_CLEANING_DIR, SWAP_SUFFIX
 
 NOW = 1_700_000_000_000
 DAY = 24 * 3600 * 1000
@@ -165,19 +164,19 @@ def test_new_appends_during_cleaning_are_kept(tmp_path):
     plog.close()
 
 
-def test_crash_after_the_swap_marker_completes_the_swap(tmp_path):
+def test_crash_after_the_swap_commit_completes_the_swap(tmp_path):
     directory = tmp_path / "p"
     plog = PartitionLog(directory, _config())
     latest = _changelog(plog, 3_000, 10)
     plog.roll()
     result = build_cleaned(plan_cleaning(plog, NOW))
     base = result.rewritten[0]
-    cleaning = directory / CLEANING_DIR
-    (cleaning / SWAP_MARKER).write_text("swap\n")
-    os.replace(cleaning / (segment_name(base) + ".log"), directory / (segment_name(base) + ".log"))
-    # The process dies here: the new .log sits next to the old indexes.
+    for fresh in result.cleaned:
+        fresh.rename_files(SWAP_SUFFIX)  # committed...
+    # ...and the process dies here: the .swap files sit next to the old segments.
     reopened = PartitionLog(directory, _config(), clean_shutdown=False)
-    assert not cleaning.exists()
+    assert not [p for p in os.listdir(directory) if p.endswith((SWAP_SUFFIX, CLEANED_SUFFIX))]
+    assert (directory / (segment_name(base) + ".log")).stat().st_size == result.cleaned[0].size
     got = {r.key: r.value for r in _all_records(reopened)}
     assert got == {k: v for k, (_, v) in latest.items()}
     for offset, value in latest.values():
@@ -186,14 +185,30 @@ def test_crash_after_the_swap_marker_completes_the_swap(tmp_path):
     reopened.close()
 
 
-def test_crash_before_the_swap_marker_keeps_the_old_segments(tmp_path):
+def test_crash_before_the_swap_commit_keeps_the_old_segments(tmp_path):
     directory = tmp_path / "p"
     plog = PartitionLog(directory, _config())
     _changelog(plog, 3_000, 10)
     plog.roll()
     build_cleaned(plan_cleaning(plog, NOW))  # cleaned files written, never swapped
+    assert any(p.endswith(CLEANED_SUFFIX) for p in os.listdir(directory))
     reopened = PartitionLog(directory, _config(), clean_shutdown=False)
-    assert not (directory / CLEANING_DIR).exists()
+    assert not any(p.endswith(CLEANED_SUFFIX) for p in os.listdir(directory))
+    assert len(_all_records(reopened)) == 3_000
+    reopened.close()
+
+
+def test_a_cleaning_directory_of_an_older_version_is_finished_or_discarded(tmp_path):
+    directory = tmp_path / "p"
+    plog = PartitionLog(directory, _config())
+    _changelog(plog, 3_000, 10)
+    plog.close()
+    legacy = directory / LEGACY_CLEANING_DIR
+    legacy.mkdir()
+    (legacy / "stray").write_bytes(b"half-built")
+    reopened = PartitionLog(directory, _config(), clean_shutdown=False)
+    assert not legacy.exists()
+    assert not (directory / "stray").exists(), "no SWAP marker: discarded"
     assert len(_all_records(reopened)) == 3_000
     reopened.close()
 

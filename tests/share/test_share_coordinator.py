@@ -4,6 +4,7 @@ expiry, the delivery limit, dead-letter copies, persistence and replay."""
 
 from __future__ import annotations
 
+from logbroker.broker.groups import Group
 from logbroker.broker.share import (
     ACK_ACCEPT, ACK_REJECT, ACK_RELEASE, ACKNOWLEDGED, ARCHIVED, AVAILABLE, DLQ_HEADERS, SHARE_STATE_TOPIC,
     AcquiredRange, HeartbeatRequest, ShareError,
@@ -85,12 +86,12 @@ def test_new_partitions_and_subscriptions_reach_members_on_their_next_heartbeat(
 
 
 def test_bad_heartbeats_are_refused(env):
-    env.broker.groups._groups["classic"] = object.__new__(type("G", (), {}))  # a classic group id
+    env.broker.groups.registry.add(Group("classic"))  # a classic group id
     assert env.share.heartbeat(HeartbeatRequest("", "m", 0, ("t",)), T0).error is E.INVALID_REQUEST
     assert env.share.heartbeat(HeartbeatRequest("g", "", 0, ("t",)), T0).error is E.INVALID_REQUEST
     assert env.share.heartbeat(HeartbeatRequest("g", "m", 0, None), T0).error is E.INVALID_REQUEST
     assert env.share.heartbeat(HeartbeatRequest("classic", "m", 0, ("t",)), T0).error is E.GROUP_ID_NOT_FOUND
-    del env.broker.groups._groups["classic"]
+    env.broker.groups.registry.remove("classic")
 
 
 def test_the_group_size_is_bounded(make_env):

@@ -221,7 +221,8 @@ def test_v2_renew_extends_the_lock(h):
 
 def test_list_groups_shows_share_groups_with_their_type(h):
     heartbeat(h, "m1", 0, ["t"])
-    h.broker.groups._groups.clear()
+    for group in h.broker.groups.registry:
+        h.broker.groups.registry.remove(group.group_id)
     r = h.call(16, 5, "ListGroupsRequest", states_filter=(), types_filter=())
     assert [(g.group_id, g.protocol_type, g.group_state, g.group_type) for g in r.groups] == [("g", "share", "Stable", "share")]
     assert h.call(16, 5, "ListGroupsRequest", states_filter=(), types_filter=("classic",)).groups == ()

@@ -8,12 +8,15 @@ format in :mod:`.records`).
 """
 
 from logbroker.broker.groups.config import GroupConfig as GroupConfig
+from logbroker.broker.groups.consumer_commands import ConsumerGroups as ConsumerGroups
 from logbroker.broker.groups.coordinator import (
     NEW_MEMBER_JOIN_TIMEOUT_MS as NEW_MEMBER_JOIN_TIMEOUT_MS,
     GroupCoordinator as GroupCoordinator,
 )
 from logbroker.broker.groups.consumer_group import TopicMeta as TopicMeta
+from logbroker.broker.groups.offsets import OffsetStore as OffsetStore
 from logbroker.broker.groups.records import OffsetValue as OffsetValue
+from logbroker.broker.groups.registry import GroupRegistry as GroupRegistry
 from logbroker.broker.groups.results import (
     CommitRequest as CommitRequest,
     CommitResult as CommitResult,
@@ -35,7 +38,7 @@ from logbroker.broker.groups.results import (
     SyncResult as SyncResult,
 )
 from logbroker.broker.groups.server_assignors import ASSIGNORS as ASSIGNORS
-from logbroker.broker.groups.state import GroupState as GroupState
+from logbroker.broker.groups.state import Group as Group, GroupState as GroupState
 from logbroker.broker.groups.store import (
     OFFSETS_TOPIC as OFFSETS_TOPIC,
     FlushPoint as FlushPoint,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from logbroker.broker.config import BrokerConfig
 from logbroker.errors import InvalidConfigError
 
 
@@ -47,7 +48,7 @@ class GroupConfig:
             raise InvalidConfigError("initial rebalance delay and offset metadata size must not be negative")
 
     @classmethod
-    def from_broker(cls, config) -> GroupConfig:
+    def from_broker(cls, config: BrokerConfig) -> GroupConfig:
         """From a :class:`~logbroker.broker.config.BrokerConfig`."""
         return cls(
             min_session_timeout_ms=config.group_min_session_timeout_ms,

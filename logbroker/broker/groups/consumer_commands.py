@@ -2,11 +2,14 @@
 ConsumerGroupDescribe, member session and revocation deadlines, and the
 conversion between an empty classic group and a consumer group.
 
-:class:`ConsumerCommands` is the third part of
-:class:`~logbroker.broker.groups.coordinator.GroupCoordinator` (after the
-classic membership and :class:`~logbroker.broker.groups.offsets.OffsetCommands`);
-it uses the coordinator's ``config``, ``_groups``, ``loading``, timer heap
-and internal-topic appends. The membership rules themselves are
+:class:`ConsumerGroups` is a part of
+:class:`~logbroker.broker.groups.coordinator.GroupCoordinator`, held by it
+beside the classic membership and the
+:class:`~logbroker.broker.groups.offsets.OffsetStore`. It owns the timers
+of consumer-group members (its own heap, which the coordinator's
+``next_deadline_ms``/``fire_deadlines`` consult), reaches groups through the
+shared :class:`~logbroker.broker.groups.registry.GroupRegistry` and writes
+its records through the offset store. The membership rules themselves are
 :class:`~logbroker.broker.groups.consumer_group.ConsumerGroup`'s; this
 module validates requests (with Kafka's errors and messages), keeps the
 timers and persists the group epoch.
@@ -19,9 +22,13 @@ heartbeat of any member.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 import re
 from collections.abc import Mapping, Sequence
+
+from logbroker.broker.groups.config import GroupConfig
 
 from logbroker.broker.groups.consumer_group import (
     LEAVE_EPOCH,
@@ -42,10 +49,11 @@ from logbroker.broker.groups.results import (
     GroupError,
     TopicAssignment,
 )
+from logbroker.broker.groups.offsets import OffsetStore
+from logbroker.broker.groups.registry import GroupRegistry
 from logbroker.broker.groups.server_assignors import ASSIGNORS
 from logbroker.broker.groups.state import Group
 from logbroker.broker.internal_topic import INTERNAL_TOPICS
-from logbroker.errors import LogbrokerError
 
 log = logging.getLogger("logbroker.groups")
 
@@ -95,15 +103,33 @@ def _validate(req: ConsumerHeartbeat) -> None:
         try:
             re.compile(req.subscribed_regex)
         except re.error as exc:
-            raise _Refused(E.INVALID_REGULAR_EXPRESSION, f"SubscribedTopicRegex is not a valid regular expression: {exc}")
+            raise _Refused(
+                E.INVALID_REGULAR_EXPRESSION, f"SubscribedTopicRegex is not a valid regular expression: {exc}"
+            ) from exc
 
 
 def _as_tuples(assignment: Assignment) -> TopicAssignment:
     return tuple((topic, tuple(sorted(parts))) for topic, parts in sorted(assignment.items()) if parts)
 
 
-class ConsumerCommands:
-    """ConsumerGroupHeartbeat / ConsumerGroupDescribe (see the module docstring)."""
+class ConsumerGroups:
+    """ConsumerGroupHeartbeat / ConsumerGroupDescribe and the member timers (see
+    the module docstring). Not thread-safe: the coordinator's thread only."""
+
+    def __init__(self, config: GroupConfig, groups: GroupRegistry, offsets: OffsetStore) -> None:
+        self.config = config
+        self._groups = groups
+        self._offsets = offsets
+        self._heap: list[tuple[int, int, str, str, str]] = []
+        self._seq = itertools.count()
+
+    def __repr__(self) -> str:
+        return f"ConsumerGroups(timers={len(self._heap)})"
+
+    @property
+    def timers(self) -> int:
+        """Entries in the timer heap, live or stale."""
+        return len(self._heap)
 
     # -- ConsumerGroupHeartbeat ----------------------------------------------------
 
@@ -111,9 +137,9 @@ class ConsumerCommands:
                            now_ms: int) -> ConsumerHeartbeatResult:
         """One heartbeat: join (epoch 0), leave (-1, or -2 for a static member
         that will come back), or keep the session and reconcile."""
-        if self.loading:
+        if self._groups.loading:
             return ConsumerHeartbeatResult(E.COORDINATOR_LOAD_IN_PROGRESS)
-        if self._shutting_down:
+        if self._groups.shutting_down:
             return ConsumerHeartbeatResult(E.NOT_COORDINATOR)
         try:
             _validate(req)
@@ -133,7 +159,7 @@ class ConsumerCommands:
                 raise _Refused(E.GROUP_ID_NOT_FOUND, f"Consumer group {req.group_id} not found.")
             group = Group(req.group_id, state_timestamp=now, protocol_type="consumer",
                           consumer=ConsumerGroup(req.group_id))
-            self._groups[req.group_id] = group
+            self._groups.add(group)
             self._persist_consumer_group(group, now)
             log.info("consumer group %s created", req.group_id)
             return group
@@ -168,7 +194,7 @@ class ConsumerCommands:
             records = [(encode_key(ConsumerGroupKey(group.group_id)), None)]
             group.persisted = False
         group.state_timestamp = now_ms
-        self._append_quietly(records, now_ms)
+        self._offsets.append_quietly(records, now_ms)
         if to_consumer:
             group.persisted = True
         log.info("group %s converted to a %s group", group.group_id, group.group_type)
@@ -283,7 +309,7 @@ class ConsumerCommands:
             bump = True
         if bump:
             cg.group_epoch += 1
-            self._append_quietly([self._consumer_record(group)], now)
+            self._offsets.append_quietly([self._consumer_record(group)], now)
         if cg.group_epoch <= cg.assignment_epoch:
             return False
         cg.compute_target(subscribed, topics)
@@ -328,7 +354,7 @@ class ConsumerCommands:
         if not cg.members:
             group.state_timestamp = now
             cg.fingerprint = ()
-        self._append_quietly([self._consumer_record(group)], now)
+        self._offsets.append_quietly([self._consumer_record(group)], now)
 
     @staticmethod
     def _consumer_record(group: Group) -> tuple[bytes, bytes | None]:
@@ -338,22 +364,28 @@ class ConsumerCommands:
         return encode_key(ConsumerGroupKey(group.group_id)), encode_value(value)
 
     def _persist_consumer_group(self, group: Group, now: int) -> None:
-        self._append_quietly([self._consumer_record(group)], now)
+        self._offsets.append_quietly([self._consumer_record(group)], now)
         group.persisted = True
 
-    def _append_quietly(self, records: list[tuple[bytes, bytes | None]], now: int) -> None:
-        """Append membership records; a failure is logged, not answered: members
-        re-join after a restart anyway, and offsets are written on their own."""
-        if not records:
-            return
-        try:
-            self._store.append(records, now)
-        except LogbrokerError as exc:
-            log.warning("cannot write consumer group records: %s", exc)
-            return
-        self._maybe_compact(now)
-
     # -- timers ------------------------------------------------------------------------
+
+    def _schedule(self, deadline: int, kind: str, group_id: str, member_id: str) -> None:
+        heapq.heappush(self._heap, (deadline, next(self._seq), kind, group_id, member_id))
+
+    def next_deadline_ms(self) -> int | None:
+        """The earliest live deadline of a consumer-group member, or None."""
+        heap = self._heap
+        while heap and not self._consumer_timer_live(*heap[0][2:], deadline=heap[0][0]):
+            heapq.heappop(heap)
+        return heap[0][0] if heap else None
+
+    def fire_deadlines(self, now_ms: int) -> None:
+        """Act on every member deadline at or before ``now_ms``."""
+        heap = self._heap
+        while heap and heap[0][0] <= now_ms:
+            deadline, _, kind, group_id, member_id = heapq.heappop(heap)
+            if self._consumer_timer_live(kind, group_id, member_id, deadline=deadline):
+                self._on_consumer_deadline(kind, group_id, member_id, now_ms)
 
     def _set_consumer_session(self, group: Group, member: ConsumerMember, deadline: int) -> None:
         member.session_deadline = deadline
@@ -361,7 +393,7 @@ class ConsumerCommands:
             member.timer_at = deadline
             self._schedule(deadline, C_SESSION, group.group_id, member.member_id)
 
-    def _consumer_timer_live(self, kind: str, deadline: int, group_id: str, member_id: str) -> bool:
+    def _consumer_timer_live(self, kind: str, group_id: str, member_id: str, *, deadline: int) -> bool:
         group = self._groups.get(group_id)
         member = group.consumer.members.get(member_id) if group is not None and group.consumer is not None else None
         if member is None:
@@ -371,8 +403,8 @@ class ConsumerCommands:
         return member.revoke_deadline == deadline
 
     def _on_consumer_deadline(self, kind: str, group_id: str, member_id: str, now: int) -> None:
-        group = self._groups[group_id]
-        assert group.consumer is not None
+        group = self._groups.get(group_id)
+        assert group is not None and group.consumer is not None
         member = group.consumer.members[member_id]
         if kind == C_SESSION:
             member.timer_at = None
@@ -395,7 +427,7 @@ class ConsumerCommands:
         out = []
         for group_id in group_ids:
             group = self._groups.get(group_id)
-            if self.loading:
+            if self._groups.loading:
                 out.append(ConsumerGroupDescription(group_id, E.COORDINATOR_LOAD_IN_PROGRESS))
             elif group is None:
                 out.append(ConsumerGroupDescription(group_id, E.GROUP_ID_NOT_FOUND, f"Group {group_id} not found."))

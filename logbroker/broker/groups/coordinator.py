@@ -14,9 +14,19 @@ are dropped when they reach the top. The broker polls
 :meth:`next_deadline_ms` and calls :meth:`fire_deadlines` (the timer-source
 interface of :class:`~logbroker.broker.core.Broker`).
 
-Offsets, group listing and deletion live in :class:`OffsetCommands`
-(:mod:`.offsets`), KIP-848 consumer groups in :class:`ConsumerCommands`
-(:mod:`.consumer_commands`); this class extends both.
+The coordinator is composed of parts, each the one owner of its state:
+
+* the group map and the loading / shutting-down flags:
+  :class:`~.registry.GroupRegistry` (``registry``), shared by the parts;
+* stored state (the internal topic, committed and pending transactional
+  offsets, listing, deletion, expiry): :class:`~.offsets.OffsetStore`
+  (``offsets``), told of a member's commit through a callback;
+* KIP-848 consumer groups and their member timers:
+  :class:`~.consumer_commands.ConsumerGroups` (``consumer``);
+* classic membership and its timers: this class.
+
+The request handlers call the coordinator; the methods that belong to a
+part delegate to it with the same names and signatures.
 """
 
 from __future__ import annotations
@@ -26,21 +36,34 @@ import itertools
 import logging
 import uuid
 
+from collections.abc import Mapping, Sequence
+
 from logbroker.broker.deferred import Deferred
 from logbroker.broker.groups.config import GroupConfig
-from logbroker.broker.groups.consumer_commands import C_REVOKE, C_SESSION, ConsumerCommands
-from logbroker.broker.groups.offsets import OffsetCommands
-from logbroker.broker.groups.records import OffsetValue
+from logbroker.broker.groups.consumer_commands import ConsumerGroups
+from logbroker.broker.groups.consumer_group import TopicMeta
+from logbroker.broker.groups.offsets import OffsetStore
+from logbroker.broker.groups.registry import GroupRegistry
 from logbroker.broker.groups.results import (
+    CommitRequest,
+    CommitResult,
+    ConsumerGroupDescription,
+    ConsumerHeartbeat,
+    ConsumerHeartbeatResult,
+    CoordinatorStatistics,
+    FetchResult,
     GroupError,
+    GroupSummary,
     JoinedMember,
     JoinRequest,
     JoinResult,
     LeaveResult,
+    ListedGroup,
+    OffsetDeleteResult,
     SyncResult,
 )
 from logbroker.broker.groups.state import Group, GroupState, Member
-from logbroker.broker.groups.store import OffsetsTopic
+from logbroker.broker.groups.store import FlushPoint, OffsetsTopic
 
 log = logging.getLogger("logbroker.groups")
 
@@ -56,7 +79,7 @@ _DEAD = GroupState.DEAD
 E = GroupError
 
 
-class GroupCoordinator(ConsumerCommands, OffsetCommands):
+class GroupCoordinator:
     """Every group of this broker. Not thread-safe: one thread drives it.
 
     Create it, then call :meth:`load` to replay the internal topic; until
@@ -65,24 +88,41 @@ class GroupCoordinator(ConsumerCommands, OffsetCommands):
 
     def __init__(self, config: GroupConfig, store: OffsetsTopic) -> None:
         self.config = config
-        self._store = store
-        self._groups: dict[str, Group] = {}
+        self.registry = GroupRegistry()
+        self.offsets = OffsetStore(config, store, self.registry, self._keep_alive)
+        self.consumer = ConsumerGroups(config, self.registry, self.offsets)
         self._heap: list[tuple[int, int, str, str, str]] = []
         self._seq = itertools.count()
-        self.loading = True
-        self._shutting_down = False
         self._next_check: int | None = None
-        # Transactional offset commits awaiting their marker:
-        # producer id -> (group id, (topic, partition)) -> offset.
-        self._pending_txn: dict[int, dict[tuple[str, tuple[str, int]], OffsetValue]] = {}
 
     def __repr__(self) -> str:
-        state = "loading" if self.loading else "shutting down" if self._shutting_down else "active"
-        return f"GroupCoordinator({state}, groups={len(self._groups)}, timers={len(self._heap)})"
+        state = "loading" if self.loading else "shutting down" if self.registry.shutting_down else "active"
+        return f"GroupCoordinator({state}, groups={len(self.registry)}, timers={self.timers})"
+
+    @property
+    def loading(self) -> bool:
+        """True until :meth:`load` replayed the internal topic."""
+        return self.registry.loading
+
+    @property
+    def timers(self) -> int:
+        """Entries in the timer heaps (classic and consumer groups), live or stale."""
+        return len(self._heap) + self.consumer.timers
 
     def group(self, group_id: str) -> Group | None:
         """The group's live state (for tests and tools; do not mutate)."""
-        return self._groups.get(group_id)
+        return self.registry.get(group_id)
+
+    def load(self, now_ms: int) -> None:
+        """Replay the internal topic (see :meth:`OffsetStore.load`), then serve."""
+        self.offsets.load(now_ms)
+        self.registry.loading = False
+        self._next_check = now_ms + self.config.retention_check_interval_ms
+        self._schedule(self._next_check, _CHECK)
+
+    def _keep_alive(self, group: Group, member: Member, now: int) -> None:
+        """A classic member committed offsets: its session goes on."""
+        self._set_session_deadline(group, member, now + member.session_timeout_ms)
 
     # -- timers --------------------------------------------------------------
 
@@ -100,9 +140,7 @@ class GroupCoordinator(ConsumerCommands, OffsetCommands):
         deadline, _, kind, group_id, member_id = entry
         if kind == _CHECK:
             return self._next_check == deadline
-        if kind in (C_SESSION, C_REVOKE):
-            return self._consumer_timer_live(kind, deadline, group_id, member_id)
-        group = self._groups.get(group_id)
+        group = self.registry.get(group_id)
         if group is None:
             return False
         if kind == _SESSION:
@@ -115,14 +153,19 @@ class GroupCoordinator(ConsumerCommands, OffsetCommands):
         return group.sync_deadline == deadline
 
     def next_deadline_ms(self) -> int | None:
-        """The earliest live deadline, or None."""
+        """The earliest live deadline (classic or consumer groups), or None."""
         heap = self._heap
         while heap and not self._live(heap[0]):
             heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        own = heap[0][0] if heap else None
+        consumer = self.consumer.next_deadline_ms()
+        if own is None or consumer is None:
+            return own if consumer is None else consumer
+        return min(own, consumer)
 
     def fire_deadlines(self, now_ms: int) -> None:
         """Act on every deadline at or before ``now_ms``."""
+        self.consumer.fire_deadlines(now_ms)
         heap = self._heap
         while heap and heap[0][0] <= now_ms:
             entry = heapq.heappop(heap)
@@ -132,12 +175,10 @@ class GroupCoordinator(ConsumerCommands, OffsetCommands):
             if kind == _CHECK:
                 self._next_check = now_ms + self.config.retention_check_interval_ms
                 self._schedule(self._next_check, _CHECK)
-                self.expire_offsets(now_ms)
+                self.offsets.expire_offsets(now_ms)
                 continue
-            if kind in (C_SESSION, C_REVOKE):
-                self._on_consumer_deadline(kind, group_id, member_id, now_ms)
-                continue
-            group = self._groups[group_id]
+            group = self.registry.get(group_id)
+            assert group is not None  # _live checked it
             if kind == _SESSION:
                 self._on_session_deadline(group, member_id, now_ms)
             elif kind == _JOIN:
@@ -192,14 +233,14 @@ class GroupCoordinator(ConsumerCommands, OffsetCommands):
         """JoinGroup: a JoinResult now, or a Deferred completed with one."""
         if self.loading:
             return JoinResult(E.COORDINATOR_LOAD_IN_PROGRESS, member_id=req.member_id)
-        if self._shutting_down:
+        if self.registry.shutting_down:
             return JoinResult(E.NOT_COORDINATOR, member_id=req.member_id)
         if not req.group_id:
             return JoinResult(E.INVALID_GROUP_ID, member_id=req.member_id)
         cfg = self.config
         if not cfg.min_session_timeout_ms <= req.session_timeout_ms <= cfg.max_session_timeout_ms:
             return JoinResult(E.INVALID_SESSION_TIMEOUT, member_id=req.member_id)
-        group = self._groups.get(req.group_id)
+        group = self.registry.get(req.group_id)
         if group is None and req.member_id:
             return JoinResult(E.UNKNOWN_MEMBER_ID, member_id=req.member_id)
         if group is not None and group.is_(_DEAD):
@@ -209,11 +250,11 @@ class GroupCoordinator(ConsumerCommands, OffsetCommands):
             # migration); logbroker converts only an empty one back to classic.
             if group.consumer.members or req.member_id:
                 return JoinResult(E.INCONSISTENT_GROUP_PROTOCOL, member_id=req.member_id)
-            self.convert_group(group, to_consumer=False, now_ms=now_ms)
+            self.consumer.convert_group(group, to_consumer=False, now_ms=now_ms)
         if not (group or Group(req.group_id)).supports(req.protocol_type, req.protocols):
             return JoinResult(E.INCONSISTENT_GROUP_PROTOCOL, member_id=req.member_id)
         if group is None:
-            group = self._groups[req.group_id] = Group(req.group_id, state_timestamp=now_ms)
+            group = self.registry.add(Group(req.group_id, state_timestamp=now_ms))
         if not req.member_id:
             return self._join_new(group, req, now_ms)
         return self._join_known(group, req, now_ms)
@@ -253,15 +294,16 @@ class GroupCoordinator(ConsumerCommands, OffsetCommands):
     def _join_static(self, group: Group, req: JoinRequest, new_id: str, now: int) -> JoinResult | Deferred:
         """A static member (re)joins without a member id: it takes over the old one's place."""
         instance_id = req.group_instance_id
+        assert instance_id is not None  # the caller's condition
         old_id = group.static_members.get(instance_id)
         if old_id is None:
             return self._add_member(group, req, new_id, now)
         member = group.members[old_id]
         if member.join_waiter is not None:
-            member.join_waiter, waiter = None, member.join_waiter
+            waiter, member.join_waiter = member.join_waiter, None
             waiter.complete(JoinResult(E.FENCED_INSTANCE_ID, member_id=old_id))
         if member.sync_waiter is not None:
-            member.sync_waiter, waiter = None, member.sync_waiter
+            waiter, member.sync_waiter = member.sync_waiter, None
             waiter.complete(SyncResult(E.FENCED_INSTANCE_ID))
         previous_leader = group.leader_id
         group.replace_static(instance_id, old_id, new_id)
@@ -374,7 +416,7 @@ class GroupCoordinator(ConsumerCommands, OffsetCommands):
             group.leader_id = None
             group.transition(_EMPTY, now)
             log.info("group %s: generation %d is empty", group.group_id, group.generation)
-            self._persist_group(group, now)
+            self.offsets.persist_group(group, now)
             return
         group.protocol_name = group.select_protocol()
         group.transition(_COMPLETING, now)
@@ -422,10 +464,10 @@ class GroupCoordinator(ConsumerCommands, OffsetCommands):
     def _answer_removed(member: Member) -> None:
         """A removed member's waiting requests learn it is gone (it will rejoin)."""
         if member.join_waiter is not None:
-            member.join_waiter, waiter = None, member.join_waiter
+            waiter, member.join_waiter = member.join_waiter, None
             waiter.complete(JoinResult(E.UNKNOWN_MEMBER_ID))
         if member.sync_waiter is not None:
-            member.sync_waiter, waiter = None, member.sync_waiter
+            waiter, member.sync_waiter = member.sync_waiter, None
             waiter.complete(SyncResult(E.UNKNOWN_MEMBER_ID))
 
     # -- SyncGroup, Heartbeat, LeaveGroup ---------------------------------------
@@ -452,14 +494,15 @@ class GroupCoordinator(ConsumerCommands, OffsetCommands):
         """SyncGroup: the leader's ``assignments`` end the rebalance; followers wait for them."""
         if self.loading:  # Kafka: the rebalance is lost, so rejoin
             return SyncResult(E.REBALANCE_IN_PROGRESS)
-        if self._shutting_down:
+        if self.registry.shutting_down:
             return SyncResult(E.NOT_COORDINATOR)
         if not group_id:
             return SyncResult(E.INVALID_GROUP_ID)
-        group = self._groups.get(group_id)
+        group = self.registry.get(group_id)
         error = self._check_member(group, generation, member_id, group_instance_id)
         if error is not None:
             return SyncResult(error)
+        assert group is not None  # _check_member answers UNKNOWN_MEMBER_ID otherwise
         if (protocol_type is not None and protocol_type != group.protocol_type) or (
             protocol_name is not None and protocol_name != group.protocol_name
         ):
@@ -479,7 +522,7 @@ class GroupCoordinator(ConsumerCommands, OffsetCommands):
         if member_id == group.leader_id:
             for m in group.members.values():
                 m.assignment = bytes(assignments.get(m.member_id, b""))
-            error = self._persist_group(group, now_ms)
+            error = self.offsets.persist_group(group, now_ms)
             if error is E.NONE:
                 group.transition(_STABLE, now_ms)
                 self._propagate_assignment(group, E.NONE, now_ms)
@@ -501,10 +544,11 @@ class GroupCoordinator(ConsumerCommands, OffsetCommands):
             return E.NONE
         if not group_id:
             return E.INVALID_GROUP_ID
-        group = self._groups.get(group_id)
+        group = self.registry.get(group_id)
         error = self._check_member(group, generation, member_id, group_instance_id)
         if error is not None:
             return error
+        assert group is not None  # _check_member answers UNKNOWN_MEMBER_ID otherwise
         if group.is_(_EMPTY):
             return E.UNKNOWN_MEMBER_ID
         member = group.members[member_id]
@@ -518,7 +562,7 @@ class GroupCoordinator(ConsumerCommands, OffsetCommands):
             return LeaveResult(E.COORDINATOR_LOAD_IN_PROGRESS)
         if not group_id:
             return LeaveResult(E.INVALID_GROUP_ID)
-        group = self._groups.get(group_id)
+        group = self.registry.get(group_id)
         if group is None:
             return LeaveResult(E.NONE, tuple((m, i, E.UNKNOWN_MEMBER_ID) for m, i in members))
         if group.is_(_DEAD):
@@ -551,18 +595,76 @@ class GroupCoordinator(ConsumerCommands, OffsetCommands):
     def shutdown_pending(self) -> None:
         """Answer every waiting JoinGroup/SyncGroup with NOT_COORDINATOR (as Kafka
         does when it unloads a group) and refuse to start new waits."""
-        self._shutting_down = True
-        for group in self._groups.values():
+        self.registry.shutting_down = True
+        for group in self.registry:
             for member in group.members.values():
                 if member.join_waiter is not None:
-                    member.join_waiter, waiter = None, member.join_waiter
+                    waiter, member.join_waiter = member.join_waiter, None
                     waiter.complete(JoinResult(E.NOT_COORDINATOR, member_id=member.member_id))
                 if member.sync_waiter is not None:
-                    member.sync_waiter, waiter = None, member.sync_waiter
+                    waiter, member.sync_waiter = member.sync_waiter, None
                     waiter.complete(SyncResult(E.NOT_COORDINATOR))
 
     def close(self) -> None:
         self.shutdown_pending()
+
+    # -- the offset store's commands (OffsetStore) -------------------------------
+
+    def commit_offsets(self, req: CommitRequest, now_ms: int) -> CommitResult:
+        """OffsetCommit (see :meth:`OffsetStore.commit_offsets`)."""
+        return self.offsets.commit_offsets(req, now_ms)
+
+    def txn_commit_offsets(self, req: CommitRequest, producer_id: int, producer_epoch: int,
+                           now_ms: int) -> CommitResult:
+        """TxnOffsetCommit (see :meth:`OffsetStore.txn_commit_offsets`)."""
+        return self.offsets.txn_commit_offsets(req, producer_id, producer_epoch, now_ms)
+
+    def complete_transaction(self, producer_id: int, producer_epoch: int, commit: bool, coordinator_epoch: int,
+                             now_ms: int) -> FlushPoint:
+        """A transaction marker (see :meth:`OffsetStore.complete_transaction`)."""
+        return self.offsets.complete_transaction(producer_id, producer_epoch, commit, coordinator_epoch, now_ms)
+
+    def has_pending_offset(self, group_id: str, tp: tuple[str, int]) -> bool:
+        return self.offsets.has_pending_offset(group_id, tp)
+
+    def fetch_offsets(self, group_id: str, partitions: list[tuple[str, int]] | None, *,
+                      member_id: str | None = None, member_epoch: int = -1) -> FetchResult:
+        """OffsetFetch (see :meth:`OffsetStore.fetch_offsets`)."""
+        return self.offsets.fetch_offsets(group_id, partitions, member_id=member_id, member_epoch=member_epoch)
+
+    def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]], now_ms: int) -> OffsetDeleteResult:
+        return self.offsets.delete_offsets(group_id, partitions, now_ms)
+
+    def list_groups(self, states: set[str] | None = None) -> tuple[GroupError, list[ListedGroup]]:
+        return self.offsets.list_groups(states)
+
+    def describe_groups(self, group_ids: list[str]) -> list[GroupSummary]:
+        return self.offsets.describe_groups(group_ids)
+
+    def delete_groups(self, group_ids: list[str], now_ms: int) -> tuple[dict[str, GroupError], FlushPoint | None]:
+        return self.offsets.delete_groups(group_ids, now_ms)
+
+    def expire_offsets(self, now_ms: int) -> int:
+        return self.offsets.expire_offsets(now_ms)
+
+    def topic_deleted(self, topic: str, now_ms: int) -> int:
+        return self.offsets.topic_deleted(topic, now_ms)
+
+    def statistics(self) -> CoordinatorStatistics:
+        return self.offsets.statistics()
+
+    # -- KIP-848 consumer groups (ConsumerGroups) -----------------------------------
+
+    def consumer_heartbeat(self, req: ConsumerHeartbeat, topics: Mapping[str, TopicMeta],
+                           now_ms: int) -> ConsumerHeartbeatResult:
+        """ConsumerGroupHeartbeat (see :meth:`ConsumerGroups.consumer_heartbeat`)."""
+        return self.consumer.consumer_heartbeat(req, topics, now_ms)
+
+    def describe_consumer_groups(self, group_ids: Sequence[str]) -> list[ConsumerGroupDescription]:
+        return self.consumer.describe_consumer_groups(group_ids)
+
+    def convert_group(self, group: Group, *, to_consumer: bool, now_ms: int) -> None:
+        self.consumer.convert_group(group, to_consumer=to_consumer, now_ms=now_ms)
 
 
 def _update_fields(member: Member, req: JoinRequest) -> None:

@@ -8,17 +8,25 @@ producer's; they stay pending (invisible to OffsetFetch) until the
 producer's commit marker, appended to the same log, makes them committed,
 or its abort marker drops them. Replay resolves them the same way.
 
-:class:`OffsetCommands` is the half of
-:class:`~logbroker.broker.groups.coordinator.GroupCoordinator` that deals in
-stored state; it uses the coordinator's ``config``, ``_groups``, ``_store``,
-``loading`` and timer heap. A command that changes stored state appends its
-records first and changes memory only once the append succeeded.
+:class:`OffsetStore` is the part of
+:class:`~logbroker.broker.groups.coordinator.GroupCoordinator` that owns
+stored state: the internal topic (appends, replay, compaction), the
+committed offsets (``Group.offsets``: no other part writes them), the
+transactional offsets awaiting their marker, and the records of each group.
+It reads and changes the group map only through the shared
+:class:`~logbroker.broker.groups.registry.GroupRegistry`, and tells the
+membership that a member committed through the ``keep_alive`` callback it
+is given (a commit keeps a classic member's session, as in Kafka). A
+command that changes stored state appends its records first and changes
+memory only once the append succeeded.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
+from logbroker.broker.groups.config import GroupConfig
 from logbroker.broker.groups.consumer_group import ConsumerGroup
 from logbroker.broker.groups.records import (
     ConsumerGroupKey,
@@ -46,7 +54,9 @@ from logbroker.broker.groups.results import (
     MemberSummary,
     OffsetDeleteResult,
 )
-from logbroker.broker.groups.state import Group, GroupState
+from logbroker.broker.groups.registry import GroupRegistry
+from logbroker.broker.groups.state import Group, GroupState, Member
+from logbroker.broker.groups.store import FlushPoint, OffsetsTopic
 from logbroker.errors import BatchTooLargeError, LogbrokerError
 
 log = logging.getLogger("logbroker.groups")
@@ -54,10 +64,31 @@ log = logging.getLogger("logbroker.groups")
 E = GroupError
 _EMPTY = GroupState.EMPTY
 _DEAD = GroupState.DEAD
+Records = list[tuple[bytes, bytes | None]]
+KeepAlive = Callable[[Group, Member, int], None]
+"""``keep_alive(group, member, now_ms)``: a classic member committed offsets."""
 
 
-class OffsetCommands:
+class OffsetStore:
     """Offsets, listing, deletion, expiry and persistence (see the module docstring)."""
+
+    def __init__(self, config: GroupConfig, topic: OffsetsTopic, groups: GroupRegistry,
+                 keep_alive: KeepAlive) -> None:
+        self.config = config
+        self._topic = topic
+        self._groups = groups
+        self._keep_alive = keep_alive
+        # Transactional offset commits awaiting their marker:
+        # producer id -> (group id, (topic, partition)) -> offset.
+        self._pending_txn: dict[int, dict[tuple[str, tuple[str, int]], OffsetValue]] = {}
+
+    def __repr__(self) -> str:
+        return f"OffsetStore(groups={len(self._groups)}, pending_transactions={len(self._pending_txn)})"
+
+    @property
+    def record_count(self) -> int:
+        """Records a replay of the internal topic would read."""
+        return self._topic.record_count
 
     # -- persistence -----------------------------------------------------------
 
@@ -65,12 +96,15 @@ class OffsetCommands:
         """Replay the internal topic: groups come back Empty, with their offsets.
 
         Records that do not parse are skipped with a warning. Groups that had
-        members when the broker stopped are recorded as Empty from now.
+        members when the broker stopped are recorded as Empty from now. The
+        caller then ends the registry's loading state.
         """
         skipped = 0
-        for raw_key, raw_value, _timestamp, producer_id, marker in self._store.replay():
+        for raw_key, raw_value, _timestamp, producer_id, marker in self._topic.replay():
             if marker is not None:
                 self._resolve_pending(producer_id, marker, -1)
+                continue
+            if raw_key is None:
                 continue
             try:
                 key = decode_key(raw_key)
@@ -82,23 +116,20 @@ class OffsetCommands:
                 skipped += 1  # a newer format than this broker knows
                 continue
             if producer_id >= 0:
-                if isinstance(key, OffsetKey) and value is not None:
+                if isinstance(key, OffsetKey) and isinstance(value, OffsetValue):
                     pending = self._pending_txn.setdefault(producer_id, {})
                     pending[(key.group_id, (key.topic, key.partition))] = value
                 continue
             self._apply(key, value)
         if skipped:
             log.warning("skipped %d unreadable records in the internal topic", skipped)
-        emptied = [g for g in self._groups.values() if g.state_timestamp < 0]
+        emptied = [g for g in self._groups if g.state_timestamp < 0]
         for group in emptied:
             group.state_timestamp = now_ms
-            self._persist_group(group, now_ms)
-        self.loading = False
-        self._next_check = now_ms + self.config.retention_check_interval_ms
-        self._schedule(self._next_check, "check")
+            self.persist_group(group, now_ms)
         log.info(
             "loaded %d groups with %d offsets from %d records",
-            len(self._groups), sum(len(g.offsets) for g in self._groups.values()), self._store.record_count,
+            len(self._groups), sum(len(g.offsets) for g in self._groups), self._topic.record_count,
         )
         self._maybe_compact(now_ms)
 
@@ -111,11 +142,11 @@ class OffsetCommands:
                     group.protocol_type = None
                     group.persisted = False
                     if not group.offsets:
-                        del self._groups[key.group_id]
+                        self._groups.remove(key.group_id)
                 return
             assert isinstance(value, ConsumerGroupValue)
             if group is None:
-                group = self._groups[key.group_id] = Group(key.group_id)
+                group = self._groups.add(Group(key.group_id))
             # Members re-join after a restart; the epoch goes on from where it was.
             group.consumer = ConsumerGroup(key.group_id, group_epoch=value.group_epoch,
                                            assignment_epoch=value.group_epoch)
@@ -128,18 +159,20 @@ class OffsetCommands:
                 if group is not None:
                     group.offsets.pop((key.topic, key.partition), None)
                     if not group.offsets and not group.persisted:
-                        del self._groups[key.group_id]  # it only existed through its offsets
+                        self._groups.remove(key.group_id)  # it only existed through its offsets
                 return
+            assert isinstance(value, OffsetValue)
             if group is None:
-                group = self._groups[key.group_id] = Group(key.group_id)
+                group = self._groups.add(Group(key.group_id))
             group.offsets[(key.topic, key.partition)] = value
             return
         if value is None:
             if group is not None and group.consumer is None:
-                self._groups.pop(key.group_id, None)
+                self._groups.remove(key.group_id)
             return
+        assert isinstance(value, GroupValue)
         if group is None:
-            group = self._groups[key.group_id] = Group(key.group_id)
+            group = self._groups.add(Group(key.group_id))
         group.consumer = None
         group.protocol_type = value.protocol_type
         group.generation = value.generation
@@ -148,7 +181,7 @@ class OffsetCommands:
         # recorded time if it was Empty already, else from the end of loading (-1).
         group.state_timestamp = value.state_timestamp if value.member_count == 0 else -1
 
-    def _persist_group(self, group: Group, now_ms: int) -> GroupError:
+    def persist_group(self, group: Group, now_ms: int) -> GroupError:
         """Record the group's generation and protocol; an error if the append failed."""
         if group.consumer is not None:
             return E.NONE  # a consumer group records its epoch itself
@@ -157,7 +190,7 @@ class OffsetCommands:
             group.state_timestamp, len(group.members),
         )
         try:
-            self._store.append([(encode_key(GroupKey(group.group_id)), encode_value(value))], now_ms)
+            self._topic.append([(encode_key(GroupKey(group.group_id)), encode_value(value))], now_ms)
         except LogbrokerError as exc:
             log.warning("group %s: cannot write group metadata: %s", group.group_id, exc)
             return E.COORDINATOR_NOT_AVAILABLE
@@ -165,9 +198,21 @@ class OffsetCommands:
         self._maybe_compact(now_ms)
         return E.NONE
 
-    def _live_records(self) -> list[tuple[bytes, bytes | None]]:
-        records = []
-        for group in self._groups.values():
+    def append_quietly(self, records: Records, now_ms: int) -> None:
+        """Append membership records; a failure is logged, not answered: members
+        re-join after a restart anyway, and offsets are written on their own."""
+        if not records:
+            return
+        try:
+            self._topic.append(records, now_ms)
+        except LogbrokerError as exc:
+            log.warning("cannot write consumer group records: %s", exc)
+            return
+        self._maybe_compact(now_ms)
+
+    def _live_records(self) -> Records:
+        records: Records = []
+        for group in self._groups:
             if group.persisted and group.consumer is not None:
                 cg_value = ConsumerGroupValue(group.consumer.group_epoch, group.state_timestamp)
                 records.append((encode_key(ConsumerGroupKey(group.group_id)), encode_value(cg_value)))
@@ -184,12 +229,12 @@ class OffsetCommands:
     def _maybe_compact(self, now_ms: int) -> None:
         if self._pending_txn:
             return  # the copy would leave the pending offsets' batches behind
-        self._store.compact_if_superseded(self._live_records, now_ms, self.config.compact_min_records)
+        self._topic.compact_if_superseded(self._live_records, now_ms, self.config.compact_min_records)
 
-    def _append(self, records: list[tuple[bytes, bytes | None]], now_ms: int):
+    def _append(self, records: Records, now_ms: int) -> tuple[FlushPoint, None] | tuple[None, GroupError]:
         """Append; returns (flush point, None) or (None, the error to answer)."""
         try:
-            flush = self._store.append(records, now_ms)
+            flush = self._topic.append(records, now_ms)
         except BatchTooLargeError as exc:
             log.warning("internal topic refused %d records: %s", len(records), exc)
             return None, E.INVALID_COMMIT_OFFSET_SIZE
@@ -203,7 +248,7 @@ class OffsetCommands:
     def commit_offsets(self, req: CommitRequest, now_ms: int) -> CommitResult:
         """OffsetCommit. A group that does not exist is created for a "simple"
         consumer (generation < 0); a member of an active group must be current."""
-        if self.loading:
+        if self._groups.loading:
             return CommitResult({tp: E.COORDINATOR_LOAD_IN_PROGRESS for tp in req.offsets})
         group = self._groups.get(req.group_id)
         new_group = None
@@ -217,7 +262,7 @@ class OffsetCommands:
                 return CommitResult({tp: error for tp in req.offsets})
             member = group.members.get(req.member_id)
             if member is not None:
-                self._set_session_deadline(group, member, now_ms + member.session_timeout_ms)
+                self._keep_alive(group, member, now_ms)
         errors: dict[tuple[str, int], GroupError] = {}
         values: dict[tuple[str, int], OffsetValue] = {}
         expire = now_ms + req.retention_ms if req.retention_ms >= 0 else -1
@@ -238,7 +283,7 @@ class OffsetCommands:
             errors.update((tp, error) for tp in values)
             return CommitResult(errors)
         if new_group is not None:
-            self._groups[req.group_id] = new_group
+            self._groups.add(new_group)
         group.offsets.update(values)
         errors.update((tp, E.NONE) for tp in values)
         self._maybe_compact(now_ms)
@@ -253,7 +298,7 @@ class OffsetCommands:
 
         A group that does not exist is created to store offsets; a member id or
         generation given (v3+) must match the group's, as Kafka checks."""
-        if self.loading:
+        if self._groups.loading:
             return CommitResult({tp: E.COORDINATOR_LOAD_IN_PROGRESS for tp in req.offsets})
         group = self._groups.get(req.group_id)
         if group is not None and group.consumer is not None:
@@ -287,7 +332,7 @@ class OffsetCommands:
             for (topic, partition), value in values.items()
         ]
         try:
-            flush = self._store.append(records, now_ms, producer_id=producer_id, producer_epoch=producer_epoch)
+            flush = self._topic.append(records, now_ms, producer_id=producer_id, producer_epoch=producer_epoch)
         except BatchTooLargeError as exc:
             log.warning("internal topic refused %d transactional offsets: %s", len(records), exc)
             errors.update((tp, E.INVALID_COMMIT_OFFSET_SIZE) for tp in values)
@@ -303,11 +348,11 @@ class OffsetCommands:
         return CommitResult(errors, flush)
 
     def complete_transaction(self, producer_id: int, producer_epoch: int, commit: bool, coordinator_epoch: int,
-                             now_ms: int):
+                             now_ms: int) -> FlushPoint:
         """Append the transaction marker to the internal topic, then make the
         producer's pending offsets committed (``commit``) or drop them. Returns
         the flush point; raises LogbrokerError with nothing changed."""
-        flush = self._store.append_marker(producer_id, producer_epoch, commit, coordinator_epoch, now_ms)
+        flush = self._topic.append_marker(producer_id, producer_epoch, commit, coordinator_epoch, now_ms)
         self._resolve_pending(producer_id, commit, now_ms)
         self._maybe_compact(now_ms)
         return flush
@@ -319,7 +364,7 @@ class OffsetCommands:
         for (group_id, tp), value in pending.items():
             group = self._groups.get(group_id)
             if group is None:
-                group = self._groups[group_id] = Group(group_id, state_timestamp=max(now_ms, 0))
+                group = self._groups.add(Group(group_id, state_timestamp=max(now_ms, 0)))
             group.offsets[tp] = value
 
     def has_pending_offset(self, group_id: str, tp: tuple[str, int]) -> bool:
@@ -361,7 +406,7 @@ class OffsetCommands:
         ``member_id``/``member_epoch`` (OffsetFetch v9+): a member of a
         consumer group must be known and current (UNKNOWN_MEMBER_ID,
         STALE_MEMBER_EPOCH), as Kafka's validateOffsetFetch."""
-        if self.loading:
+        if self._groups.loading:
             return FetchResult(E.COORDINATOR_LOAD_IN_PROGRESS)
         group = self._groups.get(group_id)
         if group is not None and group.consumer is not None and not (member_id is None and member_epoch < 0):
@@ -377,7 +422,7 @@ class OffsetCommands:
 
     def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]], now_ms: int) -> OffsetDeleteResult:
         """OffsetDelete: refused per partition for topics the active group consumes."""
-        if self.loading:
+        if self._groups.loading:
             return OffsetDeleteResult(E.COORDINATOR_LOAD_IN_PROGRESS)
         if not group_id:
             return OffsetDeleteResult(E.INVALID_GROUP_ID)
@@ -405,12 +450,12 @@ class OffsetCommands:
 
     def list_groups(self, states: set[str] | None = None) -> tuple[GroupError, list[ListedGroup]]:
         """Every group (optionally only those in ``states``, matched case-insensitively)."""
-        if self.loading:
+        if self._groups.loading:
             return E.COORDINATOR_LOAD_IN_PROGRESS, []
         wanted = {s.lower() for s in states} if states else None
         out = [
             ListedGroup(g.group_id, g.protocol_type or "", g.state_name(), g.group_type)
-            for g in self._groups.values()
+            for g in self._groups
             if not g.is_(_DEAD) and (wanted is None or g.state_name().lower() in wanted)
         ]
         return E.NONE, out
@@ -420,7 +465,7 @@ class OffsetCommands:
         out = []
         for group_id in group_ids:
             group = self._groups.get(group_id)
-            if self.loading:
+            if self._groups.loading:
                 out.append(GroupSummary(group_id, E.COORDINATOR_LOAD_IN_PROGRESS, _DEAD.value))
             elif group is None or group.consumer is not None:
                 # Kafka (DescribeGroups below v6): a group of another type is described as Dead.
@@ -440,13 +485,13 @@ class OffsetCommands:
                 ))
         return out
 
-    def delete_groups(self, group_ids: list[str], now_ms: int) -> tuple[dict[str, GroupError], object | None]:
+    def delete_groups(self, group_ids: list[str], now_ms: int) -> tuple[dict[str, GroupError], FlushPoint | None]:
         """DeleteGroups: Empty groups go, with their offsets; returns (errors, flush point)."""
         results: dict[str, GroupError] = {}
         flush = None
         for group_id in group_ids:
             group = self._groups.get(group_id)
-            if self.loading:
+            if self._groups.loading:
                 results[group_id] = E.COORDINATOR_LOAD_IN_PROGRESS
             elif not group_id:
                 results[group_id] = E.INVALID_GROUP_ID
@@ -461,7 +506,7 @@ class OffsetCommands:
                     continue
                 flush = written
                 group.transition(_DEAD, now_ms)
-                del self._groups[group_id]
+                self._groups.remove(group_id)
                 results[group_id] = E.NONE
                 log.info("deleted group %s", group_id)
         return results, flush
@@ -478,10 +523,11 @@ class OffsetCommands:
         number of offsets removed.
         """
         retention = self.config.offsets_retention_ms
-        records: list[tuple[bytes, bytes | None]] = []
+        records: Records = []
         changes: list[tuple[Group, list[tuple[str, int]], bool]] = []
-        for group in self._groups.values():
+        for group in self._groups:
             skip: set[str] = set()
+            base: int | None
             if group.consumer is not None and group.consumer.members:
                 base, skip = None, group.subscribed_topics() or set()
             elif group.is_(_EMPTY) and group.protocol_type is not None:
@@ -520,14 +566,14 @@ class OffsetCommands:
             removed += len(expired)
             if drop_group:
                 group.transition(_DEAD, now_ms)
-                del self._groups[group.group_id]
+                self._groups.remove(group.group_id)
         log.info("expired %d offsets; %d groups remain", removed, len(self._groups))
         return removed
 
     def topic_deleted(self, topic: str, now_ms: int) -> int:
         """Drop every group's offsets of a deleted topic (as Kafka does); returns how many."""
-        doomed = [(group, tp) for group in self._groups.values() for tp in group.offsets if tp[0] == topic]
-        if not doomed or self.loading:
+        doomed = [(group, tp) for group in self._groups for tp in group.offsets if tp[0] == topic]
+        if not doomed or self._groups.loading:
             return 0
         _, error = self._append([(encode_key(OffsetKey(g.group_id, *tp)), None) for g, tp in doomed], now_ms)
         if error is not None:
@@ -540,14 +586,14 @@ class OffsetCommands:
     def statistics(self) -> CoordinatorStatistics:
         return CoordinatorStatistics(
             groups=len(self._groups),
-            members=sum(g.member_count() for g in self._groups.values()),
-            offsets=sum(len(g.offsets) for g in self._groups.values()),
-            log_records=self._store.record_count,
+            members=sum(g.member_count() for g in self._groups),
+            offsets=sum(len(g.offsets) for g in self._groups),
+            log_records=self._topic.record_count,
         )
 
 
-def _tombstones(group: Group) -> list[tuple[bytes, bytes | None]]:
-    records: list[tuple[bytes, bytes | None]] = [
+def _tombstones(group: Group) -> Records:
+    records: Records = [
         (encode_key(OffsetKey(group.group_id, topic, partition)), None) for topic, partition in group.offsets
     ]
     kind = GroupKey if group.consumer is None else ConsumerGroupKey

@@ -102,6 +102,12 @@ class Group:
     ``consumer`` is set while the group is a KIP-848 consumer group: then its
     membership lives there, the classic fields stay Empty, and the offsets
     and the record of the group stay here.
+
+    Writers (one per field): ``offsets`` and ``persisted`` are the offset
+    store's (:mod:`.offsets`); ``consumer`` is the consumer-group commands'
+    (:mod:`.consumer_commands`, and the offset store when it replays the
+    internal topic); the membership and join/sync fields are the classic
+    coordinator's (:mod:`.coordinator`).
     """
 
     group_id: str
@@ -253,7 +259,7 @@ class Group:
             return topics
         if self.protocol_type != "consumer" or self.protocol_name is None or not self.members:
             return None
-        topics: set[str] = set()
+        topics = set()
         for member in self.members.values():
             parsed = parse_subscription(member.metadata(self.protocol_name))
             if parsed is None:

@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from logbroker.broker.config import BrokerConfig
 from logbroker.errors import InvalidConfigError
 
 AUTO_OFFSET_RESET = "share.auto.offset.reset"
@@ -83,7 +84,7 @@ class ShareConfig:
             raise InvalidConfigError("share delivery_count_limit must be at least 1")
 
     @classmethod
-    def from_broker(cls, config) -> ShareConfig:
+    def from_broker(cls, config: BrokerConfig) -> ShareConfig:
         """From a :class:`~logbroker.broker.config.BrokerConfig`."""
         return cls(
             record_lock_duration_ms=config.group_share_record_lock_duration_ms,

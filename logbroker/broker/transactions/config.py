@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from logbroker.broker.config import BrokerConfig
 from logbroker.errors import InvalidConfigError
 
 
@@ -50,7 +51,7 @@ class TransactionConfig:
             raise InvalidConfigError("coordinator_epoch must not be negative")
 
     @classmethod
-    def from_broker(cls, config) -> TransactionConfig:
+    def from_broker(cls, config: BrokerConfig) -> TransactionConfig:
         """From a :class:`~logbroker.broker.config.BrokerConfig` (Kafka's ``transaction.*`` settings)."""
         return cls(
             max_timeout_ms=config.transaction_max_timeout_ms,

@@ -1,17 +1,20 @@
-"""The producer's sender: InitProducerId, draining batches into Produce requests,
-settling answers, retries in sequence order.
+"""The producer's sender: InitProducerId, draining the accumulator into Produce requests,
+settling answers, retries in sequence order, delivery completion.
 
-:class:`Sender` is a mixin of :class:`~logbroker.client.Producer`: the
-producer's state (queues, in-flight counts, producer id and sequences) is
-shared, the sending half of the code lives here. One task (``_sender``)
-closes lingering batches and plans requests per leader; one writer task per
-broker sends that broker's requests in plan order (a partition's batches
-must reach the broker in sequence order, and tasks spawned per request could
-run in any order); one short task per request awaits its answer, so up to
+:class:`Sender` owns what happens to a batch once it leaves the
+:class:`~logbroker.client._accumulator.RecordAccumulator`: the producer id,
+epoch and per-partition sequence numbers (idempotence), the requests in
+flight per broker and per partition, retries, the completion of batches
+(:meth:`Sender.finish`), the producer's counters and the failures not yet
+reported by ``flush()``. One task (:meth:`Sender.run`) closes lingering
+batches and plans requests per leader; one writer task per broker sends
+that broker's requests in plan order (a partition's batches must reach the
+broker in sequence order, and tasks spawned per request could run in any
+order); one short task per request awaits its answer, so up to
 ``max_in_flight`` requests are pipelined per broker.
 
 A transactional producer's batches wait in their queue until their
-partition is in the transaction: ``_drain`` asks the
+partition is in the transaction: the drain asks the
 :class:`~logbroker.client._txn.TransactionManager` (``ready``), and one
 ``_add_partitions`` task at a time sends AddPartitionsToTxn for all the
 partitions waiting. Its answers to Produce go through
@@ -21,19 +24,30 @@ other failure makes the transaction abortable (no producer id reset).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections import deque
+from collections.abc import Iterator
 from typing import Any
 
 import trio
 
-from logbroker.errors import ClientClosedError, KafkaConnectionError, KafkaError, KafkaTimeoutError
+from logbroker.errors import (
+    ClientClosedError,
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    TransactionAbortedError,
+)
 from logbroker.protocol import ApiKey, ErrorCode, to_ms
 
 from . import _wire
+from ._accumulator import RecordAccumulator
 from ._batches import ProducerBatch
 from ._errors import kafka_error, transaction_error
+from ._txn import TransactionManager
+from .cluster import Cluster
+from .config import ProducerConfig
 
 __all__ = ["Sender"]
 
@@ -50,35 +64,195 @@ _REFRESH_CODES = frozenset(
     }
 )
 _RESET_PRODUCER_CODES = frozenset({ErrorCode.unknown_producer_id, ErrorCode.invalid_producer_epoch})
+_TopicPartition = tuple[str, int]
+_Plan = list[ProducerBatch]
 
 
 class Sender:
-    """The sending half of the producer (a mixin; see the module docstring)."""
+    """Drains the accumulator to the brokers (see the module docstring). One trio loop.
 
-    async def _sender(self) -> None:
+    Made with the producer; :meth:`start` gives it the cluster, the producer's
+    background nursery and the transaction manager (if any) and starts :meth:`run`.
+    """
+
+    def __init__(self, config: ProducerConfig, accumulator: RecordAccumulator) -> None:
+        self._config = config
+        self._acc = accumulator
+        self._idempotent = config.idempotence
+        self._codec = config.codec
+        self._cluster: Cluster | None = None
+        self._nursery: trio.Nursery | None = None
+        self._txn: TransactionManager | None = None
+        self._queued_wake = False
+        self._wake = trio.Event()
+        self._flushing = 0
+        self._stopping = False
+        self._closed = False
+        self._need_metadata = False
+        self._refreshing = False
+        self._in_flight: dict[_TopicPartition, int] = {}
+        self._in_flight_batches: set[ProducerBatch] = set()
+        self._node_in_flight: dict[int, int] = {}  # requests planned and not answered, per node
+        self._writers: dict[int, trio.MemorySendChannel[_Plan]] = {}
+        self._producer_id = -1
+        self._producer_epoch = -1
+        self._next_seq: dict[_TopicPartition, int] = {}  # sequence of the next batch sent
+        self._pid_ready = trio.Event()
+        self._reset_pid = False
+        self._fatal: BaseException | None = None
+        self._done = trio.Event()
+        self._failed: list[ProducerBatch] = []  # failed batches not yet reported by flush()
+        self._stats = {"records_sent": 0, "records_failed": 0, "batches_sent": 0, "requests": 0, "retries": 0}
+        if not self._idempotent:
+            self._pid_ready.set()
+
+    def __repr__(self) -> str:
+        return (f"<Sender producer_id={self._producer_id} epoch={self._producer_epoch} "
+                f"in_flight={len(self._in_flight_batches)} requests={self.requests_in_flight()}>")
+
+    # -- the producer's view ------------------------------------------------------------------
+
+    @property
+    def producer_id(self) -> int:
+        return self._producer_id
+
+    @property
+    def producer_epoch(self) -> int:
+        return self._producer_epoch
+
+    @property
+    def fatal(self) -> BaseException | None:
+        """The error that ended the producer (InitProducerId failed for good), else None."""
+        return self._fatal
+
+    def counters(self) -> dict[str, int]:
+        return dict(self._stats)
+
+    def requests_in_flight(self) -> int:
+        return sum(self._node_in_flight.values())
+
+    def in_flight(self) -> list[ProducerBatch]:
+        return list(self._in_flight_batches)
+
+    def wake(self) -> None:
+        """Something changed (a batch opened or closed, an answer came): drain again."""
+        self._wake.set()
+
+    @contextlib.contextmanager
+    def flushing(self) -> Iterator[None]:
+        """While inside, every open batch is closed and sent at once (no linger)."""
+        self._flushing += 1
+        self._wake.set()
+        try:
+            yield
+        finally:
+            self._flushing -= 1
+
+    def take_failures(self) -> list[ProducerBatch]:
+        """The batches that failed since the last call (for ``flush`` to report)."""
+        failed, self._failed = self._failed, []
+        return failed
+
+    def drop_failures(self, error: BaseException) -> None:
+        """Forget the failures with ``error`` (they are seen)."""
+        for batch in self._failed:
+            if batch.error is error:
+                batch.observed = True
+        self._failed = [b for b in self._failed if b.error is not error]
+
+    def use_producer_id(self, producer_id: int, epoch: int) -> None:
+        """A new producer id (a transactional producer's InitProducerId): sequences start over."""
+        self._producer_id = producer_id
+        self._producer_epoch = epoch
+        self._next_seq.clear()
+        self._pid_ready.set()
+        self._wake.set()
+
+    def start(self, nursery: trio.Nursery, cluster: Cluster, txn: TransactionManager | None) -> None:
+        self._nursery = nursery
+        self._cluster = cluster
+        self._txn = txn
+        nursery.start_soon(self.run)
+
+    def stop(self) -> None:
+        """Send what is left, then end :meth:`run` (see :meth:`wait_stopped`)."""
+        self._closed = True
+        self._stopping = True
+        self._wake.set()
+
+    async def wait_stopped(self) -> None:
+        await self._done.wait()
+
+    def fail_unsent(self, error: BaseException) -> None:
+        """Fail the records not sent yet: held for metadata, in open batches, queued."""
+        for topic in self._acc.held_topics():
+            for alone, failure in self._acc.route_held(topic, error):
+                self.fail_unbatched(alone, failure)
+        for batch in self._acc.take_unsent():
+            self.finish(batch, error)
+
+    def abort(self, error: BaseException) -> None:
+        """Fail every record not delivered; stop the background tasks."""
+        self._closed = True
+        self._stopping = True
+        self._acc.stop()
+        self.fail_unsent(error)
+        for batch in list(self._in_flight_batches):
+            self.finish(batch, error)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+
+    # -- completion -------------------------------------------------------------------------------
+
+    def finish(self, batch: ProducerBatch, error: BaseException | None = None,
+               base_offset: int = -1, log_append_time: int = -1) -> None:
+        """Complete (``error`` None) or fail a batch; its memory leaves the buffer."""
+        if batch.done:
+            return
+        if error is None:
+            batch.complete(base_offset, log_append_time)
+            self._stats["records_sent"] += batch.count
+        else:
+            count = batch.count
+            batch.fail(error)
+            self._stats["records_failed"] += count
+            self._failed.append(batch)
+            if self._txn is not None and not isinstance(error, TransactionAbortedError):
+                self._txn.record_failure(error, sent=batch.attempts > 0 or batch in self._in_flight_batches)
+        self._acc.release(batch)
+
+    def fail_unbatched(self, batch: ProducerBatch, error: BaseException) -> None:
+        """Fail a held record that never reached a batch (one record in ``batch``)."""
+        batch.fail(error)
+        self._stats["records_failed"] += 1
+        self._failed.append(batch)
+        if self._txn is not None and isinstance(error, KafkaError) and not isinstance(error, TransactionAbortedError):
+            self._txn.record_failure(error, sent=False)
+
+    # -- the task ------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
         try:
             if self._idempotent and self._txn is None:  # a transactional one waits for init_transactions()
                 await self._init_producer_id()
             while True:
                 self._wake = trio.Event()
                 delay = self._drain(trio.current_time())
-                if self._stopping and not self._open and not any(self._queues.values()) \
-                        and not self._in_flight_batches:
+                if self._stopping and self._acc.is_idle() and not self._in_flight_batches:
                     return
                 if delay > 0:
                     with trio.move_on_after(delay):
                         await self._wake.wait()
         except (KafkaError, ClientClosedError) as exc:  # InitProducerId failed for good
             self._fatal = exc
-            self._limit = -1
-            self._abort(exc)
+            self.abort(exc)
         finally:
-            self._sender_done.set()
+            self._done.set()
 
     async def _init_producer_id(self) -> None:
         """Ask InitProducerId until it answers, for at most ``delivery_timeout_ms``."""
         assert self._cluster is not None
-        deadline = trio.current_time() + self.config.delivery_timeout_ms / 1000
+        deadline = trio.current_time() + self._config.delivery_timeout_ms / 1000
         attempt = 0
         while True:
             attempt += 1
@@ -91,23 +265,21 @@ class Sender:
                     self._producer_id = answer.producer_id
                     self._producer_epoch = answer.producer_epoch
                     self._next_seq.clear()
-                    self._guess_seq.clear()
                     self._pid_ready.set()
                     return
                 error: KafkaError = kafka_error(answer.error_code, context="InitProducerId")
             except (KafkaConnectionError, KafkaTimeoutError) as exc:
                 error = exc
-            if not error.retriable or trio.current_time() + self.config.backoff(attempt) > deadline:
+            if not error.retriable or trio.current_time() + self._config.backoff(attempt) > deadline:
                 raise error
-            await trio.sleep(self.config.backoff(attempt))
+            await trio.sleep(self._config.backoff(attempt))
 
     async def _renew_producer_id(self) -> None:
         try:
             await self._init_producer_id()
         except (KafkaError, ClientClosedError) as exc:
             self._fatal = exc
-            self._limit = -1
-            self._abort(exc)
+            self.abort(exc)
         finally:
             self._reset_pid = False
             self._wake.set()
@@ -115,58 +287,52 @@ class Sender:
     def _drain(self, now: float) -> float:
         """Close lingering batches, fail expired ones, start requests; return seconds to sleep."""
         assert self._nursery is not None and self._cluster is not None
-        next_wake = math.inf
-        urgent = self._flushing or self._stopping or self._buffered >= self._max_buffer
-        for tp, batch in list(self._open.items()):
-            ready_at = batch.created + self._linger
-            if urgent or ready_at <= now:
-                self._close_batch(tp, batch)
-            else:
-                next_wake = min(next_wake, ready_at)
+        acc = self._acc
+        urgent = bool(self._flushing) or self._stopping or acc.full()
+        next_wake = acc.close_lingering(now, urgent)
         if self._reset_pid or not self._pid_ready.is_set():
             return 0.05 if math.isinf(next_wake) else max(0.0, min(next_wake - now, 0.05))
-        if self._cluster.stale and not self._refreshing and self._counts:
+        if self._cluster.stale and not self._refreshing and acc.topics():
             self._need_metadata = True
-        plans: dict[int, list[ProducerBatch]] = {}
+        timeout_ms = self._config.delivery_timeout_ms
+        for expired in acc.pop_expired(now):
+            self.finish(expired, KafkaTimeoutError(
+                f"{expired.count} records for {expired.topic}[{expired.partition}] not delivered within "
+                f"delivery_timeout_ms={timeout_ms}"))
+        plans: dict[int, _Plan] = {}
         plan_bytes: dict[int, int] = {}
-        max_request = self.config.max_request_size
+        max_request = self._config.max_request_size
+        max_in_flight = self._config.max_in_flight
         txn = self._txn
-        for tp, queue in self._queues.items():
-            while queue and queue[0].deadline <= now:
-                expired = queue.popleft()
-                self._finish(expired, KafkaTimeoutError(
-                    f"{expired.count} records for {tp[0]}[{tp[1]}] not delivered within "
-                    f"delivery_timeout_ms={self.config.delivery_timeout_ms}"))
-            if not queue:
-                continue
-            head = queue[0]
+        for tp, head in acc.heads():
             next_wake = min(next_wake, head.deadline)
             if head.retry_at > now:
                 next_wake = min(next_wake, head.retry_at)
                 continue
             if txn is not None and not txn.ready(tp):
                 if txn.error is not None:  # abortable or fenced: this partition will not join
-                    while queue:
-                        self._finish(queue.popleft(), txn.error)
+                    for batch in acc.take_queue(tp):
+                        self.finish(batch, txn.error)
                 continue  # AddPartitionsToTxn first
             in_flight = self._in_flight.get(tp, 0)
-            if in_flight and (head.attempts or in_flight >= self.config.max_in_flight):
+            if in_flight and (head.attempts or in_flight >= max_in_flight):
                 continue  # a retrying partition sends one batch at a time
             node = self._cluster.leader(tp[0], tp[1])
             if node < 0:
                 self._need_metadata = True
                 next_wake = min(next_wake, now + 0.05)
                 continue
-            if self._node_in_flight.get(node, 0) >= self.config.max_in_flight:
+            if self._node_in_flight.get(node, 0) >= max_in_flight:
                 continue
             planned = plan_bytes.get(node, 0)
-            if planned and planned + len(head.data) > max_request:  # type: ignore[arg-type]
+            size = head.size
+            if planned and planned + size > max_request:
                 next_wake = now  # send the rest in the next request
                 continue
-            queue.popleft()
+            acc.pop_head(tp)
             self._assign_sequence(tp, head)
             plans.setdefault(node, []).append(head)
-            plan_bytes[node] = planned + len(head.data)  # type: ignore[arg-type]
+            plan_bytes[node] = planned + size
         for node, batches in plans.items():
             self._node_in_flight[node] = self._node_in_flight.get(node, 0) + 1
             for batch in batches:
@@ -183,6 +349,21 @@ class Sender:
             self._nursery.start_soon(self._refresh_metadata)
         return max(0.0, next_wake - now) if not math.isinf(next_wake) else math.inf
 
+    async def _refresh_metadata(self) -> None:
+        assert self._cluster is not None
+        try:
+            topics = self._acc.topics()
+            meta = await self._cluster.refresh(topics)
+            for topic in topics:
+                info = meta.topics.get(topic)
+                if info is not None and not info.error_code and info.partitions:
+                    self._acc.set_partitions(topic, len(info.partitions))
+        except (KafkaError, ClientClosedError) as exc:
+            log.debug("metadata refresh failed: %s", exc)
+        finally:
+            self._refreshing = False
+            self._wake.set()
+
     async def _add_partitions(self) -> None:
         """AddPartitionsToTxn for the partitions waiting to join; their batches go out after."""
         txn = self._txn
@@ -195,36 +376,34 @@ class Sender:
             failed, txn.pending = txn.pending, set()
             error = txn.error or exc
             for tp in failed:  # these partitions will not join: their batches fail now
-                queue = self._queues.get(tp)
-                while queue:
-                    self._finish(queue.popleft(), error)
+                for batch in self._acc.take_queue(tp):
+                    self.finish(batch, error)
         finally:
             txn.done_adding()
             self._wake.set()
 
-    def _assign_sequence(self, tp: tuple[str, int], batch: ProducerBatch) -> None:
+    def _assign_sequence(self, tp: _TopicPartition, batch: ProducerBatch) -> None:
         """Stamp producer id and sequence on the first send (retries keep theirs)."""
         if not self._idempotent:
+            batch.stamp(-1, -1, -1)
             return
         if batch.attempts and batch.producer_id == self._producer_id and batch.producer_epoch == self._producer_epoch:
             return
         seq = self._next_seq.get(tp, 0)
         batch.stamp(self._producer_id, self._producer_epoch, seq)
         self._next_seq[tp] = (seq + batch.count) & 0x7FFFFFFF
-        if self._guess_seq.get(tp, 0) < self._next_seq[tp] and tp not in self._open:
-            self._guess_seq[tp] = self._next_seq[tp]
 
-    def _request_writer(self, node: int) -> trio.MemorySendChannel:
+    def _request_writer(self, node: int) -> trio.MemorySendChannel[_Plan]:
         """The channel of ``node``'s writer task, started on first use."""
         channel = self._writers.get(node)
         if channel is None:
             assert self._nursery is not None
-            channel, receive = trio.open_memory_channel(self.config.max_in_flight)
+            channel, receive = trio.open_memory_channel[_Plan](self._config.max_in_flight)
             self._writers[node] = channel
             self._nursery.start_soon(self._write_requests, node, receive)
         return channel
 
-    async def _write_requests(self, node: int, requests: trio.MemoryReceiveChannel) -> None:
+    async def _write_requests(self, node: int, requests: trio.MemoryReceiveChannel[_Plan]) -> None:
         """Send ``node``'s Produce requests one after the other, in the order they were planned.
 
         Sequence numbers require that a partition's batches reach the broker in
@@ -233,19 +412,21 @@ class Sender:
         stay pipelined.
         """
         assert self._cluster is not None and self._nursery is not None
-        acks = self.config.acks
+        config = self._config
+        acks = config.acks
         async for batches in requests:
             try:
                 by_topic: dict[str, list[tuple[int, bytes]]] = {}
                 for batch in batches:
-                    by_topic.setdefault(batch.topic, []).append((batch.partition, batch.data))  # type: ignore[arg-type]
+                    assert batch.data is not None  # stamped when planned
+                    by_topic.setdefault(batch.topic, []).append((batch.partition, batch.data))
                 conn = await self._cluster.connection(node)
                 version = conn.version(ApiKey.PRODUCE)
                 if self._codec == 4 and version < 7:
                     raise KafkaError(f"node {node} cannot take zstd (Produce v{version} < 7)",
                                      code=ErrorCode.unsupported_compression_type)
-                body = _wire.produce_request(version, acks, self.config.request_timeout_ms, by_topic,
-                                             self.config.transactional_id)
+                body = _wire.produce_request(version, acks, config.request_timeout_ms, by_topic,  # type: ignore[arg-type]  # acks is normalised to an int by ProducerConfig
+                                             config.transactional_id)
                 self._stats["requests"] += 1
                 slot = await conn.send(ApiKey.PRODUCE, version, body, expect_response=acks != 0)
             except (KafkaConnectionError, KafkaTimeoutError) as exc:
@@ -256,18 +437,18 @@ class Sender:
                 continue
             except (KafkaError, ClientClosedError) as exc:
                 for batch in batches:
-                    self._finish(batch, exc)
+                    self.finish(batch, exc)
                 self._request_done(node, batches)
                 continue
             self._stats["batches_sent"] += len(batches)
             if slot is None:  # acks=0: no answer will come
                 for batch in batches:
-                    self._finish(batch)
+                    self.finish(batch)
                 self._request_done(node, batches)
                 continue
             self._nursery.start_soon(self._await_answer, node, conn, slot, batches)
 
-    async def _await_answer(self, node: int, conn: Any, slot: Any, batches: list[ProducerBatch]) -> None:
+    async def _await_answer(self, node: int, conn: Any, slot: Any, batches: _Plan) -> None:
         try:
             try:
                 answer = await conn.answer(slot)
@@ -278,13 +459,13 @@ class Sender:
                 return
             except (KafkaError, ClientClosedError) as exc:
                 for batch in batches:
-                    self._finish(batch, exc)
+                    self.finish(batch, exc)
                 return
             self._settle(batches, answer)
         finally:
             self._request_done(node, batches)
 
-    def _request_done(self, node: int, batches: list[ProducerBatch]) -> None:
+    def _request_done(self, node: int, batches: _Plan) -> None:
         self._node_in_flight[node] -= 1
         for batch in batches:
             tp = (batch.topic, batch.partition)
@@ -292,8 +473,8 @@ class Sender:
             self._in_flight_batches.discard(batch)
         self._wake.set()
 
-    def _settle(self, batches: list[ProducerBatch], answer: Any) -> None:
-        results: dict[tuple[str, int], Any] = {}
+    def _settle(self, batches: _Plan, answer: Any) -> None:
+        results: dict[_TopicPartition, Any] = {}
         for topic in answer.responses:
             for p in topic.partition_responses:
                 results[(topic.name, p.index)] = p
@@ -306,7 +487,7 @@ class Sender:
             code = p.error_code
             if code == ErrorCode.none or code == ErrorCode.duplicate_sequence_number:
                 lat = p.log_append_time
-                self._finish(batch, None, p.base_offset, to_ms(lat) if lat is not None else -1)
+                self.finish(batch, None, p.base_offset, to_ms(lat) if lat is not None else -1)
                 continue
             message = getattr(p, "error_message", None)
             context = f"produce to {batch.topic}[{batch.partition}]"
@@ -332,8 +513,8 @@ class Sender:
 
     def _earlier_batch_retrying(self, batch: ProducerBatch) -> bool:
         tp = (batch.topic, batch.partition)
-        queue = self._queues.get(tp)
-        if queue and queue[0].order < batch.order:
+        head = self._acc.head(tp)
+        if head is not None and head.order < batch.order:
             return True
         return any(
             other.order < batch.order and (other.topic, other.partition) == tp
@@ -349,17 +530,11 @@ class Sender:
     def _retry_or_fail(self, batch: ProducerBatch, error: KafkaError) -> None:
         now = trio.current_time()
         batch.attempts += 1
-        if (not getattr(error, "retriable", False) or batch.attempts > self.config.retries
+        if (not getattr(error, "retriable", False) or batch.attempts > self._config.retries
                 or now >= batch.deadline or self._stopping and self._closed):
-            self._finish(batch, error)
+            self.finish(batch, error)
             return
         self._stats["retries"] += 1
-        batch.retry_at = now + self.config.backoff(batch.attempts)
-        tp = (batch.topic, batch.partition)
-        queue = self._queues.setdefault(tp, deque())
-        queue.append(batch)
-        if len(queue) > 1 and queue[-2].order > batch.order:
-            ordered = sorted(queue, key=lambda b: b.order)
-            queue.clear()
-            queue.extend(ordered)
+        batch.retry_at = now + self._config.backoff(batch.attempts)
+        self._acc.reenqueue(batch)
         log.debug("retrying %r after %s", batch, error)

@@ -51,51 +51,41 @@ Transactions::
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import time
-from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import trio
 
 from logbroker.errors import (
     ClientClosedError,
     KafkaError,
     KafkaTimeoutError,
-    RecordTooLargeError,
     TransactionAbortableError,
     TransactionAbortedError,
     TransactionStateError,
-    UnknownTopicOrPartitionError,
 )
-from logbroker.records import BatchBuilder
 
-from ._batches import Delivery, ProducerBatch
+from ._accumulator import RECORD_OVERHEAD, RecordAccumulator
+from ._batches import BulkDelivery, Delivery, PartitionRange, SendManyResult
+from ._encode import Column, as_bytes, encode_headers
 from ._sender import Sender
 from ._tasks import close_background, open_background
 from ._txn import TransactionManager, TxnState
 from .cluster import Cluster
 from .config import ProducerConfig
-from .partitioner import PARTITIONERS, StickyPartitions, hashes_empty_key
 from .types import ConsumerGroupMetadata, RecordMetadata, TopicPartition
 
-__all__ = ["Producer", "ProducerStatistics"]
+__all__ = ["BulkDelivery", "PartitionRange", "Producer", "ProducerStatistics", "SendManyResult"]
 
 log = logging.getLogger("logbroker.client.producer")
 
 _time_ns = time.time_ns
 _YIELD_MASK = 0xFF  # send() checkpoints once per 256 calls
-_RECORD_OVERHEAD = 24  # an upper bound of a small record's varints and attributes
-
-
-def _as_bytes(obj: Any, what: str) -> bytes:
-    if isinstance(obj, str):
-        return obj.encode("utf-8")
-    if isinstance(obj, (bytearray, memoryview)):
-        return bytes(obj)
-    raise TypeError(f"record {what} must be bytes, str or None, not {type(obj).__name__}")
+_NO_HEADERS = b"\x00"
+_BULK_STEP_BYTES = 1 << 20  # send_many appends this much at a time, checking the buffer in between
 
 
 class ProducerStatistics:
@@ -112,7 +102,28 @@ class ProducerStatistics:
         return "ProducerStatistics(" + ", ".join(f"{n}={getattr(self, n)}" for n in self.__slots__) + ")"
 
 
-class Producer(Sender):
+def _bulk_columns(values: Any, keys: Any) -> tuple[Column | None, Column]:
+    """``send_many``'s values and keys as columns; TypeError/ValueError for anything else."""
+    if isinstance(values, np.ndarray):
+        if values.ndim != 2 or values.dtype != np.uint8:
+            raise ValueError(f"send_many values as an array must be 2-D uint8 (one row per record), "
+                             f"not {values.ndim}-D {values.dtype}")
+        value_column = Column.from_rows(values)
+    elif isinstance(values, (str, bytes, bytearray, memoryview)) or not isinstance(values, Sequence):
+        raise TypeError(f"send_many values must be a sequence of bytes or a 2-D uint8 array, "
+                        f"not {type(values).__name__}")
+    else:
+        value_column = Column.from_items(values, "value")
+    if keys is None:
+        return None, value_column
+    if isinstance(keys, (str, bytes, bytearray, memoryview, np.ndarray)) or not isinstance(keys, Sequence):
+        raise TypeError(f"send_many keys must be a sequence of bytes (or None), not {type(keys).__name__}")
+    if len(keys) != value_column.count:
+        raise ValueError(f"send_many got {len(keys)} keys for {value_column.count} values")
+    return Column.from_items(keys, "key"), value_column
+
+
+class Producer:
     """An async Kafka producer. Use as ``async with Producer(bootstrap, **options)``.
 
     Options are the fields of :class:`~logbroker.client.ProducerConfig`
@@ -123,69 +134,46 @@ class Producer(Sender):
     per connection) live in a nursery opened by ``async with``; leaving it
     normally flushes first, leaving it by an exception fails whatever is
     still buffered with ClientClosedError.
+
+    The producer is three parts, each the one owner of its state: the
+    :class:`~logbroker.client._accumulator.RecordAccumulator` (``accumulator``:
+    partitions, open batches, buffer memory), the
+    :class:`~logbroker.client._sender.Sender` (``sender``: requests, retries,
+    sequence numbers, completion) and, with ``transactional_id``, the
+    :class:`~logbroker.client._txn.TransactionManager`. The producer itself
+    keeps the lifecycle and the metadata loads.
     """
 
     def __init__(self, bootstrap: str | None = None, *, config: ProducerConfig | None = None,
-                 connector=None, **options: Any) -> None:
+                 connector: Any = None, **options: Any) -> None:
         if config is None:
             config = ProducerConfig.from_options(bootstrap, options)
         elif options or bootstrap is not None:
             raise TypeError("pass either config= or options, not both")
         self.config = config
         self._connector = connector
-        self._codec = config.codec
-        self._hash = PARTITIONERS[config.partitioner]
-        self._hash_empty = hashes_empty_key(config.partitioner)
-        self._sticky = StickyPartitions()
-        self._batch_size = config.batch_size
-        self._linger = config.linger_ms / 1000
-        self._max_buffer = config.max_buffer_bytes
-        self._idempotent = config.idempotence
-        # state
         self._cluster: Cluster | None = None
         self._nursery: trio.Nursery | None = None
         self._stack: contextlib.AsyncExitStack | None = None
-        self._counts: dict[str, int] = {}  # topic -> partitions, from metadata
         self._loading: set[str] = set()
-        self._open: dict[tuple[str, int], ProducerBatch] = {}
-        self._sticky_open: dict[str, ProducerBatch] = {}  # topic -> open batch of its sticky partition
-        self._held: dict[str, tuple[ProducerBatch, list]] = {}  # records waiting for metadata
-        self._failed: list[ProducerBatch] = []  # failed batches not yet reported by flush()
-        self._queues: dict[tuple[str, int], deque[ProducerBatch]] = {}
-        self._in_flight: dict[tuple[str, int], int] = {}
-        self._in_flight_batches: set[ProducerBatch] = set()
-        self._node_in_flight: dict[int, int] = {}  # requests planned and not answered, per node
-        self._writers: dict[int, trio.MemorySendChannel] = {}
-        self._order = itertools.count()
-        self._buffered = 0
-        self._space = trio.Event()
-        self._wake = trio.Event()
-        self._flushing = 0
-        self._need_metadata = False
-        self._refreshing = False
-        self._producer_id = -1
-        self._producer_epoch = -1
-        self._next_seq: dict[tuple[str, int], int] = {}  # sequence of the next batch sent
-        self._guess_seq: dict[tuple[str, int], int] = {}  # sequence of the next batch opened
-        self._pid_ready = trio.Event()
-        self._reset_pid = False
-        self._fatal: BaseException | None = None
         self._sends = 0
         self._closed = False
-        self._limit = -1  # max_buffer_bytes while usable; -1 (refuse everything) before start and after close
-        self._stopping = False
-        self._sender_done = trio.Event()
-        self._stats = {"records_sent": 0, "records_failed": 0, "batches_sent": 0, "requests": 0, "retries": 0}
         self._txn: TransactionManager | None = None  # made on entry when transactional_id is set
-        if not self._idempotent:
-            self._pid_ready.set()
+        # composition: the sender drains what the accumulator holds; the accumulator wakes it
+        self._accumulator = RecordAccumulator(config, self._wake_sender)
+        self._sender = Sender(config, self._accumulator)
+        self._sticky_batch = self._accumulator.sticky_batch  # the fast path's lookup (a dict's get)
+
+    def _wake_sender(self) -> None:
+        self._sender.wake()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._nursery else "not started"
+        acc = self._accumulator
         return (
-            f"<Producer {state} bootstrap={self.config.bootstrap!r} buffered={self._buffered}B "
-            f"open_batches={len(self._open)} queued={sum(map(len, self._queues.values()))} "
-            f"in_flight={len(self._in_flight_batches)} producer_id={self._producer_id}"
+            f"<Producer {state} bootstrap={self.config.bootstrap!r} buffered={acc.buffered}B "
+            f"open_batches={acc.open_count()} queued={acc.queued_count()} "
+            f"in_flight={len(self._sender.in_flight())} producer_id={self._sender.producer_id}"
             + (f" transaction={self._txn.state.value}>" if self._txn is not None else ">")
         )
 
@@ -202,14 +190,15 @@ class Producer(Sender):
                                     allow_auto_create=self.config.allow_auto_create_topics)
             if self.config.transactional_id is not None:
                 self._txn = TransactionManager(self.config, self._cluster)
-            self._nursery.start_soon(self._sender)
-            self._limit = self._max_buffer
+            self._sender.start(self._nursery, self._cluster, self._txn)
+            self._accumulator.start()
         except BaseException:
             await self._stack.__aexit__(None, None, None)
             raise
         return self
 
-    async def __aexit__(self, exc_type, exc, tb) -> bool:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: Any) -> bool:
         try:
             if exc is None or isinstance(exc, Exception):
                 await self.close()
@@ -241,14 +230,13 @@ class Producer(Sender):
             flushed = True
         finally:
             self._closed = True
-            self._limit = -1
-            self._stopping = True
-            self._wake.set()
+            self._accumulator.stop()
+            self._sender.stop()
             if self._nursery is not None:
                 with trio.CancelScope(shield=True):
                     if flushed:  # the sender ends once the last answers are settled
                         with trio.move_on_after(self.config.request_timeout_ms / 1000):
-                            await self._sender_done.wait()
+                            await self._sender.wait_stopped()
                     self._abort(ClientClosedError("the producer is closed"))
                     if self._cluster is not None:
                         await self._cluster.aclose()
@@ -256,17 +244,12 @@ class Producer(Sender):
     def _abort(self, error: BaseException) -> None:
         """Fail every record not yet delivered; stop the background tasks."""
         self._closed = True
-        self._limit = -1
-        self._stopping = True
-        self._fail_unsent(error)
-        for batch in list(self._in_flight_batches):
-            self._finish(batch, error)
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+        self._sender.abort(error)
 
     def _check_usable(self) -> None:
-        if self._fatal is not None:
-            raise self._fatal
+        fatal = self._sender.fatal
+        if fatal is not None:
+            raise fatal
         if self._closed:
             raise ClientClosedError("the producer is closed")
         if self._nursery is None:
@@ -281,7 +264,7 @@ class Producer(Sender):
         key: bytes | str | None = None,
         *,
         partition: int | None = None,
-        headers=(),
+        headers: Any = (),
         timestamp_ms: int | None = None,
     ) -> None:
         """Queue one record without waiting, fire and forget (the fast path).
@@ -298,138 +281,45 @@ class Producer(Sender):
         :raises ClientClosedError: the producer is closed.
         :raises TransactionStateError: a transactional producer outside a transaction.
         """
-        if self._buffered >= self._limit:
-            self._refuse()
         if key is None and partition is None and not headers and timestamp_ms is None \
                 and value.__class__ is bytes:
-            # The hot path: a keyless record joins its topic's open sticky batch;
-            # the batch builder stamps the time.
-            batch = self._sticky_open.get(topic)
-            if batch is not None:
-                room = batch.room - _RECORD_OVERHEAD - len(value)  # type: ignore[arg-type]
-                if room >= 0:
-                    batch.append(value)
-                    batch.count += 1
-                    batch.room = room
-                    return
+            # The hot path: a keyless record joins its topic's open sticky batch (which
+            # exists only while the buffer has room); the batch stamps the time.
+            batch = self._sticky_batch(topic)
+            if batch is not None and batch.add(value):
+                return
         self._enqueue(topic, value, key, partition, headers, timestamp_ms)
 
-    def _enqueue(self, topic: str, value, key, partition: int | None, headers,
+    def _enqueue(self, topic: str, value: Any, key: Any, partition: int | None, headers: Any,
                  timestamp_ms: int | None) -> Delivery:
         """Queue one record; return its Delivery. Raises as :meth:`send_nowait`."""
-        if self._buffered >= self._limit:
+        acc = self._accumulator
+        if acc.refusing():
             self._refuse()
         if self._txn is not None:
             self._txn.check_send()
         if value is not None and value.__class__ is not bytes:
-            value = _as_bytes(value, "value")
+            value = as_bytes(value, "value")
+        if key is not None and key.__class__ is not bytes:
+            key = as_bytes(key, "key")
         if timestamp_ms is None:
             timestamp_ms = _time_ns() // 1_000_000
-        if key is None and partition is None and not headers:
-            batch = self._sticky_open.get(topic)
-            if batch is not None:
-                room = batch.room - (_RECORD_OVERHEAD if value is None else _RECORD_OVERHEAD + len(value))
-                if room >= 0:
-                    batch.append(value, None, (), timestamp_ms)
-                    index = batch.count
-                    batch.count = index + 1
-                    batch.room = room
-                    return Delivery(batch, index, timestamp_ms)
-        elif key is not None and key.__class__ is not bytes:
-            key = _as_bytes(key, "key")
-        size = _RECORD_OVERHEAD + (len(value) if value is not None else 0) + (len(key) if key is not None else 0)
+        encoded = encode_headers(headers) if headers else _NO_HEADERS
+        size = RECORD_OVERHEAD + (len(value) if value is not None else 0) + (len(key) if key is not None else 0)
         if headers:
-            size += sum(len(h[0]) + (len(h[1]) if h[1] is not None else 0) + 10 for h in headers)
-        n = self._counts.get(topic)
+            size += len(encoded) + 10
+        n = acc.partitions(topic)
         if n is None:
-            return self._hold(topic, value, key, partition, headers, timestamp_ms, size)
-        batch, index = self._append(topic, n, value, key, partition, headers, timestamp_ms, size)
+            delivery = acc.hold(topic, value, key, partition, encoded, timestamp_ms, size)
+            self._want_topic(topic)
+            return delivery
+        batch, index = acc.append(topic, n, value, key, partition, encoded, timestamp_ms, size)
         return Delivery(batch, index, timestamp_ms)
 
     def _refuse(self) -> None:
-        """Why send_nowait cannot take a record: closed or failed (raises that), else full."""
+        """Why the producer cannot take a record: closed or failed (raises that), else full."""
         self._check_usable()
         raise trio.WouldBlock
-
-    def _append(self, topic: str, n: int, value, key, partition, headers, timestamp_ms: int,
-                size: int) -> tuple[ProducerBatch, int]:
-        """Add a record to its partition's open batch; return the batch and the record's index."""
-        sticky = False
-        if partition is None:
-            if key is None or (not key and not self._hash_empty):
-                partition = self._sticky.get(topic, n)
-                sticky = True
-            else:
-                partition = self._hash(key, n)
-        elif not 0 <= partition < n:
-            raise UnknownTopicOrPartitionError(f"{topic!r} has {n} partitions, not {partition + 1}")
-        tp = (topic, partition)
-        batch = self._open.get(tp)
-        if batch is not None and batch.room < size:
-            self._close_batch(tp, batch)
-            if sticky:  # closing moved the sticky partition
-                partition = self._sticky.get(topic, n)
-                tp = (topic, partition)
-            batch = self._open.get(tp)
-            if batch is not None and batch.room < size:
-                self._close_batch(tp, batch)
-                batch = None
-        if batch is None:
-            batch = self._new_batch(tp, size)
-        if sticky:
-            self._sticky_open[topic] = batch
-        batch.append(value, key, headers, timestamp_ms)  # type: ignore[misc]
-        index = batch.count
-        batch.count = index + 1
-        batch.room -= size
-        return batch, index
-
-    def _hold(self, topic: str, value, key, partition, headers, timestamp_ms: int, size: int) -> Delivery:
-        """Keep a record until ``topic``'s metadata arrives (see :meth:`_route_held`)."""
-        entry = self._held.get(topic)
-        if entry is None:
-            now = trio.current_time()
-            holder = ProducerBatch(topic, -1, None, order=next(self._order), created=now,  # type: ignore[arg-type]
-                                   deadline=now + self.config.max_block_ms / 1000,
-                                   producer_id=-1, producer_epoch=-1, base_sequence=-1)
-            entry = self._held[topic] = (holder, [])
-        holder, items = entry
-        delivery = Delivery(holder, len(items), timestamp_ms)
-        items.append((value, key, partition, headers, timestamp_ms, size, delivery))
-        holder.accounted += size
-        self._buffered += size
-        self._want_topic(topic)
-        return delivery
-
-    def _route_held(self, topic: str, error: BaseException | None = None) -> None:
-        """Metadata for ``topic`` arrived (or failed with ``error``): move its held records."""
-        entry = self._held.pop(topic, None)
-        if entry is None:
-            return
-        holder, items = entry
-        self._buffered -= holder.accounted
-        holder.accounted = 0
-        n = self._counts.get(topic)
-        for value, key, partition, headers, timestamp_ms, size, delivery in items:
-            if error is None and n is not None:
-                try:
-                    delivery._batch, delivery._index = self._append(topic, n, value, key, partition, headers,
-                                                                    timestamp_ms, size)
-                    continue
-                except (UnknownTopicOrPartitionError, RecordTooLargeError) as exc:
-                    failure: BaseException = exc
-            else:
-                failure = error or UnknownTopicOrPartitionError(f"no metadata for {topic!r}")
-            alone = ProducerBatch(topic, -1, None, order=holder.order, created=holder.created,  # type: ignore[arg-type]
-                                  deadline=holder.deadline, producer_id=-1, producer_epoch=-1, base_sequence=-1)
-            alone.fail(failure)
-            self._stats["records_failed"] += 1
-            self._failed.append(alone)
-            if self._txn is not None and isinstance(failure, KafkaError) \
-                    and not isinstance(failure, TransactionAbortedError):
-                self._txn.record_failure(failure, sent=False)
-            delivery._batch, delivery._index = alone, 0
-        holder.complete(-1)  # wakes waiters; their deliveries now point at real batches
 
     async def send(
         self,
@@ -438,7 +328,7 @@ class Producer(Sender):
         key: bytes | str | None = None,
         *,
         partition: int | None = None,
-        headers=(),
+        headers: Any = (),
         timestamp_ms: int | None = None,
     ) -> Delivery:
         """Queue one record, waiting for buffer space and topic metadata; return its :class:`Delivery`.
@@ -463,32 +353,165 @@ class Producer(Sender):
         self._sends += 1
         if not self._sends & _YIELD_MASK:  # let the sender (and everyone else) run now and then
             await trio.lowlevel.checkpoint()
-        if topic in self._counts:  # else wait for metadata first: errors surface here
+        acc = self._accumulator
+        if acc.partitions(topic) is not None:  # else wait for metadata first: errors surface here
             try:
                 return self._enqueue(topic, value, key, partition, headers, timestamp_ms)
             except trio.WouldBlock:
                 pass
         with trio.move_on_after(self.config.max_block_ms / 1000) as scope:
             while True:
-                self._check_usable()
-                if topic not in self._counts:
-                    await self._load_topic(topic)
-                    continue
-                if self._buffered >= self._max_buffer:
-                    self._wake.set()
-                    if self._space.is_set():
-                        self._space = trio.Event()
-                    await self._space.wait()
-                    continue
+                await self._wait_until_ready(topic)
                 return self._enqueue(topic, value, key, partition, headers, timestamp_ms)
         assert scope.cancelled_caught
-        what = "metadata" if topic not in self._counts else "buffer space"
+        what = "metadata" if acc.partitions(topic) is None else "buffer space"
         raise KafkaTimeoutError(f"no {what} for {topic!r} within max_block_ms={self.config.max_block_ms}")
+
+    async def _wait_until_ready(self, topic: str) -> None:
+        """Return once ``topic``'s metadata is loaded and the buffer is below ``max_buffer_bytes``.
+
+        :raises: as :meth:`_check_usable` and :meth:`_load_topic`.
+        """
+        acc = self._accumulator
+        while True:
+            self._check_usable()
+            if acc.partitions(topic) is None:
+                await self._load_topic(topic)
+                continue
+            if acc.full():
+                self._sender.wake()
+                await acc.wait_for_space()
+                continue
+            return
 
     async def send_and_wait(self, topic: str, value: bytes | str | None, key: bytes | str | None = None,
                             **kwargs: Any) -> RecordMetadata:
         """``send`` then wait for the delivery; returns its RecordMetadata."""
         return await (await self.send(topic, value, key, **kwargs))
+
+    # -- sending in bulk ------------------------------------------------------------------
+
+    def send_many_nowait(
+        self,
+        topic: str,
+        values: Any,
+        *,
+        keys: Sequence[bytes | str | None] | None = None,
+        partition: int | None = None,
+        headers: Any = None,
+        timestamp_ms: int | None = None,
+    ) -> BulkDelivery:
+        """Queue many records in one call without waiting; return one :class:`BulkDelivery`.
+
+        Arguments as for :meth:`send_many`. Unlike :meth:`send_nowait` it
+        takes the records only if the topic's metadata is loaded and the
+        whole call fits in the free buffer; otherwise nothing is queued.
+
+        :raises trio.WouldBlock: metadata not loaded yet (its load starts) or
+            not enough buffer space; ``await send_many(...)`` waits instead.
+        :raises: the argument errors of :meth:`send_many`, and as :meth:`send_nowait`.
+        """
+        key_column, value_column = _bulk_columns(values, keys)
+        acc = self._accumulator
+        if acc.refusing():
+            self._refuse()
+        if self._txn is not None:
+            self._txn.check_send()
+        n = acc.partitions(topic)
+        if n is None:
+            self._check_usable()
+            self._want_topic(topic)
+            raise trio.WouldBlock
+        encoded, stamp = self._bulk_common(headers, timestamp_ms)
+        size = int(value_column.sizes().sum()) + value_column.count * (RECORD_OVERHEAD + len(encoded))
+        if key_column is not None:
+            size += int(key_column.sizes().sum())
+        if not acc.has_room(size):
+            raise trio.WouldBlock
+        bulk = BulkDelivery(topic, stamp)
+        acc.append_many(topic, n, key_column, value_column, partition, encoded, stamp, bulk)
+        return bulk
+
+    @staticmethod
+    def _bulk_common(headers: Any, timestamp_ms: int | None) -> tuple[bytes, int]:
+        encoded = encode_headers(headers) if headers else _NO_HEADERS
+        if timestamp_ms is None:
+            timestamp_ms = _time_ns() // 1_000_000
+        elif not isinstance(timestamp_ms, int):
+            raise TypeError(f"timestamp_ms must be an int, not {type(timestamp_ms).__name__}")
+        return encoded, timestamp_ms
+
+    async def send_many(
+        self,
+        topic: str,
+        values: Any,
+        *,
+        keys: Sequence[bytes | str | None] | None = None,
+        partition: int | None = None,
+        headers: Any = None,
+        timestamp_ms: int | None = None,
+    ) -> BulkDelivery:
+        """Queue many records in one call; return one :class:`BulkDelivery` for all of them.
+
+        ``values`` is a sequence of bytes (``str`` is UTF-8 encoded, None a
+        null value) or a 2-D numpy ``uint8`` array of fixed-size values, one
+        row per record. ``keys``, if given, is a sequence of the same length
+        (bytes, str or None); ``headers`` (as for :meth:`send`) and
+        ``timestamp_ms`` (default: now) apply to every record. Partitioning is
+        as for :meth:`send`: ``partition``, else each key hashed, else the
+        sticky partition. Records to one partition keep the call's order.
+
+        The records are encoded in bulk (numpy), with no Python call per
+        record: much cheaper per record than :meth:`send_nowait` for large
+        calls. ``await (await producer.send_many(...))`` waits for delivery and
+        returns a :class:`SendManyResult` (the offsets as ranges per partition).
+
+        Waits for metadata and, between chunks of about 1 MiB, for buffer space
+        (at most ``max_block_ms`` each). Cancelling it may leave a prefix of the
+        records queued (the returned handle is then lost; ``flush`` still
+        reports failures).
+
+        :raises TypeError: ``values`` or ``keys`` of another type (or an item of one).
+        :raises ValueError: an array that is not 2-D uint8, or keys and values of different lengths.
+        :raises: as :meth:`send`.
+        """
+        key_column, value_column = _bulk_columns(values, keys)
+        encoded, stamp = self._bulk_common(headers, timestamp_ms)
+        bulk = BulkDelivery(topic, stamp)
+        count = value_column.count
+        acc = self._accumulator
+        with trio.move_on_after(self.config.max_block_ms / 1000) as scope:
+            await self._wait_until_ready(topic)
+        if scope.cancelled_caught:
+            what = "metadata" if acc.partitions(topic) is None else "buffer space"
+            raise KafkaTimeoutError(f"no {what} for {topic!r} within max_block_ms={self.config.max_block_ms}")
+        if self._txn is not None:
+            self._txn.check_send()
+        if not count:
+            self._check_usable()
+            return bulk
+        per_record = max(1, (int(value_column.sizes().sum()) if value_column.rows is None
+                             else value_column.rows.size) // count + RECORD_OVERHEAD)
+        step = max(1, _BULK_STEP_BYTES // per_record)
+        done = 0
+        while done < count:
+            stop = min(count, done + step)
+            n = acc.partitions(topic)
+            assert n is not None
+            if acc.refusing():
+                self._check_usable()
+            acc.append_many(topic, n, None if key_column is None else key_column.slice(done, stop),
+                            value_column if (done, stop) == (0, count) else value_column.slice(done, stop),
+                            partition, encoded, stamp, bulk)
+            done = stop
+            if done < count:
+                with trio.move_on_after(self.config.max_block_ms / 1000) as scope:
+                    await trio.lowlevel.checkpoint()  # let the sender work between chunks
+                    await self._wait_until_ready(topic)
+                if scope.cancelled_caught:
+                    raise KafkaTimeoutError(f"no buffer space for {topic!r} within "
+                                            f"max_block_ms={self.config.max_block_ms}")
+        return bulk
 
     # -- transactions ------------------------------------------------------------------
 
@@ -517,16 +540,8 @@ class Producer(Sender):
                 txn.check_fatal()
                 return
             producer_id, epoch = await txn.init_producer_id()
-            self._use_producer_id(producer_id, epoch)
+            self._sender.use_producer_id(producer_id, epoch)
             txn.state = TxnState.READY
-
-    def _use_producer_id(self, producer_id: int, epoch: int) -> None:
-        self._producer_id = producer_id
-        self._producer_epoch = epoch
-        self._next_seq.clear()
-        self._guess_seq.clear()
-        self._pid_ready.set()
-        self._wake.set()
 
     async def begin_transaction(self) -> None:
         """Start a transaction: records sent from now on commit or abort together.
@@ -562,11 +577,12 @@ class Producer(Sender):
         if isinstance(group_metadata, str):
             group_metadata = ConsumerGroupMetadata(group_metadata)
         normalized = {TopicPartition(*tp): offset for tp, offset in offsets.items()}
+        sender = self._sender
         async with txn.lock:
             txn.require("send_offsets_to_transaction", TxnState.IN_TRANSACTION)
             try:
-                await txn.add_offsets(self._producer_id, self._producer_epoch, group_metadata.group_id)
-                await txn.commit_offsets(self._producer_id, self._producer_epoch, normalized, group_metadata)
+                await txn.add_offsets(sender.producer_id, sender.producer_epoch, group_metadata.group_id)
+                await txn.commit_offsets(sender.producer_id, sender.producer_epoch, normalized, group_metadata)
             except KafkaError as exc:
                 if not isinstance(exc, KafkaTimeoutError):
                     txn.record_failure(exc, sent=False)
@@ -586,6 +602,7 @@ class Producer(Sender):
         :raises TransactionStateError: no transaction is open.
         """
         txn = self._transaction_manager()
+        sender = self._sender
         async with txn.lock:
             txn.require("commit_transaction", TxnState.IN_TRANSACTION, TxnState.COMMITTING)
             txn.state = TxnState.COMMITTING
@@ -600,7 +617,7 @@ class Producer(Sender):
                     code=getattr(cause, "code", None)) from cause
             if txn.partitions or txn.offsets_added:
                 try:
-                    await txn.end(self._producer_id, self._producer_epoch, commit=True)
+                    await txn.end(sender.producer_id, sender.producer_epoch, commit=True)
                 except TransactionAbortableError:
                     txn.state = TxnState.ABORTABLE
                     raise
@@ -617,60 +634,41 @@ class Producer(Sender):
         :raises KafkaTimeoutError: the coordinator did not answer in time (call again).
         """
         txn = self._transaction_manager()
+        sender = self._sender
         async with txn.lock:
             txn.require("abort_transaction", TxnState.IN_TRANSACTION, TxnState.ABORTABLE, TxnState.ABORTING,
                         TxnState.COMMITTING)
             txn.state = TxnState.ABORTING
-            self._drop_unsent(TransactionAbortedError("the transaction was aborted before this record was sent"))
+            error = TransactionAbortedError("the transaction was aborted before this record was sent")
+            sender.fail_unsent(error)
+            sender.drop_failures(error)
             await self._settle_transaction_records()
             await txn.wait_added()
             txn.check_fatal()
             if txn.partitions or txn.offsets_added:
-                await txn.end(self._producer_id, self._producer_epoch, commit=False)
+                await txn.end(sender.producer_id, sender.producer_epoch, commit=False)
             if txn.bump_epoch:  # a batch the broker never took used up sequence numbers
-                producer_id, epoch = await txn.init_producer_id(self._producer_id, self._producer_epoch)
-                self._use_producer_id(producer_id, epoch)
-            else:
-                self._guess_seq = dict(self._next_seq)
+                producer_id, epoch = await txn.init_producer_id(sender.producer_id, sender.producer_epoch)
+                sender.use_producer_id(producer_id, epoch)
             txn.completed()
-
-    def _fail_unsent(self, error: BaseException) -> None:
-        """Fail the records not sent yet: held for metadata, in open batches, queued."""
-        for topic in list(self._held):
-            self._route_held(topic, error)
-        for batch in list(self._open.values()):
-            self._finish(batch, error)
-        self._open.clear()
-        self._sticky_open.clear()
-        for queue in self._queues.values():
-            for batch in queue:
-                self._finish(batch, error)
-            queue.clear()
-
-    def _drop_unsent(self, error: BaseException) -> None:
-        """Fail the records not sent yet (held, open, queued) with ``error``; they count as seen."""
-        self._fail_unsent(error)
-        for batch in self._failed:
-            if batch.error is error:
-                batch.observed = True
-        self._failed = [b for b in self._failed if b.error is not error]
 
     async def _settle_transaction_records(self) -> list[BaseException]:
         """Send what is buffered and wait for every batch; return the failures (now seen)."""
-        self._flushing += 1
-        self._wake.set()
-        try:
-            for holder in [holder for holder, _ in self._held.values()]:
-                await holder.wait()
-            for batch in self._pending_batches():
-                await batch.wait()
-        finally:
-            self._flushing -= 1
-        failed, self._failed = self._failed, []
+        await self._wait_pending()
+        failed = self._sender.take_failures()
         errors = [b.error for b in failed if b.error is not None and not isinstance(b.error, TransactionAbortedError)]
         for batch in failed:
             batch.observed = True
-        return errors  # type: ignore[return-value]
+        return errors
+
+    async def _wait_pending(self) -> None:
+        """Send every buffered record now; return once each is delivered or failed."""
+        acc = self._accumulator
+        with self._sender.flushing():
+            for holder in acc.holders():
+                await holder.wait()  # records held for metadata move to real batches
+            for batch in acc.pending() + self._sender.in_flight():
+                await batch.wait()
 
     async def flush(self) -> None:
         """Send every buffered record now and wait until each is delivered or failed.
@@ -684,30 +682,14 @@ class Producer(Sender):
         """
         if self._nursery is None:
             return
-        self._flushing += 1
-        self._wake.set()
-        try:
-            for holder in [holder for holder, _ in self._held.values()]:
-                await holder.wait()  # records held for metadata move to real batches
-            batches = self._pending_batches()
-            for batch in batches:
-                await batch.wait()
-        finally:
-            self._flushing -= 1
-        failed, self._failed = self._failed, []
-        unseen = [b for b in failed if not b.observed]
+        await self._wait_pending()
+        unseen = [b for b in self._sender.take_failures() if not b.observed]
         for batch in unseen:
             batch.observed = True
         if unseen:
-            raise unseen[0].error  # type: ignore[misc]
-
-    def _pending_batches(self) -> list[ProducerBatch]:
-        batches = [holder for holder, _ in self._held.values()]
-        batches.extend(self._open.values())
-        for queue in self._queues.values():
-            batches.extend(queue)
-        batches.extend(self._in_flight_batches)
-        return batches
+            error = unseen[0].error
+            assert error is not None
+            raise error
 
     async def partitions_for(self, topic: str) -> list[int]:
         """The partition numbers of ``topic``, loading its metadata if needed.
@@ -715,74 +697,21 @@ class Producer(Sender):
         :raises UnknownTopicOrPartitionError: the topic does not exist in time.
         """
         self._check_usable()
-        if topic not in self._counts:
+        n = self._accumulator.partitions(topic)
+        if n is None:
             await self._load_topic(topic)
-        return list(range(self._counts[topic]))
+            n = self._accumulator.partitions(topic)
+            assert n is not None
+        return list(range(n))
 
     def statistics(self) -> ProducerStatistics:
+        sender = self._sender
         return ProducerStatistics(
-            **self._stats,
-            buffered_bytes=self._buffered,
-            in_flight_requests=sum(self._node_in_flight.values()),
-            producer_id=self._producer_id,
+            **sender.counters(),
+            buffered_bytes=self._accumulator.buffered,
+            in_flight_requests=sender.requests_in_flight(),
+            producer_id=sender.producer_id,
         )
-
-    # -- batches --------------------------------------------------------------------
-
-    def _new_batch(self, tp: tuple[str, int], size: int) -> ProducerBatch:
-        if size > self.config.max_request_size - 100:
-            raise RecordTooLargeError(
-                f"a record of about {size} bytes exceeds max_request_size={self.config.max_request_size}"
-            )
-        now = trio.current_time()
-        seq = self._guess_seq.get(tp, 0) if self._producer_id >= 0 else -1
-        builder = BatchBuilder(compression=self._codec, producer_id=self._producer_id,
-                               producer_epoch=self._producer_epoch, base_sequence=seq,
-                               transactional=self._txn is not None)
-        batch = ProducerBatch(
-            tp[0], tp[1], builder, order=next(self._order), created=now,
-            deadline=now + self.config.delivery_timeout_ms / 1000, capacity=max(self._batch_size, size),
-            producer_id=self._producer_id, producer_epoch=self._producer_epoch, base_sequence=seq,
-        )
-        self._open[tp] = batch
-        if len(self._open) == 1 or self._linger == 0:
-            self._wake.set()  # the sender may be sleeping without a linger deadline
-        return batch
-
-    def _close_batch(self, tp: tuple[str, int], batch: ProducerBatch) -> None:
-        """Move an open batch to its partition's send queue."""
-        del self._open[tp]
-        if self._sticky_open.get(tp[0]) is batch:
-            del self._sticky_open[tp[0]]
-        batch.close()
-        batch.accounted = batch.buffered
-        self._buffered += batch.accounted
-        if batch.base_sequence >= 0:
-            self._guess_seq[tp] = (batch.base_sequence + batch.count) & 0x7FFFFFFF
-        queue = self._queues.get(tp)
-        if queue is None:
-            queue = self._queues[tp] = deque()
-        queue.append(batch)
-        self._sticky.batch_closed(tp[0], tp[1], self._counts.get(tp[0], 1))
-        self._wake.set()
-
-    def _finish(self, batch: ProducerBatch, error: BaseException | None = None,
-                base_offset: int = -1, log_append_time: int = -1) -> None:
-        if batch.done:
-            return
-        if error is None:
-            batch.complete(base_offset, log_append_time)
-            self._stats["records_sent"] += batch.count
-        else:
-            batch.fail(error)
-            self._stats["records_failed"] += batch.count
-            self._failed.append(batch)
-            if self._txn is not None and not isinstance(error, TransactionAbortedError):
-                self._txn.record_failure(error, sent=batch.attempts > 0 or batch in self._in_flight_batches)
-        self._buffered -= batch.accounted
-        batch.accounted = 0
-        if self._buffered < self._max_buffer:
-            self._space.set()
 
     # -- metadata ---------------------------------------------------------------------
 
@@ -804,19 +733,10 @@ class Producer(Sender):
             raise
         finally:
             self._loading.discard(topic)
-        self._counts[topic] = len(info.partitions)
+        self._accumulator.set_partitions(topic, len(info.partitions))
         self._route_held(topic)
 
-    async def _refresh_metadata(self) -> None:
-        assert self._cluster is not None
-        try:
-            meta = await self._cluster.refresh(self._counts)
-            for topic in self._counts:
-                info = meta.topics.get(topic)
-                if info is not None and not info.error_code and info.partitions:
-                    self._counts[topic] = len(info.partitions)
-        except (KafkaError, ClientClosedError) as exc:
-            log.debug("metadata refresh failed: %s", exc)
-        finally:
-            self._refreshing = False
-            self._wake.set()
+    def _route_held(self, topic: str, error: BaseException | None = None) -> None:
+        for alone, failure in self._accumulator.route_held(topic, error):
+            self._sender.fail_unbatched(alone, failure)
+

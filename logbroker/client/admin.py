@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
 from typing import Any
 
 from logbroker.errors import ClientClosedError, GroupError, KafkaConnectionError, KafkaError, KafkaTimeoutError
@@ -27,20 +29,19 @@ from logbroker.protocol import ApiKey, ErrorCode
 
 import trio
 
-from . import _wire
+from . import _wire, _wire_admin, _wire_share
 from ._errors import kafka_error, raise_for_code
 from ._offsets import EARLIEST, LATEST, list_offsets, timestamp_ms
 from ._tasks import close_background, open_background
-from .assignors import decode_assignment
+from ._wire_admin import ItemError
 from .cluster import Cluster
 from .config import AdminConfig
+from .connection import Connector
 from .types import (
     ConsumerGroupDescription,
-    ConsumerGroupMemberDescription,
     GroupDescription,
     GroupListing,
     LogDirDescription,
-    MemberDescription,
     NewTopic,
     OffsetAndTimestamp,
     ProducerDescription,
@@ -58,13 +59,15 @@ _COORDINATOR_CODES = frozenset(
 )
 OffsetSpec = int | str | datetime.datetime
 """An offset to list or reset to: "earliest", "latest", a datetime, or (for resets) an offset."""
+MakeBody = Callable[[int], Any]
+"""Builds a request body for the negotiated version (a ``_wire`` request function)."""
 
 
 class Admin:
     """An async admin client. Use as ``async with Admin(bootstrap, **options)``."""
 
     def __init__(self, bootstrap: str | None = None, *, config: AdminConfig | None = None,
-                 connector=None, **options: Any) -> None:
+                 connector: Connector | None = None, **options: Any) -> None:
         if config is None:
             config = AdminConfig.from_options(bootstrap, options)
         elif options or bootstrap is not None:
@@ -91,7 +94,8 @@ class Admin:
             raise
         return self
 
-    async def __aexit__(self, exc_type, exc, tb) -> bool:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool:
         try:
             await self.close()
         finally:
@@ -114,8 +118,12 @@ class Admin:
             raise RuntimeError("use the admin client inside 'async with Admin(...)'")
         return self._cluster
 
-    async def _call(self, api_key: ApiKey, make_body, *, node: int | None = None) -> Any:
-        """Send to ``node`` (default: the controller, else any broker), retrying connection errors."""
+    async def _call(self, api_key: ApiKey, make_body: MakeBody, *, node: int | None = None) -> Any:
+        """Send to ``node`` (default: the controller, else any broker), retrying connection errors.
+
+        ``make_body`` is called (once per attempt) before this returns, so a lambda
+        may use the caller's loop variables.
+        """
         cluster = self.cluster
         deadline = trio.current_time() + self.config.request_timeout_ms / 1000
         attempt = 0
@@ -144,16 +152,14 @@ class Admin:
                             ) -> dict[str, KafkaError | None]:
         """Create ``topics``; returns name -> None (created) or the error for that topic."""
         topics = list(topics)
-        rows = [(t.name, t.partitions, t.replication_factor, dict(t.configs)) for t in topics]
+        rows: list[tuple[str, int, int, Mapping[str, str]]] = [
+            (t.name, t.partitions, t.replication_factor, t.configs) for t in topics]
         answer = await self._call(
             ApiKey.CREATE_TOPICS,
             lambda v: _wire.create_topics_request(v, rows, timeout_ms=self.config.operation_timeout_ms,
                                                   validate_only=validate_only),
         )
-        result: dict[str, KafkaError | None] = {}
-        for t in answer.topics:
-            result[t.name] = (kafka_error(t.error_code, getattr(t, "error_message", None), context=f"topic {t.name!r}")
-                              if t.error_code else None)
+        result = {e.name: _topic_error(e) for e in _wire_admin.parse_create_topics(answer)}
         await self.cluster.refresh([t.name for t in topics if result.get(t.name) is None])
         return result
 
@@ -166,7 +172,7 @@ class Admin:
         """
         errors = await self.create_topics([NewTopic(name, partitions, replication_factor, dict(configs or {}))])
         if errors.get(name) is not None:
-            raise errors[name]  # type: ignore[misc]
+            raise errors[name]  # type: ignore[misc]  # mypy does not narrow a dict lookup
 
     async def delete_topics(self, names: Iterable[str]) -> dict[str, KafkaError | None]:
         """Delete topics; returns name -> None (deleted) or the error for that topic."""
@@ -175,17 +181,13 @@ class Admin:
             ApiKey.DELETE_TOPICS,
             lambda v: _wire.delete_topics_request(v, names, timeout_ms=self.config.operation_timeout_ms),
         )
-        result: dict[str, KafkaError | None] = {}
-        for r in answer.responses:
-            result[r.name] = (kafka_error(r.error_code, getattr(r, "error_message", None), context=f"topic {r.name!r}")
-                              if r.error_code else None)
-        return result
+        return {e.name: _topic_error(e) for e in _wire_admin.parse_delete_topics(answer)}
 
     async def delete_topic(self, name: str) -> None:
         """Delete one topic. :raises UnknownTopicOrPartitionError: it does not exist."""
         errors = await self.delete_topics([name])
         if errors.get(name) is not None:
-            raise errors[name]  # type: ignore[misc]
+            raise errors[name]  # type: ignore[misc]  # mypy does not narrow a dict lookup
 
     async def list_topics(self, *, internal: bool = False) -> list[str]:
         """Sorted topic names (internal topics such as __consumer_offsets only if asked)."""
@@ -229,15 +231,9 @@ class Admin:
         answer = await self._call(ApiKey.DESCRIBE_CONFIGS,
                                   lambda v: _wire.describe_configs_request(v, names, keys=wanted))
         result: dict[str, dict[str, str | None]] = {}
-        for r in answer.results:
-            raise_for_code(r.error_code, getattr(r, "error_message", None), context=f"topic {r.resource_name!r}")
-            entries = {}
-            for c in r.configs:
-                source = getattr(c, "config_source", -1)
-                is_default = getattr(c, "is_default", False) or source == 5  # DEFAULT_CONFIG
-                if include_defaults or not is_default:
-                    entries[c.name] = c.value
-            result[r.resource_name] = entries
+        for error, entries in _wire_admin.parse_describe_configs(answer):
+            raise_for_code(error.error_code, error.error_message, context=f"topic {error.name!r}")
+            result[error.name] = {c.name: c.value for c in entries if include_defaults or not c.is_default}
         return result
 
     async def alter_share_group_offsets(self, group_id: str,
@@ -255,10 +251,10 @@ class Admin:
             by_topic[tp.topic].append((tp.partition, offset))
         answer = await self._group_call(group_id, ApiKey.ALTER_SHARE_GROUP_OFFSETS,
                                         lambda v: _wire.alter_share_group_offsets_request(v, group_id, by_topic))
-        raise_for_code(answer.error_code, getattr(answer, "error_message", None), context=f"share group {group_id!r}")
-        for t in answer.responses:
-            for p in t.partitions:
-                raise_for_code(p.error_code, context=f"share group {group_id!r} {t.topic_name}[{p.partition_index}]")
+        group, parts = _wire_share.parse_alter_share_group_offsets(answer, group_id)
+        raise_for_code(group.error_code, group.error_message, context=f"share group {group_id!r}")
+        for p in parts:
+            raise_for_code(p.error_code, context=f"share group {group_id!r} {p.tp.topic}[{p.tp.partition}]")
 
     async def describe_group_configs(self, group_id: str) -> dict[str, str | None]:
         """A share group's configs (``share.auto.offset.reset``,
@@ -266,9 +262,9 @@ class Admin:
         answer = await self._call(ApiKey.DESCRIBE_CONFIGS,
                                   lambda v: _wire.describe_configs_request(v, [group_id], _wire.GROUP_RESOURCE))
         result: dict[str, str | None] = {}
-        for r in answer.results:
-            raise_for_code(r.error_code, getattr(r, "error_message", None), context=f"group {group_id!r}")
-            result.update((c.name, c.value) for c in r.configs)
+        for error, entries in _wire_admin.parse_describe_configs(answer):
+            raise_for_code(error.error_code, error.error_message, context=f"group {group_id!r}")
+            result.update((c.name, c.value) for c in entries)
         return result
 
     async def alter_group_configs(self, group_id: str, configs: Mapping[str, str | None]) -> None:
@@ -279,8 +275,8 @@ class Admin:
         answer = await self._call(ApiKey.INCREMENTAL_ALTER_CONFIGS,
                                   lambda v: _wire.incremental_alter_configs_request(v, group_id, configs,
                                                                                     _wire.GROUP_RESOURCE))
-        for r in answer.responses:
-            raise_for_code(r.error_code, getattr(r, "error_message", None), context=f"group {group_id!r}")
+        for e in _wire_admin.parse_incremental_alter_configs(answer):
+            raise_for_code(e.error_code, e.error_message, context=f"group {group_id!r}")
 
     async def alter_topic(self, name: str, *, partitions: int | None = None,
                           configs: Mapping[str, str | None] | None = None) -> None:
@@ -294,13 +290,13 @@ class Admin:
                 lambda v: _wire.create_partitions_request(v, {name: partitions},
                                                           timeout_ms=self.config.operation_timeout_ms),
             )
-            for r in answer.results:
-                raise_for_code(r.error_code, getattr(r, "error_message", None), context=f"topic {r.name!r}")
+            for e in _wire_admin.parse_create_partitions(answer):
+                raise_for_code(e.error_code, e.error_message, context=f"topic {e.name!r}")
         if configs:
             answer = await self._call(ApiKey.INCREMENTAL_ALTER_CONFIGS,
                                       lambda v: _wire.incremental_alter_configs_request(v, name, configs))
-            for r in answer.responses:
-                raise_for_code(r.error_code, getattr(r, "error_message", None), context=f"topic {r.resource_name!r}")
+            for e in _wire_admin.parse_incremental_alter_configs(answer):
+                raise_for_code(e.error_code, e.error_message, context=f"topic {e.name!r}")
         await self.cluster.refresh([name])
 
     # -- offsets ------------------------------------------------------------------------
@@ -322,12 +318,12 @@ class Admin:
 
     # -- groups ------------------------------------------------------------------------
 
-    async def _group_call(self, group_id: str, api_key: ApiKey, make_body) -> Any:
+    async def _group_call(self, group_id: str, api_key: ApiKey, make_body: MakeBody) -> Any:
         cluster = self.cluster
         for attempt in range(1, 6):
             node = await cluster.coordinator(group_id)
             answer = await self._call(api_key, make_body, node=node)
-            code = _top_code(answer, group_id)
+            code = _wire_admin.top_error_code(answer, group_id)
             if code in _COORDINATOR_CODES:
                 cluster.forget_coordinator(group_id)
                 await trio.sleep(self.config.backoff(attempt))
@@ -346,13 +342,11 @@ class Admin:
         for node in meta.brokers:
             answer = await self._call(ApiKey.LIST_GROUPS, lambda v: _wire.list_groups_request(v, sorted(wanted)),
                                       node=node)
-            raise_for_code(answer.error_code, context="ListGroups")
-            for g in answer.groups:
-                listing = GroupListing(g.group_id, g.protocol_type, getattr(g, "group_state", ""),
-                                       getattr(g, "group_type", "").lower())
-                kind = listing.group_type or ("share" if g.protocol_type == "share" else "classic")
-                if not wanted or kind in wanted:
-                    groups[g.group_id] = listing
+            code, listings = _wire_admin.parse_list_groups(answer)
+            raise_for_code(code, context="ListGroups")
+            for listing in listings:
+                if not wanted or listing.kind in wanted:
+                    groups[listing.group_id] = listing
         return sorted(groups.values(), key=lambda g: g.group_id)
 
     async def describe_groups(self, group_ids: Iterable[str]) -> list[GroupDescription]:
@@ -361,18 +355,9 @@ class Admin:
         for group_id in group_ids:
             answer = await self._group_call(group_id, ApiKey.DESCRIBE_GROUPS,
                                             lambda v: _wire.describe_groups_request(v, [group_id]))
-            for g in answer.groups:
+            for g in _wire_admin.parse_describe_groups(answer):
                 raise_for_code(g.error_code, context=f"group {g.group_id!r}")
-                members = []
-                for m in g.members:
-                    assignment: tuple[TopicPartition, ...] = ()
-                    if g.protocol_type == "consumer" and m.member_assignment:
-                        with contextlib.suppress(Exception):
-                            assignment = decode_assignment(m.member_assignment).partitions
-                    members.append(MemberDescription(m.member_id, m.client_id, m.client_host,
-                                               getattr(m, "group_instance_id", None), assignment))
-                out.append(GroupDescription(g.group_id, g.group_state, g.protocol_type, g.protocol_data,
-                                            tuple(members)))
+                out.append(g)
         return out
 
     async def describe_consumer_groups(self, group_ids: Iterable[str]) -> list[ConsumerGroupDescription]:
@@ -386,21 +371,11 @@ class Admin:
         out = []
         for group_id in group_ids:
             answer = await self._group_call(group_id, ApiKey.CONSUMER_GROUP_DESCRIBE,
-                                            lambda v, g=group_id: _wire.consumer_group_describe_request(v, [g]))
-            for g in answer.groups:
-                raise_for_code(g.error_code, g.error_message, context=f"group {g.group_id!r}")
-                members = tuple(
-                    ConsumerGroupMemberDescription(
-                        member_id=m.member_id, member_epoch=int(m.member_epoch), client_id=m.client_id,
-                        client_host=m.client_host, instance_id=m.instance_id, rack_id=m.rack_id,
-                        subscribed_topics=tuple(m.subscribed_topic_names),
-                        subscribed_regex=m.subscribed_topic_regex,
-                        assignment=_partitions(m.assignment), target_assignment=_partitions(m.target_assignment),
-                    )
-                    for m in g.members
-                )
-                out.append(ConsumerGroupDescription(g.group_id, g.group_state, int(g.group_epoch),
-                                                    int(g.assignment_epoch), g.assignor_name, members))
+                                            lambda v: _wire.consumer_group_describe_request(v, [group_id]))
+            errors, groups = _wire_admin.parse_consumer_group_describe(answer)
+            for e in errors:
+                raise_for_code(e.error_code, e.error_message, context=f"group {e.name!r}")
+            out.extend(groups)
         return out
 
     async def delete_groups(self, group_ids: Iterable[str]) -> dict[str, KafkaError | None]:
@@ -409,9 +384,8 @@ class Admin:
         for group_id in group_ids:
             answer = await self._group_call(group_id, ApiKey.DELETE_GROUPS,
                                             lambda v: _wire.delete_groups_request(v, [group_id]))
-            for r in answer.results:
-                result[r.group_id] = (kafka_error(r.error_code, context=f"group {r.group_id!r}")
-                                      if r.error_code else None)
+            for e in _wire_admin.parse_delete_groups(answer):
+                result[e.name] = kafka_error(e.error_code, context=f"group {e.name!r}") if e.error_code else None
         return result
 
     async def list_group_offsets(self, group_id: str, topics: Iterable[str] | None = None
@@ -425,13 +399,9 @@ class Admin:
                 partitions[t] = [p.partition for p in info.partitions]
         answer = await self._group_call(group_id, ApiKey.OFFSET_FETCH,
                                         lambda v: _wire.offset_fetch_request(v, group_id, partitions))
-        raise_for_code(getattr(answer, "error_code", 0), context=f"OffsetFetch for group {group_id!r}")
-        out = {}
-        for t in answer.topics:
-            for p in t.partitions:
-                if p.error_code == ErrorCode.none and p.committed_offset >= 0:
-                    out[TopicPartition(t.name, p.partition_index)] = p.committed_offset
-        return dict(sorted(out.items()))
+        code, committed = _wire_admin.parse_offset_fetch(answer)
+        raise_for_code(code, context=f"OffsetFetch for group {group_id!r}")
+        return committed
 
     async def reset_offsets(self, group_id: str, topic: str, to: OffsetSpec, *,
                             partitions: Iterable[int] | None = None) -> dict[TopicPartition, int]:
@@ -469,9 +439,8 @@ class Admin:
             lambda v: _wire.offset_commit_request(v, group_id=group_id, generation_id=-1, member_id="",
                                                   group_instance_id=None, offsets=by_topic),
         )
-        for t in answer.topics:
-            for p in t.partitions:
-                raise_for_code(p.error_code, context=f"OffsetCommit {t.name}[{p.partition_index}]")
+        for p in _wire_admin.parse_offset_commit(answer):
+            raise_for_code(p.error_code, context=f"OffsetCommit {p.tp.topic}[{p.tp.partition}]")
         return {tp: target[tp] for tp in tps}
 
     async def share_group_progress(self, group_id: str) -> list[SharePartitionProgress]:
@@ -481,46 +450,35 @@ class Admin:
         answer = await self._group_call(group_id, ApiKey.DESCRIBE_SHARE_GROUP_OFFSETS,
                                         lambda v: _wire.describe_share_group_offsets_request(v, group_id))
         found: dict[TopicPartition, tuple[int, int]] = {}
-        ids: dict[Any, str] = {}
-        for g in answer.groups:
+        ids: dict[uuid.UUID, str] = {}
+        for g in _wire_share.parse_describe_share_group_offsets(answer):
             raise_for_code(g.error_code, context=f"share group {group_id!r}")
-            for t in g.topics:
-                ids[t.topic_id] = t.topic_name
-                for p in t.partitions:
-                    raise_for_code(p.error_code, context=f"share group {group_id!r} {t.topic_name}[{p.partition_index}]")
-                    found[TopicPartition(t.topic_name, p.partition_index)] = (p.start_offset, getattr(p, "lag", -1))
+            for p in g.partitions:
+                ids[p.topic_id] = p.tp.topic
+                raise_for_code(p.error_code, context=f"share group {group_id!r} {p.tp.topic}[{p.tp.partition}]")
+                found[p.tp] = (p.start_offset, p.lag)
         if not found:
             return []
         ends = {tp: a.offset for tp, a in (await self.list_offsets({tp: "latest" for tp in found})).items()}
-        wanted: dict[Any, list[int]] = defaultdict(list)
+        wanted: dict[uuid.UUID, list[int]] = defaultdict(list)
         for topic_id, name in ids.items():
             wanted[topic_id] = [tp.partition for tp in found if tp.topic == name]
         state = await self._group_call(group_id, ApiKey.READ_SHARE_GROUP_STATE,
                                        lambda v: _wire.read_share_group_state_request(v, group_id, wanted))
-        counts: dict[TopicPartition, dict[str, int]] = {}
-        for r in state.results:
-            for p in r.partitions:
-                raise_for_code(p.error_code, context=f"share group {group_id!r} state")
-                tp = TopicPartition(ids.get(r.topic_id, "?"), p.partition)
-                c = counts.setdefault(tp, {"in_flight": 0, "acknowledged": 0, "archived": 0, "window": 0})
-                last = p.start_offset - 1
-                for b in p.state_batches:
-                    n = b.last_offset - b.first_offset + 1
-                    last = max(last, b.last_offset)
-                    key = {1: "in_flight", 2: "acknowledged", 4: "archived"}.get(b.delivery_state)
-                    if key is not None:
-                        c[key] += n
-                c["window"] = last - p.start_offset + 1
+        windows: dict[TopicPartition, _wire_share.ShareStateWindow] = {}
+        for row in _wire_share.parse_read_share_group_state(state):
+            raise_for_code(row.error_code, context=f"share group {group_id!r} state")
+            windows[TopicPartition(ids.get(row.topic_id, "?"), row.partition)] = row
         out = []
         for tp, (start, lag) in sorted(found.items()):
-            c = counts.get(tp, {})
-            window = c.get("window", 0)
-            done = c.get("acknowledged", 0) + c.get("archived", 0)
+            w = windows.get(tp)
+            in_flight, acknowledged, archived, window = (
+                (w.in_flight, w.acknowledged, w.archived, w.window) if w is not None else (0, 0, 0, 0))
             out.append(SharePartitionProgress(
                 tp.topic, tp.partition, start, ends.get(tp, -1), lag,
-                in_flight=c.get("in_flight", 0),
-                available=max(0, lag - c.get("in_flight", 0)) if lag >= 0 else max(0, window - done),
-                acknowledged=c.get("acknowledged", 0), archived=c.get("archived", 0), window=window,
+                in_flight=in_flight,
+                available=max(0, lag - in_flight) if lag >= 0 else max(0, window - acknowledged - archived),
+                acknowledged=acknowledged, archived=archived, window=window,
             ))
         return out
 
@@ -532,18 +490,17 @@ class Admin:
             tp = TopicPartition(*tp)
             await cluster.topic(tp.topic)
             by_node[cluster.leader(tp.topic, tp.partition)][tp.topic].append((tp.partition, offset))
-        out = {}
+        out: dict[TopicPartition, int] = {}
         for node, request in by_node.items():
             answer = await self._call(
                 ApiKey.DELETE_RECORDS,
-                lambda v, request=request: _wire.delete_records_request(v, request,
-                                                                        timeout_ms=self.config.operation_timeout_ms),
+                lambda v: _wire.delete_records_request(v, request, timeout_ms=self.config.operation_timeout_ms),
                 node=node,
             )
-            for t in answer.topics:
-                for p in t.partitions:
-                    raise_for_code(p.error_code, context=f"DeleteRecords {t.name}[{p.partition_index}]")
-                    out[TopicPartition(t.name, p.partition_index)] = p.low_watermark
+            errors, marks = _wire_admin.parse_delete_records(answer)
+            for p in errors:
+                raise_for_code(p.error_code, context=f"DeleteRecords {p.tp.topic}[{p.tp.partition}]")
+            out.update(marks)
         return out
 
     # -- log directories ---------------------------------------------------------------
@@ -571,13 +528,9 @@ class Admin:
         for node in sorted(meta.brokers):
             answer = await self._call(ApiKey.DESCRIBE_LOG_DIRS,
                                       lambda v: _wire.describe_log_dirs_request(v, wanted), node=node)
-            raise_for_code(getattr(answer, "error_code", 0), context="DescribeLogDirs")
-            for r in answer.results:
-                sizes = {TopicPartition(t.name, p.partition_index): p.partition_size
-                         for t in r.topics for p in t.partitions}
-                out.append(LogDirDescription(node, r.log_dir, dict(sorted(sizes.items())),
-                                             getattr(r, "total_bytes", -1), getattr(r, "usable_bytes", -1),
-                                             int(r.error_code)))
+            code, dirs = _wire_admin.parse_describe_log_dirs(answer, node)
+            raise_for_code(code, context="DescribeLogDirs")
+            out.extend(dirs)
         return out
 
 
@@ -607,9 +560,9 @@ class Admin:
                 lambda v: _wire.list_transactions_request(v, states=states, producer_ids=producer_ids,
                                                           duration_ms=duration_ms, pattern=pattern),
                 node=node)
-            raise_for_code(answer.error_code, context="ListTransactions")
-            for t in answer.transaction_states:
-                out[t.transactional_id] = TransactionListing(t.transactional_id, t.producer_id, t.transaction_state)
+            code, listings = _wire_admin.parse_list_transactions(answer)
+            raise_for_code(code, context="ListTransactions")
+            out.update((t.transactional_id, t) for t in listings)
         return sorted(out.values(), key=lambda t: t.transactional_id)
 
     async def describe_transactions(self, transactional_ids: Iterable[str]) -> list[TransactionDescription]:
@@ -621,17 +574,12 @@ class Admin:
         for tid in transactional_ids:
             node = await cluster.coordinator(tid, 1)
             answer = await self._call(ApiKey.DESCRIBE_TRANSACTIONS,
-                                      lambda v, tid=tid: _wire.describe_transactions_request(v, [tid]), node=node)
-            for t in answer.transaction_states:
+                                      lambda v: _wire.describe_transactions_request(v, [tid]), node=node)
+            for t in _wire_admin.parse_describe_transactions(answer):
                 if t.error_code in _COORDINATOR_CODES:
                     cluster.forget_coordinator(tid, 1)
                     raise kafka_error(t.error_code, context=f"DescribeTransactions({tid!r})")
-                partitions = tuple(sorted(TopicPartition(d.topic, p) for d in t.topics for p in d.partitions))
-                out.append(TransactionDescription(
-                    transactional_id=t.transactional_id, state=t.transaction_state, producer_id=t.producer_id,
-                    producer_epoch=t.producer_epoch, timeout_ms=_wire.ms(t.transaction_timeout),
-                    start_time_ms=_wire.ms(t.transaction_start_time), partitions=partitions,
-                    error_code=int(t.error_code)))
+                out.append(t)
         return out
 
     async def describe_producers(self, partitions: Iterable[TopicPartition | tuple[str, int]]
@@ -650,16 +598,13 @@ class Admin:
         out: dict[TopicPartition, list[ProducerDescription]] = {}
         for node, request in by_node.items():
             answer = await self._call(ApiKey.DESCRIBE_PRODUCERS,
-                                      lambda v, request=request: _wire.describe_producers_request(v, request),
+                                      lambda v: _wire.describe_producers_request(v, request),
                                       node=node)
-            for t in answer.topics:
-                for p in t.partitions:
-                    raise_for_code(p.error_code, p.error_message,
-                                   context=f"DescribeProducers {t.name}[{p.partition_index}]")
-                    out[TopicPartition(t.name, p.partition_index)] = [
-                        ProducerDescription(a.producer_id, a.producer_epoch, a.last_sequence, a.last_timestamp,
-                                            a.coordinator_epoch, a.current_txn_start_offset)
-                        for a in p.active_producers]
+            errors, producers = _wire_admin.parse_describe_producers(answer)
+            for p in errors:
+                raise_for_code(p.error_code, p.error_message,
+                               context=f"DescribeProducers {p.tp.topic}[{p.tp.partition}]")
+            out.update(producers)
         return out
 
     async def abort_transaction(self, tp: TopicPartition | tuple[str, int], *, start_offset: int | None = None,
@@ -695,10 +640,8 @@ class Admin:
                                                       commit=False, coordinator_epoch=coordinator_epoch,
                                                       partitions={tp.topic: [tp.partition]}),
             node=node)
-        for marker in answer.markers:
-            for t in marker.topics:
-                for p in t.partitions:
-                    raise_for_code(p.error_code, context=f"WriteTxnMarkers {t.name}[{p.partition_index}]")
+        for p in _wire_admin.parse_write_txn_markers(answer):
+            raise_for_code(p.error_code, context=f"WriteTxnMarkers {p.tp.topic}[{p.tp.partition}]")
 
 
 def _list_target(spec: OffsetSpec) -> int:
@@ -711,19 +654,6 @@ def _list_target(spec: OffsetSpec) -> int:
     raise ValueError(f"offset spec must be 'earliest', 'latest', a datetime or epoch ms, not {spec!r}")
 
 
-def _partitions(assignment: Any) -> tuple[TopicPartition, ...]:
-    """A ConsumerGroupDescribe assignment as sorted partitions."""
-    return tuple(sorted(TopicPartition(t.topic_name, p) for t in assignment.topic_partitions for p in t.partitions))
-
-
-def _top_code(answer: Any, group_id: str) -> int:
-    code = getattr(answer, "error_code", 0)
-    if code:
-        return code
-    for g in getattr(answer, "groups", ()) or ():
-        if getattr(g, "group_id", group_id) == group_id and getattr(g, "error_code", 0):
-            return g.error_code
-    for r in getattr(answer, "results", ()) or ():
-        if getattr(r, "error_code", 0):
-            return r.error_code
-    return 0
+def _topic_error(e: ItemError) -> KafkaError | None:
+    """The error of one topic of a CreateTopics/DeleteTopics answer, None when it succeeded."""
+    return kafka_error(e.error_code, e.error_message, context=f"topic {e.name!r}") if e.error_code else None

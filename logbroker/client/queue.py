@@ -29,39 +29,51 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict, deque
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from logbroker.errors import ClientClosedError, LogbrokerError
-from logbroker.protocol import ApiKey, ErrorCode, build, request_module
+from logbroker.protocol import ApiKey, ErrorCode
 from logbroker.records import decode_batches
 
+from . import _wire_share
 from ._errors import kafka_error
 from ._tasks import leaves
+from ._wire import error_name
+from ._wire_share import ACCEPT, REJECT, RELEASE, RENEW, AckRow, AcquiredRange
 from .cluster import Cluster
 from .config import ClientConfig
+from .connection import Connection
 from .types import ConsumerRecord, TopicPartition
+
+if TYPE_CHECKING:
+    from .sync import _LoopThread
 
 __all__ = ["QueueConsumer", "QueueMessage"]
 
 log = logging.getLogger("logbroker.client")
 
-ACCEPT, RELEASE, REJECT, RENEW = 1, 2, 3, 4
 _BRIEF_POLL_MS = 50
+_MAX_FETCH_BYTES = 50 * 1024 * 1024
 
 
 class QueueMessage:
-    """One delivered record and its answer: :meth:`ack`, :meth:`release` or :meth:`reject`."""
+    """One delivered record and its answer: :meth:`ack`, :meth:`release` or :meth:`reject`.
 
-    __slots__ = ("record", "delivery_count", "_queue", "_answered", "_delivered_at")
+    A message is answered once; its consumer sends the answer and owns the
+    record's lock (renewals, release on close).
+    """
 
-    def __init__(self, record: ConsumerRecord, delivery_count: int, queue: QueueConsumer) -> None:
+    __slots__ = ("record", "delivery_count", "_answer", "_answered")
+
+    def __init__(self, record: ConsumerRecord, delivery_count: int,
+                 answer: Callable[[QueueMessage, int], None]) -> None:
         self.record = record
         self.delivery_count = delivery_count
-        self._queue = queue
+        self._answer = answer
         self._answered = False
-        self._delivered_at = trio.current_time()
 
     def __repr__(self) -> str:
         r = self.record
@@ -76,27 +88,42 @@ class QueueMessage:
         return self.record.key
 
     @property
-    def headers(self):
+    def headers(self) -> tuple[tuple[str, bytes | None], ...]:
         return self.record.headers
+
+    @property
+    def answered(self) -> bool:
+        """True once :meth:`ack`, :meth:`release` or :meth:`reject` succeeded."""
+        return self._answered
 
     @property
     def offset(self) -> int:
         return self.record.offset
 
     async def ack(self) -> None:
-        """Processed: never deliver it again."""
-        self._queue._answer(self, ACCEPT)
+        """Processed: never deliver it again.
+
+        :raises LogbrokerError: it was already answered.
+        :raises ClientClosedError: the consumer is closed (only release is allowed then).
+        """
+        self._settle(ACCEPT)
         await trio.lowlevel.checkpoint()
 
     async def release(self) -> None:
-        """Not processed: deliver it again (to anyone) now."""
-        self._queue._answer(self, RELEASE)
+        """Not processed: deliver it again (to anyone) now. :raises: as :meth:`ack`."""
+        self._settle(RELEASE)
         await trio.lowlevel.checkpoint()
 
     async def reject(self) -> None:
-        """Unprocessable: archive it (and copy it to the dead-letter topic, if any)."""
-        self._queue._answer(self, REJECT)
+        """Unprocessable: archive it (and copy it to the dead-letter topic, if any). :raises: as :meth:`ack`."""
+        self._settle(REJECT)
         await trio.lowlevel.checkpoint()
+
+    def _settle(self, kind: int) -> None:
+        if self._answered:
+            raise LogbrokerError(f"{self!r} was already answered")
+        self._answer(self, kind)
+        self._answered = True
 
 
 class QueueConsumer:
@@ -123,7 +150,9 @@ class QueueConsumer:
         self._ids: dict[str, uuid.UUID] = {}
         self._session_epochs: dict[int, int] = {}
         self._acks: dict[TopicPartition, list[tuple[int, int]]] = defaultdict(list)
+        # Delivered, unanswered records and when their lock was last taken or renewed.
         self._held: dict[tuple[TopicPartition, int], QueueMessage] = {}
+        self._locked_at: dict[tuple[TopicPartition, int], float] = {}
         self._ready: deque[QueueMessage] = deque()
         self._data = trio.Event()
         self._wake = trio.Event()
@@ -173,7 +202,7 @@ class QueueConsumer:
             self._stack = stack.pop_all()
         return self
 
-    async def __aexit__(self, *exc_info) -> bool | None:
+    async def __aexit__(self, *exc_info: object) -> bool | None:
         # Nurseries are left in the task that entered them: close() only signals.
         await self.close()
         if self._stack is not None:
@@ -186,14 +215,14 @@ class QueueConsumer:
 
         May be called from any task; the connections close on leaving ``async with``.
         """
-        if self._closed or self._stack is None:
+        if self._closed or self._stack is None or self._loops is None:
             return
         self._closed = True
         self._loops.cancel_scope.cancel()
         self._data.set()
         await self._leave()
 
-    async def _guard(self, loop) -> None:
+    async def _guard(self, loop: Callable[[], Awaitable[None]]) -> None:
         """Run a background loop; a client error ends it and is raised by :meth:`get`."""
         try:
             await loop()
@@ -201,7 +230,8 @@ class QueueConsumer:
             errors, rest = group.split((LogbrokerError, OSError))
             if rest is not None:
                 raise rest from None
-            self._fail(errors)
+            if errors is not None:
+                self._fail(errors)
         except (LogbrokerError, OSError) as exc:
             self._fail(exc)
 
@@ -216,8 +246,8 @@ class QueueConsumer:
         with trio.move_on_after(5) as scope, contextlib.suppress(LogbrokerError):
             scope.shield = True
             for message in list(self._held.values()):
-                if not message._answered:
-                    self._answer(message, RELEASE)
+                if not message.answered:
+                    await message.release()
             for node in list(self._session_epochs):
                 await self._acknowledge(node, close=True)
             if self.member_id:
@@ -225,23 +255,28 @@ class QueueConsumer:
 
     # -- membership -----------------------------------------------------------------
 
-    async def _coordinator(self):
-        node = await self._cluster.coordinator(self.group_id)
-        return await self._cluster.connection(node)
+    @property
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            raise RuntimeError("use the queue consumer inside 'async with QueueConsumer(...)'")
+        return self._cluster
+
+    async def _coordinator(self) -> Connection:
+        node = await self.cluster.coordinator(self.group_id)
+        return await self.cluster.connection(node)
 
     async def _heartbeat_once(self, *, leave: bool = False) -> None:
         conn = await self._coordinator()
         version = conn.version(ApiKey.SHARE_GROUP_HEARTBEAT)
-        mod = request_module(ApiKey.SHARE_GROUP_HEARTBEAT, version)
-        body = build(
-            mod.ShareGroupHeartbeatRequest,
+        body = _wire_share.share_group_heartbeat_request(
+            version,
             group_id=self.group_id,
             member_id=self.member_id or str(uuid.uuid4()),
             member_epoch=-1 if leave else self.member_epoch,
-            rack_id=None,
-            subscribed_topic_names=tuple(self.topics) if self.member_epoch == 0 and not leave else None,
+            subscribed_topic_names=self.topics if self.member_epoch == 0 and not leave else None,
         )
-        answer = await conn.request(ApiKey.SHARE_GROUP_HEARTBEAT, version, body)
+        answer = _wire_share.parse_share_group_heartbeat(
+            await conn.request(ApiKey.SHARE_GROUP_HEARTBEAT, version, body))
         if leave:
             return
         if answer.error_code in (ErrorCode.fenced_member_epoch, ErrorCode.unknown_member_id):
@@ -252,13 +287,13 @@ class QueueConsumer:
         if answer.member_id:
             self.member_id = answer.member_id
         self.member_epoch = answer.member_epoch
-        self._heartbeat_ms = max(100, round(answer.heartbeat_interval.total_seconds() * 1000))
+        self._heartbeat_ms = max(100, answer.heartbeat_interval_ms)
         if answer.assignment is not None:
-            assigned = set()
-            for tp in answer.assignment.topic_partitions:
-                name = self._names.get(tp.topic_id)
+            assigned: set[TopicPartition] = set()
+            for topic_id, partitions in answer.assignment.items():
+                name = self._names.get(topic_id)
                 if name is not None:
-                    assigned.update(TopicPartition(name, int(p)) for p in tp.partitions)
+                    assigned.update(TopicPartition(name, p) for p in partitions)
             if assigned != self._assigned:
                 self._assigned = assigned
                 self._wake.set()
@@ -286,36 +321,36 @@ class QueueConsumer:
                 continue
             by_node: dict[int, list[TopicPartition]] = defaultdict(list)
             for tp in sorted(self._assigned):
-                by_node[self._cluster.leader(tp.topic, tp.partition)].append(tp)
+                by_node[self.cluster.leader(tp.topic, tp.partition)].append(tp)
             async with trio.open_nursery() as nursery:
                 for node, tps in by_node.items():
                     nursery.start_soon(self._fetch, node, tps)
 
     def _nodes_with_acks(self) -> list[int]:
-        return sorted({self._cluster.leader(tp.topic, tp.partition) for tp in self._acks})
+        return sorted({self.cluster.leader(tp.topic, tp.partition) for tp in self._acks})
 
     def _answer(self, message: QueueMessage, kind: int) -> None:
-        if message._answered:
-            raise LogbrokerError(f"{message!r} was already answered")
+        """Queue ``message``'s answer (called by the message, which checks it is its first)."""
         if self._closed and kind != RELEASE:
             raise ClientClosedError("the queue consumer is closed")
-        message._answered = True
         r = message.record
         tp = TopicPartition(r.topic, r.partition)
         self._held.pop((tp, r.offset), None)
+        self._locked_at.pop((tp, r.offset), None)
         self._acks[tp].append((r.offset, kind))
         self._wake.set()
 
     def _renewals(self) -> None:
         if not self.lock_renew:
             return
-        due = trio.current_time() - self._lock_timeout_ms / 3000  # renew at a third: slack for slow rounds
-        for (tp, offset), message in self._held.items():
-            if message._delivered_at <= due:
-                message._delivered_at = trio.current_time()
+        now = trio.current_time()
+        due = now - self._lock_timeout_ms / 3000  # renew at a third: slack for slow rounds
+        for (tp, offset), locked_at in self._locked_at.items():
+            if locked_at <= due:
+                self._locked_at[(tp, offset)] = now
                 self._acks[tp].append((offset, RENEW))
 
-    def _take_acks(self, tps) -> dict[TopicPartition, list]:
+    def _take_acks(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, list[AckRow]]:
         taken = {}
         for tp in tps:
             pending = self._acks.pop(tp, None)
@@ -323,67 +358,54 @@ class QueueConsumer:
                 taken[tp] = _ranges(pending)
         return taken
 
+    def _by_topic_id(self, acks: dict[TopicPartition, list[AckRow]], tps: Iterable[TopicPartition]
+                     ) -> dict[uuid.UUID, dict[int, Sequence[AckRow]]]:
+        out: dict[uuid.UUID, dict[int, Sequence[AckRow]]] = defaultdict(dict)
+        for tp in tps:
+            out[self._ids[tp.topic]][tp.partition] = acks.get(tp, ())
+        return out
+
     async def _fetch(self, node: int, tps: list[TopicPartition]) -> None:
-        conn = await self._cluster.connection(node)
+        conn = await self.cluster.connection(node)
         version = conn.version(ApiKey.SHARE_FETCH)
         self._renewals()
         acks = self._take_acks(tps)
-        if version < 2:  # Renew needs v2
-            acks = {tp: [b for b in batches if b[2] != (RENEW,)] for tp, batches in acks.items()}
-        mod = request_module(ApiKey.SHARE_FETCH, version)
         epoch = self._session_epochs.get(node, 0)
-        by_topic: dict[str, list] = defaultdict(list)
-        for tp in tps:
-            batches = tuple(
-                build(mod.AcknowledgementBatch, first_offset=a, last_offset=b, acknowledge_types=types)
-                for a, b, types in acks.get(tp, ())
-            )
-            by_topic[tp.topic].append(build(mod.FetchPartition, partition_index=tp.partition,
-                                            acknowledgement_batches=batches))
         wait = _BRIEF_POLL_MS if self._held or self._acks else self.max_wait_ms
-        body = build(
-            mod.ShareFetchRequest,
-            group_id=self.group_id,
-            member_id=self.member_id,
-            share_session_epoch=epoch,
-            max_wait=wait,
-            min_bytes=1,
-            max_bytes=50 * 1024 * 1024,
-            max_records=self.max_records,
-            batch_size=self.max_records,
-            topics=tuple(build(mod.FetchTopic, topic_id=self._ids[t], partitions=tuple(ps))
-                         for t, ps in by_topic.items()),
-            forgotten_topics_data=(),
-        )
-        answer = await conn.request(ApiKey.SHARE_FETCH, version, body, extra_timeout_ms=wait)
+        body = _wire_share.share_fetch_request(
+            version, group_id=self.group_id, member_id=self.member_id, session_epoch=epoch, max_wait_ms=wait,
+            max_bytes=_MAX_FETCH_BYTES, max_records=self.max_records, partitions=self._by_topic_id(acks, tps))
+        answer = _wire_share.parse_share_fetch(
+            await conn.request(ApiKey.SHARE_FETCH, version, body, extra_timeout_ms=wait))
         if answer.error_code in (ErrorCode.share_session_not_found, ErrorCode.invalid_share_session_epoch):
             self._session_epochs.pop(node, None)  # open a new session next time
             return
         if answer.error_code != ErrorCode.none:
             raise kafka_error(answer.error_code, answer.error_message, context="ShareFetch")
         self._session_epochs[node] = epoch + 1 if epoch < 2**31 - 1 else 1
-        self._lock_timeout_ms = max(1000, round(answer.acquisition_lock_timeout.total_seconds() * 1000))
-        for topic in answer.responses:
-            name = self._names.get(topic.topic_id)
-            for part in topic.partitions:
-                if part.error_code != ErrorCode.none:
-                    log.warning("ShareFetch %s[%d]: %s", name, part.partition_index, part.error_code.name)
-                    continue
-                if part.acquired_records and part.records:
-                    self._deliver(name, part.partition_index, part.records, part.acquired_records)
+        self._lock_timeout_ms = max(1000, answer.lock_timeout_ms)
+        for part in answer.partitions:
+            name = self._names.get(part.topic_id)
+            if part.error_code != ErrorCode.none:
+                log.warning("ShareFetch %s[%d]: %s", name, part.partition, error_name(part.error_code))
+                continue
+            if name is not None and part.acquired and part.records:
+                self._deliver(name, part.partition, part.records, part.acquired)
 
-    def _deliver(self, topic: str, partition: int, records, acquired) -> None:
-        ranges = [(int(a.first_offset), int(a.last_offset), int(a.delivery_count)) for a in acquired]
+    def _deliver(self, topic: str, partition: int, records: bytes | memoryview,
+                 acquired: Sequence[AcquiredRange]) -> None:
         tp = TopicPartition(topic, partition)
+        now = trio.current_time()
         for batch in decode_batches(bytes(records)):
             if batch.header.is_control:
                 continue
             for r in batch.records:
-                for first, last, count in ranges:
+                for first, last, count in acquired:
                     if first <= r.offset <= last:
                         record = ConsumerRecord(topic, partition, r.offset, r.timestamp, r.key, r.value, r.headers)
-                        message = QueueMessage(record, count, self)
+                        message = QueueMessage(record, count, self._answer)
                         self._held[(tp, r.offset)] = message
+                        self._locked_at[(tp, r.offset)] = now
                         self._ready.append(message)
                         break
         self._data.set()
@@ -392,31 +414,21 @@ class QueueConsumer:
         epoch = self._session_epochs.get(node, 0)
         if epoch == 0:
             return  # no session yet: the answers ride on the first ShareFetch
-        conn = await self._cluster.connection(node)
+        conn = await self.cluster.connection(node)
         version = conn.version(ApiKey.SHARE_ACKNOWLEDGE)
-        mod = request_module(ApiKey.SHARE_ACKNOWLEDGE, version)
-        tps = [tp for tp in list(self._acks) if self._cluster.leader(tp.topic, tp.partition) == node]
-        by_topic: dict[str, list] = defaultdict(list)
-        for tp, batches in self._take_acks(tps).items():
-            rows = tuple(
-                build(mod.AcknowledgementBatch, first_offset=a, last_offset=b, acknowledge_types=types)
-                for a, b, types in batches if version >= 2 or types != (RENEW,)
-            )
-            if rows:
-                by_topic[tp.topic].append(build(mod.AcknowledgePartition, partition_index=tp.partition,
-                                                acknowledgement_batches=rows))
-        body = build(mod.ShareAcknowledgeRequest, group_id=self.group_id, member_id=self.member_id,
-                     share_session_epoch=-1 if close else epoch,
-                     topics=tuple(build(mod.AcknowledgeTopic, topic_id=self._ids[t], partitions=tuple(ps))
-                                  for t, ps in by_topic.items()))
-        answer = await conn.request(ApiKey.SHARE_ACKNOWLEDGE, version, body)
+        tps = [tp for tp in list(self._acks) if self.cluster.leader(tp.topic, tp.partition) == node]
+        acks = self._take_acks(tps)
+        body = _wire_share.share_acknowledge_request(
+            version, group_id=self.group_id, member_id=self.member_id, session_epoch=-1 if close else epoch,
+            partitions=self._by_topic_id(acks, acks))
+        code = _wire_share.parse_share_acknowledge(await conn.request(ApiKey.SHARE_ACKNOWLEDGE, version, body))
         if close:
             self._session_epochs.pop(node, None)
-        elif answer.error_code == ErrorCode.none:
+        elif code == ErrorCode.none:
             self._session_epochs[node] = epoch + 1 if epoch < 2**31 - 1 else 1
         else:
             self._session_epochs.pop(node, None)
-            log.warning("ShareAcknowledge: %s", answer.error_code.name)
+            log.warning("ShareAcknowledge: %s", error_name(code))
 
     # -- the application side ------------------------------------------------------------
 
@@ -442,7 +454,7 @@ class QueueConsumer:
         return self._ready.popleft()
 
 
-def _ranges(pending: list[tuple[int, int]]) -> list[tuple[int, int, tuple[int, ...]]]:
+def _ranges(pending: list[tuple[int, int]]) -> list[AckRow]:
     """Offsets and their answer types as AcknowledgementBatch rows: consecutive
     offsets with one type share a row; renewals go last so a record answered
     since its renewal was queued is not renewed after its answer."""
@@ -450,7 +462,7 @@ def _ranges(pending: list[tuple[int, int]]) -> list[tuple[int, int, tuple[int, .
     for offset, kind in pending:
         if kind != RENEW or offset not in latest:
             latest[offset] = kind
-    rows: list[tuple[int, int, tuple[int, ...]]] = []
+    rows: list[AckRow] = []
     for offset in sorted(latest):
         kind = latest[offset]
         if rows and rows[-1][1] == offset - 1 and rows[-1][2] == (kind,):
@@ -466,14 +478,14 @@ class SyncQueueMessage:
 
     __slots__ = ("_message", "_loop")
 
-    def __init__(self, message: QueueMessage, loop) -> None:
+    def __init__(self, message: QueueMessage, loop: _LoopThread) -> None:
         self._message = message
         self._loop = loop
 
     def __repr__(self) -> str:
         return f"Sync{self._message!r}"
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._message, name)
 
     def ack(self, timeout: float | None = None) -> None:
@@ -505,13 +517,13 @@ class SyncQueueConsumer:
     def __enter__(self) -> SyncQueueConsumer:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def get(self, timeout: float | None = None) -> SyncQueueMessage:
         return SyncQueueMessage(self._loop.call(self._client.get, timeout=timeout), self._loop)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[SyncQueueMessage]:
         while True:
             yield self.get()
 

@@ -24,10 +24,10 @@ import trio
 from logbroker.errors import ClientClosedError, KafkaConnectionError, KafkaError, KafkaTimeoutError
 from logbroker.protocol import ApiKey, ErrorCode
 
-from . import _wire
+from . import _wire, _wire_admin
 from ._errors import kafka_error
 from .config import ClientConfig
-from .connection import Connection
+from .connection import Connection, Connector
 from .types import BrokerInfo, ClusterMetadata, TopicInfo
 
 __all__ = ["Cluster"]
@@ -45,7 +45,7 @@ class Cluster:
         config: ClientConfig,
         nursery: trio.Nursery,
         *,
-        connector=None,
+        connector: Connector | None = None,
         allow_auto_create: bool = False,
     ) -> None:
         self.config = config
@@ -257,11 +257,6 @@ class Cluster:
         p = info.partitions[partition]
         return p.leader if p.partition == partition else -1
 
-    def partition_count(self, topic: str) -> int:
-        """Partitions of ``topic`` in current metadata (0 if unknown)."""
-        info = self.metadata.topics.get(topic)
-        return len(info.partitions) if info is not None and not info.error_code else 0
-
     # -- coordinators ----------------------------------------------------------------
 
     async def coordinator(self, group_id: str, key_type: int = 0) -> int:
@@ -288,17 +283,17 @@ class Cluster:
                 if key_type and version < 1:
                     raise KafkaError(f"{conn!r} cannot find transaction coordinators (FindCoordinator v0)",
                                      code=ErrorCode.unsupported_version)
-                answer = await conn.request(
+                answer = _wire_admin.parse_find_coordinator(await conn.request(
                     ApiKey.FIND_COORDINATOR, version, _wire.find_coordinator_request(version, group_id, key_type)
-                )
+                ))
                 if answer.error_code == ErrorCode.none:
-                    broker = BrokerInfo(answer.node_id, answer.host, answer.port)
+                    broker = answer.broker
                     self._coordinators[cache_key] = broker
                     known = self.metadata.brokers.get(broker.node_id)
                     if known is not None and (known.host, known.port) != (broker.host, broker.port):
                         log.debug("coordinator address %s differs from metadata %s", broker, known)
                     return broker.node_id
-                error: KafkaError = kafka_error(answer.error_code, getattr(answer, "error_message", None),
+                error: KafkaError = kafka_error(answer.error_code, answer.error_message,
                                                 context=f"FindCoordinator({what} {group_id!r})")
             except (KafkaConnectionError, KafkaTimeoutError) as exc:
                 error = exc

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -36,11 +37,15 @@ from logbroker.errors import (
     LogbrokerError,
     ProtocolError,
 )
-from logbroker.protocol import ApiKey, ErrorCode, FrameDecoder, build, decode_response, encode_request, request_module
+from logbroker.protocol import ApiKey, ErrorCode, FrameDecoder, decode_response, encode_request
 
+from . import _wire_admin
 from .versions import CLIENT_VERSIONS, negotiate
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "Connector"]
+
+Connector = Callable[[str, int], Awaitable[trio.abc.Stream]]
+"""Opens a stream to (host, port): ``trio.open_tcp_stream`` by default, TLS or in-memory streams in tests."""
 
 log = logging.getLogger("logbroker.client")
 
@@ -67,7 +72,9 @@ class Connection:
     """A connection to broker ``node_id`` at ``host:port`` (node id -1: a bootstrap address).
 
     Create with :meth:`open`; close with :meth:`aclose`. ``versions`` is
-    empty until :meth:`handshake` ran.
+    empty until :meth:`handshake` ran. Requests wait ``handshake_timeout_ms``
+    (default: ``request_timeout_ms``) until the handshake succeeded, then
+    ``request_timeout_ms``.
     """
 
     def __init__(
@@ -80,13 +87,15 @@ class Connection:
         client_id: str,
         request_timeout_ms: int,
         max_response_bytes: int,
+        handshake_timeout_ms: int | None = None,
     ) -> None:
         self.node_id = node_id
         self.host = host
         self.port = port
         self._stream = stream
         self._client_id = client_id
-        self._timeout = request_timeout_ms / 1000
+        self._request_timeout = request_timeout_ms / 1000
+        self._timeout = self._request_timeout if handshake_timeout_ms is None else handshake_timeout_ms / 1000
         self._decoder = FrameDecoder(max_response_bytes)
         self._pending: dict[int, _Pending] = {}
         self._correlation = itertools.count(1)
@@ -114,7 +123,7 @@ class Connection:
     def in_flight(self) -> int:
         return len(self._pending)
 
-    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """The reader task: decode answers until the stream ends; then fail what waits.
 
         Returns when the connection is closed or broken; never raises for a
@@ -277,33 +286,27 @@ class Connection:
         return slot.body
 
     async def handshake(self) -> None:
-        """Ask ApiVersions (v3, falling back as the broker says) and negotiate versions.
+        """Ask ApiVersions (v3, falling back as the broker says) and negotiate versions;
+        from then on requests wait ``request_timeout_ms``.
 
         :raises KafkaConnectionError, KafkaTimeoutError: as :meth:`request`.
         :raises KafkaError: the broker answered ApiVersions with an error.
         """
         version = CLIENT_VERSIONS[ApiKey.API_VERSIONS][1]
         for _ in range(3):
-            m = request_module(ApiKey.API_VERSIONS, version)
-            body = build(
-                m.ApiVersionsRequest,
-                client_software_name=_SOFTWARE_NAME,
-                client_software_version=_SOFTWARE_VERSION,
-            )
-            answer = await self.request(ApiKey.API_VERSIONS, version, body)
-            rows = [(entry.api_key, entry.min_version, entry.max_version) for entry in answer.api_keys]
-            if answer.error_code == ErrorCode.unsupported_version:
+            body = _wire_admin.api_versions_request(version, software_name=_SOFTWARE_NAME,
+                                                    software_version=_SOFTWARE_VERSION)
+            code, rows = _wire_admin.parse_api_versions(await self.request(ApiKey.API_VERSIONS, version, body))
+            if code == ErrorCode.unsupported_version:
                 broker_max = next((hi for key, _, hi in rows if key == ApiKey.API_VERSIONS), 0)
                 version = min(version - 1, broker_max)
                 if version < 0:
                     break
                 continue
-            if answer.error_code != ErrorCode.none:
-                raise KafkaError(
-                    f"ApiVersions refused by {self._peer()}: {ErrorCode(answer.error_code).name}",
-                    code=answer.error_code,
-                )
+            if code != ErrorCode.none:
+                raise KafkaError(f"ApiVersions refused by {self._peer()}: {ErrorCode(code).name}", code=ErrorCode(code))
             self.versions = negotiate(rows)
+            self._timeout = self._request_timeout
             return
         raise KafkaError(f"{self._peer()} supports no ApiVersions version we speak", code=ErrorCode.unsupported_version)
 
@@ -319,7 +322,7 @@ class Connection:
         request_timeout_ms: int,
         connect_timeout_ms: int,
         max_response_bytes: int,
-        connector=None,
+        connector: Connector | None = None,
     ) -> Connection:
         """Connect, start the reader task in ``nursery`` and negotiate versions.
 
@@ -343,8 +346,9 @@ class Connection:
             host=host,
             port=port,
             client_id=client_id,
-            request_timeout_ms=min(request_timeout_ms, connect_timeout_ms * 3),
+            request_timeout_ms=request_timeout_ms,
             max_response_bytes=max_response_bytes,
+            handshake_timeout_ms=min(request_timeout_ms, connect_timeout_ms * 3),
         )
         await nursery.start(conn.run)
         try:
@@ -352,7 +356,6 @@ class Connection:
         except BaseException:
             await conn.aclose()
             raise
-        conn._timeout = request_timeout_ms / 1000
         return conn
 
 

@@ -1,10 +1,12 @@
-"""Decode a fetched partition's batches straight into :class:`ConsumerRecord` tuples.
+"""Decode a fetched partition's batches: into columns, and from columns into :class:`ConsumerRecord` tuples.
 
-:func:`logbroker.records.decode_records` makes the final named tuple (topic and
-partition first) instead of a ``Record`` the consumer would wrap: half the
-allocations, and tuples of atomic values stay untracked by the garbage
-collector. Batches wholly before ``start`` and control batches are skipped
-before their CRC is checked or their records decompressed.
+:func:`decode_chunk` picks the batches a consumer returns and decodes them
+with :func:`logbroker.records.decoder.decode_columns` (whole batches at once,
+numpy arrays of offsets, timestamps and key/value positions).
+:func:`records_from_columns` turns columns into the final named tuples in C
+loops (``map``/``zip``), with no Python code run per record. Batches wholly
+before ``start`` and control batches are skipped before their CRC is checked
+or their records decompressed.
 
 read_committed (``aborted`` given): the broker returns only batches below the
 last stable offset and lists the aborted transactions that overlap them as
@@ -18,36 +20,34 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
+from itertools import repeat
 
-from logbroker.records import ATTR_CONTROL, ATTR_TRANSACTIONAL, check_batch, decode_batch, iter_batches
-from logbroker.records.decoder import decode_records, records_section
+import numpy as np
+
+from logbroker.records import ATTR_CONTROL, ATTR_TRANSACTIONAL, BatchHeader, decode_batch, iter_batches
+from logbroker.records.decoder import RecordColumns, decode_columns
 
 from .types import ConsumerRecord
 
-__all__ = ["decode_for_consumer", "is_abort_marker"]
+__all__ = ["decode_chunk", "decode_for_consumer", "is_abort_marker", "records_from_columns", "slices"]
+
+_new = tuple.__new__
 
 _MARKER_KEY = struct.Struct(">hh")  # version, type (0 abort, 1 commit)
 
 
-def is_abort_marker(data, pos: int) -> bool:
+def is_abort_marker(data: bytes, pos: int) -> bool:
     """True if the control batch at ``data[pos]`` is an abort marker (reads its one record's key)."""
     records = decode_batch(data, pos).records
     key = records[0].key if records else None
     return key is not None and len(key) >= _MARKER_KEY.size and _MARKER_KEY.unpack_from(key)[1] == 0
 
 
-def decode_for_consumer(data: bytes, topic: str, partition: int, start: int,
-                        aborted: Iterable[tuple[int, int]] | None = None) -> list[ConsumerRecord]:
-    """Every record at offset >= ``start`` in the complete batches of ``data``.
-
-    Control batches are skipped; a partial trailing batch is ignored. With
-    ``aborted`` (read_committed: the fetch answer's (producer id, first
-    offset) pairs), the batches of those aborted transactions are skipped too.
-
-    :raises CorruptBatchError: a bad CRC, length or record encoding.
-    :raises CompressionError: records that do not decompress.
-    """
-    out: list[ConsumerRecord] = []
+def returned_batches(data: bytes, start: int,
+                     aborted: Iterable[tuple[int, int]] | None = None) -> list[tuple[int, BatchHeader]]:
+    """(position, header) of the complete batches of ``data`` a consumer returns records of:
+    not control batches, not wholly before ``start``, not of an aborted transaction."""
+    kept = []
     pending = sorted(aborted, key=lambda a: a[1], reverse=True) if aborted else None
     aborting: set[int] = set()
     for pos, header in iter_batches(data):
@@ -62,9 +62,55 @@ def decode_for_consumer(data: bytes, topic: str, partition: int, start: int,
                     aborting.discard(header.producer_id)
         if attributes & ATTR_CONTROL or header.base_offset + header.last_offset_delta < start:
             continue
-        check_batch(data, pos)
-        records = records_section(data, pos, header)
-        fixed_ts = header.max_timestamp if attributes & 0x08 else None
-        decode_records(records, header.records_count, header.base_offset, header.base_timestamp, fixed_ts,
-                       cls=ConsumerRecord, head=(topic, partition), start=start, out=out)
+        kept.append((pos, header))
+    return kept
+
+
+def decode_chunk(data: bytes, start: int, aborted: Iterable[tuple[int, int]] | None = None) -> RecordColumns:
+    """The records at offset >= ``start`` of the batches a consumer returns (see
+    :func:`returned_batches`), as columns.
+
+    :raises CorruptBatchError: a bad CRC, length or record encoding.
+    :raises CompressionError: records that do not decompress.
+    """
+    return decode_columns(data, returned_batches(data, start, aborted), start=start)
+
+
+def slices(buffer: bytes, starts: np.ndarray, lengths: np.ndarray) -> list[bytes | None]:
+    """``buffer[start : start + length]`` for each pair; None where the length is -1."""
+    n = len(starts)
+    if not n:
+        return []
+    if lengths.max() < 0:
+        return [None] * n
+    out: list[bytes | None] = list(map(buffer.__getitem__, map(slice, starts.tolist(),
+                                                              (starts + np.maximum(lengths, 0)).tolist())))
+    if lengths.min() < 0:
+        for i in np.flatnonzero(lengths < 0).tolist():
+            out[i] = None
     return out
+
+
+def records_from_columns(columns: RecordColumns, topic: str, partition: int) -> list[ConsumerRecord]:
+    """One :class:`ConsumerRecord` per row of ``columns``, made in C loops."""
+    n = columns.count
+    buffer = columns.buffer
+    rows = zip(repeat(topic, n), repeat(partition), columns.offsets.tolist(), columns.timestamps.tolist(),
+               slices(buffer, columns.key_starts, columns.key_lengths),
+               slices(buffer, columns.value_starts, columns.value_lengths),
+               columns.headers if columns.headers is not None else repeat(()))
+    return list(map(_new, repeat(ConsumerRecord), rows))
+
+
+def decode_for_consumer(data: bytes, topic: str, partition: int, start: int,
+                        aborted: Iterable[tuple[int, int]] | None = None) -> list[ConsumerRecord]:
+    """Every record at offset >= ``start`` in the complete batches of ``data``.
+
+    Control batches are skipped; a partial trailing batch is ignored. With
+    ``aborted`` (read_committed: the fetch answer's (producer id, first
+    offset) pairs), the batches of those aborted transactions are skipped too.
+
+    :raises CorruptBatchError: a bad CRC, length or record encoding.
+    :raises CompressionError: records that do not decompress.
+    """
+    return records_from_columns(decode_chunk(data, start, aborted), topic, partition)

@@ -1,13 +1,19 @@
-"""The consumer's fetching half: positions found, one Fetch in flight per leader, answers queued.
+"""The consumer's fetcher: positions found, one Fetch in flight per leader, answers queued.
 
-:class:`Fetcher` is a mixin of :class:`~logbroker.client.Consumer` (the
-consumer's state is shared; this is where it is filled). ``_fetch_loop``
-finds positions that are missing (committed offsets, then the reset
-policy) and starts a fetch task per leader for every partition that has a
-position, is not paused, and has less than ``prefetch_bytes`` waiting to be
-read. Answers become :class:`Chunk` objects queued for the reader; nothing
-is decoded here. Under read_committed a chunk keeps its answer's aborted
-transactions, which the decoder needs to drop their batches.
+:class:`Fetcher` is held by :class:`~logbroker.client.Consumer` and works on
+the consumer's :class:`~._subscription.SubscriptionState`. :meth:`Fetcher.run`
+finds positions that are missing (committed offsets from the group member,
+then the reset policy) and starts a fetch task per leader for every partition
+that has a position, is not paused, and has less than ``prefetch_bytes``
+waiting to be read. Answers become :class:`Chunk` objects queued for the
+reader (:meth:`Fetcher.take`); nothing is decoded here. Under read_committed
+a chunk keeps its answer's aborted transactions, which the decoder needs to
+drop their batches. Errors for the application wait in the same queue and
+are raised by the next :meth:`Fetcher.take`.
+
+Taking a chunk releases its bytes from the partition's prefetch budget and
+wakes the loop, so the next Fetch is on its way while the application reads
+the chunk just taken.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 import trio
@@ -30,13 +38,17 @@ from logbroker.errors import (
 )
 from logbroker.protocol import ApiKey, ErrorCode
 from logbroker.records import iter_batches
+from logbroker.records.decoder import RecordColumns
 
 from . import _wire
 from ._errors import kafka_error
 from ._offsets import list_offsets
-from .types import ConsumerRecord, TopicPartition
+from ._subscription import CommittedOffsets, PartitionState, SubscriptionState
+from .cluster import Cluster
+from .config import ConsumerConfig
+from .types import TopicPartition
 
-__all__ = ["Chunk", "Fetcher", "PartitionState"]
+__all__ = ["Chunk", "Fetcher"]
 
 log = logging.getLogger("logbroker.client.consumer")
 
@@ -55,90 +67,160 @@ _HELD_MAX_WAIT_MS = 20
 _CORRUPT_RETRY_S = 1.0  # a damaged batch stays damaged until a repair: report it about once a second
 
 
-class PartitionState:
-    """What the consumer tracks for one assigned partition."""
-
-    __slots__ = ("tp", "position", "fetch_offset", "epoch", "paused", "buffered", "in_flight", "reset",
-                 "high_watermark", "log_start_offset", "max_bytes", "retry_at", "committed")
-
-    def __init__(self, tp: TopicPartition, max_bytes: int) -> None:
-        self.tp = tp
-        self.position: int | None = None  # next offset for the application; None = to be found
-        self.fetch_offset: int | None = None
-        self.epoch = 0
-        self.paused = False
-        self.buffered = 0
-        self.in_flight = False
-        self.reset: int | None = None  # pending ListOffsets target (timestamp, LATEST, EARLIEST)
-        self.high_watermark = -1
-        self.log_start_offset = -1
-        self.max_bytes = max_bytes
-        self.retry_at = 0.0
-        self.committed = -1  # last offset committed by this consumer
-
-    def seek(self, offset: int) -> None:
-        self.position = self.fetch_offset = offset
-        self.epoch += 1
-        self.reset = None
-        self.retry_at = 0.0
-
-    def __repr__(self) -> str:
-        return (f"<PartitionState {self.tp.topic}[{self.tp.partition}] position={self.position} "
-                f"fetch={self.fetch_offset} buffered={self.buffered} paused={self.paused}>")
-
-
 class Chunk:
     """One partition's records from one Fetch answer: raw batches, decoded on demand."""
 
-    __slots__ = ("state", "epoch", "data", "next_offset", "records", "aborted")
+    __slots__ = ("state", "epoch", "data", "next_offset", "columns", "aborted")
 
     def __init__(self, state: PartitionState, epoch: int, data: bytes | None, next_offset: int,
-                 records: list[ConsumerRecord] | None = None,
+                 columns: RecordColumns | None = None,
                  aborted: tuple[tuple[int, int], ...] | None = None) -> None:
         self.state = state
         self.epoch = epoch
-        self.data = data
+        self.data = data  # None for the decoded rest of a chunk put aside by pause()
         self.next_offset = next_offset
-        self.records = records
+        self.columns = columns
         self.aborted = aborted  # read_committed: (producer id, first offset) of aborted transactions
+
+    def __repr__(self) -> str:
+        size = len(self.data) if self.data is not None else 0
+        return f"<Chunk {self.state.tp} epoch={self.epoch} bytes={size} next_offset={self.next_offset}>"
 
 
 class Fetcher:
-    """The fetching half of the consumer (a mixin; see the module docstring)."""
+    """Fetches for one consumer (see the module docstring). Driven by :meth:`run`."""
+
+    def __init__(self, config: ConsumerConfig, cluster: Cluster, subscription: SubscriptionState, *,
+                 reset_target: int | None) -> None:
+        self.config = config
+        self.group: CommittedOffsets | None = None  # set by the consumer once it has a group member
+        self._cluster = cluster
+        self._subscription = subscription
+        self._isolation = 1 if config.isolation_level == "read_committed" else 0
+        self._reset_target = reset_target
+        self._chunks: deque[Chunk] = deque()
+        self._parked: list[Chunk] = []
+        self._errors: deque[BaseException] = deque()
+        self._data_ready = trio.Event()
+        self._fetch_wake = trio.Event()
+        self._fetching_nodes: set[int] = set()
+        self._need_metadata = False
+        self._closed = False
+        self._nursery: trio.Nursery | None = None
+
+    def __repr__(self) -> str:
+        return (f"<Fetcher chunks={len(self._chunks)} parked={len(self._parked)} "
+                f"fetching={sorted(self._fetching_nodes)} closed={self._closed}>")
+
+    @property
+    def buffered_chunks(self) -> int:
+        return len(self._chunks) + len(self._parked)
+
+    # -- what the consumer asks -------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Look for partitions to fetch now (assignment, seek, resume or room changed)."""
+        self._fetch_wake.set()
+
+    def report(self, error: BaseException) -> None:
+        """Hand an error to the application: the next :meth:`take` raises it."""
+        self._errors.append(error)
+        self._data_ready.set()
+
+    def close(self) -> None:
+        """Stop reporting errors; wake a reader waiting in :meth:`wait`."""
+        self._closed = True
+        self._data_ready.set()
+
+    def take(self) -> Chunk | None:
+        """The next chunk to read, None if none is queued. Stale chunks (a seek, reset or
+        revocation since the fetch) are dropped; chunks of paused partitions are put aside.
+
+        :raises BaseException: an error reported since the last call.
+        """
+        if self._errors:
+            raise self._errors.popleft()
+        subscription = self._subscription
+        while self._chunks:
+            chunk = self._chunks.popleft()
+            state = chunk.state
+            current = subscription.is_current(state, chunk.epoch)
+            if state.paused and current:
+                self._parked.append(chunk)  # still counts as buffered
+                continue
+            if chunk.data is not None:
+                state.buffered -= len(chunk.data)
+                self._fetch_wake.set()
+            if current:
+                return chunk
+        return None
+
+    async def wait(self) -> None:
+        """Wait until a chunk or an error is queued (or the fetcher is closed)."""
+        if self._chunks or self._errors or self._closed:
+            return
+        self._data_ready = trio.Event()
+        self._fetch_wake.set()
+        await self._data_ready.wait()
+
+    def put_aside(self, chunk: Chunk) -> None:
+        """Keep ``chunk`` (of a paused partition) until its partition is resumed."""
+        self._parked.append(chunk)
+
+    def resumed(self, states: Iterable[PartitionState]) -> None:
+        """``states`` were resumed: their chunks put aside are read first again."""
+        ids = {id(s) for s in states}
+        back = [c for c in self._parked if id(c.state) in ids]
+        self._parked = [c for c in self._parked if id(c.state) not in ids]
+        self._chunks.extendleft(reversed(back))
+        if back:
+            self._data_ready.set()
+        self._fetch_wake.set()
+
+    def dropped(self, state: PartitionState) -> None:
+        """``state`` is no longer assigned: forget the chunks put aside for it."""
+        self._parked = [c for c in self._parked if c.state is not state]
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Resolve positions and fetch until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._fetch_loop()
 
     async def _fetch_loop(self) -> None:
-        assert self._cluster is not None
         while True:
             self._fetch_wake = trio.Event()
             now = trio.current_time()
-            unresolved = [s for s in self._assigned.values() if s.fetch_offset is None and s.retry_at <= now]
+            unresolved = self._subscription.unresolved(now)
             if unresolved:
                 try:
-                    await self._resolve_positions(unresolved)
+                    await self.resolve_positions(unresolved)
                 except (KafkaError, ClientClosedError, NoOffsetError) as exc:
                     if self._closed:
                         return
-                    self._report(exc)
+                    self.report(exc)
                     for s in unresolved:
                         s.retry_at = trio.current_time() + self.config.backoff(3)
                 continue
             next_wake = self._start_fetches(now)
-            if self._need_metadata or (self._cluster.stale and self._assigned):
+            if self._need_metadata or (self._cluster.stale and len(self._subscription)):
                 self._need_metadata = False
                 with contextlib.suppress(KafkaError):
-                    await self._cluster.refresh({tp.topic for tp in self._assigned})
+                    await self._cluster.refresh(self._subscription.topics())
                 continue
             with trio.move_on_after(max(0.0, next_wake - now) if not math.isinf(next_wake) else math.inf):
                 await self._fetch_wake.wait()
 
     def _start_fetches(self, now: float) -> float:
         """Start a Fetch for each leader with fetchable partitions; return the next retry time."""
-        assert self._cluster is not None and self._nursery is not None
+        assert self._nursery is not None
         plans: dict[int, list[PartitionState]] = {}
         held: set[int] = set()  # nodes with partitions waiting only for the application to read
         next_wake = math.inf
         prefetch = self.config.prefetch_bytes
-        for state in self._assigned.values():
+        for state in self._subscription:
             if state.paused or state.in_flight or state.fetch_offset is None:
                 continue
             if state.buffered >= prefetch:
@@ -168,12 +250,13 @@ class Fetcher:
         return next_wake
 
     async def _fetch(self, node: int, states: list[PartitionState], max_wait_ms: int) -> None:
-        assert self._cluster is not None
         c = self.config
-        epochs = {s.tp: (s, s.epoch, s.fetch_offset) for s in states}
+        epochs: dict[TopicPartition, tuple[PartitionState, int, int]] = {}
         try:
             by_topic: dict[str, list[tuple[int, int, int]]] = {}
             for s in states:
+                assert s.fetch_offset is not None  # _start_fetches plans only partitions with one
+                epochs[s.tp] = (s, s.epoch, s.fetch_offset)
                 by_topic.setdefault(s.tp.topic, []).append((s.tp.partition, s.fetch_offset, s.max_bytes))
             try:
                 conn = await self._cluster.connection(node, "fetch")
@@ -190,7 +273,7 @@ class Fetcher:
                 return
             except (KafkaError, ClientClosedError) as exc:
                 if not self._closed:
-                    self._report(exc)
+                    self.report(exc)
                 self._backoff(states)
                 return
             top = getattr(answer, "error_code", ErrorCode.none)
@@ -221,7 +304,7 @@ class Fetcher:
                 if entry is None:
                     continue
                 state, epoch, offset = entry
-                if state.epoch != epoch or self._assigned.get(state.tp) is not state:
+                if not self._subscription.is_current(state, epoch):
                     continue  # seeked or revoked meanwhile
                 code = p.error_code
                 if code == ErrorCode.none:
@@ -249,39 +332,41 @@ class Fetcher:
                     added = True
                 elif code == ErrorCode.offset_out_of_range:
                     if self._reset_target is None:
-                        self._report(FetchOffsetOutOfRangeError(
+                        self.report(FetchOffsetOutOfRangeError(
                             f"{state.tp} offset {offset} is out of range and auto_offset_reset is 'none'",
                             code=ErrorCode.offset_out_of_range))
                         state.retry_at = trio.current_time() + 1.0
                     else:
                         log.info("%s: offset %d out of range; resetting to %s", state.tp, offset,
                                  self.config.auto_offset_reset)
-                        state.fetch_offset = None
-                        state.reset = self._reset_target
-                        state.epoch += 1
+                        state.request_reset(self._reset_target)
                 elif code in _REFRESH_CODES:
                     self._backoff([state], refresh=True)
                 elif code == ErrorCode.corrupt_message:
-                    self._report(CorruptRecordError(
+                    self.report(CorruptRecordError(
                         f"{state.tp.topic}[{state.tp.partition}] at offset {offset}: the broker found the batch "
                         f"there damaged (CORRUPT_MESSAGE); seek past it or have the broker's data repaired",
                         code=ErrorCode.corrupt_message))
                     state.retry_at = trio.current_time() + _CORRUPT_RETRY_S
                 else:
-                    self._report(kafka_error(code, context=f"fetch {state.tp.topic}[{state.tp.partition}]"))
+                    self.report(kafka_error(code, context=f"fetch {state.tp.topic}[{state.tp.partition}]"))
                     self._backoff([state])
         if added:
             self._data_ready.set()
 
-    async def _resolve_positions(self, states: list[PartitionState]) -> None:
-        """Find positions: committed offsets first (with a group), then the reset policy."""
-        assert self._cluster is not None
+    async def resolve_positions(self, states: list[PartitionState]) -> None:
+        """Find positions: committed offsets first (with a group), then the reset policy.
+
+        :raises NoOffsetError: a partition has none and ``auto_offset_reset`` is "none".
+        :raises KafkaError: the lookups failed.
+        """
         need_committed = [s for s in states if s.reset is None and s.position is None]
-        if need_committed and self._group is not None:
-            committed = await self._group.fetch_committed([s.tp for s in need_committed])
-            for s in need_committed:
+        if need_committed and self.group is not None:
+            epochs = [s.epoch for s in need_committed]
+            committed = await self.group.fetch_committed([s.tp for s in need_committed])
+            for s, epoch in zip(need_committed, epochs):
                 offset = committed.get(s.tp, -1)
-                if offset >= 0:
+                if offset >= 0 and s.epoch == epoch:  # not if the application seeked meanwhile
                     s.seek(offset)
                     s.committed = offset
         targets = {}
@@ -297,9 +382,9 @@ class Fetcher:
         if targets:
             answers = await list_offsets(self._cluster, targets, isolation_level=self._isolation)
             for tp, answer in answers.items():
-                s = self._assigned.get(tp)
-                if s is not None and s.fetch_offset is None:
-                    s.seek(answer.offset if answer.offset >= 0 else 0)
+                found = self._subscription.get(tp)
+                if found is not None and found.fetch_offset is None:
+                    found.seek(answer.offset if answer.offset >= 0 else 0)
         if missing:
             for s in missing:
                 s.retry_at = math.inf  # until seek()

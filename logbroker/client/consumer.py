@@ -34,9 +34,17 @@ How it works:
   transaction markers) are never returned under either level.
   ``end_offsets`` is then the last stable offset.
 
-Iteration hands out records of a decoded fetch without a checkpoint, and
-yields to trio every 256 records and between fetches: cancellation is seen
-within that many records.
+Structure: the consumer holds a :class:`~._subscription.SubscriptionState`
+(the assigned partitions and their positions), a :class:`~._fetcher.Fetcher`
+(fetch tasks and the queue of fetched chunks) and, with a group id, a group
+member; it implements :class:`~._subscription.PartitionOwner` for the member.
+
+Reading decodes a whole fetched chunk at once into columns
+(:mod:`._decode`); iteration then hands out the chunk's records without a
+checkpoint, and yields to trio every 256 records and between fetches:
+cancellation is seen within that many records. :meth:`Consumer.poll_batch`
+returns many records as columns (numpy arrays) without making a record
+object each.
 """
 
 from __future__ import annotations
@@ -46,8 +54,8 @@ import dataclasses
 import datetime
 import inspect
 import logging
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
 from typing import Any
 
 import trio
@@ -55,17 +63,23 @@ import trio
 from logbroker.errors import (
     ClientClosedError,
     CorruptRecordError,
+    InvalidConfigError,
     KafkaError,
-    NoOffsetError,
     LogbrokerError,
+    NoOffsetError,
 )
 from logbroker.protocol import ErrorCode
 
-from ._decode import decode_for_consumer
-from ._fetcher import Chunk, Fetcher, PartitionState
+from logbroker.records.decoder import RecordColumns
+
+from ._decode import decode_chunk, records_from_columns
+from ._fetcher import Chunk, Fetcher
 from ._offsets import EARLIEST, LATEST, list_offsets, timestamp_ms
+from ._replay import Replay
+from ._subscription import PartitionState, SubscriptionState
 from ._tasks import close_background, open_background
 from .cluster import Cluster
+from .columns import ConsumerBatch, PartitionColumns
 from .config import ConsumerConfig
 from .consumer_group_member import ConsumerGroupMember
 from .group import GroupMember
@@ -76,9 +90,13 @@ __all__ = ["Consumer"]
 log = logging.getLogger("logbroker.client.consumer")
 
 _YIELD_EVERY = 256
+_EMPTY_RECORDS: list[ConsumerRecord] = []
+
+PartitionCallback = Callable[[set[TopicPartition]], Awaitable[None] | None]
+Connector = Callable[[str, int], Awaitable[trio.abc.Stream]]  # opens a stream to (host, port)
 
 
-class Consumer(Fetcher):
+class Consumer:
     """An async Kafka consumer. Use as ``async with Consumer(bootstrap, **options)``.
 
     Options are the fields of :class:`~logbroker.client.ConsumerConfig`
@@ -89,7 +107,7 @@ class Consumer(Fetcher):
     """
 
     def __init__(self, bootstrap: str | None = None, *, config: ConsumerConfig | None = None,
-                 connector=None, **options: Any) -> None:
+                 connector: Connector | None = None, **options: Any) -> None:
         if config is None:
             config = ConsumerConfig.from_options(bootstrap, options)
         elif options or bootstrap is not None:
@@ -98,34 +116,42 @@ class Consumer(Fetcher):
         self._connector = connector
         self._isolation = 1 if config.isolation_level == "read_committed" else 0
         self._reset_target = {"earliest": EARLIEST, "latest": LATEST, "none": None}[config.auto_offset_reset]
+        self._subscription = SubscriptionState(config.max_partition_fetch_bytes)
         self._cluster: Cluster | None = None
+        self._fetcher: Fetcher | None = None
         self._nursery: trio.Nursery | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._group: GroupMember | ConsumerGroupMember | None = None
         self._group_task = False
         self._auto_committing = False
-        self._assigned: dict[TopicPartition, PartitionState] = {}
-        self._chunks: deque[Chunk] = deque()
-        self._parked: list[Chunk] = []
-        self._records: list[ConsumerRecord] = []
+        # The chunk being read: its columns, the records made of them (for iteration), the
+        # next row, and the row up to which iteration needs no checkpoint.
+        self._chunk: Chunk | None = None
+        self._columns: RecordColumns | None = None
+        self._records: list[ConsumerRecord] = _EMPTY_RECORDS
         self._index = 0
+        self._limit = 0
         self._current: PartitionState | None = None
-        self._current_chunk: Chunk | None = None
-        self._since_yield = 0
-        self._data_ready = trio.Event()
-        self._fetch_wake = trio.Event()
-        self._fetching_nodes: set[int] = set()
-        self._errors: deque[BaseException] = deque()
-        self._need_metadata = False
+        self._returned = 0  # records handed out of chunks no longer current
         self._closed = False
-        self._on_assign: Callable | None = None
-        self._on_revoke: Callable | None = None
-        self.records_returned = 0
+        self._on_assign: PartitionCallback | None = None
+        self._on_revoke: PartitionCallback | None = None
+
+    @property
+    def records_returned(self) -> int:
+        """How many records this consumer has handed to the application."""
+        return self._returned + self._index
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._nursery else "not started"
-        return (f"<Consumer {state} group={self.config.group_id!r} assigned={len(self._assigned)} "
-                f"buffered_chunks={len(self._chunks)} returned={self.records_returned}>")
+        buffered = self._fetcher.buffered_chunks if self._fetcher is not None else 0
+        return (f"<Consumer {state} group={self.config.group_id!r} assigned={len(self._subscription)} "
+                f"buffered_chunks={buffered} returned={self.records_returned}>")
+
+    @property
+    def subscription_state(self) -> SubscriptionState:
+        """The assigned partitions and their positions (read them; change them through the consumer)."""
+        return self._subscription
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -138,13 +164,15 @@ class Consumer(Fetcher):
             self._nursery = await open_background(self._stack)
             self._cluster = Cluster(self.config, self._nursery, connector=self._connector,
                                     allow_auto_create=self.config.allow_auto_create_topics)
-            self._nursery.start_soon(self._fetch_loop)
+            self._fetcher = Fetcher(self.config, self._cluster, self._subscription, reset_target=self._reset_target)
+            self._nursery.start_soon(self._fetcher.run)
         except BaseException:
             await self._stack.__aexit__(None, None, None)
             raise
         return self
 
-    async def __aexit__(self, exc_type, exc, tb) -> bool:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool:
         try:
             if exc is None or isinstance(exc, Exception):
                 with trio.CancelScope(shield=True):
@@ -169,7 +197,8 @@ class Consumer(Fetcher):
                 except (KafkaError, ClientClosedError) as exc:
                     log.warning("final commit failed: %s", exc)
             await self._group.leave()
-        self._data_ready.set()
+        if self._fetcher is not None:
+            self._fetcher.close()
         if self._cluster is not None:
             await self._cluster.aclose()
         if self._nursery is not None:
@@ -181,10 +210,10 @@ class Consumer(Fetcher):
         if self._nursery is None:
             raise RuntimeError("use the consumer inside 'async with Consumer(...)'")
 
-    def _report(self, error: BaseException) -> None:
-        """Hand an error to the application: the next read raises it."""
-        self._errors.append(error)
-        self._data_ready.set()
+    def _started(self) -> tuple[Cluster, Fetcher]:
+        if self._cluster is None or self._fetcher is None:
+            raise RuntimeError("use the consumer inside 'async with Consumer(...)'")
+        return self._cluster, self._fetcher
 
     # -- assignment ---------------------------------------------------------------------
 
@@ -194,19 +223,18 @@ class Consumer(Fetcher):
         :raises RuntimeError: the consumer is subscribed to topics.
         """
         self._check_usable()
+        cluster, fetcher = self._started()
         if self._group is not None and self._group.subscribed:
             raise RuntimeError("assign() cannot be used while subscribed; unsubscribe() first")
         wanted = {TopicPartition(*tp) for tp in partitions}
-        for tp in set(self._assigned) - wanted:
+        for tp in self._subscription.partitions() - wanted:
             self._drop(tp)
-        for tp in wanted - set(self._assigned):
-            self._assigned[tp] = PartitionState(tp, self.config.max_partition_fetch_bytes)
+        self._subscription.add(sorted(wanted))
         if wanted:
             self._ensure_group_member()
             self._start_auto_commit()  # assign() with a group id commits to a "simple" group
-            assert self._cluster is not None
-            self._cluster.add_topics(tp.topic for tp in wanted)
-        self._fetch_wake.set()
+            cluster.add_topics(tp.topic for tp in wanted)
+        fetcher.wake()
 
     async def subscribe(
         self,
@@ -214,8 +242,8 @@ class Consumer(Fetcher):
         *,
         pattern: str | None = None,
         group_id: str | None = None,
-        on_assign: Callable | None = None,
-        on_revoke: Callable | None = None,
+        on_assign: PartitionCallback | None = None,
+        on_revoke: PartitionCallback | None = None,
     ) -> None:
         """Join ``group_id`` (default: the configured one) consuming ``topics``, or with
         ``group_protocol="consumer"`` the topics whose names match ``pattern`` (a regular
@@ -231,32 +259,27 @@ class Consumer(Fetcher):
         :raises RuntimeError: partitions were assigned with :meth:`assign`.
         """
         self._check_usable()
-        topics = tuple(sorted(set([topics] if isinstance(topics, str) else topics)))
-        if pattern is not None and (topics or self.config.group_protocol != "consumer"):
-            from logbroker.errors import InvalidConfigError
-
+        names = tuple(sorted({topics} if isinstance(topics, str) else set(topics)))
+        if pattern is not None and (names or self.config.group_protocol != "consumer"):
             raise InvalidConfigError("subscribe(pattern=...) needs group_protocol='consumer' and no topic names")
         if group_id is not None and group_id != self.config.group_id:
             if self._group is not None:
                 raise RuntimeError("the consumer already belongs to another group")
             self.config = dataclasses.replace(self.config, group_id=group_id)
         if self.config.group_id is None:
-            from logbroker.errors import InvalidConfigError
-
             raise InvalidConfigError("subscribe() needs a group_id")
-        if self._assigned and (self._group is None or not self._group.subscribed):
+        if len(self._subscription) and (self._group is None or not self._group.subscribed):
             raise RuntimeError("subscribe() cannot be used after assign(); assign([]) first")
         self._on_assign, self._on_revoke = on_assign, on_revoke
         member = self._ensure_group_member()
-        assert member is not None and self._cluster is not None
-        self._cluster.add_topics(topics)
+        assert member is not None and self._cluster is not None and self._nursery is not None
+        self._cluster.add_topics(names)
         if isinstance(member, ConsumerGroupMember):
-            member.subscribe(topics, pattern)
+            member.subscribe(names, pattern)
         else:
-            member.subscribe(topics)
+            member.subscribe(names)
         if not self._group_task:
             self._group_task = True
-            assert self._nursery is not None
             self._nursery.start_soon(member.run)
         self._start_auto_commit()
 
@@ -283,15 +306,20 @@ class Consumer(Fetcher):
             if self._group.stable:
                 return self.assignment()
 
+    def group_stable(self) -> bool:
+        """True unless a group rebalance is under way (also without a group)."""
+        return self._group is None or self._group.stable
+
     def _ensure_group_member(self) -> GroupMember | ConsumerGroupMember | None:
         if self._group is None and self.config.group_id is not None:
-            assert self._cluster is not None
+            cluster, fetcher = self._started()
             member = ConsumerGroupMember if self.config.group_protocol == "consumer" else GroupMember
-            self._group = member(self, self._cluster, self.config, self.config.group_id)
+            self._group = member(self, cluster, self.config, self.config.group_id)
+            fetcher.group = self._group
         return self._group
 
     def assignment(self) -> set[TopicPartition]:
-        return set(self._assigned)
+        return self._subscription.partitions()
 
     def group_metadata(self) -> ConsumerGroupMetadata:
         """The group id, generation, member id and group instance id of this member now,
@@ -314,39 +342,22 @@ class Consumer(Fetcher):
     def subscription(self) -> set[str]:
         return set(self._group.topics) if self._group is not None else set()
 
-    # -- what a group member drives (classic GroupMember, ConsumerGroupMember) ----------
+    # -- what a group member drives (PartitionOwner) -----------------------------------
 
     async def take_partitions(self, added: set[TopicPartition], assigned: set[TopicPartition]) -> None:
         """The group gave this consumer ``assigned`` (``added`` are new): fetch them, call on_assign."""
-        await self._assign_from_group(added, assigned)
+        for tp in self._subscription.partitions() - assigned:
+            self._drop(tp)
+        self._subscription.add(sorted(added))
+        if self._fetcher is not None:
+            self._fetcher.wake()
+        if self._on_assign is not None:
+            await _call(self._on_assign, set(added))
 
     async def revoke_partitions(self, partitions: set[TopicPartition], *, lost: bool = False) -> None:
         """The group takes ``partitions`` away: commit them (with auto-commit; not when ``lost``,
         i.e. the member was fenced and its commits would be refused), call on_revoke, stop fetching."""
-        if lost:
-            if self._on_revoke is not None:
-                await _call(self._on_revoke, set(partitions))
-            for tp in partitions:
-                self._drop(tp)
-            return
-        await self._revoke(partitions)
-
-    def report_error(self, error: BaseException) -> None:
-        """Hand ``error`` to the application: the next read raises it."""
-        self._report(error)
-
-    async def _assign_from_group(self, added: set[TopicPartition], assigned: set[TopicPartition]) -> None:
-        for tp in set(self._assigned) - assigned:
-            self._drop(tp)
-        for tp in added:
-            if tp not in self._assigned:
-                self._assigned[tp] = PartitionState(tp, self.config.max_partition_fetch_bytes)
-        self._fetch_wake.set()
-        if self._on_assign is not None:
-            await _call(self._on_assign, set(added))
-
-    async def _revoke(self, partitions: set[TopicPartition]) -> None:
-        if self.config.enable_auto_commit:
+        if self.config.enable_auto_commit and not lost:
             try:
                 await self._commit_positions(partitions)
             except (KafkaError, ClientClosedError) as exc:
@@ -356,24 +367,21 @@ class Consumer(Fetcher):
         for tp in partitions:
             self._drop(tp)
 
+    def report_error(self, error: BaseException) -> None:
+        """Hand ``error`` to the application: the next read raises it."""
+        if self._fetcher is not None:
+            self._fetcher.report(error)
+
     def _drop(self, tp: TopicPartition) -> None:
-        state = self._assigned.pop(tp, None)
+        state = self._subscription.drop(tp)
         if state is None:
             return
-        state.epoch += 1  # in-flight answers and buffered chunks become stale
         if self._current is state:
-            self._records = []
-            self._index = 0
-            self._current = None
-        self._parked = [c for c in self._parked if c.state is not state]
+            self._clear_current()
+        if self._fetcher is not None:
+            self._fetcher.dropped(state)
 
     # -- positions ---------------------------------------------------------------------
-
-    def _state(self, tp: TopicPartition | tuple[str, int]) -> PartitionState:
-        state = self._assigned.get(TopicPartition(*tp))
-        if state is None:
-            raise KeyError(f"{tp} is not assigned to this consumer")
-        return state
 
     def seek(self, tp: TopicPartition | tuple[str, int], offset: int) -> None:
         """Make ``offset`` the next offset returned for ``tp``.
@@ -383,20 +391,19 @@ class Consumer(Fetcher):
         """
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
-        state = self._state(tp)
+        state = self._subscription.state(tp)
         state.seek(offset)
         if self._current is state:
-            self._records = []
-            self._index = 0
-            self._current = None
-        self._fetch_wake.set()
+            self._clear_current()
+        if self._fetcher is not None:
+            self._fetcher.wake()
 
-    async def _seek_to(self, target: int, partitions: tuple) -> None:
-        states = [self._state(tp) for tp in partitions] if partitions else list(self._assigned.values())
+    async def _seek_to(self, target: int, partitions: tuple[TopicPartition | tuple[str, int], ...]) -> None:
+        states = [self._subscription.state(tp) for tp in partitions] if partitions else list(self._subscription)
         if not states:
             return
-        assert self._cluster is not None
-        answers = await list_offsets(self._cluster, {s.tp: target for s in states}, isolation_level=self._isolation)
+        cluster, _ = self._started()
+        answers = await list_offsets(cluster, {s.tp: target for s in states}, isolation_level=self._isolation)
         ends = None
         for s in states:
             offset = answers[s.tp].offset
@@ -404,7 +411,7 @@ class Consumer(Fetcher):
                 if ends is None:
                     ends = await self.end_offsets([x.tp for x in states])
                 offset = ends[s.tp]
-            if s.tp in self._assigned:
+            if s.tp in self._subscription:
                 self.seek(s.tp, offset)
 
     async def seek_to_beginning(self, *partitions: TopicPartition | tuple[str, int]) -> None:
@@ -425,9 +432,10 @@ class Consumer(Fetcher):
 
         :raises NoOffsetError: no committed offset and ``auto_offset_reset="none"``.
         """
-        state = self._state(tp)
+        state = self._subscription.state(tp)
         if state.position is None:
-            await self._resolve_positions([state])
+            _, fetcher = self._started()
+            await fetcher.resolve_positions([state])
             if state.position is None:
                 raise NoOffsetError(f"{state.tp} has no committed offset and auto_offset_reset is 'none'")
         return state.position
@@ -437,11 +445,11 @@ class Consumer(Fetcher):
 
         :raises RuntimeError: the consumer has no group id.
         """
-        if self._ensure_group_member() is None:
+        group = self._ensure_group_member()
+        if group is None:
             raise RuntimeError("committed() needs a group_id")
-        assert self._group is not None
         tp = TopicPartition(*tp)
-        offset = (await self._group.fetch_committed([tp]))[tp]
+        offset = (await group.fetch_committed([tp]))[tp]
         return offset if offset >= 0 else None
 
     async def commit(self, offsets: Mapping[TopicPartition | tuple[str, int], int] | None = None) -> None:
@@ -454,28 +462,22 @@ class Consumer(Fetcher):
         :raises KafkaError: another error.
         """
         self._check_usable()
-        if self._ensure_group_member() is None:
+        group = self._ensure_group_member()
+        if group is None:
             raise RuntimeError("commit() needs a group_id")
         if offsets is None:
             await self._commit_positions()
             return
         normalized = {TopicPartition(*tp): off for tp, off in offsets.items()}
-        assert self._group is not None
-        await self._group.commit(normalized)
-        for tp, off in normalized.items():
-            if tp in self._assigned:
-                self._assigned[tp].committed = off
+        await group.commit(normalized)
+        self._subscription.committed(normalized)
 
     async def _commit_positions(self, partitions: Iterable[TopicPartition] | None = None) -> None:
-        states = [self._assigned[tp] for tp in partitions if tp in self._assigned] if partitions is not None \
-            else list(self._assigned.values())
-        offsets = {s.tp: s.position for s in states if s.position is not None and s.position != s.committed}
+        offsets = self._subscription.to_commit(partitions)
         if not offsets or self._group is None:
             return
-        await self._group.commit(offsets)  # type: ignore[arg-type]
-        for s in states:
-            if s.tp in offsets:
-                s.committed = offsets[s.tp]  # type: ignore[assignment]
+        await self._group.commit(offsets)
+        self._subscription.committed(offsets)
 
     async def _auto_commit_loop(self) -> None:
         interval = self.config.auto_commit_interval_ms / 1000
@@ -491,42 +493,33 @@ class Consumer(Fetcher):
     def pause(self, *partitions: TopicPartition | tuple[str, int]) -> None:
         """Stop fetching and returning records of ``partitions`` until :meth:`resume`."""
         for tp in partitions:
-            state = self._state(tp)
-            state.paused = True
-            if self._current is state and self._index < len(self._records):
-                self._parked.append(Chunk(state, state.epoch, None, -1, self._records[self._index:]))
-                self._records = []
-                self._index = 0
-                self._current = None
+            state = self._subscription.pause(tp)
+            if self._current is state and self._chunk is not None and self._columns is not None:
+                if self._index < self._columns.count and self._fetcher is not None:
+                    rest = self._columns.select(slice(self._index, None))
+                    self._fetcher.put_aside(Chunk(state, state.epoch, None, self._chunk.next_offset, columns=rest))
+                self._clear_current()  # the rest, put aside, moves the position when it is read
 
     def resume(self, *partitions: TopicPartition | tuple[str, int]) -> None:
         """Fetch and return records of ``partitions`` again."""
-        resumed = set()
-        for tp in partitions:
-            state = self._state(tp)
-            state.paused = False
-            resumed.add(id(state))
-        back = [c for c in self._parked if id(c.state) in resumed]
-        self._parked = [c for c in self._parked if id(c.state) not in resumed]
-        self._chunks.extendleft(reversed(back))
-        if back:
-            self._data_ready.set()
-        self._fetch_wake.set()
+        states = [self._subscription.resume(tp) for tp in partitions]
+        if self._fetcher is not None:
+            self._fetcher.resumed(states)
 
     def paused(self) -> set[TopicPartition]:
-        return {tp for tp, s in self._assigned.items() if s.paused}
+        return self._subscription.paused()
 
     async def beginning_offsets(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> dict[TopicPartition, int]:
         """Log start offset of each partition."""
-        assert self._cluster is not None
-        answers = await list_offsets(self._cluster, {TopicPartition(*tp): EARLIEST for tp in partitions})
+        cluster, _ = self._started()
+        answers = await list_offsets(cluster, {TopicPartition(*tp): EARLIEST for tp in partitions})
         return {tp: a.offset for tp, a in answers.items()}
 
     async def end_offsets(self, partitions: Iterable[TopicPartition | tuple[str, int]]) -> dict[TopicPartition, int]:
         """High watermark (last offset + 1) of each partition; under read_committed the
         last stable offset (the first offset of the oldest open transaction, else the high watermark)."""
-        assert self._cluster is not None
-        answers = await list_offsets(self._cluster, {TopicPartition(*tp): LATEST for tp in partitions},
+        cluster, _ = self._started()
+        answers = await list_offsets(cluster, {TopicPartition(*tp): LATEST for tp in partitions},
                                      isolation_level=self._isolation)
         return {tp: a.offset for tp, a in answers.items()}
 
@@ -534,9 +527,9 @@ class Consumer(Fetcher):
         self, timestamps: Mapping[TopicPartition | tuple[str, int], datetime.datetime | int]
     ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
         """For each partition, the first offset with a timestamp at or after the given one (None: none)."""
-        assert self._cluster is not None
+        cluster, _ = self._started()
         answers = await list_offsets(
-            self._cluster, {TopicPartition(*tp): timestamp_ms(ts) for tp, ts in timestamps.items()},
+            cluster, {TopicPartition(*tp): timestamp_ms(ts) for tp, ts in timestamps.items()},
             isolation_level=self._isolation,
         )
         return {tp: (a if a.offset >= 0 else None) for tp, a in answers.items()}
@@ -547,15 +540,15 @@ class Consumer(Fetcher):
         :raises UnknownTopicOrPartitionError: it does not exist in time.
         """
         self._check_usable()
-        assert self._cluster is not None
-        info = await self._cluster.topic(topic)
+        cluster, _ = self._started()
+        info = await cluster.topic(topic)
         return [p.partition for p in info.partitions]
 
     async def topics(self) -> set[str]:
         """Every topic name the cluster knows (internal ones left out)."""
         self._check_usable()
-        assert self._cluster is not None
-        meta = await self._cluster.refresh(all_topics=True)
+        cluster, _ = self._started()
+        meta = await cluster.refresh(all_topics=True)
         return {name for name, info in meta.topics.items() if not info.internal and not info.error_code}
 
     # -- reading --------------------------------------------------------------------------
@@ -565,13 +558,10 @@ class Consumer(Fetcher):
 
     async def __anext__(self) -> ConsumerRecord:
         i = self._index
-        records = self._records
-        if i < len(records) and self._since_yield < _YIELD_EVERY:
+        if i < self._limit:  # the fast path: a record of the current chunk, no checkpoint due
+            record = self._records[i]
             self._index = i + 1
-            self._since_yield += 1
-            record = records[i]
-            self._current.position = record.offset + 1  # type: ignore[union-attr]
-            self.records_returned += 1
+            self._current.position = record[2] + 1  # type: ignore[union-attr]  # set with _limit > 0
             return record
         try:
             return await self.getone()
@@ -586,14 +576,19 @@ class Consumer(Fetcher):
         :raises NoOffsetError: a partition has no offset and ``auto_offset_reset="none"``.
         :raises ClientClosedError: the consumer is closed.
         """
-        self._since_yield = 0
         await trio.lowlevel.checkpoint()
-        while self._index >= len(self._records):
+        columns = self._columns
+        while columns is None or self._index >= columns.count:
             await self._next_chunk()
-        record = self._records[self._index]
-        self._index += 1
-        self._current.position = record.offset + 1  # type: ignore[union-attr]
-        self.records_returned += 1
+            columns = self._columns
+        if self._records is _EMPTY_RECORDS:
+            self._records = self._make_records()
+        i = self._index
+        record = self._records[i]
+        self._index = i + 1
+        self._limit = min(len(self._records), i + _YIELD_EVERY)
+        assert self._current is not None
+        self._current.position = record.offset + 1
         return record
 
     async def getmany(self, max_records: int | None = None) -> list[ConsumerRecord]:
@@ -601,91 +596,142 @@ class Consumer(Fetcher):
 
         :raises: as :meth:`getone`.
         """
-        self._since_yield = 0
         await trio.lowlevel.checkpoint()
-        while self._index >= len(self._records):
+        columns = self._columns
+        while columns is None or self._index >= columns.count:
             await self._next_chunk()
+            columns = self._columns
+        if self._records is _EMPTY_RECORDS:
+            self._records = self._make_records()
         start = self._index
         end = len(self._records) if max_records is None else min(len(self._records), start + max_records)
         batch = self._records[start:end]
-        self._index = end
-        self._current.position = batch[-1].offset + 1  # type: ignore[union-attr]
-        self.records_returned += len(batch)
+        self._index = self._limit = end
+        assert self._current is not None
+        self._current.position = batch[-1].offset + 1
         return batch
 
-    async def _read_chunk(self) -> list[ConsumerRecord]:
-        """The rest of the current fetch's records, or [] after consuming a chunk without any
-        (control batches only): the position moved, so callers that stop at an offset can look."""
-        self._since_yield = 0
+    async def poll_batch(self, max_records: int = 100_000) -> ConsumerBatch:
+        """Wait for records and return up to ``max_records`` of them as columns (numpy arrays of
+        offsets and timestamps, keys and values; see :class:`~logbroker.client.columns.ConsumerBatch`):
+        what is fetched already, or the first fetch to arrive. Positions move past every record
+        returned, as if each had been read with :meth:`getone`.
+
+        The bulk path: no Python object is made per record unless keys, values of varied
+        sizes or records are asked for. Cancelling the wait loses nothing. (Async APIs take
+        no timeout: use ``trio.move_on_after``; the sync facade's ``poll_batch`` takes one.)
+
+        :raises ValueError: ``max_records`` < 1.
+        :raises: as :meth:`getone`.
+        """
+        if max_records < 1:
+            raise ValueError(f"max_records must be >= 1, got {max_records}")
         await trio.lowlevel.checkpoint()
-        if self._index >= len(self._records) and not await self._next_chunk(allow_empty=True):
-            return []
-        batch = self._records[self._index:]
-        self._index = len(self._records)
-        self._current.position = batch[-1].offset + 1  # type: ignore[union-attr]
-        self.records_returned += len(batch)
-        return batch
+        parts: dict[TopicPartition, list[RecordColumns]] = {}
+        taken = 0
+        while taken < max_records:
+            columns = self._columns
+            if columns is None or self._index >= columns.count:
+                if not await self._next_chunk(wait=not taken):
+                    break
+                continue
+            state = self._current
+            assert state is not None
+            end = min(columns.count, self._index + max_records - taken)
+            part = columns if self._index == 0 and end == columns.count else columns.select(slice(self._index, end))
+            parts.setdefault(state.tp, []).append(part)
+            taken += end - self._index
+            self._index = self._limit = end
+            state.position = int(part.offsets[-1]) + 1
+        return ConsumerBatch({tp: PartitionColumns(tp.topic, tp.partition, p) for tp, p in parts.items()})
 
-    async def _next_chunk(self, *, allow_empty: bool = False) -> bool:
-        """Make the next non-empty chunk current, waiting for fetches as needed.
+    async def read_chunk(self) -> ConsumerBatch:
+        """The rest of the current fetched chunk of one partition (waiting for one if none is
+        left), as columns; empty after a chunk without records to return (control batches,
+        aborted transactions), whose position moved all the same. For readers that stop
+        at an offset, such as :class:`~logbroker.client.Replay`.
 
-        Returns True; with ``allow_empty``, False after a chunk without records.
+        :raises: as :meth:`getone`.
+        """
+        await trio.lowlevel.checkpoint()
+        columns = self._columns
+        if columns is None or self._index >= columns.count:
+            if not await self._next_chunk(allow_empty=True):
+                return ConsumerBatch()
+            columns = self._columns
+            assert columns is not None
+        state = self._current
+        assert state is not None
+        part = columns if self._index == 0 else columns.select(slice(self._index, None))
+        self._index = self._limit = columns.count
+        state.position = int(part.offsets[-1]) + 1
+        self._finish_current()
+        return ConsumerBatch({state.tp: PartitionColumns(state.tp.topic, state.tp.partition, [part])})
+
+    def _make_records(self) -> list[ConsumerRecord]:
+        """The current chunk's columns as records (all at once, in C loops)."""
+        assert self._columns is not None and self._current is not None
+        tp = self._current.tp
+        return records_from_columns(self._columns, tp.topic, tp.partition)
+
+    async def _next_chunk(self, *, allow_empty: bool = False, wait: bool = True) -> bool:
+        """Make the next chunk with records current, waiting for fetches as needed.
+
+        Returns True; False without ``wait`` when nothing is fetched, and with
+        ``allow_empty`` after a chunk without records (its position moved past it).
         """
         self._finish_current()
+        _, fetcher = self._started()
         while True:
-            if self._errors:
-                raise self._errors.popleft()
             if self._closed:
+                fetcher.take()  # an error reported before closing is raised first
                 raise ClientClosedError("the consumer is closed")
-            while self._chunks:
-                chunk = self._chunks.popleft()
-                state = chunk.state
-                stale = chunk.epoch != state.epoch or self._assigned.get(state.tp) is not state
-                if state.paused and not stale:
-                    self._parked.append(chunk)  # still counts as buffered
-                    continue
-                if chunk.data is not None:
-                    state.buffered -= len(chunk.data)
-                    self._fetch_wake.set()
-                if stale:
-                    continue
-                records = chunk.records if chunk.records is not None else self._decode(chunk)
-                if records:
-                    self._records = records
-                    self._index = 0
-                    self._current = state
-                    self._current_chunk = chunk
-                    return True
-                if chunk.next_offset > (state.position or 0):
-                    state.position = chunk.next_offset
-                if allow_empty:
+            chunk = fetcher.take()
+            if chunk is None:
+                if not wait:
                     return False
-            self._data_ready = trio.Event()
-            self._fetch_wake.set()
-            await self._data_ready.wait()
+                await fetcher.wait()
+                continue
+            state = chunk.state
+            columns = chunk.columns if chunk.columns is not None else self._decode(chunk)
+            if columns.count:
+                self._chunk = chunk
+                self._columns = columns
+                self._records = _EMPTY_RECORDS
+                self._index = self._limit = 0
+                self._current = state
+                return True
+            state.advance(chunk.next_offset)
+            if allow_empty:
+                return False
 
     def _finish_current(self) -> None:
         """The current chunk is read: move the position past any trailing control batches."""
-        chunk = self._current_chunk
+        chunk = self._chunk
         if chunk is not None:
             state = chunk.state
-            if chunk.epoch == state.epoch and state.position is not None and chunk.next_offset > state.position:
-                state.position = chunk.next_offset
-            self._current_chunk = None
-        self._records = []
-        self._index = 0
+            if self._subscription.is_current(state, chunk.epoch) and state.position is not None:
+                state.advance(chunk.next_offset)
+        self._clear_current()
+
+    def _clear_current(self) -> None:
+        self._returned += self._index
+        self._chunk = None
+        self._columns = None
+        self._records = _EMPTY_RECORDS
+        self._index = self._limit = 0
         self._current = None
 
-    def _decode(self, chunk: Chunk) -> list[ConsumerRecord]:
+    def _decode(self, chunk: Chunk) -> RecordColumns:
         state = chunk.state
         start = state.position or 0
+        assert chunk.data is not None
         try:
-            return decode_for_consumer(chunk.data, state.tp.topic, state.tp.partition, start,  # type: ignore[arg-type]
-                                       chunk.aborted)
+            return decode_chunk(chunk.data, start, chunk.aborted)
         except LogbrokerError as exc:  # CorruptBatchError, CompressionError
-            self._report(CorruptRecordError(f"{state.tp.topic}[{state.tp.partition}] at offset {start}: {exc}",
-                                            code=ErrorCode.corrupt_message))
-            return []
+            self.report_error(CorruptRecordError(f"{state.tp.topic}[{state.tp.partition}] at offset {start}: {exc}",
+                                                 code=ErrorCode.corrupt_message))
+            return decode_chunk(b"", 0)
 
     # -- replay -----------------------------------------------------------------------------
 
@@ -696,14 +742,12 @@ class Consumer(Fetcher):
         start: int | datetime.datetime = 0,
         stop: int | datetime.datetime | None = None,
         partitions: Iterable[int] | None = None,
-    ):
+    ) -> Replay:
         """Read a range of ``topic``'s history across its partitions; see :class:`~logbroker.client.Replay`."""
-        from .replay import Replay
-
         return Replay(self, topic, start=start, stop=stop, partitions=partitions)
 
 
-async def _call(fn: Callable, arg: Any) -> None:
+async def _call(fn: PartitionCallback, arg: set[TopicPartition]) -> None:
     result = fn(arg)
     if inspect.isawaitable(result):
         await result

@@ -33,7 +33,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import trio
 
@@ -51,6 +51,7 @@ from logbroker.protocol import ApiKey, ErrorCode
 from . import _wire
 from ._errors import kafka_error
 from ._group_offsets import COORDINATOR_CODES, coordinator_request, fetch_committed
+from ._subscription import PartitionOwner
 from .cluster import Cluster
 from .config import ConsumerConfig
 from .types import TopicPartition
@@ -86,19 +87,6 @@ def new_member_id() -> str:
         text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
         if not text.startswith("-"):
             return text
-
-
-class PartitionOwner(Protocol):
-    """What the member needs of its consumer (the consumer implements it)."""
-
-    async def revoke_partitions(self, partitions: set[TopicPartition], *, lost: bool = False) -> None:
-        """Stop consuming ``partitions``: commit them first (auto-commit, unless ``lost``), call on_revoke."""
-
-    async def take_partitions(self, added: set[TopicPartition], assigned: set[TopicPartition]) -> None:
-        """Consume ``assigned`` from now on; ``added`` are the new ones (on_assign)."""
-
-    def report_error(self, error: BaseException) -> None:
-        """Hand ``error`` to the application (the next read raises it)."""
 
 
 # -- the sans-I/O half ------------------------------------------------------------------
@@ -588,14 +576,16 @@ class ConsumerGroupMember:
             epoch = -1 if manual else self.state.epoch
             member_id = "" if manual else self.state.member_id
             error: KafkaError
-            try:
-                answer = await coordinator_request(
-                    self._cluster, self.group_id, ApiKey.OFFSET_COMMIT,
-                    lambda v, epoch=epoch, member_id=member_id: _wire.offset_commit_request(
-                        v, group_id=self.group_id, generation_id=epoch, member_id=member_id,
-                        group_instance_id=None if manual else self._config.group_instance_id, offsets=by_topic,
-                    ),
+            instance_id = None if manual else self._config.group_instance_id
+
+            def body(version: int, epoch: int = epoch, member_id: str = member_id) -> Any:
+                return _wire.offset_commit_request(
+                    version, group_id=self.group_id, generation_id=epoch, member_id=member_id,
+                    group_instance_id=instance_id, offsets=by_topic,
                 )
+
+            try:
+                answer = await coordinator_request(self._cluster, self.group_id, ApiKey.OFFSET_COMMIT, body)
                 codes = {p.error_code for t in answer.topics for p in t.partitions} - {ErrorCode.none}
                 if not codes:
                     return

@@ -23,7 +23,8 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import trio
 
@@ -43,12 +44,10 @@ from ._errors import kafka_error
 from ._group_offsets import COORDINATOR_CODES, coordinator_request, fetch_committed
 from .assignors import ASSIGNORS, Member, Subscription, decode_assignment, decode_subscription, encode_assignment, \
     encode_subscription, Assignment
+from ._subscription import PartitionOwner
 from .cluster import Cluster
 from .config import ConsumerConfig
 from .types import TopicPartition
-
-if TYPE_CHECKING:
-    from .consumer import Consumer
 
 __all__ = ["GroupMember"]
 
@@ -68,7 +67,7 @@ class _Rejoin(Exception):
 class GroupMember:
     """Membership of ``group_id`` for one consumer. Driven by :meth:`run`."""
 
-    def __init__(self, consumer: Consumer, cluster: Cluster, config: ConsumerConfig, group_id: str) -> None:
+    def __init__(self, consumer: PartitionOwner, cluster: Cluster, config: ConsumerConfig, group_id: str) -> None:
         self.group_id = group_id
         self._consumer = consumer
         self._cluster = cluster
@@ -136,13 +135,13 @@ class GroupMember:
                     await trio.sleep(self._config.backoff(attempt))
                     continue
                 log.warning("group %s: %s", self.group_id, exc)
-                self._consumer._report(exc)
+                self._consumer.report_error(exc)
                 await trio.sleep(max(1.0, self._config.backoff(attempt)))
             except ProtocolError as exc:
-                self._consumer._report(KafkaError(f"group {self.group_id}: {exc}"))
+                self._consumer.report_error(KafkaError(f"group {self.group_id}: {exc}"))
                 await trio.sleep(1.0)
 
-    async def _coordinator_request(self, api_key: ApiKey, make_body, *, extra_timeout_ms: int = 0,
+    async def _coordinator_request(self, api_key: ApiKey, make_body: Callable[[int], Any], *, extra_timeout_ms: int = 0,
                                    lane: str = "group") -> Any:
         return await coordinator_request(self._cluster, self.group_id, api_key, make_body,
                                          extra_timeout_ms=extra_timeout_ms, lane=lane)
@@ -161,11 +160,11 @@ class GroupMember:
         self._stable = trio.Event() if self._stable.is_set() else self._stable
         self._rejoin = trio.Event()
         if not self.cooperative and self.owned:
-            await self._consumer._revoke(set(self.owned))
+            await self._consumer.revoke_partitions(set(self.owned))
             self.owned = set()
         if not self.topics:  # unsubscribed: give everything up, leave, wait for a new subscribe()
             if self.owned:
-                await self._consumer._revoke(set(self.owned))
+                await self._consumer.revoke_partitions(set(self.owned))
                 self.owned = set()
             await self._send_leave()
             await self._rejoin.wait()
@@ -219,9 +218,9 @@ class GroupMember:
         log.info("group %s generation %d: member %s assigned %d partitions",
                  self.group_id, generation, self.member_id, len(assigned))
         if revoked:
-            await self._consumer._revoke(revoked)
+            await self._consumer.revoke_partitions(revoked)
         self.owned = assigned
-        await self._consumer._assign_from_group(added, assigned)
+        await self._consumer.take_partitions(added, assigned)
         if self.cooperative and revoked:
             self._rejoin.set()  # let the next round give the revoked partitions away
         self._stable.set()

@@ -14,9 +14,11 @@ takes ``timeout=`` (seconds, None = the client's own limits only) and raises
 
 from __future__ import annotations
 
+import datetime
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
 from typing import Any
 
 import trio
@@ -25,6 +27,7 @@ from logbroker.errors import ClientClosedError, KafkaTimeoutError
 
 from ._batches import Delivery
 from .admin import Admin
+from .columns import ConsumerBatch
 from .consumer import Consumer
 from .producer import Producer
 from .types import ConsumerRecord, RecordMetadata
@@ -32,7 +35,8 @@ from .types import ConsumerRecord, RecordMetadata
 __all__ = ["SyncAdmin", "SyncConsumer", "SyncDelivery", "SyncProducer"]
 
 
-async def _bounded(fn: Callable, args: tuple, kwargs: dict, timeout: float | None) -> Any:
+async def _bounded(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+                   timeout: float | None) -> Any:
     if timeout is None:
         return await fn(*args, **kwargs)
     with trio.move_on_after(timeout) as scope:
@@ -90,7 +94,7 @@ class _LoopThread:
             error.__cause__ = self._crash
         return error
 
-    def call(self, fn: Callable, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+    def call(self, fn: Callable[..., Any], *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         """Run ``await fn(*args, **kwargs)`` on the loop and return its result (or raise its error)."""
         if not self._thread.is_alive():
             raise self._dead()
@@ -99,7 +103,7 @@ class _LoopThread:
         except trio.RunFinishedError:
             raise self._dead() from None
 
-    def call_sync(self, fn: Callable, *args: Any) -> Any:
+    def call_sync(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run plain ``fn(*args)`` on the loop thread."""
         if not self._thread.is_alive():
             raise self._dead()
@@ -129,10 +133,11 @@ class _SyncBase:
         self._loop = _LoopThread(client, f"logbroker-{self._kind}")
         self._client = client
 
-    def __enter__(self):
+    def __enter__(self) -> Any:  # each facade returns itself
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         self.close()
 
     def close(self, timeout: float | None = None) -> None:
@@ -143,10 +148,10 @@ class _SyncBase:
         return f"<{type(self).__name__} {self._client!r}>"
 
 
-def _blocking(name: str, async_cls: type) -> Callable:
+def _blocking(name: str, async_cls: type) -> Callable[..., Any]:
     """A method calling ``await self._client.<name>(...)`` on the loop, with ``timeout=``."""
 
-    def method(self, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+    def method(self: _SyncBase, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
         return self._loop.call(getattr(self._client, name), *args, timeout=timeout, **kwargs)
 
     original = getattr(async_cls, name)
@@ -156,10 +161,10 @@ def _blocking(name: str, async_cls: type) -> Callable:
     return method
 
 
-def _plain(name: str, async_cls: type) -> Callable:
+def _plain(name: str, async_cls: type) -> Callable[..., Any]:
     """A method running the client's plain (non-async) ``name`` on the loop thread."""
 
-    def method(self, *args: Any) -> Any:
+    def method(self: _SyncBase, *args: Any) -> Any:
         return self._loop.call_sync(getattr(self._client, name), *args)
 
     method.__name__ = name
@@ -205,9 +210,10 @@ class SyncProducer(_SyncBase):
         delivery = self._loop.call(self._client.send, topic, value, key, timeout=timeout, **kwargs)
         return SyncDelivery(delivery, self._loop)
 
-    def send_many(self, topic: str, records, *, timeout: float | None = None) -> list[SyncDelivery]:
+    def send_many(self, topic: str, records: Iterable[tuple[bytes | str | None, bytes | str | None]], *,
+                  timeout: float | None = None) -> list[SyncDelivery]:
         """Queue many ``(key, value)`` pairs in one call into the loop (much cheaper than ``send`` each)."""
-        async def _send_all():
+        async def _send_all() -> list[Delivery]:
             return [await self._client.send(topic, value, key) for key, value in records]
 
         return [SyncDelivery(d, self._loop) for d in self._loop.call(_send_all, timeout=timeout)]
@@ -259,25 +265,21 @@ class SyncConsumer(_SyncBase):
                 record = self._buffer.pop()
             yield record
 
-    def replay(self, topic: str, *, start=0, stop=None, partitions=None,
-               timeout: float | None = None) -> Iterator[ConsumerRecord]:
+    def poll_batch(self, max_records: int = 100_000, *, timeout: float | None = None) -> ConsumerBatch:
+        """Blocking :meth:`Consumer.poll_batch`: up to ``max_records`` records as columns; an empty
+        batch if none arrived within ``timeout``."""
+        try:
+            return self._loop.call(self._client.poll_batch, max_records, timeout=timeout)
+        except KafkaTimeoutError:
+            return ConsumerBatch()
+
+    def replay(self, topic: str, *, start: int | datetime.datetime = 0, stop: int | datetime.datetime | None = None,
+               partitions: Iterable[int] | None = None, timeout: float | None = None) -> Iterator[ConsumerRecord]:
         """Blocking :meth:`Consumer.replay`; ``timeout`` bounds each wait for records."""
         replay = self._loop.call_sync(functools.partial(self._client.replay, topic, start=start, stop=stop,
                                                         partitions=partitions))
-
-        async def _next_batch():
-            records = []
-            try:
-                records.append(await replay.__anext__())
-            except StopAsyncIteration:
-                return None
-            while replay._index < len(replay._buffer):  # the rest of what is decoded
-                records.append(replay._buffer[replay._index])
-                replay._index += 1
-            return records
-
         while True:
-            batch = self._loop.call(_next_batch, timeout=timeout)
+            batch = self._loop.call(replay.next_records, timeout=timeout)
             if batch is None:
                 return
             yield from batch

@@ -9,13 +9,14 @@ one: cancelling the inner nursery stops the client's tasks and nothing else.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 
 import trio
 
 __all__ = ["close_background", "leaves", "open_background"]
 
 
-async def _host(*, task_status=trio.TASK_STATUS_IGNORED) -> None:
+async def _host(*, task_status: trio.TaskStatus[trio.Nursery] = trio.TASK_STATUS_IGNORED) -> None:
     async with trio.open_nursery() as nursery:
         task_status.started(nursery)
         await trio.sleep_forever()
@@ -49,7 +50,8 @@ async def close_background(stack: contextlib.AsyncExitStack, exc: BaseException 
             raise
 
 
-def leaves(group: BaseExceptionGroup):
+def leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    """The exceptions of ``group`` and of the groups nested in it, depth first."""
     for inner in group.exceptions:
         if isinstance(inner, BaseExceptionGroup):
             yield from leaves(inner)

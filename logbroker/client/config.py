@@ -8,7 +8,7 @@ does is bounded by one of these limits, so nothing hangs forever.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Self
 
 from logbroker.errors import InvalidConfigError
 from logbroker.records import Compression
@@ -85,7 +85,7 @@ class ClientConfig:
         return ms / 1000
 
     @classmethod
-    def from_options(cls, bootstrap: str | None, options: dict[str, Any]):
+    def from_options(cls, bootstrap: str | None, options: dict[str, Any]) -> Self:
         """Build from keyword options; unknown names raise InvalidConfigError."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - names)

@@ -9,6 +9,8 @@ are created with the source's partition count and topic configs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field
 
 import trio
@@ -35,7 +37,7 @@ class MirrorResult:
 
 
 async def mirror(source: str, target: str, topics: list[str], *, follow: bool = False,
-                 progress=None, **producer_options) -> MirrorResult:
+                 progress: Callable[[int], object] | None = None, **producer_options: Any) -> MirrorResult:
     """Copy ``topics`` from ``source`` to ``target`` from their beginning up to the
     end seen at the start (or forever with ``follow``). ``progress(copied)`` is
     called now and then. Returns how many records were copied per topic.

@@ -19,8 +19,8 @@ import logging
 import os
 import struct
 import uuid
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 import trio
 
@@ -40,6 +40,7 @@ REPLY_TOPIC_HEADER = "kafka_replyTopic"
 REPLY_PARTITION_HEADER = "kafka_replyPartition"
 ERROR_HEADER = "logbroker_error"
 _PARTITION = struct.Struct(">i")
+_C = TypeVar("_C")
 
 
 class RequestTimeoutError(LogbrokerError):
@@ -48,6 +49,22 @@ class RequestTimeoutError(LogbrokerError):
 
 class RemoteHandlerError(LogbrokerError):
     """The responder's handler raised; the message says what."""
+
+
+class _Waiting:
+    """One outstanding request: set ``event`` once ``reply`` arrived."""
+
+    __slots__ = ("event", "reply")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.reply: ConsumerRecord | None = None
+
+
+def _entered(client: _C | None, owner: object) -> _C:
+    if client is None:
+        raise RuntimeError(f"use {type(owner).__name__} inside 'async with'")
+    return client
 
 
 def _header(record: ConsumerRecord, name: str) -> bytes | None:
@@ -82,7 +99,7 @@ class Requester:
         self.reply_partition = reply_partition
         self.timeout_ms = timeout_ms
         self._options = options
-        self._waiting: dict[bytes, list] = {}
+        self._waiting: dict[bytes, _Waiting] = {}
         self._producer: Producer | None = None
         self._consumer: Consumer | None = None
         self._stack: contextlib.AsyncExitStack | None = None
@@ -115,8 +132,8 @@ class Requester:
             self._stack = stack.pop_all()
         return self
 
-    async def __aexit__(self, *exc_info) -> bool | None:
-        await self._stack.aclose()
+    async def __aexit__(self, *exc_info: object) -> bool | None:
+        await _entered(self._stack, self).aclose()
         return None
 
     async def _delete_reply_topic(self) -> None:
@@ -125,24 +142,25 @@ class Requester:
                 await admin.delete_topic(self.reply_topic)
 
     async def _read_replies(self) -> None:
-        async for record in self._consumer:
+        async for record in _entered(self._consumer, self):
             correlation = _header(record, CORRELATION_HEADER)
             slot = self._waiting.pop(correlation, None) if correlation is not None else None
             if slot is None:
                 log.warning("dropping a reply on %s[%d] at offset %d: no request waits for it",
                             record.topic, record.partition, record.offset)
                 continue
-            slot[1] = record
-            slot[0].set()
+            slot.reply = record
+            slot.event.set()
 
-    async def request(self, topic: str, value: Any, key: Any = None, headers=()) -> ConsumerRecord:
+    async def request(self, topic: str, value: Any, key: Any = None,
+                      headers: Iterable[tuple[str, bytes | None]] = ()) -> ConsumerRecord:
         """Send ``value`` to ``topic`` and return the reply record.
 
         :raises RequestTimeoutError: no reply within ``timeout_ms``.
         :raises RemoteHandlerError: the responder's handler failed.
         """
         correlation = os.urandom(16)
-        slot = [trio.Event(), None]
+        slot = _Waiting()
         self._waiting[correlation] = slot
         all_headers = [
             *headers,
@@ -151,12 +169,12 @@ class Requester:
             (REPLY_PARTITION_HEADER, _PARTITION.pack(self.reply_partition)),
         ]
         try:
-            await self._producer.send(topic, _as_bytes(value), _as_bytes(key), headers=all_headers)
+            await _entered(self._producer, self).send(topic, _as_bytes(value), _as_bytes(key), headers=all_headers)
             with trio.move_on_after(self.timeout_ms / 1000):
-                await slot[0].wait()
+                await slot.event.wait()
         finally:
             self._waiting.pop(correlation, None)
-        reply = slot[1]
+        reply = slot.reply
         if reply is None:
             raise RequestTimeoutError(f"no reply to a request on {topic} within {self.timeout_ms} ms")
         error = _header(reply, ERROR_HEADER)
@@ -206,13 +224,13 @@ class Responder:
             self._stack = stack.pop_all()
         return self
 
-    async def __aexit__(self, *exc_info) -> bool | None:
-        await self._stack.aclose()
+    async def __aexit__(self, *exc_info: object) -> bool | None:
+        await _entered(self._stack, self).aclose()
         return None
 
     async def run(self) -> None:
         """Serve requests until cancelled."""
-        async for record in self._consumer:
+        async for record in _entered(self._consumer, self):
             await self.handle(record)
 
     async def handle(self, record: ConsumerRecord) -> None:
@@ -233,5 +251,6 @@ class Responder:
         except Exception as exc:  # the requester raises it; the responder keeps serving
             value = None
             headers.append((ERROR_HEADER, f"{type(exc).__name__}: {exc}".encode()))
-        await self._producer.send(reply_topic.decode(), _as_bytes(value), partition=partition, headers=headers)
+        await _entered(self._producer, self).send(reply_topic.decode(), _as_bytes(value), partition=partition,
+                                                  headers=headers)
         self.handled += 1

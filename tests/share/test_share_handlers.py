@@ -11,7 +11,7 @@ import pytest
 from kio.schema.errors import ErrorCode
 
 from logbroker.broker.handlers import FetchOperation, Reply
-from logbroker.broker.share import ShareError
+from logbroker.broker.share import ShareError, ShareStateTopic
 from logbroker.protocol import SUPPORTED_VERSIONS, ApiKey
 from logbroker.records import decode_batches
 
@@ -276,10 +276,10 @@ def test_with_flush_always_unwritten_acknowledgements_are_not_confirmed(make_har
     h.env.produce("t", ["a", "b"], partition=0)
     share_fetch(h, "m", 0, [0])
 
-    def refuse(records, now_ms):
+    def refuse(self, records, now_ms, **kwargs):
         raise StorageError("disk gone")
 
-    monkeypatch.setattr(h.env.share._store, "append", refuse)
+    monkeypatch.setattr(ShareStateTopic, "append", refuse)  # the share-group state topic only
     r = share_ack(h, "m", 1, {0: [(0, 0, (1,))]})
     assert r.error_code == ErrorCode.kafka_storage_error
     r = share_fetch(h, "m", 2, acks={0: [(1, 1, (1,))]})

@@ -29,6 +29,7 @@ from logbroker.broker.share.partition import (
     AcquiredRange as AcquiredRange,
     SharePartition as SharePartition,
 )
+from logbroker.broker.share.registry import ShareRegistry as ShareRegistry
 from logbroker.broker.share.results import (
     ConfigDescription as ConfigDescription,
     GroupDescription as GroupDescription,
@@ -47,4 +48,5 @@ from logbroker.broker.share.sessions import (
     INITIAL_EPOCH as INITIAL_EPOCH,
     ShareSession as ShareSession,
 )
+from logbroker.broker.share.state import ShareState as ShareState
 from logbroker.broker.share.store import SHARE_STATE_TOPIC as SHARE_STATE_TOPIC, ShareStateTopic as ShareStateTopic

@@ -1,11 +1,16 @@
 """The share coordinator: share groups (KIP-932) as a state machine.
 
-It owns every share group's membership (:mod:`.membership`), share sessions
-(:mod:`.sessions`) and share-partitions (:mod:`.partition`), persists the
-in-flight state to ``__share_group_state`` (:mod:`.state` and :mod:`.store`,
-record format in :mod:`.records`) and copies rejected or exhausted records
-to dead-letter topics (:mod:`.dlq`). Every command takes ``now_ms``; nothing
-here sleeps.
+It runs every share group's membership (:mod:`.membership`), share sessions
+(:mod:`.sessions`) and share-partitions (:mod:`.partition`). It is composed
+of parts, each the one owner of its state: the groups and share-partitions
+are a :class:`~.registry.ShareRegistry` (``registry``); the stored state
+(the in-flight state in ``__share_group_state``, dead-letter copies to
+dead-letter topics, replay, configs) is a :class:`~.state.ShareState`
+(``state``, record format in :mod:`.records`), told what changed through its
+methods; share sessions are :class:`~.sessions.ShareSessions`
+(``sessions``). The methods that belong to ``state`` are delegated with the
+same names and signatures. Every command takes ``now_ms``; nothing here
+sleeps.
 
 Writes are batched per request: commands mark share-partitions dirty and
 :meth:`ShareCoordinator.commit` appends one batch (a delta per changed
@@ -24,17 +29,19 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 
-from logbroker.broker.share.config import GroupSettings, ShareConfig
+from logbroker.broker.internal_topic import FlushPoint
+from logbroker.broker.share.config import ShareConfig
 from logbroker.broker.share.membership import ShareGroup, ShareMember, update_assignment
 from logbroker.broker.share.partition import (
-    ACKNOWLEDGED, ACQUIRED, ARCHIVED, AVAILABLE, Change, SharePartition, merge_ranges,
+    ACKNOWLEDGED, ACQUIRED, ARCHIVED, AVAILABLE, SharePartition, merge_ranges,
 )
+from logbroker.broker.share.registry import ShareRegistry
 from logbroker.broker.share.results import (
-    GroupDescription, HeartbeatRequest, HeartbeatResult, ListedShareGroup, MemberDescription, PartitionData,
-    SessionResult, ShareError, SharePartitionCounts, ShareStatistics, Written,
+    ConfigDescription, GroupDescription, HeartbeatRequest, HeartbeatResult, ListedShareGroup, MemberDescription,
+    PartitionData, SessionResult, ShareError, SharePartitionCounts, ShareStatistics, Written,
 )
 from logbroker.broker.share.sessions import FINAL_EPOCH, INITIAL_EPOCH, ShareSession, ShareSessions
-from logbroker.broker.share.state import ShareStateCommands
+from logbroker.broker.share.state import ShareState
 from logbroker.broker.share.store import ShareStateTopic
 from logbroker.errors import LogbrokerError, UnknownTopicError
 from logbroker.records import iter_batches
@@ -51,7 +58,7 @@ TP = tuple[str, int]
 StableView = Callable[[str, int, object, int], tuple[int, Sequence]]
 
 
-class ShareCoordinator(ShareStateCommands):
+class ShareCoordinator:
     """Every share group of this broker. Not thread-safe: one thread drives it.
 
     Create it, then call :meth:`load` to replay the internal topic; until
@@ -68,41 +75,76 @@ class ShareCoordinator(ShareStateCommands):
     ) -> None:
         self.config = config
         self._stable_view = stable_view
-        self._store = store
         self._logs = logs
         self._is_classic = is_classic_group
-        self._groups: dict[str, ShareGroup] = {}
-        self._parts: dict[str, dict[TP, SharePartition]] = {}
+        self.registry = ShareRegistry()
         self.sessions = ShareSessions()
+        self.state = ShareState(config, store, logs, self.registry, self.sessions, is_classic_group=is_classic_group)
         self._heap: list[tuple[int, int, str, str, object]] = []
         self._seq = itertools.count()
-        self.loading = True
-        self._dirty: dict[tuple[str, str, int], list] = {}
-        self._dead: list[tuple[str, str, int, list[tuple[int, int, str]]]] = []
-        self._dirty_groups: set[str] = set()
-        self._available: set[TP] = set()
         self._topic_ids: dict[uuid.UUID, str] = {}
-        self.wake: Callable[[list[TP]], None] | None = None
-        """Called by :meth:`commit` with the partitions that grew or whose
-        records became available again (the server wakes waiting fetches)."""
 
     def __repr__(self) -> str:
         state = "loading" if self.loading else "active"
-        parts = sum(len(p) for p in self._parts.values())
-        return f"ShareCoordinator({state}, groups={len(self._groups)}, partitions={parts}, sessions={len(self.sessions)})"
+        return (f"ShareCoordinator({state}, groups={len(self.registry)}, "
+                f"partitions={self.registry.partition_count()}, sessions={len(self.sessions)})")
+
+    @property
+    def loading(self) -> bool:
+        """True until :meth:`load` replayed the internal topic."""
+        return self.registry.loading
+
+    @property
+    def wake(self) -> Callable[[list[TP]], None] | None:
+        """Called by :meth:`commit` with the partitions that grew or whose
+        records became available again (the server wakes waiting fetches)."""
+        return self.state.wake
+
+    @wake.setter
+    def wake(self, hook: Callable[[list[TP]], None] | None) -> None:
+        self.state.wake = hook
+
+    # -- the stored state's commands (ShareState) ------------------------------------
+
+    def commit(self, now_ms: int) -> Written:
+        """Write what the last commands changed (see :meth:`ShareState.commit`)."""
+        return self.state.commit(now_ms)
+
+    def load(self, now_ms: int) -> None:
+        """Replay the internal topic (see :meth:`ShareState.load`)."""
+        self.state.load(now_ms)
+
+    def describe_configs(self, group_id: str) -> list[ConfigDescription]:
+        return self.state.describe_configs(group_id)
+
+    def group_configs(self, group_id: str) -> dict[str, str]:
+        return self.state.group_configs(group_id)
+
+    def alter_configs(self, group_id: str, configs: dict[str, str | None], now_ms: int, *,
+                      validate_only: bool = False) -> FlushPoint | None:
+        return self.state.alter_configs(group_id, configs, now_ms, validate_only=validate_only)
+
+    def delete_group(self, group_id: str, now_ms: int) -> tuple[ShareError, FlushPoint | None]:
+        return self.state.delete_group(group_id, now_ms)
+
+    def topic_deleted(self, topic: str, now_ms: int) -> None:
+        self.state.topic_deleted(topic, now_ms)
+
+    def close(self, now_ms: int) -> None:
+        self.state.close(now_ms)
 
     # -- lookups -------------------------------------------------------------------
 
     def group(self, group_id: str) -> ShareGroup | None:
         """The group's live state (for tests and tools; do not mutate)."""
-        return self._groups.get(group_id)
+        return self.registry.get(group_id)
 
     def share_partition(self, group_id: str, topic: str, partition: int) -> SharePartition | None:
         """A share-partition's live state (for tests and tools; do not mutate)."""
-        return self._parts.get(group_id, {}).get((topic, partition))
+        return self.registry.partition(group_id, (topic, partition))
 
     def is_share_group(self, group_id: str) -> bool:
-        return group_id in self._groups
+        return group_id in self.registry
 
     def topic_name(self, topic_id: uuid.UUID) -> str | None:
         """The name of the topic with ``topic_id``, or None (cached; checked on every hit)."""
@@ -122,13 +164,10 @@ class ShareCoordinator(ShareStateCommands):
         except UnknownTopicError:
             return None
 
-    def _group(self, group_id: str, now: int) -> ShareGroup:
-        group = self._groups.get(group_id)
-        if group is None:
-            group = self._groups[group_id] = ShareGroup(
-                group_id, GroupSettings.resolve({}, self.config), created=now
-            )
-            self._dirty_groups.add(group_id)
+    def _known(self, group_id: str) -> ShareGroup:
+        """A group a live timer or share-partition names (it exists)."""
+        group = self.registry.get(group_id)
+        assert group is not None, group_id
         return group
 
     # -- timers --------------------------------------------------------------------
@@ -136,16 +175,16 @@ class ShareCoordinator(ShareStateCommands):
     def _schedule(self, deadline: int, kind: str, group_id: str, key: object) -> None:
         heapq.heappush(self._heap, (deadline, next(self._seq), kind, group_id, key))
 
-    def _live(self, entry) -> bool:
+    def _live(self, entry: tuple[int, int, str, str, object]) -> bool:
         deadline, _, kind, group_id, key = entry
         if kind == _MEMBER:
-            group = self._groups.get(group_id)
-            member = group.members.get(key) if group is not None else None
+            group = self.registry.get(group_id)
+            member = group.members.get(str(key)) if group is not None else None
             return member is not None and member.timer_at == deadline
         if kind == _SESSION:
-            session = self.sessions.get(group_id, key)
+            session = self.sessions.get(group_id, str(key))
             return session is not None and session.expiry_at == deadline
-        sp = self._parts.get(group_id, {}).get(key)
+        sp = self.registry.partition(group_id, _tp(key))
         return sp is not None and sp.timer_at == deadline
 
     def next_deadline_ms(self) -> int | None:
@@ -164,13 +203,16 @@ class ShareCoordinator(ShareStateCommands):
                 continue
             _, _, kind, group_id, key = entry
             if kind == _MEMBER:
-                self._on_member_deadline(self._groups[group_id], key, now_ms)
+                self._on_member_deadline(self._known(group_id), str(key), now_ms)
             elif kind == _SESSION:
-                self._on_session_deadline(self.sessions.get(group_id, key), now_ms)
+                session = self.sessions.get(group_id, str(key))
+                assert session is not None  # _live checked it
+                self._on_session_deadline(session, now_ms)
             else:
-                sp = self._parts[group_id][key]
+                sp = self.registry.partition(group_id, _tp(key))
+                assert sp is not None  # _live checked it
                 sp.timer_at = None
-                self._expire(group_id, key, sp, now_ms)
+                self._expire(group_id, _tp(key), sp, now_ms)
         return self.commit(now_ms)
 
     def _on_member_deadline(self, group: ShareGroup, member_id: str, now: int) -> None:
@@ -184,7 +226,7 @@ class ShareCoordinator(ShareStateCommands):
 
     def _on_session_deadline(self, session: ShareSession, now: int) -> None:
         session.expiry_at = None
-        group = self._groups.get(session.group_id)
+        group = self.registry.get(session.group_id)
         timeout = group.settings.session_timeout_ms if group is not None else self.config.session_timeout_ms
         if session.last_used + timeout > now:
             self._touch_session(session, session.last_used, timeout)
@@ -211,9 +253,9 @@ class ShareCoordinator(ShareStateCommands):
             self._schedule(deadline, _LOCK, group_id, tp)
 
     def _expire(self, group_id: str, tp: TP, sp: SharePartition, now: int) -> None:
-        group = self._groups[group_id]
+        group = self._known(group_id)
         change = sp.expire(now, group.settings.delivery_count_limit)
-        self._note(group, tp, sp, change)
+        self.state.note(group, tp, sp, change)
         self._schedule_locks(group_id, tp, sp)
 
     # -- ShareGroupHeartbeat -----------------------------------------------------------
@@ -230,17 +272,17 @@ class ShareCoordinator(ShareStateCommands):
             return HeartbeatResult(E.INVALID_REQUEST, message=f"bad member epoch {req.member_epoch}")
         if req.member_epoch == 0 and not req.subscribed:
             return HeartbeatResult(E.INVALID_REQUEST, message="SubscribedTopicNames must be set in the first request")
-        if self._is_classic(req.group_id) and req.group_id not in self._groups:
+        if self._is_classic(req.group_id) and req.group_id not in self.registry:
             return HeartbeatResult(E.GROUP_ID_NOT_FOUND, message=f"group {req.group_id} is not a share group")
         if req.member_epoch == FINAL_EPOCH:
-            group = self._groups.get(req.group_id)
+            group = self.registry.get(req.group_id)
             member = group.members.get(req.member_id) if group is not None else None
-            if member is not None:
+            if group is not None and member is not None:
                 log.info("share group %s: member %s leaves", req.group_id, req.member_id)
                 self._remove_member(group, member, now_ms, release=self.sessions.get(req.group_id, req.member_id) is None)
                 self.commit(now_ms)
             return HeartbeatResult(E.NONE, req.member_id, FINAL_EPOCH)
-        group = self._group(req.group_id, now_ms)
+        group = self.state.ensure_group(req.group_id, now_ms)
         member = group.members.get(req.member_id)
         send = False
         if req.member_epoch == 0:
@@ -269,7 +311,7 @@ class ShareCoordinator(ShareStateCommands):
         partitions = {name: info.partitions for name, info in self._logs.topics().items()}
         if update_assignment(group, member, partitions):
             send = True
-            self._dirty_groups.add(group.group_id)
+            self.state.mark_group(group.group_id)
         self._set_member_deadline(group, member, now_ms + group.settings.session_timeout_ms)
         self.commit(now_ms)
         return HeartbeatResult(
@@ -289,7 +331,7 @@ class ShareCoordinator(ShareStateCommands):
         """Drop ``member``; with ``release`` its share session closes and its records go back."""
         del group.members[member.member_id]
         group.bump()
-        self._dirty_groups.add(group.group_id)
+        self.state.mark_group(group.group_id)
         if release:
             session = self.sessions.get(group.group_id, member.member_id)
             if session is not None:
@@ -298,8 +340,8 @@ class ShareCoordinator(ShareStateCommands):
 
     def _release_member(self, group: ShareGroup, member_id: str) -> None:
         limit = group.settings.delivery_count_limit
-        for tp, sp in self._parts.get(group.group_id, {}).items():
-            self._note(group, tp, sp, sp.release_member(member_id, limit))
+        for tp, sp in self.registry.partitions(group.group_id):
+            self.state.note(group, tp, sp, sp.release_member(member_id, limit))
 
     # -- share sessions ------------------------------------------------------------------
 
@@ -317,7 +359,7 @@ class ShareCoordinator(ShareStateCommands):
             return SessionResult(E.COORDINATOR_LOAD_IN_PROGRESS), None
         if not group_id or not member_id:
             return SessionResult(E.INVALID_REQUEST, message="group id and member id are required"), None
-        group = self._group(group_id, now_ms)
+        group = self.state.ensure_group(group_id, now_ms)
         if epoch == INITIAL_EPOCH:
             if not fetch:
                 return SessionResult(E.INVALID_SHARE_SESSION_EPOCH, message="ShareAcknowledge cannot open a session"), None
@@ -347,7 +389,7 @@ class ShareCoordinator(ShareStateCommands):
 
     def _close_session(self, session: ShareSession, now: int) -> None:
         self.sessions.close(session)
-        group = self._groups.get(session.group_id)
+        group = self.registry.get(session.group_id)
         if group is not None:
             self._release_member(group, session.member_id)
 
@@ -359,8 +401,8 @@ class ShareCoordinator(ShareStateCommands):
     ) -> tuple[ShareError, str | None]:
         """Apply one partition's acknowledgement batches ``(first, last, types)``;
         returns (error, message). Call :meth:`commit` once the request is done."""
-        group = self._groups.get(group_id)
-        sp = self._parts.get(group_id, {}).get((topic, partition))
+        group = self.registry.get(group_id)
+        sp = self.registry.partition(group_id, (topic, partition))
         if group is None or sp is None:
             return E.INVALID_RECORD_STATE, "no records of this partition are in flight"
         settings = group.settings
@@ -370,7 +412,7 @@ class ShareCoordinator(ShareStateCommands):
         )
         if change.error is not None:
             return E.INVALID_RECORD_STATE, change.error
-        self._note(group, (topic, partition), sp, change)
+        self.state.note(group, (topic, partition), sp, change)
         if allow_renew:
             self._schedule_locks(group_id, (topic, partition), sp)
         return E.NONE, None
@@ -393,7 +435,7 @@ class ShareCoordinator(ShareStateCommands):
         refuses a limit below 1). Records as SharePartition.acquire: whole
         batches until ``max_records`` is reached (the last batch may pass it).
         """
-        group = self._group(group_id, now_ms)
+        group = self.state.ensure_group(group_id, now_ms)
         limit = self.config.partition_max_record_locks
         out: list[PartitionData] = []
         ready = []
@@ -497,14 +539,13 @@ class ShareCoordinator(ShareStateCommands):
         starts afresh there, its in-flight state dropped. Returns the group's
         error, one per partition and what was written; nothing changes on a
         group error."""
-        group = self._groups.get(group_id)
+        group = self.registry.get(group_id)
         if self.loading:
             return E.COORDINATOR_LOAD_IN_PROGRESS, {}, None
         if group is None:
             return E.GROUP_ID_NOT_FOUND, {}, None
         if group.members:
             return E.NON_EMPTY_GROUP, {}, None
-        parts = self._parts.setdefault(group_id, {})
         out = {}
         for tp, offset in offsets.items():
             try:
@@ -515,8 +556,8 @@ class ShareCoordinator(ShareStateCommands):
             if not plog.log_start_offset <= offset <= plog.log_end_offset:
                 out[tp] = E.OFFSET_OUT_OF_RANGE
                 continue
-            parts[tp] = SharePartition(offset, self._logs.topic(tp[0]).topic_id)
-            self._dirty[(group_id, *tp)] = ["snapshot"]
+            self.registry.set_partition(group_id, tp, SharePartition(offset, self._logs.topic(tp[0]).topic_id))
+            self.state.mark_snapshot(group_id, tp)
             log.info("share group %s: %s-%d reset to start at offset %d", group_id, *tp, offset)
             out[tp] = E.NONE
         return E.NONE, out, self.commit(now_ms)
@@ -524,46 +565,30 @@ class ShareCoordinator(ShareStateCommands):
     def _share_partition(self, group: ShareGroup, tp: TP, now: int):
         """The share-partition (created at the group's auto offset reset) and its log."""
         plog = self._logs.get_partition(*tp)
-        parts = self._parts.setdefault(group.group_id, {})
-        sp = parts.get(tp)
+        sp = self.registry.partition(group.group_id, tp)
         topic_id = self._logs.topic(tp[0]).topic_id
         if sp is not None and sp.topic_id != topic_id:
             sp = None  # the topic was deleted and created again
         if sp is None:
             start = group.settings.start_offset(plog, now)
-            sp = parts[tp] = SharePartition(start, topic_id)
-            self._dirty[(group.group_id, *tp)] = ["snapshot"]
+            sp = self.registry.set_partition(group.group_id, tp, SharePartition(start, topic_id))
+            self.state.mark_snapshot(group.group_id, tp)
             log.info("share group %s: %s-%d starts at offset %d", group.group_id, *tp, start)
         if sp.start < plog.log_start_offset and sp.move_start(plog.log_start_offset):
-            self._dirty[(group.group_id, *tp)] = ["snapshot"]
+            self.state.mark_snapshot(group.group_id, tp)
         return sp, plog
-
-    def _note(self, group: ShareGroup, tp: TP, sp: SharePartition, change: Change) -> None:
-        """Remember a change to persist, to dead-letter and to wake fetches for."""
-        if change.changed:
-            key = (group.group_id, *tp)
-            pending = self._dirty.get(key)
-            if pending is None:
-                self._dirty[key] = [change.lo, change.hi]
-            elif pending[0] != "snapshot":
-                pending[0] = min(pending[0], change.lo)
-                pending[1] = max(pending[1], change.hi)
-        if change.available:
-            self._available.add(tp)
-        if change.archived and group.settings.dlq_topic:
-            self._dead.append((group.group_id, tp[0], tp[1], change.archived))
 
     # -- listing and description --------------------------------------------------------------
 
     def list_groups(self) -> list[ListedShareGroup]:
         if self.loading:
             return []
-        return [ListedShareGroup(g.group_id, g.state) for g in self._groups.values()]
+        return [ListedShareGroup(g.group_id, g.state) for g in self.registry]
 
     def describe(self, group_ids: Sequence[str]) -> list[GroupDescription]:
         out = []
         for group_id in group_ids:
-            group = self._groups.get(group_id)
+            group = self.registry.get(group_id)
             if self.loading:
                 out.append(GroupDescription(group_id, E.COORDINATOR_LOAD_IN_PROGRESS))
             elif group is None:
@@ -581,10 +606,9 @@ class ShareCoordinator(ShareStateCommands):
     def partition_counts(self, group_id: str | None = None) -> dict[tuple[str, str, int], SharePartitionCounts]:
         """Per share-partition (of one group, or of all): its window, records by
         state in it, and records acknowledged and archived since the broker started."""
-        groups = self._parts.items() if group_id is None else [(group_id, self._parts.get(group_id, {}))]
         out = {}
-        for group, parts in groups:
-            for (topic, partition), sp in parts.items():
+        for group, (topic, partition), sp in self.registry.all_partitions():
+            if group_id is None or group == group_id:
                 counts = sp.state_counts()
                 out[(group, topic, partition)] = SharePartitionCounts(
                     sp.start, sp.end, counts[AVAILABLE], counts[ACQUIRED], counts[ACKNOWLEDGED], counts[ARCHIVED],
@@ -594,13 +618,19 @@ class ShareCoordinator(ShareStateCommands):
 
     def statistics(self) -> ShareStatistics:
         return ShareStatistics(
-            groups=len(self._groups),
-            members=sum(len(g.members) for g in self._groups.values()),
-            partitions=sum(len(p) for p in self._parts.values()),
+            groups=len(self.registry),
+            members=sum(len(g.members) for g in self.registry),
+            partitions=self.registry.partition_count(),
             sessions=len(self.sessions),
-            in_flight=sum(sp.in_flight for p in self._parts.values() for sp in p.values()),
-            log_records=self._store.record_count,
+            in_flight=sum(sp.in_flight for _, _, sp in self.registry.all_partitions()),
+            log_records=self.state.record_count,
         )
+
+def _tp(key: object) -> TP:
+    """A lock timer's key: the share-partition's (topic, partition)."""
+    assert isinstance(key, tuple)
+    return key
+
 
 class _Budget:
     """What one ShareFetch may still acquire: records, bytes, and whether no

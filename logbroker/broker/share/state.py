@@ -1,39 +1,114 @@
-"""The stored half of the share coordinator: writing the changes of each
-request to ``__share_group_state``, dead-letter copies, replay at startup,
-copy-forward compaction, group configs and topic deletion.
+"""The stored state of share groups: writing the changes of each request to
+``__share_group_state``, dead-letter copies, replay at startup, copy-forward
+compaction, group configs and topic deletion.
 
-:class:`ShareStateCommands` is mixed into
-:class:`~logbroker.broker.share.coordinator.ShareCoordinator`; it uses the
-coordinator's ``config``, ``_store``, ``_logs``, ``_groups``, ``_parts`` and
-the pending-change bookkeeping (``_dirty``, ``_dirty_groups``, ``_dead``,
-``_available``) that the commands fill.
+:class:`ShareState` is a part of
+:class:`~logbroker.broker.share.coordinator.ShareCoordinator`, held by it as
+``state``. It owns the internal topic and the pending-change bookkeeping:
+the commands report what they changed through :meth:`ShareState.note`,
+:meth:`ShareState.mark_snapshot` and :meth:`ShareState.mark_group`, and
+:meth:`ShareState.commit` writes it. Groups and share-partitions are reached
+through the shared :class:`~logbroker.broker.share.registry.ShareRegistry`.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Sequence
 
 from logbroker.broker.share.config import (
     AUTO_OFFSET_RESET, DELIVERY_COUNT_LIMIT, DLQ_COPY_RECORD, DLQ_TOPIC, GROUP_CONFIG_DEFAULTS, HEARTBEAT_INTERVAL, LOCK_DURATION,
     SESSION_TIMEOUT, GroupSettings, validate_group_configs,
 )
 from logbroker.broker.share.dlq import dead_letter_batch
+from logbroker.broker.share.config import ShareConfig
 from logbroker.broker.share.membership import ShareGroup
-from logbroker.broker.share.partition import SharePartition
+from logbroker.broker.share.partition import Change, SharePartition
 from logbroker.broker.share.records import (
-    ConfigKey, ConfigValue, GroupKey, GroupValue, PartitionKey, PartitionValue, RecordFormatError,
+    ConfigKey, ConfigValue, GroupKey, GroupValue, Key, PartitionKey, PartitionValue, RecordFormatError, Value,
     decode_key, decode_value, encode_key, encode_value,
 )
+from logbroker.broker.share.registry import ShareRegistry
 from logbroker.broker.share.results import ConfigDescription, ShareError, Written
+from logbroker.broker.share.sessions import ShareSessions
+from logbroker.broker.share.store import ShareStateTopic
+from logbroker.broker.internal_topic import FlushPoint
 from logbroker.errors import InvalidConfigError, LogbrokerError
+from logbroker.storage import LogManager
 
 log = logging.getLogger("logbroker.share")
 
 TP = tuple[str, int]
 
 
-class ShareStateCommands:
-    """Persistence, replay, configs (see the module docstring)."""
+Records = list[tuple[bytes, bytes | None]]
+
+
+class ShareState:
+    """Persistence, replay, configs (see the module docstring). Not thread-safe."""
+
+    def __init__(
+        self, config: ShareConfig, store: ShareStateTopic, logs: LogManager, groups: ShareRegistry,
+        sessions: ShareSessions, *, is_classic_group: Callable[[str], bool],
+    ) -> None:
+        self.config = config
+        self._store = store
+        self._logs = logs
+        self._groups = groups
+        self._sessions = sessions
+        self._is_classic = is_classic_group
+        # What the commands changed since the last commit: share-partitions by
+        # (group, topic, partition) -> ["snapshot"] or [lowest, highest offset];
+        # groups whose epoch changed; records to dead-letter; partitions whose
+        # records became available.
+        self._dirty: dict[tuple[str, str, int], list[object]] = {}
+        self._dirty_groups: set[str] = set()
+        self._dead: list[tuple[str, str, int, list[tuple[int, int, str]]]] = []
+        self._available: set[TP] = set()
+        self.wake: Callable[[list[TP]], None] | None = None
+        """Called by :meth:`commit` with the partitions that grew or whose
+        records became available again (the server wakes waiting fetches)."""
+
+    def __repr__(self) -> str:
+        return f"ShareState(dirty={len(self._dirty)}, dirty_groups={len(self._dirty_groups)})"
+
+    @property
+    def record_count(self) -> int:
+        """Records a replay of the internal topic would read."""
+        return self._store.record_count
+
+    # -- what the commands changed -------------------------------------------------------------
+
+    def ensure_group(self, group_id: str, now: int) -> ShareGroup:
+        """The group, created (and marked to be written) if it does not exist."""
+        group = self._groups.get(group_id)
+        if group is None:
+            group = self._groups.add(ShareGroup(group_id, GroupSettings.resolve({}, self.config), created=now))
+            self._dirty_groups.add(group_id)
+        return group
+
+    def mark_group(self, group_id: str) -> None:
+        """The group's epoch may have changed: write it at the next commit."""
+        self._dirty_groups.add(group_id)
+
+    def mark_snapshot(self, group_id: str, tp: TP) -> None:
+        """Write a snapshot of the share-partition at the next commit."""
+        self._dirty[(group_id, *tp)] = ["snapshot"]
+
+    def note(self, group: ShareGroup, tp: TP, sp: SharePartition, change: Change) -> None:
+        """Remember a change to persist, to dead-letter and to wake fetches for."""
+        if change.changed:
+            key = (group.group_id, *tp)
+            pending = self._dirty.get(key)
+            if pending is None:
+                self._dirty[key] = [change.lo, change.hi]
+            elif pending[0] != "snapshot":
+                pending[0] = min(_offset(pending[0]), change.lo)
+                pending[1] = max(_offset(pending[1]), change.hi)
+        if change.available:
+            self._available.add(tp)
+        if change.archived and group.settings.dlq_topic:
+            self._dead.append((group.group_id, tp[0], tp[1], change.archived))
 
     # -- persistence -------------------------------------------------------------------------
 
@@ -42,15 +117,15 @@ class ShareStateCommands:
         copies; returns the fsync points and the partitions that grew or whose
         records became available."""
         written = Written()
-        records = []
+        records: Records = []
         snapshots = []
         for key, pending in self._dirty.items():
             group_id, topic, partition = key
-            sp = self._parts.get(group_id, {}).get((topic, partition))
+            sp = self._groups.partition(group_id, (topic, partition))
             if sp is None:
                 continue
             snapshot = pending[0] == "snapshot" or sp.deltas + 1 >= self.config.snapshot_every
-            runs = sp.runs() if snapshot else sp.runs(pending[0], pending[1])
+            runs = sp.runs() if snapshot else sp.runs(_offset(pending[0]), _offset(pending[1]))
             value = PartitionValue(snapshot, sp.topic_id, sp.start, runs)
             records.append((encode_key(PartitionKey(group_id, topic, partition)), encode_value(value)))
             snapshots.append((sp, snapshot))
@@ -89,10 +164,11 @@ class ShareStateCommands:
             self._maybe_compact(now_ms)
         return written
 
-    def _dead_letter(self, group_id: str, topic: str, partition: int, items, now: int) -> TP | None:
+    def _dead_letter(self, group_id: str, topic: str, partition: int, items: list[tuple[int, int, str]],
+                     now: int) -> TP | None:
         group = self._groups.get(group_id)
         target = group.settings.dlq_topic if group is not None else None
-        if not target or target == topic:
+        if group is None or not target or target == topic:
             return None
         try:
             batch = dead_letter_batch(self._logs.get_partition(topic, partition), group_id, topic, partition, items,
@@ -111,28 +187,27 @@ class ShareStateCommands:
         log.info("share group %s: %d records of %s-%d dead-lettered to %s", group_id, len(items), topic, partition, target)
         return target, target_partition
 
-    def _live_records(self) -> list[tuple[bytes, bytes | None]]:
-        records = []
-        for group in self._groups.values():
+    def _live_records(self) -> Records:
+        records: Records = []
+        for group in self._groups:
             records.append((encode_key(GroupKey(group.group_id)), encode_value(GroupValue(group.epoch, group.created))))
             if group.configs:
                 value = ConfigValue(tuple(sorted(group.configs.items())))
                 records.append((encode_key(ConfigKey(group.group_id)), encode_value(value)))
-        for group_id, parts in self._parts.items():
-            for (topic, partition), sp in parts.items():
-                value = PartitionValue(True, sp.topic_id, sp.start, sp.runs())
-                records.append((encode_key(PartitionKey(group_id, topic, partition)), encode_value(value)))
+        for group_id, (topic, partition), sp in self._groups.all_partitions():
+            value = PartitionValue(True, sp.topic_id, sp.start, sp.runs())
+            records.append((encode_key(PartitionKey(group_id, topic, partition)), encode_value(value)))
         return records
 
     def _maybe_compact(self, now_ms: int) -> None:
         if self._store.compact_if_superseded(self._live_records, now_ms, self.config.compact_min_records):
-            for parts in self._parts.values():
-                for sp in parts.values():
-                    sp.deltas = 0  # the copies are snapshots
+            for _, _, sp in self._groups.all_partitions():
+                sp.deltas = 0  # the copies are snapshots
 
     def load(self, now_ms: int) -> None:
         """Replay the internal topic: groups come back Empty with their configs
-        and share-partitions; state of deleted topics is dropped."""
+        and share-partitions; state of deleted topics is dropped. Ends the
+        registry's loading state."""
         skipped = 0
         for raw_key, raw_value in self._store.replay():
             try:
@@ -148,49 +223,49 @@ class ShareStateCommands:
         if skipped:
             log.warning("skipped %d unreadable records in the share-group state topic", skipped)
         topics = self._logs.topics()
-        for group_id, parts in self._parts.items():
-            for tp in list(parts):
-                info = topics.get(tp[0])
-                if info is None or info.topic_id != parts[tp].topic_id or tp[1] >= info.partitions:
-                    del parts[tp]
-                    self._dirty.pop((group_id, *tp), None)
-        for group in self._groups.values():
+        for group_id, tp, sp in self._groups.all_partitions():
+            info = topics.get(tp[0])
+            if info is None or info.topic_id != sp.topic_id or tp[1] >= info.partitions:
+                self._groups.remove_partition(group_id, tp)
+                self._dirty.pop((group_id, *tp), None)
+        for group in self._groups:
             group.persisted_epoch = group.epoch
-        self.loading = False
+        self._groups.loading = False
         log.info(
             "loaded %d share groups with %d share-partitions from %d records",
-            len(self._groups), sum(len(p) for p in self._parts.values()), self._store.record_count,
+            len(self._groups), self._groups.partition_count(), self._store.record_count,
         )
         self._maybe_compact(now_ms)
 
-    def _apply(self, key, value) -> None:
+    def _apply(self, key: Key, value: Value | None) -> None:
         if isinstance(key, PartitionKey):
-            parts = self._parts.setdefault(key.group_id, {})
             tp = (key.topic, key.partition)
             if value is None:
-                parts.pop(tp, None)
+                self._groups.remove_partition(key.group_id, tp)
                 return
+            assert isinstance(value, PartitionValue)
             if key.group_id not in self._groups:
-                self._groups[key.group_id] = ShareGroup(key.group_id, GroupSettings.resolve({}, self.config))
-            sp = parts.get(tp)
+                self._groups.add(ShareGroup(key.group_id, GroupSettings.resolve({}, self.config)))
+            sp = self._groups.partition(key.group_id, tp)
             if sp is None or value.snapshot or sp.topic_id != value.topic_id:
-                sp = parts[tp] = SharePartition(value.start_offset, value.topic_id)
+                sp = self._groups.set_partition(key.group_id, tp, SharePartition(value.start_offset, value.topic_id))
                 sp.apply_runs(value.start_offset, value.runs, snapshot=True)
             else:
                 sp.apply_runs(value.start_offset, value.runs, snapshot=False)
                 sp.deltas += 1
             return
         if value is None:
-            self._groups.pop(key.group_id, None)
-            self._parts.pop(key.group_id, None)
+            self._groups.remove(key.group_id)
             return
         group = self._groups.get(key.group_id)
         if group is None:
-            group = self._groups[key.group_id] = ShareGroup(key.group_id, GroupSettings.resolve({}, self.config))
+            group = self._groups.add(ShareGroup(key.group_id, GroupSettings.resolve({}, self.config)))
         if isinstance(key, GroupKey):
+            assert isinstance(value, GroupValue)
             group.epoch = max(group.epoch, value.group_epoch)
             group.created = value.created_timestamp
         else:
+            assert isinstance(value, ConfigValue)
             group.configs = dict(value.configs)
             group.settings = GroupSettings.resolve(group.configs, self.config)
 
@@ -220,7 +295,8 @@ class ShareStateCommands:
         group = self._groups.get(group_id)
         return dict(group.configs) if group is not None else {}
 
-    def alter_configs(self, group_id: str, configs: dict[str, str | None], now_ms: int, *, validate_only: bool = False):
+    def alter_configs(self, group_id: str, configs: dict[str, str | None], now_ms: int, *,
+                      validate_only: bool = False) -> FlushPoint | None:
         """Replace the group's overrides with ``configs``; returns the fsync point (or None).
 
         Raises InvalidConfigError naming the bad key or value (nothing changes).
@@ -232,7 +308,7 @@ class ShareStateCommands:
         overrides = validate_group_configs(configs)
         if validate_only:
             return None
-        group = self._group(group_id, now_ms)
+        group = self.ensure_group(group_id, now_ms)
         value = ConfigValue(tuple(sorted(overrides.items())))
         self.commit(now_ms)
         flush = self._store.append([(encode_key(ConfigKey(group_id)), encode_value(value))], now_ms)
@@ -241,11 +317,11 @@ class ShareStateCommands:
         log.info("share group %s: configs now %s", group_id, overrides)
         return flush
 
-    def delete_group(self, group_id: str, now_ms: int):
+    def delete_group(self, group_id: str, now_ms: int) -> tuple[ShareError, FlushPoint | None]:
         """Delete an empty share group: its share-partitions, configs and share
         sessions (tombstones in the internal topic, written before anything is
         forgotten). Returns ``(ShareError, fsync point or None)``."""
-        if self.loading:
+        if self._groups.loading:
             return ShareError.COORDINATOR_LOAD_IN_PROGRESS, None
         group = self._groups.get(group_id)
         if group is None:
@@ -254,32 +330,31 @@ class ShareStateCommands:
             return ShareError.NON_EMPTY_GROUP, None
         if self.commit(now_ms).failed:
             return ShareError.KAFKA_STORAGE_ERROR, None
-        parts = self._parts.get(group_id, {})
-        records = [(encode_key(PartitionKey(group_id, *tp)), None) for tp in parts]
+        parts = self._groups.partitions(group_id)
+        records: Records = [(encode_key(PartitionKey(group_id, *tp)), None) for tp, _ in parts]
         records += [(encode_key(GroupKey(group_id)), None), (encode_key(ConfigKey(group_id)), None)]
         try:
             flush = self._store.append(records, now_ms)
         except LogbrokerError as exc:
             log.warning("cannot write the deletion of share group %s: %s", group_id, exc)
             return ShareError.KAFKA_STORAGE_ERROR, None
-        for session in self.sessions.of_group(group_id):
-            self.sessions.close(session)
-        for tp in self._parts.pop(group_id, {}):
+        for session in self._sessions.of_group(group_id):
+            self._sessions.close(session)
+        for tp in self._groups.remove(group_id):
             self._dirty.pop((group_id, *tp), None)
-        del self._groups[group_id]
         self._dirty_groups.discard(group_id)
         log.info("share group %s deleted", group_id)
         return ShareError.NONE, flush
 
     def topic_deleted(self, topic: str, now_ms: int) -> None:
         """Forget every share group's state of a deleted topic."""
-        records = []
-        for group_id, parts in self._parts.items():
-            for tp in [tp for tp in parts if tp[0] == topic]:
-                del parts[tp]
+        records: Records = []
+        for group_id, tp, _ in self._groups.all_partitions():
+            if tp[0] == topic:
+                self._groups.remove_partition(group_id, tp)
                 self._dirty.pop((group_id, *tp), None)
                 records.append((encode_key(PartitionKey(group_id, *tp)), None))
-        if records and not self.loading:
+        if records and not self._groups.loading:
             try:
                 self._store.append(records, now_ms)
             except LogbrokerError as exc:
@@ -289,10 +364,15 @@ class ShareStateCommands:
         """The broker is shutting down: write what is pending, and a snapshot of
         every share-partition holding acquired records, so their delivery counts
         survive a clean restart (acquisitions are otherwise not written)."""
-        if self.loading:
+        if self._groups.loading:
             return
-        for group_id, parts in self._parts.items():
-            for (topic, partition), sp in parts.items():
-                if sp.min_deadline() is not None:
-                    self._dirty[(group_id, topic, partition)] = ["snapshot"]
+        for group_id, tp, sp in self._groups.all_partitions():
+            if sp.min_deadline() is not None:
+                self.mark_snapshot(group_id, tp)
         self.commit(now_ms)
+
+
+def _offset(bound: object) -> int:
+    """A pending change's offset bound (the other form is "snapshot")."""
+    assert isinstance(bound, int)
+    return bound

@@ -196,13 +196,7 @@ class RecordAccumulator:
         count = values.count
         if not count:
             return
-        sizes = values.sizes() + (RECORD_OVERHEAD + len(headers))
-        if keys is not None:
-            sizes += keys.sizes()
-        biggest = int(sizes.max())
-        if biggest > self._max_record:
-            raise RecordTooLargeError(f"a record of about {biggest} bytes exceeds "
-                                      f"max_request_size={self._max_record + 100}")
+        sizes = self.record_sizes(keys, values, headers)
         if partition is not None:
             if not 0 <= partition < n:
                 raise UnknownTopicOrPartitionError(f"{topic!r} has {n} partitions, not {partition + 1}")
@@ -222,6 +216,20 @@ class RecordAccumulator:
             picked = order[a:b]
             self._fill(topic, n, int(ordered[a]), keys.take(picked), values.take(picked), headers,
                        timestamp_ms, sizes[picked], bulk)
+
+    def record_sizes(self, keys: Column | None, values: Column, headers: bytes) -> np.ndarray:
+        """The size estimate of each record of a bulk call.
+
+        :raises RecordTooLargeError: a record alone exceeds ``max_request_size``.
+        """
+        sizes = values.sizes() + (RECORD_OVERHEAD + len(headers))
+        if keys is not None:
+            sizes += keys.sizes()
+        biggest = int(sizes.max()) if sizes.size else 0
+        if biggest > self._max_record:
+            raise RecordTooLargeError(f"a record of about {biggest} bytes exceeds "
+                                      f"max_request_size={self._max_record + 100}")
+        return sizes
 
     def _key_partitions(self, topic: str, n: int, keys: Column) -> np.ndarray:
         """The partition of each record of a keyed call: hashed keys, the sticky one for null

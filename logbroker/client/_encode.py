@@ -157,12 +157,16 @@ class Column:
     def slice(self, start: int, stop: int) -> Column:
         """Items ``[start, stop)``."""
         if self.rows is not None:
-            return Column(stop - start, self.rows[start:stop])
-        assert self.data is not None and self.lengths is not None
-        starts = self._starts()
-        begin = int(starts[start]) if start < self.count else int(self.data.shape[0])
-        end = int(starts[stop]) if stop < self.count else int(self.data.shape[0])
-        return Column(stop - start, None, self.data[begin:end], self.lengths[start:stop])
+            column = Column(stop - start, self.rows[start:stop])
+        else:
+            assert self.data is not None and self.lengths is not None
+            starts = self._starts()
+            begin = int(starts[start]) if start < self.count else int(self.data.shape[0])
+            end = int(starts[stop]) if stop < self.count else int(self.data.shape[0])
+            column = Column(stop - start, None, self.data[begin:end], self.lengths[start:stop])
+        if self.items is not None:
+            column.items = self.items[start:stop]
+        return column
 
     def take(self, indexes: np.ndarray) -> Column:
         """The items at ``indexes`` (an int array), in that order."""

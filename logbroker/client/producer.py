@@ -66,6 +66,7 @@ from logbroker.errors import (
     TransactionAbortableError,
     TransactionAbortedError,
     TransactionStateError,
+    UnknownTopicOrPartitionError,
 )
 
 from ._accumulator import RECORD_OVERHEAD, RecordAccumulator
@@ -423,9 +424,7 @@ class Producer:
             self._want_topic(topic)
             raise trio.WouldBlock
         encoded, stamp = self._bulk_common(headers, timestamp_ms)
-        size = int(value_column.sizes().sum()) + value_column.count * (RECORD_OVERHEAD + len(encoded))
-        if key_column is not None:
-            size += int(key_column.sizes().sum())
+        size = int(acc.record_sizes(key_column, value_column, encoded).sum())
         if not acc.has_room(size):
             raise trio.WouldBlock
         bulk = BulkDelivery(topic, stamp)
@@ -490,9 +489,11 @@ class Producer:
         if not count:
             self._check_usable()
             return bulk
-        per_record = max(1, (int(value_column.sizes().sum()) if value_column.rows is None
-                             else value_column.rows.size) // count + RECORD_OVERHEAD)
-        step = max(1, _BULK_STEP_BYTES // per_record)
+        total = int(acc.record_sizes(key_column, value_column, encoded).sum())  # raises RecordTooLargeError
+        n = acc.partitions(topic)
+        if partition is not None and n is not None and not 0 <= partition < n:
+            raise UnknownTopicOrPartitionError(f"{topic!r} has {n} partitions, not {partition + 1}")
+        step = max(1, _BULK_STEP_BYTES // max(1, total // count))
         done = 0
         while done < count:
             stop = min(count, done + step)

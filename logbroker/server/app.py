@@ -141,6 +141,33 @@ class Server:
                 if deleted:
                     log.info("retention deleted %d segments", deleted)
 
+    async def run(self, listeners: Sequence[Any], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve on bound ``listeners`` with the maintenance tasks (timers, flush
+        and retention, the idle watchdog, the log cleaner, metrics) until
+        :meth:`shutdown` (then connections get 30 s to finish their request) or
+        cancellation. ``task_status.started(self)`` once accepting."""
+        broker, config = self.broker, self.config
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._maintenance)
+            nursery.start_soon(self._timers)
+            nursery.start_soon(self.watchdog.run)
+            if config.log_cleaner_enable:
+                nursery.start_soon(run_cleaner, broker, config.log_cleaner_backoff_ms)
+            if self.metrics is not None:
+                broker.log_manager.on_fsync = self.metrics.observe_fsync
+                self.metrics_port = await nursery.start(
+                    serve_metrics, self.metrics, broker, config.metrics_host, config.metrics_port
+                )
+            async with trio.open_nursery() as connections:
+                await nursery.start(self._accept, listeners, connections)
+                task_status.started(self)
+                await self._shutdown_requested.wait()
+                # Accepting stopped; connections finish their current request.
+                with trio.move_on_after(30):
+                    await self._drained.wait()
+                connections.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()
+
     async def _accept(self, listeners: Sequence[Any], connections: trio.Nursery, *,
                       task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         with self._accept_scope:
@@ -303,26 +330,7 @@ async def serve(config: BrokerConfig, *, task_status: Any = trio.TASK_STATUS_IGN
             "listening on %s:%d, advertised as %s:%d",
             config.host, bound[1], broker.advertised_host, broker.advertised_port,
         )
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(server._maintenance)
-            nursery.start_soon(server._timers)
-            nursery.start_soon(server.watchdog.run)
-            if config.log_cleaner_enable:
-                nursery.start_soon(run_cleaner, broker, config.log_cleaner_backoff_ms)
-            if server.metrics is not None:
-                broker.log_manager.on_fsync = server.metrics.observe_fsync
-                server.metrics_port = await nursery.start(
-                    serve_metrics, server.metrics, broker, config.metrics_host, config.metrics_port
-                )
-            async with trio.open_nursery() as connections:
-                await nursery.start(server._accept, listeners, connections)
-                task_status.started(server)
-                await server._shutdown_requested.wait()
-                # Accepting stopped; connections finish their current request.
-                with trio.move_on_after(30):
-                    await server._drained.wait()
-                connections.cancel_scope.cancel()
-            nursery.cancel_scope.cancel()
+        await server.run(listeners, task_status=task_status)
     finally:
         with trio.CancelScope(shield=True):
             broker.share.wake = None  # closing runs in a worker thread: no trio events from there

@@ -25,6 +25,7 @@ def _fillers(cls: type) -> tuple[tuple[str, Any], ...]:
             continue
         kind = f.metadata.get("kafka_type", "")
         type_text = str(f.type)
+        filler: Any
         if kind == "error_code":
             filler = ErrorCode.none
         elif kind.startswith("timedelta"):

@@ -129,8 +129,8 @@ def handle_elect_leaders(broker: Broker, ctx: RequestContext, request: Request) 
         info = topics.get(wanted.topic)
         rows = []
         for p in wanted.partitions:
-            code: ErrorCode = ErrorCode.election_not_needed
-            message: str | None = None
+            code = ErrorCode.election_not_needed
+            message = None
             if info is None:
                 code, message = ErrorCode.unknown_topic_or_partition, f"No such topic as {wanted.topic}"
             elif not 0 <= int(p) < info.partitions:

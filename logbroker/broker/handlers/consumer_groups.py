@@ -13,9 +13,13 @@ the group and on the topics of its assignments.
 
 from __future__ import annotations
 
+from typing import Any
+
 import uuid
 from collections.abc import Mapping
 
+from logbroker.broker.core import Broker
+from logbroker.protocol import Request
 from logbroker.protocol import ErrorCode
 
 from logbroker.broker.groups import ConsumerHeartbeat, GroupError, TopicMeta
@@ -27,7 +31,7 @@ from logbroker.broker.handlers._build import build, module_of, ms
 from logbroker.broker.handlers.groups import ERROR_CODES
 
 
-def _topic_metadata(broker, ctx: RequestContext) -> dict[str, TopicMeta]:
+def _topic_metadata(broker: Broker, ctx: RequestContext) -> dict[str, TopicMeta]:
     """name -> TopicMeta of the topics the principal may describe."""
     metas = {name: TopicMeta(info.topic_id, info.partitions) for name, info in broker.topics().items()}
     if broker.authorizer is None:
@@ -36,11 +40,11 @@ def _topic_metadata(broker, ctx: RequestContext) -> dict[str, TopicMeta]:
     return {name: meta for name, meta in metas.items() if name not in denied}
 
 
-def handle_consumer_group_heartbeat(broker, ctx: RequestContext, request):
+def handle_consumer_group_heartbeat(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     mod = module_of(request.response_class)
 
-    def refuse(code: ErrorCode, message: str):
+    def refuse(code: ErrorCode, message: str) -> Any:
         return build(request.response_class, error_code=code, error_message=message, member_id=None,
                      member_epoch=-1, heartbeat_interval=0, assignment=None)
 
@@ -52,7 +56,7 @@ def handle_consumer_group_heartbeat(broker, ctx: RequestContext, request):
     if broker.share.is_share_group(body.group_id):
         return refuse(ErrorCode.group_id_not_found, f"Group {body.group_id} is not a consumer group.")
     topics = _topic_metadata(broker, ctx)
-    owned = None
+    owned: dict[str, frozenset[int]] | None = None
     if body.topic_partitions is not None:
         by_id = {meta.topic_id: name for name, meta in topics.items()}
         owned = {}
@@ -100,7 +104,7 @@ def handle_consumer_group_heartbeat(broker, ctx: RequestContext, request):
     )
 
 
-def handle_consumer_group_describe(broker, ctx: RequestContext, request):
+def handle_consumer_group_describe(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     mod = module_of(request.response_class)
     names = list(request.body.group_ids)
     allowed = [broker.allowed(ctx, "describe", "group", name) for name in names]
@@ -110,7 +114,7 @@ def handle_consumer_group_describe(broker, ctx: RequestContext, request):
         name: TopicMeta(info.topic_id, info.partitions) for name, info in broker.topics().items()
     }
 
-    def assignment(parts):
+    def assignment(parts: Any) -> Any:
         return build(mod.Assignment, topic_partitions=tuple(
             build(mod.TopicPartitions, topic_id=topics[name].topic_id, topic_name=name, partitions=ps)
             for name, ps in parts

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from logbroker.protocol import ErrorCode
 
+from logbroker.broker.groups import GroupError
 from logbroker.broker.producer_state import (
     InvalidProducerEpochError, InvalidTxnStateError, OutOfOrderSequenceError, TxnNotReadyError,
 )
@@ -28,6 +29,10 @@ _TABLE: tuple[tuple[type[BaseException], ErrorCode], ...] = (
     (TxnNotReadyError, ErrorCode.not_enough_replicas),
     (e.StorageError, ErrorCode.kafka_storage_error),
 )
+
+
+GROUP_ERROR_CODES: dict[GroupError, ErrorCode] = {e: getattr(ErrorCode, e.value) for e in GroupError}
+"""The group coordinator's GroupError -> the ErrorCode sent on the wire."""
 
 
 def error_code_for(exc: BaseException) -> ErrorCode:

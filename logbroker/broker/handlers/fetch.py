@@ -8,13 +8,19 @@ and the request is read once, not on every attempt.
 
 from __future__ import annotations
 
-from logbroker.protocol import ErrorCode, FetchPartition, encode_fetch_response, encode_legacy_fetch_response
+from typing import Any
 
-from logbroker.broker.session import RequestContext
+from collections.abc import Sequence
+
+from logbroker.protocol import ErrorCode, FetchPartition, Request, encode_fetch_response, encode_legacy_fetch_response
+
+from logbroker.broker.core import Broker
 from logbroker.broker.handlers._acl import TOPIC_DENIED
 from logbroker.broker.handlers._build import ms
 from logbroker.broker.handlers._legacy import fetch_magic
+from logbroker.broker.handlers._result import FlushPoint
 from logbroker.broker.handlers.errors import error_code_for
+from logbroker.broker.session import RequestContext
 from logbroker.broker.markers import cut_before
 from logbroker.errors import LogbrokerError
 from logbroker.records import down_convert
@@ -27,7 +33,7 @@ class FetchOperation:
 
     __slots__ = ("_broker", "_version", "_correlation_id", "_topics", "_max_bytes", "_denied",
                  "_read_committed", "_magic", "wait_ms", "min_bytes", "watch")
-    flush: tuple = ()
+    flush: Sequence[FlushPoint] = ()
     """(partition log, offset) pairs to fsync before the first attempt (ShareFetch's acknowledgements)."""
 
     def __init__(self, broker: Broker, ctx: RequestContext, request: Request) -> None:
@@ -54,7 +60,7 @@ class FetchOperation:
     def __repr__(self) -> str:
         return f"FetchOperation(partitions={len(self.watch)}, wait_ms={self.wait_ms}, min_bytes={self.min_bytes})"
 
-    def attempt(self, *, final: bool):
+    def attempt(self, *, final: bool) -> Any:
         """The encoded response, or None while too little data is there and not final."""
         partition_log = self._broker.partition
         remaining = self._max_bytes
@@ -80,13 +86,13 @@ class FetchOperation:
                     hw, start = self._offsets_or_unknown(topic, index)
                     parts.append(FetchPartition(index, error_code_for(exc), hw, hw, start, b""))
                     continue
-                records = result.records
+                records: bytes | memoryview = result.records
                 hw = result.high_watermark
                 stable = self._broker.last_stable_offset(topic, index, plog)
                 aborted = None
                 if self._read_committed:
                     if stable < hw:
-                        records = cut_before(records, stable)
+                        records = cut_before(memoryview(records), stable)
                     aborted = self._broker.aborted_transactions(topic, index, plog, offset, stable) if records else None
                 if self._magic is not None and records:
                     try:
@@ -122,5 +128,5 @@ class FetchOperation:
         return plog.log_end_offset, plog.log_start_offset
 
 
-def handle_fetch(broker, ctx: RequestContext, request) -> FetchOperation:
+def handle_fetch(broker: Broker, ctx: RequestContext, request: Request) -> FetchOperation:
     return FetchOperation(broker, ctx, request)

@@ -16,6 +16,10 @@ DESCRIBE on each topic. A check is decided when the request arrives.
 
 from __future__ import annotations
 
+from typing import Any
+
+from logbroker.broker.core import Broker
+from logbroker.protocol import Request
 from logbroker.protocol import ErrorCode
 
 from logbroker.broker.deferred import Deferred
@@ -34,10 +38,11 @@ from logbroker.broker.handlers._acl import (
 )
 from logbroker.broker.handlers._build import build, module_of, ms
 from logbroker.broker.handlers._result import Reply
+from logbroker.broker.handlers.errors import GROUP_ERROR_CODES
 from logbroker.broker.security.acls import CLUSTER
 
-ERROR_CODES: dict[GroupError, ErrorCode] = {e: getattr(ErrorCode, e.value) for e in GroupError}
-"""GroupError -> the ErrorCode sent on the wire."""
+ERROR_CODES: dict[GroupError, ErrorCode] = GROUP_ERROR_CODES
+"""GroupError -> the ErrorCode sent on the wire (the table of :mod:`.errors`)."""
 
 _KEY_TYPE_GROUP, _KEY_TYPE_TRANSACTION = 0, 1
 
@@ -46,7 +51,7 @@ def _code(error: GroupError) -> ErrorCode:
     return ERROR_CODES[error]
 
 
-def _then(result, convert):
+def _then(result: Any, convert: Any) -> Any:
     """``convert(result)``, or a Deferred of it when the coordinator answers later."""
     if not isinstance(result, Deferred):
         return convert(result)
@@ -57,7 +62,7 @@ def _then(result, convert):
     return out
 
 
-def _flush_reply(broker, body, flush) -> Reply:
+def _flush_reply(broker: Broker, body: Any, flush: Any) -> Reply:
     """fsync the internal topic before answering when the broker runs with flush=always."""
     if flush is None or broker.config.flush != "always":
         return Reply(body)
@@ -67,7 +72,7 @@ def _flush_reply(broker, body, flush) -> Reply:
 # -- FindCoordinator -------------------------------------------------------------
 
 
-def handle_find_coordinator(broker, ctx: RequestContext, request):
+def handle_find_coordinator(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     """This node coordinates every group and transactional id; v4+ asks for
     several keys at once (``coordinator_keys``) and gets one answer per key."""
     body = request.body
@@ -84,7 +89,7 @@ def handle_find_coordinator(broker, ctx: RequestContext, request):
     return build(request.response_class, error_code=code, error_message=message, **fields)
 
 
-def _find_coordinator(broker, ctx: RequestContext, key_type: int, key: str):
+def _find_coordinator(broker: Broker, ctx: RequestContext, key_type: int, key: str) -> Any:
     """(error code, message, node fields) for one coordinator key."""
     fields = {"node_id": -1, "host": "", "port": -1}
     if key_type == _KEY_TYPE_GROUP and not broker.allowed(ctx, "describe", "group", key):
@@ -103,7 +108,7 @@ def _find_coordinator(broker, ctx: RequestContext, key_type: int, key: str):
 # -- JoinGroup / SyncGroup / Heartbeat / LeaveGroup --------------------------------
 
 
-def handle_join_group(broker, ctx: RequestContext, request):
+def handle_join_group(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     version = request.api_version
     if not broker.allowed(ctx, "read", "group", body.group_id):
@@ -126,7 +131,7 @@ def handle_join_group(broker, ctx: RequestContext, request):
     return _then(result, lambda r: _join_response(request, r))
 
 
-def _join_response(request, result: JoinResult):
+def _join_response(request: Request, result: JoinResult) -> Any:
     mod = module_of(request.response_class)
     flexible_names = request.api_version >= 7
     members = tuple(
@@ -149,7 +154,7 @@ def _join_response(request, result: JoinResult):
     )
 
 
-def handle_sync_group(broker, ctx: RequestContext, request):
+def handle_sync_group(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     if not broker.allowed(ctx, "read", "group", body.group_id):
         return build(request.response_class, error_code=GROUP_DENIED, protocol_type=None, protocol_name=None,
@@ -165,7 +170,7 @@ def handle_sync_group(broker, ctx: RequestContext, request):
         protocol_name=getattr(body, "protocol_name", None),
     )
 
-    def respond(r: SyncResult):
+    def respond(r: SyncResult) -> Any:
         return build(
             request.response_class,
             error_code=_code(r.error),
@@ -177,7 +182,7 @@ def handle_sync_group(broker, ctx: RequestContext, request):
     return _then(result, respond)
 
 
-def handle_heartbeat(broker, ctx: RequestContext, request):
+def handle_heartbeat(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     if not broker.allowed(ctx, "read", "group", body.group_id):
         return build(request.response_class, error_code=GROUP_DENIED)
@@ -188,7 +193,7 @@ def handle_heartbeat(broker, ctx: RequestContext, request):
     return build(request.response_class, error_code=_code(error))
 
 
-def handle_leave_group(broker, ctx: RequestContext, request):
+def handle_leave_group(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     if not broker.allowed(ctx, "read", "group", body.group_id):
         return build(request.response_class, error_code=GROUP_DENIED, members=())
@@ -214,12 +219,12 @@ def handle_leave_group(broker, ctx: RequestContext, request):
 # -- OffsetCommit / OffsetFetch / OffsetDelete ----------------------------------------
 
 
-def _partition_exists(topics, name: str, partition: int) -> bool:
+def _partition_exists(topics: Any, name: str, partition: int) -> bool:
     info = topics.get(name)
     return info is not None and 0 <= partition < info.partitions
 
 
-def handle_offset_commit(broker, ctx: RequestContext, request):
+def handle_offset_commit(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     mod = module_of(request.response_class)
     topics = broker.topics()
@@ -265,7 +270,7 @@ def handle_offset_commit(broker, ctx: RequestContext, request):
     return _flush_reply(broker, response, result.flush if result is not None else None)
 
 
-def handle_offset_fetch(broker, ctx: RequestContext, request):
+def handle_offset_fetch(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     if request.api_version >= 8:
         return _offset_fetch_groups(broker, ctx, request)
@@ -275,26 +280,27 @@ def handle_offset_fetch(broker, ctx: RequestContext, request):
     return _offset_fetch_response(request, entries, error)
 
 
-def _fetch_group_offsets(broker, ctx: RequestContext, group_id: str, topics, version: int, require_stable: bool, *,
-                         member_id: str | None = None, member_epoch: int = -1):
+def _fetch_group_offsets(broker: Broker, ctx: RequestContext, group_id: str, topics: Any, version: int, require_stable: bool, *,
+                         member_id: str | None = None, member_epoch: int = -1) -> Any:
     """(entries, group error code) of one group's OffsetFetch: entries are
     ((topic, partition), OffsetValue or None, error code)."""
     wanted = None
     if topics is not None:
         wanted = [(t.name, int(p)) for t in topics for p in t.partition_indexes]
+    entries: list[tuple[tuple[str, int], OffsetValue | None, ErrorCode | None]]
     if not broker.allowed(ctx, "describe", "group", group_id):
         # v0/v1 have no top-level error field: every asked partition carries it.
         entries = [(tp, None, GROUP_DENIED) for tp in wanted or ()] if version < 2 else []
         return entries, GROUP_DENIED
-    member = {"member_id": member_id, "member_epoch": member_epoch}
     if wanted is None:
-        result = broker.groups.fetch_offsets(group_id, None, **member)
+        result = broker.groups.fetch_offsets(group_id, None, member_id=member_id, member_epoch=member_epoch)
         # Offsets of topics the principal may not describe are left out, unnamed.
         denied = denied_topics(broker, ctx, "describe", (topic for topic, _ in result.offsets))
         entries = [(tp, value, None) for tp, value in result.offsets.items() if tp[0] not in denied]
     else:
         denied = denied_topics(broker, ctx, "describe", (topic for topic, _ in wanted))
-        result = broker.groups.fetch_offsets(group_id, [tp for tp in wanted if tp[0] not in denied], **member)
+        result = broker.groups.fetch_offsets(group_id, [tp for tp in wanted if tp[0] not in denied],
+                                             member_id=member_id, member_epoch=member_epoch)
         entries = [(tp, None, TOPIC_DENIED) if tp[0] in denied else (tp, result.offsets.get(tp), None)
                    for tp in wanted]
     if require_stable:
@@ -308,7 +314,7 @@ def _fetch_group_offsets(broker, ctx: RequestContext, group_id: str, topics, ver
     return entries, _code(result.error)
 
 
-def _offset_fetch_groups(broker, ctx: RequestContext, request):
+def _offset_fetch_groups(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     """OffsetFetch v8+: several groups per request; v9 names the member (KIP-848),
     whose epoch a consumer group checks. A group with an error has no topics."""
     mod = module_of(request.response_class)
@@ -340,7 +346,7 @@ def _offset_fetch_groups(broker, ctx: RequestContext, request):
     return build(request.response_class, groups=tuple(groups_out))
 
 
-def _offset_fetch_response(request, entries, error: ErrorCode):
+def _offset_fetch_response(request: Request, entries: Any, error: ErrorCode) -> Any:
     """``entries`` are ((topic, partition), OffsetValue or None, error code)."""
     mod = module_of(request.response_class)
     by_topic: dict[str, list] = {}
@@ -359,7 +365,7 @@ def _offset_fetch_response(request, entries, error: ErrorCode):
     return build(request.response_class, topics=topics_out, error_code=error)
 
 
-def handle_offset_delete(broker, ctx: RequestContext, request):
+def handle_offset_delete(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     mod = module_of(request.response_class)
     if not broker.allowed(ctx, "delete", "group", body.group_id):
@@ -390,7 +396,7 @@ def handle_offset_delete(broker, ctx: RequestContext, request):
 # -- ListGroups / DescribeGroups / DeleteGroups ------------------------------------------
 
 
-def handle_list_groups(broker, ctx: RequestContext, request):
+def handle_list_groups(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     mod = module_of(request.response_class)
     states = set(getattr(request.body, "states_filter", ()) or ())
     types = {t.lower() for t in getattr(request.body, "types_filter", ()) or ()}
@@ -417,7 +423,7 @@ def handle_list_groups(broker, ctx: RequestContext, request):
     return build(request.response_class, error_code=_code(error), groups=out)
 
 
-def handle_describe_groups(broker, ctx: RequestContext, request):
+def handle_describe_groups(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     mod = module_of(request.response_class)
     body = request.body
     names = list(body.groups)
@@ -464,7 +470,7 @@ def handle_describe_groups(broker, ctx: RequestContext, request):
     return build(request.response_class, groups=tuple(out))
 
 
-def _describe_share_group(broker, mod, group_id: str, operations: int):
+def _describe_share_group(broker: Broker, mod: Any, group_id: str, operations: int) -> Any:
     """A share group as DescribeGroups shows it: state, type "share", members (no metadata)."""
     (g,) = broker.share.describe([group_id])
     members = tuple(
@@ -478,7 +484,7 @@ def _describe_share_group(broker, mod, group_id: str, operations: int):
     )
 
 
-def handle_delete_groups(broker, ctx: RequestContext, request):
+def handle_delete_groups(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     mod = module_of(request.response_class)
     names = list(request.body.groups_names)
     allowed = [n for n in names if broker.allowed(ctx, "delete", "group", n)]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import logging
 import os
 
+from logbroker.broker.core import Broker
+from logbroker.protocol import Request
 from logbroker.errors import LogbrokerError
 from logbroker.protocol import ErrorCode
 
@@ -14,7 +18,7 @@ from logbroker.broker.handlers._build import build, module_of
 log = logging.getLogger("logbroker.broker")
 
 
-def handle_describe_log_dirs(broker, ctx: RequestContext, request):
+def handle_describe_log_dirs(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     """Sizes of the partitions asked for (null topics: all of them) in the data dir.
 
     A single node has one log directory and no future (moving) logs, so
@@ -28,9 +32,8 @@ def handle_describe_log_dirs(broker, ctx: RequestContext, request):
         return build(request.response_class, error_code=ErrorCode.cluster_authorization_failed, results=())
     manager = broker.log_manager
     requested = request.body.topics
-    if requested is None:
-        wanted = None
-    else:
+    wanted: dict[str, set[int]] | None = None
+    if requested is not None:
         wanted = {}
         for t in requested:
             wanted.setdefault(t.topic, set()).update(int(p) for p in t.partitions)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from logbroker.broker.core import Broker
+from logbroker.protocol import Request
 from logbroker.protocol import ErrorCode
 
 from logbroker.broker.session import RequestContext
@@ -12,7 +16,7 @@ from logbroker.broker.security.acls import CLUSTER, authorized_operations
 from logbroker.errors import LogbrokerError
 
 
-def handle_api_versions(broker, ctx: RequestContext, request, *, served_versions):
+def handle_api_versions(broker: Broker, ctx: RequestContext, request: Request, *, served_versions: Any) -> Any:
     mod = module_of(request.response_class)
     keys = tuple(
         build(mod.ApiVersion, api_key=int(key), min_version=lo, max_version=hi)
@@ -21,7 +25,7 @@ def handle_api_versions(broker, ctx: RequestContext, request, *, served_versions
     return build(request.response_class, error_code=ErrorCode.none, api_keys=keys)
 
 
-def _broker_entry(broker, cls):
+def _broker_entry(broker: Broker, cls: type) -> Any:
     return build(
         cls,
         node_id=broker.config.node_id,
@@ -32,7 +36,7 @@ def _broker_entry(broker, cls):
     )
 
 
-def handle_metadata(broker, ctx: RequestContext, request):
+def handle_metadata(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     mod = module_of(request.response_class)
     topics = broker.topics()
@@ -114,7 +118,7 @@ def handle_metadata(broker, ctx: RequestContext, request):
     )
 
 
-def _cluster_operations(broker, ctx: RequestContext, request, flag: str) -> int:
+def _cluster_operations(broker: Broker, ctx: RequestContext, request: Request, flag: str) -> int:
     """KIP-430: the cluster's operations for the principal when asked, if it may DESCRIBE the cluster (else 0)."""
     if not getattr(request.body, flag, False):
         return NO_AUTHORIZED_OPERATIONS
@@ -123,7 +127,7 @@ def _cluster_operations(broker, ctx: RequestContext, request, flag: str) -> int:
     return authorized_operations(lambda op: broker.allowed(ctx, op, "cluster", CLUSTER), "cluster")
 
 
-def handle_describe_cluster(broker, ctx: RequestContext, request):
+def handle_describe_cluster(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     mod = module_of(request.response_class)
     return build(
         request.response_class,

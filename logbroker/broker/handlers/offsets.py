@@ -9,6 +9,10 @@ CLUSTER_AUTHORIZATION_FAILED.
 
 from __future__ import annotations
 
+from typing import Any
+
+from logbroker.broker.core import Broker
+from logbroker.protocol import Request
 from logbroker.protocol import ErrorCode
 
 from logbroker.broker.session import RequestContext
@@ -25,7 +29,7 @@ LATEST = -1
 MAX_TIMESTAMP = -3
 
 
-def _lookup(plog, timestamp: int) -> tuple[int, int]:
+def _lookup(plog: Any, timestamp: int) -> tuple[int, int]:
     """(offset, timestamp) for a ListOffsets query; (-1, -1) when nothing matches."""
     if timestamp == EARLIEST:
         return plog.log_start_offset, -1
@@ -44,7 +48,7 @@ def _lookup(plog, timestamp: int) -> tuple[int, int]:
     return offset, ts
 
 
-def handle_list_offsets(broker, ctx: RequestContext, request):
+def handle_list_offsets(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     mod = module_of(request.response_class)
     # isolation_level 1 (read_committed, v2+): "latest" is the last stable offset.
     read_committed = int(getattr(request.body, "isolation_level", 0)) == 1
@@ -80,7 +84,7 @@ def handle_list_offsets(broker, ctx: RequestContext, request):
     return build(request.response_class, topics=tuple(topics_out))
 
 
-def handle_offset_for_leader_epoch(broker, ctx: RequestContext, request):
+def handle_offset_for_leader_epoch(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     mod = module_of(request.response_class)
     topics_out = []
     for topic in request.body.topics:
@@ -107,7 +111,7 @@ def handle_offset_for_leader_epoch(broker, ctx: RequestContext, request):
     return build(request.response_class, topics=tuple(topics_out))
 
 
-def handle_delete_records(broker, ctx: RequestContext, request):
+def handle_delete_records(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     mod = module_of(request.response_class)
     topics_out = []
     for topic in request.body.topics:
@@ -138,7 +142,7 @@ def handle_delete_records(broker, ctx: RequestContext, request):
     return build(request.response_class, topics=tuple(topics_out))
 
 
-def handle_init_producer_id(broker, ctx: RequestContext, request):
+def handle_init_producer_id(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     if body.transactional_id is not None:
         return init_transactional_producer(broker, ctx, request)
@@ -157,7 +161,7 @@ def handle_init_producer_id(broker, ctx: RequestContext, request):
     )
 
 
-def _may_produce_idempotently(broker, ctx: RequestContext) -> bool:
+def _may_produce_idempotently(broker: Broker, ctx: RequestContext) -> bool:
     """IDEMPOTENT_WRITE on the cluster, or WRITE on some topic (Kafka's
     ``authorizeByResourceType``: the producer needs WRITE on every topic it
     then produces to anyway)."""

@@ -9,6 +9,10 @@ broker checks each transactional batch's partition is in the transaction.
 
 from __future__ import annotations
 
+from typing import Any
+
+from logbroker.broker.core import Broker
+from logbroker.protocol import Request
 from logbroker.protocol import ErrorCode, ProducePartition, encode_legacy_produce_response, encode_produce_response
 
 from logbroker.broker.session import RequestContext
@@ -20,7 +24,7 @@ from logbroker.errors import LogbrokerError, RecordErrorsError
 _VALID_ACKS = (-1, 0, 1)
 
 
-def handle_produce(broker, ctx: RequestContext, request) -> Reply:
+def handle_produce(broker: Broker, ctx: RequestContext, request: Request) -> Reply:
     # v0-2 (old clients): message sets become v2 batches first; their answer has its own encoder.
     body = request.body if request.api_version >= 3 else upconverted_produce(request.body)
     encode = encode_produce_response if request.api_version >= 3 else encode_legacy_produce_response
@@ -90,7 +94,7 @@ def handle_produce(broker, ctx: RequestContext, request) -> Reply:
     if not flush:
         return Reply(response, appended=appended)
 
-    def storage_error():
+    def storage_error() -> Any:
         """The same answer with KAFKA_STORAGE_ERROR for the batches awaiting an fsync."""
         failed = [
             (name, [ProducePartition(p.index, ErrorCode.kafka_storage_error, error_message="fsync failed")

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from logbroker.broker.core import Broker
+from logbroker.protocol import Request
 from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._build import build
 from logbroker.broker.security import AuthenticationError, new_mechanism
 from logbroker.protocol import ErrorCode
 
 
-def handle_sasl_handshake(broker, ctx: RequestContext, request):
+def handle_sasl_handshake(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     session = ctx.session
     mechanisms = broker.config.sasl_mechanisms
     mechanism = request.body.mechanism
@@ -21,7 +25,7 @@ def handle_sasl_handshake(broker, ctx: RequestContext, request):
     return build(request.response_class, error_code=ErrorCode.none, mechanisms=mechanisms)
 
 
-def handle_sasl_authenticate(broker, ctx: RequestContext, request):
+def handle_sasl_authenticate(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     session = ctx.session
     exchange = session.exchange
     if exchange is None or session.authenticated:

@@ -20,8 +20,12 @@ group configs need DESCRIBE_CONFIGS / ALTER_CONFIGS on the group.
 
 from __future__ import annotations
 
+from typing import Any
+
 import dataclasses
 
+from logbroker.broker.core import Broker
+from logbroker.protocol import Request
 from logbroker.protocol import ErrorCode
 
 from logbroker.broker.session import RequestContext
@@ -50,13 +54,13 @@ def _code(error: ShareError) -> ErrorCode:
     return ERROR_CODES[error]
 
 
-def _unwritten(broker, written) -> bool:
+def _unwritten(broker: Broker, written: Any) -> bool:
     """With flush=always, a commit that could not be written must not be confirmed
     (its changes stay in memory and are written as snapshots once the disk recovers)."""
     return written.failed and broker.config.flush == "always"
 
 
-def _flush(broker, written) -> list:
+def _flush(broker: Broker, written: Any) -> list:
     """fsync points to honour before answering (only with flush=always)."""
     if broker.config.flush != "always":
         return []
@@ -66,7 +70,7 @@ def _flush(broker, written) -> list:
 # -- ShareGroupHeartbeat / ShareGroupDescribe -------------------------------------------
 
 
-def handle_share_group_heartbeat(broker, ctx: RequestContext, request):
+def handle_share_group_heartbeat(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     subscribed = body.subscribed_topic_names
     if not broker.allowed(ctx, "read", "group", body.group_id):
@@ -105,7 +109,7 @@ def handle_share_group_heartbeat(broker, ctx: RequestContext, request):
     )
 
 
-def handle_share_group_describe(broker, ctx: RequestContext, request):
+def handle_share_group_describe(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     mod = module_of(request.response_class)
     names = list(request.body.group_ids)
     allowed = [broker.allowed(ctx, "describe", "group", name) for name in names]
@@ -184,7 +188,7 @@ class _Entry:
             self.ack_error, self.ack_message = other.ack_error, other.ack_message
 
 
-def _resolve(broker, ctx: RequestContext, topics):
+def _resolve(broker: Broker, ctx: RequestContext, topics: Any) -> Any:
     """``(entry, ack batches)`` per requested partition, topic ids resolved to
     names; partitions of topics the principal may not READ carry TOPIC_AUTHORIZATION_FAILED."""
     out = []
@@ -207,7 +211,7 @@ def _resolve(broker, ctx: RequestContext, topics):
     return out
 
 
-def _acknowledge(broker, group_id: str, member_id: str, resolved, now: int, allow_renew: bool) -> None:
+def _acknowledge(broker: Broker, group_id: str, member_id: str, resolved: Any, now: int, allow_renew: bool) -> None:
     for entry, batches in resolved:
         if not batches:
             continue
@@ -223,7 +227,7 @@ def _acknowledge(broker, group_id: str, member_id: str, resolved, now: int, allo
         entry.ack_error, entry.ack_message = _code(error), message
 
 
-def _lock_timeout(broker, group_id: str) -> int:
+def _lock_timeout(broker: Broker, group_id: str) -> int:
     group = broker.share.group(group_id)
     return group.settings.record_lock_duration_ms if group is not None else broker.share.config.record_lock_duration_ms
 
@@ -237,7 +241,7 @@ class ShareFetchOperation(FetchOperation):
 
     __slots__ = ("_sf_broker", "_sf_request", "_sf_entries", "_sf_session", "_sf_limits", "_sf_denied", "flush")
 
-    def __init__(self, broker, request, entries: list[_Entry], session, partitions, denied=frozenset()) -> None:
+    def __init__(self, broker: Broker, request: Request, entries: list[_Entry], session: Any, partitions: Any, denied: Any = frozenset()) -> None:
         body = request.body
         self._sf_broker = broker
         self._sf_request = request
@@ -254,18 +258,19 @@ class ShareFetchOperation(FetchOperation):
     def __repr__(self) -> str:
         return f"ShareFetchOperation(partitions={len(self.watch)}, wait_ms={self.wait_ms})"
 
-    def attempt(self, *, final: bool):
+    def attempt(self, *, final: bool) -> Any:
         """The response body, or None while nothing was acquired and not final."""
         share = self._sf_broker.share
         data: list[PartitionData] = []
         session = self._sf_session
-        if session is not None and share.sessions.get(session.group_id, session.member_id) is session:
+        live = share.sessions.get(session.group_id, session.member_id) if session is not None else None
+        if live is not None and live is session:  # still the session that asked
             max_records, max_bytes = self._sf_limits
-            partitions = session.ordered()
+            partitions = live.ordered()
             if self._sf_denied:
                 partitions = [tp for tp in partitions if tp[0] not in self._sf_denied]
             data = share.acquire(
-                session.group_id, session.member_id, partitions, max_records, max_bytes,
+                live.group_id, live.member_id, partitions, max_records, max_bytes,
                 self._sf_broker.clock(),
             )
         got = any(d.acquired for d in data)
@@ -273,7 +278,7 @@ class ShareFetchOperation(FetchOperation):
             return None
         return self._response(data)
 
-    def _response(self, data: list[PartitionData]):
+    def _response(self, data: list[PartitionData]) -> Any:
         request = self._sf_request
         broker = self._sf_broker
         mod = module_of(request.response_class)
@@ -286,7 +291,7 @@ class ShareFetchOperation(FetchOperation):
                 entries[key] = dataclasses.replace(e)
         bytes_out = broker.traffic.bytes_out
         for d in data:
-            if d.records is not None:
+            if isinstance(d.records, (bytes, bytearray, memoryview)):
                 bytes_out[d.topic] += len(d.records)
             topic_id = broker.share.topic_id(d.topic)
             entry = entries.setdefault((topic_id, d.partition), _Entry(topic_id, d.topic, d.partition))
@@ -322,12 +327,12 @@ class ShareFetchOperation(FetchOperation):
         )
 
 
-def _top_level_error(request, error: ShareError | ErrorCode, message: str | None):
+def _top_level_error(request: Request, error: ShareError | ErrorCode, message: str | None) -> Any:
     code = _code(error) if isinstance(error, ShareError) else error
     return build(request.response_class, error_code=code, error_message=message, responses=(), node_endpoints=())
 
 
-def handle_share_fetch(broker, ctx: RequestContext, request):
+def handle_share_fetch(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     share = broker.share
     now = broker.clock()
@@ -338,7 +343,7 @@ def handle_share_fetch(broker, ctx: RequestContext, request):
     if epoch == INITIAL_EPOCH and any(batches for _, batches in resolved):
         return _top_level_error(request, ShareError.INVALID_REQUEST, "acknowledgements in a request opening a session")
     add = [(e.topic, e.partition) for e, _ in resolved if e.topic is not None and e.error is not TOPIC_DENIED]
-    forget = []
+    forget: list[tuple[str, int]] = []
     for topic in body.forgotten_topics_data:
         name = share.topic_name(topic.topic_id) if topic.topic_id is not None else None
         if name is not None:
@@ -348,7 +353,7 @@ def handle_share_fetch(broker, ctx: RequestContext, request):
         return _top_level_error(request, result.error, result.message)
     allow_renew = request.api_version >= 2
     _acknowledge(broker, body.group_id, body.member_id, resolved, now, allow_renew)
-    if epoch == FINAL_EPOCH:
+    if epoch == FINAL_EPOCH and session is not None:
         share.close_session(session, now)
     # flush=always: the server makes the acknowledgements durable before it answers.
     written = share.commit(now)
@@ -376,7 +381,7 @@ def handle_share_fetch(broker, ctx: RequestContext, request):
     return op
 
 
-def handle_share_acknowledge(broker, ctx: RequestContext, request):
+def handle_share_acknowledge(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     share = broker.share
     now = broker.clock()
@@ -389,7 +394,7 @@ def handle_share_acknowledge(broker, ctx: RequestContext, request):
     if result.error is not ShareError.NONE:
         return _top_level_error(request, result.error, result.message)
     _acknowledge(broker, body.group_id, body.member_id, resolved, now, request.api_version >= 2)
-    if epoch == FINAL_EPOCH:
+    if epoch == FINAL_EPOCH and session is not None:
         share.close_session(session, now)
     written = share.commit(now)
     if _unwritten(broker, written):
@@ -423,11 +428,11 @@ def is_group_resource(resource_type: int) -> bool:
     return resource_type in (RESOURCE_GROUP, _RESOURCE_GROUP_ACL)
 
 
-def with_group_configs(handler, *, incremental: bool):
+def with_group_configs(handler: Any, *, incremental: bool) -> Any:
     """Wrap DescribeConfigs / IncrementalAlterConfigs so GROUP resources reach
     the share coordinator and every other resource the topic handler."""
 
-    def handle(broker, ctx: RequestContext, request):
+    def handle(broker: Broker, ctx: RequestContext, request: Request) -> Any:
         body = request.body
         resources = body.resources
         groups = [r for r in resources if is_group_resource(int(r.resource_type))]
@@ -456,7 +461,7 @@ def with_group_configs(handler, *, incremental: bool):
     return handle
 
 
-def _alter_group(broker, ctx: RequestContext, request, resource):
+def _alter_group(broker: Broker, ctx: RequestContext, request: Request, resource: Any) -> Any:
     mod = module_of(request.response_class)
     name = resource.resource_name
     code, message = ErrorCode.none, None
@@ -476,7 +481,7 @@ def _alter_group(broker, ctx: RequestContext, request, resource):
                 new.pop(c.name, None)
             else:
                 raise InvalidConfigError(f"operation {op} does not apply to group config {c.name}")
-        broker.share.alter_configs(name, new, broker.clock(), validate_only=bool(request.body.validate_only))
+        broker.share.alter_configs(name, dict(new), broker.clock(), validate_only=bool(request.body.validate_only))
     except LogbrokerError as exc:
         code, message = error_code_for(exc), str(exc)
     return build(
@@ -485,7 +490,7 @@ def _alter_group(broker, ctx: RequestContext, request, resource):
     )
 
 
-def _describe_group(broker, ctx: RequestContext, request, resource):
+def _describe_group(broker: Broker, ctx: RequestContext, request: Request, resource: Any) -> Any:
     mod = module_of(request.response_class)
     if not broker.allowed(ctx, "describe_configs", "group", resource.resource_name):
         return build(

@@ -11,6 +11,10 @@ as ACQUIRED (1) with their delivery count. Both need DESCRIBE on the group.
 
 from __future__ import annotations
 
+from typing import Any
+
+from logbroker.broker.core import Broker
+from logbroker.protocol import Request
 from logbroker.protocol import ErrorCode
 
 from logbroker.broker.session import RequestContext
@@ -21,7 +25,7 @@ from logbroker.broker.share import ShareError
 from logbroker.errors import UnknownTopicError
 
 
-def _lag(broker, counts, topic: str, partition: int) -> int:
+def _lag(broker: Broker, counts: Any, topic: str, partition: int) -> int:
     """Records not yet acknowledged or archived, up to the high watermark."""
     try:
         end = broker.partition(topic, partition).high_watermark
@@ -30,7 +34,7 @@ def _lag(broker, counts, topic: str, partition: int) -> int:
     return max(0, end - counts.start_offset - counts.acknowledged - counts.archived)
 
 
-def handle_describe_share_group_offsets(broker, ctx: RequestContext, request):
+def handle_describe_share_group_offsets(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     mod = module_of(request.response_class)
     groups = []
     for group in request.body.groups:
@@ -79,7 +83,7 @@ def handle_describe_share_group_offsets(broker, ctx: RequestContext, request):
     return build(request.response_class, groups=tuple(groups))
 
 
-def handle_read_share_group_state(broker, ctx: RequestContext, request):
+def handle_read_share_group_state(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     mod = module_of(request.response_class)
     body = request.body
     share = broker.share
@@ -113,7 +117,7 @@ def handle_read_share_group_state(broker, ctx: RequestContext, request):
     return build(request.response_class, results=tuple(results))
 
 
-def handle_alter_share_group_offsets(broker, ctx: RequestContext, request):
+def handle_alter_share_group_offsets(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     """READ on the group and on each topic, as Kafka; the group must have no members."""
     mod = module_of(request.response_class)
     body = request.body
@@ -145,6 +149,6 @@ def handle_alter_share_group_offsets(broker, ctx: RequestContext, request):
         responses.append(build(mod.AlterShareGroupOffsetsResponseTopic, topic_name=name,
                                topic_id=share.topic_id(name), partitions=parts))
     body_out = build(request.response_class, responses=tuple(responses))
-    if broker.config.flush != "always":
+    if broker.config.flush != "always" or written is None:
         return Reply(body_out)
     return Reply(body_out, flush=[(f.log, f.offset) for f in written.flush])

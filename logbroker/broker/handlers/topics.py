@@ -21,8 +21,12 @@ asks for it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import re
 
+from logbroker.broker.core import Broker
+from logbroker.protocol import Request
 from logbroker.protocol import ErrorCode
 
 from logbroker.broker.core import ConfigEntry
@@ -49,7 +53,7 @@ _TYPE_LIST = 7
 _TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
 
-def config_denial(broker, ctx: RequestContext, operation: str, resource_type: int, name: str) -> tuple[ErrorCode, str] | None:
+def config_denial(broker: Broker, ctx: RequestContext, operation: str, resource_type: int, name: str) -> tuple[ErrorCode, str] | None:
     """(error, message) when the principal may not ``operation`` (describe_configs or
     alter_configs) the configs of a topic or the broker; None when it may (or the
     resource type is one this module does not serve)."""
@@ -67,7 +71,7 @@ def _topic_name_error(name: str) -> str | None:
     return None
 
 
-def handle_create_topics(broker, ctx: RequestContext, request):
+def handle_create_topics(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     mod = module_of(request.response_class)
     results = []
@@ -137,7 +141,7 @@ def handle_create_topics(broker, ctx: RequestContext, request):
     return build(request.response_class, topics=tuple(results))
 
 
-def _assignment_problem(broker, topic) -> tuple[ErrorCode, str] | None:
+def _assignment_problem(broker: Broker, topic: Any) -> tuple[ErrorCode, str] | None:
     """Kafka's answer (ReplicationControlManager.createTopic) to an explicit
     replica assignment, None when it names only this broker, once per partition
     0..n-1. It stands for the partition count and replication factor, so both must be -1."""
@@ -163,7 +167,7 @@ def _assignment_problem(broker, topic) -> tuple[ErrorCode, str] | None:
     return None if problem is None else (ErrorCode.invalid_replica_assignment, problem)
 
 
-def _replicas_problem(broker, replica_lists, replication_factor: int | None = None) -> str | None:
+def _replicas_problem(broker: Broker, replica_lists: Any, replication_factor: int | None = None) -> str | None:
     """Kafka's message (validateManualPartitionAssignment) for the first replica list
     that is empty, repeats a broker, names a broker other than this one or differs
     in length from the others; None when all are fine."""
@@ -184,7 +188,7 @@ def _replicas_problem(broker, replica_lists, replication_factor: int | None = No
     return None
 
 
-def handle_delete_topics(broker, ctx: RequestContext, request):
+def handle_delete_topics(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     mod = module_of(request.response_class)
     topics = broker.topics()
@@ -220,7 +224,7 @@ def handle_delete_topics(broker, ctx: RequestContext, request):
     return build(request.response_class, responses=tuple(results))
 
 
-def handle_create_partitions(broker, ctx: RequestContext, request):
+def handle_create_partitions(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     mod = module_of(request.response_class)
     results = []
@@ -255,7 +259,7 @@ def handle_create_partitions(broker, ctx: RequestContext, request):
     return build(request.response_class, results=tuple(results))
 
 
-def _damaged_batches(broker, topic: str) -> ConfigEntry | None:
+def _damaged_batches(broker: Broker, topic: str) -> ConfigEntry | None:
     """The ``logbroker.damaged.batches`` entry of ``topic``, None while reads found no damage."""
     manager = broker.log_manager
     found = []
@@ -268,7 +272,7 @@ def _damaged_batches(broker, topic: str) -> ConfigEntry | None:
     return ConfigEntry(DAMAGED_BATCHES, ",".join(found), SOURCE_DEFAULT, _TYPE_LIST, read_only=True)
 
 
-def handle_describe_configs(broker, ctx: RequestContext, request):
+def handle_describe_configs(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     mod = module_of(request.response_class)
     results = []
@@ -331,7 +335,7 @@ def handle_describe_configs(broker, ctx: RequestContext, request):
     return build(request.response_class, results=tuple(results))
 
 
-def _alter(broker, ctx: RequestContext, request, *, incremental: bool):
+def _alter(broker: Broker, ctx: RequestContext, request: Request, *, incremental: bool) -> Any:
     body = request.body
     mod = module_of(request.response_class)
     results = []
@@ -402,9 +406,9 @@ def _alter(broker, ctx: RequestContext, request, *, incremental: bool):
     return build(request.response_class, responses=tuple(results))
 
 
-def handle_alter_configs(broker, ctx: RequestContext, request):
+def handle_alter_configs(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     return _alter(broker, ctx, request, incremental=False)
 
 
-def handle_incremental_alter_configs(broker, ctx: RequestContext, request):
+def handle_incremental_alter_configs(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     return _alter(broker, ctx, request, incremental=True)

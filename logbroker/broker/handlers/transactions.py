@@ -19,8 +19,12 @@ TxnOffsetCommit below v3 get INVALID_PRODUCER_EPOCH instead, as from Kafka.
 
 from __future__ import annotations
 
+from typing import Any
+
 import datetime
 
+from logbroker.broker.core import Broker
+from logbroker.protocol import Request
 from logbroker.protocol import ErrorCode
 
 from logbroker.broker.groups import OFFSETS_TOPIC, CommitRequest, OffsetValue
@@ -28,6 +32,7 @@ from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._acl import GROUP_DENIED, TOPIC_DENIED
 from logbroker.broker.handlers._build import build, module_of, ms
 from logbroker.broker.handlers._result import Reply
+from logbroker.broker.handlers.errors import GROUP_ERROR_CODES
 from logbroker.broker.security.acls import CLUSTER
 from logbroker.broker.transactions import TxnError
 
@@ -39,11 +44,11 @@ _FENCED_SINCE = {22: 4, 24: 2, 25: 2, 26: 2, 28: 3}
 _NO_START = datetime.datetime.fromtimestamp(-0.001, datetime.UTC)
 
 
-def _start_time(start_ms: int):
+def _start_time(start_ms: int) -> Any:
     return _NO_START if start_ms < 0 else start_ms
 
 
-def txn_code(error: TxnError, request=None) -> ErrorCode:
+def txn_code(error: TxnError, request: Request | None = None) -> ErrorCode:
     """The Kafka error code of a coordinator answer, for ``request``'s API version."""
     code = ErrorCode[error.value]
     if (
@@ -54,7 +59,7 @@ def txn_code(error: TxnError, request=None) -> ErrorCode:
     return code
 
 
-def _reply(broker, body, *flush_points, outcome=None) -> Reply:
+def _reply(broker: Broker, body: Any, *flush_points: Any, outcome: Any = None) -> Reply:
     """``body`` once the coordinator's writes (and the markers in ``outcome``)
     are durable: fsynced first with flush=always."""
     flush = list(outcome.flush) if outcome is not None else []
@@ -66,7 +71,7 @@ def _reply(broker, body, *flush_points, outcome=None) -> Reply:
 # -- InitProducerId -------------------------------------------------------------
 
 
-def init_transactional_producer(broker, ctx: RequestContext, request):
+def init_transactional_producer(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     """InitProducerId with a transactional id (the idempotent form is in :mod:`.offsets`)."""
     body = request.body
     transactional_id = body.transactional_id
@@ -80,7 +85,7 @@ def init_transactional_producer(broker, ctx: RequestContext, request):
     return _answer_with_markers(broker, request, result, now)
 
 
-def _answer_with_markers(broker, request, result, now: int):
+def _answer_with_markers(broker: Broker, request: Request, result: Any, now: int) -> Any:
     """InitProducerId's and EndTxn's answer (error, producer id and epoch), sent once
     the markers the command decided are written (or its record is durable)."""
     outcome = broker.finish_transactions(result.markers, now, result.flush) if result.markers else None
@@ -94,7 +99,7 @@ def _answer_with_markers(broker, request, result, now: int):
 # -- AddPartitionsToTxn ------------------------------------------------------------
 
 
-def handle_add_partitions_to_txn(broker, ctx: RequestContext, request):
+def handle_add_partitions_to_txn(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     if request.api_version >= 4:
         return _add_partitions_batched(broker, ctx, request)
     body = request.body
@@ -109,7 +114,7 @@ def handle_add_partitions_to_txn(broker, ctx: RequestContext, request):
     ), flush)
 
 
-def _add_partitions_batched(broker, ctx: RequestContext, request):
+def _add_partitions_batched(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     mod = module_of(request.response_class)
     if not broker.allowed(ctx, "cluster_action", "cluster", CLUSTER):
         return build(request.response_class, error_code=ErrorCode.cluster_authorization_failed,
@@ -127,7 +132,7 @@ def _add_partitions_batched(broker, ctx: RequestContext, request):
     return _reply(broker, build(request.response_class, results_by_transaction=tuple(results)), *flushes)
 
 
-def _add_one(broker, ctx: RequestContext, request, transactional_id, producer_id, producer_epoch, wanted, *, verify_only: bool):
+def _add_one(broker: Broker, ctx: RequestContext, request: Request, transactional_id: Any, producer_id: Any, producer_epoch: Any, wanted: Any, *, verify_only: bool) -> Any:
     """Per-partition error codes for one transaction, and the flush point."""
     if not broker.allowed(ctx, "write", "transactional_id", transactional_id):
         return {tp: TXN_DENIED for tp in wanted}, None
@@ -151,7 +156,7 @@ def _add_one(broker, ctx: RequestContext, request, transactional_id, producer_id
     return {tp: code for tp in wanted}, result.flush
 
 
-def _topic_results(mod, wanted, errors):
+def _topic_results(mod: Any, wanted: Any, errors: Any) -> Any:
     by_topic: dict[str, list] = {}
     for topic, partition in wanted:
         by_topic.setdefault(topic, []).append(build(
@@ -167,7 +172,7 @@ def _topic_results(mod, wanted, errors):
 # -- AddOffsetsToTxn / EndTxn ---------------------------------------------------------
 
 
-def handle_add_offsets_to_txn(broker, ctx: RequestContext, request):
+def handle_add_offsets_to_txn(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     if not broker.allowed(ctx, "write", "transactional_id", body.transactional_id):
         return build(request.response_class, error_code=TXN_DENIED)
@@ -179,7 +184,7 @@ def handle_add_offsets_to_txn(broker, ctx: RequestContext, request):
     return _reply(broker, build(request.response_class, error_code=txn_code(result.error, request)), result.flush)
 
 
-def handle_end_txn(broker, ctx: RequestContext, request):
+def handle_end_txn(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     if not broker.allowed(ctx, "write", "transactional_id", body.transactional_id):
         return build(request.response_class, error_code=TXN_DENIED, producer_id=-1, producer_epoch=-1)
@@ -194,9 +199,7 @@ def handle_end_txn(broker, ctx: RequestContext, request):
 # -- TxnOffsetCommit --------------------------------------------------------------------
 
 
-def handle_txn_offset_commit(broker, ctx: RequestContext, request):
-    from logbroker.broker.handlers.groups import ERROR_CODES  # one GroupError table
-
+def handle_txn_offset_commit(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     mod = module_of(request.response_class)
     wanted = [(t.name, int(p.partition_index)) for t in body.topics for p in t.partitions]
@@ -240,7 +243,7 @@ def handle_txn_offset_commit(broker, ctx: RequestContext, request):
                     group_instance_id=getattr(body, "group_instance_id", None),
                 )
                 result = broker.groups.txn_commit_offsets(req, producer_id, producer_epoch, broker.clock())
-                errors.update((tp, ERROR_CODES[e]) for tp, e in result.errors.items())
+                errors.update((tp, GROUP_ERROR_CODES[e]) for tp, e in result.errors.items())
     by_topic: dict[str, list] = {}
     for topic, partition in wanted:
         by_topic.setdefault(topic, []).append(
@@ -255,7 +258,7 @@ def handle_txn_offset_commit(broker, ctx: RequestContext, request):
 # -- DescribeTransactions / ListTransactions / DescribeProducers ---------------------------
 
 
-def handle_describe_transactions(broker, ctx: RequestContext, request):
+def handle_describe_transactions(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     mod = module_of(request.response_class)
     ids = list(request.body.transactional_ids)
     allowed = [i for i in ids if broker.allowed(ctx, "describe", "transactional_id", i)]
@@ -280,7 +283,7 @@ def handle_describe_transactions(broker, ctx: RequestContext, request):
     return build(request.response_class, transaction_states=tuple(states))
 
 
-def handle_list_transactions(broker, ctx: RequestContext, request):
+def handle_list_transactions(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
     mod = module_of(request.response_class)
     duration = getattr(body, "duration_filter", -1)
@@ -298,7 +301,7 @@ def handle_list_transactions(broker, ctx: RequestContext, request):
                  unknown_state_filters=result.unknown_state_filters, transaction_states=listed)
 
 
-def handle_describe_producers(broker, ctx: RequestContext, request):
+def handle_describe_producers(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     from logbroker.broker.handlers.errors import error_code_for
     from logbroker.errors import LogbrokerError
 
@@ -332,7 +335,7 @@ def handle_describe_producers(broker, ctx: RequestContext, request):
 # -- WriteTxnMarkers ----------------------------------------------------------------------
 
 
-def handle_write_txn_markers(broker, ctx: RequestContext, request):
+def handle_write_txn_markers(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     """WriteTxnMarkers (v1-2): broker-to-broker in Kafka; here an admin's way to
     end a hanging transaction (a producer's open transaction its coordinator
     no longer knows). Needs CLUSTER_ACTION; each partition answers on its own."""
@@ -367,7 +370,7 @@ def handle_write_txn_markers(broker, ctx: RequestContext, request):
     return Reply(body, flush=flush if broker.config.flush == "always" else [], appended=appended)
 
 
-def find_transaction_coordinator(broker, ctx: RequestContext, key: str) -> tuple[ErrorCode, str | None]:
+def find_transaction_coordinator(broker: Broker, ctx: RequestContext, key: str) -> tuple[ErrorCode, str | None]:
     """FindCoordinator with key type 1: this node, if the principal may describe the id."""
     if not broker.allowed(ctx, "describe", "transactional_id", key):
         return TXN_DENIED, f"not allowed to describe transactional id {key!r}"

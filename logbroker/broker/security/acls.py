@@ -103,7 +103,7 @@ class Acl:
             return True
         return self.permission == "allow" and self.operation in _IMPLIED_BY.get(operation, ())
 
-    def _covers(self, other: Acl) -> bool:
+    def covers(self, other: Acl) -> bool:
         """Whether this (DENY) rule's pattern matches every name ``other``'s pattern does."""
         if self.pattern == "literal":
             return self.name == "*" or (other.pattern == "literal" and other.name == self.name)
@@ -234,7 +234,7 @@ class Authorizer:
                  and a.operation in (operation, "all")]
         denies = [a for a in rules if a.permission == "deny"]
         return any(
-            not any(d._covers(a) for d in denies) for a in rules if a.permission == "allow"
+            not any(d.covers(a) for d in denies) for a in rules if a.permission == "allow"
         )
 
     def add(self, acl: Acl) -> None:

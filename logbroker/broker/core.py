@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from logbroker.broker.config import BrokerConfig
 from logbroker.broker.dynamic_config import ConfigEntry, DynamicBrokerConfigs
@@ -37,9 +39,10 @@ from logbroker.errors import (
     RecordsError,
     StorageError, UnknownTopicError,
 )
-from logbroker.records import keyless_records, parse_header
+from logbroker.records import BatchHeader, keyless_records, parse_header
 from logbroker.storage import (
-    TOPIC_CONFIG_DEFAULTS, AbortedTxn, LogConfig, LogManager, LogManagerConfig, PartitionLog, write_atomically,
+    TOPIC_CONFIG_DEFAULTS, AbortedTxn, FlushMode, LogConfig, LogManager, LogManagerConfig, PartitionLog, TopicInfo,
+    write_atomically,
 )
 
 log = logging.getLogger("logbroker.broker")
@@ -110,7 +113,7 @@ class ProduceResult:
 class Broker:
     """One single-node broker over one data directory."""
 
-    def __init__(self, config: BrokerConfig, *, clock=now_ms) -> None:
+    def __init__(self, config: BrokerConfig, *, clock: Callable[[], int] = now_ms) -> None:
         self.config = config
         self.clock = clock
         os.makedirs(config.data_dir, mode=config.dir_mode, exist_ok=True)
@@ -173,7 +176,7 @@ class Broker:
 
     # -- topics -----------------------------------------------------------
 
-    def topics(self):
+    def topics(self) -> dict[str, TopicInfo]:
         return self.log_manager.topics()
 
     def allowed(self, ctx: RequestContext, operation: str, resource_type: str, name: str) -> bool:
@@ -197,7 +200,7 @@ class Broker:
         """The log of one partition; raises UnknownTopicError."""
         return self.log_manager.get_partition(topic, partition)
 
-    def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None):
+    def create_topic(self, name: str, partitions: int, configs: dict[str, str] | None = None) -> TopicInfo:
         """Create a user topic; internal topics are created by their coordinators only."""
         if is_internal_topic(name):
             raise InvalidRequestError(
@@ -311,7 +314,7 @@ class Broker:
 
     # -- produce ----------------------------------------------------------
 
-    def append(self, topic: str, partition: int, batch, *, transactional_id: str | None = None) -> ProduceResult:
+    def append(self, topic: str, partition: int, batch: bytes | memoryview, *, transactional_id: str | None = None) -> ProduceResult:
         """Validate and append one producer batch.
 
         A transactional batch needs ``transactional_id`` (the Produce request's)
@@ -347,7 +350,7 @@ class Broker:
         traffic.records_in[topic] += header.records_count
         return ProduceResult(info.base_offset, info.log_append_time_ms, info.log_start_offset)
 
-    def _verify_in_transaction(self, transactional_id: str | None, header, topic: str, partition: int) -> None:
+    def _verify_in_transaction(self, transactional_id: str | None, header: BatchHeader, topic: str, partition: int) -> None:
         """Raise the ProducerStateError Produce answers unless the partition is in
         the transaction of ``transactional_id``'s current producer."""
         if transactional_id is None:
@@ -374,7 +377,7 @@ class Broker:
         partition's aborted-transaction entries from there (the files may have
         missed the last aborts before a crash, or hold some past a truncation)."""
 
-        def aborted(header) -> bool:
+        def aborted(header: Any) -> bool:
             return is_abort_marker(plog.read(header.base_offset, 1).records)
 
         entries = []
@@ -409,7 +412,7 @@ class Broker:
         # DeleteRecords may have moved the log start into an open transaction (Kafka clamps too).
         return max(min(first, high_watermark), plog.log_start_offset)
 
-    def _stable_view(self, topic: str, partition: int, plog: PartitionLog, from_offset: int):
+    def _stable_view(self, topic: str, partition: int, plog: Any, from_offset: int) -> tuple[int, Sequence[Any]]:
         """The last stable offset and the aborted transactions from ``from_offset``
         up to it (share groups reading committed records)."""
         stable = self.last_stable_offset(topic, partition, plog)
@@ -429,7 +432,7 @@ class Broker:
         """DescribeProducers: the producers of one partition; raises UnknownTopicError."""
         return self.producer_state(topic, partition).producers()
 
-    def finish_transactions(self, markers, now_ms: int, prepared=None) -> MarkersOutcome:
+    def finish_transactions(self, markers: Sequence[TxnMarker], now_ms: int, prepared: Any = None) -> MarkersOutcome:
         """Write the markers of transactions in PrepareCommit/PrepareAbort, then
         complete each transaction whose markers all went in (``markers_written``).
 
@@ -530,10 +533,10 @@ class Broker:
         for name, info in self.log_manager.topics().items():
             for p in range(info.partitions):
                 plog = self.log_manager.get_partition(name, p)
-                loaded = PartitionProducerState.load(plog.directory)
+                loaded = PartitionProducerState.load(str(plog.directory))
                 if loaded is None:
                     continue
-                PartitionProducerState.discard_snapshot(plog.directory)
+                PartitionProducerState.discard_snapshot(str(plog.directory))
                 state, covered = loaded
                 if covered > plog.log_end_offset:
                     continue  # the log lost data after the snapshot: rebuild lazily
@@ -587,7 +590,7 @@ class Broker:
 
     # -- timers and lifecycle ---------------------------------------------
 
-    def add_timer_source(self, source) -> None:
+    def add_timer_source(self, source: Any) -> None:
         """Register an object with ``next_deadline_ms()`` and ``fire_deadlines(now_ms)``."""
         self._timer_sources.append(source)
 
@@ -639,7 +642,7 @@ class Broker:
             except (UnknownTopicError, StorageError):
                 continue
             # A state without producers (a partition only read) is cheap to lose: no fsync.
-            state.save(plog.directory, plog.log_end_offset, mode=self.config.file_mode, durable=bool(state))
+            state.save(str(plog.directory), plog.log_end_offset, mode=self.config.file_mode, durable=bool(state))
         self.log_manager.close()
 
 
@@ -648,7 +651,7 @@ def _refuse_internal(name: str, what: str) -> None:
         raise InternalTopicError(f"internal topic {name} cannot be {what}: the broker owns it")
 
 
-def _require_keys(batch, topic: str, partition: int) -> None:
+def _require_keys(batch: bytes | memoryview, topic: str, partition: int) -> None:
     """Compacted topics keep the latest record per key, so every record needs one.
 
     The only produce path that reads records; compacted topics pay for it.
@@ -681,6 +684,7 @@ def _log_manager_config(config: BrokerConfig) -> LogManagerConfig:
         file_mode=config.file_mode,
     )
     return LogManagerConfig(
-        flush=config.flush, flush_interval_ms=config.flush_interval_ms, log=defaults,
+        flush=cast(FlushMode, config.flush),  # validated to one of the three in BrokerConfig
+        flush_interval_ms=config.flush_interval_ms, log=defaults,
         max_open_files=config.log_max_open_files,
     )

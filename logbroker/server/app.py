@@ -24,7 +24,7 @@ import math
 import os
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -141,7 +141,7 @@ class Server:
                 if deleted:
                     log.info("retention deleted %d segments", deleted)
 
-    async def run(self, listeners: Sequence[Any], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(self, listeners: list[Any], *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         """Serve on bound ``listeners`` with the maintenance tasks (timers, flush
         and retention, the idle watchdog, the log cleaner, metrics) until
         :meth:`shutdown` (then connections get 30 s to finish their request) or
@@ -168,7 +168,7 @@ class Server:
                 connections.cancel_scope.cancel()
             nursery.cancel_scope.cancel()
 
-    async def _accept(self, listeners: Sequence[Any], connections: trio.Nursery, *,
+    async def _accept(self, listeners: list[Any], connections: trio.Nursery, *,
                       task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         with self._accept_scope:
             await trio.serve_listeners(
@@ -311,17 +311,20 @@ async def serve(config: BrokerConfig, *, task_status: Any = trio.TASK_STATUS_IGN
     _warn_if_too_few_descriptors(config)
     _check_security(config, broker)
     try:
+        listeners: list[Any]
+        tcp: list[trio.SocketListener]
         if config.uses_ssl:
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             try:
-                context.load_cert_chain(config.ssl_certfile, config.ssl_keyfile)
+                context.load_cert_chain(config.ssl_certfile or "", config.ssl_keyfile)
             except (OSError, ssl.SSLError) as exc:
                 raise InvalidConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
-            listeners = await trio.open_ssl_over_tcp_listeners(config.port, context, host=config.host)
-            tcp = [listener.transport_listener for listener in listeners]
+            ssl_listeners = await trio.open_ssl_over_tcp_listeners(config.port, context, host=config.host)
+            listeners = list(ssl_listeners)
+            tcp = [cast(trio.SocketListener, listener.transport_listener) for listener in ssl_listeners]
         else:
-            listeners = await trio.open_tcp_listeners(config.port, host=config.host)
-            tcp = listeners
+            tcp = await trio.open_tcp_listeners(config.port, host=config.host)
+            listeners = list(tcp)
         bound = tcp[0].socket.getsockname()
         server = Server(broker, config)
         server.port = bound[1]

@@ -16,10 +16,17 @@ import math
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
 from logbroker.protocol import ApiKey
+
+if TYPE_CHECKING:
+    from logbroker.broker import Broker
+
+_T = TypeVar("_T")
 
 log = logging.getLogger("logbroker.server")
 
@@ -103,7 +110,7 @@ class Metrics:
         with self._fsync_lock:
             self.fsync.observe(seconds)
 
-    def render(self, broker) -> str:
+    def render(self, broker: Broker) -> str:
         """The Prometheus text exposition of everything, gauges computed now.
 
         Call on the broker's thread (it reads the log manager and coordinators).
@@ -194,7 +201,7 @@ def _share_lines(counts: dict) -> list[str]:
     ]
 
 
-def _safely(compute, empty):
+def _safely(compute: Callable[[], _T], empty: Any) -> _T:
     """``compute()``, or ``empty`` if it fails: a scrape must never take the broker down."""
     try:
         return compute()
@@ -203,7 +210,9 @@ def _safely(compute, empty):
         return empty
 
 
-async def serve_metrics(metrics: Metrics, broker, host: str, port: int, *, task_status=trio.TASK_STATUS_IGNORED):
+async def serve_metrics(
+    metrics: Metrics, broker: Broker, host: str, port: int, *, task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
     """A minimal HTTP/1.0 endpoint: any GET returns the metrics text.
 
     ``task_status.started(bound_port)`` once listening; runs until cancelled

@@ -44,7 +44,7 @@ def handle_metadata(broker: Broker, ctx: RequestContext, request: Request) -> An
     # v0 has no null array: an empty one asks for every topic (Kafka's MetadataRequest.json).
     if body.topics is None or (request.api_version == 0 and not body.topics):
         # Topics the principal may not describe are not even named.
-        wanted = sorted(t for t in topics if broker.allowed(ctx, "describe", "topic", t))
+        wanted: list[str | None] = [t for t in sorted(topics) if broker.allowed(ctx, "describe", "topic", t)]
         allow_create = False
     else:
         wanted = [t.name for t in body.topics]

@@ -32,6 +32,7 @@ from logbroker.records.header import (
     MAGIC as MAGIC,
     NO_PRODUCER_ID as NO_PRODUCER_ID,
     BatchHeader as BatchHeader,
+    BytesLike as BytesLike,
     batch_crc as batch_crc,
     check_batch as check_batch,
     iter_batches as iter_batches,

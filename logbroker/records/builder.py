@@ -16,6 +16,7 @@ Record layout (all varints zigzag)::
 from __future__ import annotations
 
 import time
+from typing import Any
 from collections.abc import Iterable
 
 import crc32c
@@ -42,14 +43,14 @@ _BYTE_TYPES = (bytes, bytearray, memoryview)
 _ATTR_TS = [ZERO + enc for enc in ENCODED]
 
 
-def _as_bytes(obj, what: str) -> bytes:
+def _as_bytes(obj: object, what: str) -> bytes:
     """A bytes copy of a bytes-like key/value; TypeError for anything else."""
     if isinstance(obj, _BYTE_TYPES):
         return bytes(obj)
     raise TypeError(f"record {what} must be bytes-like or None, not {type(obj).__name__}")
 
 
-def _encode_headers(headers) -> bytes:
+def _encode_headers(headers: Iterable[tuple[str | bytes, bytes | None]]) -> bytes:
     """headerCount followed by each header; keys are str (UTF-8) or bytes."""
     if not isinstance(headers, (list, tuple)):
         headers = tuple(headers)
@@ -141,7 +142,7 @@ class BatchBuilder:
         self,
         value: bytes | None,
         key: bytes | None = None,
-        headers=(),
+        headers: Iterable[tuple[str | bytes, bytes | None]] = (),
         timestamp_ms: int | None = None,
         offset_delta: int | None = None,
     ) -> None:
@@ -163,7 +164,7 @@ class BatchBuilder:
         attr_ts = _ATTR_TS[delta] if 0 <= delta < TABLE_SIZE else ZERO + encode_zigzag(delta)
         if offset_delta is None:
             offset_delta = count
-        offset_delta = ENCODED[offset_delta] if offset_delta < TABLE_SIZE else encode_zigzag(offset_delta)
+        delta_bytes = ENCODED[offset_delta] if offset_delta < TABLE_SIZE else encode_zigzag(offset_delta)
 
         if key is None:
             key_len = NULL
@@ -185,7 +186,7 @@ class BatchBuilder:
 
         body = (
             len(attr_ts)
-            + len(offset_delta)
+            + len(delta_bytes)
             + len(key_len)
             + len(key)
             + len(value_len)
@@ -193,7 +194,7 @@ class BatchBuilder:
             + len(encoded_headers)
         )
         length = ENCODED[body] if body < TABLE_SIZE else encode_zigzag(body)
-        self._parts += (length, attr_ts, offset_delta, key_len, key, value_len, value, encoded_headers)
+        self._parts += (length, attr_ts, delta_bytes, key_len, key, value_len, value, encoded_headers)
         self._size += len(length) + body
         self._count = count + 1
         if not count:
@@ -252,7 +253,7 @@ class BatchBuilder:
         )
 
 
-def build_batch(records: Iterable, **builder_kwargs) -> bytes:
+def build_batch(records: Iterable[tuple[Any, ...]], **builder_kwargs: Any) -> bytes:
     """One batch from ``records``, each ``(key, value)``, ``(key, value, headers)``
     or ``(key, value, headers, timestamp_ms)``; keywords go to :class:`BatchBuilder`.
 

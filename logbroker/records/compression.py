@@ -25,6 +25,8 @@ import cramjam
 
 from logbroker.errors import CompressionError
 
+_Bytes = bytes | bytearray | memoryview
+
 _XERIAL_MAGIC = b"\x82SNAPPY\x00"
 _XERIAL_HEADER = _XERIAL_MAGIC + struct.pack(">ii", 1, 1)
 _XERIAL_HEADER_SIZE = 16
@@ -67,7 +69,7 @@ class Compression(IntEnum):
         return self.name.lower()
 
 
-def compress(codec: Compression, data, *, level: int | None = None) -> bytes:
+def compress(codec: Compression, data: _Bytes, *, level: int | None = None) -> bytes:
     """Compress the bytes-like ``data`` with ``codec`` in its Kafka wire format.
 
     ``level`` overrides the codec's default level (gzip 6, lz4 0 = fast,
@@ -92,7 +94,7 @@ def compress(codec: Compression, data, *, level: int | None = None) -> bytes:
     raise CompressionError(f"unknown compression codec {codec!r}")
 
 
-def decompress(codec: Compression, data) -> bytes:
+def decompress(codec: Compression, data: _Bytes) -> bytes:
     """Decompress the bytes-like ``data`` written by any Kafka client with ``codec``.
 
     Returns the uncompressed bytes (``bytes(data)`` for ``NONE``). Raises
@@ -116,33 +118,33 @@ def decompress(codec: Compression, data) -> bytes:
     raise CompressionError(f"unknown compression codec {codec!r}")
 
 
-def _label(codec) -> str:
+def _label(codec: object) -> str:
     try:
-        return Compression(codec).label
+        return Compression(codec).label  # type: ignore[arg-type]  # any value: ValueError names it below
     except ValueError:
         return f"codec {codec!r}"
 
 
-def _lz4_frame_compress(data, level: int) -> bytes:
+def _lz4_frame_compress(data: _Bytes, level: int) -> bytes:
     # block_linked=False: Java's KafkaLZ4BlockInputStream decodes each block alone.
     compressor = cramjam.lz4.Compressor(level=level, content_checksum=False, block_linked=False)
     compressor.compress(data if data.__class__ is bytes else bytes(data))  # it takes bytes only
     return bytes(compressor.finish())
 
 
-def _xerial_compress(data) -> bytes:
+def _xerial_compress(data: _Bytes) -> bytes:
     view = memoryview(data).cast("B")
     parts = [_XERIAL_HEADER]
     pack = _BLOCK_LEN.pack
     raw = cramjam.snappy.compress_raw
     for start in range(0, len(view), _XERIAL_BLOCK):
-        block = raw(view[start : start + _XERIAL_BLOCK])
+        block = bytes(raw(view[start : start + _XERIAL_BLOCK]))
         parts.append(pack(len(block)))
         parts.append(block)
     return b"".join(parts)
 
 
-def _snappy_decompress(data) -> bytes:
+def _snappy_decompress(data: _Bytes) -> bytes:
     view = memoryview(data).cast("B")
     if bytes(view[:8]) != _XERIAL_MAGIC:
         return bytes(cramjam.snappy.decompress_raw(view))

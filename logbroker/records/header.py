@@ -70,6 +70,9 @@ ATTR_DELETE_HORIZON = 0x40
 
 NO_PRODUCER_ID = -1
 
+BytesLike = bytes | bytearray | memoryview
+"""What the functions here read batches from (a map of a segment is read as a memoryview)."""
+
 
 class BatchHeader(NamedTuple):
     """The decoded 61-byte header. ``size`` is the whole batch in bytes."""
@@ -124,20 +127,20 @@ class BatchHeader(NamedTuple):
         return (self.base_sequence + self.last_offset_delta) % 0x80000000
 
 
-def parse_header(buf, pos: int = 0) -> BatchHeader:
+def parse_header(buf: BytesLike, pos: int = 0) -> BatchHeader:
     """Decode the header at ``pos``; raises CorruptBatchError if fewer than 61 bytes remain."""
     if len(buf) - pos < HEADER_SIZE:
         raise CorruptBatchError(f"batch header truncated: {len(buf) - pos} of {HEADER_SIZE} bytes")
     return BatchHeader._make(HEADER_STRUCT.unpack_from(buf, pos))
 
 
-def batch_crc(buf, pos: int, size: int) -> int:
+def batch_crc(buf: BytesLike, pos: int, size: int) -> int:
     """CRC-32C of the batch at ``pos`` of ``size`` bytes, over [21, size)."""
     view = memoryview(buf)[pos + CRC_START : pos + size]
     return crc32c.crc32c(view)
 
 
-def check_batch(buf, pos: int = 0) -> BatchHeader:
+def check_batch(buf: BytesLike, pos: int = 0) -> BatchHeader:
     """Check that a well-formed batch starts at ``pos``: length, magic and CRC.
 
     Returns its header. Raises CorruptBatchError naming the first fault.
@@ -156,7 +159,7 @@ def check_batch(buf, pos: int = 0) -> BatchHeader:
     return header
 
 
-def validate_produced_batch(buf, *, max_bytes: int | None = None) -> BatchHeader:
+def validate_produced_batch(buf: BytesLike, *, max_bytes: int | None = None) -> BatchHeader:
     """Validate bytes that a producer sent as exactly one batch.
 
     Raises BatchTooLargeError above ``max_bytes``, CorruptBatchError for broken
@@ -183,13 +186,13 @@ def validate_produced_batch(buf, *, max_bytes: int | None = None) -> BatchHeader
     return header
 
 
-def stamp_batch(buf, base_offset: int, leader_epoch: int = 0, pos: int = 0) -> None:
+def stamp_batch(buf: bytearray | memoryview, base_offset: int, leader_epoch: int = 0, pos: int = 0) -> None:
     """Write the base offset and leader epoch in place; the CRC stays valid."""
     _BASE_OFFSET.pack_into(buf, pos + BASE_OFFSET_AT, base_offset)
     _LEADER_EPOCH.pack_into(buf, pos + PARTITION_LEADER_EPOCH_AT, leader_epoch)
 
 
-def iter_batches(buf, pos: int = 0, end: int | None = None) -> Iterator[tuple[int, BatchHeader]]:
+def iter_batches(buf: BytesLike, pos: int = 0, end: int | None = None) -> Iterator[tuple[int, BatchHeader]]:
     """Yield ``(position, header)`` of each complete batch in ``buf[pos:end]``.
 
     Stops cleanly at a partial trailing batch. No CRC check: use
@@ -206,7 +209,7 @@ def iter_batches(buf, pos: int = 0, end: int | None = None) -> Iterator[tuple[in
         pos += size
 
 
-def scan_valid_prefix(buf, pos: int = 0, end: int | None = None) -> Iterator[tuple[int, BatchHeader]]:
+def scan_valid_prefix(buf: BytesLike, pos: int = 0, end: int | None = None) -> Iterator[tuple[int, BatchHeader]]:
     """Yield ``(position, header)`` of each batch that passes :func:`check_batch`.
 
     Stops at the first invalid or partial batch; the caller learns where the
@@ -223,7 +226,7 @@ def scan_valid_prefix(buf, pos: int = 0, end: int | None = None) -> Iterator[tup
         pos += header.size
 
 
-def peek_size(buf, pos: int = 0) -> int | None:
+def peek_size(buf: BytesLike, pos: int = 0) -> int | None:
     """Total size of the batch starting at ``pos``, or None if its prefix is incomplete."""
     if len(buf) - pos < LOG_OVERHEAD:
         return None

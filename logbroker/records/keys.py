@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from logbroker.errors import CorruptBatchError
 from logbroker.records.decoder import records_section
-from logbroker.records.header import check_batch
+from logbroker.records.header import BytesLike, check_batch
 from logbroker.records.varint import DECODED, decode_zigzag
 
 
-def keyless_records(batch) -> list[int]:
+def keyless_records(batch: BytesLike) -> list[int]:
     """Indexes (0-based, in batch order) of the records of ``batch`` whose key
     is null; empty when every record has one.
 

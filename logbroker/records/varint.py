@@ -41,7 +41,7 @@ def encode_zigzag(n: int) -> bytes:
     return bytes(out)
 
 
-def decode_zigzag(data, pos: int) -> tuple[int, int]:
+def decode_zigzag(data: bytes | bytearray | memoryview, pos: int) -> tuple[int, int]:
     """Decode the varint at ``data[pos]``; return ``(value, next position)``.
 
     ``data`` is bytes (or anything indexable to ints). Raises CorruptBatchError

@@ -101,6 +101,7 @@ def _check_int(name: str, value: object, lo: int, hi: int = _INT64_MAX) -> None:
 
 def _check_mode(name: str, value: object, owner: int) -> None:
     _check_int(name, value, 0, 0o777)
+    assert isinstance(value, int)  # _check_int refused anything else
     if value & owner != owner:
         raise InvalidConfigError(
             f"{name}={value:04o} takes the owner's access away; the broker must read and write its own "
@@ -191,27 +192,35 @@ class LogConfig:
         """True when the log cleaner keeps only the latest record per key."""
         return "compact" in self.cleanup_policy
 
-    def _extra_number(self, name: str, kind=int):
+    def _extra_number(self, name: str) -> float:
+        """The number an extra topic config holds (an int stays exact: float only above 2**53)."""
         raw = dict(self.extra).get(name, TOPIC_CONFIG_DEFAULTS[name])
         try:
-            return kind(raw)
+            return int(raw) if raw.lstrip("-").isdigit() else float(raw)
+        except ValueError:
+            raise InvalidConfigError(f"{name} must be a number, got {raw!r}") from None
+
+    def _extra_int(self, name: str) -> int:
+        raw = dict(self.extra).get(name, TOPIC_CONFIG_DEFAULTS[name])
+        try:
+            return int(raw)
         except ValueError:
             raise InvalidConfigError(f"{name} must be a number, got {raw!r}") from None
 
     @property
     def delete_retention_ms(self) -> int:
         """delete.retention.ms: how long tombstones survive compaction."""
-        return self._extra_number("delete.retention.ms")
+        return self._extra_int("delete.retention.ms")
 
     @property
     def min_compaction_lag_ms(self) -> int:
         """min.compaction.lag.ms: records younger than this are never compacted."""
-        return self._extra_number("min.compaction.lag.ms")
+        return self._extra_int("min.compaction.lag.ms")
 
     @property
     def min_cleanable_dirty_ratio(self) -> float:
         """min.cleanable.dirty.ratio: share of uncleaned bytes that triggers cleaning."""
-        return self._extra_number("min.cleanable.dirty.ratio", float)
+        return float(self._extra_number("min.cleanable.dirty.ratio"))
 
     @property
     def deletes(self) -> bool:
@@ -246,7 +255,7 @@ class LogConfig:
             else:
                 changes[attr] = value
         changes["extra"] = tuple(sorted(extra.items()))
-        return dataclasses.replace(base, **changes)
+        return dataclasses.replace(base, **changes)  # type: ignore[arg-type]  # each value was checked against its field's type above
 
     def to_topic_configs(self) -> dict[str, str]:
         """Every known topic config name with this config's effective value."""

@@ -27,7 +27,16 @@ from typing import NamedTuple
 
 import crc32c
 
-from logbroker.records import CRC_START, HEADER_SIZE, HEADER_STRUCT, LOCATE_STRUCT, LOG_OVERHEAD, MAGIC, MAGIC_AT
+from logbroker.records import (
+    CRC_START,
+    HEADER_SIZE,
+    HEADER_STRUCT,
+    LOCATE_STRUCT,
+    LOG_OVERHEAD,
+    MAGIC,
+    MAGIC_AT,
+    BytesLike,
+)
 
 __all__ = ["BatchScan", "DamagedBatch", "LostRange", "scan_batches"]
 
@@ -109,7 +118,7 @@ class BatchScan(NamedTuple):
         return any(r.next_offset is not None for r in self.lost)
 
 
-def _valid(view, pos: int, size: int, expected: int, max_last: int, limit: int):
+def _valid(view: BytesLike, pos: int, size: int, expected: int, max_last: int, limit: int) -> tuple[int, int, int] | None:
     """``(size, last offset, max timestamp)`` of a valid batch at ``pos`` with base
     offset >= ``expected``, or None."""
     if size - pos < HEADER_SIZE:
@@ -130,7 +139,7 @@ def _valid(view, pos: int, size: int, expected: int, max_last: int, limit: int):
     return n, base + last_delta, max_ts
 
 
-def _resync(view, pos: int, size: int, expected: int, max_last: int, limit: int) -> int | None:
+def _resync(view: BytesLike, pos: int, size: int, expected: int, max_last: int, limit: int) -> int | None:
     """Where the first valid batch after the damaged one at ``pos`` starts, or None.
 
     Candidates are tried in order from ``pos + 1``. One counts if it is where
@@ -159,7 +168,7 @@ def _resync(view, pos: int, size: int, expected: int, max_last: int, limit: int)
 
 
 def scan_batches(
-    view,
+    view: BytesLike,
     size: int,
     base_offset: int,
     *,

@@ -78,11 +78,13 @@ class _MappedIndex:
         self._writable = False
         self._mm: np.ndarray | None = None
         self._u8: np.ndarray | None = None
+        self._buf: memoryview | None = None  # the same bytes, for struct
         self._map(self._entries)
 
     # -- mapping -----------------------------------------------------------------
     def _map(self, n: int) -> None:
         self._mm = self._u8 = None
+        self._buf = None
         if n > 0:
             try:
                 view = map_path(self.path, n * self.ENTRY_SIZE, writable=True)  # holds no descriptor
@@ -93,6 +95,7 @@ class _MappedIndex:
             else:
                 self._mm = np.frombuffer(view, dtype=self.DTYPE, count=n)
             self._u8 = self._mm.view(np.uint8)
+            self._buf = memoryview(self._u8)  # type: ignore[arg-type]  # a 1-D uint8 array exports the buffer protocol
 
     def make_writable(self, capacity_bytes: int) -> None:
         """Allow up to ``capacity_bytes // ENTRY_SIZE`` entries (at least the current
@@ -169,7 +172,12 @@ class _MappedIndex:
 
     def entry(self, n: int) -> tuple[int, int]:
         """The raw ``n``-th entry as stored (relative fields)."""
-        return self._ENTRY.unpack_from(self._u8, n * self.ENTRY_SIZE)
+        return self._ENTRY.unpack_from(self._bytes(), n * self.ENTRY_SIZE)
+
+    def _bytes(self) -> memoryview:
+        """The mapped entries as bytes; only called with entries present (so mapped)."""
+        assert self._buf is not None
+        return self._buf
 
     def reset(self) -> None:
         """Drop every entry (before a rebuild)."""
@@ -185,7 +193,9 @@ class _MappedIndex:
 
     def _bisect(self, field_offset: int, fmt: struct.Struct, target: int) -> int:
         """Index of the last entry whose field is <= target, or -1."""
-        buf, size, unpack = self._u8, self.ENTRY_SIZE, fmt.unpack_from
+        if not self._entries:
+            return -1
+        buf, size, unpack = self._bytes(), self.ENTRY_SIZE, fmt.unpack_from
         lo, hi = 0, self._entries
         while lo < hi:
             mid = (lo + hi) >> 1
@@ -220,7 +230,7 @@ class OffsetIndex(_MappedIndex):
     def append(self, offset: int, position: int) -> None:
         """Add (offset, position); ignored when the index is full (lookups then scan further)."""
         if self._room(self._capacity):
-            self._ENTRY.pack_into(self._u8, self._entries * 8, offset - self.base_offset, position)
+            self._ENTRY.pack_into(self._bytes(), self._entries * 8, offset - self.base_offset, position)
             self._entries += 1
 
     def lookup(self, offset: int) -> tuple[int, int]:
@@ -229,13 +239,13 @@ class OffsetIndex(_MappedIndex):
         i = self._bisect(0, _U32, offset - self.base_offset)
         if i < 0:
             return self.base_offset, 0
-        rel, pos = self._ENTRY.unpack_from(self._u8, i * 8)
+        rel, pos = self._ENTRY.unpack_from(self._bytes(), i * 8)
         return self.base_offset + rel, pos
 
     def lookup_position(self, position: int) -> int:
         """Largest indexed batch start <= ``position`` (0 when there is none)."""
         i = self._bisect(4, _U32, position)
-        return 0 if i < 0 else _U32.unpack_from(self._u8, i * 8 + 4)[0]
+        return 0 if i < 0 else _U32.unpack_from(self._bytes(), i * 8 + 4)[0]
 
     def last_entry(self) -> tuple[int, int]:
         """``(offset, position)`` of the last entry, or ``(base_offset, 0)``."""
@@ -267,7 +277,7 @@ class OffsetIndex(_MappedIndex):
         if (np.diff(rel) <= 0).any() or (np.diff(pos) <= 0).any():
             raise CorruptIndexError(f"{self.path.name}: entries are not strictly increasing")
 
-    def verify_against(self, log_view, log_size: int) -> None:
+    def verify_against(self, log_view: memoryview, log_size: int) -> None:
         """Raise CorruptIndexError unless every entry points at a batch header
         (magic 2) whose last offset is the entry's offset. Vectorised: a few ms
         for a full 1 GiB segment's index."""
@@ -314,7 +324,7 @@ class TimeIndex(_MappedIndex):
             if timestamp <= last_ts or offset - self.base_offset < last_rel:
                 return
         if self._room(self._capacity - (0 if force else 1)):
-            self._ENTRY.pack_into(self._u8, self._entries * 12, timestamp, offset - self.base_offset)
+            self._ENTRY.pack_into(self._bytes(), self._entries * 12, timestamp, offset - self.base_offset)
             self._entries += 1
 
     @property

@@ -243,7 +243,7 @@ class LogManager:
                 "data directory %s has mode %04o, more open than %04o: other users may read topic data; "
                 "chmod %o it", self.data_dir, mode, self._dir_mode, self._dir_mode,
             )
-        self._lock_fd = self._take_lock()
+        self._lock_fd: int | None = self._take_lock()
         try:
             self.recovery_report = self._open(started)
         except BaseException:
@@ -322,7 +322,7 @@ class LogManager:
                 info = by_id.get(parsed[1]) if parsed is not None else None
                 # A renamed partition of a listed topic whose own directory is
                 # gone: that topic's deletion was interrupted.
-                if info is not None and not (self.data_dir / partition_dir_name(info.name, parsed[0])).exists():
+                if info is not None and parsed is not None and not (self.data_dir / partition_dir_name(info.name, parsed[0])).exists():
                     interrupted.add(info.name)
                 doomed.append(path)
             elif entry.endswith(TEMP_SUFFIX) and path.is_file():
@@ -743,7 +743,7 @@ class LogManager:
     def __enter__(self) -> LogManager:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def __repr__(self) -> str:

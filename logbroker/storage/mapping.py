@@ -21,6 +21,7 @@ import functools
 import mmap
 import os
 import weakref
+from typing import Any
 from pathlib import Path
 
 __all__ = ["map_fd", "map_path"]
@@ -29,7 +30,7 @@ _MAP_FAILED = ctypes.c_void_p(-1).value
 
 
 @functools.cache
-def _libc_mmap():
+def _libc_mmap() -> tuple[Any, Any] | None:  # ctypes foreign functions
     """(mmap, munmap) of the C library, or None where ctypes cannot reach them."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)

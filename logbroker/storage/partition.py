@@ -36,6 +36,7 @@ from logbroker.errors import (
     StorageError,
 )
 from logbroker.records import (
+    BytesLike,
     ATTR_CONTROL,
     ATTR_LOG_APPEND_TIME,
     BatchHeader,
@@ -300,6 +301,7 @@ class PartitionLog:
         segment = self._active
         base = segment.next_offset
         last = base + last_delta
+        buffers: tuple[BytesLike, ...]
         if self._log_append_time:
             max_ts = append_time = now_ms
             buffers = (_stamp_log_append_time(batch, base, leader_epoch, now_ms),)
@@ -319,7 +321,7 @@ class PartitionLog:
         segment.append(buffers, size, last, max_ts)
         return AppendInfo(base, last, append_time, self._log_start_offset)
 
-    def _refuse(self, batch, allow_control: bool) -> NoReturn:
+    def _refuse(self, batch: BytesLike, allow_control: bool) -> NoReturn:
         """Raise the precise error for a batch the fast path refused."""
         if allow_control:
             header = _validate_trusted(batch)
@@ -679,7 +681,7 @@ class PartitionLog:
                 end = self._active.next_offset
                 generation = self._generation
                 start = self._recovery_point
-                paths = []
+                paths: list[Path] = []
                 for segment in self._unsynced_sealed:
                     paths.extend(segment.flush_paths())
                 for segment in self._segments:
@@ -740,7 +742,7 @@ def _largest_timestamp(segment: LogSegment) -> int:
         return 0
 
 
-def _validate_trusted(batch) -> BatchHeader:
+def _validate_trusted(batch: BytesLike) -> BatchHeader:
     """Checks for broker-written batches (control batches allowed)."""
     header = check_batch(batch, 0)
     if header.size != len(batch):
@@ -750,7 +752,7 @@ def _validate_trusted(batch) -> BatchHeader:
     return header
 
 
-def _stamp_log_append_time(batch, base: int, leader_epoch: int, now_ms: int) -> bytearray:
+def _stamp_log_append_time(batch: BytesLike, base: int, leader_epoch: int, now_ms: int) -> bytearray:
     """A copy of ``batch`` with the LogAppendTime attribute, maxTimestamp = now,
     a new CRC, and the offset and epoch stamped."""
     buf = bytearray(batch)

@@ -43,10 +43,13 @@ import mmap
 import os
 import stat
 from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from logbroker.errors import CorruptBatchError, CorruptSegmentError, StorageError
 from logbroker.records import (
+    BatchHeader,
+    BytesLike,
     HEADER_SIZE,
     LOCATE_STRUCT,
     LOG_OVERHEAD,
@@ -85,7 +88,7 @@ class _Break(NamedTuple):
     after: int | None
 
 
-def _is_batch_start(view, pos: int, size: int) -> bool:
+def _is_batch_start(view: memoryview, pos: int, size: int) -> bool:
     """Cheap plausibility of a batch header at ``pos`` (magic and length), no CRC."""
     if size - pos < HEADER_SIZE or view[pos + MAGIC_AT] != MAGIC:
         return False
@@ -93,7 +96,7 @@ def _is_batch_start(view, pos: int, size: int) -> bool:
     return HEADER_SIZE - LOG_OVERHEAD <= length and pos + length + LOG_OVERHEAD <= size
 
 
-def _walk_to(view, pos: int, size: int, offset: int):
+def _walk_to(view: memoryview, pos: int, size: int, offset: int) -> int | _Break | None:
     """Position of the first batch from ``pos`` whose last offset is >= ``offset``,
     None past the end, or a _Break where the chain from ``pos`` stops being batches."""
     unpack = LOCATE_STRUCT.unpack_from
@@ -271,8 +274,7 @@ class LogSegment:
 
     def _set_rolling(self, timestamp: int | None) -> None:
         self.rolling_timestamp = timestamp
-        ok = timestamp is not None and timestamp >= 0
-        self.roll_base_timestamp = timestamp if ok else _NO_ROLL_TS
+        self.roll_base_timestamp = timestamp if timestamp is not None and timestamp >= 0 else _NO_ROLL_TS
 
     def _update_full(self) -> None:
         self.indexes_full = self.offset_index.is_full or self.time_index.is_full
@@ -347,7 +349,7 @@ class LogSegment:
             raise StorageError(f"cannot remove {self.log_path.name}: {exc.strerror or exc}") from exc
 
     # -- append --------------------------------------------------------------------------
-    def append(self, buffers, size: int, last_offset: int, max_timestamp: int) -> int:
+    def append(self, buffers: Sequence[BytesLike], size: int, last_offset: int, max_timestamp: int) -> int:
         """Write ``buffers`` (``size`` bytes: one or more whole, numbered batches whose
         last offset is ``last_offset``) at the end. Returns the start position.
 
@@ -436,18 +438,18 @@ class LogSegment:
             return None
         view = self._view_to(size)
         found = _walk_to(view, pos, size, offset)
-        if found.__class__ is _Break:
-            found = self._locate_past_break(view, size, offset, found)
+        if isinstance(found, _Break):
+            return self._locate_past_break(view, size, offset, found)
         return found
 
-    def _locate_past_break(self, view, size: int, offset: int, broken: _Break) -> int | None:
+    def _locate_past_break(self, view: memoryview, size: int, offset: int, broken: _Break) -> int | None:
         """The walk from a hint or index entry met bytes that are not a batch: either
         the entry points inside a batch (a damaged index entry that passed the
         sanity check), or the log itself is damaged there. Walk from the start to
         tell; raises CorruptSegmentError for damage in the log."""
         if broken.position not in self.damaged:
             found = _walk_to(view, 0, size, offset)
-            if found.__class__ is not _Break:
+            if not isinstance(found, _Break):
                 _log.warning("%s: an index entry points inside a batch; %s is walked from its start",
                              self.offset_index.path.name, self.log_path.name)
                 self._append_hint = self._read_hint = (self.base_offset, 0)
@@ -491,7 +493,7 @@ class LogSegment:
             end = self._verify(view, position, end)
         return view[position:end]
 
-    def _verify(self, view, position: int, end: int) -> int:
+    def _verify(self, view: memoryview, position: int, end: int) -> int:
         """CRC-check the batches of [position, end) not yet verified; returns where
         serving must stop (before the first damaged batch). Raises
         CorruptSegmentError when the very first batch is damaged: it is never
@@ -521,7 +523,7 @@ class LogSegment:
         """The whole segment (zero-copy)."""
         return self._view_to(self.size)[: self.size] if self.size else _EMPTY
 
-    def headers(self, position: int = 0):
+    def headers(self, position: int = 0) -> Iterator[tuple[int, BatchHeader]]:
         """``(position, BatchHeader)`` of each batch from ``position`` (no CRC check)."""
         if position >= self.size:
             return iter(())
@@ -664,7 +666,7 @@ class LogSegment:
         )
 
 
-def _write_rest(fd: int, buffers, written: int, size: int, pos: int) -> None:
+def _write_rest(fd: int, buffers: Sequence[BytesLike], written: int, size: int, pos: int) -> None:
     data = memoryview(b"".join(buffers))  # rare path (short write): a copy is fine
     while written < size:
         n = os.pwrite(fd, data[written:], pos + written)

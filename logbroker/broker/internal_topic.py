@@ -15,10 +15,11 @@ import logging
 import struct
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from logbroker.broker.replay import replay_batches
 from logbroker.errors import LogbrokerError, UnknownTopicError
-from logbroker.records import BatchBuilder, BatchHeader, Record, parse_header
+from logbroker.records import BatchBuilder, BatchHeader, BytesLike, Record, parse_header
 from logbroker.storage import LogManager, PartitionLog
 
 log = logging.getLogger("logbroker.broker")
@@ -63,7 +64,7 @@ def encode_str(text: str | None) -> bytes:
     return _I16.pack(len(raw)) + raw
 
 
-def read_str(buf, pos: int) -> tuple[str | None, int]:
+def read_str(buf: BytesLike, pos: int) -> tuple[str | None, int]:
     """The string :func:`encode_str` wrote at ``buf[pos]``, and the position after it."""
     (length,) = _I16.unpack_from(buf, pos)
     pos += 2
@@ -94,7 +95,7 @@ class InternalTopic:
     CONFIGS: dict[str, str]
     REWRITE_BATCH_RECORDS = 500
 
-    def __init_subclass__(cls, **kwargs) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.NAME not in INTERNAL_TOPICS:
             raise TypeError(f"{cls.__name__}.NAME {cls.NAME!r} must be listed in INTERNAL_TOPICS")
@@ -138,6 +139,7 @@ class InternalTopic:
     def append_batch(self, batch: bytes, now_ms: int, *, records: int = 1, control: bool = False) -> FlushPoint:
         """Append a batch built by the caller (``control``: a transaction marker)."""
         plog = self._log(create=True)
+        assert plog is not None  # create=True makes it
         # A marker's base sequence is -1: its header (built here) is passed as trusted.
         info = plog.append(batch, now_ms, allow_control=control, header=parse_header(batch) if control else None)
         self.record_count += records

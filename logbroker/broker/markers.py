@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 
 from logbroker.errors import RecordsError
-from logbroker.records import BatchBuilder, BatchHeader, decode_batch, iter_batches
+from logbroker.records import BatchBuilder, BatchHeader, BytesLike, decode_batch, iter_batches
 
 ABORT, COMMIT = 0, 1
 _KEY = struct.Struct(">hh")
@@ -30,7 +30,7 @@ def control_batch(producer_id: int, producer_epoch: int, commit: bool, coordinat
     return builder.build()
 
 
-def is_abort_marker(data, pos: int = 0) -> bool:
+def is_abort_marker(data: BytesLike, pos: int = 0) -> bool:
     """True if the control batch at ``data[pos]`` is an abort marker (reads its one record)."""
     try:
         records = decode_batch(data, pos).records

@@ -13,19 +13,20 @@ from collections.abc import Iterator
 
 from logbroker.errors import RecordsError, StorageError
 from logbroker.records import BatchHeader, Record, decode_batch, iter_batches
+from logbroker.storage import PartitionLog
 
 log = logging.getLogger("logbroker.broker")
 
 _READ_BYTES = 1 << 20
 
 
-def replay_records(plog) -> Iterator[Record]:
+def replay_records(plog: PartitionLog) -> Iterator[Record]:
     """Every record of ``plog`` from its log start, in offset order."""
     for _, records in replay_batches(plog):
         yield from records
 
 
-def replay_batches(plog) -> Iterator[tuple[BatchHeader, list[Record]]]:
+def replay_batches(plog: PartitionLog) -> Iterator[tuple[BatchHeader, list[Record]]]:
     """Every batch of ``plog`` from its log start, in offset order: its header
     (producer id, transactional and control bits) and its records."""
     offset = plog.log_start_offset
@@ -48,7 +49,7 @@ def replay_batches(plog) -> Iterator[tuple[BatchHeader, list[Record]]]:
             yield header, batch.records
 
 
-def _cut(plog, first: int, last: int, exc: Exception) -> None:
+def _cut(plog: PartitionLog, first: int, last: int, exc: Exception) -> None:
     size = plog.size_bytes
     plog.truncate_to(first)
     log.error(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from logbroker.broker.config import BrokerConfig
 from logbroker.errors import InvalidConfigError
+from logbroker.storage import PartitionLog
 
 AUTO_OFFSET_RESET = "share.auto.offset.reset"
 LOCK_DURATION = "share.record.lock.duration.ms"
@@ -113,7 +114,7 @@ class GroupSettings:
     """``share.isolation.level=read_committed``: records are delivered only
     below the last stable offset, and those of aborted transactions never."""
 
-    def start_offset(self, plog, now_ms: int) -> int:
+    def start_offset(self, plog: PartitionLog, now_ms: int) -> int:
         """Where a new share-partition of ``plog`` starts (``share.auto.offset.reset``)."""
         reset = self.auto_offset_reset
         if reset == "earliest":

@@ -28,6 +28,7 @@ import itertools
 import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
 
 from logbroker.broker.internal_topic import FlushPoint
 from logbroker.broker.share.config import ShareConfig
@@ -44,8 +45,8 @@ from logbroker.broker.share.sessions import FINAL_EPOCH, INITIAL_EPOCH, ShareSes
 from logbroker.broker.share.state import ShareState
 from logbroker.broker.share.store import ShareStateTopic
 from logbroker.errors import LogbrokerError, UnknownTopicError
-from logbroker.records import iter_batches
-from logbroker.storage import LogManager
+from logbroker.records import BatchHeader, iter_batches
+from logbroker.storage import LogManager, PartitionLog
 
 log = logging.getLogger("logbroker.share")
 
@@ -290,7 +291,7 @@ class ShareCoordinator:
                 if len(group.members) >= self.config.max_size:
                     return HeartbeatResult(E.GROUP_MAX_SIZE_REACHED, message=f"group {req.group_id} is full")
                 member = group.members[req.member_id] = ShareMember(req.member_id)
-                log.info("share group %s: member %s joins (%s)", req.group_id, req.member_id, ", ".join(req.subscribed))
+                log.info("share group %s: member %s joins (%s)", req.group_id, req.member_id, ", ".join(req.subscribed or ()))
             member.epoch = 0
             member.assignment = {}
             send = True
@@ -367,7 +368,10 @@ class ShareCoordinator:
             if old is not None:
                 self._release_member(group, member_id)
         else:
-            session, error = self.sessions.check(group_id, member_id, epoch)
+            checked, error = self.sessions.check(group_id, member_id, epoch)
+            if checked is None or error is not E.NONE and error is not E.INVALID_SHARE_SESSION_EPOCH:
+                return SessionResult(error), None
+            session = checked
             if error is E.INVALID_SHARE_SESSION_EPOCH:
                 self._close_session(session, now_ms)
                 return SessionResult(error, message=f"expected share session epoch {session.epoch}, got {epoch}"), None
@@ -396,8 +400,8 @@ class ShareCoordinator:
     # -- acknowledgements and acquisition ----------------------------------------------------
 
     def acknowledge(
-        self, group_id: str, member_id: str, topic: str, partition: int, batches, now_ms: int,
-        *, allow_renew: bool = False,
+        self, group_id: str, member_id: str, topic: str, partition: int,
+        batches: Iterable[tuple[int, int, Sequence[int]]], now_ms: int, *, allow_renew: bool = False,
     ) -> tuple[ShareError, str | None]:
         """Apply one partition's acknowledgement batches ``(first, last, types)``;
         returns (error, message). Call :meth:`commit` once the request is done."""
@@ -467,14 +471,15 @@ class ShareCoordinator:
         return out
 
     def _acquire_partition(
-        self, group: ShareGroup, member_id: str, tp: TP, sp: SharePartition, plog, offset: int, part_bytes: int,
+        self, group: ShareGroup, member_id: str, tp: TP, sp: SharePartition, plog: PartitionLog, offset: int,
+        part_bytes: int,
         budget: _Budget, now_ms: int,
     ) -> PartitionData | None:
         """One partition's part of :meth:`acquire`, from ``offset``, within
         ``part_bytes`` and ``budget`` (both spent as batches are added)."""
         settings = group.settings
         limit = self.config.partition_max_record_locks
-        end, aborted = plog.log_end_offset, ()
+        end, aborted = plog.log_end_offset, cast(Sequence[Any], ())
         if settings.read_committed and self._stable_view is not None:
             end, aborted = self._stable_view(tp[0], tp[1], plog, offset)
         if offset >= end:
@@ -562,7 +567,7 @@ class ShareCoordinator:
             out[tp] = E.NONE
         return E.NONE, out, self.commit(now_ms)
 
-    def _share_partition(self, group: ShareGroup, tp: TP, now: int):
+    def _share_partition(self, group: ShareGroup, tp: TP, now: int) -> tuple[SharePartition, PartitionLog]:
         """The share-partition (created at the group's auto offset reset) and its log."""
         plog = self._logs.get_partition(*tp)
         sp = self.registry.partition(group.group_id, tp)
@@ -650,7 +655,7 @@ class _Budget:
         self.first = False
 
 
-def _aborted(aborted: Sequence, header) -> bool:
+def _aborted(aborted: Sequence[Any], header: BatchHeader) -> bool:
     """Is the transactional batch ``header`` part of one of the ``aborted`` transactions?"""
     pid, base = header.producer_id, header.base_offset
     return any(t.producer_id == pid and t.first_offset <= base <= t.last_offset for t in aborted)

@@ -17,7 +17,7 @@ accepted (the previous one covers a lost response).
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from logbroker.broker.share.config import GroupSettings
@@ -96,7 +96,7 @@ def _hash_index(member_id: str, n: int) -> int:
     return abs(h - int(h / n) * n) if h < 0 else h % n
 
 
-def _partitions_of(topics, partitions: Mapping[str, int]) -> list[TP]:
+def _partitions_of(topics: Iterable[str], partitions: Mapping[str, int]) -> list[TP]:
     return [(t, p) for t in sorted(set(topics)) if t in partitions for p in range(partitions[t])]
 
 
@@ -150,9 +150,9 @@ def simple_assignment(
         for m in ms:
             final[m].add(tp)
     out: dict[str, Assignment] = {}
-    for m, tps in final.items():
+    for m, owned in final.items():
         by: dict[str, list[int]] = {}
-        for topic, p in sorted(tps):
+        for topic, p in sorted(owned):
             by.setdefault(topic, []).append(p)
         out[m] = {topic: tuple(ps) for topic, ps in by.items()}
     return out

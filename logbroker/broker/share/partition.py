@@ -26,6 +26,8 @@ the columns. Not thread-safe.
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -88,7 +90,7 @@ class SharePartition:
         "acknowledged_total", "archived_total",
     )
 
-    def __init__(self, start: int, topic_id=None) -> None:
+    def __init__(self, start: int, topic_id: uuid.UUID | None = None) -> None:
         self.start = self.end = self._base = start
         self._state = np.zeros(_INITIAL_CAPACITY, np.uint8)
         self._count = np.zeros(_INITIAL_CAPACITY, np.int16)
@@ -306,7 +308,8 @@ class SharePartition:
         return True
 
     def acknowledge(
-        self, member: str, batches, now_ms: int, lock_ms: int, limit: int, *, allow_renew: bool = False
+        self, member: str, batches: Iterable[tuple[int, int, Sequence[int]]], now_ms: int, lock_ms: int, limit: int, *,
+        allow_renew: bool = False,
     ) -> Change:
         """Apply acknowledgement batches ``(first, last, types)`` of ``member``.
 
@@ -362,7 +365,8 @@ class SharePartition:
         self.advance()
         return change
 
-    def _release(self, first: int, mask, states, counts, limit: int, change: Change) -> None:
+    def _release(self, first: int, mask: np.ndarray, states: np.ndarray, counts: np.ndarray, limit: int,
+                 change: Change) -> None:
         """ACQUIRED -> AVAILABLE for ``mask`` (positions from ``first``); ARCHIVED at the limit."""
         spent = mask & (counts >= limit)
         again = mask & ~spent
@@ -396,7 +400,7 @@ class SharePartition:
             self._release_mask(mine, limit, change)
         return change
 
-    def _release_mask(self, mask, limit: int, change: Change) -> None:
+    def _release_mask(self, mask: np.ndarray, limit: int, change: Change) -> None:
         w = self._window()
         states, counts = self._state[w], self._count[w]
         self._release(self.start, mask, states, counts, limit, change)
@@ -453,7 +457,7 @@ class SharePartition:
         self.advance()
 
 
-def _ranges(first: int, mask, counts) -> list[AcquiredRange]:
+def _ranges(first: int, mask: np.ndarray, counts: np.ndarray) -> list[AcquiredRange]:
     """Runs of ``mask`` from offset ``first``, split where ``counts`` changes."""
     positions = np.flatnonzero(mask)
     if not len(positions):
@@ -466,7 +470,7 @@ def _ranges(first: int, mask, counts) -> list[AcquiredRange]:
     return out
 
 
-def _listing(first: int, mask, counts, reason: str) -> list[tuple[int, int, str]]:
+def _listing(first: int, mask: np.ndarray, counts: np.ndarray, reason: str) -> list[tuple[int, int, str]]:
     """``(offset, delivery count, reason)`` for each set position of ``mask``."""
     positions = np.flatnonzero(mask)
     return [(first + p, c, reason) for p, c in zip(positions.tolist(), counts[positions].tolist())]

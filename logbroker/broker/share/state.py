@@ -14,6 +14,7 @@ through the shared :class:`~logbroker.broker.share.registry.ShareRegistry`.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 
 from logbroker.broker.share.config import (
@@ -98,6 +99,7 @@ class ShareState:
     def note(self, group: ShareGroup, tp: TP, sp: SharePartition, change: Change) -> None:
         """Remember a change to persist, to dead-letter and to wake fetches for."""
         if change.changed:
+            assert change.lo is not None and change.hi is not None  # a change says where
             key = (group.group_id, *tp)
             pending = self._dirty.get(key)
             if pending is None:
@@ -126,7 +128,7 @@ class ShareState:
                 continue
             snapshot = pending[0] == "snapshot" or sp.deltas + 1 >= self.config.snapshot_every
             runs = sp.runs() if snapshot else sp.runs(_offset(pending[0]), _offset(pending[1]))
-            value = PartitionValue(snapshot, sp.topic_id, sp.start, runs)
+            value = PartitionValue(snapshot, _topic_id(sp), sp.start, runs)
             records.append((encode_key(PartitionKey(group_id, topic, partition)), encode_value(value)))
             snapshots.append((sp, snapshot))
         for group_id in self._dirty_groups:
@@ -195,8 +197,8 @@ class ShareState:
                 value = ConfigValue(tuple(sorted(group.configs.items())))
                 records.append((encode_key(ConfigKey(group.group_id)), encode_value(value)))
         for group_id, (topic, partition), sp in self._groups.all_partitions():
-            value = PartitionValue(True, sp.topic_id, sp.start, sp.runs())
-            records.append((encode_key(PartitionKey(group_id, topic, partition)), encode_value(value)))
+            snapshot = PartitionValue(True, _topic_id(sp), sp.start, sp.runs())
+            records.append((encode_key(PartitionKey(group_id, topic, partition)), encode_value(snapshot)))
         return records
 
     def _maybe_compact(self, now_ms: int) -> None:
@@ -370,6 +372,12 @@ class ShareState:
             if sp.min_deadline() is not None:
                 self.mark_snapshot(group_id, tp)
         self.commit(now_ms)
+
+
+def _topic_id(sp: SharePartition) -> uuid.UUID:
+    """The topic id of a share-partition of a group (only a bare test object has none)."""
+    assert sp.topic_id is not None
+    return sp.topic_id
 
 
 def _offset(bound: object) -> int:

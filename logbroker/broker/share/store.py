@@ -41,4 +41,5 @@ class ShareStateTopic(InternalTopic):
     def replay(self) -> Iterator[tuple[bytes, bytes | None]]:
         """Every ``(key, value)`` from the log start, in offset order (keyless skipped)."""
         for record in self.keyed_records():
-            yield record.key, record.value
+            if record.key is not None:  # keyed_records gives only these
+                yield record.key, record.value

@@ -393,7 +393,9 @@ class TransactionCoordinator:
 
     # -- AddPartitionsToTxn / AddOffsetsToTxn --------------------------------------
 
-    def _check_producer(self, transactional_id: str, producer_id: int, producer_epoch: int):
+    def _check_producer(
+        self, transactional_id: str, producer_id: int, producer_epoch: int,
+    ) -> tuple[TxnMetadata, None] | tuple[None, TxnError]:
         """The checks AddPartitionsToTxn and its verify-only form share, in Kafka's
         order; (metadata, None) or (None, error)."""
         if not transactional_id:
@@ -419,8 +421,8 @@ class TransactionCoordinator:
         Partitions already in an Ongoing transaction answer NONE without a write.
         """
         meta, error = self._check_producer(transactional_id, producer_id, producer_epoch)
-        if error is not None:
-            return TxnResult(error)
+        if meta is None:
+            return TxnResult(error or E.INVALID_REQUEST)
         added = frozenset(partitions)
         if meta.state is S.ONGOING and added <= meta.partitions:
             return TxnResult(E.NONE)
@@ -435,8 +437,8 @@ class TransactionCoordinator:
         The check a TV1 transactional Produce or TxnOffsetCommit makes before it appends."""
         wanted = list(partitions)
         meta, error = self._check_producer(transactional_id, producer_id, producer_epoch)
-        if error is not None:
-            return VerifyResult({tp: error for tp in wanted})
+        if meta is None:
+            return VerifyResult({tp: error or E.INVALID_REQUEST for tp in wanted})
         return VerifyResult({tp: E.NONE if tp in meta.partitions else E.TRANSACTION_ABORTABLE for tp in wanted})
 
     def add_offsets(self, transactional_id: str, producer_id: int, producer_epoch: int, group_id: str,

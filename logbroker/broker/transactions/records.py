@@ -192,7 +192,7 @@ def _uvarint(value: int) -> bytes:
     return bytes(out)
 
 
-def _read_uvarint(buf, pos: int) -> tuple[int, int]:
+def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
     value = shift = 0
     while True:
         if pos >= len(buf) or shift > 28:
@@ -210,7 +210,7 @@ def _compact_str(text: str) -> bytes:
     return _uvarint(len(raw) + 1) + raw
 
 
-def _read_compact_str(buf, pos: int) -> tuple[str | None, int]:
+def _read_compact_str(buf: bytes, pos: int) -> tuple[str | None, int]:
     n, pos = _read_uvarint(buf, pos)
     if n == 0:
         return None, pos
@@ -220,7 +220,7 @@ def _read_compact_str(buf, pos: int) -> tuple[str | None, int]:
     return bytes(buf[pos:end]).decode("utf-8"), end
 
 
-def _skip_tags(buf, pos: int) -> int:
+def _skip_tags(buf: bytes, pos: int) -> int:
     n, pos = _read_uvarint(buf, pos)
     for _ in range(n):
         _, pos = _read_uvarint(buf, pos)

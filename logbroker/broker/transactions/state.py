@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 NO_PRODUCER_ID = -1
 NO_PRODUCER_EPOCH = -1
@@ -167,7 +168,7 @@ class TxnMetadata:
 
     # -- transitions (Kafka's prepare* methods) -----------------------------------
 
-    def _to(self, state: TransactionState, **changes) -> TxnMetadata:
+    def _to(self, state: TransactionState, **changes: Any) -> TxnMetadata:
         """The next value; like Kafka, every transition records the id it leaves as the previous one."""
         if self.state not in VALID_PREVIOUS[state]:
             raise IllegalStateTransition(f"{self.transactional_id}: {self.state.value} -> {state.value}")

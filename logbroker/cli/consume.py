@@ -26,6 +26,7 @@ import datetime
 import json
 import signal
 import sys
+from typing import Any
 
 import click
 import trio
@@ -40,7 +41,7 @@ def _text(value: bytes | None) -> str:
     return value.decode("utf-8", "replace")
 
 
-def _jsonable(value: bytes | None):
+def _jsonable(value: bytes | None) -> str | dict[str, str] | None:
     if value is None:
         return None
     try:
@@ -91,8 +92,9 @@ def _parse_time(text: str) -> datetime.datetime:
               show_default=True, help="read_committed: only records of committed transactions, and stop at "
               "the last stable offset (the end for --exit-at-end).")
 @bootstrap_option
-def consume(topic, group, group_protocol, from_beginning, offset, from_time, partitions, max_records, exit_at_end,
-            fmt, print_offsets, key_separator, isolation, bootstrap) -> None:
+def consume(topic: str, group: str | None, group_protocol: str, from_beginning: bool, offset: int | None,
+            from_time: str | None, partitions: tuple[int, ...], max_records: int | None, exit_at_end: bool,
+            fmt: str, print_offsets: bool, key_separator: str | None, isolation: str, bootstrap: str) -> None:
     """Print the records of TOPIC."""
     starts = [bool(from_beginning), offset is not None, from_time is not None]
     if sum(starts) > 1:
@@ -101,7 +103,7 @@ def consume(topic, group, group_protocol, from_beginning, offset, from_time, par
         raise click.UsageError("--group-protocol needs --group")
     when = _parse_time(from_time) if from_time else None
     explicit_start = offset is not None or when is not None or (from_beginning and group is None)
-    options = {
+    options: dict[str, Any] = {
         "auto_offset_reset": "earliest" if from_beginning else "latest",
         "group_id": group,
         "enable_auto_commit": group is not None,

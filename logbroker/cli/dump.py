@@ -14,6 +14,7 @@ from __future__ import annotations
 import mmap
 import struct
 from pathlib import Path
+from typing import cast
 
 import click
 
@@ -27,19 +28,23 @@ _MARKER_KEY = struct.Struct(">hh")  # version, type (0 abort, 1 commit)
 _MARKER_VALUE = struct.Struct(">hi")  # version, coordinator epoch
 _MARKER_TYPES = {0: "ABORT", 1: "COMMIT"}
 
+BytesLike = bytes | bytearray | memoryview
+"""What the records functions read batches from."""
 
-def _read_file(path: Path):
+
+def _read_file(path: Path) -> BytesLike:
     """A read-only view of the file (mmap; empty bytes for an empty file)."""
     with open(path, "rb") as f:
         if not path.stat().st_size:
             return b""
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        # An mmap is read like bytes (buffer protocol, slicing), which BytesLike cannot say before 3.12.
+        return cast(BytesLike, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
 
 
-def _scan_log(buf) -> tuple[list[tuple[int, BatchHeader, bool]], str | None]:
+def _scan_log(buf: BytesLike) -> tuple[list[tuple[int, BatchHeader, bool]], str | None]:
     """``(position, header, crc_ok)`` of each complete batch, and a problem found
     at the end (partial or malformed bytes), if any."""
-    batches = []
+    batches: list[tuple[int, BatchHeader, bool]] = []
     pos, end = 0, len(buf)
     while pos < end:
         if end - pos < HEADER_SIZE:
@@ -79,7 +84,7 @@ def _short(value: bytes | None, limit: int = 60) -> str:
     return text + (f"...({len(value)} bytes)" if len(value) > limit else "")
 
 
-def _dump_records(buf, pos: int) -> None:
+def _dump_records(buf: BytesLike, pos: int) -> None:
     try:
         from logbroker.records import decode_batch
     except ImportError:
@@ -98,7 +103,7 @@ def _dump_records(buf, pos: int) -> None:
         )
 
 
-def _marker_line(buf, pos: int, h: BatchHeader) -> str:
+def _marker_line(buf: BytesLike, pos: int, h: BatchHeader) -> str:
     """The transaction marker carried by the control batch at ``pos`` (Kafka's EndTransactionMarker)."""
     from logbroker.records import decode_batch
 
@@ -155,7 +160,7 @@ def _batches_by_position(log_path: Path) -> dict[int, BatchHeader] | None:
     return {pos: header for pos, header, _ in batches}
 
 
-def _entries(buf, entry: struct.Struct) -> tuple[list[tuple[int, int]], int]:
+def _entries(buf: BytesLike, entry: struct.Struct) -> tuple[list[tuple[int, int]], int]:
     """Stored entries, and how many trailing all-zero (preallocated) entries were dropped."""
     n = len(buf) // entry.size
     raw = [entry.unpack_from(buf, i * entry.size) for i in range(n)]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import sys
+from collections.abc import Iterable
 
 import click
 
@@ -19,7 +20,11 @@ from logbroker.cli.topics import bootstrap_option, emit_json, format_option, pri
 from logbroker.client import (
     Admin,
     ConsumerGroupDescription,
+    ConsumerGroupMemberDescription,
     GroupDescription,
+    GroupListing,
+    MemberDescription,
+    SharePartitionProgress,
     TopicPartition,
 )
 from logbroker.errors import KafkaError
@@ -37,10 +42,10 @@ def groups() -> None:
               multiple=True, help="Only groups of this type (repeatable).")
 @bootstrap_option
 @format_option
-def list_(state, types, bootstrap, fmt) -> None:
+def list_(state: str | None, types: tuple[str, ...], bootstrap: str, fmt: str) -> None:
     """List groups with their type (classic, consumer, share), protocol type and state."""
 
-    async def main():
+    async def main() -> list[GroupListing]:
         async with Admin(bootstrap) as admin:
             return await admin.list_groups(types=types)
 
@@ -68,14 +73,22 @@ async def _consumer_group(admin: Admin, group_id: str) -> ConsumerGroupDescripti
     return description
 
 
-async def _describe(admin: Admin, group_id: str):
+_Description = GroupDescription | ConsumerGroupDescription
+_Member = MemberDescription | ConsumerGroupMemberDescription
+_Described = tuple[_Description, dict[TopicPartition, int], dict[TopicPartition, _Member], list[TopicPartition],
+                   dict[TopicPartition, int]]
+_Row = tuple[TopicPartition, int | None, int, int | None, _Member | None]
+"""A partition of a described group: committed offset, log end, lag and owner."""
+
+
+async def _describe(admin: Admin, group_id: str) -> _Described:
     description: GroupDescription | ConsumerGroupDescription | None = await _consumer_group(admin, group_id)
     if description is None:
         description = (await admin.describe_groups([group_id]))[0]
     committed = await admin.list_group_offsets(group_id)
-    owners = {tp: m for m in description.members for tp in m.assignment}
+    owners: dict[TopicPartition, _Member] = {tp: m for m in description.members for tp in m.assignment}
     partitions = sorted(set(committed) | set(owners))
-    ends = {}
+    ends: dict[TopicPartition, int] = {}
     if partitions:
         ends = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "latest" for tp in partitions})).items()}
     return description, committed, owners, partitions, ends
@@ -85,10 +98,10 @@ async def _describe(admin: Admin, group_id: str):
 @click.argument("group_id")
 @bootstrap_option
 @format_option
-def describe(group_id, bootstrap, fmt) -> None:
+def describe(group_id: str, bootstrap: str, fmt: str) -> None:
     """State, members and, per partition, committed offset, log end and lag."""
 
-    async def main():
+    async def main() -> tuple[_Described, list[SharePartitionProgress] | None]:
         async with Admin(bootstrap) as admin:
             described = await _describe(admin, group_id)
             share = None
@@ -100,7 +113,7 @@ def describe(group_id, bootstrap, fmt) -> None:
     if share is not None:
         _describe_share(group_id, description, share, fmt)
         return
-    rows = []
+    rows: list[_Row] = []
     for tp in partitions:
         offset = committed.get(tp)
         end = ends.get(tp, -1)
@@ -149,11 +162,11 @@ def describe(group_id, bootstrap, fmt) -> None:
         ])
 
 
-def _partition_list(tps) -> str:
+def _partition_list(tps: Iterable[TopicPartition]) -> str:
     return ", ".join(f"{tp.topic}-{tp.partition}" for tp in tps) or "-"
 
 
-def _describe_consumer(group_id: str, description: ConsumerGroupDescription, rows, fmt: str) -> None:
+def _describe_consumer(group_id: str, description: ConsumerGroupDescription, rows: list[_Row], fmt: str) -> None:
     """A group of the consumer protocol: epochs, assignor, each member's subscription and
     current against target assignment, then the partitions' lag."""
     total = sum(lag for *_, lag, _ in rows if lag is not None)
@@ -202,7 +215,8 @@ def _describe_consumer(group_id: str, description: ConsumerGroupDescription, row
         ])
 
 
-def _describe_share(group_id, description, progress, fmt) -> None:
+def _describe_share(group_id: str, description: _Description, progress: list[SharePartitionProgress],
+                    fmt: str) -> None:
     """A share group: members, and per partition where the queue stands."""
     fields = ("start_offset", "log_end", "lag", "in_flight", "available", "acknowledged", "archived")
     totals = {f: sum(getattr(p, f) for p in progress if getattr(p, f) > 0) for f in ("lag", "in_flight")}
@@ -239,7 +253,7 @@ def _describe_share(group_id, description, progress, fmt) -> None:
               help="Remove an override: back to the broker's setting (repeatable).")
 @bootstrap_option
 @format_option
-def config(group_id, settings, deletions, bootstrap, fmt) -> None:
+def config(group_id: str, settings: tuple[str, ...], deletions: tuple[str, ...], bootstrap: str, fmt: str) -> None:
     """Show or change a share group's configs: share.auto.offset.reset,
     share.record.lock.duration.ms, share.delivery.count.limit,
     errors.deadletterqueue.topic.name, ... (a group may be configured before
@@ -252,7 +266,7 @@ def config(group_id, settings, deletions, bootstrap, fmt) -> None:
         changes[name.strip()] = value.strip()
     changes.update((name, None) for name in deletions)
 
-    async def main():
+    async def main() -> dict[str, str | None]:
         async with Admin(bootstrap) as admin:
             if changes:
                 await admin.alter_group_configs(group_id, changes)
@@ -268,10 +282,10 @@ def config(group_id, settings, deletions, bootstrap, fmt) -> None:
 @groups.command("delete")
 @click.argument("group_ids", nargs=-1, required=True)
 @bootstrap_option
-def delete(group_ids, bootstrap) -> None:
+def delete(group_ids: tuple[str, ...], bootstrap: str) -> None:
     """Delete groups (and their committed offsets); they must have no members."""
 
-    async def main():
+    async def main() -> dict[str, KafkaError | None]:
         async with Admin(bootstrap) as admin:
             return await admin.delete_groups(group_ids)
 
@@ -298,8 +312,9 @@ def delete(group_ids, bootstrap) -> None:
 @click.option("--dry-run", is_flag=True, help="Show the new offsets without committing them.")
 @bootstrap_option
 @format_option
-def reset_offsets(group_id, topic, partitions, to_earliest, to_latest, to_offset, to_datetime, shift_by,
-                  dry_run, bootstrap, fmt) -> None:
+def reset_offsets(group_id: str, topic: str, partitions: tuple[int, ...], to_earliest: bool, to_latest: bool,
+                  to_offset: int | None, to_datetime: str | None, shift_by: int | None, dry_run: bool,
+                  bootstrap: str, fmt: str) -> None:
     """Commit new offsets for GROUP_ID on --topic (for a share group: new start
     offsets). Refused while the group has members."""
     chosen = [n for n, v in (("--to-earliest", to_earliest), ("--to-latest", to_latest),
@@ -316,7 +331,7 @@ def reset_offsets(group_id, topic, partitions, to_earliest, to_latest, to_offset
         if when.tzinfo is None:
             when = when.astimezone()
 
-    async def main():
+    async def main() -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
         async with Admin(bootstrap) as admin:
             [description] = await admin.describe_groups([group_id])
             if description.members:
@@ -342,6 +357,7 @@ def reset_offsets(group_id, topic, partitions, to_earliest, to_latest, to_offset
             elif shift_by is not None:
                 target = {tp: committed.get(tp, end[tp]) + shift_by for tp in tps}
             else:
+                assert when is not None  # --to-datetime was the one given
                 found = await admin.list_offsets({tp: when for tp in tps})
                 target = {tp: found[tp].offset if found[tp].offset >= 0 else end[tp] for tp in tps}
             target = {tp: min(max(off, begin[tp]), end[tp]) for tp, off in target.items()}

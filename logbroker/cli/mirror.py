@@ -13,16 +13,17 @@ from logbroker.cli.topics import emit_json, run_client
 @click.option("--target", required=True, help="Bootstrap address of the broker to copy to.")
 @click.option("--follow", is_flag=True, help="Keep copying new records until Ctrl-C.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def mirror(topics, source, target, follow, fmt) -> None:
+def mirror(topics: tuple[str, ...], source: str, target: str, follow: bool, fmt: str) -> None:
     """Copy TOPICS from --source to --target with keys, headers, timestamps and
     partition numbers kept; missing topics are created with the source's configs."""
+    from logbroker.client.mirror import MirrorResult
     from logbroker.client.mirror import mirror as run_mirror
 
     def progress(total: int) -> None:
         if fmt == "text":
             click.echo(f"\rcopied {total} records", nl=False, err=True)
 
-    async def main():
+    async def main() -> MirrorResult:
         return await run_mirror(source, target, list(topics), follow=follow, progress=progress)
 
     result = run_client(main)

@@ -60,17 +60,18 @@ def _json_record(line: bytes, lineno: int) -> dict[str, Any]:
 @click.option("--acks", type=click.Choice(["all", "1", "0"]), default="all", show_default=True)
 @click.option("--linger-ms", type=int, default=5, show_default=True)
 @bootstrap_option
-def produce(topic, path, key_separator, headers, partition, fmt, compression, acks, linger_ms, bootstrap) -> None:
+def produce(topic: str, path: str, key_separator: str | None, headers: tuple[str, ...], partition: int | None,
+            fmt: str, compression: str, acks: str, linger_ms: int, bootstrap: str) -> None:
     """Produce lines of input as records to TOPIC."""
     common_headers = [(k, v.encode()) for k, v in parse_pairs(headers, "--header").items()]
     stream: BinaryIO = click.open_file(path, "rb")  # type: ignore[assignment]
     sep = key_separator.encode() if key_separator else None
-    options = {"compression": compression, "acks": acks, "linger_ms": linger_ms}
+    options: dict[str, Any] = {"compression": compression, "acks": acks, "linger_ms": linger_ms}
     if acks != "all":
         options["idempotence"] = False
     started = time.monotonic()
 
-    async def main():
+    async def main() -> tuple[int, Counter[int]]:
         partitions: Counter[int] = Counter()
         count = 0
         async with Producer(bootstrap, **options) as producer:

@@ -22,11 +22,11 @@ def queue() -> None:
 @click.option("--max-records", "-n", type=int, default=None, help="Stop after this many records.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @bootstrap_option
-def consume(topic, group, reject, max_records, fmt, bootstrap) -> None:
+def consume(topic: str, group: str, reject: bool, max_records: int | None, fmt: str, bootstrap: str) -> None:
     """Print each record of TOPIC, then acknowledge it (or --reject it)."""
     from logbroker.client.queue import QueueConsumer
 
-    async def main():
+    async def main() -> None:
         count = 0
         async with QueueConsumer(bootstrap, topic, group_id=group) as q:
             async def work() -> None:

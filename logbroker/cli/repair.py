@@ -59,7 +59,7 @@ def _render(report: RepairReport) -> None:
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
 @click.option("--dry-run", is_flag=True, help="Only report what is damaged; change nothing (exit 1 if damaged).")
 @format_option
-def repair(data_dir, dry_run, fmt) -> None:
+def repair(data_dir: str, dry_run: bool, fmt: str) -> None:
     """Remove damaged batches from DATA_DIR (the broker must be stopped)."""
     try:
         report = repair_data_dir(data_dir, dry_run=dry_run)

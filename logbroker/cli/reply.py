@@ -9,6 +9,7 @@ import click
 import trio
 
 from logbroker.cli.topics import bootstrap_option, run_client, run_until_signalled
+from logbroker.client import ConsumerRecord
 
 
 @click.command()
@@ -17,11 +18,11 @@ from logbroker.cli.topics import bootstrap_option, run_client, run_until_signall
 @click.option("--key", default=None, help="Key of the request record.")
 @click.option("--timeout-ms", default=5000, show_default=True, help="How long to wait for the reply.")
 @bootstrap_option
-def request(topic, value, key, timeout_ms, bootstrap) -> None:
+def request(topic: str, value: str, key: str | None, timeout_ms: int, bootstrap: str) -> None:
     """Send VALUE to TOPIC and print the reply (exit 1 on timeout or a handler error)."""
     from logbroker.client.reply import Requester
 
-    async def main():
+    async def main() -> ConsumerRecord:
         async with Requester(bootstrap, timeout_ms=timeout_ms) as requester:
             return await requester.request(topic, value.encode(), key=None if key is None else key.encode())
 
@@ -36,18 +37,18 @@ def request(topic, value, key, timeout_ms, bootstrap) -> None:
               help="Consumer group: responders sharing it split the requests.")
 @click.option("--max-requests", type=int, default=None, help="Stop after answering this many.")
 @bootstrap_option
-def reply(topic, command, group, max_requests, bootstrap) -> None:
+def reply(topic: str, command: tuple[str, ...], group: str, max_requests: int | None, bootstrap: str) -> None:
     """Answer requests on TOPIC by running COMMAND (after --) for each: the request
     value on its stdin, its stdout as the reply; a non-zero exit is an error reply."""
     from logbroker.client.reply import Responder
 
-    def handler(record):
+    def handler(record: ConsumerRecord) -> bytes:
         done = subprocess.run(list(command), input=record.value or b"", capture_output=True)
         if done.returncode != 0:
             raise RuntimeError(f"exit {done.returncode}: {done.stderr.decode(errors='replace').strip()}")
         return done.stdout
 
-    async def main():
+    async def main() -> None:
         async with Responder(bootstrap, topic, handler, group_id=group) as responder:
             click.echo(f"answering requests on {topic} (group {group}); Ctrl-C to stop", err=True)
             async def serve() -> None:

@@ -3,11 +3,18 @@ and acls.json. A running broker picks up changes without a restart."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from logbroker.errors import LogbrokerError
+
+if TYPE_CHECKING:
+    from logbroker.broker.security import Acl
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _DATA_DIR = click.option(
     "--data-dir", default="./logbroker-data", show_default=True, envvar="LOGBROKER_DATA_DIR",
@@ -16,7 +23,7 @@ _DATA_DIR = click.option(
 
 
 @contextmanager
-def _one_line_errors():
+def _one_line_errors() -> Iterator[None]:
     """Turn a LogbrokerError (a broken users.json or acls.json, a bad name) or an
     OSError into click's one-line "Error: ..." and exit status 1."""
     try:
@@ -79,7 +86,7 @@ _OPERATIONS = ("read", "write", "create", "delete", "describe", "alter",
                "describe_configs", "alter_configs", "idempotent_write", "all")
 
 
-def _operation(ctx, param, values):
+def _operation(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
     """Accept Kafka's spellings too: DescribeConfigs, describe-configs, IDEMPOTENT_WRITE."""
     by_key = {op.replace("_", ""): op for op in _OPERATIONS}
     out = []
@@ -91,7 +98,7 @@ def _operation(ctx, param, values):
     return tuple(out)
 
 
-def _acl_options(fn):
+def _acl_options(fn: _F) -> _F:
     for option in reversed([
         click.option("--principal", required=True, help="User:NAME or User:* (everyone)."),
         click.option("--topic", default=None, help="Topic name (or prefix with --prefixed; * = all)."),
@@ -112,7 +119,8 @@ def _acl_options(fn):
     return fn
 
 
-def _acls_from(principal, topic, group, transactional_id, cluster, operations, deny, prefixed):
+def _acls_from(principal: str, topic: str | None, group: str | None, transactional_id: str | None, cluster: bool,
+               operations: tuple[str, ...], deny: bool, prefixed: bool) -> list[Acl]:
     from logbroker.broker.security import Acl
     from logbroker.broker.security.acls import CLUSTER, SUPPORTED_OPERATIONS
 
@@ -141,7 +149,8 @@ def acls() -> None:
 
 @acls.command("add")
 @_acl_options
-def acls_add(principal, topic, group, transactional_id, cluster, operations, deny, prefixed, data_dir) -> None:
+def acls_add(principal: str, topic: str | None, group: str | None, transactional_id: str | None, cluster: bool,
+             operations: tuple[str, ...], deny: bool, prefixed: bool, data_dir: str) -> None:
     """Add rules."""
     from logbroker.broker.security import Authorizer
 
@@ -154,7 +163,8 @@ def acls_add(principal, topic, group, transactional_id, cluster, operations, den
 
 @acls.command("remove")
 @_acl_options
-def acls_remove(principal, topic, group, transactional_id, cluster, operations, deny, prefixed, data_dir) -> None:
+def acls_remove(principal: str, topic: str | None, group: str | None, transactional_id: str | None, cluster: bool,
+                operations: tuple[str, ...], deny: bool, prefixed: bool, data_dir: str) -> None:
     """Remove rules."""
     from logbroker.broker.security import Authorizer
 

@@ -9,16 +9,18 @@ answers them. Damaged batches come from logbroker's read-only topic config
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from logbroker.cli.topics import bootstrap_option, emit_json, format_option, print_table, run_client
-from logbroker.client import Admin, TopicPartition
+from logbroker.client import Admin, ConsumerGroupDescription, GroupDescription, GroupListing, TopicPartition
 from logbroker.errors import KafkaError
 
 DAMAGED_BATCHES = "logbroker.damaged.batches"
 
 
-async def collect(admin: Admin) -> dict:
+async def collect(admin: Admin) -> dict[str, Any]:
     """The status of the broker(s) ``admin`` talks to, as a JSON-ready dict."""
     meta = await admin.cluster.refresh(all_topics=True)
     topics = {name: info for name, info in sorted(meta.topics.items()) if not info.error_code}
@@ -110,8 +112,9 @@ async def _offsets(admin: Admin, topics: dict) -> tuple[dict, dict, dict[str, st
     return starts, ends, unreadable
 
 
-async def _group(admin: Admin, listed, ends: dict[TopicPartition, int]) -> dict:
+async def _group(admin: Admin, listed: GroupListing, ends: dict[TopicPartition, int]) -> dict[str, Any]:
     kind = listed.kind
+    description: ConsumerGroupDescription | GroupDescription
     if kind == "consumer":  # KIP-848 groups are described by ConsumerGroupDescribe only
         [description] = await admin.describe_consumer_groups([listed.group_id])
     else:
@@ -185,10 +188,10 @@ def render(status: dict, *, partitions: bool = False, internal: bool = False) ->
 @click.option("--internal", is_flag=True, help="Include internal topics (__consumer_offsets...).")
 @click.option("--timeout", type=float, default=10.0, show_default=True,
               help="Seconds to keep trying an unreachable broker.")
-def status(bootstrap, fmt, as_json, partitions, internal, timeout) -> None:
+def status(bootstrap: str, fmt: str, as_json: bool, partitions: bool, internal: bool, timeout: float) -> None:
     """One-screen summary of a running broker: topics, partitions, sizes, groups and their lag."""
 
-    async def main():
+    async def main() -> dict[str, Any]:
         async with Admin(bootstrap, request_timeout_ms=max(1, int(timeout * 1000))) as admin:
             return await collect(admin)
 

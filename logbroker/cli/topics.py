@@ -12,14 +12,16 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NoReturn, TypeVar
 
 import click
 import trio
 
-from logbroker.client import Admin
-from logbroker.errors import LogbrokerError
+from logbroker.client import Admin, TopicDescription
+from logbroker.errors import KafkaError, LogbrokerError
+
+T = TypeVar("T")
 
 bootstrap_option = click.option(
     "--bootstrap", "-b", default="localhost:9092", show_default=True, envvar="LOGBROKER_BOOTSTRAP",
@@ -31,7 +33,7 @@ format_option = click.option(
 )
 
 
-def run_client(main: Callable[[], Awaitable[Any]]) -> Any:
+def run_client(main: Callable[[], Awaitable[T]]) -> T:
     """``trio.run(main)``, turning client errors into a clean exit with status 1 and a
     closed output pipe (``| head``) into a quiet exit."""
     try:
@@ -45,7 +47,7 @@ def run_client(main: Callable[[], Awaitable[Any]]) -> Any:
         _fail(exc)
 
 
-def print_table(headers: list[str], rows: list[list]) -> None:
+def print_table(headers: list[str], rows: Sequence[Sequence[object]]) -> None:
     """Columns padded to their widest cell; columns of numbers (or sizes like
     ``1.2 MiB``, or ``-`` for none) after the first are right-aligned."""
     cells = [[str(c) for c in row] for row in rows]
@@ -53,7 +55,7 @@ def print_table(headers: list[str], rows: list[list]) -> None:
     numeric = [i > 0 and bool(cells) and all(r[i].lstrip("-")[:1].isdigit() or r[i] in ("-", "?") for r in cells)
                for i in range(len(headers))]
 
-    def line(values):
+    def line(values: list[str]) -> str:
         return "  ".join(v.rjust(w) if numeric[i] else v.ljust(w) for i, (v, w) in enumerate(zip(values, widths)))
 
     click.echo(line(headers).rstrip())
@@ -77,12 +79,12 @@ async def run_until_signalled(body: Callable[[], Awaitable[Any]]) -> None:
         nursery.cancel_scope.cancel()
 
 
-def _first_leaf(group: BaseExceptionGroup) -> BaseException:
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     first = group.exceptions[0]
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
-def _fail(exc: BaseException) -> None:
+def _fail(exc: BaseException) -> NoReturn:
     if isinstance(exc, BrokenPipeError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
@@ -118,13 +120,14 @@ def topics() -> None:
 @click.option("--if-not-exists", is_flag=True, help="Succeed if the topic already exists.")
 @bootstrap_option
 @format_option
-def create(names, partitions, replication_factor, configs, if_not_exists, bootstrap, fmt) -> None:
+def create(names: tuple[str, ...], partitions: int, replication_factor: int, configs: tuple[str, ...],
+           if_not_exists: bool, bootstrap: str, fmt: str) -> None:
     """Create topics NAMES."""
     from logbroker.client import NewTopic
 
     config_map = parse_pairs(configs, "--config")
 
-    async def main():
+    async def main() -> dict[str, KafkaError | None]:
         async with Admin(bootstrap) as admin:
             return await admin.create_topics(
                 [NewTopic(n, partitions, replication_factor, config_map) for n in names]
@@ -151,10 +154,10 @@ def create(names, partitions, replication_factor, configs, if_not_exists, bootst
 @click.option("--internal", is_flag=True, help="Include internal topics (__consumer_offsets).")
 @bootstrap_option
 @format_option
-def list_(internal, bootstrap, fmt) -> None:
+def list_(internal: bool, bootstrap: str, fmt: str) -> None:
     """List topic names."""
 
-    async def main():
+    async def main() -> list[str]:
         async with Admin(bootstrap) as admin:
             return await admin.list_topics(internal=internal)
 
@@ -170,17 +173,17 @@ def list_(internal, bootstrap, fmt) -> None:
 @click.argument("names", nargs=-1)
 @bootstrap_option
 @format_option
-def describe(names, bootstrap, fmt) -> None:
+def describe(names: tuple[str, ...], bootstrap: str, fmt: str) -> None:
     """Show partitions, leaders, end offsets and non-default configs of NAMES (default: all)."""
 
-    async def main():
+    async def main() -> tuple[list[TopicDescription], dict[str, dict[int, tuple[int, int]]]]:
         async with Admin(bootstrap) as admin:
             found = await admin.describe_topics(list(names) or None, configs=True)
-            ends = {}
+            ends: dict[str, dict[int, tuple[int, int]]] = {}
             for t in found:
-                ends[t.name] = await admin.topic_offsets(t.name, "latest")
+                latest = await admin.topic_offsets(t.name, "latest")
                 starts = await admin.topic_offsets(t.name, "earliest")
-                ends[t.name] = {p: (starts[p], ends[t.name][p]) for p in ends[t.name]}
+                ends[t.name] = {p: (starts[p], latest[p]) for p in latest}
             return found, ends
 
     found, offsets = run_client(main)
@@ -217,14 +220,15 @@ def describe(names, bootstrap, fmt) -> None:
 @click.option("--delete-config", multiple=True, metavar="NAME", help="Reset a config to its default (repeatable).")
 @bootstrap_option
 @format_option
-def alter(name, partitions, configs, delete_config, bootstrap, fmt) -> None:
+def alter(name: str, partitions: int | None, configs: tuple[str, ...], delete_config: tuple[str, ...],
+          bootstrap: str, fmt: str) -> None:
     """Grow topic NAME or change its configs."""
     changes: dict[str, str | None] = dict(parse_pairs(configs, "--config"))
     changes.update({k: None for k in delete_config})
     if partitions is None and not changes:
         raise click.UsageError("nothing to change: give --partitions, --config or --delete-config")
 
-    async def main():
+    async def main() -> None:
         async with Admin(bootstrap) as admin:
             await admin.alter_topic(name, partitions=partitions, configs=changes or None)
 
@@ -240,10 +244,10 @@ def alter(name, partitions, configs, delete_config, bootstrap, fmt) -> None:
 @click.option("--if-exists", is_flag=True, help="Succeed if a topic does not exist.")
 @bootstrap_option
 @format_option
-def delete(names, if_exists, bootstrap, fmt) -> None:
+def delete(names: tuple[str, ...], if_exists: bool, bootstrap: str, fmt: str) -> None:
     """Delete topics NAMES."""
 
-    async def main():
+    async def main() -> dict[str, KafkaError | None]:
         async with Admin(bootstrap) as admin:
             return await admin.delete_topics(list(names))
 

@@ -17,7 +17,13 @@ import time
 import click
 
 from logbroker.cli.topics import bootstrap_option, emit_json, format_option, print_table, run_client
-from logbroker.client import Admin, TopicPartition
+from logbroker.client import (
+    Admin,
+    ProducerDescription,
+    TopicPartition,
+    TransactionDescription,
+    TransactionListing,
+)
 
 
 @click.group()
@@ -32,10 +38,11 @@ def transactions() -> None:
 @click.option("--pattern", default=None, help="Only transactional ids matching this regular expression.")
 @bootstrap_option
 @format_option
-def list_(states, producer_ids, duration_ms, pattern, bootstrap, fmt) -> None:
+def list_(states: tuple[str, ...], producer_ids: tuple[int, ...], duration_ms: int, pattern: str | None,
+          bootstrap: str, fmt: str) -> None:
     """List transactional ids with their producer id and state."""
 
-    async def main():
+    async def main() -> tuple[list[TransactionListing], dict[str, int]]:
         async with Admin(bootstrap) as admin:
             listed = await admin.list_transactions(states=states, producer_ids=producer_ids,
                                                    duration_ms=duration_ms, pattern=pattern)
@@ -59,10 +66,10 @@ def list_(states, producer_ids, duration_ms, pattern, bootstrap, fmt) -> None:
 @click.argument("transactional_id")
 @bootstrap_option
 @format_option
-def describe(transactional_id, bootstrap, fmt) -> None:
+def describe(transactional_id: str, bootstrap: str, fmt: str) -> None:
     """State, producer, timeout and partitions of TRANSACTIONAL_ID."""
 
-    async def main():
+    async def main() -> tuple[TransactionDescription, int]:
         async with Admin(bootstrap) as admin:
             [described] = await admin.describe_transactions([transactional_id])
             coordinator = await admin.cluster.coordinator(transactional_id, 1)
@@ -97,10 +104,10 @@ def describe(transactional_id, bootstrap, fmt) -> None:
 @click.option("--partition", "-p", type=int, required=True)
 @bootstrap_option
 @format_option
-def describe_producers(topic, partition, bootstrap, fmt) -> None:
+def describe_producers(topic: str, partition: int, bootstrap: str, fmt: str) -> None:
     """The producers active on one partition and where their open transactions start."""
 
-    async def main():
+    async def main() -> list[ProducerDescription]:
         async with Admin(bootstrap) as admin:
             return (await admin.describe_producers([(topic, partition)])).get(TopicPartition(topic, partition), [])
 
@@ -130,7 +137,8 @@ def describe_producers(topic, partition, bootstrap, fmt) -> None:
 @click.option("--producer-epoch", type=int, default=None)
 @click.option("--coordinator-epoch", type=int, default=None)
 @bootstrap_option
-def abort(topic, partition, start_offset, producer_id, producer_epoch, coordinator_epoch, bootstrap) -> None:
+def abort(topic: str, partition: int, start_offset: int | None, producer_id: int | None,
+          producer_epoch: int | None, coordinator_epoch: int | None, bootstrap: str) -> None:
     """Write an abort marker for a hanging transaction on one partition (WriteTxnMarkers)."""
     by_producer = (producer_id, producer_epoch, coordinator_epoch)
     if start_offset is None and None in by_producer:
@@ -138,7 +146,7 @@ def abort(topic, partition, start_offset, producer_id, producer_epoch, coordinat
     if start_offset is not None and any(v is not None for v in by_producer):
         raise click.UsageError("give either --start-offset or the producer options, not both")
 
-    async def main():
+    async def main() -> None:
         async with Admin(bootstrap) as admin:
             await admin.abort_transaction((topic, partition), start_offset=start_offset, producer_id=producer_id,
                                           producer_epoch=producer_epoch, coordinator_epoch=coordinator_epoch)

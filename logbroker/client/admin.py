@@ -22,7 +22,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from logbroker.errors import ClientClosedError, GroupError, KafkaConnectionError, KafkaError, KafkaTimeoutError
 from logbroker.protocol import ApiKey, ErrorCode
@@ -59,6 +59,9 @@ _COORDINATOR_CODES = frozenset(
 )
 OffsetSpec = int | str | datetime.datetime
 """An offset to list or reset to: "earliest", "latest", a datetime, or (for resets) an offset."""
+_V = TypeVar("_V")
+PartitionMap = Mapping[TopicPartition, _V] | Mapping[tuple[str, int], _V]
+"""Partitions (TopicPartition or plain (topic, partition) tuples) to values."""
 MakeBody = Callable[[int], Any]
 """Builds a request body for the negotiated version (a ``_wire`` request function)."""
 
@@ -95,13 +98,12 @@ class Admin:
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                        tb: TracebackType | None) -> bool:
+                        tb: TracebackType | None) -> None:
         try:
             await self.close()
         finally:
             assert self._stack is not None
             await close_background(self._stack, exc)
-        return False
 
     async def close(self) -> None:
         """Close every connection. Idempotent."""
@@ -237,7 +239,7 @@ class Admin:
         return result
 
     async def alter_share_group_offsets(self, group_id: str,
-                                        offsets: Mapping[TopicPartition | tuple[str, int], int]) -> None:
+                                        offsets: PartitionMap[int]) -> None:
         """Move an empty share group's start offsets (``kafka-share-groups.sh
         --reset-offsets``): records from there on are delivered again, those
         before are skipped.
@@ -301,7 +303,7 @@ class Admin:
 
     # -- offsets ------------------------------------------------------------------------
 
-    async def list_offsets(self, specs: Mapping[TopicPartition | tuple[str, int], OffsetSpec]
+    async def list_offsets(self, specs: PartitionMap[OffsetSpec]
                            ) -> dict[TopicPartition, OffsetAndTimestamp]:
         """Offsets per partition: spec ``"earliest"``, ``"latest"``, a datetime or epoch ms.
 
@@ -482,7 +484,7 @@ class Admin:
             ))
         return out
 
-    async def delete_records(self, before: Mapping[TopicPartition | tuple[str, int], int]) -> dict[TopicPartition, int]:
+    async def delete_records(self, before: PartitionMap[int]) -> dict[TopicPartition, int]:
         """Move each partition's log start up to the given offset; returns the new low watermarks."""
         cluster = self.cluster
         by_node: dict[int, dict[str, list[tuple[int, int]]]] = defaultdict(lambda: defaultdict(list))

@@ -202,13 +202,12 @@ class QueueConsumer:
             self._stack = stack.pop_all()
         return self
 
-    async def __aexit__(self, *exc_info: object) -> bool | None:
+    async def __aexit__(self, *exc_info: object) -> None:
         # Nurseries are left in the task that entered them: close() only signals.
         await self.close()
         if self._stack is not None:
             stack, self._stack = self._stack, None
             await stack.aclose()
-        return None
 
     async def close(self) -> None:
         """Release unanswered records, close the share sessions, leave the group.

@@ -132,9 +132,8 @@ class Requester:
             self._stack = stack.pop_all()
         return self
 
-    async def __aexit__(self, *exc_info: object) -> bool | None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await _entered(self._stack, self).aclose()
-        return None
 
     async def _delete_reply_topic(self) -> None:
         with trio.move_on_after(5), contextlib.suppress(LogbrokerError):
@@ -224,9 +223,8 @@ class Responder:
             self._stack = stack.pop_all()
         return self
 
-    async def __aexit__(self, *exc_info: object) -> bool | None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await _entered(self._stack, self).aclose()
-        return None
 
     async def run(self) -> None:
         """Serve requests until cancelled."""

@@ -53,7 +53,8 @@ class PartitionRepair:
     def records(self) -> int | None:
         """Offsets lost in total; None if a torn tail's end is unknown."""
         counts = [r.records for r in self.lost]
-        return None if None in counts else sum(counts)  # type: ignore[arg-type]
+        known = [c for c in counts if c is not None]
+        return sum(known) if len(known) == len(counts) else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,6 +130,23 @@ async def test_a_request_without_answer_times_out_and_breaks_the_connection(nurs
         await conn.request(ApiKey.METADATA, v, body)
 
 
+async def test_the_handshake_waits_the_shorter_timeout_later_requests_the_request_timeout(nursery, autojump_clock):
+    fake = FakeBroker(nursery)
+    fake.silent.add(ApiKey.API_VERSIONS)
+    start = trio.current_time()
+    with pytest.raises(KafkaTimeoutError):  # the handshake waits at most 3 x the connect timeout
+        await _open(fake, nursery, request_timeout_ms=5000, connect_timeout_ms=100)
+    assert trio.current_time() - start < 0.4
+    fake = FakeBroker(nursery)
+    fake.silent.add(ApiKey.METADATA)
+    conn = await _open(fake, nursery, request_timeout_ms=2000, connect_timeout_ms=100)
+    v = conn.version(ApiKey.METADATA)
+    start = trio.current_time()
+    with pytest.raises(KafkaTimeoutError):
+        await conn.request(ApiKey.METADATA, v, _wire.metadata_request(v, ["t"], allow_auto_create=False))
+    assert 1.99 <= trio.current_time() - start < 2.1  # the request timeout, not the handshake's 0.3 s
+
+
 async def test_a_hang_up_fails_waiting_requests_with_a_connection_error(nursery):
     fake = FakeBroker(nursery)
     fake.hang_up_on.add(ApiKey.METADATA)

@@ -54,10 +54,12 @@ import dataclasses
 import datetime
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from itertools import islice, repeat
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 import trio
 
 from logbroker.errors import (
@@ -72,7 +74,7 @@ from logbroker.protocol import ErrorCode
 
 from logbroker.records.decoder import RecordColumns
 
-from ._decode import decode_chunk, records_from_columns
+from ._decode import decode_chunk, records_from_columns, slices
 from ._fetcher import Chunk, Fetcher
 from ._offsets import EARLIEST, LATEST, list_offsets, timestamp_ms
 from ._replay import Replay
@@ -90,7 +92,8 @@ __all__ = ["Consumer"]
 log = logging.getLogger("logbroker.client.consumer")
 
 _YIELD_EVERY = 256
-_EMPTY_RECORDS: list[ConsumerRecord] = []
+_NO_ROWS: Iterator[ConsumerRecord] = iter(())
+_new = tuple.__new__
 
 PartitionCallback = Callable[[set[TopicPartition]], Awaitable[None] | None]
 Connector = Callable[[str, int], Awaitable[trio.abc.Stream]]  # opens a stream to (host, port)
@@ -124,14 +127,14 @@ class Consumer:
         self._group: GroupMember | ConsumerGroupMember | None = None
         self._group_task = False
         self._auto_committing = False
-        # The chunk being read: its columns, the records made of them (for iteration), the
-        # next row, and the row up to which iteration needs no checkpoint.
+        # The chunk being read: its columns and partition; the next row is the first whose offset
+        # is at or past the partition's position. Iteration makes records one at a time from
+        # _all (all rows from some row on) through _rows, its next _YIELD_EVERY.
         self._chunk: Chunk | None = None
         self._columns: RecordColumns | None = None
-        self._records: list[ConsumerRecord] = _EMPTY_RECORDS
-        self._index = 0
-        self._limit = 0
         self._current: PartitionState | None = None
+        self._all: Iterator[ConsumerRecord] | None = None
+        self._rows: Iterator[ConsumerRecord] = _NO_ROWS
         self._returned = 0  # records handed out of chunks no longer current
         self._closed = False
         self._on_assign: PartitionCallback | None = None
@@ -140,7 +143,7 @@ class Consumer:
     @property
     def records_returned(self) -> int:
         """How many records this consumer has handed to the application."""
-        return self._returned + self._index
+        return self._returned + self._row()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._nursery else "not started"
@@ -392,9 +395,9 @@ class Consumer:
         if offset < 0:
             raise ValueError(f"offset must be >= 0, got {offset}")
         state = self._subscription.state(tp)
-        state.seek(offset)
         if self._current is state:
             self._clear_current()
+        state.seek(offset)
         if self._fetcher is not None:
             self._fetcher.wake()
 
@@ -495,8 +498,9 @@ class Consumer:
         for tp in partitions:
             state = self._subscription.pause(tp)
             if self._current is state and self._chunk is not None and self._columns is not None:
-                if self._index < self._columns.count and self._fetcher is not None:
-                    rest = self._columns.select(slice(self._index, None))
+                row = self._row()
+                if row < self._columns.count and self._fetcher is not None:
+                    rest = self._columns.select(slice(row, None))
                     self._fetcher.put_aside(Chunk(state, state.epoch, None, self._chunk.next_offset, columns=rest))
                 self._clear_current()  # the rest, put aside, moves the position when it is read
 
@@ -557,11 +561,9 @@ class Consumer:
         return self
 
     async def __anext__(self) -> ConsumerRecord:
-        i = self._index
-        if i < self._limit:  # the fast path: a record of the current chunk, no checkpoint due
-            record = self._records[i]
-            self._index = i + 1
-            self._current.position = record[2] + 1  # type: ignore[union-attr]  # set with _limit > 0
+        record = next(self._rows, None)
+        if record is not None:  # the fast path: the next record of the chunk, no checkpoint due
+            self._current.position = record[2] + 1  # type: ignore[union-attr]  # rows exist only with a current chunk
             return record
         try:
             return await self.getone()
@@ -577,16 +579,11 @@ class Consumer:
         :raises ClientClosedError: the consumer is closed.
         """
         await trio.lowlevel.checkpoint()
-        columns = self._columns
-        while columns is None or self._index >= columns.count:
-            await self._next_chunk()
-            columns = self._columns
-        if self._records is _EMPTY_RECORDS:
-            self._records = self._make_records()
-        i = self._index
-        record = self._records[i]
-        self._index = i + 1
-        self._limit = min(len(self._records), i + _YIELD_EVERY)
+        row = await self._next_row()
+        if self._all is None:
+            self._all = self._iterate(row)
+        self._rows = islice(self._all, _YIELD_EVERY)
+        record = next(self._rows)
         assert self._current is not None
         self._current.position = record.offset + 1
         return record
@@ -597,18 +594,13 @@ class Consumer:
         :raises: as :meth:`getone`.
         """
         await trio.lowlevel.checkpoint()
-        columns = self._columns
-        while columns is None or self._index >= columns.count:
-            await self._next_chunk()
-            columns = self._columns
-        if self._records is _EMPTY_RECORDS:
-            self._records = self._make_records()
-        start = self._index
-        end = len(self._records) if max_records is None else min(len(self._records), start + max_records)
-        batch = self._records[start:end]
-        self._index = self._limit = end
-        assert self._current is not None
-        self._current.position = batch[-1].offset + 1
+        row = await self._next_row()
+        columns, state = self._columns, self._current
+        assert columns is not None and state is not None
+        end = columns.count if max_records is None else min(columns.count, row + max(1, max_records))
+        batch = records_from_columns(columns.select(slice(row, end)), state.tp.topic, state.tp.partition)
+        self._all, self._rows = None, _NO_ROWS
+        state.position = batch[-1].offset + 1
         return batch
 
     async def poll_batch(self, max_records: int = 100_000) -> ConsumerBatch:
@@ -630,18 +622,15 @@ class Consumer:
         parts: dict[TopicPartition, list[RecordColumns]] = {}
         taken = 0
         while taken < max_records:
-            columns = self._columns
-            if columns is None or self._index >= columns.count:
-                if not await self._next_chunk(wait=not taken):
-                    break
-                continue
-            state = self._current
-            assert state is not None
-            end = min(columns.count, self._index + max_records - taken)
-            part = columns if self._index == 0 and end == columns.count else columns.select(slice(self._index, end))
+            row = await self._next_row(wait=not taken)
+            columns, state = self._columns, self._current
+            if row < 0 or columns is None or state is None:
+                break
+            end = min(columns.count, row + max_records - taken)
+            part = columns if row == 0 and end == columns.count else columns.select(slice(row, end))
             parts.setdefault(state.tp, []).append(part)
-            taken += end - self._index
-            self._index = self._limit = end
+            taken += end - row
+            self._all, self._rows = None, _NO_ROWS
             state.position = int(part.offsets[-1]) + 1
         return ConsumerBatch({tp: PartitionColumns(tp.topic, tp.partition, p) for tp, p in parts.items()})
 
@@ -654,25 +643,48 @@ class Consumer:
         :raises: as :meth:`getone`.
         """
         await trio.lowlevel.checkpoint()
-        columns = self._columns
-        if columns is None or self._index >= columns.count:
-            if not await self._next_chunk(allow_empty=True):
-                return ConsumerBatch()
-            columns = self._columns
-            assert columns is not None
-        state = self._current
-        assert state is not None
-        part = columns if self._index == 0 else columns.select(slice(self._index, None))
-        self._index = self._limit = columns.count
+        row = await self._next_row(allow_empty=True)
+        columns, state = self._columns, self._current
+        if row < 0 or columns is None or state is None:
+            return ConsumerBatch()
+        part = columns if row == 0 else columns.select(slice(row, None))
         state.position = int(part.offsets[-1]) + 1
         self._finish_current()
         return ConsumerBatch({state.tp: PartitionColumns(state.tp.topic, state.tp.partition, [part])})
 
-    def _make_records(self) -> list[ConsumerRecord]:
-        """The current chunk's columns as records (all at once, in C loops)."""
-        assert self._columns is not None and self._current is not None
-        tp = self._current.tp
-        return records_from_columns(self._columns, tp.topic, tp.partition)
+    def _row(self) -> int:
+        """The current chunk's next row to hand out (0 without a chunk)."""
+        columns, state = self._columns, self._current
+        if columns is None or state is None or state.position is None:
+            return 0
+        return int(np.searchsorted(columns.offsets, state.position))
+
+    async def _next_row(self, *, allow_empty: bool = False, wait: bool = True) -> int:
+        """The next row of the current chunk, moving to the next chunk with records (waiting
+        for fetches) when this one is read; -1 when :meth:`_next_chunk` returns False."""
+        columns = self._columns
+        if columns is not None:
+            row = self._row()
+            if row < columns.count:
+                return row
+        if not await self._next_chunk(allow_empty=allow_empty, wait=wait):
+            return -1
+        return self._row()
+
+    def _iterate(self, row: int) -> Iterator[ConsumerRecord]:
+        """The current chunk's records from ``row`` on, each made when it is asked for (in C:
+        the rows are lists, the records come out of ``map`` over ``zip``)."""
+        columns, state = self._columns, self._current
+        assert columns is not None and state is not None
+        if row:
+            columns = columns.select(slice(row, None))
+        n = columns.count
+        buffer = columns.buffer
+        rows = zip(repeat(state.tp.topic, n), repeat(state.tp.partition), columns.offsets.tolist(),
+                   columns.timestamps.tolist(), slices(buffer, columns.key_starts, columns.key_lengths),
+                   slices(buffer, columns.value_starts, columns.value_lengths),
+                   columns.headers if columns.headers is not None else repeat(()))
+        return map(_new, repeat(ConsumerRecord), rows)
 
     async def _next_chunk(self, *, allow_empty: bool = False, wait: bool = True) -> bool:
         """Make the next chunk with records current, waiting for fetches as needed.
@@ -697,8 +709,6 @@ class Consumer:
             if columns.count:
                 self._chunk = chunk
                 self._columns = columns
-                self._records = _EMPTY_RECORDS
-                self._index = self._limit = 0
                 self._current = state
                 return True
             state.advance(chunk.next_offset)
@@ -715,12 +725,12 @@ class Consumer:
         self._clear_current()
 
     def _clear_current(self) -> None:
-        self._returned += self._index
+        self._returned += self._row()
         self._chunk = None
         self._columns = None
-        self._records = _EMPTY_RECORDS
-        self._index = self._limit = 0
         self._current = None
+        self._all = None
+        self._rows = _NO_ROWS
 
     def _decode(self, chunk: Chunk) -> RecordColumns:
         state = chunk.state

@@ -20,7 +20,7 @@ from typing import Any, Final, TypeAlias
 
 from logbroker.broker.core import Broker
 from logbroker.broker.deferred import Deferred
-from logbroker.broker.handlers._result import Body as Body, HandlerResult as HandlerResult, Reply as Reply
+from logbroker.broker.handlers._result import Body as Body, Reply as Reply
 from logbroker.broker.session import RequestContext as RequestContext
 from logbroker.broker.handlers.admin import handle_describe_topic_partitions, handle_elect_leaders
 from logbroker.broker.handlers.admin_security import (
@@ -99,6 +99,10 @@ from logbroker.errors import LocalProtocolError
 from logbroker.protocol import (
     SUPPORTED_VERSIONS, ApiKey, ErrorCode, Request, encode_response, has_error_code, response_class,
 )
+
+HandlerResult: TypeAlias = Reply | FetchOperation | Deferred
+"""Everything a dispatched request yields (:func:`dispatch`); a Deferred completes
+with a Reply, a FetchOperation or a bare body (see :func:`as_result`)."""
 
 Handler: TypeAlias = Callable[[Broker, RequestContext, Request], Any]
 """``handler(broker, ctx, request)``: a response body or a :data:`HandlerResult`."""

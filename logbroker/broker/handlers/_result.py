@@ -14,7 +14,8 @@ at all) or one of:
 :func:`~logbroker.broker.handlers.dispatch` turns a bare body into a
 :class:`Reply`, so what reaches the server is always a :data:`HandlerResult`;
 the server tells the kinds apart in one place
-(``logbroker.server.dispatch.Dispatcher.resolve``).
+(``logbroker.server.dispatch.Dispatcher.resolve``). The union
+:data:`~logbroker.broker.handlers.HandlerResult` names the family.
 """
 
 from __future__ import annotations
@@ -23,10 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from logbroker.broker.deferred import Deferred
-
 if TYPE_CHECKING:
-    from logbroker.broker.handlers.fetch import FetchOperation
     from logbroker.storage import PartitionLog
 
 Body: TypeAlias = Any
@@ -56,9 +54,4 @@ class Reply:
     flush: Sequence[FlushPoint] = field(default_factory=list)
     appended: Sequence[TopicPartition] = field(default_factory=list)
     if_flush_fails: Callable[[], Body] | None = None
-
-
-HandlerResult: TypeAlias = "Reply | FetchOperation | Deferred"
-"""Everything a dispatched request yields; a Deferred completes with a
-:class:`Reply`, a FetchOperation or a bare body (see :func:`as_result`)."""
 

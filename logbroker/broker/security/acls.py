@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
@@ -57,7 +57,7 @@ SUPPORTED_OPERATIONS = {
 """What Kafka reports per resource type in ``authorized_operations`` (KIP-430)."""
 
 
-def authorized_operations(allowed, resource_type: str) -> int:
+def authorized_operations(allowed: Callable[..., bool], resource_type: str) -> int:
     """The KIP-430 bit field: bit ``OPERATION_CODES[op]`` is set for every
     supported operation ``op`` on ``resource_type`` for which ``allowed(op)``
     is true (``allowed`` is e.g. ``lambda op: broker.allowed(op, "group", name)``)."""

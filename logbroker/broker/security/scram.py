@@ -13,7 +13,9 @@ import base64
 import hashlib
 import hmac
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from logbroker.errors import LogbrokerError
 
@@ -80,7 +82,7 @@ class PlainMechanism:
 
     name = "PLAIN"
 
-    def __init__(self, lookup) -> None:
+    def __init__(self, lookup: Callable[..., Any]) -> None:
         self._lookup = lookup
         self.done = False
         self.principal: str | None = None
@@ -107,7 +109,7 @@ class PlainMechanism:
 class ScramMechanism:
     """SCRAM-SHA-256/512 server: client-first → server-first → client-final → server-final."""
 
-    def __init__(self, name: str, lookup) -> None:
+    def __init__(self, name: str, lookup: Callable[..., Any]) -> None:
         self.name = name
         self._digest = SCRAM_MECHANISMS[name]
         self._lookup = lookup
@@ -163,6 +165,8 @@ class ScramMechanism:
         without_proof = text[: text.rindex(",p=")]
         auth_message = f"{self._client_first_bare},{self._server_first},{without_proof}".encode()
         credential = self._credential
+        if credential is None:  # the client-first message set it (or failed)
+            raise AuthenticationError("Authentication failed: SCRAM client-final message out of order")
         signature = hmac.digest(credential.stored_key, auth_message, self._digest)
         try:
             proof = base64.b64decode(attrs["p"], validate=True)
@@ -180,14 +184,14 @@ class ScramMechanism:
 
 
 def _attributes(text: str) -> dict[str, str]:
-    out = {}
+    out: dict[str, str] = {}
     for part in text.split(","):
         if len(part) >= 2 and part[1] == "=":
             out.setdefault(part[0], part[2:])
     return out
 
 
-def new_mechanism(name: str, lookup):
+def new_mechanism(name: str, lookup: Callable[..., Any]) -> PlainMechanism | ScramMechanism:
     """A fresh server-side exchange for ``name``; raises AuthenticationError if unknown."""
     if name == "PLAIN":
         return PlainMechanism(lookup)

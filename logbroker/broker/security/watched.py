@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from logbroker.errors import InvalidConfigError
 
@@ -105,7 +105,7 @@ class WatchedFile(Generic[T]):
         self._stamp = _NEVER_READ
 
 
-def json_entries(text: str, *, key: str, kind: type) -> list | dict:
+def json_entries(text: str, *, key: str, kind: type) -> Any:
     """Parse ``{"version": 1, key: ...}`` and return the ``key`` entry (a ``kind``,
     empty when absent).
 
@@ -130,7 +130,7 @@ def json_entries(text: str, *, key: str, kind: type) -> list | dict:
     return entries
 
 
-def check_fields(where: str, item: object, known, required) -> dict:
+def check_fields(where: str, item: object, known: Collection[str], required: Collection[str]) -> dict[str, Any]:
     """``item`` as a dict whose keys are all ``known`` and include every
     ``required`` one; InvalidConfigError naming ``where`` and the first problem."""
     if not isinstance(item, dict):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import contextlib
 import os
 import re
 import uuid
@@ -146,7 +147,9 @@ def write_atomically(
     tmp = path.with_name(path.name + temp_suffix)
     chunks = (data,) if isinstance(data, (bytes, bytearray, memoryview)) else data
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)  # a leftover temp file would keep its own permission bits
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
             for chunk in chunks:
                 view = memoryview(chunk)

@@ -32,7 +32,7 @@ from logbroker.broker.security.acls import (
     AclFilter,
 )
 from logbroker.broker.security.scram import ScramCredential
-from logbroker.errors import InvalidConfigError
+from logbroker.errors import InvalidConfigError, StorageError
 from logbroker.protocol import ErrorCode
 
 if TYPE_CHECKING:
@@ -168,7 +168,7 @@ def handle_create_acls(broker: Broker, ctx: RequestContext, request: Request) ->
         assert broker.authorizer is not None  # _acl_gate refused otherwise
         try:
             broker.authorizer.update(added=new)
-        except (InvalidConfigError, OSError) as exc:
+        except (InvalidConfigError, StorageError, OSError) as exc:
             failed = _Refused(ErrorCode.unknown_server_error, f"cannot save the ACLs: {exc}")
             outcomes = [failed if isinstance(o, Acl) else o for o in outcomes]
     results = tuple(
@@ -235,7 +235,7 @@ def handle_delete_acls(broker: Broker, ctx: RequestContext, request: Request) ->
         assert broker.authorizer is not None
         try:
             broker.authorizer.update(removed=doomed)
-        except (InvalidConfigError, OSError) as exc:
+        except (InvalidConfigError, StorageError, OSError) as exc:
             failed = _Refused(ErrorCode.unknown_server_error, f"cannot save the ACLs: {exc}")
             outcomes = [failed if isinstance(o, list) and o else o for o in outcomes]
     results: list[Any] = []
@@ -357,7 +357,7 @@ def handle_alter_user_scram_credentials(broker: Broker, ctx: RequestContext, req
     if deletions or upserts:
         try:
             broker.users.alter(dict(upserts.values()), deletions.values())
-        except (InvalidConfigError, OSError) as exc:
+        except (InvalidConfigError, StorageError, OSError) as exc:
             failed = _Refused(ErrorCode.unknown_server_error, f"cannot save the credentials: {exc}")
             errors.update(dict.fromkeys([*deletions, *upserts], failed))
             deletions, upserts = {}, {}

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from logbroker.broker.security.watched import WatchedFile, check_fields, describe_type, json_entries
 from logbroker.errors import InvalidConfigError
-from logbroker.storage import DEFAULT_DIR_MODE, DEFAULT_FILE_MODE
+from logbroker.storage import DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, write_atomically
 
 ACLS_FILE = "acls.json"
 RESOURCE_TYPES = ("topic", "group", "cluster", "transactional_id")
@@ -191,7 +191,7 @@ class Authorizer:
         self.path = Path(data_dir) / ACLS_FILE
         self._file_mode = file_mode  # permission bits of acls.json
         self.super_users = frozenset(super_users)
-        self._file = WatchedFile(self.path, parse_acls, list,
+        self._file: WatchedFile[list[Acl]] = WatchedFile(self.path, parse_acls, list,
                                  fails_closed="every request is denied (super users excepted)")
 
     def __repr__(self) -> str:
@@ -268,10 +268,6 @@ class Authorizer:
 
     def _save(self, acls: list[Acl]) -> None:
         self.path.parent.mkdir(mode=DEFAULT_DIR_MODE, parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self._file_mode), "w") as fh:
-            json.dump({"version": 1, "acls": [asdict(a) for a in acls]}, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        data = json.dumps({"version": 1, "acls": [asdict(a) for a in acls]}, indent=1)
+        write_atomically(self.path, data.encode(), self._file_mode)
         self._file.saved()

@@ -17,7 +17,7 @@ from pathlib import Path
 from logbroker.broker.security.scram import SCRAM_MECHANISMS, ScramCredential
 from logbroker.broker.security.watched import WatchedFile, check_fields, describe_type, json_entries
 from logbroker.errors import InvalidConfigError
-from logbroker.storage import DEFAULT_DIR_MODE, DEFAULT_FILE_MODE
+from logbroker.storage import DEFAULT_DIR_MODE, DEFAULT_FILE_MODE, write_atomically
 
 USERS_FILE = "users.json"
 _CREDENTIAL_FIELDS = ("salt", "iterations", "stored_key", "server_key")
@@ -47,7 +47,7 @@ def parse_users(text: str) -> dict[str, dict[str, ScramCredential]]:
     return users
 
 
-def _credential(where: str, data, digest_size: int) -> ScramCredential:
+def _credential(where: str, data: dict[str, object], digest_size: int) -> ScramCredential:
     check_fields(f"{where}: the credential", data, _CREDENTIAL_FIELDS, _CREDENTIAL_FIELDS)
     iterations = data["iterations"]
     if not isinstance(iterations, int) or isinstance(iterations, bool) or iterations < 1:
@@ -78,7 +78,8 @@ class UserStore:
     def __init__(self, data_dir: str | os.PathLike, *, file_mode: int = DEFAULT_FILE_MODE) -> None:
         self.path = Path(data_dir) / USERS_FILE
         self._file_mode = file_mode  # permission bits of users.json
-        self._file = WatchedFile(self.path, parse_users, dict, fails_closed="every login fails")
+        self._file: WatchedFile[dict[str, dict[str, ScramCredential]]] = WatchedFile(
+            self.path, parse_users, dict, fails_closed="every login fails")
 
     def __repr__(self) -> str:
         return f"UserStore({str(self.path)!r}, users={len(self._file.value)}, problem={self._file.problem!r})"
@@ -147,11 +148,5 @@ class UserStore:
             u: {m: c.to_json() for m, c in mechs.items()} for u, mechs in users.items()
         }}
         self.path.parent.mkdir(mode=DEFAULT_DIR_MODE, parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self._file_mode), "w") as fh:
-            json.dump(data, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, self._file_mode)  # also when a leftover temp file had other bits
-        os.replace(tmp, self.path)
+        write_atomically(self.path, json.dumps(data, indent=1).encode(), self._file_mode)
         self._file.saved()

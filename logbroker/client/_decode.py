@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from itertools import repeat
+from itertools import chain, repeat
 
 import numpy as np
 
@@ -77,17 +77,47 @@ def decode_chunk(data: bytes, start: int, aborted: Iterable[tuple[int, int]] | N
 
 
 def slices(buffer: bytes, starts: np.ndarray, lengths: np.ndarray) -> list[bytes | None]:
-    """``buffer[start : start + length]`` for each pair; None where the length is -1."""
+    """``buffer[start : start + length]`` for each pair; None where the length is -1.
+
+    Values of one size that lie evenly spaced (records of one size in a batch)
+    are cut a run at a time by :func:`_cut_run` (``struct``), others one slice each.
+    """
     n = len(starts)
     if not n:
         return []
-    if lengths.max() < 0:
+    high = int(lengths.max())
+    if high < 0:
         return [None] * n
-    out: list[bytes | None] = list(map(buffer.__getitem__, map(slice, starts.tolist(),
-                                                              (starts + np.maximum(lengths, 0)).tolist())))
-    if lengths.min() < 0:
+    low = int(lengths.min())
+    if low == high and n >= 2 * _UNROLL:
+        steps = np.diff(starts)
+        breaks = (np.flatnonzero(steps[1:] != steps[:-1]) + 1).tolist()
+        if len(breaks) <= n // (4 * _UNROLL):
+            out: list[bytes | None] = []
+            bounds = [0, *breaks, n]
+            for a, b in zip(bounds, bounds[1:]):
+                out += _cut_run(buffer, int(starts[a]), int(steps[a]) if b - a > 1 else high, high, b - a)
+            return out
+    out = list(map(buffer.__getitem__, map(slice, starts.tolist(), (starts + np.maximum(lengths, 0)).tolist())))
+    if low < 0:
         for i in np.flatnonzero(lengths < 0).tolist():
             out[i] = None
+    return out
+
+
+_UNROLL = 8  # values per struct unpack
+
+
+def _cut_run(buffer: bytes, start: int, step: int, size: int, count: int) -> list[bytes | None]:
+    """``count`` values of ``size`` bytes from ``buffer[start]`` on, ``step`` bytes apart."""
+    whole = (count - 1) // _UNROLL * _UNROLL  # the last value's padding may run past the buffer
+    out: list[bytes | None] = []
+    if whole and step >= size:
+        layout = struct.Struct(f"{size}s{step - size}x" * _UNROLL)
+        out = list(chain.from_iterable(layout.iter_unpack(memoryview(buffer)[start: start + whole * step])))
+    else:
+        whole = 0
+    out += [buffer[p: p + size] for p in range(start + whole * step, start + count * step, step)]
     return out
 
 

@@ -289,15 +289,18 @@ class RecordColumns:
         return f"<RecordColumns records={self.count} first_offset={first} headers={self.headers is not None}>"
 
 
-def _varints(arr: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Decode the zigzag varint at each of ``pos`` in ``arr``; return (values, sizes), both int64.
+def _varints(arr: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray | int]:
+    """Decode the zigzag varint at each of ``pos`` in ``arr``; return (values, sizes), int64
+    arrays (sizes: the int 1 when every varint is one byte).
 
     A position past the end reads the last byte (the caller checks that every record
     ends where its length says, which such a read cannot).
     """
-    b = arr.take(pos, mode="clip").astype(_I64)
-    if not b.size or b.max() < 0x80:  # one byte each
-        return (b >> 1) ^ -(b & 1), np.ones(len(pos), _I64)
+    raw = arr.take(pos, mode="clip")
+    if not raw.size or raw.max() < 0x80:  # one byte each
+        b = raw.astype(_I64)
+        return (b >> 1) ^ -(b & 1), 1
+    b = raw.astype(_I64)
     c = arr.take(pos + 1, mode="clip").astype(_I64)
     long = b >= 0x80
     if not (c[long] >= 0x80).any():  # one or two bytes each
@@ -318,50 +321,43 @@ def _varints(arr: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (u >> 1) ^ -(u & 1), size
 
 
-def _strides(arr: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """For guessed record starts: the size of the record at each (its length varint and what
-    it counts), for lengths of up to three bytes; -1 where the bytes say otherwise."""
-    b = arr.take(pos, mode="clip").astype(_I64)
-    c = arr.take(pos + 1, mode="clip").astype(_I64)
-    d = arr.take(pos + 2, mode="clip").astype(_I64)
-    one = b < 0x80
-    two = ~one & (c < 0x80)
-    three = ~one & ~two & (d < 0x80)
-    u = np.where(one, b, np.where(two, (b & 0x7F) | (c << 7), (b & 0x7F) | ((c & 0x7F) << 7) | (d << 14)))
-    size = np.where(one, 1, np.where(two, 2, 3))
-    return np.where(one | two | three, ((u >> 1) ^ -(u & 1)) + size, -1)
-
-
-def _record_starts(buf: bytes, arr: np.ndarray, pos: int, end: int, count: int) -> np.ndarray:
-    """Where each of the ``count`` records filling ``buf[pos:end]`` starts.
+def _record_starts(buf: bytes, arr: np.ndarray, pos: int, end: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of the ``count`` records filling ``buf[pos:end]`` starts, and where its
+    body (what follows its length prefix) starts.
 
     Guesses that the records run on at the first one's size and checks every guess at
     once; at the first record of another size it guesses again from there. Records of
     varied sizes fall back to walking their length prefixes one by one.
     """
     parts = []
+    bodies = []
     found = 0
     short_runs = 0
     table = DECODED
     while found < count:
         if short_runs > 4:  # sizes vary: walk the rest one record at a time
             rest = [0] * (count - found)
+            body = [0] * (count - found)
             try:
                 for i in range(count - found):
                     rest[i] = pos
                     b = buf[pos]
                     if b < 0x80:
-                        pos += 1 + table[b]
+                        body[i] = pos = pos + 1
+                        pos += table[b]
                     else:
                         c = buf[pos + 1]
                         if c < 0x80:
-                            pos += 2 + table[(b & 0x7F) | (c << 7)]
+                            body[i] = pos = pos + 2
+                            pos += table[(b & 0x7F) | (c << 7)]
                         else:
                             n, p = decode_zigzag(buf, pos)
+                            body[i] = p
                             pos = p + n
             except IndexError:
                 raise CorruptBatchError("records run past the end of their batch") from None
             parts.append(np.array(rest, _I64))
+            bodies.append(np.array(body, _I64))
             found = count
             break
         if pos >= end:
@@ -371,15 +367,22 @@ def _record_starts(buf: bytes, arr: np.ndarray, pos: int, end: int, count: int) 
         if stride <= 0:
             raise CorruptBatchError(f"record length {length}")
         guess = np.arange(pos, min(end, pos + stride * (count - found)), stride, dtype=_I64)
-        bad = np.flatnonzero(_strides(arr, guess) != stride)
+        # a record of the same size has the same length prefix: compare its bytes
+        same = arr.take(guess, mode="clip") == buf[pos]
+        for k in range(1, p - pos):
+            same &= arr.take(guess + k, mode="clip") == buf[pos + k]
+        bad = np.flatnonzero(~same)
         run = max(1, int(bad[0])) if bad.size else len(guess)  # the first guess is the record just read
         parts.append(guess[:run])
+        bodies.append(guess[:run] + (p - pos))
         found += run
         pos += stride * run
         short_runs = short_runs + 1 if run < 16 else 0
     if pos != end:
         raise CorruptBatchError(f"records end at byte {pos}, their batch at {end}")
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    if len(parts) == 1:
+        return parts[0], bodies[0]
+    return np.concatenate(parts), np.concatenate(bodies)
 
 
 def decode_columns(data: Buffer, batches: Iterable[tuple[int, BatchHeader]], *, start: int = -1) -> RecordColumns:
@@ -415,26 +418,35 @@ def decode_columns(data: Buffer, batches: Iterable[tuple[int, BatchHeader]], *, 
         empty = np.zeros(0, _I64)
         return RecordColumns(buf, empty, empty, empty, empty, empty, empty, None)
     starts_parts = []
+    body_parts = []
     base_offsets = []
     base_ts = []
     counts = []
+    last_ends = []
     for begin, end, header in regions:
         count = header.records_count
         if count < 0:
             raise CorruptBatchError(f"negative record count {count}")
         if count:
-            starts_parts.append(_record_starts(buf, arr, begin, end, count))
+            starts_part, body_part = _record_starts(buf, arr, begin, end, count)
+            starts_parts.append(starts_part)
+            body_parts.append(body_part)
+            last_ends.append(end)
         elif begin != end:
             raise CorruptBatchError(f"{end - begin} bytes left after 0 records at offset {header.base_offset}")
         counts.append(count)
         base_offsets.append(header.base_offset)
         base_ts.append(header.max_timestamp if header.attributes & 0x08 else header.base_timestamp)
-    starts = starts_parts[0] if len(starts_parts) == 1 else np.concatenate(starts_parts) if starts_parts \
-        else np.zeros(0, _I64)
+    if not starts_parts:
+        empty = np.zeros(0, _I64)
+        return RecordColumns(buf, empty, empty, empty, empty, empty, empty, None)
+    starts = starts_parts[0] if len(starts_parts) == 1 else np.concatenate(starts_parts)
+    q = body_parts[0] if len(body_parts) == 1 else np.concatenate(body_parts)
     count_arr = np.array(counts, _I64)
-    lengths, q = _varints(arr, starts)
-    ends = starts + q + lengths
-    q += starts + 1  # past the attributes
+    ends = np.empty_like(starts)  # each record ends where the next starts, the last of a batch with it
+    ends[:-1] = starts[1:]
+    ends[np.cumsum(count_arr[count_arr > 0]) - 1] = last_ends
+    q = q + 1  # past the attributes
     ts_delta, size = _varints(arr, q)
     q += size
     offset_delta, size = _varints(arr, q)
@@ -442,22 +454,23 @@ def decode_columns(data: Buffer, batches: Iterable[tuple[int, BatchHeader]], *, 
     key_lengths, size = _varints(arr, q)
     q += size
     key_starts = q.copy()
-    q += np.maximum(key_lengths, 0)
+    if key_lengths.max() >= 0:
+        q += np.maximum(key_lengths, 0)
     value_lengths, size = _varints(arr, q)
     q += size
     value_starts = q.copy()
     q += np.maximum(value_lengths, 0)
-    header_counts, size = _varints(arr, q)
-    q += size
     if (key_lengths < -1).any() or (value_lengths < -1).any():
         raise CorruptBatchError("a record key or value length below -1")
     headers: list | None = None
-    with_headers = np.flatnonzero(header_counts)
+    with_headers = np.flatnonzero(arr.take(q, mode="clip"))
     if with_headers.size:
         headers = [()] * len(starts)
         for i in with_headers.tolist():
-            headers[i], end = _decode_headers(buf, int(q[i] - size[i]))
-            q[i] = end
+            headers[i], q[i] = _decode_headers(buf, int(q[i]))
+    q += 1  # a zero header count, and the records with headers are past theirs
+    if with_headers.size:
+        q[with_headers] -= 1
     if not np.array_equal(q, ends):
         bad = int(np.flatnonzero(q != ends)[0])
         raise CorruptBatchError(f"record ends at byte {int(q[bad])}, its length says {int(ends[bad])}")

@@ -4,6 +4,8 @@ Public names are loaded on first use, so ``import logbroker`` (and the pytest
 plugin that ships with it) stays cheap and imports neither trio nor kio.
 """
 
+from typing import Any
+
 from logbroker.errors import LogbrokerError as LogbrokerError
 
 __version__ = "0.1.0"
@@ -76,7 +78,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'logbroker' has no attribute {name!r}")
@@ -87,5 +89,5 @@ def __getattr__(name: str):
     return value
 
 
-def __dir__():
+def __dir__() -> list[str]:
     return sorted([*globals(), *_LAZY])

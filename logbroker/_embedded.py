@@ -15,7 +15,9 @@ import queue
 import shutil
 import tempfile
 import threading
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
 from typing import Any
 
 import trio
@@ -33,7 +35,7 @@ class EmbeddedBroker:
     Obtained from :func:`embedded`. ``bootstrap_servers`` is "127.0.0.1:PORT".
     """
 
-    def __init__(self, server: Server, data_dir: str, *, call) -> None:
+    def __init__(self, server: Server, data_dir: str, *, call: Callable[..., Any]) -> None:
         self._server = server
         self._call = call
         self.data_dir = data_dir
@@ -84,7 +86,7 @@ class embedded:  # noqa: N801 - used like a function: ``with embedded() as b``
         self._thread: threading.Thread | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._temp: str | None = None
-        self._async_cm = None
+        self._async_cm: AbstractAsyncContextManager[EmbeddedBroker] | None = None
         self._broker: EmbeddedBroker | None = None
         self._error: BaseException | None = None
 
@@ -133,13 +135,13 @@ class embedded:  # noqa: N801 - used like a function: ``with embedded() as b``
             self._cleanup_dir()
             raise LogbrokerError(f"embedded broker failed to start: {got}") from got
 
-        def call(fn, *args):
+        def call(fn: Callable[..., Any], *args: Any) -> Any:
             return trio.from_thread.run_sync(fn, *args, trio_token=self._token)
 
         self._broker = EmbeddedBroker(got, config.data_dir, call=call)
         return self._broker
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         try:
             if self._broker is not None and self._thread is not None and self._thread.is_alive():
                 try:
@@ -154,20 +156,22 @@ class embedded:  # noqa: N801 - used like a function: ``with embedded() as b``
     # -- async form: a task in the caller's trio loop -------------------------
 
     async def __aenter__(self) -> EmbeddedBroker:
-        self._async_cm = self._run_async()
-        return await self._async_cm.__aenter__()
+        self._async_cm = cm = self._run_async()
+        return await cm.__aenter__()
 
-    async def __aexit__(self, *exc_info) -> bool | None:
-        return await self._async_cm.__aexit__(*exc_info)
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> bool | None:
+        assert self._async_cm is not None, "__aexit__ without __aenter__"
+        return await self._async_cm.__aexit__(exc_type, exc, tb)
 
     @asynccontextmanager
-    async def _run_async(self):
+    async def _run_async(self) -> AsyncIterator[EmbeddedBroker]:
         config = _config(self._prepare_dir(), self._port, self._settings)
         try:
             async with trio.open_nursery() as nursery:
                 server = await nursery.start(serve, config)
 
-                def call(fn, *args):
+                def call(fn: Callable[..., Any], *args: Any) -> Any:
                     return fn(*args)
 
                 broker = EmbeddedBroker(server, config.data_dir, call=call)

@@ -16,8 +16,13 @@ import re
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from logbroker._embedded import EmbeddedBroker
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -30,9 +35,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 @pytest.fixture(scope="session")
-def logbroker_broker(request: pytest.FixtureRequest):
+def logbroker_broker(request: pytest.FixtureRequest) -> Iterator[EmbeddedBroker]:
     """A broker running in this process for the whole test session."""
-    from logbroker import embedded
+    from logbroker._embedded import embedded
 
     data_dir = request.config.getoption("--logbroker-data-dir")
     keep = request.config.getoption("--logbroker-keep")
@@ -48,13 +53,13 @@ def logbroker_broker(request: pytest.FixtureRequest):
 
 
 @pytest.fixture(scope="session")
-def logbroker_bootstrap(logbroker_broker) -> str:
+def logbroker_bootstrap(logbroker_broker: EmbeddedBroker) -> str:
     """The session broker's address for ``bootstrap_servers``."""
     return logbroker_broker.bootstrap_servers
 
 
 @pytest.fixture
-def logbroker_topic(logbroker_broker, request: pytest.FixtureRequest):
+def logbroker_topic(logbroker_broker: EmbeddedBroker, request: pytest.FixtureRequest) -> Iterator[str]:
     """A new topic for this test only (1 partition; mark a test with
     ``@pytest.mark.logbroker_topic(partitions=3, configs={...})`` for others)."""
     marker = request.node.get_closest_marker("logbroker_topic")

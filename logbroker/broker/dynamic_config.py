@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,7 +149,7 @@ class DynamicBrokerConfigs:
         return entries
 
 
-def incremental_layer(current: Mapping[str, str], operations) -> dict[str, str]:
+def incremental_layer(current: Mapping[str, str], operations: Iterable[tuple[str, int, str]]) -> dict[str, str]:
     """``current`` after IncrementalAlterConfigs ``operations`` (name, op, value):
     SET and DELETE; APPEND and SUBTRACT only apply to lists and no broker
     setting is one, so they raise InvalidRequestError as Kafka's
@@ -182,13 +182,13 @@ def broker_resource(name: str, node_id: int) -> bool:
     return True
 
 
-def _text(value) -> str | None:
+def _text(value: object) -> str | None:
     if value is None:
         return None
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _type_of(field_name: str, annotation) -> int:
+def _type_of(field_name: str, annotation: object) -> int:
     kind = str(annotation)
     if field_name in SENSITIVE:
         return TYPE_PASSWORD

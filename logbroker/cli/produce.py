@@ -64,7 +64,7 @@ def produce(topic: str, path: str, key_separator: str | None, headers: tuple[str
             fmt: str, compression: str, acks: str, linger_ms: int, bootstrap: str) -> None:
     """Produce lines of input as records to TOPIC."""
     common_headers = [(k, v.encode()) for k, v in parse_pairs(headers, "--header").items()]
-    stream: BinaryIO = click.open_file(path, "rb")  # type: ignore[assignment]
+    stream: BinaryIO = click.open_file(path, "rb")  # type: ignore[assignment]  # "rb" always opens a binary stream
     sep = key_separator.encode() if key_separator else None
     options: dict[str, Any] = {"compression": compression, "acks": acks, "linger_ms": linger_ms}
     if acks != "all":

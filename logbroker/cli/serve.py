@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from typing import Any
 
 import click
 
@@ -28,7 +29,7 @@ from logbroker.errors import LogbrokerError
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               envvar="LOGBROKER_CONFIG", help="TOML file of settings (Kafka or Python names).")
 @click.option("--log-level", default="INFO", show_default=True, help="Logging level.")
-def serve(config_file, log_level, **options) -> None:
+def serve(config_file: str | None, log_level: str, **options: Any) -> None:
     """Run a Kafka-compatible broker. Settings come from flags, then LOGBROKER_* variables,
     then the config file, then defaults."""
     import trio

@@ -3,8 +3,9 @@
 Each ``*_request(version, ...)`` returns the kio request object of that
 version (:func:`logbroker.protocol.build` drops fields a version lacks, so one
 function serves the whole range of :data:`~logbroker.client.versions.CLIENT_VERSIONS`);
-each ``parse_*`` turns an answer into the client's own values. This is the
-only module that knows kio's field names.
+each ``parse_*`` turns an answer into the client's own values. The _wire
+modules (this one, ``_wire_admin`` and ``_wire_share``) are the only ones that
+know kio's field names.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ GROUP_RESOURCE = 32  # ConfigResource.Type.GROUP: share-group configs
 _NULL_UUID = uuid.UUID(int=0)
 
 
-def _m(key: ApiKey, version: int):
+def _m(key: ApiKey, version: int) -> Any:
     return request_module(key, version)
 
 

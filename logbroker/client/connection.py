@@ -260,7 +260,7 @@ class Connection:
                 raise error
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             self._break(KafkaConnectionError(f"connection to {self._peer()} broke: {exc}"))
-            raise self._error from exc  # type: ignore[misc]
+            raise self._error from exc  # type: ignore[misc]  # _break() has just set it
         return slot
 
     async def answer(self, slot: _Pending, *, extra_timeout_ms: int = 0) -> Any:

@@ -76,7 +76,7 @@ def negotiate(
     """
     chosen: dict[ApiKey, int] = {}
     for key, lo, hi in broker_ranges:
-        mine = ours.get(key)  # type: ignore[call-overload]
+        mine = ours.get(key)  # type: ignore[call-overload]  # an int finds its ApiKey (IntEnum hashes as int)
         if mine is None:
             continue
         top = min(hi, mine[1])

@@ -11,7 +11,7 @@ if "hypothesis" not in _sys.modules:
     # kio's phantom types register hypothesis strategies whenever hypothesis is
     # importable, and that writes a .hypothesis/ cache into the working
     # directory of every broker. Hide it while kio loads; tests import it first.
-    _sys.modules["hypothesis"] = None  # type: ignore[assignment]
+    _sys.modules["hypothesis"] = None  # type: ignore[assignment]  # None in sys.modules blocks an import
     try:
         import kio.static.primitive  # noqa: F401
     finally:

@@ -46,7 +46,7 @@ from typing import Any
 from typing import Final
 from typing import TypeAlias
 
-from kio._kio_native import entity_reader as _native_entity_reader
+from kio._kio_native import entity_reader as _kio_entity_reader
 from kio._kio_native import get_field_reader as _native_field_reader
 from kio.serial._implicit_defaults import get_tagged_field_default
 from kio.serial._introspect import EntityField
@@ -64,6 +64,12 @@ from kio.serial.readers import read_int32
 from kio.serial.readers import read_unsigned_varint
 
 from logbroker.errors import ProtocolError
+
+
+def _native_entity_reader(cls: type, nullable: bool) -> Callable[[Any, int], tuple[Any, int]]:
+    # kio's overloads want a literal ``nullable``; ours is chosen at run time.
+    reader: Callable[[Any, int], tuple[Any, int]] = _kio_entity_reader(cls, nullable)  # type: ignore[call-overload]  # nullable is a runtime bool
+    return reader
 
 __all__ = ["Reader", "entity_reader"]
 
@@ -106,7 +112,7 @@ def _primitive_min_size(kafka_type: str, flexible: bool) -> int:
 @functools.cache
 def _entity_min_size(cls: type) -> int:
     """Smallest wire size of a non-null ``cls`` (tagged fields absent)."""
-    flexible = cls.__flexible__  # type: ignore[attr-defined]
+    flexible = cls.__flexible__  # type: ignore[attr-defined]  # every kio entity class has it
     total = 1 if flexible else 0  # the tagged-field count
     for field in fields(cls):
         if get_field_tag(field) is not None:
@@ -149,7 +155,7 @@ def entity_reader(cls: type, nullable: bool = False) -> Reader:
 
     def read_native_first(buffer: Any, offset: int) -> tuple[Any, int]:
         try:
-            return native(buffer, offset)  # type: ignore[no-any-return]
+            return native(buffer, offset)
         except KeyError:  # an unknown tagged field: kio refuses, we skip it
             return walker(buffer, offset)
 
@@ -158,7 +164,7 @@ def entity_reader(cls: type, nullable: bool = False) -> Reader:
 
 def _walker(cls: type, nullable: bool) -> Reader:
     """Read ``cls`` field by field in Python, tolerating unknown tags."""
-    flexible: bool = cls.__flexible__  # type: ignore[attr-defined]
+    flexible: bool = cls.__flexible__  # type: ignore[attr-defined]  # every kio entity class has it
     regular: list[tuple[str, Reader]] = []
     tagged: dict[int, tuple[str, Reader]] = {}
     tag_defaults: dict[str, Any] = {}
@@ -247,16 +253,16 @@ def _field_reader(cls: type, field: Any, *, is_tag: bool) -> Reader:
 
 
 def _field_reader_any(cls: type, field: Any, *, is_tag: bool) -> Reader:
-    flexible: bool = cls.__flexible__  # type: ignore[attr-defined]
+    flexible: bool = cls.__flexible__  # type: ignore[attr-defined]  # every kio entity class has it
     is_header = _is_request_header(cls)
     kind = classify_field(field)
     label = f"{cls.__qualname__}.{field.name}"
     if is_header and field.name == "client_id":
-        return _native_field_reader(cls, field, True, is_tag)  # type: ignore[no-any-return]
+        return _native_field_reader(cls, field, True, is_tag)
     if isinstance(kind, PrimitiveField):
         if get_schema_field_type(field) == "datetime_i64" and not is_optional(field):
             return _read_any_datetime
-        return _native_field_reader(cls, field, is_header, is_tag)  # type: ignore[no-any-return]
+        return _native_field_reader(cls, field, is_header, is_tag)
     if isinstance(kind, EntityField):
         # Like kio's native reader: nullability follows the annotation.
         return entity_reader(kind.type_, is_optional(field))
@@ -345,7 +351,7 @@ def _array_loop(
         if count is None:
             return None, size
         _check_fits(buffer, pos, count, min_size, label)
-        items = []
+        items: list[Any] = []
         append = items.append
         for _ in range(count):
             item, used = element(buffer, pos)

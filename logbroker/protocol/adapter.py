@@ -115,7 +115,7 @@ _SIZE: Final = struct.Struct(">i")
 _ERROR_CODE: Final = struct.Struct(">h")
 _MAX_FRAME: Final = 2**31 - 1
 _EPOCH: Final = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
-_STAND_IN: Final[dict[int, int]] = dict(STAND_IN)  # a plain dict: one lookup per request
+_STAND_IN: Final[dict[int, int]] = {int(k): v for k, v in STAND_IN.items()}  # a plain dict: one lookup per request
 _ONE_MS: Final = datetime.timedelta(milliseconds=1)
 
 # What kio's native readers, our safe reader and phantom constructors raise on
@@ -184,13 +184,15 @@ class _Codec:
 @functools.cache
 def _request_codec(api_key: int, api_version: int) -> _Codec:
     cls = load_request_schema(api_key, api_version)
-    return _Codec(cls, entity_reader(cls.__header_schema__), entity_reader(cls))
+    header: Any = cls.__header_schema__
+    return _Codec(cls, entity_reader(header), entity_reader(cls))
 
 
 @functools.cache
 def _response_codec(api_key: int, api_version: int) -> _Codec:
     cls = load_response_schema(api_key, api_version)
-    return _Codec(cls, entity_reader(cls.__header_schema__), entity_reader(cls))
+    header: Any = cls.__header_schema__
+    return _Codec(cls, entity_reader(header), entity_reader(cls))
 
 
 def _readonly(payload: bytes | bytearray | memoryview) -> bytes | memoryview:
@@ -280,7 +282,7 @@ def decode_request(
     )
 
 
-class _Chunks(list):  # type: ignore[type-arg]
+class _Chunks(list[bytes | memoryview]):
     """A list that kio's writers can ``write`` to: no copies, no BytesIO."""
 
     __slots__ = ()
@@ -291,8 +293,9 @@ def _frame(header: Any, body: Any) -> list[bytes | memoryview]:
     """Return size + header + body as few buffers, big byte fields uncopied."""
     chunks = _Chunks()
     try:
-        entity_writer(type(header))(chunks, header)
-        entity_writer(type(body))(chunks, body)
+        out: Any = chunks  # kio's writers only call ``write``
+        entity_writer(type(header))(out, header)
+        entity_writer(type(body))(out, body)
     except _ENCODE_ERRORS as exc:
         raise LocalProtocolError(
             f"cannot encode {type(body).__qualname__} v{body.__version__}: "
@@ -531,7 +534,7 @@ def timestamp(ms: int) -> datetime.datetime | None:
     """Return the value for a kio ``datetime_i64`` field; -1 (null) gives None."""
     if ms == -1:
         return None
-    return tz_aware_from_i64(ms)  # type: ignore[arg-type]
+    return tz_aware_from_i64(ms)  # type: ignore[arg-type]  # kio wants its i64 phantom type; an int is one
 
 
 def to_ms(value: datetime.timedelta | datetime.datetime | int | None) -> int:
@@ -583,7 +586,7 @@ def _build_plan(cls: type) -> tuple[frozenset[str], Mapping[str, Any]]:
         if classify_field(field).is_array:
             converters[field.name] = _as_tuple
         elif kafka_type in _CONVERTERS:
-            converters[field.name] = _CONVERTERS[kafka_type]
+            converters[field.name] = _CONVERTERS[str(kafka_type)]
     return frozenset(names), MappingProxyType(converters)
 
 

@@ -76,7 +76,7 @@ class Encoded:
 class ProducePartition(NamedTuple):
     """One partition of a ProduceResponse; -1 means unknown / not applicable."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index: the partition index, Kafka's name
     error_code: int
     base_offset: int = -1
     log_append_time: int = -1
@@ -91,7 +91,7 @@ class ProducePartition(NamedTuple):
 class FetchPartition(NamedTuple):
     """One partition of a FetchResponse."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index: the partition index, Kafka's name
     error_code: int
     high_watermark: int
     last_stable_offset: int

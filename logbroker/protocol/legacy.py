@@ -90,7 +90,7 @@ _DEFAULT_FETCH_MAX_BYTES: Final = 2**31 - 1
 
 def is_legacy(api_key: int, api_version: int) -> bool:
     """True when (key, version) is decoded and answered by this module."""
-    versions = LEGACY_VERSIONS.get(api_key)  # type: ignore[call-overload]
+    versions = LEGACY_VERSIONS.get(api_key)  # type: ignore[call-overload]  # an int finds its ApiKey (IntEnum hashes as int)
     return versions is not None and api_version in versions
 
 

@@ -194,5 +194,5 @@ def is_enabled(
     versions: Mapping[ApiKey, tuple[int, int]] = SUPPORTED_VERSIONS,
 ) -> bool:
     """Return True when ``versions`` (default: all supported) covers the pair."""
-    bounds = versions.get(api_key)  # type: ignore[call-overload]
+    bounds = versions.get(api_key)  # type: ignore[call-overload]  # an int finds its ApiKey (IntEnum hashes as int)
     return bounds is not None and bounds[0] <= api_version <= bounds[1]

@@ -12,12 +12,13 @@ import logging
 import trio
 
 from logbroker.errors import LogbrokerError
+from logbroker.broker import Broker
 from logbroker.storage.cleaner import build_cleaned, plan_cleaning, swap_cleaned
 
 log = logging.getLogger("logbroker.server")
 
 
-async def clean_once(broker) -> int:
+async def clean_once(broker: Broker) -> int:
     """One pass over every compacted partition; returns how many were cleaned."""
     cleaned = 0
     for (topic, index), plog in list(broker.log_manager.iter_partitions()):
@@ -35,7 +36,7 @@ async def clean_once(broker) -> int:
     return cleaned
 
 
-async def run_cleaner(broker, backoff_ms: int) -> None:
+async def run_cleaner(broker: Broker, backoff_ms: int) -> None:
     """Clean forever, ``backoff_ms`` between passes."""
     while True:
         await trio.sleep(backoff_ms / 1000)

@@ -309,10 +309,6 @@ class Consumer:
             if self._group.stable:
                 return self.assignment()
 
-    def group_stable(self) -> bool:
-        """True unless a group rebalance is under way (also without a group)."""
-        return self._group is None or self._group.stable
-
     def _ensure_group_member(self) -> GroupMember | ConsumerGroupMember | None:
         if self._group is None and self.config.group_id is not None:
             cluster, fetcher = self._started()

@@ -11,6 +11,10 @@ compression. Each uses its fast path:
 * logbroker: ``producer.send_nowait()`` (falling back to ``await send()``
   when the buffer is full), one Delivery per record, ``flush()`` at the end;
   ``async for record in consumer``.
+* logbroker-bulk: the bulk APIs. ``await producer.send_many(topic, rows)``
+  with a (records, 100) numpy uint8 array, 50,000 rows a call, then
+  ``flush()``; ``await consumer.poll_batch()``, taking each partition's
+  values as a 2-D numpy array (``columns.values``).
 * kafka-python: ``send()`` (a future per record), ``flush()``; ``for msg in consumer``.
 * aiokafka: ``await send()`` (a future per record), ``flush()``; ``getmany()``.
 * confluent-kafka: ``produce()`` with ``poll(0)`` every 16K records,
@@ -20,9 +24,11 @@ Producers are timed from the first send until ``flush()`` returns (so all
 records are acknowledged); consumers from ``assign()`` of all partitions at
 offset 0 until the last record arrived. Records/s and MB/s (10^6 bytes of
 values) are reported per client with the median of ``--repeat`` runs (1 by
-default), and ``ratios`` divides logbroker's rate by each other client's.
-``targets`` checks the goals: producer >= 3x kafka-python, >= 2x aiokafka,
->= 0.5x confluent-kafka; consumer >= 2x kafka-python.
+default), and ``ratios`` divides logbroker's rate (and logbroker-bulk's) by
+each other client's. ``targets`` checks the goals: producer >= 3x
+kafka-python, >= 2x aiokafka, >= 0.5x confluent-kafka; consumer >= 2x
+kafka-python, >= 1.5x aiokafka, >= 0.6x confluent-kafka; bulk consumer
+(``poll_batch``) >= 3x confluent-kafka.
 
 Prints one JSON object on stdout; progress goes to stderr.
 
@@ -46,17 +52,22 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from _harness import LogbrokerProcess, produce_timed  # noqa: E402
 
-CLIENTS = ("logbroker", "kafka-python", "aiokafka", "confluent-kafka")
+CLIENTS = ("logbroker", "logbroker-bulk", "kafka-python", "aiokafka", "confluent-kafka")
+OURS = ("logbroker", "logbroker-bulk")
 PARTITIONS = 6
 VALUE_SIZE = 100
 LINGER_MS = 5
 BATCH_BYTES = 256 * 1024
-TARGETS = {
-    ("produce", "kafka-python"): 3.0,
-    ("produce", "aiokafka"): 2.0,
-    ("produce", "confluent-kafka"): 0.5,
-    ("consume", "kafka-python"): 2.0,
+TARGETS = {  # (kind, our client, the other client): the least ratio of their records/s
+    ("produce", "logbroker", "kafka-python"): 3.0,
+    ("produce", "logbroker", "aiokafka"): 2.0,
+    ("produce", "logbroker", "confluent-kafka"): 0.5,
+    ("consume", "logbroker", "kafka-python"): 2.0,
+    ("consume", "logbroker", "aiokafka"): 1.5,
+    ("consume", "logbroker", "confluent-kafka"): 0.6,
+    ("consume", "logbroker-bulk", "confluent-kafka"): 3.0,
 }
+BULK_ROWS = 50_000
 
 _t0 = time.monotonic()
 
@@ -91,6 +102,33 @@ def produce_logbroker(a: dict) -> dict:
                     send_nowait(topic, value)
                 except trio.WouldBlock:
                     await send(topic, value)
+            queued = time.perf_counter() - start
+            await producer.flush()
+            seconds = time.perf_counter() - start
+            stats = producer.statistics()
+            return {"records": stats.records_sent, "seconds": seconds, "enqueue_seconds": queued,
+                    "errors": stats.records_failed, "requests": stats.requests}
+
+    return trio.run(main)
+
+
+def produce_logbroker_bulk(a: dict) -> dict:
+    import numpy as np
+    import trio
+
+    from logbroker.client import Producer
+
+    async def main() -> dict:
+        async with Producer(a["bootstrap"], linger_ms=LINGER_MS, batch_size=BATCH_BYTES) as producer:
+            topic, n = a["topic"], a["records"]
+            rows = np.frombuffer(_value() * min(n, BULK_ROWS), np.uint8).reshape(-1, VALUE_SIZE)
+            await producer.partitions_for(topic)  # metadata before the clock starts
+            start = time.perf_counter()
+            left = n
+            while left:
+                chunk = rows[:min(left, BULK_ROWS)]
+                await producer.send_many(topic, chunk)
+                left -= len(chunk)
             queued = time.perf_counter() - start
             await producer.flush()
             seconds = time.perf_counter() - start
@@ -190,6 +228,28 @@ def consume_logbroker(a: dict) -> dict:
     return trio.run(main)
 
 
+def consume_logbroker_bulk(a: dict) -> dict:
+    import trio
+
+    from logbroker.client import Consumer
+
+    async def main() -> dict:
+        async with Consumer(a["bootstrap"], auto_offset_reset="earliest") as consumer:
+            n, count, size_ok = a["records"], 0, True
+            start = time.perf_counter()
+            consumer.assign([(a["topic"], p) for p in range(PARTITIONS)])
+            with trio.fail_after(a["timeout"]):
+                while count < n:
+                    batch = await consumer.poll_batch(max_records=n - count)
+                    for columns in batch.partitions.values():
+                        values = columns.values  # a (records, 100) uint8 array
+                        size_ok = size_ok and values.shape == (len(columns), VALUE_SIZE)
+                    count += len(batch)
+            return {"records": count, "seconds": time.perf_counter() - start, "value_size_ok": size_ok}
+
+    return trio.run(main)
+
+
 def consume_kafka_python(a: dict) -> dict:
     from kafka import KafkaConsumer, TopicPartition
 
@@ -256,10 +316,12 @@ def consume_confluent(a: dict) -> dict:
 
 WORKERS = {
     ("produce", "logbroker"): produce_logbroker,
+    ("produce", "logbroker-bulk"): produce_logbroker_bulk,
     ("produce", "kafka-python"): produce_kafka_python,
     ("produce", "aiokafka"): produce_aiokafka,
     ("produce", "confluent-kafka"): produce_confluent,
     ("consume", "logbroker"): consume_logbroker,
+    ("consume", "logbroker-bulk"): consume_logbroker_bulk,
     ("consume", "kafka-python"): consume_kafka_python,
     ("consume", "aiokafka"): consume_aiokafka,
     ("consume", "confluent-kafka"): consume_confluent,
@@ -335,14 +397,15 @@ def main() -> int:
     ratios: dict = {"produce": {}, "consume": {}}
     targets: dict = {}
     for kind in ("produce", "consume"):
-        ours = results[kind].get("logbroker")
-        for client, r in results[kind].items():
-            if client != "logbroker" and ours is not None:
-                ratios[kind][f"logbroker/{client}"] = round(ours["records_per_s"] / r["records_per_s"], 2)
-    for (kind, client), goal in TARGETS.items():
-        ratio = ratios[kind].get(f"logbroker/{client}")
+        for name in OURS:
+            ours = results[kind].get(name)
+            for client, r in results[kind].items():
+                if client not in OURS and ours is not None:
+                    ratios[kind][f"{name}/{client}"] = round(ours["records_per_s"] / r["records_per_s"], 2)
+    for (kind, name, client), goal in TARGETS.items():
+        ratio = ratios[kind].get(f"{name}/{client}")
         if ratio is not None:
-            targets[f"{kind} logbroker/{client} >= {goal}"] = {"ratio": ratio, "met": ratio >= goal}
+            targets[f"{kind} {name}/{client} >= {goal}"] = {"ratio": ratio, "met": ratio >= goal}
     report = {
         "benchmark": "bench_clients",
         "records": opts.records,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from logbroker.broker.replay import replay_batches
+from logbroker.broker.startup_replay import replay_batches
 from logbroker.errors import LogbrokerError, UnknownTopicError
 from logbroker.records import BatchBuilder, BatchHeader, BytesLike, Record, parse_header
 from logbroker.storage import LogManager, PartitionLog

@@ -31,7 +31,7 @@ import trio
 from logbroker.broker import Broker, BrokerConfig
 from logbroker.broker.session import Session
 from logbroker.errors import InternalError, InvalidConfigError, LogbrokerError, ProtocolError
-from logbroker.server.cleaner import run_cleaner
+from logbroker.server.cleaner_task import run_cleaner
 from logbroker.server.connection import Connection, peer_address
 from logbroker.server.dispatch import Dispatcher
 from logbroker.server.limits import ConnectionLimits

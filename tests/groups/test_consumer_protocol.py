@@ -12,9 +12,9 @@ import pytest
 from consumer_support import SIX, Client, as_dict, heartbeat
 from group_support import done, join_req
 
-from logbroker.broker.groups import CommitRequest, GroupError, OffsetValue, TopicMeta
+from logbroker.broker.groups import CommitRequest, GroupOutcome, OffsetValue, TopicMeta
 
-E = GroupError
+E = GroupOutcome
 
 
 def owners_unique(*clients: Client) -> None:

@@ -22,7 +22,7 @@ import pytest
 from brokerproc import unique_topic, wait_until
 from group_support import done, join_req
 
-from logbroker.broker.groups import CommitRequest, GroupError as E, GroupState, OffsetValue
+from logbroker.broker.groups import CommitRequest, GroupOutcome as E, GroupState, OffsetValue
 
 confluent_kafka = pytest.importorskip("confluent_kafka")
 

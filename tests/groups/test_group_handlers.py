@@ -2,7 +2,7 @@
 
 import pytest
 
-from logbroker.broker.groups import GroupError
+from logbroker.broker.groups import GroupOutcome
 from logbroker.broker.handlers import SERVED_VERSIONS, is_served
 from logbroker.broker.handlers.groups import ERROR_CODES
 from logbroker.protocol import ApiKey, ErrorCode
@@ -48,8 +48,8 @@ def test_every_group_api_is_served_at_its_listed_versions():
 
 
 def test_every_coordinator_outcome_has_an_error_code():
-    assert set(ERROR_CODES) == set(GroupError)
-    assert ERROR_CODES[GroupError.MEMBER_ID_REQUIRED] == ErrorCode.member_id_required == 79
+    assert set(ERROR_CODES) == set(GroupOutcome)
+    assert ERROR_CODES[GroupOutcome.MEMBER_ID_REQUIRED] == ErrorCode.member_id_required == 79
 
 
 @pytest.mark.parametrize("version", range(4))

@@ -4,7 +4,7 @@ import pytest
 
 from group_support import done, join_req
 from logbroker.broker.deferred import Deferred
-from logbroker.broker.groups import NEW_MEMBER_JOIN_TIMEOUT_MS, GroupError as E, GroupState
+from logbroker.broker.groups import NEW_MEMBER_JOIN_TIMEOUT_MS, GroupOutcome as E, GroupState
 
 DELAY = 100  # the env fixture's initial rebalance delay
 

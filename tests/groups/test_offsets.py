@@ -1,7 +1,7 @@
 """Committed offsets with explicit time: commit rules, replay after restart, expiry, deletion, compaction."""
 
 from group_support import done, join_req
-from logbroker.broker.groups import CommitRequest, GroupError as E, GroupState, OffsetValue
+from logbroker.broker.groups import CommitRequest, GroupOutcome as E, GroupState, OffsetValue
 from logbroker.broker.groups.store import OFFSETS_TOPIC
 
 DAY = 24 * 3600 * 1000

@@ -2,7 +2,7 @@
 
 import pytest
 
-from logbroker.broker.groups.records import (
+from logbroker.broker.groups.offsets_log_format import (
     GroupKey,
     GroupValue,
     OffsetKey,

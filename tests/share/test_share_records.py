@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from logbroker.broker.share.partition import ARCHIVED, AVAILABLE, RUN_DTYPE
-from logbroker.broker.share.records import (
+from logbroker.broker.share.state_log_format import (
     ConfigKey, ConfigValue, GroupKey, GroupValue, PartitionKey, PartitionValue, RecordFormatError,
     decode_key, decode_value, encode_key, encode_value,
 )

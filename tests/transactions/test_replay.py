@@ -5,7 +5,7 @@ from dataclasses import replace
 from txn_support import begin, finish, init, set_epoch, state
 
 from logbroker.broker.transactions import MAX_EPOCH, TransactionState as S, TxnError as E
-from logbroker.broker.transactions.records import encode_key
+from logbroker.broker.transactions.transaction_log_format import encode_key
 
 
 def test_restart_mid_prepare_commit_finishes_the_transaction(env):

@@ -5,7 +5,7 @@ import struct
 import pytest
 
 from logbroker.broker.transactions import TransactionState as S, TxnMetadata
-from logbroker.broker.transactions.records import (
+from logbroker.broker.transactions.transaction_log_format import (
     RecordFormatError,
     decode_key,
     decode_value,

@@ -15,7 +15,7 @@ from logbroker.broker.groups.coordinator import (
 )
 from logbroker.broker.groups.consumer_group import TopicMeta as TopicMeta
 from logbroker.broker.groups.offsets import OffsetStore as OffsetStore
-from logbroker.broker.groups.records import OffsetValue as OffsetValue
+from logbroker.broker.groups.offsets_log_format import OffsetValue as OffsetValue
 from logbroker.broker.groups.registry import GroupRegistry as GroupRegistry
 from logbroker.broker.groups.results import (
     CommitRequest as CommitRequest,
@@ -26,7 +26,7 @@ from logbroker.broker.groups.results import (
     ConsumerMemberDescription as ConsumerMemberDescription,
     CoordinatorStatistics as CoordinatorStatistics,
     FetchResult as FetchResult,
-    GroupError as GroupError,
+    GroupOutcome as GroupOutcome,
     GroupSummary as GroupSummary,
     JoinedMember as JoinedMember,
     JoinRequest as JoinRequest,

@@ -40,13 +40,13 @@ from logbroker.broker.groups.consumer_group import (
     TopicMeta,
     is_subset,
 )
-from logbroker.broker.groups.records import ConsumerGroupKey, ConsumerGroupValue, GroupKey, encode_key, encode_value
+from logbroker.broker.groups.offsets_log_format import ConsumerGroupKey, ConsumerGroupValue, GroupKey, encode_key, encode_value
 from logbroker.broker.groups.results import (
     ConsumerGroupDescription,
     ConsumerHeartbeat,
     ConsumerHeartbeatResult,
     ConsumerMemberDescription,
-    GroupError,
+    GroupOutcome,
     TopicAssignment,
 )
 from logbroker.broker.groups.offsets import OffsetStore
@@ -57,14 +57,14 @@ from logbroker.broker.internal_topic import INTERNAL_TOPICS
 
 log = logging.getLogger("logbroker.groups")
 
-E = GroupError
+E = GroupOutcome
 C_SESSION, C_REVOKE = "consumer-session", "consumer-revoke"
 
 
 class _Refused(Exception):
     """A heartbeat refused with an error code and Kafka's message."""
 
-    def __init__(self, error: GroupError, message: str) -> None:
+    def __init__(self, error: GroupOutcome, message: str) -> None:
         super().__init__(message)
         self.error = error
         self.message = message

@@ -52,7 +52,7 @@ from logbroker.broker.groups.results import (
     ConsumerHeartbeatResult,
     CoordinatorStatistics,
     FetchResult,
-    GroupError,
+    GroupOutcome,
     GroupSummary,
     JoinedMember,
     JoinRequest,
@@ -76,7 +76,7 @@ _PREPARING = GroupState.PREPARING_REBALANCE
 _COMPLETING = GroupState.COMPLETING_REBALANCE
 _STABLE = GroupState.STABLE
 _DEAD = GroupState.DEAD
-E = GroupError
+E = GroupOutcome
 
 
 class GroupCoordinator:
@@ -436,12 +436,12 @@ class GroupCoordinator:
         group.sync_deadline = now + group.rebalance_timeout_ms()
         self._schedule(group.sync_deadline, _SYNC, group.group_id)
 
-    def _reset_assignments(self, group: Group, error: GroupError, now: int) -> None:
+    def _reset_assignments(self, group: Group, error: GroupOutcome, now: int) -> None:
         for member in group.members.values():
             member.assignment = b""
         self._propagate_assignment(group, error, now)
 
-    def _propagate_assignment(self, group: Group, error: GroupError, now: int) -> None:
+    def _propagate_assignment(self, group: Group, error: GroupOutcome, now: int) -> None:
         for member in group.members.values():
             waiter, member.sync_waiter = member.sync_waiter, None
             if waiter is None:
@@ -473,7 +473,7 @@ class GroupCoordinator:
     # -- SyncGroup, Heartbeat, LeaveGroup ---------------------------------------
 
     def _check_member(self, group: Group | None, generation: int | None, member_id: str,
-                      instance_id: str | None) -> GroupError | None:
+                      instance_id: str | None) -> GroupOutcome | None:
         """The checks SyncGroup and Heartbeat share, in Kafka's order."""
         if group is None:
             return E.UNKNOWN_MEMBER_ID
@@ -538,7 +538,7 @@ class GroupCoordinator:
             group.sync_deadline = None
 
     def heartbeat(self, group_id: str, generation: int, member_id: str, now_ms: int, *,
-                  group_instance_id: str | None = None) -> GroupError:
+                  group_instance_id: str | None = None) -> GroupOutcome:
         """Heartbeat: keeps the session; REBALANCE_IN_PROGRESS tells the member to rejoin."""
         if self.loading:  # Kafka answers NONE so members do not rejoin needlessly
             return E.NONE
@@ -572,7 +572,7 @@ class GroupCoordinator:
             out.append((member_id, instance_id, self._leave_one(group, member_id, instance_id, now_ms)))
         return LeaveResult(E.NONE, tuple(out))
 
-    def _leave_one(self, group: Group, member_id: str, instance_id: str | None, now: int) -> GroupError:
+    def _leave_one(self, group: Group, member_id: str, instance_id: str | None, now: int) -> GroupOutcome:
         if not member_id:
             member_id = group.static_members.get(instance_id, "") if instance_id is not None else ""
             if not member_id:
@@ -635,13 +635,13 @@ class GroupCoordinator:
     def delete_offsets(self, group_id: str, partitions: list[tuple[str, int]], now_ms: int) -> OffsetDeleteResult:
         return self.offsets.delete_offsets(group_id, partitions, now_ms)
 
-    def list_groups(self, states: set[str] | None = None) -> tuple[GroupError, list[ListedGroup]]:
+    def list_groups(self, states: set[str] | None = None) -> tuple[GroupOutcome, list[ListedGroup]]:
         return self.offsets.list_groups(states)
 
     def describe_groups(self, group_ids: list[str]) -> list[GroupSummary]:
         return self.offsets.describe_groups(group_ids)
 
-    def delete_groups(self, group_ids: list[str], now_ms: int) -> tuple[dict[str, GroupError], FlushPoint | None]:
+    def delete_groups(self, group_ids: list[str], now_ms: int) -> tuple[dict[str, GroupOutcome], FlushPoint | None]:
         return self.offsets.delete_groups(group_ids, now_ms)
 
     def expire_offsets(self, now_ms: int) -> int:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from logbroker.broker.groups.config import GroupConfig
 from logbroker.broker.groups.consumer_group import ConsumerGroup
-from logbroker.broker.groups.records import (
+from logbroker.broker.groups.offsets_log_format import (
     ConsumerGroupKey,
     ConsumerGroupValue,
     GroupKey,
@@ -48,7 +48,7 @@ from logbroker.broker.groups.results import (
     CommitResult,
     CoordinatorStatistics,
     FetchResult,
-    GroupError,
+    GroupOutcome,
     GroupSummary,
     ListedGroup,
     MemberSummary,
@@ -61,7 +61,7 @@ from logbroker.errors import BatchTooLargeError, LogbrokerError
 
 log = logging.getLogger("logbroker.groups")
 
-E = GroupError
+E = GroupOutcome
 _EMPTY = GroupState.EMPTY
 _DEAD = GroupState.DEAD
 Records = list[tuple[bytes, bytes | None]]
@@ -181,7 +181,7 @@ class OffsetStore:
         # recorded time if it was Empty already, else from the end of loading (-1).
         group.state_timestamp = value.state_timestamp if value.member_count == 0 else -1
 
-    def persist_group(self, group: Group, now_ms: int) -> GroupError:
+    def persist_group(self, group: Group, now_ms: int) -> GroupOutcome:
         """Record the group's generation and protocol; an error if the append failed."""
         if group.consumer is not None:
             return E.NONE  # a consumer group records its epoch itself
@@ -231,7 +231,7 @@ class OffsetStore:
             return  # the copy would leave the pending offsets' batches behind
         self._topic.compact_if_superseded(self._live_records, now_ms, self.config.compact_min_records)
 
-    def _append(self, records: Records, now_ms: int) -> tuple[FlushPoint, None] | tuple[None, GroupError]:
+    def _append(self, records: Records, now_ms: int) -> tuple[FlushPoint, None] | tuple[None, GroupOutcome]:
         """Append; returns (flush point, None) or (None, the error to answer)."""
         try:
             flush = self._topic.append(records, now_ms)
@@ -263,7 +263,7 @@ class OffsetStore:
             member = group.members.get(req.member_id)
             if member is not None:
                 self._keep_alive(group, member, now_ms)
-        errors: dict[tuple[str, int], GroupError] = {}
+        errors: dict[tuple[str, int], GroupOutcome] = {}
         values: dict[tuple[str, int], OffsetValue] = {}
         expire = now_ms + req.retention_ms if req.retention_ms >= 0 else -1
         limit = self.config.offset_metadata_max_bytes
@@ -317,7 +317,7 @@ class OffsetStore:
                 error = E.ILLEGAL_GENERATION
             if error is not None:
                 return CommitResult({tp: error for tp in req.offsets})
-        errors: dict[tuple[str, int], GroupError] = {}
+        errors: dict[tuple[str, int], GroupOutcome] = {}
         values: dict[tuple[str, int], OffsetValue] = {}
         limit = self.config.offset_metadata_max_bytes
         for tp, value in req.offsets.items():
@@ -373,7 +373,7 @@ class OffsetStore:
         return any((group_id, tp) in pending for pending in self._pending_txn.values())
 
     @staticmethod
-    def _check_commit(group: Group, req: CommitRequest) -> GroupError | None:
+    def _check_commit(group: Group, req: CommitRequest) -> GroupOutcome | None:
         """Kafka's checks of a commit to an existing group, in its order."""
         if group.consumer is not None:
             return _check_consumer_commit(group.consumer, req, transactional=False)
@@ -448,7 +448,7 @@ class OffsetStore:
 
     # -- ListGroups / DescribeGroups / DeleteGroups --------------------------------
 
-    def list_groups(self, states: set[str] | None = None) -> tuple[GroupError, list[ListedGroup]]:
+    def list_groups(self, states: set[str] | None = None) -> tuple[GroupOutcome, list[ListedGroup]]:
         """Every group (optionally only those in ``states``, matched case-insensitively)."""
         if self._groups.loading:
             return E.COORDINATOR_LOAD_IN_PROGRESS, []
@@ -485,9 +485,9 @@ class OffsetStore:
                 ))
         return out
 
-    def delete_groups(self, group_ids: list[str], now_ms: int) -> tuple[dict[str, GroupError], FlushPoint | None]:
+    def delete_groups(self, group_ids: list[str], now_ms: int) -> tuple[dict[str, GroupOutcome], FlushPoint | None]:
         """DeleteGroups: Empty groups go, with their offsets; returns (errors, flush point)."""
-        results: dict[str, GroupError] = {}
+        results: dict[str, GroupOutcome] = {}
         flush = None
         for group_id in group_ids:
             group = self._groups.get(group_id)
@@ -601,7 +601,7 @@ def _tombstones(group: Group) -> Records:
     return records
 
 
-def _check_consumer_commit(group: ConsumerGroup, req: CommitRequest, *, transactional: bool) -> GroupError | None:
+def _check_consumer_commit(group: ConsumerGroup, req: CommitRequest, *, transactional: bool) -> GroupOutcome | None:
     """Kafka's ConsumerGroup.validateOffsetCommit: an empty group takes commits
     without a member (epoch < 0); a member must be known and commit with its
     current epoch, through OffsetCommit v9+ unless transactional."""

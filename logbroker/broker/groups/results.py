@@ -1,7 +1,7 @@
 """What the group coordinator takes and answers: frozen commands and results.
 
-The coordinator speaks no protocol: :class:`GroupError` names each outcome
-after the Kafka error code the handlers send (``GroupError.X.value`` is the
+The coordinator speaks no protocol: :class:`GroupOutcome` names each outcome
+after the Kafka error code the handlers send (``GroupOutcome.X.value`` is the
 name of the ``ErrorCode`` member), so the one mapping lives in
 ``broker/handlers/groups.py``.
 """
@@ -11,10 +11,10 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from logbroker.broker.groups.records import OffsetValue
+from logbroker.broker.groups.offsets_log_format import OffsetValue
 
 
-class GroupError(enum.Enum):
+class GroupOutcome(enum.Enum):
     NONE = "none"
     COORDINATOR_LOAD_IN_PROGRESS = "coordinator_load_in_progress"
     COORDINATOR_NOT_AVAILABLE = "coordinator_not_available"
@@ -73,7 +73,7 @@ class JoinedMember:
 class JoinResult:
     """The JoinGroup answer; ``members`` is filled for the leader only."""
 
-    error: GroupError
+    error: GroupOutcome
     member_id: str = ""
     generation: int = -1
     protocol_type: str | None = None
@@ -84,7 +84,7 @@ class JoinResult:
 
 @dataclass(frozen=True, slots=True)
 class SyncResult:
-    error: GroupError
+    error: GroupOutcome
     assignment: bytes = b""
     protocol_type: str | None = None
     protocol_name: str | None = None
@@ -94,8 +94,8 @@ class SyncResult:
 class LeaveResult:
     """``members``: (member_id, group_instance_id, error) in request order."""
 
-    error: GroupError
-    members: tuple[tuple[str, str | None, GroupError], ...] = ()
+    error: GroupOutcome
+    members: tuple[tuple[str, str | None, GroupOutcome], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +118,7 @@ class CommitRequest:
 class CommitResult:
     """Per-partition errors, and where to fsync to make the commit durable (None: nothing written)."""
 
-    errors: dict[tuple[str, int], GroupError]
+    errors: dict[tuple[str, int], GroupOutcome]
     flush: object | None = None
 
 
@@ -126,7 +126,7 @@ class CommitResult:
 class FetchResult:
     """``offsets``: (topic, partition) -> committed value, or None where nothing is committed."""
 
-    error: GroupError
+    error: GroupOutcome
     offsets: dict[tuple[str, int], OffsetValue | None] = field(default_factory=dict)
 
 
@@ -145,7 +145,7 @@ class GroupSummary:
     """DescribeGroups' view; metadata and assignments only when Stable (as Kafka)."""
 
     group_id: str
-    error: GroupError
+    error: GroupOutcome
     state: str
     protocol_type: str = ""
     protocol_name: str = ""
@@ -164,8 +164,8 @@ class ListedGroup:
 
 @dataclass(frozen=True, slots=True)
 class OffsetDeleteResult:
-    error: GroupError
-    partitions: dict[tuple[str, int], GroupError] = field(default_factory=dict)
+    error: GroupOutcome
+    partitions: dict[tuple[str, int], GroupOutcome] = field(default_factory=dict)
     flush: object | None = None
 
 
@@ -199,7 +199,7 @@ class ConsumerHeartbeat:
 class ConsumerHeartbeatResult:
     """The answer; ``assignment`` is None when it is not sent (unchanged)."""
 
-    error: GroupError
+    error: GroupOutcome
     message: str | None = None
     member_id: str | None = None
     member_epoch: int = -1
@@ -228,7 +228,7 @@ class ConsumerGroupDescription:
     for an unknown group or one of another type, with Kafka's message)."""
 
     group_id: str
-    error: GroupError
+    error: GroupOutcome
     message: str | None = None
     state: str = ""
     group_epoch: int = -1

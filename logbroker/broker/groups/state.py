@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from logbroker.broker.deferred import Deferred
 from logbroker.broker.groups.consumer_group import ConsumerGroup
-from logbroker.broker.groups.records import OffsetValue
+from logbroker.broker.groups.offsets_log_format import OffsetValue
 
 
 class GroupState(enum.Enum):

@@ -2,7 +2,7 @@
 on the first write. Append, replay and copy-forward compaction come from
 :class:`~logbroker.broker.internal_topic.InternalTopic` (the log cleaner also
 compacts it in the background). Record layout: see
-:mod:`logbroker.broker.groups.records`.
+:mod:`logbroker.broker.groups.offsets_log_format`.
 """
 
 from __future__ import annotations

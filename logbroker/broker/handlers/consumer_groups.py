@@ -22,7 +22,7 @@ from logbroker.broker.core import Broker
 from logbroker.protocol import Request
 from logbroker.protocol import ErrorCode
 
-from logbroker.broker.groups import ConsumerHeartbeat, GroupError, TopicMeta
+from logbroker.broker.groups import ConsumerHeartbeat, GroupOutcome, TopicMeta
 from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._acl import (
     GROUP_DENIED, NO_AUTHORIZED_OPERATIONS, TOPIC_DENIED, denied_topics, group_operations,
@@ -152,7 +152,7 @@ def handle_consumer_group_describe(broker: Broker, ctx: RequestContext, request:
             )
             for m in g.members
         )
-        ok_group = g.error is GroupError.NONE
+        ok_group = g.error is GroupOutcome.NONE
         groups.append(build(
             mod.DescribedGroup,
             error_code=ERROR_CODES[g.error],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from logbroker.protocol import ErrorCode
 
-from logbroker.broker.groups import GroupError
+from logbroker.broker.groups import GroupOutcome
 from logbroker.broker.producer_state import (
     InvalidProducerEpochError, InvalidTxnStateError, OutOfOrderSequenceError, TxnNotReadyError,
 )
@@ -31,8 +31,8 @@ _TABLE: tuple[tuple[type[BaseException], ErrorCode], ...] = (
 )
 
 
-GROUP_ERROR_CODES: dict[GroupError, ErrorCode] = {e: getattr(ErrorCode, e.value) for e in GroupError}
-"""The group coordinator's GroupError -> the ErrorCode sent on the wire."""
+GROUP_ERROR_CODES: dict[GroupOutcome, ErrorCode] = {e: getattr(ErrorCode, e.value) for e in GroupOutcome}
+"""The group coordinator's GroupOutcome -> the ErrorCode sent on the wire."""
 
 
 def error_code_for(exc: BaseException) -> ErrorCode:

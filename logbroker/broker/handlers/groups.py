@@ -27,7 +27,7 @@ from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers.transactions import find_transaction_coordinator
 from logbroker.broker.groups import (
     CommitRequest,
-    GroupError,
+    GroupOutcome,
     JoinRequest,
     JoinResult,
     OffsetValue,
@@ -41,13 +41,13 @@ from logbroker.broker.handlers._result import Reply
 from logbroker.broker.handlers.errors import GROUP_ERROR_CODES
 from logbroker.broker.security.acls import CLUSTER
 
-ERROR_CODES: dict[GroupError, ErrorCode] = GROUP_ERROR_CODES
-"""GroupError -> the ErrorCode sent on the wire (the table of :mod:`.errors`)."""
+ERROR_CODES: dict[GroupOutcome, ErrorCode] = GROUP_ERROR_CODES
+"""GroupOutcome -> the ErrorCode sent on the wire (the table of :mod:`.errors`)."""
 
 _KEY_TYPE_GROUP, _KEY_TYPE_TRANSACTION = 0, 1
 
 
-def _code(error: GroupError) -> ErrorCode:
+def _code(error: GroupOutcome) -> ErrorCode:
     return ERROR_CODES[error]
 
 
@@ -205,7 +205,7 @@ def handle_leave_group(broker: Broker, ctx: RequestContext, request: Request) ->
     result = broker.groups.leave_group(body.group_id, members, broker.clock())
     if not batched:
         error = result.error
-        if error is GroupError.NONE and result.members:
+        if error is GroupOutcome.NONE and result.members:
             error = result.members[0][2]
         return build(request.response_class, error_code=_code(error))
     mod = module_of(request.response_class)
@@ -375,7 +375,7 @@ def handle_offset_delete(broker: Broker, ctx: RequestContext, request: Request) 
     topics = broker.topics()
     known = [tp for tp in wanted if tp[0] not in denied and _partition_exists(topics, *tp)]
     result = broker.groups.delete_offsets(body.group_id, known, broker.clock())
-    if result.error is not GroupError.NONE:
+    if result.error is not GroupOutcome.NONE:
         return build(request.response_class, error_code=_code(result.error), topics=())
     topics_out = []
     for topic in body.topics:
@@ -440,7 +440,7 @@ def handle_describe_groups(broker: Broker, ctx: RequestContext, request: Request
             continue
         s = next(summaries)
         operations = NO_AUTHORIZED_OPERATIONS
-        if with_operations and s.error is GroupError.NONE:
+        if with_operations and s.error is GroupOutcome.NONE:
             operations = group_operations(broker, ctx, s.group_id)
         if s.state == "Dead" and broker.share.is_share_group(s.group_id):
             out.append(_describe_share_group(broker, mod, s.group_id, operations))

@@ -77,10 +77,6 @@ class Change:
         return self.lo is not None
 
 
-class InvalidRecordState(ValueError):
-    """An acknowledgement names records this member does not hold (INVALID_RECORD_STATE)."""
-
-
 class SharePartition:
     """The in-flight window of one share-partition (see the module docstring)."""
 

@@ -25,7 +25,7 @@ from logbroker.broker.share.dlq import dead_letter_batch
 from logbroker.broker.share.config import ShareConfig
 from logbroker.broker.share.membership import ShareGroup
 from logbroker.broker.share.partition import Change, SharePartition
-from logbroker.broker.share.records import (
+from logbroker.broker.share.state_log_format import (
     ConfigKey, ConfigValue, GroupKey, GroupValue, Key, PartitionKey, PartitionValue, RecordFormatError, Value,
     decode_key, decode_value, encode_key, encode_value,
 )

@@ -9,7 +9,7 @@ forward into a fresh segment, fsyncs them and moves the log start past
 everything older. A crash at any point leaves a replayable log.
 
 Not thread-safe; the broker calls it from one thread. Record layout: see
-:mod:`logbroker.broker.share.records`.
+:mod:`logbroker.broker.share.state_log_format`.
 """
 
 from __future__ import annotations

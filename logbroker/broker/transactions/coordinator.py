@@ -31,7 +31,7 @@ from dataclasses import replace
 from logbroker.broker.groups import OFFSETS_TOPIC
 from logbroker.broker.internal_topic import FlushPoint
 from logbroker.broker.transactions.config import TransactionConfig
-from logbroker.broker.transactions.records import (
+from logbroker.broker.transactions.transaction_log_format import (
     RecordFormatError,
     decode_key,
     decode_value,

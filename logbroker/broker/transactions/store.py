@@ -7,7 +7,7 @@ records forward when the log holds twice as many records as there are
 transactional ids (:class:`~logbroker.broker.internal_topic.InternalTopic`).
 
 Not thread-safe; the broker calls it from one thread. Record layout: see
-:mod:`logbroker.broker.transactions.records`.
+:mod:`logbroker.broker.transactions.transaction_log_format`.
 """
 
 from __future__ import annotations

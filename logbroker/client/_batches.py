@@ -29,17 +29,30 @@ import crc32c
 import numpy as np
 import trio
 
-from logbroker.records import HEADER_SIZE, LOG_OVERHEAD, MAGIC, ATTR_TRANSACTIONAL, Compression, compress
+from logbroker.records import (
+    ATTR_TRANSACTIONAL,
+    CRC_AT,
+    CRC_START,
+    CRC_STRUCT,
+    HEADER_SIZE,
+    HEADER_STRUCT,
+    LOG_OVERHEAD,
+    MAGIC,
+    PRODUCER_ID_AT,
+    Compression,
+    compress,
+)
 
 from ._encode import Column, encode_records
 from .types import RecordMetadata
 
 __all__ = ["BulkDelivery", "Delivery", "PartitionRange", "ProducerBatch", "SendManyResult", "restamp"]
 
-_IDS = struct.Struct(">qhi")  # producerId @43, producerEpoch @51, baseSequence @53
-_CRC = struct.Struct(">I")  # @17, over bytes [21, end)
-_PREFIX = struct.Struct(">qiibI")  # baseOffset, batchLength, leaderEpoch, magic, crc
-_TAIL = struct.Struct(">hiqqqhii")  # attributes .. recordsCount
+_IDS = struct.Struct(">qhi")  # producerId, producerEpoch, baseSequence: adjacent from PRODUCER_ID_AT
+# The header split where the CRC's coverage starts: baseOffset .. crc, then attributes .. recordsCount.
+_PREFIX = struct.Struct(HEADER_STRUCT.format[:6])
+_TAIL = struct.Struct(">" + HEADER_STRUCT.format[6:])
+assert _PREFIX.size == CRC_START and _PREFIX.size + _TAIL.size == HEADER_SIZE
 _RECORD_OVERHEAD = 24  # an upper bound of a small record's varints and attributes
 _NO_HEADERS = b"\x00"
 _time_ns = time.time_ns
@@ -48,8 +61,8 @@ _time_ns = time.time_ns
 def restamp(data: bytes, producer_id: int, producer_epoch: int, base_sequence: int) -> bytes:
     """Return ``data`` (one batch) with new producer id, epoch and base sequence, and a valid CRC."""
     buf = bytearray(data)
-    _IDS.pack_into(buf, 43, producer_id, producer_epoch, base_sequence)
-    _CRC.pack_into(buf, 17, crc32c.crc32c(memoryview(buf)[21:]))
+    _IDS.pack_into(buf, PRODUCER_ID_AT, producer_id, producer_epoch, base_sequence)
+    CRC_STRUCT.pack_into(buf, CRC_AT, crc32c.crc32c(memoryview(buf)[CRC_START:]))
     return bytes(buf)
 
 

@@ -18,6 +18,7 @@ from logbroker.storage.files import write_atomically as write_atomically
 from logbroker.storage.index import OffsetIndex as OffsetIndex, TimeIndex as TimeIndex
 from logbroker.storage.loader import PartitionRecovery as PartitionRecovery
 from logbroker.storage.manager import (
+    MAX_PARTITIONS as MAX_PARTITIONS,
     LogManager as LogManager,
     RecoveryReport as RecoveryReport,
     TopicInfo as TopicInfo,
@@ -63,5 +64,6 @@ __all__ = [
     "TopicInfo",
     "repair_data_dir",
     "validate_topic_name",
+    "MAX_PARTITIONS",
     "write_atomically",
 ]

@@ -155,6 +155,7 @@ def test_metadata_null_means_all_empty_means_none_and_auto_create(h):
         ("ok-default-rf", 2, -1, (), ErrorCode.none),
         ("bad name!", 1, 1, (), ErrorCode.invalid_topic_exception),
         ("..", 1, 1, (), ErrorCode.invalid_topic_exception),
+        ("name-then-newline\n", 1, 1, (), ErrorCode.invalid_topic_exception),
         ("zero", 0, 1, (), ErrorCode.invalid_partitions),
         ("rf3", 1, 3, (), ErrorCode.invalid_replication_factor),
         ("cfg", 1, 1, (("retention.ms", "soon"),), ErrorCode.invalid_config),

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import re
 
 from logbroker.broker.core import Broker
 from logbroker.protocol import Request
@@ -35,9 +34,8 @@ from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._build import build, module_of
 from logbroker.broker.handlers.errors import error_code_for
 from logbroker.broker.security.acls import CLUSTER
-from logbroker.errors import InvalidConfigError, InvalidRequestError, LogbrokerError
-from logbroker.storage import TOPIC_CONFIG_DEFAULTS
-from logbroker.storage.manager import MAX_PARTITIONS  # not among the package's names
+from logbroker.errors import InvalidConfigError, InvalidRequestError, InvalidTopicError, LogbrokerError
+from logbroker.storage import MAX_PARTITIONS, TOPIC_CONFIG_DEFAULTS, validate_topic_name
 
 RESOURCE_TOPIC = 2
 RESOURCE_BROKER = 4
@@ -50,7 +48,6 @@ OP_SET, OP_DELETE, OP_APPEND, OP_SUBTRACT = 0, 1, 2, 3
 DAMAGED_BATCHES = "logbroker.damaged.batches"
 _TYPE_LIST = 7
 
-_TOPIC_NAME = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
 
 
 def config_denial(broker: Broker, ctx: RequestContext, operation: str, resource_type: int, name: str) -> tuple[ErrorCode, str] | None:
@@ -66,8 +63,10 @@ def config_denial(broker: Broker, ctx: RequestContext, operation: str, resource_
 
 
 def _topic_name_error(name: str) -> str | None:
-    if not _TOPIC_NAME.match(name or "") or name in (".", ".."):
-        return f"topic name {name!r} is illegal: use 1-249 of [a-zA-Z0-9._-], not '.' or '..'"
+    try:
+        validate_topic_name(name)
+    except InvalidTopicError as exc:
+        return str(exc)
     return None
 
 

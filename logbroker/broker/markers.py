@@ -3,20 +3,20 @@ and the header-level helpers read_committed fetches need.
 
 A marker is a control batch (attributes: transactional and control bits)
 carrying the transaction's producer id and epoch, base sequence -1, and one
-record: key = version int16 0 | type int16 (0 abort, 1 commit), value =
-version int16 0 | coordinator epoch int32 (Kafka's ``EndTransactionMarker``).
+record in the format of :mod:`logbroker.records.control`.
 """
 
 from __future__ import annotations
 
-import struct
-
-from logbroker.errors import RecordsError
-from logbroker.records import BatchBuilder, BatchHeader, BytesLike, decode_batch, iter_batches
-
-ABORT, COMMIT = 0, 1
-_KEY = struct.Struct(">hh")
-_VALUE = struct.Struct(">hi")
+from logbroker.records import BatchBuilder, BatchHeader, iter_batches
+from logbroker.records.control import (
+    ABORT as ABORT,
+    COMMIT as COMMIT,
+    is_abort_marker as is_abort_marker,
+    marker_key,
+    marker_type,
+    marker_value,
+)
 
 
 def control_batch(producer_id: int, producer_epoch: int, commit: bool, coordinator_epoch: int,
@@ -26,28 +26,13 @@ def control_batch(producer_id: int, producer_epoch: int, commit: bool, coordinat
         producer_id=producer_id, producer_epoch=producer_epoch, base_sequence=-1,
         transactional=True, control=True,
     )
-    builder.append(_VALUE.pack(0, coordinator_epoch), _KEY.pack(0, COMMIT if commit else ABORT), timestamp_ms=now_ms)
+    builder.append(marker_value(coordinator_epoch), marker_key(commit), timestamp_ms=now_ms)
     return builder.build()
-
-
-def is_abort_marker(data: BytesLike, pos: int = 0) -> bool:
-    """True if the control batch at ``data[pos]`` is an abort marker (reads its one record)."""
-    try:
-        records = decode_batch(data, pos).records
-    except RecordsError:
-        return False
-    return bool(records) and _marker_type(records[0].key) == ABORT
 
 
 def is_commit_key(key: bytes | None) -> bool:
     """True if a control record's key says COMMIT."""
-    return _marker_type(key) == COMMIT
-
-
-def _marker_type(key: bytes | None) -> int | None:
-    if key is None or len(key) < _KEY.size:
-        return None
-    return _KEY.unpack_from(key)[1]
+    return marker_type(key) == COMMIT
 
 
 def cut_before(records: memoryview, offset: int) -> memoryview:

@@ -19,14 +19,13 @@ from typing import cast
 import click
 
 from logbroker.records import HEADER_SIZE, LOG_OVERHEAD, MAGIC, BatchHeader, batch_crc, parse_header
+from logbroker.records.control import MARKER_NAMES, marker_epoch, marker_type
+from logbroker.storage.index import OffsetIndex, TimeIndex
+from logbroker.storage.txnindex import ENTRY_STRUCT as _TXN_ENTRY
 
 _CODECS = {0: "none", 1: "gzip", 2: "snappy", 3: "lz4", 4: "zstd"}
-_INDEX_ENTRY = struct.Struct(">II")
-_TIME_ENTRY = struct.Struct(">qI")
-_TXN_ENTRY = struct.Struct(">hqqqq")  # version, producer id, first offset, last offset, last stable offset
-_MARKER_KEY = struct.Struct(">hh")  # version, type (0 abort, 1 commit)
-_MARKER_VALUE = struct.Struct(">hi")  # version, coordinator epoch
-_MARKER_TYPES = {0: "ABORT", 1: "COMMIT"}
+_INDEX_ENTRY = OffsetIndex.ENTRY_STRUCT
+_TIME_ENTRY = TimeIndex.ENTRY_STRUCT
 
 BytesLike = bytes | bytearray | memoryview
 """What the records functions read batches from."""
@@ -115,14 +114,14 @@ def _marker_line(buf: BytesLike, pos: int, h: BatchHeader) -> str:
         return "  | control batch without records"
     record = decoded.records[0]
     key, value = record.key or b"", record.value or b""
-    if len(key) < _MARKER_KEY.size:
+    kind = marker_type(key)
+    if kind is None:
         return f"  | control record with key {_short(key)}"
-    _, kind = _MARKER_KEY.unpack_from(key)
-    if kind not in _MARKER_TYPES:
+    if kind not in MARKER_NAMES:
         return f"  | control record of type {kind}"
-    epoch = _MARKER_VALUE.unpack_from(value)[1] if len(value) >= _MARKER_VALUE.size else "?"
-    return (f"  | offset: {record.offset} endTxnMarker: {_MARKER_TYPES[kind]} producerId: {h.producer_id} "
-            f"producerEpoch: {h.producer_epoch} coordinatorEpoch: {epoch}")
+    epoch = marker_epoch(value)
+    return (f"  | offset: {record.offset} endTxnMarker: {MARKER_NAMES[kind]} producerId: {h.producer_id} "
+            f"producerEpoch: {h.producer_epoch} coordinatorEpoch: {'?' if epoch is None else epoch}")
 
 
 def _dump_log(path: Path, records: bool) -> int:

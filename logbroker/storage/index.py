@@ -62,7 +62,7 @@ class _MappedIndex:
 
     ENTRY_SIZE: int
     DTYPE: np.dtype
-    _ENTRY: struct.Struct
+    ENTRY_STRUCT: struct.Struct
 
     def __init__(self, path: Path, base_offset: int, mode: int = DEFAULT_FILE_MODE) -> None:
         self.path = path
@@ -172,7 +172,7 @@ class _MappedIndex:
 
     def entry(self, n: int) -> tuple[int, int]:
         """The raw ``n``-th entry as stored (relative fields)."""
-        return self._ENTRY.unpack_from(self._bytes(), n * self.ENTRY_SIZE)
+        return self.ENTRY_STRUCT.unpack_from(self._bytes(), n * self.ENTRY_SIZE)
 
     def _bytes(self) -> memoryview:
         """The mapped entries as bytes; only called with entries present (so mapped)."""
@@ -225,12 +225,12 @@ class OffsetIndex(_MappedIndex):
 
     ENTRY_SIZE = 8
     DTYPE = np.dtype([("rel", ">u4"), ("pos", ">u4")])
-    _ENTRY = struct.Struct(">II")
+    ENTRY_STRUCT = struct.Struct(">II")
 
     def append(self, offset: int, position: int) -> None:
         """Add (offset, position); ignored when the index is full (lookups then scan further)."""
         if self._room(self._capacity):
-            self._ENTRY.pack_into(self._bytes(), self._entries * 8, offset - self.base_offset, position)
+            self.ENTRY_STRUCT.pack_into(self._bytes(), self._entries * 8, offset - self.base_offset, position)
             self._entries += 1
 
     def lookup(self, offset: int) -> tuple[int, int]:
@@ -239,7 +239,7 @@ class OffsetIndex(_MappedIndex):
         i = self._bisect(0, _U32, offset - self.base_offset)
         if i < 0:
             return self.base_offset, 0
-        rel, pos = self._ENTRY.unpack_from(self._bytes(), i * 8)
+        rel, pos = self.ENTRY_STRUCT.unpack_from(self._bytes(), i * 8)
         return self.base_offset + rel, pos
 
     def lookup_position(self, position: int) -> int:
@@ -301,7 +301,7 @@ class TimeIndex(_MappedIndex):
 
     ENTRY_SIZE = 12
     DTYPE = np.dtype([("ts", ">i8"), ("rel", ">u4")])
-    _ENTRY = struct.Struct(">qI")
+    ENTRY_STRUCT = struct.Struct(">qI")
 
     def last_entry(self) -> tuple[int, int] | None:
         """``(timestamp, offset)`` of the last entry, or None."""
@@ -324,7 +324,7 @@ class TimeIndex(_MappedIndex):
             if timestamp <= last_ts or offset - self.base_offset < last_rel:
                 return
         if self._room(self._capacity - (0 if force else 1)):
-            self._ENTRY.pack_into(self._bytes(), self._entries * 12, timestamp, offset - self.base_offset)
+            self.ENTRY_STRUCT.pack_into(self._bytes(), self._entries * 12, timestamp, offset - self.base_offset)
             self._entries += 1
 
     @property

@@ -42,7 +42,7 @@ __all__ = ["TXN_INDEX_SUFFIX", "AbortedTxn", "TxnIndexes"]
 logger = logging.getLogger("logbroker.storage")
 
 TXN_INDEX_SUFFIX = ".txnindex"
-_ENTRY = struct.Struct(">hqqqq")  # 34 bytes
+ENTRY_STRUCT = struct.Struct(">hqqqq")  # version, producer id, first, last, last stable offset: 34 bytes
 _VERSION = 0
 
 
@@ -74,9 +74,9 @@ class TxnIndexes:
             except (ValueError, OSError) as exc:
                 logger.warning("%s: ignoring %s (%s)", self._dir.name, path.name, exc)
                 continue
-            whole = len(data) - len(data) % _ENTRY.size
+            whole = len(data) - len(data) % ENTRY_STRUCT.size
             entries = [
-                AbortedTxn(*fields[1:]) for fields in _ENTRY.iter_unpack(data[:whole]) if fields[0] == _VERSION
+                AbortedTxn(*fields[1:]) for fields in ENTRY_STRUCT.iter_unpack(data[:whole]) if fields[0] == _VERSION
             ]
             if whole != len(data):
                 logger.warning("%s: %s ends in a torn entry; it is cut", self._dir.name, path.name)
@@ -97,7 +97,7 @@ class TxnIndexes:
         try:
             fd = os.open(self._path(segment_base), os.O_WRONLY | os.O_CREAT | os.O_APPEND, self._mode)
             try:
-                os.write(fd, _ENTRY.pack(_VERSION, *entry))
+                os.write(fd, ENTRY_STRUCT.pack(_VERSION, *entry))
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -172,7 +172,7 @@ class TxnIndexes:
                 self._entries.pop(base, None)
                 self._dirty.discard(base)
                 return
-            write_atomically(path, b"".join(_ENTRY.pack(_VERSION, *e) for e in entries), self._mode)
+            write_atomically(path, b"".join(ENTRY_STRUCT.pack(_VERSION, *e) for e in entries), self._mode)
         except OSError as exc:
             raise StorageError(f"cannot rewrite {path}: {exc}") from exc
         self._entries[base] = list(entries)

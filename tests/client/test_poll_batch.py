@@ -13,14 +13,85 @@ read_uncommitted sees every data record and no control record.
 
 from __future__ import annotations
 
+import random
+
+import crc32c
 import numpy as np
 import pytest
 import trio
 
 from logbroker.client import Consumer, Producer, SyncConsumer, TopicPartition
-from logbroker.client.columns import ConsumerBatch
+from logbroker.client._decode import decode_chunk, records_from_columns
+from logbroker.client.columns import ConsumerBatch, PartitionColumns
+from logbroker.errors import CorruptBatchError
+from logbroker.records import CRC_AT, CRC_START, CRC_STRUCT, BatchBuilder, iter_batches
+from logbroker.records.compression import Compression
+from logbroker.records.decoder import decode_batches, decode_columns
 
 from client_support import create_topic
+
+
+# -- sans-I/O: the columnar decoder against the record-at-a-time one ------------------------
+
+
+def _random_batches(rng: random.Random) -> tuple[bytes, int]:
+    parts, base = [], 0
+    for _ in range(rng.randint(1, 4)):
+        builder = BatchBuilder(base_offset=base, compression=rng.choice([Compression.NONE, Compression.GZIP]))
+        n = rng.choice([1, 2, 70, 300, 3000])
+        fixed, size = rng.random() < 0.5, rng.choice([0, 1, 63, 64, 100, 300])
+        for i in range(n):
+            value = None if rng.random() < 0.05 else rng.randbytes(size if fixed else rng.randint(0, 300))
+            key = None if rng.random() < 0.7 else rng.randbytes(rng.randint(0, 20))
+            headers = (("h", b"x"), ("n", None)) if rng.random() < 0.1 else ()
+            builder.append(value, key, headers, 1_700_000_000_000 + rng.choice([0, i, i * 1000, rng.randint(0, 10**7)]))
+        parts.append(builder.build())
+        base += n
+    return b"".join(parts), base
+
+
+def test_columns_match_the_record_decoder():
+    rng = random.Random(5)
+    for _ in range(60):
+        data, end = _random_batches(rng)
+        start = rng.choice([-1, 0, 1, end // 2])
+        columns = decode_columns(data, list(iter_batches(data)), start=start)
+        expected = [r for b in decode_batches(data) for r in b.records if r.offset >= start]
+        got = records_from_columns(columns, "t", 3)
+        assert [(r.offset, r.timestamp, r.key, r.value, r.headers) for r in got] == \
+            [(r.offset, r.timestamp, r.key, r.value, r.headers) for r in expected]
+        assert all(r.topic == "t" and r.partition == 3 for r in got)
+        assert PartitionColumns("t", 3, [columns]).value_list() == [r.value for r in expected]
+
+
+def test_fixed_size_values_across_batches_become_one_array():
+    rows = np.random.default_rng(1).integers(0, 256, size=(500, 100), dtype=np.uint8)
+    data = b"".join(_batch_of(rows[i:i + 125], i) for i in range(0, 500, 125))
+    columns = PartitionColumns("t", 0, [decode_chunk(data, 0)])
+    assert columns.value_size == 100
+    assert np.array_equal(columns.values, rows)
+    assert columns.offsets.tolist() == list(range(500))
+
+
+def _batch_of(rows: np.ndarray, base: int) -> bytes:
+    builder = BatchBuilder(base_offset=base)
+    for row in rows:
+        builder.append(row.tobytes())
+    return builder.build()
+
+
+def test_a_record_that_lies_about_its_length_is_corrupt():
+    builder = BatchBuilder()
+    for i in range(100):
+        builder.append(b"v" * 10)
+    data = bytearray(builder.build())
+    data[61 + 40 * 17] ^= 0x02  # the length prefix of record 40 (each is 17 bytes: 1 + 16), 16 -> 17
+    CRC_STRUCT.pack_into(data, CRC_AT, crc32c.crc32c(bytes(data[CRC_START:])))
+    with pytest.raises(CorruptBatchError):
+        decode_chunk(bytes(data), 0)
+
+
+# -- against a real broker ---------------------------------------------------------------------
 
 
 async def _produce(bootstrap: str, topic: str, records: list[tuple[int, bytes | None, bytes | None]]) -> None:

@@ -120,7 +120,7 @@ class _LoopThread:
             self.call(self.client.close, timeout=timeout)
         finally:
             try:
-                self.call_sync(self._stop.set)  # type: ignore[union-attr]
+                self.call_sync(self._stop.set)  # type: ignore[union-attr]  # set by start(), which close() follows
             except ClientClosedError:
                 pass
             self._thread.join(timeout)

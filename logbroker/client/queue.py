@@ -111,8 +111,13 @@ class QueueMessage:
 
     async def release(self) -> None:
         """Not processed: deliver it again (to anyone) now. :raises: as :meth:`ack`."""
-        self._settle(RELEASE)
+        self.release_nowait()
         await trio.lowlevel.checkpoint()
+
+    def release_nowait(self) -> None:
+        """:meth:`release` without yielding: closing releases every held record in
+        one step, so no other task runs (and no fetch re-acquires one) in between."""
+        self._settle(RELEASE)
 
     async def reject(self) -> None:
         """Unprocessable: archive it (and copy it to the dead-letter topic, if any). :raises: as :meth:`ack`."""
@@ -246,7 +251,7 @@ class QueueConsumer:
             scope.shield = True
             for message in list(self._held.values()):
                 if not message.answered:
-                    await message.release()
+                    message.release_nowait()
             for node in list(self._session_epochs):
                 await self._acknowledge(node, close=True)
             if self.member_id:

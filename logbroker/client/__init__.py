@@ -17,11 +17,16 @@ from logbroker.client.config import AdminConfig as AdminConfig
 from logbroker.client.config import ClientConfig as ClientConfig
 from logbroker.client.config import ConsumerConfig as ConsumerConfig
 from logbroker.client.config import ProducerConfig as ProducerConfig
+from logbroker.client.columns import ConsumerBatch as ConsumerBatch
+from logbroker.client.columns import PartitionColumns as PartitionColumns
 from logbroker.client.consumer import Consumer as Consumer
 from logbroker.client.partitioner import crc32_partition as crc32_partition
 from logbroker.client.partitioner import murmur2 as murmur2
 from logbroker.client.partitioner import murmur2_partition as murmur2_partition
 from logbroker.client.partitioner import xxhash_partition as xxhash_partition
+from logbroker.client.producer import BulkDelivery as BulkDelivery
+from logbroker.client.producer import PartitionRange as PartitionRange
+from logbroker.client.producer import SendManyResult as SendManyResult
 from logbroker.client.producer import Producer as Producer
 from logbroker.client.producer import ProducerStatistics as ProducerStatistics
 from logbroker.client.queue import QueueConsumer as QueueConsumer

@@ -31,7 +31,8 @@ from typing import Any
 import click
 import trio
 
-from logbroker.cli.topics import bootstrap_option, run_client
+from logbroker.cli.connect import ClientSettings, client_options
+from logbroker.cli.topics import run_client
 from logbroker.client import Consumer, ConsumerRecord, TopicPartition
 
 
@@ -91,10 +92,10 @@ def _parse_time(text: str) -> datetime.datetime:
 @click.option("--isolation", type=click.Choice(["read_uncommitted", "read_committed"]), default="read_uncommitted",
               show_default=True, help="read_committed: only records of committed transactions, and stop at "
               "the last stable offset (the end for --exit-at-end).")
-@bootstrap_option
+@client_options
 def consume(topic: str, group: str | None, group_protocol: str, from_beginning: bool, offset: int | None,
             from_time: str | None, partitions: tuple[int, ...], max_records: int | None, exit_at_end: bool,
-            fmt: str, print_offsets: bool, key_separator: str | None, isolation: str, bootstrap: str) -> None:
+            fmt: str, print_offsets: bool, key_separator: str | None, isolation: str, client: ClientSettings) -> None:
     """Print the records of TOPIC."""
     starts = [bool(from_beginning), offset is not None, from_time is not None]
     if sum(starts) > 1:
@@ -107,7 +108,6 @@ def consume(topic: str, group: str | None, group_protocol: str, from_beginning: 
         "auto_offset_reset": "earliest" if from_beginning else "latest",
         "group_id": group,
         "enable_auto_commit": group is not None,
-        "client_id": "logbroker-consume",
         "isolation_level": isolation,
         "group_protocol": group_protocol,
     }
@@ -164,7 +164,7 @@ def consume(topic: str, group: str | None, group_protocol: str, from_beginning: 
             sys.stdout.flush()
 
     async def main() -> None:
-        async with Consumer(bootstrap, **options) as consumer:
+        async with Consumer(client.bootstrap, **client.options(**options)) as consumer:
             with trio.CancelScope() as stop:
                 async with trio.open_nursery() as nursery:
                     async def on_signal() -> None:

@@ -16,7 +16,8 @@ from collections.abc import Iterable
 
 import click
 
-from logbroker.cli.topics import bootstrap_option, emit_json, format_option, print_table, run_client
+from logbroker.cli.connect import ClientSettings, client_options
+from logbroker.cli.topics import emit_json, format_option, print_table, run_client
 from logbroker.client import (
     Admin,
     ConsumerGroupDescription,
@@ -40,13 +41,13 @@ def groups() -> None:
 @click.option("--state", default=None, help="Only groups in this state (Stable, Empty...).")
 @click.option("--type", "types", type=click.Choice(["classic", "consumer", "share"], case_sensitive=False),
               multiple=True, help="Only groups of this type (repeatable).")
-@bootstrap_option
+@client_options
 @format_option
-def list_(state: str | None, types: tuple[str, ...], bootstrap: str, fmt: str) -> None:
+def list_(state: str | None, types: tuple[str, ...], client: ClientSettings, fmt: str) -> None:
     """List groups with their type (classic, consumer, share), protocol type and state."""
 
     async def main() -> list[GroupListing]:
-        async with Admin(bootstrap) as admin:
+        async with Admin(client.bootstrap, **client.options()) as admin:
             return await admin.list_groups(types=types)
 
     listed = [g for g in run_client(main) if state is None or g.state.lower() == state.lower()]
@@ -96,13 +97,13 @@ async def _describe(admin: Admin, group_id: str) -> _Described:
 
 @groups.command("describe")
 @click.argument("group_id")
-@bootstrap_option
+@client_options
 @format_option
-def describe(group_id: str, bootstrap: str, fmt: str) -> None:
+def describe(group_id: str, client: ClientSettings, fmt: str) -> None:
     """State, members and, per partition, committed offset, log end and lag."""
 
     async def main() -> tuple[_Described, list[SharePartitionProgress] | None]:
-        async with Admin(bootstrap) as admin:
+        async with Admin(client.bootstrap, **client.options()) as admin:
             described = await _describe(admin, group_id)
             share = None
             if isinstance(described[0], GroupDescription) and described[0].protocol_type == "share":
@@ -251,9 +252,9 @@ def _describe_share(group_id: str, description: _Description, progress: list[Sha
               help="Set a share-group config, e.g. share.auto.offset.reset=earliest (repeatable).")
 @click.option("--delete", "deletions", multiple=True, metavar="NAME",
               help="Remove an override: back to the broker's setting (repeatable).")
-@bootstrap_option
+@client_options
 @format_option
-def config(group_id: str, settings: tuple[str, ...], deletions: tuple[str, ...], bootstrap: str, fmt: str) -> None:
+def config(group_id: str, settings: tuple[str, ...], deletions: tuple[str, ...], client: ClientSettings, fmt: str) -> None:
     """Show or change a share group's configs: share.auto.offset.reset,
     share.record.lock.duration.ms, share.delivery.count.limit,
     errors.deadletterqueue.topic.name, ... (a group may be configured before
@@ -267,7 +268,7 @@ def config(group_id: str, settings: tuple[str, ...], deletions: tuple[str, ...],
     changes.update((name, None) for name in deletions)
 
     async def main() -> dict[str, str | None]:
-        async with Admin(bootstrap) as admin:
+        async with Admin(client.bootstrap, **client.options()) as admin:
             if changes:
                 await admin.alter_group_configs(group_id, changes)
             return await admin.describe_group_configs(group_id)
@@ -281,12 +282,12 @@ def config(group_id: str, settings: tuple[str, ...], deletions: tuple[str, ...],
 
 @groups.command("delete")
 @click.argument("group_ids", nargs=-1, required=True)
-@bootstrap_option
-def delete(group_ids: tuple[str, ...], bootstrap: str) -> None:
+@client_options
+def delete(group_ids: tuple[str, ...], client: ClientSettings) -> None:
     """Delete groups (and their committed offsets); they must have no members."""
 
     async def main() -> dict[str, KafkaError | None]:
-        async with Admin(bootstrap) as admin:
+        async with Admin(client.bootstrap, **client.options()) as admin:
             return await admin.delete_groups(group_ids)
 
     failed = False
@@ -310,11 +311,11 @@ def delete(group_ids: tuple[str, ...], bootstrap: str) -> None:
 @click.option("--to-datetime", default=None, help="To the first record at or after this ISO time.")
 @click.option("--shift-by", type=int, default=None, help="Move each committed offset by N (negative = back).")
 @click.option("--dry-run", is_flag=True, help="Show the new offsets without committing them.")
-@bootstrap_option
+@client_options
 @format_option
 def reset_offsets(group_id: str, topic: str, partitions: tuple[int, ...], to_earliest: bool, to_latest: bool,
                   to_offset: int | None, to_datetime: str | None, shift_by: int | None, dry_run: bool,
-                  bootstrap: str, fmt: str) -> None:
+                  client: ClientSettings, fmt: str) -> None:
     """Commit new offsets for GROUP_ID on --topic (for a share group: new start
     offsets). Refused while the group has members."""
     chosen = [n for n, v in (("--to-earliest", to_earliest), ("--to-latest", to_latest),
@@ -332,7 +333,7 @@ def reset_offsets(group_id: str, topic: str, partitions: tuple[int, ...], to_ear
             when = when.astimezone()
 
     async def main() -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
-        async with Admin(bootstrap) as admin:
+        async with Admin(client.bootstrap, **client.options()) as admin:
             [description] = await admin.describe_groups([group_id])
             if description.members:
                 raise click.ClickException(

@@ -4,11 +4,28 @@ from __future__ import annotations
 
 import click
 
+from logbroker.cli.connect import root_client_options
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="logbroker")
+@root_client_options
 def main() -> None:
-    """logbroker: a Kafka-compatible partitioned commit-log broker."""
+    """logbroker: a Kafka-compatible partitioned commit-log broker.
+
+    \b
+    Start a broker:   logbroker serve            (data in ./logbroker-data, port 9092)
+    Use it:           logbroker topics create orders -p 6
+                      echo hello | logbroker produce orders
+                      logbroker consume orders --from-beginning -e
+
+    Commands that talk to a broker reach LOGBROKER_BOOTSTRAP (default
+    localhost:9092; or --bootstrap/-b, before or after the command). Secured
+    brokers: --security-protocol, --sasl-mechanism, --sasl-username,
+    --sasl-password, --ssl-ca (or LOGBROKER_* variables, or --command-config
+    FILE with Kafka's property names). --timeout SECONDS bounds the wait for
+    an unreachable broker (default 5).
+    """
 
 
 def _register() -> None:

@@ -17,7 +17,8 @@ from typing import Any, BinaryIO
 import click
 import trio
 
-from logbroker.cli.topics import bootstrap_option, emit_json, parse_pairs, run_client
+from logbroker.cli.connect import ClientSettings, client_options
+from logbroker.cli.topics import emit_json, parse_pairs, run_client
 from logbroker.client import Producer
 
 _READ_HINT = 1 << 20  # bytes of lines read per call into a worker thread
@@ -59,9 +60,9 @@ def _json_record(line: bytes, lineno: int) -> dict[str, Any]:
               show_default=True)
 @click.option("--acks", type=click.Choice(["all", "1", "0"]), default="all", show_default=True)
 @click.option("--linger-ms", type=int, default=5, show_default=True)
-@bootstrap_option
+@client_options
 def produce(topic: str, path: str, key_separator: str | None, headers: tuple[str, ...], partition: int | None,
-            fmt: str, compression: str, acks: str, linger_ms: int, bootstrap: str) -> None:
+            fmt: str, compression: str, acks: str, linger_ms: int, client: ClientSettings) -> None:
     """Produce lines of input as records to TOPIC."""
     common_headers = [(k, v.encode()) for k, v in parse_pairs(headers, "--header").items()]
     stream: BinaryIO = click.open_file(path, "rb")  # type: ignore[assignment]  # "rb" always opens a binary stream
@@ -74,7 +75,7 @@ def produce(topic: str, path: str, key_separator: str | None, headers: tuple[str
     async def main() -> tuple[int, Counter[int]]:
         partitions: Counter[int] = Counter()
         count = 0
-        async with Producer(bootstrap, **options) as producer:
+        async with Producer(client.bootstrap, **client.options(**options)) as producer:
             lineno = 0
             while True:
                 lines = await trio.to_thread.run_sync(stream.readlines, _READ_HINT)

@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from logbroker.cli.topics import bootstrap_option, run_client, run_until_signalled
+from logbroker.cli.connect import ClientSettings, client_options
+from logbroker.cli.topics import run_client, run_until_signalled
 
 
 @click.group()
@@ -21,14 +22,14 @@ def queue() -> None:
 @click.option("--reject", is_flag=True, help="Reject every record instead of acknowledging it (for tests).")
 @click.option("--max-records", "-n", type=int, default=None, help="Stop after this many records.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@bootstrap_option
-def consume(topic: str, group: str, reject: bool, max_records: int | None, fmt: str, bootstrap: str) -> None:
+@client_options
+def consume(topic: str, group: str, reject: bool, max_records: int | None, fmt: str, client: ClientSettings) -> None:
     """Print each record of TOPIC, then acknowledge it (or --reject it)."""
     from logbroker.client.queue import QueueConsumer
 
     async def main() -> None:
         count = 0
-        async with QueueConsumer(bootstrap, topic, group_id=group) as q:
+        async with QueueConsumer(client.bootstrap, topic, **client.options(group_id=group)) as q:
             async def work() -> None:
                 nonlocal count
                 async for msg in q:

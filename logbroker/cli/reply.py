@@ -8,7 +8,8 @@ import sys
 import click
 import trio
 
-from logbroker.cli.topics import bootstrap_option, run_client, run_until_signalled
+from logbroker.cli.connect import ClientSettings, client_options
+from logbroker.cli.topics import run_client, run_until_signalled
 from logbroker.client import ConsumerRecord
 
 
@@ -17,13 +18,13 @@ from logbroker.client import ConsumerRecord
 @click.argument("value")
 @click.option("--key", default=None, help="Key of the request record.")
 @click.option("--timeout-ms", default=5000, show_default=True, help="How long to wait for the reply.")
-@bootstrap_option
-def request(topic: str, value: str, key: str | None, timeout_ms: int, bootstrap: str) -> None:
+@client_options
+def request(topic: str, value: str, key: str | None, timeout_ms: int, client: ClientSettings) -> None:
     """Send VALUE to TOPIC and print the reply (exit 1 on timeout or a handler error)."""
     from logbroker.client.reply import Requester
 
     async def main() -> ConsumerRecord:
-        async with Requester(bootstrap, timeout_ms=timeout_ms) as requester:
+        async with Requester(client.bootstrap, **client.options(timeout_ms=timeout_ms)) as requester:
             return await requester.request(topic, value.encode(), key=None if key is None else key.encode())
 
     reply = run_client(main)
@@ -36,8 +37,8 @@ def request(topic: str, value: str, key: str | None, timeout_ms: int, bootstrap:
 @click.option("--group", default="logbroker-reply", show_default=True,
               help="Consumer group: responders sharing it split the requests.")
 @click.option("--max-requests", type=int, default=None, help="Stop after answering this many.")
-@bootstrap_option
-def reply(topic: str, command: tuple[str, ...], group: str, max_requests: int | None, bootstrap: str) -> None:
+@client_options
+def reply(topic: str, command: tuple[str, ...], group: str, max_requests: int | None, client: ClientSettings) -> None:
     """Answer requests on TOPIC by running COMMAND (after --) for each: the request
     value on its stdin, its stdout as the reply; a non-zero exit is an error reply."""
     from logbroker.client.reply import Responder
@@ -49,7 +50,7 @@ def reply(topic: str, command: tuple[str, ...], group: str, max_requests: int | 
         return done.stdout
 
     async def main() -> None:
-        async with Responder(bootstrap, topic, handler, group_id=group) as responder:
+        async with Responder(client.bootstrap, topic, handler, **client.options(group_id=group)) as responder:
             click.echo(f"answering requests on {topic} (group {group}); Ctrl-C to stop", err=True)
             async def serve() -> None:
                 if max_requests is None:

@@ -13,7 +13,8 @@ from typing import Any
 
 import click
 
-from logbroker.cli.topics import bootstrap_option, emit_json, format_option, print_table, run_client
+from logbroker.cli.connect import ClientSettings, client_options
+from logbroker.cli.topics import emit_json, format_option, print_table, run_client
 from logbroker.client import Admin, ConsumerGroupDescription, GroupDescription, GroupListing, TopicPartition
 from logbroker.errors import KafkaError
 
@@ -181,18 +182,16 @@ def render(status: dict, *, partitions: bool = False, internal: bool = False) ->
 
 
 @click.command()
-@bootstrap_option
+@client_options
 @format_option
 @click.option("--json", "as_json", is_flag=True, help="The same as --format json.")
 @click.option("--partitions", "-p", is_flag=True, help="One row per partition: log start and end offsets, size.")
 @click.option("--internal", is_flag=True, help="Include internal topics (__consumer_offsets...).")
-@click.option("--timeout", type=float, default=10.0, show_default=True,
-              help="Seconds to keep trying an unreachable broker.")
-def status(bootstrap: str, fmt: str, as_json: bool, partitions: bool, internal: bool, timeout: float) -> None:
+def status(client: ClientSettings, fmt: str, as_json: bool, partitions: bool, internal: bool) -> None:
     """One-screen summary of a running broker: topics, partitions, sizes, groups and their lag."""
 
     async def main() -> dict[str, Any]:
-        async with Admin(bootstrap, request_timeout_ms=max(1, int(timeout * 1000))) as admin:
+        async with Admin(client.bootstrap, **client.options()) as admin:
             return await collect(admin)
 
     found = run_client(main)

@@ -18,15 +18,12 @@ from typing import Any, NoReturn, TypeVar
 import click
 import trio
 
+from logbroker.cli.connect import ClientSettings, client_options
 from logbroker.client import Admin, TopicDescription
-from logbroker.errors import KafkaError, LogbrokerError
+from logbroker.errors import InvalidConfigError, KafkaConnectionError, KafkaError, LogbrokerError
 
 T = TypeVar("T")
 
-bootstrap_option = click.option(
-    "--bootstrap", "-b", default="localhost:9092", show_default=True, envvar="LOGBROKER_BOOTSTRAP",
-    help="Broker address(es), host:port[,host:port...].",
-)
 format_option = click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
     help="Output: text for people, json for programs.",
@@ -34,17 +31,28 @@ format_option = click.option(
 
 
 def run_client(main: Callable[[], Awaitable[T]]) -> T:
-    """``trio.run(main)``, turning client errors into a clean exit with status 1 and a
-    closed output pipe (``| head``) into a quiet exit."""
+    """``trio.run(main)``, turning client and usage errors into one line on stderr and
+    exit status 1 (with a hint when the broker cannot be reached or refuses the
+    login), and a closed output pipe (``| head``) into a quiet exit."""
     try:
         return trio.run(main)
     except BaseExceptionGroup as group:
         leaf = _first_leaf(group)
-        if isinstance(leaf, (LogbrokerError, BrokenPipeError)):
+        if isinstance(leaf, (LogbrokerError, BrokenPipeError, ValueError, click.ClickException)):
             _fail(leaf)
         raise
-    except (LogbrokerError, BrokenPipeError) as exc:
+    except (LogbrokerError, BrokenPipeError, ValueError) as exc:
         _fail(exc)
+
+
+_UNREACHABLE_HINT = (
+    "Is a broker running at that address? Start one with `logbroker serve`, or name yours with "
+    "--bootstrap HOST:PORT (or LOGBROKER_BOOTSTRAP)."
+)
+_LOGIN_HINT = (
+    "Check --sasl-username/--sasl-password and --sasl-mechanism (or LOGBROKER_SASL_* variables, "
+    "or --command-config)."
+)
 
 
 def print_table(headers: list[str], rows: Sequence[Sequence[object]]) -> None:
@@ -89,6 +97,14 @@ def _fail(exc: BaseException) -> NoReturn:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
         sys.exit(0)
+    if isinstance(exc, click.ClickException):
+        raise exc
+    if isinstance(exc, KafkaConnectionError) and "no broker reachable" in str(exc):
+        raise click.ClickException(f"{exc}\n{_UNREACHABLE_HINT}") from exc
+    if type(exc).__name__ in ("AuthenticationError", "SaslAuthenticationError"):
+        raise click.ClickException(f"{exc}\n{_LOGIN_HINT}") from exc
+    if isinstance(exc, (ValueError, InvalidConfigError)):
+        raise click.ClickException(str(exc)) from exc
     raise click.ClickException(f"{type(exc).__name__}: {exc}") from exc
 
 
@@ -118,17 +134,17 @@ def topics() -> None:
 @click.option("--replication-factor", "-r", type=int, default=-1, help="Replicas [default: the broker's].")
 @click.option("--config", "-c", "configs", multiple=True, metavar="NAME=VALUE", help="Topic config (repeatable).")
 @click.option("--if-not-exists", is_flag=True, help="Succeed if the topic already exists.")
-@bootstrap_option
+@client_options
 @format_option
 def create(names: tuple[str, ...], partitions: int, replication_factor: int, configs: tuple[str, ...],
-           if_not_exists: bool, bootstrap: str, fmt: str) -> None:
+           if_not_exists: bool, client: ClientSettings, fmt: str) -> None:
     """Create topics NAMES."""
     from logbroker.client import NewTopic
 
     config_map = parse_pairs(configs, "--config")
 
     async def main() -> dict[str, KafkaError | None]:
-        async with Admin(bootstrap) as admin:
+        async with Admin(client.bootstrap, **client.options()) as admin:
             return await admin.create_topics(
                 [NewTopic(n, partitions, replication_factor, config_map) for n in names]
             )
@@ -152,13 +168,13 @@ def create(names: tuple[str, ...], partitions: int, replication_factor: int, con
 
 @topics.command("list")
 @click.option("--internal", is_flag=True, help="Include internal topics (__consumer_offsets).")
-@bootstrap_option
+@client_options
 @format_option
-def list_(internal: bool, bootstrap: str, fmt: str) -> None:
+def list_(internal: bool, client: ClientSettings, fmt: str) -> None:
     """List topic names."""
 
     async def main() -> list[str]:
-        async with Admin(bootstrap) as admin:
+        async with Admin(client.bootstrap, **client.options()) as admin:
             return await admin.list_topics(internal=internal)
 
     names = run_client(main)
@@ -171,13 +187,13 @@ def list_(internal: bool, bootstrap: str, fmt: str) -> None:
 
 @topics.command("describe")
 @click.argument("names", nargs=-1)
-@bootstrap_option
+@client_options
 @format_option
-def describe(names: tuple[str, ...], bootstrap: str, fmt: str) -> None:
+def describe(names: tuple[str, ...], client: ClientSettings, fmt: str) -> None:
     """Show partitions, leaders, end offsets and non-default configs of NAMES (default: all)."""
 
     async def main() -> tuple[list[TopicDescription], dict[str, dict[int, tuple[int, int]]]]:
-        async with Admin(bootstrap) as admin:
+        async with Admin(client.bootstrap, **client.options()) as admin:
             found = await admin.describe_topics(list(names) or None, configs=True)
             ends: dict[str, dict[int, tuple[int, int]]] = {}
             for t in found:
@@ -218,10 +234,10 @@ def describe(names: tuple[str, ...], bootstrap: str, fmt: str) -> None:
 @click.option("--partitions", "-p", type=int, help="Grow to this many partitions.")
 @click.option("--config", "-c", "configs", multiple=True, metavar="NAME=VALUE", help="Set a config (repeatable).")
 @click.option("--delete-config", multiple=True, metavar="NAME", help="Reset a config to its default (repeatable).")
-@bootstrap_option
+@client_options
 @format_option
 def alter(name: str, partitions: int | None, configs: tuple[str, ...], delete_config: tuple[str, ...],
-          bootstrap: str, fmt: str) -> None:
+          client: ClientSettings, fmt: str) -> None:
     """Grow topic NAME or change its configs."""
     changes: dict[str, str | None] = dict(parse_pairs(configs, "--config"))
     changes.update({k: None for k in delete_config})
@@ -229,7 +245,7 @@ def alter(name: str, partitions: int | None, configs: tuple[str, ...], delete_co
         raise click.UsageError("nothing to change: give --partitions, --config or --delete-config")
 
     async def main() -> None:
-        async with Admin(bootstrap) as admin:
+        async with Admin(client.bootstrap, **client.options()) as admin:
             await admin.alter_topic(name, partitions=partitions, configs=changes or None)
 
     run_client(main)
@@ -242,13 +258,13 @@ def alter(name: str, partitions: int | None, configs: tuple[str, ...], delete_co
 @topics.command("delete")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--if-exists", is_flag=True, help="Succeed if a topic does not exist.")
-@bootstrap_option
+@client_options
 @format_option
-def delete(names: tuple[str, ...], if_exists: bool, bootstrap: str, fmt: str) -> None:
+def delete(names: tuple[str, ...], if_exists: bool, client: ClientSettings, fmt: str) -> None:
     """Delete topics NAMES."""
 
     async def main() -> dict[str, KafkaError | None]:
-        async with Admin(bootstrap) as admin:
+        async with Admin(client.bootstrap, **client.options()) as admin:
             return await admin.delete_topics(list(names))
 
     errors = run_client(main)

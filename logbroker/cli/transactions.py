@@ -16,7 +16,8 @@ import time
 
 import click
 
-from logbroker.cli.topics import bootstrap_option, emit_json, format_option, print_table, run_client
+from logbroker.cli.connect import ClientSettings, client_options
+from logbroker.cli.topics import emit_json, format_option, print_table, run_client
 from logbroker.client import (
     Admin,
     ProducerDescription,
@@ -36,14 +37,14 @@ def transactions() -> None:
 @click.option("--producer-id", "producer_ids", type=int, multiple=True, help="Only this producer id (repeatable).")
 @click.option("--duration-ms", type=int, default=-1, help="Only transactions open at least this long.")
 @click.option("--pattern", default=None, help="Only transactional ids matching this regular expression.")
-@bootstrap_option
+@client_options
 @format_option
 def list_(states: tuple[str, ...], producer_ids: tuple[int, ...], duration_ms: int, pattern: str | None,
-          bootstrap: str, fmt: str) -> None:
+          client: ClientSettings, fmt: str) -> None:
     """List transactional ids with their producer id and state."""
 
     async def main() -> tuple[list[TransactionListing], dict[str, int]]:
-        async with Admin(bootstrap) as admin:
+        async with Admin(client.bootstrap, **client.options()) as admin:
             listed = await admin.list_transactions(states=states, producer_ids=producer_ids,
                                                    duration_ms=duration_ms, pattern=pattern)
             coordinators = {t.transactional_id: await admin.cluster.coordinator(t.transactional_id, 1)
@@ -64,13 +65,13 @@ def list_(states: tuple[str, ...], producer_ids: tuple[int, ...], duration_ms: i
 
 @transactions.command("describe")
 @click.argument("transactional_id")
-@bootstrap_option
+@client_options
 @format_option
-def describe(transactional_id: str, bootstrap: str, fmt: str) -> None:
+def describe(transactional_id: str, client: ClientSettings, fmt: str) -> None:
     """State, producer, timeout and partitions of TRANSACTIONAL_ID."""
 
     async def main() -> tuple[TransactionDescription, int]:
-        async with Admin(bootstrap) as admin:
+        async with Admin(client.bootstrap, **client.options()) as admin:
             [described] = await admin.describe_transactions([transactional_id])
             coordinator = await admin.cluster.coordinator(transactional_id, 1)
             return described, coordinator
@@ -102,13 +103,13 @@ def describe(transactional_id: str, bootstrap: str, fmt: str) -> None:
 @transactions.command("describe-producers")
 @click.option("--topic", "-t", required=True)
 @click.option("--partition", "-p", type=int, required=True)
-@bootstrap_option
+@client_options
 @format_option
-def describe_producers(topic: str, partition: int, bootstrap: str, fmt: str) -> None:
+def describe_producers(topic: str, partition: int, client: ClientSettings, fmt: str) -> None:
     """The producers active on one partition and where their open transactions start."""
 
     async def main() -> list[ProducerDescription]:
-        async with Admin(bootstrap) as admin:
+        async with Admin(client.bootstrap, **client.options()) as admin:
             return (await admin.describe_producers([(topic, partition)])).get(TopicPartition(topic, partition), [])
 
     producers = run_client(main)
@@ -136,9 +137,9 @@ def describe_producers(topic: str, partition: int, bootstrap: str, fmt: str) -> 
 @click.option("--producer-id", type=int, default=None)
 @click.option("--producer-epoch", type=int, default=None)
 @click.option("--coordinator-epoch", type=int, default=None)
-@bootstrap_option
+@client_options
 def abort(topic: str, partition: int, start_offset: int | None, producer_id: int | None,
-          producer_epoch: int | None, coordinator_epoch: int | None, bootstrap: str) -> None:
+          producer_epoch: int | None, coordinator_epoch: int | None, client: ClientSettings) -> None:
     """Write an abort marker for a hanging transaction on one partition (WriteTxnMarkers)."""
     by_producer = (producer_id, producer_epoch, coordinator_epoch)
     if start_offset is None and None in by_producer:
@@ -147,7 +148,7 @@ def abort(topic: str, partition: int, start_offset: int | None, producer_id: int
         raise click.UsageError("give either --start-offset or the producer options, not both")
 
     async def main() -> None:
-        async with Admin(bootstrap) as admin:
+        async with Admin(client.bootstrap, **client.options()) as admin:
             await admin.abort_transaction((topic, partition), start_offset=start_offset, producer_id=producer_id,
                                           producer_epoch=producer_epoch, coordinator_epoch=coordinator_epoch)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+from click.core import ParameterSource
 
 __all__ = ["ClientSettings", "client_options", "load_command_config", "root_client_options"]
 
@@ -262,8 +263,13 @@ def client_options(f: _F) -> _F:
 
     @functools.wraps(f)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        given = {name: kwargs.pop(name) for name in _OPTION_NAMES}
         ctx = click.get_current_context()
+        given = {name: kwargs.pop(name) for name in _OPTION_NAMES}
+        # only what was typed after the command beats the group's values: the
+        # group read the same environment variables already
+        given = {name: value for name, value in given.items()
+                 if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+                 or not isinstance(ctx.find_root().obj, dict)}
         role = "-".join(ctx.command_path.split()[1:]) or "cli"
         kwargs["client"] = _resolve(given, role)
         return f(*args, **kwargs)

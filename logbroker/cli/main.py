@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import click
 
 from logbroker.cli.connect import root_client_options
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The top-level group: Ctrl-C is a quiet exit 130, and an error no command
+    turned into a message is still one line (a bug report, not a traceback),
+    unless LOGBROKER_DEBUG is set."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            raise SystemExit(130) from None
+        except BaseException as exc:
+            if os.environ.get("LOGBROKER_DEBUG"):
+                raise
+            leaf = _first_leaf(exc)
+            if isinstance(leaf, KeyboardInterrupt):
+                raise SystemExit(130) from None
+            if isinstance(leaf, (click.ClickException, SystemExit)):
+                raise leaf from None
+            raise click.ClickException(
+                f"internal error: {type(leaf).__name__}: {leaf} (a bug in logbroker: please report it; "
+                "LOGBROKER_DEBUG=1 shows the traceback)"
+            ) from exc
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="logbroker")
 @root_client_options
 def main() -> None:

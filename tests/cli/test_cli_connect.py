@@ -145,3 +145,19 @@ def test_no_broker_fails_within_the_timeout_with_a_hint(command):
     assert result.exit_code == 1
     assert "logbroker serve" in result.output and "Traceback" not in result.output
     assert elapsed < 5, elapsed
+
+
+def test_an_unexpected_error_is_one_line_not_a_traceback(monkeypatch):
+    from logbroker.cli import topics
+    from logbroker.cli.main import main
+
+    class Broken:
+        def __init__(self, *args, **kwargs):
+            raise TypeError("simulated bug")
+
+    monkeypatch.setattr(topics, "Admin", Broken)
+    result = CliRunner().invoke(main, ["topics", "list"])
+    assert result.exit_code == 1
+    assert "internal error: TypeError: simulated bug" in result.output and "LOGBROKER_DEBUG" in result.output
+    monkeypatch.setenv("LOGBROKER_DEBUG", "1")
+    assert isinstance(CliRunner().invoke(main, ["topics", "list"]).exception, TypeError)

@@ -1,5 +1,6 @@
 """Prometheus metrics: counters and histograms updated on the hot paths, gauges
-computed when scraped, served as text format on ``--metrics-port``.
+computed when scraped by a prometheus_client collector, served on ``--metrics-port``
+by the broker's HTTP stack (``server/http.py``).
 
 Updating is a dict lookup and an add (per request, per batch, per fsync round;
 never per record); rendering walks the log manager and the coordinators only
@@ -16,10 +17,14 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import trio
+from prometheus_client import CollectorRegistry, generate_latest, make_asgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.applications import Starlette
+from starlette.routing import Route
 
 from logbroker.protocol import ApiKey
 
@@ -32,7 +37,6 @@ log = logging.getLogger("logbroker.server")
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _FSYNC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
-_MAX_REQUEST_HEAD = 8192
 
 
 def api_name(key: int) -> str:
@@ -41,11 +45,6 @@ def api_name(key: int) -> str:
         return "".join(part.capitalize() for part in ApiKey(key).name.split("_"))
     except ValueError:
         return str(int(key))
-
-
-def _label(value: object) -> str:
-    """A label value escaped for the text format (group ids may hold anything)."""
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 class Histogram:
@@ -66,19 +65,6 @@ class Histogram:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
         self.count += 1
-
-    def lines(self, name: str, labels: str) -> list[str]:
-        """The ``_bucket``, ``_sum`` and ``_count`` samples; ``labels`` is ``a="x",b="y"`` or empty."""
-        out, running = [], 0
-        sep = "," if labels else ""
-        for bound, n in zip((*self.bounds, math.inf), self.counts):
-            running += n
-            le = "+Inf" if bound == math.inf else repr(bound)
-            out.append(f'{name}_bucket{{{labels}{sep}le="{le}"}} {running}')
-        braces = f"{{{labels}}}" if labels else ""
-        out.append(f"{name}_sum{braces} {self.sum}")
-        out.append(f"{name}_count{braces} {self.count}")
-        return out
 
 
 class Metrics:
@@ -110,95 +96,158 @@ class Metrics:
         with self._fsync_lock:
             self.fsync.observe(seconds)
 
-    def render(self, broker: Broker) -> str:
-        """The Prometheus text exposition of everything, gauges computed now.
+    def collector(self, broker: Broker) -> _BrokerCollector:
+        """A prometheus_client collector of these metrics and the broker's gauges."""
+        return _BrokerCollector(self, broker)
 
-        Call on the broker's thread (it reads the log manager and coordinators).
-        """
-        out: list[str] = []
+    def histograms(self) -> tuple[dict[int, Histogram], Histogram]:
+        """Copies of the request latencies (by API key) and of the fsync histogram."""
+        with self._fsync_lock:
+            fsync = _copy(self.fsync)
+        return {key: _copy(h) for key, h in self.latency.items()}, fsync
 
-        def family(name: str, kind: str, help_text: str) -> None:
-            out.append(f"# HELP {name} {help_text}")
-            out.append(f"# TYPE {name} {kind}")
 
-        family("logbroker_up_seconds", "gauge", "Seconds since the broker started.")
-        out.append(f"logbroker_up_seconds {time.time() - self.started:.3f}")
+def _copy(hist: Histogram) -> Histogram:
+    out = Histogram(hist.bounds)
+    out.counts = list(hist.counts)
+    out.sum = hist.sum
+    out.count = hist.count
+    return out
 
-        family("logbroker_requests_total", "counter", "Requests handled, by API.")
-        out += [f'logbroker_requests_total{{api="{api_name(k)}"}} {h.count}' for k, h in sorted(self.latency.items())]
-        family("logbroker_request_seconds", "histogram", "Time from reading a request to its response being ready, by API.")
-        for key, hist in sorted(self.latency.items()):
-            out += hist.lines("logbroker_request_seconds", f'api="{api_name(key)}"')
 
-        family("logbroker_connections", "gauge", "Open client connections.")
-        out.append(f"logbroker_connections {self.connections}")
-        family("logbroker_connections_total", "counter", "Client connections accepted.")
-        out.append(f"logbroker_connections_total {self.connections_total}")
-        family("logbroker_connections_refused_total", "counter",
-               "Connections closed at once: max.connections or max.connections.per.ip reached.")
-        out.append(f"logbroker_connections_refused_total {self.connections_refused}")
-        family("logbroker_connections_closed_idle_total", "counter",
-               "Connections closed after connections.max.idle.ms idle or not reading.")
-        out.append(f"logbroker_connections_closed_idle_total {self.connections_closed_idle}")
+def _histogram_family(name: str, help_text: str, labels: list[str],
+                      rows: list[tuple[list[str], Histogram]]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, help_text, labels=labels)
+    for values, hist in rows:
+        buckets, running = [], 0
+        for bound, n in zip((*hist.bounds, math.inf), hist.counts):
+            running += n
+            buckets.append(("+Inf" if bound == math.inf else repr(bound), running))
+        family.add_metric(values, buckets, hist.sum)
+    return family
+
+
+class _BrokerCollector(Collector):
+    """Every family, computed when scraped on the broker's thread (it reads the log
+    manager and the coordinators). prometheus_client renders the exposition."""
+
+    def __init__(self, metrics: Metrics, broker: Broker) -> None:
+        self._metrics = metrics
+        self._broker = broker
+
+    def collect(self) -> Iterator[Metric]:
+        m, broker = self._metrics, self._broker
+        yield GaugeMetricFamily("logbroker_up_seconds", "Seconds since the broker started.",
+                                value=time.time() - m.started)
+        latency, fsync = m.histograms()
+        requests = CounterMetricFamily("logbroker_requests", "Requests handled, by API.", labels=["api"])
+        for key, hist in sorted(latency.items()):
+            requests.add_metric([api_name(key)], hist.count)
+        yield requests
+        yield _histogram_family("logbroker_request_seconds",
+                                "Time from reading a request to its response being ready, by API.", ["api"],
+                                [([api_name(k)], h) for k, h in sorted(latency.items())])
+        yield GaugeMetricFamily("logbroker_connections", "Open client connections.", value=m.connections)
+        for name, value, help_text in (
+            ("logbroker_connections_accepted", m.connections_total, "Client connections accepted."),
+            ("logbroker_connections_refused", m.connections_refused,
+             "Connections closed at once: max.connections or max.connections.per.ip reached."),
+            ("logbroker_connections_closed_idle", m.connections_closed_idle,
+             "Connections closed after connections.max.idle.ms idle or not reading."),
+        ):
+            yield CounterMetricFamily(name, help_text, value=value)
 
         traffic = broker.traffic
         for name, table, help_text in (
-            ("logbroker_topic_bytes_in_total", traffic.bytes_in, "Record batch bytes appended by producers, by topic."),
-            ("logbroker_topic_records_in_total", traffic.records_in, "Records appended by producers, by topic."),
-            ("logbroker_topic_bytes_out_total", traffic.bytes_out, "Record batch bytes sent in Fetch responses, by topic."),
+            ("logbroker_topic_bytes_in", traffic.bytes_in, "Record batch bytes appended by producers, by topic."),
+            ("logbroker_topic_records_in", traffic.records_in, "Records appended by producers, by topic."),
+            ("logbroker_topic_bytes_out", traffic.bytes_out, "Record batch bytes sent in Fetch responses, by topic."),
         ):
-            family(name, "counter", help_text)
-            out += [f'{name}{{topic="{t}"}} {n}' for t, n in sorted(table.items())]
-
-        family("logbroker_fsync_seconds", "histogram", "Duration of one partition's fsync round (log, indexes, directory).")
-        with self._fsync_lock:
-            out += self.fsync.lines("logbroker_fsync_seconds", "")
+            counter = CounterMetricFamily(name, help_text, labels=["topic"])
+            for topic, n in sorted(table.items()):
+                counter.add_metric([topic], n)
+            yield counter
+        yield _histogram_family("logbroker_fsync_seconds",
+                                "Duration of one partition's fsync round (log, indexes, directory).", [],
+                                [([], fsync)])
 
         partitions = sorted(broker.log_manager.iter_partitions())
-        for name, help_text, attribute in (
-            ("logbroker_partition_log_bytes", "Bytes of log segments on disk, by partition.", "size_bytes"),
-            ("logbroker_partition_log_end_offset", "Log end offset (high watermark), by partition.", "log_end_offset"),
-            ("logbroker_partition_log_start_offset", "Log start offset, by partition.", "log_start_offset"),
+        for name, help_text, read in (
+            ("logbroker_partition_log_bytes", "Bytes of log segments on disk, by partition.",
+             lambda plog: plog.size_bytes),
+            ("logbroker_partition_log_end_offset", "Log end offset (high watermark), by partition.",
+             lambda plog: plog.log_end_offset),
+            ("logbroker_partition_log_start_offset", "Log start offset, by partition.",
+             lambda plog: plog.log_start_offset),
+            ("logbroker_partition_damaged_batches",
+             "Batches that reads found damaged and did not serve, by partition (0: none found; "
+             "stop the broker and run 'logbroker repair').", lambda plog: len(plog.damaged)),
         ):
-            family(name, "gauge", help_text)
+            gauge = GaugeMetricFamily(name, help_text, labels=["topic", "partition"])
             for (topic, index), plog in partitions:
-                out.append(f'{name}{{topic="{topic}",partition="{index}"}} {getattr(plog, attribute)}')
-        family("logbroker_partition_damaged_batches", "gauge",
-               "Batches that reads found damaged and did not serve, by partition (0: none found; "
-               "stop the broker and run 'logbroker repair').")
-        for (topic, index), plog in partitions:
-            out.append(f'logbroker_partition_damaged_batches{{topic="{topic}",partition="{index}"}} '
-                       f'{len(plog.damaged)}')
+                gauge.add_metric([topic, str(index)], read(plog))
+            yield gauge
 
-        family("logbroker_group_lag", "gauge", "High watermark minus committed offset, by consumer group and partition.")
-        for group, topic, index, lag in _safely(broker.group_lags, []):
-            out.append(f'logbroker_group_lag{{group="{_label(group)}",topic="{topic}",partition="{index}"}} {lag}')
-
-        out += _share_lines(_safely(broker.share.partition_counts, {}))
-        return "\n".join(out) + "\n"
+        lag = GaugeMetricFamily("logbroker_group_lag",
+                                "High watermark minus committed offset, by consumer group and partition.",
+                                labels=["group", "topic", "partition"])
+        for group, topic, index, value in _safely(broker.group_lags, []):
+            lag.add_metric([group, topic, str(index)], value)
+        yield lag
+        yield from _share_families(_safely(broker.share.partition_counts, {}))
 
 
 _SHARE_STATES = ("in_flight", "available", "acknowledged", "archived")
 
 
-def _share_lines(counts: dict) -> list[str]:
+def _share_families(counts: dict[Any, Any]) -> Iterator[Metric]:
     """The share-group families from ``ShareCoordinator.partition_counts()``."""
-    states, totals, offsets = [], [], []
+    labels = ["group", "topic", "partition"]
+    states = GaugeMetricFamily("logbroker_share_records", "Share-group records in the in-flight window by state.",
+                               labels=[*labels, "state"])
+    totals = CounterMetricFamily("logbroker_share_records_settled",
+                                 "Share-group records acknowledged or archived since the broker started.",
+                                 labels=[*labels, "state"])
+    offsets = GaugeMetricFamily("logbroker_share_partition_offset", "Share-partition window start and end offsets.",
+                                labels=[*labels, "kind"])
     for (group, topic, index), c in sorted(counts.items()):
-        labels = f'group="{_label(group)}",topic="{topic}",partition="{index}"'
-        states += [f'logbroker_share_records{{{labels},state="{state}"}} {getattr(c, state)}' for state in _SHARE_STATES]
-        totals += [f'logbroker_share_records_total{{{labels},state="acknowledged"}} {c.acknowledged_total}',
-                   f'logbroker_share_records_total{{{labels},state="archived"}} {c.archived_total}']
-        offsets += [f'logbroker_share_partition_offset{{{labels},kind="start"}} {c.start_offset}',
-                    f'logbroker_share_partition_offset{{{labels},kind="end"}} {c.end_offset}']
-    return [
-        "# HELP logbroker_share_records Share-group records in the in-flight window by state.",
-        "# TYPE logbroker_share_records gauge", *states,
-        "# HELP logbroker_share_records_total Share-group records acknowledged or archived since the broker started.",
-        "# TYPE logbroker_share_records_total counter", *totals,
-        "# HELP logbroker_share_partition_offset Share-partition window start and end offsets.",
-        "# TYPE logbroker_share_partition_offset gauge", *offsets,
-    ]
+        key = [group, topic, str(index)]
+        for state in _SHARE_STATES:
+            states.add_metric([*key, state], getattr(c, state))
+        totals.add_metric([*key, "acknowledged"], c.acknowledged_total)
+        totals.add_metric([*key, "archived"], c.archived_total)
+        offsets.add_metric([*key, "start"], c.start_offset)
+        offsets.add_metric([*key, "end"], c.end_offset)
+    yield states
+    yield totals
+    yield offsets
+
+
+def render(metrics: Metrics, broker: Broker) -> str:
+    """The text exposition of everything (what a scrape of ``/metrics`` returns)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics.collector(broker))
+    return generate_latest(registry).decode()
+
+
+def metrics_app(metrics: Metrics, broker: Broker) -> Starlette:
+    """The ASGI application of ``--metrics-port``: ``/metrics`` (and ``/``) in
+    Prometheus' text format, or OpenMetrics when the scraper asks for it."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(metrics.collector(broker))
+    exposition = _Exposition(make_asgi_app(registry))
+    return Starlette(routes=[Route(path, exposition, methods=["GET", "HEAD"]) for path in ("/metrics", "/")])
+
+
+class _Exposition:
+    """prometheus_client's ASGI app as an object, so a Starlette route treats it as
+    an application (and answers other methods 405)."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._app(scope, receive, send)
 
 
 def _safely(compute: Callable[[], _T], empty: Any) -> _T:
@@ -208,47 +257,3 @@ def _safely(compute: Callable[[], _T], empty: Any) -> _T:
     except Exception:
         log.exception("computing %s for metrics failed", getattr(compute, "__name__", compute))
         return empty
-
-
-async def serve_metrics(
-    metrics: Metrics, broker: Broker, host: str, port: int, *, task_status: Any = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """A minimal HTTP/1.0 endpoint: any GET returns the metrics text.
-
-    ``task_status.started(bound_port)`` once listening; runs until cancelled
-    (cancellation closes the listener and any scrape in progress).
-    """
-
-    async def handle(stream: trio.SocketStream) -> None:
-        try:
-            with trio.move_on_after(10):
-                request = b""
-                while b"\r\n\r\n" not in request and len(request) < _MAX_REQUEST_HEAD:
-                    chunk = await stream.receive_some(4096)
-                    if not chunk:
-                        return
-                    request += chunk
-                if not request.startswith(b"GET "):
-                    await stream.send_all(b"HTTP/1.0 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
-                    return
-                try:
-                    body = metrics.render(broker).encode()
-                except Exception:  # a scrape must never take the broker down
-                    log.exception("rendering metrics failed")
-                    await stream.send_all(b"HTTP/1.0 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")
-                    return
-                head = (
-                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n"
-                ).encode()
-                await stream.send_all(head + body)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        finally:
-            await stream.aclose()
-
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    bound = listeners[0].socket.getsockname()[1]
-    log.info("metrics on http://%s:%d/metrics", host, bound)
-    task_status.started(bound)
-    await trio.serve_listeners(handle, listeners)

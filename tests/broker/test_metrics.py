@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -102,7 +103,7 @@ def test_counters_and_gauges_match_what_clients_did(broker_factory):
     assert sample(samples, "logbroker_group_lag", group=group, topic=topic, partition=0) == produced - committed
     assert sample(samples, "logbroker_fsync_seconds_count") > 0  # --flush always: an fsync per produce
     assert sample(samples, "logbroker_fsync_seconds_sum") > 0
-    assert sample(samples, "logbroker_connections_total") >= 3
+    assert sample(samples, "logbroker_connections_accepted_total") >= 3
     assert sample(samples, "logbroker_connections") >= 0
     assert sample(samples, "logbroker_up_seconds") > 0
     for family in ("logbroker_share_records", "logbroker_topic_bytes_out_total", "logbroker_group_lag"):
@@ -147,7 +148,7 @@ async def test_share_group_records_in_flight(broker_factory):
                 if sample(samples, "logbroker_share_records", **labels, state="in_flight") == len(held):
                     break
                 await trio.sleep(0.1)
-    assert sample(samples, "logbroker_share_records_total", **labels, state="acknowledged") >= 1
+    assert sample(samples, "logbroker_share_records_settled_total", **labels, state="acknowledged") >= 1
     assert sample(samples, "logbroker_share_partition_offset", **labels, kind="start") >= 2
     # ShareFetch responses count as bytes out of the topic, like Fetch responses.
     assert sample(samples, "logbroker_topic_bytes_out_total", topic=topic) > 0
@@ -164,12 +165,21 @@ def test_histogram_and_names():
     hist = Histogram((0.1, 1.0))
     for value in (0.05, 0.1, 0.5, 2.0):
         hist.observe(value)
-    assert hist.lines("x", 'api="A"') == [
-        'x_bucket{api="A",le="0.1"} 2',
-        'x_bucket{api="A",le="1.0"} 3',
-        'x_bucket{api="A",le="+Inf"} 4',
-        'x_sum{api="A"} 2.65',
-        'x_count{api="A"} 4',
-    ]
-    assert hist.lines("y", "")[-1] == "y_count 4"
+    assert hist.counts == [2, 1, 1] and hist.count == 4 and hist.sum == pytest.approx(2.65)
     assert api_name(2) == "ListOffsets" and api_name(35) == "DescribeLogDirs" and api_name(9999) == "9999"
+
+
+def test_openmetrics_when_the_scraper_asks(broker_factory):
+    proc = broker_factory("--metrics-port", "0")
+    port = metrics_port(proc)
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                     headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        text = response.read().decode()
+    assert text.rstrip().endswith("# EOF")
+    assert "# TYPE logbroker_requests counter" in text
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/metrics", method="DELETE"),
+                               timeout=10)
+    assert refused.value.code == 405

@@ -238,7 +238,7 @@ def test_a_damaged_batch_surfaces_to_every_reader_and_repair_removes_it(template
     assert topic["partitions"][0]["damaged"] == [f"{first}-{last}"]
     text = _cli("status", "-b", broker.bootstrap).stdout
     assert "DAMAGED" in text and re.search(rf"{TOPIC}\s+0\s+{first}-{last}", text), text
-    assert f'logbroker_partition_damaged_batches{{topic="{TOPIC}",partition="0"}} 1' in _metrics(broker)
+    assert f'logbroker_partition_damaged_batches{{partition="0",topic="{TOPIC}"}} 1.0\n' in _metrics(broker)
 
     # repair: refused while the broker runs; a dry run changes nothing; then exactly that batch goes.
     refused = _cli("repair", str(data))
@@ -256,7 +256,7 @@ def test_a_damaged_batch_surfaces_to_every_reader_and_repair_removes_it(template
     _assert_read_across_the_gap(broker, template, lost)
     status = json.loads(_cli("status", "-b", broker.bootstrap, "--format", "json").stdout)
     assert [t for t in status["topics"] if t["name"] == TOPIC][0]["partitions"][0]["damaged"] == []
-    assert f'logbroker_partition_damaged_batches{{topic="{TOPIC}",partition="0"}} 0' in _metrics(broker)
+    assert f'logbroker_partition_damaged_batches{{partition="0",topic="{TOPIC}"}} 0.0\n' in _metrics(broker)
     assert "Traceback" not in "".join(broker.all_log_lines)
     summary("damaged-batches", case="surfaces-then-repair", first=first, last=last, lost=len(lost), logged=len(said),
             served_before_error=len(offsets))

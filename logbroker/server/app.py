@@ -24,6 +24,7 @@ import math
 import os
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any, cast
 
 import trio
@@ -35,7 +36,8 @@ from logbroker.server.cleaner_task import run_cleaner
 from logbroker.server.connection import Connection, peer_address
 from logbroker.server.dispatch import Dispatcher
 from logbroker.server.limits import ConnectionLimits
-from logbroker.server.metrics import Metrics, serve_metrics
+from logbroker.server.http import serve_http
+from logbroker.server.metrics import Metrics, metrics_app
 from logbroker.server.waiters import AppendWaiters
 from logbroker.server.watchdog import Watch, Watchdog
 
@@ -153,11 +155,12 @@ class Server:
             nursery.start_soon(self.watchdog.run)
             if config.log_cleaner_enable:
                 nursery.start_soon(run_cleaner, broker, config.log_cleaner_backoff_ms)
-            if self.metrics is not None:
+            if self.metrics is not None and config.metrics_port is not None:
                 broker.log_manager.on_fsync = self.metrics.observe_fsync
-                self.metrics_port = await nursery.start(
-                    serve_metrics, self.metrics, broker, config.metrics_host, config.metrics_port
-                )
+                self.metrics_port = await nursery.start(partial(
+                    serve_http, metrics_app(self.metrics, broker), config.metrics_host, config.metrics_port,
+                    name="metrics", path="/metrics",
+                ))
             async with trio.open_nursery() as connections:
                 await nursery.start(self._accept, listeners, connections)
                 task_status.started(self)

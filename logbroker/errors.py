@@ -203,6 +203,16 @@ class KafkaConnectionError(KafkaError):
     default_retriable = True
 
 
+class AuthenticationError(KafkaError):
+    """The broker refused this client's SASL login (SASL_AUTHENTICATION_FAILED), does not
+    offer the configured mechanism, or could not prove it knows the password (SCRAM's
+    server signature). Not retriable: the same credentials fail again. The message
+    names the user and the broker's address, never the password. (The broker's own
+    :class:`logbroker.broker.security.AuthenticationError` is a different class.)"""
+
+    default_code = 58
+
+
 class UnknownTopicOrPartitionError(KafkaError):
     """The broker does not host that topic or partition (UNKNOWN_TOPIC_OR_PARTITION)."""
 

@@ -4,8 +4,8 @@ The admin builds its requests with :mod:`._wire`; each ``parse_*`` here turns
 an answer into the client's own values (:mod:`.types`, or the small
 :class:`ItemError`/:class:`PartitionError` rows that carry an item's error
 code and message) so the admin only decides what to raise. The connection's
-ApiVersions handshake and the cluster's FindCoordinator are built and read
-here too. The _wire modules are the only ones that know kio's field names.
+ApiVersions handshake and SASL login (SaslHandshake, SaslAuthenticate) and the
+cluster's FindCoordinator are built and read here too. The _wire modules are the only ones that know kio's field names.
 
 A field a negotiated version may lack (see
 :data:`~logbroker.client.versions.CLIENT_VERSIONS`) is read with a default
@@ -40,6 +40,7 @@ __all__ = [
     "ItemError",
     "PartitionError",
     "ResourceConfigs",
+    "SaslAnswer",
     "api_versions_request",
     "parse_api_versions",
     "parse_consumer_group_describe",
@@ -59,7 +60,11 @@ __all__ = [
     "parse_list_transactions",
     "parse_offset_commit",
     "parse_offset_fetch",
+    "parse_sasl_authenticate",
+    "parse_sasl_handshake",
     "parse_write_txn_markers",
+    "sasl_authenticate_request",
+    "sasl_handshake_request",
     "top_error_code",
 ]
 
@@ -95,6 +100,31 @@ def api_versions_request(version: int, *, software_name: str, software_version: 
 def parse_api_versions(body: Any) -> tuple[int, list[tuple[int, int, int]]]:
     """The error code and the (api key, min version, max version) rows of an ApiVersions answer."""
     return int(body.error_code), [(int(e.api_key), int(e.min_version), int(e.max_version)) for e in body.api_keys]
+
+
+def sasl_handshake_request(version: int, mechanism: str) -> Any:
+    return build(request_module(ApiKey.SASL_HANDSHAKE, version).SaslHandshakeRequest, mechanism=mechanism)
+
+
+def parse_sasl_handshake(body: Any) -> tuple[int, tuple[str, ...]]:
+    """The error code and the mechanisms the broker offers."""
+    return int(body.error_code), tuple(body.mechanisms)
+
+
+def sasl_authenticate_request(version: int, auth_bytes: bytes) -> Any:
+    return build(request_module(ApiKey.SASL_AUTHENTICATE, version).SaslAuthenticateRequest, auth_bytes=auth_bytes)
+
+
+class SaslAnswer(NamedTuple):
+    """A SaslAuthenticate answer: the error code (and message), or the broker's next SASL bytes."""
+
+    error_code: int
+    error_message: str | None
+    auth_bytes: bytes
+
+
+def parse_sasl_authenticate(body: Any) -> SaslAnswer:
+    return SaslAnswer(int(body.error_code), body.error_message, bytes(body.auth_bytes))
 
 
 class CoordinatorAnswer(NamedTuple):

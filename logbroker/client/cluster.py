@@ -10,13 +10,18 @@ gets a few connections; a multi-node cluster gets them per node that leads
 something this client needs.
 
 Every connection's reader task runs in the nursery the cluster was given;
-:meth:`Cluster.aclose` closes them all.
+:meth:`Cluster.aclose` closes them all. Every connection is opened with the
+config's security settings (TLS context built once, SASL credentials).
+
+Failures that trying again cannot mend (a refused login, a certificate that
+does not verify: non-retriable errors) are raised at once, never retried.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import ssl
 from collections.abc import Iterable
 
 import trio
@@ -26,8 +31,9 @@ from logbroker.protocol import ApiKey, ErrorCode
 
 from . import _wire, _wire_admin
 from ._errors import kafka_error
+from ._sasl import SaslCredentials
 from .config import ClientConfig
-from .connection import Connection, Connector
+from .connection import Connection, Connector, make_ssl_context
 from .types import BrokerInfo, ClusterMetadata, TopicInfo
 
 __all__ = ["Cluster"]
@@ -52,10 +58,20 @@ class Cluster:
         self.metadata = ClusterMetadata()
         self._nursery = nursery
         self._connector = connector
+        self._ssl_context: ssl.SSLContext | None = None
+        if config.uses_ssl:  # built once: loading the CA file per connection would be wasted work
+            self._ssl_context = make_ssl_context(cafile=config.ssl_cafile, certfile=config.ssl_certfile,
+                                                 keyfile=config.ssl_keyfile, check_hostname=config.ssl_check_hostname)
+        self._sasl: SaslCredentials | None = None
+        if config.uses_sasl:
+            assert config.sasl_username is not None and config.sasl_password is not None  # the config checked
+            self._sasl = SaslCredentials(config.sasl_mechanism, config.sasl_username, config.sasl_password)
         self._allow_auto_create = allow_auto_create
         self._connections: dict[tuple[int, str], Connection] = {}
         self._locks: dict[tuple[int, str], trio.Lock] = {}
         self._bootstrap_connection: Connection | None = None
+        self._opens = 0  # connection attempts started
+        self._refusal: tuple[int, KafkaError] | None = None  # the last attempt's non-retriable failure
         self._coordinators: dict[str | tuple[int, str], BrokerInfo] = {}
         self._topics: set[str] = set()
         self._refresh_lock = trio.Lock()
@@ -82,12 +98,14 @@ class Cluster:
         if conn is not None and not conn.broken:
             return conn
         lock = self._locks.setdefault(key, trio.Lock())
+        seen = self._opens
         async with lock:
             conn = self._connections.get(key)
             if conn is not None and not conn.broken:
                 return conn
             if self._closed:
                 raise ClientClosedError("the client is closed")
+            self._raise_refusal_since(seen)
             broker = self.metadata.brokers.get(node_id) or self._node_from_coordinators(node_id)
             if broker is None:
                 raise KafkaConnectionError(f"node {node_id} is not in the cluster metadata")
@@ -101,7 +119,28 @@ class Cluster:
                 return broker
         return None
 
+    def _raise_refusal_since(self, seen: int) -> None:
+        """Raise (a copy of) the non-retriable failure of an attempt that started after
+        attempt number ``seen``: a task that waited for a lock while another task's
+        login was refused gets that refusal, instead of trying the same credentials
+        again (the owner may be shutting down because of it)."""
+        if self._refusal is not None and self._refusal[0] > seen:
+            error = self._refusal[1]
+            raise type(error)(str(error), code=error.code, retriable=False) from error
+
     async def _open(self, host: str, port: int, node_id: int) -> Connection:
+        self._opens += 1
+        attempt = self._opens
+        try:
+            conn = await self._connect(host, port, node_id)
+        except KafkaError as exc:
+            if not exc.retriable:
+                self._refusal = (attempt, exc)
+            raise
+        self._refusal = None
+        return conn
+
+    async def _connect(self, host: str, port: int, node_id: int) -> Connection:
         c = self.config
         return await Connection.open(
             self._nursery,
@@ -113,6 +152,8 @@ class Cluster:
             connect_timeout_ms=c.connect_timeout_ms,
             max_response_bytes=c.max_response_bytes,
             connector=self._connector,
+            ssl_context=self._ssl_context,
+            sasl=self._sasl,
         )
 
     async def any_connection(self) -> Connection:
@@ -130,11 +171,15 @@ class Cluster:
             try:
                 return await self.connection(node_id)
             except KafkaConnectionError as exc:
+                if not exc.retriable:
+                    raise
                 errors.append(str(exc))
         lock = self._locks.setdefault((-1, "bootstrap"), trio.Lock())
+        seen = self._opens
         async with lock:
             if self._bootstrap_connection is not None and not self._bootstrap_connection.broken:
                 return self._bootstrap_connection
+            self._raise_refusal_since(seen)
             for host, port in self.config.addresses:
                 if self._closed:
                     raise ClientClosedError("the client is closed")
@@ -142,8 +187,10 @@ class Cluster:
                     self._bootstrap_connection = await self._open(host, port, -1)
                     return self._bootstrap_connection
                 except KafkaConnectionError as exc:
+                    if not exc.retriable:  # a certificate that does not verify: another address will not help
+                        raise
                     errors.append(str(exc))
-        raise KafkaConnectionError("no broker reachable: " + "; ".join(errors))
+        raise KafkaConnectionError("no broker reachable: " + "; ".join(" ".join(e.split()) for e in errors))
 
     async def aclose(self) -> None:
         """Close every connection (their reader tasks end). Idempotent."""
@@ -157,6 +204,12 @@ class Cluster:
             await conn.aclose()
 
     # -- metadata -----------------------------------------------------------------
+
+    @property
+    def bootstrapped(self) -> bool:
+        """True once some broker answered Metadata; before, refreshes give up after
+        ``bootstrap_timeout_ms``."""
+        return self._refreshes > 0
 
     @property
     def stale(self) -> bool:
@@ -173,9 +226,13 @@ class Cluster:
         """Ask Metadata for the remembered topics plus ``topics`` (or all topics).
 
         Concurrent calls share one request when it covers them. Retries on
-        other brokers and with backoff until ``request_timeout_ms`` passes.
+        other brokers and with backoff until ``request_timeout_ms`` passes, or
+        ``bootstrap_timeout_ms`` (when set) while no broker has ever answered:
+        then no attempt outlasts it, even one stuck connecting.
 
         :raises KafkaConnectionError, KafkaTimeoutError: no broker answered in time.
+        :raises AuthenticationError: the login was refused (at once, not retried).
+        :raises KafkaConnectionError: not retriable: the broker's certificate does not verify (at once).
         """
         if topics:
             self.add_topics(topics)
@@ -183,22 +240,33 @@ class Cluster:
         async with self._refresh_lock:
             if self._refreshes > started and not all_topics and self._topics <= set(self.metadata.topics):
                 return self.metadata  # someone refreshed while we waited
-            deadline = trio.current_time() + self.config.request_timeout_ms / 1000
+            bootstrap_ms = None if self.bootstrapped else self.config.bootstrap_timeout_ms
+            timeout_ms = self.config.request_timeout_ms if bootstrap_ms is None else bootstrap_ms
+            deadline = trio.current_time() + timeout_ms / 1000
             attempt = 0
+            last: KafkaError | None = None
             while True:
                 attempt += 1
                 try:
-                    conn = await self.any_connection()
-                    version = conn.version(ApiKey.METADATA)
-                    wanted = None if all_topics else sorted(self._topics)
-                    body = _wire.metadata_request(version, wanted, allow_auto_create=self._allow_auto_create)
-                    answer = await conn.request(ApiKey.METADATA, version, body)
-                    break
+                    # Only an explicit bootstrap timeout cuts an attempt short; else each
+                    # attempt keeps its own limits (connect, request timeout), as before.
+                    with trio.move_on_at(deadline if bootstrap_ms is not None else math.inf) as scope:
+                        conn = await self.any_connection()
+                        version = conn.version(ApiKey.METADATA)
+                        wanted = None if all_topics else sorted(self._topics)
+                        body = _wire.metadata_request(version, wanted, allow_auto_create=self._allow_auto_create)
+                        answer = await conn.request(ApiKey.METADATA, version, body)
+                        break
+                    raise KafkaConnectionError(f"no broker reachable within {timeout_ms} ms (bootstrap_timeout_ms)"
+                                               + (f"; last error: {last}" if last is not None else ""))
                 except (KafkaConnectionError, KafkaTimeoutError) as exc:
                     if self._closed:
                         raise ClientClosedError("the client is closed") from exc
+                    if scope.cancelled_caught or not exc.retriable:
+                        raise
                     if trio.current_time() + self.config.backoff(attempt) > deadline:
                         raise
+                    last = exc
                     await trio.sleep(self.config.backoff(attempt))
             fresh = _wire.parse_metadata(answer)
             if not all_topics:

@@ -7,16 +7,19 @@ does is bounded by one of these limits, so nothing hangs forever.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Self
 
 from logbroker.errors import InvalidConfigError
 from logbroker.records import Compression
 
-__all__ = ["AdminConfig", "ClientConfig", "ConsumerConfig", "ProducerConfig", "parse_bootstrap"]
+__all__ = ["SASL_MECHANISMS", "SECURITY_PROTOCOLS", "AdminConfig", "ClientConfig", "ConsumerConfig", "ProducerConfig",
+           "parse_bootstrap"]
 
 _ACKS = {"all": -1, "-1": -1, "1": 1, "0": 0, -1: -1, 1: 1, 0: 0}
 PARTITIONERS = ("xxhash", "murmur2", "crc32")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 ASSIGNORS = ("range", "roundrobin", "cooperative-sticky")
 
 
@@ -54,6 +57,15 @@ def _positive(obj: Any, *names: str, zero: bool = False) -> None:
             raise InvalidConfigError(f"{name} must be a {'non-negative' if zero else 'positive'} int, got {value!r}")
 
 
+def _choice(obj: Any, name: str, allowed: tuple[str, ...]) -> str:
+    """The setting ``name`` upper-cased (stored so) if it is one of ``allowed``."""
+    value = getattr(obj, name)
+    if not isinstance(value, str) or value.upper() not in allowed:
+        raise InvalidConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    object.__setattr__(obj, name, value.upper())
+    return value.upper()
+
+
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
     """Settings every client shares."""
@@ -68,12 +80,66 @@ class ClientConfig:
     retry_backoff_max_ms: int = 1_000
     max_response_bytes: int = 200 * 1024 * 1024
     """Largest response frame accepted (a fetch answer is bounded by ``fetch_max_bytes``)."""
+    bootstrap_timeout_ms: int | None = None
+    """How long a metadata refresh keeps retrying while no broker has ever answered
+    (None: ``request_timeout_ms``); an unreachable cluster is reported after this long."""
+    security_protocol: str = "PLAINTEXT"
+    """PLAINTEXT, SSL (TLS), SASL_PLAINTEXT (login, no TLS) or SASL_SSL (login over TLS); any case."""
+    sasl_mechanism: str = "PLAIN"
+    """PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (SASL protocols only)."""
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    """PEM file of the CAs that sign the broker's certificate (None: the system's CAs)."""
+    ssl_certfile: str | None = None
+    """PEM client certificate (may hold the key too), for brokers that ask for one."""
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
+    """Check that the broker's certificate names the host of its address (the chain is always checked)."""
 
     def __post_init__(self) -> None:
         parse_bootstrap(self.bootstrap)
         _positive(self, "request_timeout_ms", "connect_timeout_ms", "metadata_max_age_ms",
                   "retry_backoff_max_ms", "max_response_bytes")
         _positive(self, "retry_backoff_ms", zero=True)
+        if self.bootstrap_timeout_ms is not None:
+            _positive(self, "bootstrap_timeout_ms")
+        self._check_security()
+
+    def _check_security(self) -> None:
+        protocol = _choice(self, "security_protocol", SECURITY_PROTOCOLS)
+        _choice(self, "sasl_mechanism", SASL_MECHANISMS)
+        for name in ("sasl_username", "sasl_password", "ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise InvalidConfigError(f"{name} must be a string or None, got {type(getattr(self, name)).__name__}")
+        if not isinstance(self.ssl_check_hostname, bool):
+            raise InvalidConfigError(f"ssl_check_hostname must be True or False, got {self.ssl_check_hostname!r}")
+        if self.uses_sasl:
+            missing = [n for n, v in (("sasl_username", self.sasl_username), ("sasl_password", self.sasl_password))
+                       if v is None or (n == "sasl_username" and not v)]
+            if missing:
+                raise InvalidConfigError(f"security_protocol={protocol} logs in and needs sasl_username and "
+                                         f"sasl_password; missing: {', '.join(missing)}")
+        elif self.sasl_username is not None or self.sasl_password is not None:
+            # Kafka would ignore them and the broker would drop the connection without saying why.
+            raise InvalidConfigError(f"sasl_username/sasl_password are set but security_protocol={protocol} "
+                                     "does not log in: use SASL_PLAINTEXT or SASL_SSL")
+        files = [n for n in ("ssl_cafile", "ssl_certfile", "ssl_keyfile") if getattr(self, n) is not None]
+        if files and not self.uses_ssl:
+            raise InvalidConfigError(f"{', '.join(files)} set but security_protocol={protocol} does not use TLS: "
+                                     "use SSL or SASL_SSL")
+        if self.ssl_keyfile is not None and self.ssl_certfile is None:
+            raise InvalidConfigError("ssl_keyfile needs ssl_certfile (the client certificate it belongs to)")
+
+    @property
+    def uses_ssl(self) -> bool:
+        """True for SSL and SASL_SSL: connections are TLS."""
+        return self.security_protocol.endswith("SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        """True for SASL_PLAINTEXT and SASL_SSL: every connection logs in."""
+        return self.security_protocol.startswith("SASL_")
 
     @property
     def addresses(self) -> tuple[tuple[str, int], ...]:

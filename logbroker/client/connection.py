@@ -7,9 +7,15 @@ frame is never interleaved with another), then waits for the reader to hand
 it the decoded answer. Many requests are in flight at once; Kafka answers
 them in order, but the reader matches them by correlation id anyway.
 
-After connecting, :meth:`Connection.handshake` asks ApiVersions and keeps,
+After connecting (and, for SSL/SASL_SSL, the TLS handshake over the
+connector's stream), :meth:`Connection.handshake` asks ApiVersions and keeps,
 for every API the client implements, the highest version both sides support
-(:func:`logbroker.client.versions.negotiate`).
+(:func:`logbroker.client.versions.negotiate`); with SASL credentials it then
+logs in: SaslHandshake v1, then SaslAuthenticate messages of the mechanism
+(:mod:`._sasl`). A refused login raises
+:class:`~logbroker.errors.AuthenticationError` and a certificate that does
+not verify a non-retriable :class:`~logbroker.errors.KafkaConnectionError`:
+trying again cannot help either.
 
 Failure is sticky: once the stream breaks, a request times out, or the
 peer sends bytes that do not decode, the connection is *broken*: every waiting
@@ -24,13 +30,17 @@ from __future__ import annotations
 
 import itertools
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
+from types import MappingProxyType
 from typing import Any
 
 import trio
 
 from logbroker.errors import (
+    AuthenticationError,
     ClientClosedError,
+    InvalidConfigError,
     KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
@@ -40,12 +50,18 @@ from logbroker.errors import (
 from logbroker.protocol import ApiKey, ErrorCode, FrameDecoder, decode_response, encode_request
 
 from . import _wire_admin
+from ._sasl import SaslCredentials, new_exchange
 from .versions import CLIENT_VERSIONS, negotiate
 
-__all__ = ["Connection", "Connector"]
+__all__ = ["Connection", "Connector", "make_ssl_context"]
 
 Connector = Callable[[str, int], Awaitable[trio.abc.Stream]]
-"""Opens a stream to (host, port): ``trio.open_tcp_stream`` by default, TLS or in-memory streams in tests."""
+"""Opens a stream to (host, port): ``trio.open_tcp_stream`` by default, in-memory streams in tests.
+TLS, when asked for, runs over the stream it returns."""
+
+# Login APIs: used before the client's own APIs, so negotiated apart from CLIENT_VERSIONS.
+# SaslHandshake v0 (raw SASL bytes outside Kafka frames) is not spoken.
+_SASL_VERSIONS = MappingProxyType({ApiKey.SASL_HANDSHAKE: (1, 1), ApiKey.SASL_AUTHENTICATE: (0, 2)})
 
 log = logging.getLogger("logbroker.client")
 
@@ -104,11 +120,14 @@ class Connection:
         self._closed = trio.Event()
         self.versions: dict[ApiKey, int] = {}
         self.requests_sent = 0
+        self.user: str | None = None
+        """The SASL user this connection logged in as (None: no login)."""
 
     def __repr__(self) -> str:
         state = "open" if self._error is None else f"broken ({type(self._error).__name__})"
+        login = f" user={self.user!r}" if self.user is not None else ""
         return (
-            f"<Connection node={self.node_id} {self.host}:{self.port} {state} "
+            f"<Connection node={self.node_id} {self.host}:{self.port}{login} {state} "
             f"in_flight={len(self._pending)} sent={self.requests_sent}>"
         )
 
@@ -285,13 +304,22 @@ class Connection:
             raise slot.error
         return slot.body
 
-    async def handshake(self) -> None:
-        """Ask ApiVersions (v3, falling back as the broker says) and negotiate versions;
-        from then on requests wait ``request_timeout_ms``.
+    async def handshake(self, sasl: SaslCredentials | None = None) -> None:
+        """Ask ApiVersions (v3, falling back as the broker says) and negotiate versions,
+        then log in with ``sasl`` if given; from then on requests wait ``request_timeout_ms``.
 
         :raises KafkaConnectionError, KafkaTimeoutError: as :meth:`request`.
+        :raises AuthenticationError: the login was refused (see :meth:`_login`).
         :raises KafkaError: the broker answered ApiVersions with an error.
         """
+        rows = await self._api_versions()
+        self.versions = negotiate(rows)
+        if sasl is not None:
+            await self._login(sasl, negotiate(rows, _SASL_VERSIONS))
+        self._timeout = self._request_timeout
+
+    async def _api_versions(self) -> list[tuple[int, int, int]]:
+        """The broker's (api key, min, max) rows."""
         version = CLIENT_VERSIONS[ApiKey.API_VERSIONS][1]
         for _ in range(3):
             body = _wire_admin.api_versions_request(version, software_name=_SOFTWARE_NAME,
@@ -305,10 +333,48 @@ class Connection:
                 continue
             if code != ErrorCode.none:
                 raise KafkaError(f"ApiVersions refused by {self._peer()}: {ErrorCode(code).name}", code=ErrorCode(code))
-            self.versions = negotiate(rows)
-            self._timeout = self._request_timeout
-            return
+            return rows
         raise KafkaError(f"{self._peer()} supports no ApiVersions version we speak", code=ErrorCode.unsupported_version)
+
+    async def _login(self, sasl: SaslCredentials, versions: dict[ApiKey, int]) -> None:
+        """SaslHandshake v1 for ``sasl.mechanism``, then SaslAuthenticate (at
+        ``versions[SASL_AUTHENTICATE]``, the highest both sides speak) until the
+        mechanism is done. The broker closes the connection after a refusal.
+
+        :raises AuthenticationError: the broker does not offer the mechanism or
+            SaslHandshake v1, refused the credentials, or (SCRAM) did not prove it
+            knows the password. The message names the user and this address.
+        :raises KafkaConnectionError, KafkaTimeoutError: as :meth:`request`.
+        """
+        def refused(why: str, code: int = ErrorCode.sasl_authentication_failed) -> AuthenticationError:
+            return AuthenticationError(f"login as {sasl.username} failed at {self._peer()}: {why}", code=code)
+
+        if ApiKey.SASL_HANDSHAKE not in versions or ApiKey.SASL_AUTHENTICATE not in versions:
+            raise refused("the broker offers no SASL login this client speaks (SaslHandshake v1, SaslAuthenticate)")
+        code, offered = _wire_admin.parse_sasl_handshake(await self.request(
+            ApiKey.SASL_HANDSHAKE, 1, _wire_admin.sasl_handshake_request(1, sasl.mechanism)))
+        if code == ErrorCode.unsupported_sasl_mechanism:
+            raise refused(f"the broker does not offer {sasl.mechanism} (it offers: {', '.join(offered) or 'none'})",
+                          code)
+        if code != ErrorCode.none:
+            raise refused(f"SaslHandshake answered {ErrorCode(code).name}", code)
+        version = versions[ApiKey.SASL_AUTHENTICATE]
+        exchange = new_exchange(sasl)
+        message: bytes | None = exchange.first()
+        while message is not None:
+            answer = _wire_admin.parse_sasl_authenticate(await self.request(
+                ApiKey.SASL_AUTHENTICATE, version, _wire_admin.sasl_authenticate_request(version, message)))
+            if answer.error_code == ErrorCode.sasl_authentication_failed:
+                said = f"; the broker said: {answer.error_message}" if answer.error_message else ""
+                raise refused(f"SASL authentication failed (wrong user name or password?){said}")
+            if answer.error_code != ErrorCode.none:
+                raise refused(f"SaslAuthenticate answered {ErrorCode(answer.error_code).name}"
+                              + (f" ({answer.error_message})" if answer.error_message else ""), answer.error_code)
+            try:
+                message = exchange.step(answer.auth_bytes)
+            except AuthenticationError as exc:
+                raise refused(str(exc)) from exc
+        self.user = sasl.username
 
     @classmethod
     async def open(
@@ -323,23 +389,32 @@ class Connection:
         connect_timeout_ms: int,
         max_response_bytes: int,
         connector: Connector | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        sasl: SaslCredentials | None = None,
     ) -> Connection:
-        """Connect, start the reader task in ``nursery`` and negotiate versions.
+        """Connect, start the reader task in ``nursery``, negotiate versions and log in.
 
         ``connector(host, port)`` returns a trio Stream (default:
-        ``trio.open_tcp_stream``); tests pass in-memory streams, TLS users an
-        SSL stream.
+        ``trio.open_tcp_stream``); tests pass in-memory streams. With
+        ``ssl_context`` the connection is TLS over that stream (the
+        certificate is checked for ``host``); with ``sasl`` it logs in.
+        Connecting and the TLS handshake share ``connect_timeout_ms``.
 
-        :raises KafkaConnectionError: could not connect (or handshake) in time.
+        :raises KafkaConnectionError: could not connect (or handshake) in time;
+            not retriable when the broker's certificate does not verify.
+        :raises AuthenticationError: the login was refused.
         """
         connect = connector or _tcp
         with trio.move_on_after(connect_timeout_ms / 1000) as scope:
             try:
                 stream = await connect(host, port)
             except OSError as exc:
-                raise KafkaConnectionError(f"cannot connect to {host}:{port}: {exc}") from exc
+                raise KafkaConnectionError(f"cannot connect to {host}:{port}: {_one_line(exc)}") from exc
+            if ssl_context is not None:
+                stream = await _start_tls(stream, ssl_context, host, port)
         if scope.cancelled_caught:
-            raise KafkaConnectionError(f"connecting to {host}:{port} took over {connect_timeout_ms} ms")
+            what = "connecting (and the TLS handshake)" if ssl_context is not None else "connecting"
+            raise KafkaConnectionError(f"{what} to {host}:{port} took over {connect_timeout_ms} ms")
         conn = cls(
             stream,
             node_id=node_id,
@@ -350,9 +425,13 @@ class Connection:
             max_response_bytes=max_response_bytes,
             handshake_timeout_ms=min(request_timeout_ms, connect_timeout_ms * 3),
         )
-        await nursery.start(conn.run)
         try:
-            await conn.handshake()
+            await nursery.start(conn.run)
+        except RuntimeError as exc:  # the nursery is closed: its owner is shutting down (after a fatal error)
+            await trio.aclose_forcefully(stream)
+            raise ClientClosedError(f"the client is closing; not connecting to {host}:{port}") from exc
+        try:
+            await conn.handshake(sasl)
         except BaseException:
             await conn.aclose()
             raise
@@ -361,3 +440,57 @@ class Connection:
 
 async def _tcp(host: str, port: int) -> trio.abc.Stream:
     return await trio.open_tcp_stream(host, port)  # trio sets TCP_NODELAY
+
+
+def make_ssl_context(*, cafile: str | None, certfile: str | None, keyfile: str | None,
+                     check_hostname: bool) -> ssl.SSLContext:
+    """The client's TLS context: the broker's chain is checked against ``cafile``
+    (None: the system's CAs), its name only if ``check_hostname``; ``certfile``
+    (and ``keyfile``) is this client's certificate, for brokers that ask for one.
+
+    :raises InvalidConfigError: a file is missing or is not PEM of the right kind.
+    """
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=cafile)
+    except (OSError, ssl.SSLError) as exc:
+        raise InvalidConfigError(f"ssl_cafile {cafile!r} cannot be used: {_one_line(exc)}") from exc
+    context.check_hostname = check_hostname  # verify_mode stays CERT_REQUIRED: the chain is always checked
+    if certfile is not None:
+        try:
+            context.load_cert_chain(certfile, keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise InvalidConfigError(f"ssl_certfile {certfile!r} / ssl_keyfile {keyfile!r} cannot be used: "
+                                     f"{_one_line(exc)}") from exc
+    return context
+
+
+async def _start_tls(transport: trio.abc.Stream, context: ssl.SSLContext, host: str, port: int) -> trio.SSLStream[Any]:
+    """TLS over ``transport``, handshake done.
+
+    :raises KafkaConnectionError: the handshake failed; not retriable when the
+        certificate does not verify (wrong CA, another host name, expired).
+    """
+    # https_compatible: closing skips close_notify, so the reader task's close and aclose()
+    # may race without failing; Kafka's length-prefixed frames already reveal a truncation.
+    stream = trio.SSLStream(transport, context, server_hostname=host, https_compatible=True)
+    try:
+        await stream.do_handshake()
+    except trio.BrokenResourceError as exc:
+        await trio.aclose_forcefully(transport)
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            raise KafkaConnectionError(
+                f"TLS handshake with {host}:{port} failed: the broker's certificate does not verify: "
+                f"{cause.verify_message or cause.reason}", retriable=False) from exc
+        reason = _one_line(cause) if cause is not None else "the connection broke"
+        raise KafkaConnectionError(f"TLS handshake with {host}:{port} failed: {reason} "
+                                   "(is it a TLS listener?)") from exc
+    except BaseException:  # cancelled (the connect timeout): the transport must not leak
+        await trio.aclose_forcefully(transport)
+        raise
+    return stream
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's text on one line (OS and TLS messages sometimes span lines)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

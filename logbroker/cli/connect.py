@@ -159,11 +159,6 @@ class ClientSettings:
             "connect_timeout_ms": timeout_ms,
             "request_timeout_ms": max(timeout_ms, int(_REQUEST_TIMEOUT_FLOOR_S * 1000)),
         }
-        from dataclasses import fields as _fields  # TEMPORARY until the client has bootstrap_timeout_ms
-
-        from logbroker.client.config import ClientConfig as _CC
-        if "bootstrap_timeout_ms" not in {f.name for f in _fields(_CC)}:
-            del options["bootstrap_timeout_ms"]
         options.update(self.security)
         options.update(extra)
         return options
@@ -186,8 +181,8 @@ _OPTION_HELP: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--security-protocol",), dict(type=click.Choice(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"],
                                                       case_sensitive=False),
                                     envvar="LOGBROKER_SECURITY_PROTOCOL",
-                                    help="How to talk to the broker [default: PLAINTEXT, or SASL_PLAINTEXT when a "
-                                    "SASL user is given].")),
+                                    help="How to talk to the broker [default: PLAINTEXT; SSL with --ssl-ca; "
+                                    "SASL_PLAINTEXT with a SASL user, SASL_SSL with both].")),
     (("--sasl-mechanism",), dict(type=click.Choice(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"], case_sensitive=False),
                                  envvar="LOGBROKER_SASL_MECHANISM", help="SASL login mechanism [default: PLAIN].")),
     (("--sasl-username",), dict(envvar="LOGBROKER_SASL_USERNAME", help="SASL user name.")),
@@ -252,6 +247,8 @@ def _resolve(given: dict[str, Any], role: str) -> ClientSettings:
         merged["security_protocol"] = str(merged["security_protocol"]).upper()
     elif merged.get("sasl_username"):
         merged["security_protocol"] = "SASL_SSL" if merged.get("ssl_cafile") else "SASL_PLAINTEXT"
+    elif merged.get("ssl_cafile") or merged.get("ssl_certfile"):
+        merged["security_protocol"] = "SSL"
     if "sasl_mechanism" in merged:
         merged["sasl_mechanism"] = str(merged["sasl_mechanism"]).upper()
     return ClientSettings(bootstrap=bootstrap, timeout_s=timeout, role=role, security=merged)

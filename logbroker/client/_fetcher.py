@@ -18,7 +18,6 @@ the chunk just taken.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from collections import deque
@@ -207,8 +206,15 @@ class Fetcher:
             next_wake = self._start_fetches(now)
             if self._need_metadata or (self._cluster.stale and len(self._subscription)):
                 self._need_metadata = False
-                with contextlib.suppress(KafkaError):
+                try:
                     await self._cluster.refresh(self._subscription.topics())
+                except ClientClosedError:
+                    return
+                except KafkaError as exc:
+                    if not exc.retriable:  # a refused login: the application must hear of it
+                        self.report(exc)
+                    self._need_metadata = True
+                    await trio.sleep(self.config.backoff(3))  # not a busy loop while no broker answers
                 continue
             with trio.move_on_after(max(0.0, next_wake - now) if not math.isinf(next_wake) else math.inf):
                 await self._fetch_wake.wait()

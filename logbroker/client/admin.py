@@ -143,7 +143,11 @@ class Admin:
                 version = conn.version(api_key)
                 return await conn.request(api_key, version, make_body(version),
                                           extra_timeout_ms=self.config.operation_timeout_ms)
-            except (KafkaConnectionError, KafkaTimeoutError):
+            except (KafkaConnectionError, KafkaTimeoutError) as exc:
+                # a refused certificate, or no broker ever reached within the bootstrap timeout, will not
+                # change by retrying
+                if not exc.retriable or not cluster.bootstrapped:
+                    raise
                 if trio.current_time() + self.config.backoff(attempt) > deadline:
                     raise
                 await trio.sleep(self.config.backoff(attempt))

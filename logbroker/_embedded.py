@@ -32,7 +32,9 @@ _START_TIMEOUT_S = 30.0
 class EmbeddedBroker:
     """A running in-process broker: its address, topic creation and ``stop()``.
 
-    Obtained from :func:`embedded`. ``bootstrap_servers`` is "127.0.0.1:PORT".
+    Obtained from :func:`embedded`. ``bootstrap_servers`` is "127.0.0.1:PORT";
+    ``schema_registry_url`` is "http://127.0.0.1:PORT" when started with
+    ``schema_registry=True`` (else None).
     """
 
     def __init__(self, server: Server, data_dir: str, *, call: Callable[..., Any]) -> None:
@@ -41,6 +43,8 @@ class EmbeddedBroker:
         self.data_dir = data_dir
         self.port = server.port
         self.bootstrap_servers = f"127.0.0.1:{server.port}"
+        registry = server.schema_registry_port
+        self.schema_registry_url = None if registry is None else f"http://127.0.0.1:{registry}"
         self._stopped = False
 
     def __repr__(self) -> str:
@@ -64,6 +68,8 @@ class EmbeddedBroker:
 
 
 def _config(data_dir: str, port: int, settings: dict[str, Any]) -> BrokerConfig:
+    if settings.pop("schema_registry", False):
+        settings.setdefault("schema_registry_port", 0)
     names = set(BrokerConfig.field_names())
     unknown = set(settings) - names
     if unknown:
@@ -75,14 +81,15 @@ class embedded:  # noqa: N801 - used like a function: ``with embedded() as b``
     """Context manager running a broker in this process (sync or async form).
 
     ``data_dir``: where the log lives (default: a temporary directory, removed
-    on exit). ``port``: 0 picks a free port. Other keyword arguments are
-    :class:`BrokerConfig` fields, e.g. ``num_partitions=3``.
+    on exit). ``port``: 0 picks a free port. ``schema_registry=True`` serves a
+    schema registry on a free port (``schema_registry_url``). Other keyword
+    arguments are :class:`BrokerConfig` fields, e.g. ``num_partitions=3``.
     """
 
     def __init__(self, data_dir: str | os.PathLike | None = None, port: int = 0, **settings: Any) -> None:
         self._data_dir = None if data_dir is None else os.fspath(data_dir)
         self._port = port
-        self._settings = settings
+        self._settings = dict(settings)
         self._thread: threading.Thread | None = None
         self._token: trio.lowlevel.TrioToken | None = None
         self._temp: str | None = None

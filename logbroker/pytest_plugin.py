@@ -4,7 +4,9 @@ Active once logbroker is installed (entry point ``pytest11``). Fixtures:
 
 * ``logbroker_broker``: one in-process broker per test session (EmbeddedBroker);
 * ``logbroker_bootstrap``: its address, "127.0.0.1:PORT";
-* ``logbroker_topic``: a fresh, uniquely named topic per test, deleted afterwards.
+* ``logbroker_topic``: a fresh, uniquely named topic per test, deleted afterwards;
+* ``logbroker_schema_registry``: the URL of the session broker's schema registry
+  (Confluent's API), for ``SchemaRegistryClient({"url": ...})``.
 
 Options: ``--logbroker-data-dir DIR`` keeps the log there instead of a temp
 dir; ``--logbroker-keep`` leaves the data on disk after the session.
@@ -44,7 +46,7 @@ def logbroker_broker(request: pytest.FixtureRequest) -> Iterator[EmbeddedBroker]
     made = None
     if data_dir is None and keep:
         data_dir = made = tempfile.mkdtemp(prefix="logbroker-pytest-")
-    with embedded(data_dir=data_dir) as broker:
+    with embedded(data_dir=data_dir, schema_registry=True) as broker:
         yield broker
     if keep:
         print(f"\nlogbroker data kept in {broker.data_dir}")
@@ -56,6 +58,14 @@ def logbroker_broker(request: pytest.FixtureRequest) -> Iterator[EmbeddedBroker]
 def logbroker_bootstrap(logbroker_broker: EmbeddedBroker) -> str:
     """The session broker's address for ``bootstrap_servers``."""
     return logbroker_broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def logbroker_schema_registry(logbroker_broker: EmbeddedBroker) -> str:
+    """The session broker's schema registry, "http://127.0.0.1:PORT" (subjects
+    live for the whole session: name them after ``logbroker_topic``)."""
+    assert logbroker_broker.schema_registry_url is not None  # the session broker always serves one
+    return logbroker_broker.schema_registry_url
 
 
 @pytest.fixture

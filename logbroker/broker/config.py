@@ -36,6 +36,8 @@ RANGES: dict[str, tuple[int, int | None]] = {
     "port": (0, 65535),
     "advertised_port": (1, 65535),
     "metrics_port": (0, 65535),
+    "schema_registry_port": (0, 65535),
+    "console_port": (0, 65535),
     "node_id": (0, _INT32_MAX),  # Kafka refuses a negative node.id too
     "num_partitions": (1, _INT32_MAX),
     "log_max_open_files": (1, _INT32_MAX),
@@ -129,6 +131,22 @@ class BrokerConfig:
         metadata={"help": "Serve Prometheus metrics over HTTP on this port (unset = off; 0 = any free port)."},
     )
     metrics_host: str = field(default="127.0.0.1", metadata={"help": "Address the metrics endpoint binds."})
+    schema_registry_port: int | None = field(
+        default=None,
+        metadata={"help": "Serve a schema registry (Confluent's REST API, schemas kept in the _schemas topic) over "
+                          "HTTP on this port (unset = off; 0 = any free port)."},
+    )
+    schema_registry_host: str = field(default="127.0.0.1",
+                                      metadata={"help": "Address the schema registry binds."})
+    console_port: int | None = field(
+        default=None,
+        metadata={"help": "Serve the web console (topics, messages, groups, queues, schemas) over HTTP on this "
+                          "port (unset = off; 0 = any free port)."},
+    )
+    console_host: str = field(default="127.0.0.1", metadata={"help": "Address the web console binds."})
+    console_read_only: bool = field(
+        default=False, metadata={"help": "Turn every action of the web console off (browsing only)."},
+    )
     node_id: int = field(
         default=0,
         metadata={"help": "This broker's id in Metadata responses; kept in meta.properties, and the broker refuses "

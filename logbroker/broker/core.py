@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from logbroker.broker.config import BrokerConfig
 from logbroker.broker.dynamic_config import ConfigEntry, DynamicBrokerConfigs
@@ -44,6 +44,9 @@ from logbroker.storage import (
     TOPIC_CONFIG_DEFAULTS, AbortedTxn, FlushMode, LogConfig, LogManager, LogManagerConfig, PartitionLog, TopicInfo,
     write_atomically,
 )
+
+if TYPE_CHECKING:
+    from logbroker.broker.schema_registry import SchemaRegistry
 
 log = logging.getLogger("logbroker.broker")
 
@@ -110,13 +113,27 @@ class ProduceResult:
     duplicate: bool = False
 
 
+def _make_data_dir(config: BrokerConfig) -> None:
+    """Create the data directory if needed.
+
+    :raises StorageError: it is a file, or cannot be created (the message names it).
+    """
+    try:
+        os.makedirs(config.data_dir, mode=config.dir_mode, exist_ok=True)
+    except FileExistsError:  # exist_ok forgives only an existing directory
+        raise StorageError(f"data directory {config.data_dir} is a file, not a directory") from None
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise StorageError(f"cannot create data directory {config.data_dir}: {reason}") from exc
+
+
 class Broker:
     """One single-node broker over one data directory."""
 
     def __init__(self, config: BrokerConfig, *, clock: Callable[[], int] = now_ms) -> None:
         self.config = config
         self.clock = clock
-        os.makedirs(config.data_dir, mode=config.dir_mode, exist_ok=True)
+        _make_data_dir(config)
         # Whose data this is, checked before the log is opened (Kafka refuses the same way).
         meta = check_meta(config.data_dir, node_id=config.node_id, cluster_id=config.cluster_id)
         # AlterConfigs on the BROKER resource: kept in the data dir, laid over the static settings.
@@ -160,6 +177,13 @@ class Broker:
         )
         self.transactions.load(clock())
         self.add_timer_source(self.transactions)
+        # the schema registry's state, when the broker serves one (schema.registry.port)
+        self.schema_registry: SchemaRegistry | None = None
+        if config.schema_registry_port is not None:
+            from logbroker.broker.schema_registry import SchemaRegistry  # schema libraries load only when used
+
+            self.schema_registry = SchemaRegistry(self.log_manager, clock)
+            self.schema_registry.load()
         self._markers_to_retry: tuple[TxnMarker, ...] = ()
         self._marker_retry_at: int | None = None
         pending = self.transactions.pending_markers()

@@ -30,7 +30,8 @@ _I16 = struct.Struct(">h")
 # Kafka's internal topic names: those the broker writes today, and those a
 # later version (or a Kafka cluster a user moves to) owns, so that no user
 # topic can take the name first.
-INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__share_group_state", "__transaction_state", "__cluster_metadata"})
+INTERNAL_TOPICS = frozenset({"__consumer_offsets", "__share_group_state", "__transaction_state", "__cluster_metadata",
+                             "_schemas"})
 # What an internal topic's configs must keep: the coordinators replay it
 # key by key, and write batches of up to _REWRITE_BATCH_BYTES (Kafka's
 # default max.message.bytes leaves room for one).

@@ -19,11 +19,12 @@ the request it is handling, wake long polls, flush, write the clean marker.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from functools import partial
 from typing import Any, cast
 
@@ -62,6 +63,8 @@ class Server:
         # Request, connection and fsync metrics; None unless metrics_port is set.
         self.metrics: Metrics | None = Metrics() if config.metrics_port is not None else None
         self.metrics_port: int | None = None  # the bound metrics port, once serving
+        self.schema_registry_port: int | None = None  # the bound schema registry port, once serving
+        self.console_port: int | None = None  # the bound console port, once serving
         self.limits = ConnectionLimits(config, self.metrics)
         self.watchdog = Watchdog(config, on_tick=self.limits.log_refusals)
         self.dispatcher = Dispatcher(
@@ -160,6 +163,21 @@ class Server:
                 self.metrics_port = await nursery.start(partial(
                     serve_http, metrics_app(self.metrics, broker), config.metrics_host, config.metrics_port,
                     name="metrics", path="/metrics",
+                ))
+            if broker.schema_registry is not None and config.schema_registry_port is not None:
+                from logbroker.server.registry_app import registry_app  # its schema libraries load only when used
+
+                self.schema_registry_port = await nursery.start(partial(
+                    serve_http, registry_app(broker), config.schema_registry_host, config.schema_registry_port,
+                    name="schema registry",
+                ))
+            if config.console_port is not None:
+                from logbroker.server.console.app import console_app  # templates load only when used
+
+                app = console_app(broker, metrics=self.metrics, read_only=config.console_read_only,
+                                  listeners=lambda: [f"{config.security_protocol} {config.host}:{self.port}"])
+                self.console_port = await nursery.start(partial(
+                    serve_http, app, config.console_host, config.console_port, name="console",
                 ))
             async with trio.open_nursery() as connections:
                 await nursery.start(self._accept, listeners, connections)
@@ -302,6 +320,24 @@ def _check_security(config: BrokerConfig, broker: Broker) -> None:
         broker.authorizer.check()
 
 
+class ListenError(LogbrokerError):
+    """The listener could not bind ``host:port``; ``errno`` says why (EADDRINUSE...)."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        reason = (cause.strerror or str(cause)).lower()
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+        self.host, self.port, self.errno = host, port, cause.errno
+
+
+@contextlib.contextmanager
+def _naming_address(config: BrokerConfig) -> Iterator[None]:
+    """Turn a failed bind into ListenError: the OSError alone does not say which address."""
+    try:
+        yield
+    except OSError as exc:
+        raise ListenError(config.host, config.port, exc) from exc
+
+
 async def serve(config: BrokerConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Open the broker, listen, and serve until cancelled or shut down.
 
@@ -322,11 +358,13 @@ async def serve(config: BrokerConfig, *, task_status: Any = trio.TASK_STATUS_IGN
                 context.load_cert_chain(config.ssl_certfile or "", config.ssl_keyfile)
             except (OSError, ssl.SSLError) as exc:
                 raise InvalidConfigError(f"cannot load the TLS certificate or key: {exc}") from exc
-            ssl_listeners = await trio.open_ssl_over_tcp_listeners(config.port, context, host=config.host)
+            with _naming_address(config):
+                ssl_listeners = await trio.open_ssl_over_tcp_listeners(config.port, context, host=config.host)
             listeners = list(ssl_listeners)
             tcp = [cast(trio.SocketListener, listener.transport_listener) for listener in ssl_listeners]
         else:
-            tcp = await trio.open_tcp_listeners(config.port, host=config.host)
+            with _naming_address(config):
+                tcp = await trio.open_tcp_listeners(config.port, host=config.host)
             listeners = list(tcp)
         bound = tcp[0].socket.getsockname()
         server = Server(broker, config)

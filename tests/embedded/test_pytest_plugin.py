@@ -75,3 +75,15 @@ def test_addr(logbroker_bootstrap, tmp_path_factory):
     host, port = (pytester.path / "addr.txt").read_text().split(":")
     with pytest.raises(OSError):
         socket.create_connection((host, int(port)), timeout=2).close()
+
+
+def test_the_schema_registry_example_of_the_testing_guide(pytester: pytest.Pytester):
+    import pathlib
+    import re
+
+    guide = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "testing.md").read_text()
+    section = guide.split("## confluent-kafka with Avro and the schema registry", 1)[1]
+    example = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    pytester.makepyfile(test_avro=example)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    result.assert_outcomes(passed=1)

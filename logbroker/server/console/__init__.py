@@ -1,0 +1,1 @@
+"""The web console (``--console-port``): see :mod:`logbroker.server.console.app`."""

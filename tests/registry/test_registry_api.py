@@ -1,0 +1,303 @@
+"""The schema registry of a real ``logbroker serve``: Confluent's REST API as
+raw HTTP (status codes, error codes, content types) and through
+confluent-kafka's SchemaRegistryClient and serializers, ids kept across a
+restart, and the ``_schemas`` records in Confluent's format."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from logbroker.broker.security import UserStore
+
+CT = "application/vnd.schemaregistry.v1+json"
+_REGISTRY_LINE = re.compile(r"schema registry on http://\S+:(\d+)/")
+
+USER_V1 = {"type": "record", "name": "User", "namespace": "shop",
+           "fields": [{"name": "name", "type": "string"}]}
+USER_V2 = {**USER_V1, "fields": [*USER_V1["fields"], {"name": "age", "type": "int", "default": 0}]}
+USER_NO_DEFAULT = {**USER_V1, "fields": [*USER_V1["fields"], {"name": "email", "type": "string"}]}
+
+
+def registry_port(proc, timeout: float = 15.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = _REGISTRY_LINE.search(proc.log)
+        if found:
+            return int(found.group(1))
+        time.sleep(0.02)
+    raise AssertionError(f"no schema registry line in the broker log:\n{proc.log}")
+
+
+def start_with_registry(broker_factory, tmp_path, *extra: str, data_dir=None):
+    config = tmp_path / "registry.toml"
+    config.write_text("schema_registry_port = 0\n" + "".join(line + "\n" for line in extra))
+    proc = broker_factory("--config", str(config), data_dir=data_dir)
+    return proc, f"http://127.0.0.1:{registry_port(proc)}"
+
+
+class Http:
+    def __init__(self, url: str, auth: tuple[str, str] | None = None) -> None:
+        self.url = url
+        self.auth = auth
+
+    def __call__(self, method: str, path: str, body=None, headers=None):
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
+        if data is not None:
+            request.add_header("Content-Type", CT)
+        if self.auth:
+            token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                raw = response.read()
+                return response.status, response.headers.get("Content-Type", ""), _json(raw)
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.headers.get("Content-Type", ""), _json(exc.read())
+
+
+def _json(raw: bytes):
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode()
+
+
+@pytest.fixture
+def registry(broker_factory, tmp_path):
+    proc, url = start_with_registry(broker_factory, tmp_path)
+    return proc, url, Http(url)
+
+
+def _register(http, subject, schema, **extra):
+    body = {"schema": json.dumps(schema) if not isinstance(schema, str) else schema, **extra}
+    return http("POST", f"/subjects/{subject}/versions", body)
+
+
+def test_register_read_back_and_error_codes(registry):
+    _, _, http = registry
+    status, content_type, body = _register(http, "users-value", USER_V1)
+    assert status == 200 and content_type.startswith(CT) and body == {"id": 1}
+    # the same schema, spelled differently: the same id, no new version
+    spaced = json.dumps(USER_V1, indent=4)
+    assert _register(http, "users-value", spaced)[2] == {"id": 1}
+    assert http("GET", "/subjects/users-value/versions")[2] == [1]
+    # the same schema under another subject keeps its global id
+    assert _register(http, "other-value", USER_V1)[2] == {"id": 1}
+    assert _register(http, "users-value", USER_V2)[2] == {"id": 2}
+    status, _, latest = http("GET", "/subjects/users-value/versions/latest")
+    assert status == 200 and latest["version"] == 2 and latest["id"] == 2 and "schemaType" not in latest
+    assert json.loads(latest["schema"]) == USER_V2
+    assert json.loads(http("GET", "/schemas/ids/1")[2]["schema"]) == USER_V1
+    assert http("GET", "/schemas/ids/1/schema")[2] == USER_V1
+    assert sorted(map(tuple, (d.values() for d in http("GET", "/schemas/ids/1/versions")[2]))) == [
+        ("other-value", 1), ("users-value", 1)]
+    assert http("GET", "/subjects")[2] == ["other-value", "users-value"]
+    assert http("GET", "/schemas/types")[2] == ["JSON", "PROTOBUF", "AVRO"]
+    # lookup
+    status, _, found = http("POST", "/subjects/users-value", {"schema": json.dumps(USER_V2)})
+    assert status == 200 and (found["version"], found["id"]) == (2, 2)
+
+    # Confluent's error bodies and codes
+    assert http("GET", "/subjects/nope/versions")[0:3:2] == (404, {"error_code": 40401,
+                                                                  "message": "Subject 'nope' not found."})
+    assert http("GET", "/subjects/users-value/versions/9")[2]["error_code"] == 40402
+    assert http("GET", "/subjects/users-value/versions/zero")[2]["error_code"] == 42202
+    assert http("GET", "/schemas/ids/99")[2]["error_code"] == 40403
+    assert http("POST", "/subjects/users-value", {"schema": json.dumps({"type": "string"})})[2]["error_code"] == 40403
+    status, _, bad = _register(http, "users-value", '{"type": "recrod"}')
+    assert status == 422 and bad["error_code"] == 42201
+    status, _, incompatible = _register(http, "users-value", USER_NO_DEFAULT)
+    assert status == 409 and incompatible["error_code"] == 409
+    status, _, _ = http("PUT", "/config", {"compatibility": "SIDEWAYS"})
+    assert status == 422
+    assert http("GET", "/config/users-value")[2]["error_code"] == 40408
+    assert http("GET", "/config/users-value?defaultToGlobal=true")[2] == {"compatibilityLevel": "BACKWARD"}
+    assert http("GET", "/nothing/here")[0] == 404
+    assert http("PATCH", "/subjects")[0] == 405
+
+
+def test_compatibility_levels_decide(registry):
+    _, _, http = registry
+    _register(http, "evolving", USER_V1)
+    check = http("POST", "/compatibility/subjects/evolving/versions/latest?verbose=true",
+                 {"schema": json.dumps(USER_NO_DEFAULT)})[2]
+    assert check["is_compatible"] is False and check["messages"]
+    assert http("POST", "/compatibility/subjects/evolving/versions/latest",
+                {"schema": json.dumps(USER_V2)})[2] == {"is_compatible": True}
+    # FORWARD: a new required field is fine (old readers ignore it), removing one without default is not
+    assert http("PUT", "/config/evolving", {"compatibility": "FORWARD"})[2] == {"compatibility": "FORWARD"}
+    assert _register(http, "evolving", USER_NO_DEFAULT)[0] == 200
+    assert _register(http, "evolving", USER_V1)[0] == 409
+    assert http("DELETE", "/config/evolving")[2] == {"compatibilityLevel": "FORWARD"}
+    assert http("PUT", "/config", {"compatibility": "NONE"})[0] == 200
+    assert _register(http, "evolving", {"type": "string"})[0] == 200
+
+
+def test_soft_and_permanent_delete(registry):
+    _, _, http = registry
+    _register(http, "doomed", USER_V1)
+    _register(http, "doomed", USER_V2)
+    assert http("DELETE", "/subjects/doomed/versions/1?permanent=true")[2]["error_code"] == 40407
+    assert http("DELETE", "/subjects/doomed/versions/1")[2] == 1
+    assert http("DELETE", "/subjects/doomed/versions/1")[2]["error_code"] == 40406
+    assert http("GET", "/subjects/doomed/versions")[2] == [2]
+    assert http("GET", "/subjects/doomed/versions?deleted=true")[2] == [1, 2]
+    assert http("GET", "/subjects/doomed/versions/1?deleted=true")[0] == 200
+    assert http("DELETE", "/subjects/doomed/versions/1?permanent=true")[2] == 1
+    assert http("DELETE", "/subjects/doomed?permanent=true")[2]["error_code"] == 40405
+    assert http("DELETE", "/subjects/doomed")[2] == [2]
+    assert http("GET", "/subjects")[2] == []
+    assert http("GET", "/subjects?deleted=true")[2] == ["doomed"]
+    assert http("DELETE", "/subjects/doomed?permanent=true")[2] == [2]
+    assert http("GET", "/subjects?deleted=true")[2] == []
+    # ids are never reused, even after every schema that had them is gone
+    assert _register(http, "fresh", {"type": "string"})[2] == {"id": 3}
+
+
+def test_references_between_subjects(registry):
+    _, _, http = registry
+    address = {"type": "record", "name": "Address", "namespace": "shop",
+               "fields": [{"name": "city", "type": "string"}]}
+    _register(http, "address", address)
+    person = {"type": "record", "name": "Person", "namespace": "shop",
+              "fields": [{"name": "home", "type": "shop.Address"}]}
+    refs = [{"name": "shop.Address", "subject": "address", "version": 1}]
+    status, _, body = _register(http, "person-value", person, references=refs)
+    assert status == 200, body
+    got = http("GET", "/subjects/person-value/versions/1")[2]
+    assert got["references"] == refs
+    assert http("GET", "/subjects/address/versions/1/referencedby")[2] == [body["id"]]
+    assert http("DELETE", "/subjects/address/versions/1")[2]["error_code"] == 42206
+    missing = _register(http, "broken", person, references=[{"name": "shop.Address", "subject": "nope",
+                                                              "version": 1}])
+    assert missing[0] == 422
+
+
+def test_modes(registry):
+    _, _, http = registry
+    assert http("GET", "/mode")[2] == {"mode": "READWRITE"}
+    assert http("PUT", "/mode/frozen", {"mode": "READONLY"})[2] == {"mode": "READONLY"}
+    status, _, body = _register(http, "frozen", USER_V1)
+    assert status == 422 and body["error_code"] == 42205
+    assert http("DELETE", "/mode/frozen")[2] == {"mode": "READONLY"}
+    assert _register(http, "frozen", USER_V1)[0] == 200
+
+
+def test_ids_and_settings_survive_a_restart_and_topic_is_confluents_format(broker_factory, tmp_path):
+    data = tmp_path / "kept"
+    proc, url = start_with_registry(broker_factory, tmp_path, data_dir=data)
+    http = Http(url)
+    assert _register(http, "a-value", USER_V1)[2] == {"id": 1}
+    assert _register(http, "a-value", USER_V2)[2] == {"id": 2}
+    http("PUT", "/config/a-value", {"compatibility": "FULL"})
+    http("DELETE", "/subjects/a-value/versions/1")
+    proc.kill()  # no clean shutdown: acknowledged registrations are fsynced
+    proc2, url2 = start_with_registry(broker_factory, tmp_path, data_dir=data)
+    http = Http(url2)
+    assert http("GET", "/subjects/a-value/versions")[2] == [2]
+    assert http("GET", "/subjects/a-value/versions/latest")[2]["id"] == 2
+    assert http("GET", "/config/a-value")[2] == {"compatibilityLevel": "FULL"}
+    assert _register(http, "b-value", {"type": "string"})[2] == {"id": 3}
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=proc2.bootstrap, consumer_timeout_ms=3000)
+    consumer.assign([TopicPartition("_schemas", 0)])
+    consumer.seek_to_beginning()
+    records = [(json.loads(m.key), None if m.value is None else json.loads(m.value)) for m in consumer]
+    consumer.close()
+    schema_keys = [k for k, _ in records if k["keytype"] == "SCHEMA"]
+    assert {"keytype": "SCHEMA", "subject": "a-value", "version": 1, "magic": 1} in schema_keys
+    value = next(v for k, v in records if k == {"keytype": "SCHEMA", "subject": "a-value", "version": 2, "magic": 1})
+    assert value["id"] == 2 and value["deleted"] is False and json.loads(value["schema"]) == USER_V2
+    assert ({"keytype": "CONFIG", "subject": "a-value", "magic": 0}, {"compatibilityLevel": "FULL"}) in records
+
+
+def test_confluent_client_and_serializers(registry):
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    proc, url, _ = registry
+    client = SchemaRegistryClient({"url": url})
+    ctx = SerializationContext("people", MessageField.VALUE)
+
+    avro = AvroSerializer(client, json.dumps(USER_V2))
+    data = avro({"name": "ann", "age": 7}, ctx)
+    assert data[0] == 0 and int.from_bytes(data[1:5], "big") >= 1
+    assert AvroDeserializer(client)(data, ctx) == {"name": "ann", "age": 7}
+    latest = client.get_latest_version("people-value")
+    assert latest.version == 1 and json.loads(latest.schema.schema_str) == USER_V2
+
+    json_schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    js = JSONSerializer(json.dumps(json_schema), client)
+    jctx = SerializationContext("numbers", MessageField.VALUE)
+    blob = js({"n": 5}, jctx)
+    assert JSONDeserializer(json.dumps(json_schema))(blob, jctx) == {"n": 5}
+    assert client.get_latest_version("numbers-value").schema.schema_type == "JSON"
+
+    client.set_compatibility("people-value", "BACKWARD")
+    assert client.get_compatibility("people-value") == "BACKWARD"
+    assert client.test_compatibility("people-value", Schema(json.dumps(USER_V1), "AVRO")) is True
+    with pytest.raises(SchemaRegistryError) as refused:
+        client.register_schema("people-value", Schema(json.dumps({**USER_V2, "fields": [
+            *USER_V2["fields"], {"name": "must", "type": "long"}]}), "AVRO"))
+    assert refused.value.http_status_code == 409
+    assert client.get_subjects() == ["numbers-value", "people-value"]
+    assert client.delete_subject("numbers-value") == [1]
+    assert client.delete_subject("numbers-value", permanent=True) == [1]
+    assert client.get_subjects() == ["people-value"]
+
+
+def test_protobuf_serializer(registry):
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    fd = descriptor_pb2.FileDescriptorProto(name="order.proto", package="shop", syntax="proto3")
+    message = fd.message_type.add(name="Order")
+    message.field.add(name="id", number=1, type=descriptor_pb2.FieldDescriptorProto.TYPE_INT64,
+                      label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    message.field.add(name="item", number=2, type=descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+                      label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fd)
+    order_class = message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.Order"))
+
+    _, url, http = registry
+    client = SchemaRegistryClient({"url": url})
+    ctx = SerializationContext("orders", MessageField.VALUE)
+    serializer = ProtobufSerializer(order_class, client, {"use.deprecated.format": False})
+    data = serializer(order_class(id=42, item="lamp"), ctx)
+    assert data[:1] == b"\x00"
+    decoded = ProtobufDeserializer(order_class, {"use.deprecated.format": False})(data, ctx)
+    assert (decoded.id, decoded.item) == (42, "lamp")
+    latest = http("GET", "/subjects/orders-value/versions/latest")[2]
+    assert latest["schemaType"] == "PROTOBUF" and "message Order" in latest["schema"]
+
+
+def test_basic_auth_with_sasl_users(broker_factory, tmp_path):
+    data = tmp_path / "secured"
+    UserStore(data).add("alice", "s3cret")
+    proc, url = start_with_registry(broker_factory, tmp_path, 'security_protocol = "SASL_PLAINTEXT"', data_dir=data)
+    status, _, body = Http(url)("GET", "/subjects")
+    assert status == 401 and body["error_code"] == 40101
+    assert Http(url, ("alice", "wrong"))("GET", "/subjects")[0] == 401
+    assert Http(url, ("alice", "s3cret"))("GET", "/subjects")[0:3:2] == (200, [])
+    assert _register(Http(url, ("alice", "s3cret")), "x-value", USER_V1)[2] == {"id": 1}
+
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    client = SchemaRegistryClient({"url": url, "basic.auth.user.info": "alice:s3cret"})
+    assert client.get_subjects() == ["x-value"]

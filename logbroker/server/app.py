@@ -175,7 +175,8 @@ class Server:
                 from logbroker.server.console.app import console_app  # templates load only when used
 
                 app = console_app(broker, metrics=self.metrics, read_only=config.console_read_only,
-                                  listeners=lambda: [f"{config.security_protocol} {config.host}:{self.port}"])
+                                  listeners=lambda: [f"{config.security_protocol} {config.host}:{self.port}"],
+                                  appended=self.waiters.notify)
                 self.console_port = await nursery.start(partial(
                     serve_http, app, config.console_host, config.console_port, name="console",
                 ))

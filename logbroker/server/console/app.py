@@ -94,8 +94,11 @@ class Console:
     """What the views share. One per console app."""
 
     def __init__(self, broker: Broker, *, metrics: Metrics | None, read_only: bool,
-                 listeners: Callable[[], list[str]]) -> None:
+                 listeners: Callable[[], list[str]],
+                 appended: Callable[[list[tuple[str, int]]], None] = lambda partitions: None) -> None:
         self.broker = broker
+        self.appended = appended
+        """Wake the fetches waiting on these partitions (records the console produced)."""
         self.listeners = listeners
         self.metrics = metrics
         self.read_only = read_only
@@ -259,9 +262,11 @@ async def _logout(console: Console, request: Request) -> Response:
 
 
 def console_app(broker: Broker, *, metrics: Metrics | None = None, read_only: bool = False,
-                listeners: Callable[[], list[str]] = list) -> Starlette:
+                listeners: Callable[[], list[str]] = list,
+                appended: Callable[[list[tuple[str, int]]], None] = lambda partitions: None) -> Starlette:
     """The ASGI application of ``--console-port``; ``listeners`` are shown on the overview."""
-    console = Console(broker, metrics=metrics, read_only=read_only, listeners=listeners)
+    console = Console(broker, metrics=metrics, read_only=read_only, listeners=listeners,
+                      appended=appended)
     routes: list[BaseRoute] = [
         Route("/login", lambda r: _login_page(console, r), methods=["GET", "POST"]),
         Route("/logout", lambda r: _logout(console, r), methods=["POST", "GET"]),

@@ -1,16 +1,25 @@
-"""The overview (``/``) and the topic list (``/topics``)."""
+"""The overview (``/``), the topic list (``/topics``) and a topic's page:
+partitions, configs, the message browser, the live tail and a produce form."""
 
 from __future__ import annotations
 
+import datetime
+import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import trio
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from logbroker.broker.internal_topic import is_internal_topic
+from logbroker.errors import LogbrokerError
+from logbroker.records import BatchBuilder
 from logbroker.server.console.app import Console, Viewer, disk_usage, page, visible
+from logbroker.server.console.browse import find_records, read_forward, render_bytes
 
 __all__ = ["routes"]
 
@@ -103,8 +112,181 @@ def _uptime(seconds: float) -> str:
     return (f"{days} d " if days else "") + f"{hours:02d}:{minutes:02d}:{s:02d}"
 
 
+_VIEWS = ("text", "json", "hex", "schema")
+_SOURCES = {1: "topic", 2: "broker (dynamic)", 3: "broker default (dynamic)", 4: "broker", 5: "default",
+            6: "default"}
+_MAX_BROWSE = 1000
+_TAIL_POLL_S = 0.2
+_TAIL_MAX_S = 3600.0  # a forgotten tab does not hold a stream forever
+
+
+def _topic(console: Console, viewer: Viewer, name: str) -> int:
+    """The topic's partition count; 404 when it does not exist or ``viewer`` may not describe it
+    (the two look the same, so names do not leak)."""
+    info = console.broker.topics().get(name)
+    if info is None or not console.allowed(viewer, "describe", "topic", name):
+        raise HTTPException(404, f"no topic {name}")
+    return info.partitions
+
+
+def _int(value: str | None, default: int, what: str) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise HTTPException(400, f"{what} must be a number, got {value!r}") from None
+
+
+def _time_ms(text: str) -> int:
+    """A browser's datetime-local value (UTC), ISO 8601, or epoch milliseconds."""
+    text = text.strip()
+    if text.lstrip("-").isdigit():
+        return int(text)
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise HTTPException(400, f"{text!r} is not a time (ISO 8601 or epoch milliseconds)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return int(when.timestamp() * 1000)
+
+
+async def topic_page(console: Console, request: Request, viewer: Viewer) -> Response:
+    name = request.path_params["name"]
+    count = _topic(console, viewer, name)
+    broker = console.broker
+    q = request.query_params
+    partitions = []
+    for index in range(count):
+        plog = broker.partition(name, index)
+        partitions.append({"partition": index, "start": plog.log_start_offset, "end": plog.high_watermark,
+                           "size": plog.size_bytes})
+    may_read = console.allowed(viewer, "read", "topic", name)
+    chosen = q.get("partition", "all")
+    mode = q.get("mode", "newest") if q.get("mode") in ("newest", "offset", "time") else "newest"
+    limit = max(1, min(_int(q.get("limit"), 100, "limit"), _MAX_BROWSE))
+    view = q.get("view", "text") if q.get("view") in _VIEWS else "text"
+    records: list[dict[str, object]] = []
+    started = time.perf_counter()
+    if may_read:
+        wanted = range(count) if chosen == "all" else [_int(chosen, 0, "partition")]
+        if any(p < 0 or p >= count for p in wanted):
+            raise HTTPException(404, f"{name} has no partition {chosen} (it has {count})")
+        logs = {p: broker.partition(name, p) for p in wanted}
+        found = find_records(logs, mode=mode, limit=limit, offset=_int(q.get("offset"), 0, "offset"),
+                             timestamp=_time_ms(q["time"]) if mode == "time" and q.get("time") else 0,
+                             key_text=q.get("key", ""), value_text=q.get("value", ""))
+        registry = broker.schema_registry
+        for r in found:
+            records.append({
+                "partition": r.partition, "offset": r.offset, "timestamp": r.timestamp,
+                "key": render_bytes(r.key, view, registry), "value": render_bytes(r.value, view, registry),
+                "headers": [(k, render_bytes(v, "text")) for k, v in r.headers],
+            })
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    configs = []
+    if console.allowed(viewer, "describe_configs", "topic", name):
+        configs = [e for e in broker.describe_topic_configs(name)]
+    return console.render(
+        request, viewer, "topic.html", name=name, partitions=partitions, may_read=may_read, records=records,
+        chosen=chosen, mode=mode, limit=limit, view=view, views=_VIEWS, q=q, elapsed_ms=elapsed_ms,
+        configs=configs, may_alter=console.allowed(viewer, "alter_configs", "topic", name) and not console.read_only,
+        may_write=console.allowed(viewer, "write", "topic", name) and not console.read_only,
+        message=q.get("message", ""), source_names=_SOURCES,
+    )
+
+
+async def alter_configs(console: Console, request: Request, viewer: Viewer) -> Response:
+    name = request.path_params["name"]
+    _topic(console, viewer, name)
+    form = await console.check_post(request, viewer)
+    if not console.allowed(viewer, "alter_configs", "topic", name):
+        raise HTTPException(403, f"you may not change the configs of {name}")
+    config_name, value = form.get("config", "").strip(), form.get("value", "").strip()
+    if not config_name:
+        raise HTTPException(400, "name the config to change")
+    try:
+        console.broker.alter_topic_configs(name, {config_name: value} if value else {config_name: ""})
+    except LogbrokerError as exc:
+        raise HTTPException(400, f"cannot set {config_name}: {exc}") from None
+    return RedirectResponse(f"/topics/{name}?message=set+{config_name}", status_code=303)
+
+
+async def produce_form(console: Console, request: Request, viewer: Viewer) -> Response:
+    name = request.path_params["name"]
+    count = _topic(console, viewer, name)
+    form = await console.check_post(request, viewer)
+    if not console.allowed(viewer, "write", "topic", name):
+        raise HTTPException(403, f"you may not write to {name}")
+    partition = _int(form.get("partition"), 0, "partition")
+    if not 0 <= partition < count:
+        raise HTTPException(400, f"{name} has no partition {partition} (it has {count})")
+    headers = []
+    for line in form.get("headers", "").splitlines():
+        if line.strip():
+            key, _, value = line.partition("=")
+            headers.append((key.strip(), value.encode()))
+    key = form.get("key", "")
+    builder = BatchBuilder()
+    builder.append(form.get("value", "").encode(), key.encode() if key else None,
+                   timestamp_ms=int(time.time() * 1000), headers=headers)
+    try:
+        result = console.broker.append(name, partition, builder.build())
+    except LogbrokerError as exc:
+        raise HTTPException(400, f"not written: {exc}") from None
+    plog = console.broker.partition(name, partition)
+    await trio.to_thread.run_sync(plog.flush, result.base_offset + 1)
+    console.appended([(name, partition)])
+    return RedirectResponse(f"/topics/{name}?message=produced+offset+{result.base_offset}+to+partition+{partition}",
+                            status_code=303)
+
+
+async def tail_events(console: Console, request: Request, viewer: Viewer) -> Response:
+    name = request.path_params["name"]
+    count = _topic(console, viewer, name)
+    if not console.allowed(viewer, "read", "topic", name):
+        raise HTTPException(403, f"you may not read {name}")
+    view = request.query_params.get("view", "text")
+    chosen = request.query_params.get("partition", "all")
+    wanted = list(range(count)) if chosen == "all" else [_int(chosen, 0, "partition")]
+    broker = console.broker
+
+    async def events() -> AsyncIterator[str]:
+        positions = {p: broker.partition(name, p).high_watermark for p in wanted}
+        yield "retry: 1000\n\n"
+        deadline = trio.current_time() + _TAIL_MAX_S
+        while trio.current_time() < deadline:
+            sent = False
+            for p in wanted:
+                try:
+                    plog = broker.partition(name, p)
+                except LogbrokerError:
+                    return  # the topic is gone
+                if plog.high_watermark <= positions[p]:
+                    continue
+                found, positions[p] = read_forward(plog, p, positions[p], 500)
+                for r in found:
+                    row = {"partition": r.partition, "offset": r.offset, "timestamp": r.timestamp,
+                           "key": render_bytes(r.key, view, broker.schema_registry),
+                           "value": render_bytes(r.value, view, broker.schema_registry),
+                           "headers": [[k, render_bytes(v, "text")] for k, v in r.headers]}
+                    yield f"data: {json.dumps(row)}\n\n"
+                    sent = True
+            if not sent:
+                yield ": keep-alive\n\n"
+                await trio.sleep(_TAIL_POLL_S)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
 def routes(console: Console) -> list[BaseRoute]:
     return [
         Route("/", page(console, overview), methods=["GET"]),
         Route("/topics", page(console, topic_list), methods=["GET"]),
+        Route("/topics/{name}", page(console, topic_page), methods=["GET"]),
+        Route("/topics/{name}/configs", page(console, alter_configs), methods=["POST"]),
+        Route("/topics/{name}/produce", page(console, produce_form), methods=["POST"]),
+        Route("/topics/{name}/tail", page(console, tail_events), methods=["GET"]),
     ]

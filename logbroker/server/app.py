@@ -60,8 +60,10 @@ class Server:
         # leaving wake the share fetches waiting on their partition.
         broker.share.wake = self.waiters.notify
         self.port: int | None = None
-        # Request, connection and fsync metrics; None unless metrics_port is set.
-        self.metrics: Metrics | None = Metrics() if config.metrics_port is not None else None
+        # Request, connection and fsync metrics; None unless the metrics endpoint or the console is on.
+        self.metrics: Metrics | None = (
+            Metrics() if config.metrics_port is not None or config.console_port is not None else None
+        )
         self.metrics_port: int | None = None  # the bound metrics port, once serving
         self.schema_registry_port: int | None = None  # the bound schema registry port, once serving
         self.console_port: int | None = None  # the bound console port, once serving
@@ -158,8 +160,9 @@ class Server:
             nursery.start_soon(self.watchdog.run)
             if config.log_cleaner_enable:
                 nursery.start_soon(run_cleaner, broker, config.log_cleaner_backoff_ms)
-            if self.metrics is not None and config.metrics_port is not None:
+            if self.metrics is not None:
                 broker.log_manager.on_fsync = self.metrics.observe_fsync
+            if self.metrics is not None and config.metrics_port is not None:
                 self.metrics_port = await nursery.start(partial(
                     serve_http, metrics_app(self.metrics, broker), config.metrics_host, config.metrics_port,
                     name="metrics", path="/metrics",

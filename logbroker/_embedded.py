@@ -34,7 +34,7 @@ class EmbeddedBroker:
 
     Obtained from :func:`embedded`. ``bootstrap_servers`` is "127.0.0.1:PORT";
     ``schema_registry_url`` is "http://127.0.0.1:PORT" when started with
-    ``schema_registry=True`` (else None).
+    ``schema_registry=True`` (else None), and ``console_url`` likewise with ``console=True``.
     """
 
     def __init__(self, server: Server, data_dir: str, *, call: Callable[..., Any]) -> None:
@@ -45,6 +45,8 @@ class EmbeddedBroker:
         self.bootstrap_servers = f"127.0.0.1:{server.port}"
         registry = server.schema_registry_port
         self.schema_registry_url = None if registry is None else f"http://127.0.0.1:{registry}"
+        console = server.console_port
+        self.console_url = None if console is None else f"http://127.0.0.1:{console}"
         self._stopped = False
 
     def __repr__(self) -> str:
@@ -70,6 +72,8 @@ class EmbeddedBroker:
 def _config(data_dir: str, port: int, settings: dict[str, Any]) -> BrokerConfig:
     if settings.pop("schema_registry", False):
         settings.setdefault("schema_registry_port", 0)
+    if settings.pop("console", False):
+        settings.setdefault("console_port", 0)
     names = set(BrokerConfig.field_names())
     unknown = set(settings) - names
     if unknown:
@@ -82,7 +86,8 @@ class embedded:  # noqa: N801 - used like a function: ``with embedded() as b``
 
     ``data_dir``: where the log lives (default: a temporary directory, removed
     on exit). ``port``: 0 picks a free port. ``schema_registry=True`` serves a
-    schema registry on a free port (``schema_registry_url``). Other keyword
+    schema registry on a free port (``schema_registry_url``), ``console=True``
+    the web console (``console_url``). Other keyword
     arguments are :class:`BrokerConfig` fields, e.g. ``num_partitions=3``.
     """
 

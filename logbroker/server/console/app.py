@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import jinja2
 from starlette.applications import Starlette
@@ -183,11 +183,11 @@ class Console:
                 raise HTTPException(403, f"cross-site request from {origin} refused")
         elif origin == "null":
             raise HTTPException(403, "cross-site request refused")
-        form = await request.form()
-        token = str(form.get("csrf", ""))
+        form = await read_form(request)
+        token = form.get("csrf", "")
         if not hmac.compare_digest(token, viewer.csrf):
             raise HTTPException(403, "the form's token is missing or stale: reload the page and try again")
-        return {k: str(v) for k, v in form.items()}
+        return form
 
     # -- rendering -----------------------------------------------------------------
 
@@ -213,6 +213,26 @@ def page(console: Console, handler: Handler) -> Callable[[Request], Awaitable[Re
         return await handler(console, request, viewer)
 
     return endpoint
+
+
+_MAX_FORM_BYTES = 1 << 20
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """The fields of a URL-encoded form (the console's forms are all of that kind;
+    the last value wins for a repeated name).
+
+    :raises HTTPException: 413 for a body over 1 MiB, 415 for another encoding.
+    """
+    kind = request.headers.get("content-type", "application/x-www-form-urlencoded").split(";")[0].strip()
+    if kind != "application/x-www-form-urlencoded":
+        raise HTTPException(415, f"forms must be application/x-www-form-urlencoded, not {kind}")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > _MAX_FORM_BYTES:
+            raise HTTPException(413, "the form is larger than 1 MiB")
+    return {k: v[-1] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
 
 
 def human_size(n: float) -> str:
@@ -241,8 +261,8 @@ async def _login_page(console: Console, request: Request) -> Response:
         return RedirectResponse(target, status_code=303)
     error = None
     if request.method == "POST":
-        form = await request.form()
-        user, password = str(form.get("username", "")), str(form.get("password", ""))
+        form = await read_form(request)
+        user, password = form.get("username", ""), form.get("password", "")
         if console.check_password(user, password):
             response = RedirectResponse(target, status_code=303)
             response.set_cookie(_COOKIE, console.session_cookie(user), max_age=_SESSION_SECONDS, httponly=True,
@@ -267,9 +287,15 @@ def console_app(broker: Broker, *, metrics: Metrics | None = None, read_only: bo
     """The ASGI application of ``--console-port``; ``listeners`` are shown on the overview."""
     console = Console(broker, metrics=metrics, read_only=read_only, listeners=listeners,
                       appended=appended)
+    async def login(request: Request) -> Response:
+        return await _login_page(console, request)
+
+    async def logout(request: Request) -> Response:
+        return await _logout(console, request)
+
     routes: list[BaseRoute] = [
-        Route("/login", lambda r: _login_page(console, r), methods=["GET", "POST"]),
-        Route("/logout", lambda r: _logout(console, r), methods=["POST", "GET"]),
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST", "GET"]),
         Mount("/static", app=StaticFiles(directory=_HERE / "static"), name="static"),
     ]
     for name in _VIEW_MODULES:
@@ -282,7 +308,13 @@ def console_app(broker: Broker, *, metrics: Metrics | None = None, read_only: bo
         viewer = console.viewer(request) or Viewer("User:ANONYMOUS", None, "")
         return console.render(request, viewer, "error.html", status=status, status_code=status, detail=detail)
 
-    return Starlette(routes=routes, exception_handlers={HTTPException: error_page})
+    async def failure_page(request: Request, exc: Exception) -> Response:
+        log.exception("console: %s %s failed", request.method, request.url.path, exc_info=exc)
+        viewer = console.viewer(request) or Viewer("User:ANONYMOUS", None, "")
+        return console.render(request, viewer, "error.html", status=500, status_code=500,
+                              detail=f"The console failed to answer: {type(exc).__name__}: {exc}")
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: error_page, Exception: failure_page})
 
 
 def visible(console: Console, viewer: Viewer, names: Iterable[str], operation: str = "describe") -> list[str]:

@@ -22,8 +22,9 @@ ALLOWED = {
     "records": {"errors"},
     "protocol": {"errors"},
     "storage": {"records", "errors"},
-    "broker": {"storage", "records", "errors", "protocol"},
-    "server": {"broker", "protocol", "records", "errors", "storage"},
+    "registry": {"errors"},  # the schema registry's pure core
+    "broker": {"storage", "records", "errors", "protocol", "registry"},
+    "server": {"broker", "protocol", "records", "errors", "storage", "registry"},
     "client": {"protocol", "records", "errors"},
     "cli": None,  # the top: anything
     "_embedded": None,

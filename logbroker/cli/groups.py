@@ -10,13 +10,14 @@ against target assignment.
 
 from __future__ import annotations
 
-import datetime
+import difflib
 import sys
 from collections.abc import Iterable
 
 import click
 
 from logbroker.cli.connect import ClientSettings, client_options
+from logbroker.cli.hints import missing_partition_message, missing_topic_message, parse_when
 from logbroker.cli.topics import emit_json, format_option, print_table, run_client
 from logbroker.client import (
     Admin,
@@ -82,11 +83,36 @@ _Row = tuple[TopicPartition, int | None, int, int | None, _Member | None]
 """A partition of a described group: committed offset, log end, lag and owner."""
 
 
+def missing_group_message(group_id: str, existing: Iterable[str]) -> str:
+    """``group 'bling' does not exist; similar: billing`` (names from ``existing``)."""
+    similar = difflib.get_close_matches(group_id, list(existing), n=3, cutoff=0.6)
+    hint = f"; similar: {', '.join(similar)}" if similar else "; `logbroker groups list` shows the groups"
+    return f"group {group_id!r} does not exist{hint}"
+
+
+async def _missing_group(admin: Admin, group_id: str) -> click.ClickException:
+    return click.ClickException(missing_group_message(group_id, [g.group_id for g in await admin.list_groups()]))
+
+
 async def _describe(admin: Admin, group_id: str) -> _Described:
+    """The group, its committed offsets, owners and log ends.
+
+    :raises click.ClickException: no such group (as kafka-consumer-groups says,
+        for a group Kafka describes as Dead, or answers GROUP_ID_NOT_FOUND for).
+    """
     description: GroupDescription | ConsumerGroupDescription | None = await _consumer_group(admin, group_id)
     if description is None:
-        description = (await admin.describe_groups([group_id]))[0]
+        try:
+            description = (await admin.describe_groups([group_id]))[0]
+        except KafkaError as exc:
+            if exc.code != ErrorCode.group_id_not_found:  # DescribeGroups v6+ (Kafka 4) says so
+                raise
+            raise await _missing_group(admin, group_id) from None
     committed = await admin.list_group_offsets(group_id)
+    # Older DescribeGroups answer Dead for an unknown group; a group holding only
+    # committed offsets is Empty, so Dead with no offsets means there is none.
+    if description.state == "Dead" and not committed and not description.members:
+        raise await _missing_group(admin, group_id)
     owners: dict[TopicPartition, _Member] = {tp: m for m in description.members for tp in m.assignment}
     partitions = sorted(set(committed) | set(owners))
     ends: dict[TopicPartition, int] = {}
@@ -296,7 +322,8 @@ def delete(group_ids: tuple[str, ...], client: ClientSettings) -> None:
             click.echo(f"deleted  {group_id}")
         else:
             failed = True
-            click.echo(f"failed   {group_id}: {error}", err=True)
+            reason = "does not exist" if error.code == ErrorCode.group_id_not_found else str(error)
+            click.echo(f"failed   {group_id}: {reason}", err=True)
     if failed:
         sys.exit(1)
 
@@ -308,7 +335,9 @@ def delete(group_ids: tuple[str, ...], client: ClientSettings) -> None:
 @click.option("--to-earliest", is_flag=True, help="To the log start.")
 @click.option("--to-latest", is_flag=True, help="To the log end.")
 @click.option("--to-offset", type=int, default=None, help="To this offset (clamped to the log).")
-@click.option("--to-datetime", default=None, help="To the first record at or after this ISO time.")
+@click.option("--to-datetime", default=None, metavar="WHEN",
+              help="To the first record at or after WHEN: ISO 8601 (naive = local time), epoch "
+              "milliseconds, or a time ago (-1h, -30m, -2d).")
 @click.option("--shift-by", type=int, default=None, help="Move each committed offset by N (negative = back).")
 @click.option("--dry-run", is_flag=True, help="Show the new offsets without committing them.")
 @client_options
@@ -317,20 +346,15 @@ def reset_offsets(group_id: str, topic: str, partitions: tuple[int, ...], to_ear
                   to_offset: int | None, to_datetime: str | None, shift_by: int | None, dry_run: bool,
                   client: ClientSettings, fmt: str) -> None:
     """Commit new offsets for GROUP_ID on --topic (for a share group: new start
-    offsets). Refused while the group has members."""
+    offsets). Refused while the group has members. A group that does not exist
+    yet is created with these offsets, as kafka-consumer-groups does; a topic
+    that does not exist is an error (never created)."""
     chosen = [n for n, v in (("--to-earliest", to_earliest), ("--to-latest", to_latest),
                              ("--to-offset", to_offset is not None), ("--to-datetime", to_datetime is not None),
                              ("--shift-by", shift_by is not None)) if v]
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --to-earliest, --to-latest, --to-offset, --to-datetime, --shift-by")
-    when = None
-    if to_datetime is not None:
-        try:
-            when = datetime.datetime.fromisoformat(to_datetime)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--to-datetime") from exc
-        if when.tzinfo is None:
-            when = when.astimezone()
+    when = None if to_datetime is None else parse_when(to_datetime, "--to-datetime")
 
     async def main() -> tuple[dict[TopicPartition, int], dict[TopicPartition, int]]:
         async with Admin(client.bootstrap, **client.options()) as admin:
@@ -340,7 +364,14 @@ def reset_offsets(group_id: str, topic: str, partitions: tuple[int, ...], to_ear
                     f"group {group_id} has {len(description.members)} active members; stop them first"
                 )
             share = description.protocol_type == "share"
-            numbers = list(partitions) or sorted((await admin.topic_offsets(topic, "latest")))
+            existing = await admin.list_topics(internal=True)
+            if topic not in existing:
+                raise click.ClickException(missing_topic_message(topic, existing))
+            count = len(await admin.topic_offsets(topic, "latest"))
+            for p in partitions:
+                if not 0 <= p < count:
+                    raise click.ClickException(missing_partition_message(topic, p, count))
+            numbers = sorted(set(partitions)) or list(range(count))
             tps = [TopicPartition(topic, p) for p in numbers]
             begin = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "earliest" for tp in tps})).items()}
             end = {tp: a.offset for tp, a in (await admin.list_offsets({tp: "latest" for tp in tps})).items()}

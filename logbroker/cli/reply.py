@@ -1,4 +1,8 @@
-"""``logbroker request`` and ``logbroker reply``: request-reply from the shell."""
+"""``logbroker request`` and ``logbroker reply``: request-reply from the shell.
+
+Neither creates the request topic: a typo in its name is an error (exit 1,
+with similar names), not a new empty topic that nobody answers on.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,18 @@ import click
 import trio
 
 from logbroker.cli.connect import ClientSettings, client_options
+from logbroker.cli.hints import missing_topic_message
 from logbroker.cli.topics import run_client, run_until_signalled
-from logbroker.client import ConsumerRecord
+from logbroker.client import Admin, ConsumerRecord
+
+
+async def _require_topic(client: ClientSettings, topic: str) -> None:
+    """:raises click.ClickException: ``topic`` does not exist (checked first: the
+    clients below do not create topics, so they would only wait for it)."""
+    async with Admin(client.bootstrap, **client.options()) as admin:
+        existing = await admin.list_topics()
+    if topic not in existing:
+        raise click.ClickException(missing_topic_message(topic, existing))
 
 
 @click.command()
@@ -24,7 +38,9 @@ def request(topic: str, value: str, key: str | None, timeout_ms: int, client: Cl
     from logbroker.client.reply import Requester
 
     async def main() -> ConsumerRecord:
-        async with Requester(client.bootstrap, **client.options(timeout_ms=timeout_ms)) as requester:
+        await _require_topic(client, topic)
+        options = client.options(timeout_ms=timeout_ms, allow_auto_create_topics=False)
+        async with Requester(client.bootstrap, **options) as requester:
             return await requester.request(topic, value.encode(), key=None if key is None else key.encode())
 
     reply = run_client(main)
@@ -50,7 +66,11 @@ def reply(topic: str, command: tuple[str, ...], group: str, max_requests: int | 
         return done.stdout
 
     async def main() -> None:
-        async with Responder(client.bootstrap, topic, handler, **client.options(group_id=group)) as responder:
+        await _require_topic(client, topic)
+        # Only the request consumer must not create topics: replies go to topics the
+        # requesters made, so the producer keeps the default.
+        async with Responder(client.bootstrap, topic, handler, **client.options(group_id=group),
+                             consumer_options={"allow_auto_create_topics": False}) as responder:
             click.echo(f"answering requests on {topic} (group {group}); Ctrl-C to stop", err=True)
             async def serve() -> None:
                 if max_requests is None:

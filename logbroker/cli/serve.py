@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import sys
@@ -66,7 +67,20 @@ def serve(config_file: str | None, log_level: str, **options: Any) -> None:
         raise click.ClickException(_describe(exc)) from exc
 
 
+_LISTEN_HINTS = {
+    errno.EADDRINUSE: "is another broker running? choose another with --port",
+    errno.EACCES: "ports below 1024 need privileges; choose another with --port",
+    errno.EADDRNOTAVAIL: "no interface of this machine has that address; check --host",
+}
+
+
 def _describe(exc: BaseException) -> str:
+    """One line for a start-up failure, with what to do where we know it."""
+    from logbroker.server import ListenError
+
+    if isinstance(exc, ListenError):
+        hint = _LISTEN_HINTS.get(exc.errno or 0)
+        return f"{exc} ({hint})" if hint else str(exc)
     return str(exc) if isinstance(exc, LogbrokerError) else f"cannot start: {exc}"
 
 

@@ -19,7 +19,8 @@ import logging
 import os
 import struct
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import fields
 from typing import Any, TypeVar
 
 import trio
@@ -27,6 +28,7 @@ import trio
 from logbroker.errors import LogbrokerError
 
 from .admin import Admin
+from .config import ClientConfig
 from .consumer import Consumer
 from .producer import Producer
 from .types import ConsumerRecord, TopicPartition
@@ -59,6 +61,15 @@ class _Waiting:
     def __init__(self) -> None:
         self.event = trio.Event()
         self.reply: ConsumerRecord | None = None
+
+
+_CONNECTION_OPTIONS = frozenset(f.name for f in fields(ClientConfig))
+
+
+def _admin_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The connection settings (security, timeouts, client id) of producer and
+    consumer options: what the Admin that creates and deletes topics takes."""
+    return {k: v for k, v in options.items() if k in _CONNECTION_OPTIONS and k != "bootstrap"}
 
 
 def _entered(client: _C | None, owner: object) -> _C:
@@ -109,7 +120,7 @@ class Requester:
 
     async def __aenter__(self) -> Requester:
         if self._own_topic:
-            async with Admin(self._bootstrap) as admin:
+            async with Admin(self._bootstrap, **_admin_options(self._options)) as admin:
                 await admin.create_topic(self.reply_topic, 1)
         async with contextlib.AsyncExitStack() as stack:
             if self._own_topic:
@@ -137,7 +148,7 @@ class Requester:
 
     async def _delete_reply_topic(self) -> None:
         with trio.move_on_after(5), contextlib.suppress(LogbrokerError):
-            async with Admin(self._bootstrap) as admin:
+            async with Admin(self._bootstrap, **_admin_options(self._options)) as admin:
                 await admin.delete_topic(self.reply_topic)
 
     async def _read_replies(self) -> None:
@@ -191,17 +202,21 @@ class Responder:
 
     The handler gets the request record and returns the reply value (bytes,
     str or None); a sync handler runs in a worker thread. Call :meth:`run`
-    inside ``async with``; it serves until cancelled.
+    inside ``async with``; it serves until cancelled. ``options`` go to the
+    producer and the consumer, ``consumer_options`` to the request consumer
+    only (``allow_auto_create_topics=False``: a missing request topic is not
+    created, while replies may still go to any topic).
     """
 
     def __init__(self, bootstrap: str | None, topic: str, handler: Handler, *, group_id: str,
-                 **options: Any) -> None:
+                 consumer_options: Mapping[str, Any] | None = None, **options: Any) -> None:
         self._bootstrap = bootstrap
         self.topic = topic
         self._handler = handler
         self._is_async = inspect.iscoroutinefunction(handler)
         self.group_id = group_id
         self._options = options
+        self._consumer_options = {**options, **(consumer_options or {})}
         self._producer: Producer | None = None
         self._consumer: Consumer | None = None
         self._stack: contextlib.AsyncExitStack | None = None
@@ -217,7 +232,7 @@ class Responder:
             )
             self._consumer = await stack.enter_async_context(
                 Consumer(self._bootstrap, group_id=self.group_id, auto_offset_reset="earliest",
-                         fetch_max_wait_ms=100, **self._options)
+                         fetch_max_wait_ms=100, **self._consumer_options)
             )
             await self._consumer.subscribe([self.topic])
             self._stack = stack.pop_all()

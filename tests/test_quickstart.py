@@ -284,9 +284,11 @@ def test_quickstart_runs_word_for_word(quickstart, broker_factory):
 
     # ## 3. Replay history from an offset or a time
     section = "3. Replay history from an offset or a time"
-    from_offset, from_time = qs.next_block("sh", section).lines
+    from_offset, from_time, from_end = qs.next_block("sh", section).lines
     assert qs.sh(from_offset).stdout.splitlines() == [v for p, o, _, v in sorted(records) if p == 0 and o >= 1]
     assert sorted(qs.sh(from_time).stdout.splitlines()) == ["book", "lamp", "pen"], "records of the last 5 minutes"
+    last = {p: v for p, o, _, v in sorted(records)}  # the last record of each partition
+    assert sorted(qs.sh(from_end).stdout.splitlines()) == sorted(last.values()), "-1: one back from each end"
     replay = qs.python(qs.next_block("python", section)).stdout.splitlines()
     assert sorted(replay) == sorted(f"{p} {o} {k.encode()!r} {v.encode()!r}" for p, o, k, v in records)
 

@@ -267,7 +267,12 @@ def client_options(f: _F) -> _F:
         given = {name: value for name, value in given.items()
                  if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
                  or not isinstance(ctx.find_root().obj, dict)}
-        role = "-".join(ctx.command_path.split()[1:]) or "cli"
+        names = []
+        level: click.Context | None = ctx
+        while level is not None and level.parent is not None:  # the command's names, not the program's
+            names.append(level.info_name or "")
+            level = level.parent
+        role = "-".join(reversed(names)) or "cli"
         kwargs["client"] = _resolve(given, role)
         return f(*args, **kwargs)
 

@@ -255,7 +255,8 @@ async def mirror(source: str, target: str, topics: list[str], settings: MirrorSe
         src_admin = await stack.enter_async_context(Admin(source, **src_options))
         dst_admin = await stack.enter_async_context(Admin(target, **dst_options))
         partitions = await _create_missing(src_admin, dst_admin, topics)
-        names = sorted({tp.topic for tp in partitions})
+        found = {tp.topic for tp in partitions}
+        names = [t for t in dict.fromkeys(topics) if t in found]  # in the order asked for
         consumer = await stack.enter_async_context(Consumer(
             source, **{**src_options, "group_id": group_id, "enable_auto_commit": False,
                        "auto_offset_reset": "earliest", "isolation_level": "read_committed",

@@ -53,7 +53,7 @@ def parse(text: str, resolved: Mapping[str, str]) -> tuple[str, str, AvroModel]:
     obj = _json(text, "schema")
     _require_fields(obj)
     parsed = _parse_one(obj, own)
-    _validate(parsed, own, set(named))
+    _validate(parsed, set(named))
     return text, json.dumps(_normalise(parsed), sort_keys=True, separators=(",", ":")), AvroModel(parsed, own)
 
 
@@ -130,7 +130,7 @@ def _require_fields(node: Any) -> None:
         _require_fields(node.get("items") if kind == "array" else node.get("values") if kind == "map" else None)
 
 
-def _validate(node: Any, named: Mapping[str, Any], defined: set[str]) -> None:
+def _validate(node: Any, defined: set[str]) -> None:
     """The rules of Avro's parser that fastavro does not enforce: names, unique
     field names, fields present, no redefinition, unions without duplicates or
     nested unions."""
@@ -143,14 +143,14 @@ def _validate(node: Any, named: Mapping[str, Any], defined: set[str]) -> None:
             if key in seen:
                 raise ValueError(f"Invalid Avro schema: duplicate {key!r} in a union")
             seen.add(key)
-            _validate(branch, named, defined)
+            _validate(branch, defined)
         return
     if not isinstance(node, dict):
         return
     kind = node.get("type")
     if not isinstance(kind, str) or kind not in _COMPLEX:
         if isinstance(kind, (dict, list)):
-            _validate(kind, named, defined)
+            _validate(kind, defined)
         return
     if kind in _NAMED:
         name = str(node.get("name", ""))
@@ -167,7 +167,7 @@ def _validate(node: Any, named: Mapping[str, Any], defined: set[str]) -> None:
             if f["name"] in names:
                 raise ValueError(f"Invalid Avro schema: duplicate field {f['name']!r} in {node.get('name')!r}")
             names.add(f["name"])
-            _validate(f["type"], named, defined)
+            _validate(f["type"], defined)
     elif kind == "enum":
         symbols = node.get("symbols") or []
         if len(set(symbols)) != len(symbols):
@@ -176,9 +176,9 @@ def _validate(node: Any, named: Mapping[str, Any], defined: set[str]) -> None:
         if not isinstance(node.get("size"), int) or node["size"] < 0:
             raise ValueError(f"Invalid Avro schema: fixed {node.get('name')!r} needs a size >= 0")
     elif kind == "array":
-        _validate(node["items"], named, defined)
+        _validate(node["items"], defined)
     elif kind == "map":
-        _validate(node["values"], named, defined)
+        _validate(node["values"], defined)
 
 
 def _branch_key(branch: Any) -> str:
@@ -264,8 +264,9 @@ class _Checker:
             found = []  # two unions: every writer branch must be readable
             for index, branch in enumerate(writer):
                 if self.check(reader, branch, [*location, str(index)]):
+                    lacking = _kind(_resolve(branch, self.writer_names)).upper()
                     found.append(("MISSING_UNION_BRANCH", _pointer([*location, str(index)]),
-                                  f"reader union lacking writer type: {_kind(_resolve(branch, self.writer_names)).upper()}"))
+                                  f"reader union lacking writer type: {lacking}"))
             return found
         if w_kind == "union":
             found = []

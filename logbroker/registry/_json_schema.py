@@ -19,8 +19,9 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import unquote, urljoin
 
-from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped]  # jsonschema ships no type information
-from jsonschema.validators import Draft7Validator, validator_for  # type: ignore[import-untyped]  # as above
+# jsonschema ships no type information.
+from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped]  # no type information
+from jsonschema.validators import Draft7Validator, validator_for  # type: ignore[import-untyped]  # no type information
 
 _OBJECT_WORDS = ("properties", "required", "additionalProperties", "patternProperties", "minProperties",
                  "maxProperties", "dependencies", "dependentRequired", "dependentSchemas")

@@ -95,7 +95,9 @@ class _RaisingListener:
     def __init__(self, what: str) -> None:
         self.what = what
 
-    def syntaxError(self, recognizer: Any, symbol: Any, line: int, column: int, msg: str, e: Any) -> None:  # noqa: N802 ANTLR's name
+    def syntaxError(  # noqa: N802 ANTLR's name
+        self, recognizer: Any, symbol: Any, line: int, column: int, msg: str, e: Any
+    ) -> None:
         if len(msg) > 160:  # ANTLR lists every token it expected
             msg = msg[:157] + "..."
         raise ValueError(f"Invalid Protobuf {self.what}: line {line}:{column} {msg}")
@@ -199,8 +201,9 @@ def _from_descriptor(text: str) -> ast.File:
     except (binascii.Error, ValueError):
         raise ValueError("Invalid Protobuf schema: neither .proto text nor a base64 FileDescriptorProto") from None
     try:
-        from google.protobuf import descriptor_pb2  # type: ignore[import-untyped]  # protobuf ships no type information
-        from google.protobuf.message import DecodeError  # type: ignore[import-untyped]  # as above
+        # Imported here: only binary descriptors need protobuf, which ships no type information.
+        from google.protobuf import descriptor_pb2  # type: ignore[import-untyped]  # no type information
+        from google.protobuf.message import DecodeError  # type: ignore[import-untyped]  # no type information
     except ImportError:
         raise ValueError("Invalid Protobuf schema: a base64 FileDescriptorProto needs the protobuf package on "
                          "the broker; send the .proto text instead") from None

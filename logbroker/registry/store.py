@@ -312,7 +312,7 @@ class RegistryState:
             soft-deleted first, 42206 still referenced, 42205 read-only.
         """
         self._writable(subject)
-        entry = self.version(subject, version, deleted=permanent)
+        entry = self.version(subject, version, deleted=True)
         if permanent and not entry.deleted:
             raise RegistryError(404, 40407, f"Subject '{subject}' Version {entry.version} was not deleted first "
                                 "before being permanently deleted")
@@ -337,7 +337,7 @@ class RegistryState:
         :raises RegistryError: 40401, 40404 already soft-deleted, 40405 not soft-deleted first, 42206.
         """
         self._writable(subject)
-        versions = self._subject(subject, deleted=True)
+        versions = dict(self._subject(subject, deleted=True))  # a copy: applying the records changes it
         live = [v for v in versions.values() if not v.deleted]
         if permanent and live:
             raise RegistryError(404, 40405, f"Subject '{subject}' was not deleted first before being permanently "

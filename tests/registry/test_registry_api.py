@@ -135,7 +135,10 @@ def test_compatibility_levels_decide(registry):
     # FORWARD: a new required field is fine (old readers ignore it), removing one without default is not
     assert http("PUT", "/config/evolving", {"compatibility": "FORWARD"})[2] == {"compatibility": "FORWARD"}
     assert _register(http, "evolving", USER_NO_DEFAULT)[0] == 200
-    assert _register(http, "evolving", USER_V1)[0] == 409
+    # old readers (with a required email) cannot read records without one
+    assert _register(http, "evolving", USER_V2)[0] == 409
+    # a schema the subject already holds is answered with its id, whatever the level
+    assert _register(http, "evolving", USER_V1)[2] == {"id": 1}
     assert http("DELETE", "/config/evolving")[2] == {"compatibilityLevel": "FORWARD"}
     assert http("PUT", "/config", {"compatibility": "NONE"})[0] == 200
     assert _register(http, "evolving", {"type": "string"})[0] == 200

@@ -22,6 +22,12 @@ from logbroker.errors import LogbrokerError
 @click.option("--metrics-port", type=int, default=None,
               help="Serve Prometheus metrics on http://HOST:PORT/metrics [default: off; 0 = any free port].")
 @click.option("--metrics-host", default=None, help="Address the metrics endpoint binds [default: 127.0.0.1].")
+@click.option("--schema-registry-port", type=int, default=None,
+              help="Serve a schema registry (Confluent's REST API) on http://HOST:PORT/ [default: off; 0 = any "
+              "free port].")
+@click.option("--console-port", type=int, default=None,
+              help="Serve the web console on http://HOST:PORT/ [default: off; 0 = any free port].")
+@click.option("--console-read-only", is_flag=True, default=None, help="The console only shows: every action is off.")
 @click.option(
     "--flush", type=click.Choice(["always", "interval", "never"]), default=None,
     help="Durability: fsync before every ack, every --flush-interval-ms, or never [default: interval].",

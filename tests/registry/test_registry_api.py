@@ -304,3 +304,13 @@ def test_basic_auth_with_sasl_users(broker_factory, tmp_path):
 
     client = SchemaRegistryClient({"url": url, "basic.auth.user.info": "alice:s3cret"})
     assert client.get_subjects() == ["x-value"]
+
+
+def test_serve_flags_turn_the_registry_and_the_console_on(broker_factory):
+    proc = broker_factory("--schema-registry-port", "0", "--console-port", "0", "--console-read-only")
+    http = Http(f"http://127.0.0.1:{registry_port(proc)}")
+    assert http("GET", "/subjects")[0:3:2] == (200, [])
+    console = re.search(r"console on http://\S+:(\d+)/", proc.log)
+    assert console is not None
+    with urllib.request.urlopen(f"http://127.0.0.1:{console.group(1)}/", timeout=10) as page:
+        assert "read-only" in page.read().decode()

@@ -10,12 +10,21 @@ dead-letter topic (:mod:`.dlq`).
 """
 
 from logbroker.broker.share.config import (
+    DELIVERY_COUNT_LIMIT as DELIVERY_COUNT_LIMIT,
+    DLQ_COPY_RECORD as DLQ_COPY_RECORD,
+    DLQ_TOPIC as DLQ_TOPIC,
     GROUP_CONFIG_DEFAULTS as GROUP_CONFIG_DEFAULTS,
+    LOCK_DURATION as LOCK_DURATION,
     GroupSettings as GroupSettings,
     ShareConfig as ShareConfig,
 )
 from logbroker.broker.share.coordinator import ShareCoordinator as ShareCoordinator
-from logbroker.broker.share.dlq import DLQ_HEADERS as DLQ_HEADERS
+from logbroker.broker.share.dlq import (
+    DLQ_HEADERS as DLQ_HEADERS,
+    HEADER_GROUP as HEADER_GROUP,
+    HEADER_PARTITION as HEADER_PARTITION,
+    HEADER_TOPIC as HEADER_TOPIC,
+)
 from logbroker.broker.share.partition import (
     ACK_ACCEPT as ACK_ACCEPT,
     ACK_GAP as ACK_GAP,
@@ -40,6 +49,7 @@ from logbroker.broker.share.results import (
     PartitionData as PartitionData,
     SessionResult as SessionResult,
     ShareError as ShareError,
+    SharePartitionCounts as SharePartitionCounts,
     ShareStatistics as ShareStatistics,
     Written as Written,
 )

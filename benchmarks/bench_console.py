@@ -124,6 +124,9 @@ def main() -> None:
     with open(config, "w") as f:
         f.write("console_port = 0\n")
     with LogbrokerProcess(os.path.join(workdir, "broker"), "--config", config) as broker:
+        deadline = time.monotonic() + 30
+        while _CONSOLE.search(broker.log()) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
         port = int(_CONSOLE.search(broker.log()).group(1))
         base = f"http://127.0.0.1:{port}"
         print(f"filling {args.records} records", file=sys.stderr)

@@ -59,6 +59,7 @@ STEPS = {
     "bench_clients": ("bench_clients.py", [], ["--records", "20000"], 1800),
     "bench_transactions": ("bench_transactions.py", [], ["--quick"], 1800),
     "bench_embedded": ("bench_embedded.py", [], ["--starts", "5"], 300),
+    "bench_console": ("bench_console.py", [], ["--records", "100000", "--repeat", "5"], 900),
 }
 BROKER_SIZES = {"100B": 100, "1KiB": 1024}  # bench_broker.py's SIZES
 
@@ -484,6 +485,18 @@ def render_embedded(r: dict) -> list[str]:
     return table(["figure", "result", "target"], rows)
 
 
+def render_console(r: dict) -> list[str]:
+    rows = [[f"message browser, newest 100 of {r['records']:,} records (all partitions)",
+             f"{r['browse_ms']} ms ({r['server_ms']} ms reading)", target("< 100 ms", r.get("browse_target_met"))],
+            ["100 records from an offset in the middle of a partition",
+             f"{r['browse_offset_ms']} ms ({r['server_offset_ms']} ms reading)", ""],
+            ["100 records from a time (time index)", f"{r['browse_time_ms']} ms ({r['server_time_ms']} ms reading)", ""],
+            ["broker memory: before / with 10 live tails / after 1,000 records through them",
+             f"{r['rss_mib_before']} / {r['rss_mib_with_tails']} / {r['rss_mib_after_tails']} MiB", ""],
+            ["every tail saw every record", "yes" if r.get("tails_saw_every_record") else f"no: {r['tail_counts']}", ""]]
+    return table(["figure", "result", "target"], rows)
+
+
 SECTIONS = [  # step, heading, renderer (taking the step's JSON, or all results for record_sizes)
     ("limits", "Raw limits of this machine (`_limits.py`)", render_limits),
     ("bench_records", "Records (`bench_records.py`)", render_records),
@@ -495,6 +508,7 @@ SECTIONS = [  # step, heading, renderer (taking the step's JSON, or all results 
     ("bench_clients", "Clients compared (`bench_clients.py`)", render_clients),
     ("bench_transactions", "Transactions (`bench_transactions.py`)", render_transactions),
     ("bench_embedded", "Embedded broker (`bench_embedded.py`)", render_embedded),
+    ("bench_console", "Web console (`bench_console.py`)", render_console),
 ]
 PLOT_OF = {"record_sizes": "throughput_by_record_size", "bench_broker": "latency_percentiles",
            "bench_queues": "queue_throughput"}

@@ -314,3 +314,30 @@ def test_serve_flags_turn_the_registry_and_the_console_on(broker_factory):
     assert console is not None
     with urllib.request.urlopen(f"http://127.0.0.1:{console.group(1)}/", timeout=10) as page:
         assert "read-only" in page.read().decode()
+
+
+def test_acls_guard_subjects_by_their_topic(broker_factory, tmp_path):
+    from logbroker.broker.security import Acl, Authorizer
+
+    data = tmp_path / "acl"
+    users = UserStore(data)
+    users.add("alice", "a-pw")
+    users.add("bob", "b-pw")
+    acls = Authorizer(data)
+    acls.add(Acl("User:alice", "topic", "*", "all"))
+    acls.add(Acl("User:alice", "cluster", "kafka-cluster", "all"))
+    acls.add(Acl("User:bob", "topic", "orders", "describe"))
+    proc, url = start_with_registry(broker_factory, tmp_path, 'security_protocol = "SASL_PLAINTEXT"',
+                                    "authorizer_enable = true", data_dir=data)
+    alice, bob = Http(url, ("alice", "a-pw")), Http(url, ("bob", "b-pw"))
+    assert _register(alice, "orders-value", USER_V1)[2] == {"id": 1}
+    assert _register(alice, "payments-value", USER_V1)[2] == {"id": 1}
+    # bob may read the subjects of orders (DESCRIBE), not write them, and not see payments at all
+    assert bob("GET", "/subjects")[2] == ["orders-value"]
+    assert bob("GET", "/subjects/orders-value/versions/1")[0] == 200
+    status, _, body = _register(bob, "orders-value", USER_V2)
+    assert status == 403 and body["error_code"] == 40301
+    assert bob("GET", "/subjects/payments-value/versions")[0] == 403
+    assert bob("PUT", "/config", {"compatibility": "NONE"})[0] == 403
+    assert bob("GET", "/schemas/ids/1")[0] == 200  # ids are readable by any user: consumers decode with them
+    assert alice("PUT", "/config", {"compatibility": "NONE"})[0] == 200

@@ -60,6 +60,7 @@ STEPS = {
     "bench_transactions": ("bench_transactions.py", [], ["--quick"], 1800),
     "bench_embedded": ("bench_embedded.py", [], ["--starts", "5"], 300),
     "bench_console": ("bench_console.py", [], ["--records", "100000", "--repeat", "5"], 900),
+    "bench_registry": ("bench_registry.py", [], ["--schemas", "200", "--records", "10000"], 900),
 }
 BROKER_SIZES = {"100B": 100, "1KiB": 1024}  # bench_broker.py's SIZES
 
@@ -497,6 +498,17 @@ def render_console(r: dict) -> list[str]:
     return table(["figure", "result", "target"], rows)
 
 
+def render_registry(r: dict) -> list[str]:
+    rows = [[f"register a new schema (fsynced), {r['schemas']:,} in a row", f"{r['register_per_s']:,} /s"],
+            ["schema by id (GET /schemas/ids/N), one keep-alive client", f"{r['get_by_id_per_s']:,} /s"],
+            ["compatibility check against 20 versions, FULL_TRANSITIVE", f"{r['check_ms']} ms"],
+            [f"restart with {r['schemas']:,} schemas until the registry answers", f"{r['restart_s']} s"],
+            [f"confluent-kafka produce + consume of {r['records']:,} records: JSON bytes / Avro through the "
+             "registry", f"{r['plain_json_records_per_s']:,} / {r['avro_records_per_s']:,} records/s "
+             f"({r['avro_ratio']:.2f})"]]
+    return table(["figure", "result"], rows)
+
+
 SECTIONS = [  # step, heading, renderer (taking the step's JSON, or all results for record_sizes)
     ("limits", "Raw limits of this machine (`_limits.py`)", render_limits),
     ("bench_records", "Records (`bench_records.py`)", render_records),
@@ -509,6 +521,7 @@ SECTIONS = [  # step, heading, renderer (taking the step's JSON, or all results 
     ("bench_transactions", "Transactions (`bench_transactions.py`)", render_transactions),
     ("bench_embedded", "Embedded broker (`bench_embedded.py`)", render_embedded),
     ("bench_console", "Web console (`bench_console.py`)", render_console),
+    ("bench_registry", "Schema registry (`bench_registry.py`)", render_registry),
 ]
 PLOT_OF = {"record_sizes": "throughput_by_record_size", "bench_broker": "latency_percentiles",
            "bench_queues": "queue_throughput"}

@@ -98,5 +98,8 @@ def _register() -> None:
 
     main.add_command(status.status)
 
+    from logbroker.cli import schemas
+    main.add_command(schemas.schemas)
+
 
 _register()

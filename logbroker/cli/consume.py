@@ -59,10 +59,13 @@ from typing import Any, Literal, TypeVar
 import click
 import trio
 
+from logbroker.cli.schemas import registry_options
+from logbroker.client.serde import Deserializer, SchemaRegistryClient, SerializationError, jsonable
 from logbroker.cli.connect import ClientSettings, client_options
 from logbroker.cli.hints import missing_partition_message, missing_topic_message, parse_when
 from logbroker.cli.topics import run_client
 from logbroker.client import Consumer, ConsumerRecord, TopicPartition
+from logbroker.errors import LogbrokerError
 
 __all__ = ["RecordOutput", "StartAt", "compile_format", "json_record", "make_output", "output_options", "parse_offset"]
 
@@ -336,6 +339,7 @@ def make_output(fmt: str = "text", *, encoding: str = "raw", key_separator: str 
     return RecordOutput("format", compile_format(fmt, encode))
 
 
+_SCHEMA_FORMATS = ("bytes", "avro", "json", "protobuf", "schema")
 _OUTPUT_OPTIONS = ("fmt", "encoding", "key_separator", "print_offsets", "print_timestamp", "print_headers")
 
 
@@ -408,10 +412,17 @@ leaves the group. The topic must exist: consume never creates it.
               show_default=True, help="read_committed: only records of committed transactions, and stop at "
               "the last stable offset (the end for --exit-at-end).")
 @output_options
+@click.option("--value-format", type=click.Choice(_SCHEMA_FORMATS), default="bytes", show_default=True,
+              help="Decode values written with a schema registry serializer (Confluent's wire format) and print "
+              "them as JSON: avro, json, protobuf, or schema (whichever their schema is); bytes: as they are.")
+@click.option("--key-format", type=click.Choice(_SCHEMA_FORMATS), default="bytes", show_default=True,
+              help="The same for keys.")
+@registry_options
 @client_options
 def consume(topic: str, group: str | None, group_protocol: str, offset: str | None, from_beginning: bool,
             from_time: str | None, partitions: tuple[int, ...], max_records: int | None, exit_at_end: bool,
-            isolation: str, output: RecordOutput, client: ClientSettings) -> None:
+            isolation: str, output: RecordOutput, client: ClientSettings, key_format: str, value_format: str,
+            registry: SchemaRegistryClient) -> None:
     """Print the records of TOPIC, as kcat -C does."""
     start = _start_option(offset, from_beginning, from_time, group)
     if group_protocol != "classic" and group is None:
@@ -430,6 +441,8 @@ def consume(topic: str, group: str | None, group_protocol: str, offset: str | No
     }
     out = sys.stdout.buffer
     render = output.render
+    if key_format != "bytes" or value_format != "bytes":
+        render = _SchemaDecoding(Deserializer(registry), output, key_format, value_format).render
     printed = 0
 
     async def position(consumer: Consumer, tps: set[TopicPartition]) -> None:
@@ -476,6 +489,8 @@ def consume(topic: str, group: str | None, group_protocol: str, offset: str | No
             else:
                 records = await consumer.getmany(left)
             if records:
+                if isinstance(render, _AsyncRender):
+                    await render.prepare(records)
                 # one write per fetched batch; getmany(left) moved the positions past exactly these
                 out.write(render(records))
                 out.flush()
@@ -502,6 +517,79 @@ def consume(topic: str, group: str | None, group_protocol: str, offset: str | No
     run_client(main)
     if sys.stderr.isatty():
         click.echo(f"consumed {printed} records", err=True)
+
+
+class _AsyncRender:
+    """A renderer that needs the registry first: :meth:`prepare` fetches the schemas a
+    batch names (in a worker thread), then calling it renders the batch."""
+
+    def __init__(self, decoding: _SchemaDecoding) -> None:
+        self._decoding = decoding
+
+    async def prepare(self, records: Sequence[ConsumerRecord]) -> None:
+        await self._decoding.prepare(records)
+
+    def __call__(self, records: Sequence[ConsumerRecord]) -> bytes:
+        return self._decoding.render_now(records)
+
+
+class _SchemaDecoding:
+    """Keys and values in Confluent's wire format decoded through the schema registry
+    and printed as JSON: inside the object with ``--format json``, as one line of
+    compact JSON in text and format strings. A record that does not decode is
+    printed as its bytes, with a warning on stderr."""
+
+    def __init__(self, deserializer: Deserializer, output: RecordOutput, key_format: str, value_format: str) -> None:
+        self._deserializer = deserializer
+        self._output = output
+        self._key = key_format
+        self._value = value_format
+        self._decoded: dict[tuple[int, int, bool], Any] = {}
+        self.render = _AsyncRender(self)
+
+    async def prepare(self, records: Sequence[ConsumerRecord]) -> None:
+        self._decoded.clear()
+        for r in records:
+            for is_key, fmt, data in ((True, self._key, r.key), (False, self._value, r.value)):
+                if fmt == "bytes" or data is None:
+                    continue
+                try:
+                    value = await self._deserializer.decode_async(r.topic, data, is_key)
+                    kind = self._deserializer.registry.schema(self._deserializer.schema_id(data)).schema_type
+                    if fmt != "schema" and kind != fmt.upper():
+                        raise SerializationError(f"its schema is {kind}, not {fmt.upper()} (--{'key' if is_key else 'value'}"
+                                                 "-format schema takes any)")
+                    self._decoded[(r.partition, r.offset, is_key)] = jsonable(value)
+                except (SerializationError, LogbrokerError) as exc:
+                    click.echo(f"warning: {r.topic}[{r.partition}] offset {r.offset}: {exc}", err=True)
+
+    def _swap(self, r: ConsumerRecord) -> ConsumerRecord:
+        key = self._decoded.get((r.partition, r.offset, True), _MISSING)
+        value = self._decoded.get((r.partition, r.offset, False), _MISSING)
+        if key is _MISSING and value is _MISSING:
+            return r
+        return r._replace(key=r.key if key is _MISSING else _compact(key),
+                          value=r.value if value is _MISSING else _compact(value))
+
+    def render_now(self, records: Sequence[ConsumerRecord]) -> bytes:
+        if self._output.mode != "json":
+            return self._output.render([self._swap(r) for r in records])
+        lines = []
+        for r in records:
+            obj = json.loads(json_record(r))
+            for field, is_key in (("key", True), ("value", False)):
+                decoded = self._decoded.get((r.partition, r.offset, is_key), _MISSING)
+                if decoded is not _MISSING:
+                    obj[field] = decoded
+            lines.append(json.dumps(obj) + "\n")
+        return "".join(lines).encode("ascii")
+
+
+_MISSING = object()
+
+
+def _compact(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _start_option(offset: str | None, from_beginning: bool, from_time: str | None, group: str | None) -> StartAt | None:

@@ -60,7 +60,7 @@ import click
 import trio
 
 from logbroker.cli.schemas import registry_options
-from logbroker.client.serde import Deserializer, SchemaRegistryClient, SerializationError, jsonable
+from logbroker.client.serde import SchemaRegistryClient, SerializationError
 from logbroker.cli.connect import ClientSettings, client_options
 from logbroker.cli.hints import missing_partition_message, missing_topic_message, parse_when
 from logbroker.cli.topics import run_client
@@ -442,6 +442,8 @@ def consume(topic: str, group: str | None, group_protocol: str, offset: str | No
     out = sys.stdout.buffer
     render = output.render
     if key_format != "bytes" or value_format != "bytes":
+        from logbroker.client.serde import Deserializer
+
         render = _SchemaDecoding(Deserializer(registry), output, key_format, value_format).render
     printed = 0
 
@@ -539,7 +541,7 @@ class _SchemaDecoding:
     compact JSON in text and format strings. A record that does not decode is
     printed as its bytes, with a warning on stderr."""
 
-    def __init__(self, deserializer: Deserializer, output: RecordOutput, key_format: str, value_format: str) -> None:
+    def __init__(self, deserializer: Any, output: RecordOutput, key_format: str, value_format: str) -> None:
         self._deserializer = deserializer
         self._output = output
         self._key = key_format
@@ -559,7 +561,7 @@ class _SchemaDecoding:
                     if fmt != "schema" and kind != fmt.upper():
                         raise SerializationError(f"its schema is {kind}, not {fmt.upper()} (--{'key' if is_key else 'value'}"
                                                  "-format schema takes any)")
-                    self._decoded[(r.partition, r.offset, is_key)] = jsonable(value)
+                    self._decoded[(r.partition, r.offset, is_key)] = _jsonable(value)
                 except (SerializationError, LogbrokerError) as exc:
                     click.echo(f"warning: {r.topic}[{r.partition}] offset {r.offset}: {exc}", err=True)
 
@@ -586,6 +588,12 @@ class _SchemaDecoding:
 
 
 _MISSING = object()
+
+
+def _jsonable(value: Any) -> Any:
+    from logbroker.client.serde import jsonable
+
+    return jsonable(value)
 
 
 def _compact(value: Any) -> bytes:

@@ -10,12 +10,8 @@ Protobuf). See docs/schema-registry.md.
     Deserializer(registry).decode("orders", data)  # -> {"id": 1}
 """
 
-from logbroker.client.serde.codec import (
-    Deserializer as Deserializer,
-    Serializer as Serializer,
-    jsonable as jsonable,
-    topic_subject as topic_subject,
-)
+from typing import TYPE_CHECKING, Any
+
 from logbroker.client.serde.registry import (
     CompatibilityResult as CompatibilityResult,
     Schema as Schema,
@@ -41,3 +37,23 @@ __all__ = [
     "jsonable",
     "topic_subject",
 ]
+
+_CODEC_NAMES = frozenset({"Deserializer", "Serializer", "jsonable", "topic_subject"})
+
+if TYPE_CHECKING:
+    from logbroker.client.serde.codec import (
+        Deserializer as Deserializer,
+        Serializer as Serializer,
+        jsonable as jsonable,
+        topic_subject as topic_subject,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    # the codecs import fastavro, jsonschema and protobuf: only when used, so every
+    # command line start does not pay for them
+    if name in _CODEC_NAMES:
+        from logbroker.client.serde import codec
+
+        return getattr(codec, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

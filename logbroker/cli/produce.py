@@ -45,7 +45,8 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import click
@@ -53,11 +54,14 @@ import trio
 
 from logbroker.cli.connect import ClientSettings, client_options
 from logbroker.cli.hints import missing_partition_message, missing_topic_message
+from logbroker.cli.schemas import registry_options
 from logbroker.cli.topics import emit_json, parse_pairs, run_client
 from logbroker.client import Admin, Delivery, Producer, ProducerConfig
+from logbroker.client.serde import SchemaRegistryClient, SerializationError
 from logbroker.errors import (
     ClientClosedError,
     KafkaError,
+    LogbrokerError,
     RecordTooLargeError,
     UnknownTopicOrPartitionError,
 )
@@ -434,6 +438,45 @@ class _Options:
     producer: dict[str, Any]
     max_message_bytes: int | None
     batch_size: int | None
+    key_codec: _SchemaCodec | None = None
+    value_codec: _SchemaCodec | None = None
+
+
+class _SchemaCodec:
+    """A key or value given as JSON, encoded with a schema in Confluent's wire format
+    (the schema registered under the topic's subject, or found there, before the
+    first record is read)."""
+
+    def __init__(self, serializer: Any, is_key: bool) -> None:
+        self._serializer = serializer
+        self._is_key = is_key
+
+    async def prepare(self, topic: str) -> None:
+        """Parse the schema and register it (or find its id): at start, so that a refused
+        schema is one message, not a failure per record."""
+        from logbroker.client.serde import topic_subject
+
+        await trio.to_thread.run_sync(self._serializer.prepare)
+        await trio.to_thread.run_sync(self._serializer.schema_id, topic_subject(topic, self._is_key))
+
+    def encode(self, topic: str, data: bytes, *, strings: bool = False) -> bytes:
+        """``data`` (JSON text; with ``strings``, a JSON record's field, which holds a
+        string as its UTF-8 text) encoded.
+
+        :raises _BadLine: not JSON, or not a value of the schema.
+        """
+        what = "key" if self._is_key else "value"
+        try:
+            value = json.loads(data)
+        except ValueError as exc:
+            if not strings:
+                raise _BadLine(f"the {what} is not JSON ({exc}); with --{what}-format it must be") from None
+            value = data.decode("utf-8", "replace")
+        try:
+            encoded = self._serializer.encode(topic, value, self._is_key)
+        except (SerializationError, LogbrokerError) as exc:
+            raise _BadLine(str(exc)) from None
+        return b"" if encoded is None else encoded
 
 
 class _Run:
@@ -488,6 +531,12 @@ class _Run:
             limits = _limits(opts.topic, facts, opts.max_message_bytes, opts.batch_size)
             self._limit = limits.record_room
             self.tally = _Tally(opts.topic, limits, facts.partitions)
+            for codec in (opts.key_codec, opts.value_codec):
+                if codec is not None:
+                    try:
+                        await codec.prepare(opts.topic)
+                    except (SerializationError, LogbrokerError) as exc:
+                        raise click.ClickException(f"the schema cannot be used: {exc}") from None
             options = {**opts.producer, **limits.producer_options()}
             async with Producer(self.client.bootstrap, **self.client.options(**options)) as producer:
                 await self._meet_topic(producer, facts)
@@ -575,7 +624,8 @@ class _Run:
         topic, partition, sep, headers = opts.topic, opts.partition, opts.key_separator, opts.headers
         limit = self._limit - sum(len(k) + len(v) + _HEADER_OVERHEAD for k, v in headers)
         append, send = self.pending.append, producer.send
-        if sep is None and opts.value_encoding == "text" and max(map(len, lines)) <= limit:
+        codecs = opts.key_codec is not None or opts.value_codec is not None
+        if sep is None and opts.value_encoding == "text" and not codecs and max(map(len, lines)) <= limit:
             # the common case, in a loop of its own: nothing to check per line
             for line in lines:
                 lineno += 1
@@ -601,6 +651,10 @@ class _Run:
                     key = _decode_text(key, opts.key_encoding, "the key")
                 if opts.value_encoding != "text":
                     value = _decode_text(value, opts.value_encoding, "the value")
+                if key is not None and opts.key_codec is not None:
+                    key = opts.key_codec.encode(topic, key)
+                if opts.value_codec is not None:
+                    value = opts.value_codec.encode(topic, value)
             except _BadLine as exc:
                 self.tally.reject(lineno, str(exc), "bad line")
                 continue
@@ -628,6 +682,10 @@ class _Run:
                 continue
             try:
                 record = _json_record(line)
+                if record.key is not None and opts.key_codec is not None:
+                    record = replace(record, key=opts.key_codec.encode(opts.topic, record.key, strings=True))
+                if record.value is not None and opts.value_codec is not None:
+                    record = replace(record, value=opts.value_codec.encode(opts.topic, record.value, strings=True))
             except _BadLine as exc:
                 self.tally.reject(lineno, str(exc), "bad line")
                 continue
@@ -654,6 +712,21 @@ class _Run:
         limits = self.tally.limits
         assert limits is not None
         self.tally.reject(lineno, f"{size} bytes", "too large", limits.too_large(self.opts.topic))
+
+
+def _schema_codec(registry: SchemaRegistryClient, fmt: str, schema_file: str | None, *,
+                  is_key: bool) -> _SchemaCodec | None:
+    what = "key" if is_key else "value"
+    if fmt == "bytes":
+        if schema_file is not None:
+            raise click.UsageError(f"--{what}-schema needs --{what}-format avro, json or protobuf")
+        return None
+    if schema_file is None:
+        raise click.UsageError(f"--{what}-format {fmt} needs --{what}-schema FILE")
+    from logbroker.client.serde import Serializer
+
+    text = Path(schema_file).read_text(encoding="utf-8")
+    return _SchemaCodec(Serializer(registry, fmt.upper(), text), is_key)
 
 
 def _reader(stream: BinaryIO) -> Callable[[int], bytes]:
@@ -693,10 +766,21 @@ def _reader(stream: BinaryIO) -> Callable[[int], bytes]:
               help="Largest record (as a batch of one) to send [default: the topic's max.message.bytes].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, metavar="BYTES",
               help="Bytes of records per batch [default: 256 KiB, less if the topic's limits are smaller].")
+@click.option("--value-format", type=click.Choice(["bytes", "avro", "json", "protobuf"]), default="bytes",
+              show_default=True, help="Encode each value, given as JSON, with --value-schema in Confluent's wire "
+              "format (registered under TOPIC-value in the schema registry), as confluent-kafka's serializers do.")
+@click.option("--value-schema", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE",
+              help="The schema of --value-format (.avsc, a JSON Schema, or a .proto file).")
+@click.option("--key-format", type=click.Choice(["bytes", "avro", "json", "protobuf"]), default="bytes",
+              show_default=True, help="The same for keys (subject TOPIC-key).")
+@click.option("--key-schema", type=click.Path(exists=True, dir_okay=False), default=None, metavar="FILE")
+@registry_options
 @client_options
 def produce(topic: str, path: str, key_separator: str | None, headers: tuple[str, ...], partition: int | None,
             fmt: str, key_encoding: str, value_encoding: str, compression: str, acks: str, linger_ms: int,
-            max_message_bytes: int | None, batch_size: int | None, client: ClientSettings) -> None:
+            max_message_bytes: int | None, batch_size: int | None, value_format: str, value_schema: str | None,
+            key_format: str, key_schema: str | None, registry: SchemaRegistryClient,
+            client: ClientSettings) -> None:
     """Produce lines of input as records to TOPIC, each as soon as it is read.
 
     At the end of the input every record is waited for; Ctrl-C or SIGTERM stops
@@ -709,7 +793,9 @@ def produce(topic: str, path: str, key_separator: str | None, headers: tuple[str
         options["idempotence"] = False
     opts = _Options(topic, fmt, key_separator.encode() if key_separator else None, key_encoding, value_encoding,
                     [(k, v.encode()) for k, v in parse_pairs(headers, "--header").items()], partition, options,
-                    max_message_bytes, batch_size)
+                    max_message_bytes, batch_size,
+                    key_codec=_schema_codec(registry, key_format, key_schema, is_key=True),
+                    value_codec=_schema_codec(registry, value_format, value_schema, is_key=False))
     stream: BinaryIO = click.open_file(path, "rb")  # type: ignore[assignment]  # "rb" always opens a binary stream
     run = _Run(opts, _reader(stream), client)
     started = time.monotonic()

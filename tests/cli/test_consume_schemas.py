@@ -62,3 +62,48 @@ def test_avro_and_json_values_and_keys_print_as_json(broker_factory, tmp_path):
 
     wrong = CliRunner().invoke(main, [*base, "--value-format", "protobuf", "-n", "1"])
     assert wrong.exit_code == 0 and "its schema is AVRO, not PROTOBUF" in wrong.stderr
+
+
+def test_produce_encodes_with_a_schema_that_confluent_kafka_decodes(broker_factory, tmp_path):
+    from confluent_kafka import Consumer
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    proc, url = _broker(broker_factory, tmp_path)
+    schema = tmp_path / "user.avsc"
+    schema.write_text(json.dumps(USER))
+    key_schema_text = json.dumps({"type": "object", "properties": {"id": {"type": "integer"}}})
+    key_schema = tmp_path / "key.json"
+    key_schema.write_text(key_schema_text)
+    lines = '{"id": 1}|{"name": "ann", "age": 30}\n{"id": 2}|{"name": "bob", "age": 31}\n{"id": 3}|{"name": 7}\n'
+    result = CliRunner().invoke(main, [
+        "produce", "people", "-b", proc.bootstrap, "--schema-registry", url, "-K", "|", "-p", "0",
+        "--value-format", "avro", "--value-schema", str(schema), "--key-format", "json", "--key-schema",
+        str(key_schema)], input=lines)
+    assert result.exit_code == 1, result.output  # the third line does not fit the schema
+    assert "line 3" in result.output and "produced 2 records" in result.output
+
+    registry = SchemaRegistryClient({"url": url})
+    consumer = Consumer({"bootstrap.servers": proc.bootstrap, "group.id": "check", "auto.offset.reset": "earliest"})
+    consumer.subscribe(["people"])
+    got, deadline = [], time.monotonic() + 20
+    while len(got) < 2 and time.monotonic() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is not None and msg.error() is None:
+            got.append(msg)
+    consumer.close()
+    values = SerializationContext("people", MessageField.VALUE)
+    keys = SerializationContext("people", MessageField.KEY)
+    assert [AvroDeserializer(registry)(m.value(), values) for m in got] == [{"name": "ann", "age": 30},
+                                                                           {"name": "bob", "age": 31}]
+    assert [JSONDeserializer(key_schema_text)(m.key(), keys) for m in got] == [{"id": 1}, {"id": 2}]
+    assert registry.get_latest_version("people-value").schema.schema_type == "AVRO"
+
+    # and back through consume, which prints the same JSON
+    out = CliRunner().invoke(main, ["consume", "people", "-b", proc.bootstrap, "--from-beginning", "-e",
+                                    "--schema-registry", url, "--value-format", "avro", "--key-format", "json",
+                                    "-f", "json"])
+    assert [(r["key"], r["value"]) for r in map(json.loads, out.stdout.splitlines())] == [
+        ({"id": 1}, {"name": "ann", "age": 30}), ({"id": 2}, {"name": "bob", "age": 31})]

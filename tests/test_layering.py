@@ -25,7 +25,7 @@ ALLOWED = {
     "registry": {"errors"},  # the schema registry's pure core
     "broker": {"storage", "records", "errors", "protocol", "registry"},
     "server": {"broker", "protocol", "records", "errors", "storage", "registry"},
-    "client": {"protocol", "records", "errors"},
+    "client": {"protocol", "records", "errors", "registry"},  # serde builds Protobuf descriptors with it
     "cli": None,  # the top: anything
     "_embedded": None,
     "pytest_plugin": None,

@@ -1,5 +1,7 @@
 """The schema registry's core: schema parsing and compatibility
-(:mod:`logbroker.registry.schemas`), pure and without I/O."""
+(:mod:`logbroker.registry.schemas`), ``.proto`` text to the descriptors protoc
+would build (:mod:`logbroker.registry.protobuf_descriptor`, imported from its
+module: it loads protobuf), pure and without I/O."""
 
 from logbroker.registry.schemas import (
     CompatibilityLevel as CompatibilityLevel,

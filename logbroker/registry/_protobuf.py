@@ -194,8 +194,12 @@ _TYPES = {1: "double", 2: "float", 3: "int64", 4: "uint64", 5: "int32", 6: "fixe
 
 
 def _from_descriptor(text: str) -> ast.File:
-    """A base64 ``FileDescriptorProto`` as a ``.proto`` tree (options other
-    than map entries are not carried over)."""
+    """A base64 ``FileDescriptorProto`` as a ``.proto`` tree. Of the options,
+    map entries, the field options ``packed``, ``deprecated``, ``json_name``
+    and ``default``, and enums' ``allow_alias`` are carried over (so the
+    descriptor :mod:`logbroker.registry.protobuf_descriptor` builds from the
+    text encodes and decodes as the original); file, message and custom
+    options are not."""
     try:
         raw = base64.b64decode("".join(text.split()), validate=True)
     except (binascii.Error, ValueError):
@@ -229,11 +233,16 @@ def _from_descriptor(text: str) -> ast.File:
 
 def _descriptor_message(message: Any, syntax: str) -> ast.Message:
     entries = {n.name: n for n in message.nested_type if n.options.map_entry}
+    nested = list(message.nested_type)
+    shown = 0  # nested types up to here are in ``elements``: each comes before the map field that follows it
     elements: list[Any] = []
     oneofs: dict[int, ast.OneOf] = {}
     for f in message.field:
         entry_name = f.type_name.rpartition(".")[2]
         if f.label == 3 and f.type == 11 and entry_name in entries:
+            at = next(i for i, n in enumerate(nested) if n.name == entry_name)
+            elements += [_descriptor_message(n, syntax) for n in nested[shown:at] if not n.options.map_entry]
+            shown = max(shown, at + 1)
             key, value = entries[entry_name].field
             elements.append(ast.MapField(f.name, f.number, _descriptor_type(key), _descriptor_type(value)))
             continue
@@ -242,7 +251,7 @@ def _descriptor_message(message: Any, syntax: str) -> ast.Message:
         cardinality = {2: ast.FieldCardinality.REQUIRED, 3: ast.FieldCardinality.REPEATED}.get(f.label)
         if cardinality is None and (syntax == "proto2" or f.proto3_optional):
             cardinality = ast.FieldCardinality.OPTIONAL
-        parsed = ast.Field(f.name, f.number, _descriptor_type(f), cardinality)
+        parsed = ast.Field(f.name, f.number, _descriptor_type(f), cardinality, _descriptor_field_options(f))
         if f.HasField("oneof_index") and not f.proto3_optional:
             if f.oneof_index not in oneofs:
                 oneofs[f.oneof_index] = ast.OneOf(message.oneof_decl[f.oneof_index].name)
@@ -254,9 +263,29 @@ def _descriptor_message(message: Any, syntax: str) -> ast.Message:
         elements.append(ast.Reserved(ranges=[str(r.start) if r.end - 1 == r.start else f"{r.start} to {r.end - 1}"]))
     if message.reserved_name:
         elements.append(ast.Reserved(names=list(message.reserved_name)))
-    elements += [_descriptor_message(n, syntax) for n in message.nested_type if not n.options.map_entry]
+    elements += [_descriptor_message(n, syntax) for n in nested[shown:] if not n.options.map_entry]
     elements += [_descriptor_enum(e) for e in message.enum_type]
     return ast.Message(message.name, elements)
+
+
+def _descriptor_field_options(f: Any) -> list[ast.Option]:
+    """The options of a descriptor's field that change its encoding, its
+    default or its JSON name, as ``.proto`` options."""
+    options: list[ast.Option] = []
+    if f.options.HasField("packed"):
+        options.append(ast.Option("packed", bool(f.options.packed)))
+    if f.options.HasField("deprecated"):
+        options.append(ast.Option("deprecated", bool(f.options.deprecated)))
+    if f.HasField("json_name"):
+        options.append(ast.Option("json_name", str(f.json_name)))
+    if f.HasField("default_value"):
+        value: Any = ast.Identifier(f.default_value)  # numbers, booleans, enum value names as they are
+        if f.type == 9:  # a string: the value itself, quoted and escaped when rendered
+            value = str(f.default_value)
+        elif f.type == 12:  # bytes: already C-escaped in the descriptor
+            value = ast.Identifier(f'"{f.default_value}"')
+        options.append(ast.Option("default", value))
+    return options
 
 
 def _descriptor_type(f: Any) -> str:
@@ -264,7 +293,10 @@ def _descriptor_type(f: Any) -> str:
 
 
 def _descriptor_enum(enum: Any) -> ast.Enum:
-    elements: list[Any] = [ast.EnumValue(v.name, v.number) for v in enum.value]
+    elements: list[Any] = []
+    if enum.options.HasField("allow_alias"):
+        elements.append(ast.Option("allow_alias", bool(enum.options.allow_alias)))
+    elements += [ast.EnumValue(v.name, v.number) for v in enum.value]
     for r in enum.reserved_range:
         elements.append(ast.EnumReserved(ranges=[str(r.start) if r.end == r.start else f"{r.start} to {r.end}"]))
     if enum.reserved_name:

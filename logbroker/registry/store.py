@@ -247,6 +247,17 @@ class RegistryState:
         except InvalidSchemaError as exc:
             raise RegistryError(422, 42201, f"Invalid schema: {exc}") from exc
 
+    def referenced_texts(self, schema: ParsedSchema) -> dict[str, str]:
+        """The text of every schema ``schema`` needs, its references' references
+        included, by reference name, dependencies first (what :meth:`parse`
+        resolved when it was registered; soft-deleted versions count).
+
+        :raises RegistryError: 42201 a reference names a version no longer held.
+        """
+        resolved: dict[str, str] = {}
+        self._resolve(schema.references, resolved, depth=0, deleted=True)
+        return resolved
+
     def check(self, subject: str, schema: ParsedSchema, version: int | str | None = None) -> list[str]:
         """Why ``schema`` is not compatible with ``version`` of ``subject`` (or, with
         None, with the versions its level asks for); [] when it is.
@@ -516,18 +527,19 @@ class RegistryState:
         if self.mode(subject) == Mode.READONLY:
             raise RegistryError(422, 42205, f"Subject {subject} is in read-only mode")
 
-    def _resolve(self, refs: Iterable[SchemaReference], into: dict[str, str], depth: int) -> None:
+    def _resolve(self, refs: Iterable[SchemaReference], into: dict[str, str], depth: int, *,
+                 deleted: bool = False) -> None:
         if depth > 32:
             raise RegistryError(422, 42201, "Invalid schema: references nest too deep (a cycle?)")
         for ref in refs:
             if ref.name in into:
                 continue
             try:
-                target = self.version(ref.subject, ref.version)
+                target = self.version(ref.subject, ref.version, deleted=deleted)
             except RegistryError:
                 raise RegistryError(422, 42201, f"Invalid schema: reference {ref.name} names subject "
                                     f"{ref.subject} version {ref.version}, which does not exist") from None
-            self._resolve(target.schema.references, into, depth + 1)
+            self._resolve(target.schema.references, into, depth + 1, deleted=deleted)
             into[ref.name] = target.schema.text
 
 

@@ -11,18 +11,28 @@ guarded by the ACLs of its topic (``orders-value`` and ``orders-key`` by
 ``orders``, Confluent's default subject naming): DESCRIBE to read it, WRITE
 to register, delete or configure it; the global config and mode need
 ALTER_CONFIGS on the cluster; schemas by id are readable by any logged-in user.
+
+Subjects may hold ``/`` (confluent-kafka's ``ProtobufSerializer`` registers
+each imported ``.proto`` under its import path, ``shop/money.proto``), sent
+as ``%2F``: routes match the raw path, so an encoded slash stays inside its
+segment. ``?format=serialized`` gives a Protobuf schema as Confluent does, a
+base64 ``FileDescriptorProto`` (what confluent-kafka's ``ProtobufDeserializer``
+reads), built from its text and its references' texts.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 import trio
 from starlette.applications import Starlette
@@ -30,13 +40,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from logbroker.broker.security import AuthenticationError, new_mechanism
 from logbroker.broker.security.acls import CLUSTER
 from logbroker.broker.session import RequestContext
 from logbroker.errors import LogbrokerError
-from logbroker.registry.schemas import SchemaType
-from logbroker.registry.store import RegistryError, RegistryState, schema_fields
+from logbroker.registry.protobuf_descriptor import file_descriptor
+from logbroker.registry.schemas import ParsedSchema, SchemaType
+from logbroker.registry.store import RegistryError, RegistryState, SchemaVersion, schema_fields
 
 if TYPE_CHECKING:
     from logbroker.broker import Broker
@@ -140,6 +152,8 @@ def _route(api: _Api, handler: Callable[[_Api, Request, str], Awaitable[Response
             response.headers["WWW-Authenticate"] = 'Basic realm="logbroker schema registry"'
             return response
         subject = request.path_params.get("subject")
+        if subject is not None:  # routed with %2F and %25 still encoded (see _RawPathRouting)
+            subject = request.path_params["subject"] = unquote(subject)
         if operation is not None and not api.allowed(principal, request, operation,
                                                      subject if subject_scoped else None):
             what = f"subject {subject}" if subject_scoped and subject is not None else "the registry's settings"
@@ -202,7 +216,37 @@ async def _types(api: _Api, request: Request, principal: str) -> Response:
 
 async def _schema_by_id(api: _Api, request: Request, principal: str) -> Response:
     schema = api.state.schema(_schema_id(request))
-    return _answer(schema_fields(schema))
+    return _answer(_formatted(api, request, schema, schema_fields(schema)))
+
+
+def _version_json(api: _Api, request: Request, found: SchemaVersion) -> dict[str, Any]:
+    return _formatted(api, request, found.schema, found.as_json())
+
+
+def _formatted(api: _Api, request: Request, schema: ParsedSchema, fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` with ``schema`` in the format the request asks for: with
+    ``format=serialized``, a Protobuf schema as a base64 ``FileDescriptorProto``
+    (other types, and other formats, as registered)."""
+    if request.query_params.get("format") != "serialized" or schema.schema_type != SchemaType.PROTOBUF:
+        return fields
+    imports = api.state.referenced_texts(schema)
+    try:
+        fields["schema"] = _serialized_descriptor(schema.text, tuple(imports.items()))
+    except ValueError as exc:
+        raise _BadRequest(f"The schema cannot be given as a serialized FileDescriptorProto: {exc}", 422,
+                          42201) from None
+    return fields
+
+
+@functools.lru_cache(maxsize=256)
+def _serialized_descriptor(text: str, imports: tuple[tuple[str, str], ...]) -> str:
+    """The base64 ``FileDescriptorProto`` of a Protobuf schema (a pure function of
+    its text and its imports' texts, so cached; errors are not).
+
+    :raises ValueError: the descriptor cannot be built (see ``protobuf_descriptor``).
+    """
+    proto = file_descriptor(text, dict(imports))
+    return base64.b64encode(proto.SerializeToString()).decode("ascii")
 
 
 async def _raw_schema_by_id(api: _Api, request: Request, principal: str) -> Response:
@@ -278,7 +322,7 @@ def _optional_int(body: dict[str, Any], name: str) -> int | None:
 async def _get_version(api: _Api, request: Request, principal: str) -> Response:
     found = api.state.version(request.path_params["subject"], request.path_params["version"],
                               deleted=_flag(request, "deleted"))
-    return _answer(found.as_json())
+    return _answer(_version_json(api, request, found))
 
 
 async def _get_version_schema(api: _Api, request: Request, principal: str) -> Response:
@@ -303,7 +347,8 @@ async def _lookup(api: _Api, request: Request, principal: str) -> Response:
     subject = request.path_params["subject"]
     schema = _schema_of(api, await _body(request))
     api.state.versions(subject, deleted=_flag(request, "deleted"))  # 40401 before 40403
-    return _answer(api.state.lookup(subject, schema, deleted=_flag(request, "deleted")).as_json())
+    found = api.state.lookup(subject, schema, deleted=_flag(request, "deleted"))
+    return _answer(_version_json(api, request, found))
 
 
 async def _delete_subject(api: _Api, request: Request, principal: str) -> Response:
@@ -375,7 +420,28 @@ async def _contexts(api: _Api, request: Request, principal: str) -> Response:
     return _answer(["."])
 
 
-def registry_app(broker: Broker) -> Starlette:
+class _RawPathRouting:
+    """ASGI middleware: route on the raw path with ``%2F`` (and ``%25``) left
+    encoded, so a subject holding ``/`` stays one path segment (Starlette
+    routes on the decoded ``path``); ``_route`` decodes the subject."""
+
+    _KEEP = re.compile(rb"%(2[fF5])")
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.app!r})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw:
+            kept = self._KEEP.sub(rb"%25\1", bytes(raw))  # %2F -> %252F: unquote gives %2F back
+            scope = {**scope, "path": unquote(kept.decode("latin-1"), encoding="utf-8", errors="replace")}
+        await self.app(scope, receive, send)
+
+
+def registry_app(broker: Broker) -> ASGIApp:
     """The ASGI application of ``--schema-registry-port``."""
     registry = broker.schema_registry
     if registry is None:
@@ -426,4 +492,4 @@ def registry_app(broker: Broker) -> Starlette:
             return _error(405, 405, f"HTTP {request.method} is not supported on {request.url.path}")
         return _error(404, 404, f"HTTP 404 Not Found: {request.url.path}")
 
-    return Starlette(routes=routes, exception_handlers={HTTPException: not_found})
+    return _RawPathRouting(Starlette(routes=routes, exception_handlers={HTTPException: not_found}))

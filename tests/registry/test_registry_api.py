@@ -341,3 +341,120 @@ def test_acls_guard_subjects_by_their_topic(broker_factory, tmp_path):
     assert bob("PUT", "/config", {"compatibility": "NONE"})[0] == 403
     assert bob("GET", "/schemas/ids/1")[0] == 200  # ids are readable by any user: consumers decode with them
     assert alice("PUT", "/config", {"compatibility": "NONE"})[0] == 200
+
+
+def _shop_classes():
+    """Message classes of ``shop/order.proto``, which imports ``shop/money.proto``
+    (a file in a directory) and ``google/protobuf/timestamp.proto``, built at
+    run time as protoc's generated modules would register them."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
+
+    field = descriptor_pb2.FieldDescriptorProto
+    money = descriptor_pb2.FileDescriptorProto(name="shop/money.proto", package="shop", syntax="proto3")
+    m = money.message_type.add(name="Money")
+    m.field.add(name="currency", number=1, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    m.field.add(name="cents", number=2, type=field.TYPE_INT64, label=field.LABEL_OPTIONAL)
+    order = descriptor_pb2.FileDescriptorProto(name="shop/order.proto", package="shop", syntax="proto3",
+                                               dependency=["shop/money.proto", "google/protobuf/timestamp.proto"])
+    o = order.message_type.add(name="Order")
+    o.field.add(name="id", number=1, type=field.TYPE_INT64, label=field.LABEL_OPTIONAL)
+    o.field.add(name="total", number=2, type=field.TYPE_MESSAGE, type_name=".shop.Money",
+                label=field.LABEL_OPTIONAL)
+    o.field.add(name="placed_at", number=3, type=field.TYPE_MESSAGE, type_name=".google.protobuf.Timestamp",
+                label=field.LABEL_OPTIONAL)
+    o.field.add(name="items", number=4, type=field.TYPE_STRING, label=field.LABEL_REPEATED)
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(timestamp_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(money)
+    pool.Add(order)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.Order"))
+
+
+def test_protobuf_serializer_with_imports_and_a_cold_deserializer(registry):
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    from google.protobuf import descriptor_pb2
+
+    order_class = _shop_classes()
+    _, url, http = registry
+    ctx = SerializationContext("orders", MessageField.VALUE)
+    serializer = ProtobufSerializer(order_class, SchemaRegistryClient({"url": url}),
+                                    {"use.deprecated.format": False})
+    order = order_class(id=7, items=["lamp", "bulb"])
+    order.total.currency, order.total.cents = "EUR", 1999
+    order.placed_at.seconds = 1_700_000_000
+    data = serializer(order, ctx)
+    # the import was registered under its import path; the well-known type was not
+    assert http("GET", "/subjects")[2] == ["orders-value", "shop/money.proto"]
+    latest = http("GET", "/subjects/orders-value/versions/latest")[2]
+    assert latest["references"] == [{"name": "shop/money.proto", "subject": "shop/money.proto", "version": 1}]
+    assert 'import "shop/money.proto";' in latest["schema"]
+
+    # a new client: nothing cached, so the writer's schema and its import are fetched as descriptors
+    deserializer = ProtobufDeserializer(order_class, {"use.deprecated.format": False},
+                                        SchemaRegistryClient({"url": url}))
+    decoded = deserializer(data, ctx)
+    assert decoded == order and decoded.total.cents == 1999 and list(decoded.items) == ["lamp", "bulb"]
+
+    serialized = http("GET", f"/schemas/ids/{latest['id']}?format=serialized")[2]
+    fd = descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(serialized["schema"]))
+    assert list(fd.dependency) == ["shop/money.proto", "google/protobuf/timestamp.proto"]
+    assert [f.type_name for f in fd.message_type[0].field] == ["", ".shop.Money", ".google.protobuf.Timestamp", ""]
+    assert serialized["references"] == latest["references"]
+
+
+def test_subjects_with_a_slash_and_serialized_descriptors(registry):
+    from google.protobuf import descriptor_pb2
+
+    _, _, http = registry
+    money = 'syntax = "proto3";\npackage shop;\nmessage Money {\n  int64 cents = 1;\n}\n'
+    assert _register(http, "shop%2Fmoney.proto", money, schemaType="PROTOBUF")[0:3:2] == (200, {"id": 1})
+    assert http("GET", "/subjects")[2] == ["shop/money.proto"]
+    assert http("GET", "/subjects/shop%2Fmoney.proto/versions")[2] == [1]
+    got = http("GET", "/subjects/shop%2Fmoney.proto/versions/1")[2]
+    assert (got["subject"], got["id"], got["schema"]) == ("shop/money.proto", 1, money)
+    assert http("GET", "/subjects/shop%2fmoney.proto/versions/latest/schema")[2] == money  # lower-case escape
+    assert http("POST", "/subjects/shop%2Fmoney.proto", {"schema": money, "schemaType": "PROTOBUF"})[2][
+        "version"] == 1
+    assert http("PUT", "/config/shop%2Fmoney.proto", {"compatibility": "FULL"})[2] == {"compatibility": "FULL"}
+    assert http("GET", "/config/shop%2Fmoney.proto")[2] == {"compatibilityLevel": "FULL"}
+    assert http("GET", "/mode/shop%2Fmoney.proto?defaultToGlobal=true")[2] == {"mode": "READWRITE"}
+    assert http("GET", "/subjects/shop/money.proto/versions")[0] == 404  # an unencoded slash is two segments
+    # a literal "%2F" in a name (sent as %252F) is another subject than "shop/money.proto"
+    assert _register(http, "odd%252Fname", money, schemaType="PROTOBUF")[2] == {"id": 1}
+    assert http("GET", "/subjects")[2] == ["odd%2Fname", "shop/money.proto"]
+
+    order = ('syntax = "proto3";\npackage shop;\nimport "shop/money.proto";\n'
+             "message Order {\n  Money total = 1;\n}\n")
+    refs = [{"name": "shop/money.proto", "subject": "shop/money.proto", "version": 1}]
+    status, _, body = _register(http, "orders-value", order, schemaType="PROTOBUF", references=refs)
+    assert status == 200, body
+    assert http("GET", "/subjects/shop%2Fmoney.proto/versions/1/referencedby")[2] == [body["id"]]
+
+    def descriptor(answer):
+        return descriptor_pb2.FileDescriptorProto.FromString(base64.b64decode(answer["schema"], validate=True))
+
+    by_id = http("GET", f"/schemas/ids/{body['id']}?format=serialized")[2]
+    fd = descriptor(by_id)
+    assert (fd.package, list(fd.dependency), fd.message_type[0].name) == ("shop", ["shop/money.proto"], "Order")
+    assert fd.message_type[0].field[0].type_name == ".shop.Money"
+    assert by_id["references"] == refs and by_id["schemaType"] == "PROTOBUF"
+    imported = descriptor(http("GET", "/subjects/shop%2Fmoney.proto/versions/1?format=serialized&deleted=true")[2])
+    assert [m.name for m in imported.message_type] == ["Money"]
+    looked_up = http("POST", "/subjects/orders-value?format=serialized", {"schema": order, "schemaType": "PROTOBUF",
+                                                                         "references": refs})[2]
+    assert descriptor(looked_up) == fd
+    # without the format, or for other types, the schema as registered
+    assert http("GET", f"/schemas/ids/{body['id']}")[2]["schema"] == order
+    _register(http, "users-value", USER_V1)
+    avro = http("GET", "/subjects/users-value/versions/1?format=serialized")[2]
+    assert json.loads(avro["schema"]) == USER_V1
+
+    # deleting: the referenced subject only once nothing uses it
+    assert http("DELETE", "/subjects/shop%2Fmoney.proto")[2]["error_code"] == 42206
+    assert http("DELETE", "/subjects/orders-value")[2] == [1]
+    assert http("DELETE", "/subjects/shop%2Fmoney.proto/versions/1")[2] == 1
+    assert http("GET", "/subjects/shop%2Fmoney.proto/versions")[2]["error_code"] == 40401
+    assert http("DELETE", "/subjects/shop%2Fmoney.proto?permanent=true")[2] == [1]
+    assert http("GET", "/subjects?deleted=true")[2] == ["odd%2Fname", "orders-value", "users-value"]

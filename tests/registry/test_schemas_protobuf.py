@@ -211,3 +211,69 @@ def test_invalid_schemas_say_what_is_wrong(text):
     with pytest.raises(InvalidSchemaError, match=INVALID[text]) as raised:
         proto(text)
     assert str(raised.value).startswith("Invalid Protobuf schema")
+
+
+def _descriptor_with_options():
+    """A proto2 file using what the text rendering used to drop: field options
+    (packed, json_name, defaults), allow_alias, reserved numbers and names, and a
+    nested message declared before a map entry (message-index paths count it)."""
+    from google.protobuf import descriptor_pb2
+
+    f = descriptor_pb2.FieldDescriptorProto
+    fd = descriptor_pb2.FileDescriptorProto(name="tuned.proto", package="p", syntax="proto2")
+    m = fd.message_type.add(name="M")
+    m.nested_type.add(name="Inner").field.add(name="a", number=1, type=f.TYPE_INT32, label=f.LABEL_OPTIONAL)
+    entry = m.nested_type.add(name="TagsEntry")
+    entry.options.map_entry = True
+    entry.field.add(name="key", number=1, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
+    entry.field.add(name="value", number=2, type=f.TYPE_MESSAGE, type_name=".p.M.Inner", label=f.LABEL_OPTIONAL)
+    m.nested_type.add(name="After")
+    m.field.add(name="nums", number=1, type=f.TYPE_INT32, label=f.LABEL_REPEATED).options.packed = True
+    m.field.add(name="tags", number=2, type=f.TYPE_MESSAGE, type_name=".p.M.TagsEntry", label=f.LABEL_REPEATED)
+    m.field.add(name="s", number=3, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL, default_value='a"b\\\n',
+                json_name="sss")
+    m.field.add(name="b", number=4, type=f.TYPE_BYTES, label=f.LABEL_OPTIONAL, default_value="\\001z")
+    m.field.add(name="c", number=5, type=f.TYPE_ENUM, type_name=".p.E", label=f.LABEL_OPTIONAL, default_value="Y")
+    m.field.add(name="d", number=6, type=f.TYPE_DOUBLE, label=f.LABEL_OPTIONAL, default_value="-1.5")
+    m.reserved_range.add(start=10, end=11)
+    m.reserved_range.add(start=20, end=2**29)
+    m.reserved_name.append("gone")
+    enum = fd.enum_type.add(name="E")
+    enum.options.allow_alias = True
+    enum.value.add(name="X", number=0)
+    enum.value.add(name="Y", number=1)
+    enum.value.add(name="Z", number=1)
+    enum.reserved_range.add(start=5, end=9)
+    return fd
+
+
+def test_a_base64_descriptor_keeps_its_options_and_rebuilds_byte_for_byte():
+    from logbroker.registry.protobuf_descriptor import file_descriptor
+
+    fd = _descriptor_with_options()
+    parsed = proto(base64.b64encode(fd.SerializeToString()).decode())
+    for kept in ("[packed = true]", 'json_name = "sss"', 'default = "a\\"b\\\\\\n"', 'default = "\\001z"',
+                 "default = Y", "default = -1.5", "option allow_alias = true;", "reserved 20 to 536870911;",
+                 'reserved "gone";'):
+        assert kept in parsed.text, kept
+    assert parsed.text.index("message Inner") < parsed.text.index("map<") < parsed.text.index("message After")
+    rebuilt = file_descriptor(parsed.text, {}, name=fd.name)
+    assert rebuilt.SerializeToString() == fd.SerializeToString()
+    assert file_descriptor(parsed.text, {}).name == "schema.proto"
+
+
+def test_descriptor_builder_resolves_imports_and_refuses_what_it_cannot_build():
+    from logbroker.registry.protobuf_descriptor import build_pool, file_descriptor
+
+    money = 'syntax = "proto3"; package shop; message Money { int64 cents = 1; }'
+    main = ('syntax = "proto3"; package shop; import "shop/money.proto"; import "google/protobuf/timestamp.proto";'
+            " message Order { Money total = 1; google.protobuf.Timestamp at = 2; map<string, Money> parts = 3; }")
+    pool, fd = build_pool(main, {"shop/money.proto": money})
+    assert list(fd.dependency) == ["shop/money.proto", "google/protobuf/timestamp.proto"]
+    order = pool.FindMessageTypeByName("shop.Order")
+    assert order.fields_by_name["total"].message_type.full_name == "shop.Money"
+    assert order.fields_by_name["at"].message_type.full_name == "google.protobuf.Timestamp"
+    with pytest.raises(ValueError, match="neither one of the schema's references"):
+        file_descriptor(main, {})
+    with pytest.raises(ValueError, match="groups are not supported"):
+        file_descriptor('syntax = "proto2"; message A { optional group G = 1 { optional int32 x = 2; } }', {})

@@ -15,8 +15,9 @@ copied to the group's dead-letter topic when one is configured).
 
 How it works: a heartbeat task joins the group (ShareGroupHeartbeat) and
 learns the assigned partitions; a fetch task sends ShareFetch to each
-partition leader, carrying the acknowledgements made since the last request,
-and hands the acquired records to the application. While records are
+partition leader (on a connection of its own: closing never waits behind a
+long poll), carrying the acknowledgements made since the last request, and
+hands the acquired records to the application. While records are
 delivered but not yet answered, fetches poll briefly so answers travel
 promptly, and records held longer than a third of the lock are renewed
 (acknowledge type Renew, ShareFetch v2) so a long handler keeps its lock.
@@ -167,6 +168,9 @@ class QueueConsumer:
         self._error: BaseException | None = None
         self._loops: trio.Nursery | None = None
         self._closed = False
+        self._left = trio.Event()  # close() sent its last requests
+        # Fetches in flight with acknowledgements (shielded from close), and their ends.
+        self._carrying: dict[trio.CancelScope, trio.Event] = {}
 
     def __repr__(self) -> str:
         return (f"QueueConsumer(group_id={self.group_id!r}, member_epoch={self.member_epoch}, "
@@ -218,13 +222,23 @@ class QueueConsumer:
         """Release unanswered records, close the share sessions, leave the group.
 
         May be called from any task; the connections close on leaving ``async with``.
+        A second call waits until the first has sent its last requests.
         """
-        if self._closed or self._stack is None or self._loops is None:
+        if self._stack is None or self._loops is None:
+            return
+        if self._closed:
+            # Called from another task (cancelled with the loops when it is the one that
+            # entered): the connections must outlive the first call's last requests.
+            with trio.CancelScope(shield=True):
+                await self._left.wait()
             return
         self._closed = True
         self._loops.cancel_scope.cancel()
         self._data.set()
-        await self._leave()
+        try:
+            await self._leave()
+        finally:
+            self._left.set()
 
     async def _guard(self, loop: Callable[[], Awaitable[None]]) -> None:
         """Run a background loop; a client error ends it and is raised by :meth:`get`."""
@@ -249,6 +263,8 @@ class QueueConsumer:
     async def _leave(self) -> None:
         with trio.move_on_after(5) as scope, contextlib.suppress(LogbrokerError):
             scope.shield = True
+            for done in list(self._carrying.values()):
+                await done.wait()
             for message in list(self._held.values()):
                 if not message.answered:
                     message.release_nowait()
@@ -256,6 +272,8 @@ class QueueConsumer:
                 await self._acknowledge(node, close=True)
             if self.member_id:
                 await self._heartbeat_once(leave=True)
+        for shield in self._carrying:  # unanswered within the time closing allows
+            shield.cancel()
 
     # -- membership -----------------------------------------------------------------
 
@@ -370,17 +388,36 @@ class QueueConsumer:
         return out
 
     async def _fetch(self, node: int, tps: list[TopicPartition]) -> None:
-        conn = await self.cluster.connection(node)
+        # Its own lane: the broker answers a connection's requests in order, and the
+        # closing ShareAcknowledge must not wait behind a parked long poll.
+        conn = await self.cluster.connection(node, "fetch")
         version = conn.version(ApiKey.SHARE_FETCH)
         self._renewals()
         acks = self._take_acks(tps)
         epoch = self._session_epochs.get(node, 0)
-        wait = _BRIEF_POLL_MS if self._held or self._acks else self.max_wait_ms
+        wait = _BRIEF_POLL_MS if acks or self._held or self._acks else self.max_wait_ms
         body = _wire_share.share_fetch_request(
             version, group_id=self.group_id, member_id=self.member_id, session_epoch=epoch, max_wait_ms=wait,
             max_bytes=_MAX_FETCH_BYTES, max_records=self.max_records, partitions=self._by_topic_id(acks, tps))
-        answer = _wire_share.parse_share_fetch(
-            await conn.request(ApiKey.SHARE_FETCH, version, body, extra_timeout_ms=wait))
+        # Closing lets a fetch that carries acknowledgements (a brief poll) finish, and
+        # releases what it brings: they must reach the broker before the session closes
+        # on the other lane. One without any is abandoned: it acquires nothing once closed.
+        shield = trio.CancelScope(shield=bool(acks))
+        if acks:
+            self._carrying[shield] = trio.Event()
+        try:
+            with shield:
+                raw = await conn.request(ApiKey.SHARE_FETCH, version, body, extra_timeout_ms=wait)
+            if shield.cancelled_caught:
+                return
+            self._fetched(node, epoch, _wire_share.parse_share_fetch(raw))
+        finally:
+            done = self._carrying.pop(shield, None)
+            if done is not None:
+                done.set()
+
+    def _fetched(self, node: int, epoch: int, answer: _wire_share.ShareFetchAnswer) -> None:
+        """Take in a ShareFetch answer: the session's next epoch, the acquired records."""
         if answer.error_code in (ErrorCode.share_session_not_found, ErrorCode.invalid_share_session_epoch):
             self._session_epochs.pop(node, None)  # open a new session next time
             return

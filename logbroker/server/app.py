@@ -283,12 +283,13 @@ class Server:
         peer: str = "",
         before_wait: Callable[[], Awaitable[bool]] | None = None,
         session: Session | None = None,
+        hung_up: Callable[[], Awaitable[None]] | None = None,
     ) -> Sequence[Any] | None:
         """Handle one request frame of the connection in ``session`` (a fresh one
         for ``peer`` if None); see :meth:`Dispatcher.handle_frame`. A hook that
         tests may wrap (an in-process broker injecting answers)."""
         return await self.dispatcher.handle_frame(
-            frame, session if session is not None else Session(peer=peer), before_wait or _sent_nothing,
+            frame, session if session is not None else Session(peer=peer), before_wait or _sent_nothing, hung_up,
         )
 
 

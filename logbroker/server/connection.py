@@ -14,6 +14,13 @@ most ``queued.max.requests`` handled requests or ``queued.max.bytes`` of
 responses before sending them. Its :class:`~logbroker.server.watchdog.Watch`
 says since when it waits for its peer, for the idle watchdog.
 
+A peer that closes its end while one of its requests waits (a long poll) is
+gone: while a request waits the connection keeps reading (into the frame
+buffer, at most ``queued.max.bytes``) only to see the end of the stream; at
+the end the wait stops unanswered (a ShareFetch acquires nothing for a
+client that left) and the connection closes, as Kafka drops a closed
+connection's requests.
+
 Before a connection to a SASL listener has authenticated, its frames are
 capped at ``sasl.server.max.receive.size``; a failed login is answered after
 ``connection.failed.authentication.delay.ms`` (a sleep of this connection
@@ -37,8 +44,11 @@ from logbroker.server.watchdog import Watch
 
 log = logging.getLogger("logbroker.server")
 
-HandleFrame = Callable[[bytes, str, Callable[[], Awaitable[bool]], Session], Awaitable["Sequence[Any] | None"]]
-"""``handle_frame(frame, peer, before_wait, session)`` -> response buffers or None."""
+HandleFrame = Callable[
+    [bytes, str, Callable[[], Awaitable[bool]], Session, Callable[[], Awaitable[None]]],
+    Awaitable["Sequence[Any] | None"],
+]
+"""``handle_frame(frame, peer, before_wait, session, hung_up)`` -> response buffers or None."""
 
 _COALESCE_BELOW = 16 * 1024
 _MAX_IOV = 512
@@ -82,6 +92,11 @@ class Connection:
         self._out: list[Any] = []  # buffers of responses ready to send, in request order
         self._out_bytes = 0
         self._handled = 0  # requests handled since the last send
+        self._decoder = FrameDecoder(
+            min(config.sasl_server_max_receive_size, config.socket_request_max_bytes) if config.requires_sasl
+            else config.socket_request_max_bytes
+        )
+        self._peer_closed = False  # the peer ended the stream while a request waited
 
     def __repr__(self) -> str:
         return f"Connection(peer={self.peer!r}, session={self.session!r}, held={len(self._out)})"
@@ -95,6 +110,25 @@ class Connection:
         await send_buffers(self.stream, ready, self.watch)
         return True
 
+    async def hung_up(self) -> None:
+        """Return once the peer ends the stream (or resets it); for a request
+        that waits, while nothing else reads. What the peer pipelines meanwhile
+        is kept for the next frames, at most ``queued.max.bytes`` buffered in
+        all (then it only waits to be cancelled)."""
+        decoder = self._decoder
+        while True:
+            room = self.config.queued_max_bytes - decoder.buffered_bytes
+            if room <= 0:
+                await trio.sleep_forever()
+            try:
+                data = await self.stream.receive_some(room)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                data = b""
+            if not data:
+                self._peer_closed = True
+                return
+            decoder.receive_data(data)
+
     async def serve(self) -> None:
         """Answer requests in order until EOF, a failed login or shutdown.
 
@@ -106,17 +140,14 @@ class Connection:
         session = self.session
         watch = self.watch
         authenticating = config.requires_sasl
-        decoder = FrameDecoder(
-            min(config.sasl_server_max_receive_size, config.socket_request_max_bytes) if authenticating
-            else config.socket_request_max_bytes
-        )
+        decoder = self._decoder
         receive_bytes = send_after_bytes = config.queued_max_bytes
         send_after_requests = config.queued_max_requests
         while not self._closing():  # checked after every receive: nothing is sent once cancelled
             try:
                 frame = decoder.next_frame()
                 if frame is not None:
-                    parts = await self._handle_frame(frame, session.peer, self.send_ready, session)
+                    parts = await self._handle_frame(frame, session.peer, self.send_ready, session, self.hung_up)
             except Exception as exc:
                 await self.send_ready()  # answer the requests before this one
                 if authenticating and isinstance(exc, FrameTooLargeError):
@@ -135,6 +166,9 @@ class Connection:
                     return
                 decoder.receive_data(data)
                 continue
+            if self._peer_closed:  # while its request waited: nobody to answer
+                log.debug("connection from %s closed by its peer during a wait", self.peer)
+                return
             self._handled += 1
             if parts:
                 self._out += parts

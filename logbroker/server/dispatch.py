@@ -10,6 +10,10 @@ whenever a watched partition grows (a long poll), a
 :class:`~logbroker.broker.deferred.Deferred` is waited for and then resolved
 like any other result.
 
+A long poll also ends when the connection's peer hangs up (``hung_up``, the
+connection's): without an answer and without a last attempt, so a ShareFetch
+parked for a client that closed its connection acquires nothing for it.
+
 Errors, by whose doing:
 
 * the peer's bytes or its order of requests (a malformed frame, an API it may
@@ -67,6 +71,10 @@ BeforeWait = Callable[[], Awaitable[bool]]
 """Called before a request waits: the connection sends what it holds; True if it
 sent something (and so may have let other tasks run)."""
 
+HungUp = Callable[[], Awaitable[None]]
+"""Returns once the connection's peer closed its end (awaited only while a
+request waits, and cancelled when the wait ends)."""
+
 _UNSERVED_LOG_LIMIT = 10_000  # distinct (client id, API, version) pairs remembered
 _BEFORE_AUTHENTICATION = frozenset({ApiKey.API_VERSIONS, ApiKey.SASL_HANDSHAKE, ApiKey.SASL_AUTHENTICATE})
 # Requests whose handling never moves a coordinator deadline: no need to wake
@@ -109,13 +117,14 @@ class Dispatcher:
         return f"Dispatcher(broker={self.broker!r}, unserved_logged={len(self._unserved_logged)})"
 
     async def handle_frame(
-        self, frame: bytes, session: Session, before_wait: BeforeWait = _no_wait,
+        self, frame: bytes, session: Session, before_wait: BeforeWait = _no_wait, hung_up: HungUp | None = None,
     ) -> Buffers | None:
         """Handle one request frame from the connection of ``session``; return its
         response buffers (None: no response).
 
         Returns without suspending unless the request must wait (a long-poll
         Fetch, a Deferred, an fsync); it then first awaits ``before_wait()``.
+        A long poll returns None once ``hung_up()`` returns (the peer is gone).
 
         :raises ProtocolError: the peer's bytes are wrong; close the connection.
         :raises InternalError: the broker failed and cannot say so in the
@@ -136,7 +145,7 @@ class Dispatcher:
             if request.api_key not in _NO_DEADLINE_CHANGE:
                 self._deadlines_moved()
         try:
-            body = await self.resolve(request, result, before_wait)
+            body = await self.resolve(request, result, before_wait, hung_up)
             parts = None if body is None else encode_response(request, body)
         except (InternalError, trio.BrokenResourceError, trio.ClosedResourceError):
             raise
@@ -220,12 +229,16 @@ class Dispatcher:
 
     # -- completing a handler's result: the one place that tells the kinds apart ----------
 
-    async def resolve(self, request: Request, result: HandlerResult, before_wait: BeforeWait = _no_wait) -> Body:
+    async def resolve(
+        self, request: Request, result: HandlerResult, before_wait: BeforeWait = _no_wait,
+        hung_up: HungUp | None = None,
+    ) -> Body:
         """The response body of ``result`` (None: no response), once what it
         needs is done: a Reply's fsyncs, a FetchOperation's data or wait, a
         Deferred's completion. Does not suspend when nothing must wait; before
         waiting it awaits ``before_wait()``, and attempts a FetchOperation again
         if that let other tasks run (data may have arrived, its wake-up missed).
+        A FetchOperation's wait ends with None if ``hung_up()`` returns first.
 
         :raises InternalError: an fsync failed and the result has no answer for it.
         """
@@ -236,7 +249,7 @@ class Dispatcher:
                 finished = trio.Event()
                 result.add_done_callback(lambda _: finished.set())
                 await finished.wait()
-            return await self.resolve(request, as_result(result.value), before_wait)
+            return await self.resolve(request, as_result(result.value), before_wait, hung_up)
         if isinstance(result, FetchOperation):
             flushed = not result.flush
             if flushed:
@@ -252,7 +265,7 @@ class Dispatcher:
                 body = result.attempt(final=self._closing())
                 if body is not None:
                     return body
-            return await self._long_poll(result)
+            return await self._long_poll(result, hung_up)
         if isinstance(result, Reply):
             body = result.body
             if result.flush:
@@ -280,24 +293,66 @@ class Dispatcher:
             log.error("not acknowledging %s: %s", request.api_key.name, exc)
             raise InternalError(f"fsync failed: {exc}") from exc
 
-    async def _long_poll(self, op: FetchOperation) -> Body:
+    async def _long_poll(self, op: FetchOperation, hung_up: HungUp | None = None) -> Body:
         """Attempt ``op`` again each time a watched partition grows, until it has
         enough data, ``wait_ms`` passed or the server shuts down (its first
-        attempt found too little)."""
+        attempt found too little). None, without attempting again, once
+        ``hung_up()`` returned: nobody would read the answer, and a ShareFetch
+        must not acquire records for a client that is gone."""
+        peer = _Peer()
+        if hung_up is None:
+            return await self._poll(op, peer)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(peer.watch, hung_up)
+                try:
+                    return await self._poll(op, peer)
+                finally:
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The watcher raises nothing of its own: pass on the poll's error as it was raised.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+
+    async def _poll(self, op: FetchOperation, peer: _Peer) -> Body:
         deadline = trio.current_time() + op.wait_ms / 1000
         while not self._closing():
-            event = self.waiters.register(op.watch)
+            event = peer.event = self.waiters.register(op.watch)
             try:
                 with trio.move_on_at(deadline):
                     await event.wait()
             finally:
                 self.waiters.unregister(op.watch, event)
+                peer.event = None
+            if peer.gone:
+                return None
             if trio.current_time() >= deadline:
                 break
             body = op.attempt(final=False)
             if body is not None:
                 return body
         return op.attempt(final=True)
+
+
+class _Peer:
+    """Whether the peer of a long-polling request hung up, and the wait event
+    to set when it does."""
+
+    __slots__ = ("gone", "event")
+
+    def __init__(self) -> None:
+        self.gone = False
+        self.event: trio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"_Peer(gone={self.gone})"
+
+    async def watch(self, hung_up: HungUp) -> None:
+        await hung_up()
+        self.gone = True
+        if self.event is not None:
+            self.event.set()
 
 
 def peek_client_id(frame: bytes | memoryview) -> str | None:

@@ -94,7 +94,6 @@ def test_dead_letter_sent_back_is_consumed_again(broker_factory, tmp_path, drive
         producer.flush(timeout=10)
     with SyncQueueConsumer(bootstrap, "jobs", group_id="workers") as queue:
         queue.get(timeout=20).reject()
-    time.sleep(1)  # the closed consumer's last long poll ends
 
     driver.get(url + "/queues")
     driver.find_element(By.LINK_TEXT, "workers").click()

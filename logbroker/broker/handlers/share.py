@@ -36,7 +36,7 @@ from logbroker.broker.handlers._build import build, module_of, ms
 from logbroker.broker.handlers._result import Reply
 from logbroker.broker.handlers.errors import error_code_for
 from logbroker.broker.handlers.fetch import FetchOperation
-from logbroker.broker.share import FINAL_EPOCH, INITIAL_EPOCH, HeartbeatRequest, PartitionData, ShareError
+from logbroker.broker.share import FINAL_EPOCH, INITIAL_EPOCH, HeartbeatRequest, PartitionData, ShareError, ShareSession
 from logbroker.errors import InvalidConfigError, LogbrokerError
 
 ERROR_CODES: dict[ShareError, ErrorCode] = {e: getattr(ErrorCode, e.value) for e in ShareError}
@@ -236,17 +236,27 @@ class ShareFetchOperation(FetchOperation):
     """The acquisition half of one ShareFetch, attempted again each time one of
     the session's partitions grows (acknowledgements were applied already).
 
+    It acquires only for the client that asked: once that client's session
+    closed or was replaced, or the member left the group (it was one when it
+    asked), it answers at once with nothing acquired. A parked fetch outlives
+    its asker's interest (the client gave up on it and closed); records taken
+    for it would be released later and count a delivery nobody saw.
+
     It is a :class:`FetchOperation` for the server (``watch``, ``wait_ms``,
     ``attempt``) but shares none of its state, hence its own slot names."""
 
-    __slots__ = ("_sf_broker", "_sf_request", "_sf_entries", "_sf_session", "_sf_limits", "_sf_denied", "flush")
+    __slots__ = ("_sf_broker", "_sf_request", "_sf_entries", "_sf_session", "_sf_member", "_sf_limits",
+                 "_sf_denied", "flush")
 
-    def __init__(self, broker: Broker, request: Request, entries: list[_Entry], session: Any, partitions: Any, denied: Any = frozenset()) -> None:
+    def __init__(self, broker: Broker, request: Request, entries: list[_Entry], session: ShareSession | None,
+                 partitions: Any, denied: Any = frozenset()) -> None:
         body = request.body
         self._sf_broker = broker
         self._sf_request = request
         self._sf_entries = entries
         self._sf_session = session
+        # The asker's membership as it asked (None: not a member, e.g. a fetch before joining).
+        self._sf_member = broker.share.member(session.group_id, session.member_id) if session is not None else None
         self._sf_limits = (int(body.max_records), int(body.max_bytes))
         # Topics of the session the principal may not READ (decided once, for the asking connection).
         self._sf_denied = denied
@@ -258,23 +268,32 @@ class ShareFetchOperation(FetchOperation):
     def __repr__(self) -> str:
         return f"ShareFetchOperation(partitions={len(self.watch)}, wait_ms={self.wait_ms})"
 
+    def _asker(self) -> ShareSession | None:
+        """The session to acquire for, or None once its client is gone."""
+        session = self._sf_session
+        if session is None:
+            return None
+        share = self._sf_broker.share
+        live = share.sessions.get(session.group_id, session.member_id)
+        if live is not session:
+            return None  # closed (epoch -1, expiry) or replaced by a new session
+        if self._sf_member is not None and share.member(session.group_id, session.member_id) is not self._sf_member:
+            return None  # the member left (its session may stay for its last acknowledgements)
+        return session
+
     def attempt(self, *, final: bool) -> Any:
         """The response body, or None while nothing was acquired and not final."""
-        share = self._sf_broker.share
-        data: list[PartitionData] = []
-        session = self._sf_session
-        live = share.sessions.get(session.group_id, session.member_id) if session is not None else None
-        if live is not None and live is session:  # still the session that asked
-            max_records, max_bytes = self._sf_limits
-            partitions = live.ordered()
-            if self._sf_denied:
-                partitions = [tp for tp in partitions if tp[0] not in self._sf_denied]
-            data = share.acquire(
-                live.group_id, live.member_id, partitions, max_records, max_bytes,
-                self._sf_broker.clock(),
-            )
-        got = any(d.acquired for d in data)
-        if not got and not final and self.wait_ms > 0:
+        live = self._asker()
+        if live is None:
+            return self._response([])
+        max_records, max_bytes = self._sf_limits
+        partitions = live.ordered()
+        if self._sf_denied:
+            partitions = [tp for tp in partitions if tp[0] not in self._sf_denied]
+        data = self._sf_broker.share.acquire(
+            live.group_id, live.member_id, partitions, max_records, max_bytes, self._sf_broker.clock(),
+        )
+        if not any(d.acquired for d in data) and not final and self.wait_ms > 0:
             return None
         return self._response(data)
 

@@ -140,6 +140,12 @@ class ShareCoordinator:
         """The group's live state (for tests and tools; do not mutate)."""
         return self.registry.get(group_id)
 
+    def member(self, group_id: str, member_id: str) -> ShareMember | None:
+        """The member's live state, None if it is not in the group (do not mutate).
+        A member that leaves and joins again is a new object."""
+        group = self.registry.get(group_id)
+        return group.members.get(member_id) if group is not None else None
+
     def share_partition(self, group_id: str, topic: str, partition: int) -> SharePartition | None:
         """A share-partition's live state (for tests and tools; do not mutate)."""
         return self.registry.partition(group_id, (topic, partition))

@@ -282,7 +282,7 @@ class RecordAccumulator:
         entry = self._held.get(topic)
         if entry is None:
             now = trio.current_time()
-            holder = ProducerBatch(topic, -1, order=next(self._order), created=now, deadline=now + self._max_block)
+            holder = ProducerBatch(topic, -1, order=(next(self._order),), created=now, deadline=now + self._max_block)
             entry = self._held[topic] = (holder, [])
         holder, items = entry
         delivery = Delivery(holder, len(items), timestamp_ms)
@@ -334,7 +334,7 @@ class RecordAccumulator:
                 f"a record of about {size} bytes exceeds max_request_size={self._max_record + 100}"
             )
         now = trio.current_time()
-        batch = ProducerBatch(tp[0], tp[1], order=next(self._order), created=now,
+        batch = ProducerBatch(tp[0], tp[1], order=(next(self._order),), created=now,
                               deadline=now + self._delivery_timeout, capacity=max(self._batch_size, size),
                               codec=self._codec, transactional=self._transactional)
         self._open[tp] = batch
@@ -393,6 +393,10 @@ class RecordAccumulator:
         queue = self._queues.get(tp)
         return queue[0] if queue else None
 
+    def queued(self, tp: _TopicPartition) -> list[ProducerBatch]:
+        """The batches queued for ``tp``, in order (a copy)."""
+        return list(self._queues.get(tp, ()))
+
     def pop_head(self, tp: _TopicPartition) -> ProducerBatch:
         return self._queues[tp].popleft()
 
@@ -406,7 +410,7 @@ class RecordAccumulator:
         return batches
 
     def reenqueue(self, batch: ProducerBatch) -> None:
-        """Put a batch to retry back in its partition's queue, in creation order."""
+        """Put a batch to retry (or a piece of a split one) back in its partition's queue, in ``order``."""
         tp = (batch.topic, batch.partition)
         queue = self._queues.setdefault(tp, deque())
         queue.append(batch)

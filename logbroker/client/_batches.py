@@ -14,7 +14,9 @@ The 61-byte header (producer id, epoch, base sequence and the CRC over
 them) is written when the batch is first sent (:meth:`ProducerBatch.stamp`),
 so it carries the sender's sequence numbers without a rewrite;
 :func:`restamp` rewrites it in the rare case a retry needs new ones (a new
-producer id after an error).
+producer id after an error, sequence numbers moved down after a batch the
+broker refused). A batch refused as too large is split into pieces
+(:meth:`ProducerBatch.split`); its records' handles then answer from their piece.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from logbroker.records import (
     PRODUCER_ID_AT,
     Compression,
     compress,
+    decompress,
 )
+from logbroker.records.varint import decode_zigzag, encode_zigzag
 
 from ._encode import Column, encode_records
 from .types import RecordMetadata
@@ -80,8 +84,15 @@ class ProducerBatch:
     Life: *open* (records are added) -> *closed* (``records`` holds the
     encoded, compressed records section) -> *stamped* on first send (``data``
     holds the whole batch) -> *done* (``base_offset`` set) or *failed*
-    (``error`` set). ``order`` is a per-producer creation counter: retries are
-    re-queued in that order so a partition's batches keep their sequence order.
+    (``error`` set). ``order`` says where the batch stands among the producer's
+    batches (a creation counter, as a one-item tuple): retries are re-queued in
+    that order so a partition's batches keep their sequence order.
+
+    A batch the broker refused as too large can be *split* (:meth:`split`) into
+    pieces that take its place in the queue (their ``order`` extends the
+    batch's, so they sort where it stood); the batch is done once every piece
+    is (:meth:`finish_split`), and each record's outcome is its piece's
+    (:meth:`locate`, :meth:`segments`).
 
     ``room`` is the estimate of bytes that still fit (``capacity`` minus an
     upper bound of each record's size); callers check it before adding.
@@ -110,6 +121,10 @@ class ProducerBatch:
         "log_append_time",
         "error",
         "observed",
+        "sent_sequence",
+        "pieces",
+        "parent",
+        "parent_index",
         "_open",
         "_attributes",
         "_codec",
@@ -131,7 +146,7 @@ class ProducerBatch:
         topic: str,
         partition: int,
         *,
-        order: int,
+        order: tuple[int, ...],
         created: float,
         deadline: float,
         capacity: int = 0,
@@ -158,6 +173,10 @@ class ProducerBatch:
         self.log_append_time = -1
         self.error: BaseException | None = None
         self.observed = False
+        self.sent_sequence = -1  # the base sequence the last send carried (-1: never sent)
+        self.pieces: list[ProducerBatch] | None = None  # once split: the pieces, in record order
+        self.parent: ProducerBatch | None = None  # for a piece: the batch it was split from
+        self.parent_index = 0  # for a piece: the index of its first record in the parent
         self._open = True
         self._codec = codec
         self._attributes = int(codec) | (ATTR_TRANSACTIONAL if transactional else 0)
@@ -314,6 +333,109 @@ class ProducerBatch:
             return HEADER_SIZE + len(self.records)
         return HEADER_SIZE + self.buffered
 
+    # -- splitting (a batch the broker refused as too large) ------------------------------
+
+    def split(self) -> list[ProducerBatch]:
+        """Split this closed batch of two or more records into pieces of at most half
+        its records' bytes each (one record at least), in record order, and return them.
+
+        Each piece is closed (compressed as this batch is) and not stamped; its
+        ``order`` extends this batch's, so it sorts where this batch stood. This
+        batch becomes their parent: it is done once every piece is
+        (:meth:`finish_split`), and each record's outcome is its piece's.
+
+        Records are not decoded: each keeps its bytes; only its offsetDelta is
+        renumbered (timestampDeltas stay relative to this batch's base timestamp).
+        """
+        assert not self._open and self._encoded > 1 and self.pieces is None
+        section: Any = memoryview(self.data)[HEADER_SIZE:] if self.data is not None else self.records
+        raw = decompress(self._codec, bytes(section)) if self._codec else bytes(section)
+        parsed: list[tuple[int, int, bytes, int]] = []  # attributes, timestampDelta, the rest, bytes
+        pos = 0
+        for _ in range(self._encoded):
+            length, start = decode_zigzag(raw, pos)
+            end = start + length
+            ts_delta, at = decode_zigzag(raw, start + 1)
+            _, rest = decode_zigzag(raw, at)
+            parsed.append((raw[start], ts_delta, raw[rest:end], end - pos))
+            pos = end
+        target = pos // 2
+        groups: list[list[tuple[int, int, bytes, int]]] = [[]]
+        size = 0
+        for record in parsed:
+            if groups[-1] and size + record[3] > target:
+                groups.append([])
+                size = 0
+            groups[-1].append(record)
+            size += record[3]
+        pieces: list[ProducerBatch] = []
+        first = 0
+        transactional = bool(self._attributes & ATTR_TRANSACTIONAL)
+        for i, group in enumerate(groups):
+            encoded: list[bytes] = []
+            for delta, (attributes, stamp_delta, tail, _) in enumerate(group):
+                body = b"".join((bytes((attributes,)), encode_zigzag(stamp_delta), encode_zigzag(delta), tail))
+                encoded.append(encode_zigzag(len(body)))
+                encoded.append(body)
+            piece = ProducerBatch(self.topic, self.partition, order=(*self.order, i), created=self.created,
+                                  deadline=self.deadline, codec=self._codec, transactional=transactional)
+            piece.load(b"".join(encoded), len(group), self._base_ts,
+                       self._base_ts + max(record[1] for record in group))
+            piece.parent = self
+            piece.parent_index = first
+            first += len(group)
+            pieces.append(piece)
+        self.pieces = pieces
+        return pieces
+
+    def load(self, records: bytes, count: int, base_ts: int, max_ts: int) -> None:
+        """Fill this new, empty batch with ``count`` encoded records (offsetDeltas from 0,
+        timestampDeltas from ``base_ts``, the largest timestamp ``max_ts``) and close it."""
+        assert self._open and not self.count
+        self._parts = [records]
+        self._encoded = count
+        self._base_ts = base_ts
+        self._max_ts = max_ts
+        self.plain = False
+        self.close()
+
+    def locate(self, index: int) -> tuple[ProducerBatch, int]:
+        """The batch that holds record ``index`` of this one, and the record's index there:
+        this batch itself unless it was split."""
+        batch = self
+        while batch.pieces is not None:
+            for piece in batch.pieces:
+                if index < piece.parent_index + piece.count:
+                    index -= piece.parent_index
+                    batch = piece
+                    break
+        return batch, index
+
+    def segments(self, first: int, count: int) -> list[tuple[ProducerBatch, int, int]]:
+        """Records ``first`` .. ``first + count - 1`` of this batch as (batch, first index, count)
+        runs of the batches that hold them, in order: one run unless the batch was split."""
+        if self.pieces is None:
+            return [(self, first, count)]
+        runs: list[tuple[ProducerBatch, int, int]] = []
+        end = first + count
+        for piece in self.pieces:
+            lo = max(first, piece.parent_index)
+            hi = min(end, piece.parent_index + piece.count)
+            if lo < hi:
+                runs.extend(piece.segments(lo - piece.parent_index, hi - lo))
+        return runs
+
+    def finish_split(self) -> bool:
+        """A piece of this split batch is done: if every piece is, this batch is done too
+        (its ``error`` the first failed piece's, if any); return whether it is."""
+        assert self.pieces is not None
+        if not all(piece.done for piece in self.pieces):
+            return False
+        self.error = next((piece.error for piece in self.pieces if piece.error is not None), None)
+        self._drop()
+        self._finish()
+        return True
+
     # -- outcome -----------------------------------------------------------------------------
 
     def complete(self, base_offset: int, log_append_time: int = -1) -> None:
@@ -401,10 +523,13 @@ class Delivery:
         batch = self._batch
         if not batch.done:
             raise RuntimeError("the record is not delivered yet")
+        index = self._index
+        if batch.pieces is not None:  # split: the record's piece says
+            batch, index = batch.locate(index)
         if batch.error is not None:
             batch.observed = True
             raise batch.error
-        offset = batch.base_offset + self._index if batch.base_offset >= 0 else -1
+        offset = batch.base_offset + index if batch.base_offset >= 0 else -1
         timestamp = batch.log_append_time if batch.log_append_time >= 0 else self._timestamp
         return RecordMetadata(batch.topic, batch.partition, offset, timestamp)
 
@@ -413,12 +538,14 @@ class Delivery:
         batch = self._batch
         if not batch.done:
             raise RuntimeError("the record is not delivered yet")
+        if batch.pieces is not None:
+            batch = batch.locate(self._index)[0]
         batch.observed = True
         return batch.error
 
     def __repr__(self) -> str:
-        b = self._batch
-        state = "pending" if not b.done else ("failed" if b.error else f"offset={b.base_offset + self._index}")
+        b, index = self._batch.locate(self._index)
+        state = "pending" if not b.done else ("failed" if b.error else f"offset={b.base_offset + index}")
         return f"<Delivery {b.topic}[{b.partition}] #{self._index} {state}>"
 
 
@@ -455,9 +582,10 @@ class BulkDelivery:
     """The outcome of one ``send_many``: ``await bulk`` returns a :class:`SendManyResult`.
 
     One handle for the whole call: it lists the (batch, first index, count)
-    chunks the records went to. Awaiting raises the first failed chunk's error
-    (and marks every chunk's failure as seen); :meth:`done`, :meth:`result`
-    and :meth:`exception` look without waiting, as for :class:`Delivery`.
+    chunks the records went to (a chunk of a split batch counts by its
+    pieces). Awaiting raises the first failed chunk's error (and marks every
+    chunk's failure as seen); :meth:`done`, :meth:`result` and
+    :meth:`exception` look without waiting, as for :class:`Delivery`.
     """
 
     __slots__ = ("topic", "count", "timestamp", "_chunks")
@@ -489,11 +617,21 @@ class BulkDelivery:
         if not self.done():
             raise RuntimeError("the records are not delivered yet")
         first: BaseException | None = None
-        for batch, _, _ in self._chunks:
+        for batch, _, _ in self._runs():
             if batch.error is not None:
                 batch.observed = True
                 first = first or batch.error
         return first
+
+    def _runs(self) -> list[tuple[ProducerBatch, int, int]]:
+        """The chunks, those of split batches as the runs of their pieces."""
+        runs: list[tuple[ProducerBatch, int, int]] = []
+        for batch, first, count in self._chunks:
+            if batch.pieces is None:
+                runs.append((batch, first, count))
+            else:
+                runs.extend(batch.segments(first, count))
+        return runs
 
     def result(self) -> SendManyResult:
         """Where the records landed; raises the first error, or RuntimeError if not done yet."""
@@ -501,7 +639,7 @@ class BulkDelivery:
         if error is not None:
             raise error
         ranges: list[PartitionRange] = []
-        for batch, first, count in self._chunks:
+        for batch, first, count in self._runs():
             offset = batch.base_offset + first if batch.base_offset >= 0 else -1
             last = ranges[-1] if ranges else None
             if (last is not None and last.partition == batch.partition and offset >= 0

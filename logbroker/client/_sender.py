@@ -20,6 +20,27 @@ partition is in the transaction: the drain asks the
 partitions waiting. Its answers to Produce go through
 :func:`~logbroker.client._errors.transaction_error`: fencing is fatal, any
 other failure makes the transaction abortable (no producer id reset).
+
+Sequence numbers after a failed batch (as the Java client's Sender and
+TransactionManager). A batch of several records refused with
+MESSAGE_TOO_LARGE is split into pieces that take its place and its sequence
+numbers (:meth:`ProducerBatch.split`). An idempotent producer's batch that
+fails for good keeps the partition's later sequence numbers right:
+
+* refused by the broker (a non-retriable error: RECORD_TOO_LARGE,
+  INVALID_RECORD...) or never sent, it was not written: the partition's later
+  batches, queued or in flight, move down by its record count (those already
+  sent with the old numbers come back OUT_OF_ORDER_SEQUENCE_NUMBER and are
+  sent again with the new ones);
+* else (timed out, connection lost) it may or may not have been written: the
+  partition is *unresolved*, sending nothing new, until a later batch of it
+  succeeds (so it was written) or nothing of it is in flight any more; then
+  the producer's epoch is bumped (KIP-360: the broker takes a new epoch from
+  sequence 0) and each partition's sequences start over once nothing is in
+  flight there under the old epoch.
+
+A transactional producer's failed batch makes the transaction abortable;
+``abort_transaction()`` then bumps the epoch (see the transaction manager).
 """
 
 from __future__ import annotations
@@ -66,6 +87,8 @@ _REFRESH_CODES = frozenset(
 _RESET_PRODUCER_CODES = frozenset({ErrorCode.unknown_producer_id, ErrorCode.invalid_producer_epoch})
 _TopicPartition = tuple[str, int]
 _Plan = list[ProducerBatch]
+_SEQ_MASK = 0x7FFFFFFF  # sequence numbers wrap after the largest int32
+_MAX_EPOCH = 0x7FFF  # past the largest int16 epoch a new producer id is needed
 
 
 class Sender:
@@ -97,6 +120,8 @@ class Sender:
         self._producer_id = -1
         self._producer_epoch = -1
         self._next_seq: dict[_TopicPartition, int] = {}  # sequence of the next batch sent
+        self._seq_owner: dict[_TopicPartition, tuple[int, int]] = {}  # the (id, epoch) _next_seq counts for
+        self._unresolved: dict[_TopicPartition, tuple[int, ...]] = {}  # the order of a batch that may be lost
         self._pid_ready = trio.Event()
         self._reset_pid = False
         self._fatal: BaseException | None = None
@@ -164,7 +189,7 @@ class Sender:
         """A new producer id (a transactional producer's InitProducerId): sequences start over."""
         self._producer_id = producer_id
         self._producer_epoch = epoch
-        self._next_seq.clear()
+        self._forget_sequences()
         self._pid_ready.set()
         self._wake.set()
 
@@ -220,6 +245,10 @@ class Sender:
             if self._txn is not None and not isinstance(error, TransactionAbortedError):
                 self._txn.record_failure(error, sent=batch.attempts > 0 or batch in self._in_flight_batches)
         self._acc.release(batch)
+        parent = batch.parent
+        while parent is not None and parent.finish_split():  # the last piece of a split batch
+            self._acc.release(parent)
+            parent = parent.parent
 
     def fail_unbatched(self, batch: ProducerBatch, error: BaseException) -> None:
         """Fail a held record that never reached a batch (one record in ``batch``)."""
@@ -264,7 +293,7 @@ class Sender:
                 if answer.error_code == ErrorCode.none:
                     self._producer_id = answer.producer_id
                     self._producer_epoch = answer.producer_epoch
-                    self._next_seq.clear()
+                    self._forget_sequences()
                     self._pid_ready.set()
                     return
                 error: KafkaError = kafka_error(answer.error_code, context="InitProducerId")
@@ -294,8 +323,16 @@ class Sender:
             return 0.05 if math.isinf(next_wake) else max(0.0, min(next_wake - now, 0.05))
         if self._cluster.stale and not self._refreshing and acc.topics():
             self._need_metadata = True
+        unresolved = self._unresolved
+        if unresolved:
+            self._check_unresolved()
+            if self._reset_pid:  # the epoch was exhausted: a new producer id first
+                return 0.05
+        current = (self._producer_id, self._producer_epoch)
+        idempotent = self._idempotent
         timeout_ms = self._config.delivery_timeout_ms
         for expired in acc.pop_expired(now):
+            self._sequence_lost(expired, definite=expired.sent_sequence < 0)
             self.finish(expired, KafkaTimeoutError(
                 f"{expired.count} records for {expired.topic}[{expired.partition}] not delivered within "
                 f"delivery_timeout_ms={timeout_ms}"))
@@ -314,9 +351,12 @@ class Sender:
                     for batch in acc.take_queue(tp):
                         self.finish(batch, txn.error)
                 continue  # AddPartitionsToTxn first
+            if unresolved and tp in unresolved:
+                continue  # until the batch that may be lost is resolved
             in_flight = self._in_flight.get(tp, 0)
-            if in_flight and (head.attempts or in_flight >= max_in_flight):
-                continue  # a retrying partition sends one batch at a time
+            if in_flight and (head.attempts or in_flight >= max_in_flight
+                              or idempotent and self._seq_owner.get(tp) != current):
+                continue  # a retrying partition sends one batch at a time; a new epoch waits for the old
             node = self._cluster.leader(tp[0], tp[1])
             if node < 0:
                 self._need_metadata = True
@@ -383,15 +423,117 @@ class Sender:
             self._wake.set()
 
     def _assign_sequence(self, tp: _TopicPartition, batch: ProducerBatch) -> None:
-        """Stamp producer id and sequence on the first send (retries keep theirs)."""
+        """Stamp producer id and sequence on the first send (retries keep theirs); a partition's
+        sequences start at 0 under a new producer id or epoch."""
         if not self._idempotent:
             batch.stamp(-1, -1, -1)
             return
-        if batch.attempts and batch.producer_id == self._producer_id and batch.producer_epoch == self._producer_epoch:
+        pid, epoch = self._producer_id, self._producer_epoch
+        if batch.attempts and batch.producer_id == pid and batch.producer_epoch == epoch:
             return
-        seq = self._next_seq.get(tp, 0)
-        batch.stamp(self._producer_id, self._producer_epoch, seq)
-        self._next_seq[tp] = (seq + batch.count) & 0x7FFFFFFF
+        if self._seq_owner.get(tp) != (pid, epoch):
+            self._seq_owner[tp] = (pid, epoch)
+            self._next_seq[tp] = 0
+        seq = self._next_seq[tp]
+        batch.stamp(pid, epoch, seq)
+        self._next_seq[tp] = (seq + batch.count) & _SEQ_MASK
+
+    def _forget_sequences(self) -> None:
+        """A new producer id or epoch: every partition's sequences start over."""
+        self._next_seq.clear()
+        self._seq_owner.clear()
+        self._unresolved.clear()
+
+    # -- sequence numbers after a failed batch (see the module docstring) ------------------------
+
+    def _sequence_lost(self, batch: ProducerBatch, *, definite: bool) -> None:
+        """``batch`` fails for good: keep its partition's later sequence numbers right.
+
+        ``definite``: it was never written (the broker refused it, or it was never
+        sent), so the later batches move down; else the partition is unresolved.
+        Nothing to do unless the producer is idempotent and not transactional and
+        the batch holds sequence numbers of the current producer id and epoch.
+        """
+        if not self._idempotent or self._txn is not None or self._reset_pid or batch.base_sequence < 0:
+            return
+        current = (self._producer_id, self._producer_epoch)
+        tp = (batch.topic, batch.partition)
+        if (batch.producer_id, batch.producer_epoch) != current or self._seq_owner.get(tp) != current:
+            return  # its partition's sequences started over since
+        if definite:
+            self._adjust_sequences(tp, batch)
+            return
+        known = self._unresolved.get(tp)
+        if known is None or batch.order < known:
+            self._unresolved[tp] = batch.order
+        self._wake.set()
+
+    def _adjust_sequences(self, tp: _TopicPartition, failed: ProducerBatch) -> None:
+        """``failed`` was not written: give its sequence numbers to the batches after it
+        (Java's ``adjustSequencesDueToFailedBatch``)."""
+        count = failed.count
+        pid, epoch = self._producer_id, self._producer_epoch
+        self._next_seq[tp] = (self._next_seq.get(tp, 0) - count) & _SEQ_MASK
+        later = [b for b in self._in_flight_batches
+                 if b.partition == tp[1] and b.topic == tp[0] and b.order > failed.order]
+        later.extend(b for b in self._acc.queued(tp) if b.order > failed.order)
+        moved = 0
+        for batch in later:
+            if batch.base_sequence >= 0 and batch.producer_id == pid and batch.producer_epoch == epoch:
+                batch.stamp(pid, epoch, (batch.base_sequence - count) & _SEQ_MASK)
+                moved += 1
+        log.debug("%s[%d]: %r was not written; %d later batches move down by %d", tp[0], tp[1], failed, moved, count)
+
+    def _resolve(self, done: ProducerBatch) -> None:
+        """``done`` was written: so was any batch of its partition before it."""
+        tp = (done.topic, done.partition)
+        order = self._unresolved.get(tp)
+        if (order is not None and done.order > order
+                and (done.producer_id, done.producer_epoch) == (self._producer_id, self._producer_epoch)):
+            del self._unresolved[tp]
+
+    def _check_unresolved(self) -> None:
+        """An unresolved partition with nothing in flight any more: nothing says whether its
+        lost batch was written, so its sequence numbers cannot go on: bump the epoch."""
+        if any(not self._in_flight.get(tp) for tp in self._unresolved):
+            self._bump_epoch()
+
+    def _bump_epoch(self) -> None:
+        """KIP-360 for an idempotent producer: the same id with the next epoch, which the broker
+        takes from sequence 0 (a new producer id once the epoch is exhausted)."""
+        lost = sorted(self._unresolved)
+        self._unresolved.clear()
+        if self._producer_epoch >= _MAX_EPOCH:
+            self._schedule_pid_reset()
+            return
+        self._producer_epoch += 1
+        log.info("producer %d: epoch bumped to %d, sequence numbers start over (a batch of %s may be lost)",
+                 self._producer_id, self._producer_epoch, ", ".join(f"{t}[{p}]" for t, p in lost))
+
+    def _sent_stale(self, batch: ProducerBatch) -> bool:
+        """True if the last send of ``batch`` carried sequence numbers it no longer has
+        (moved down, or its producer id or epoch is being replaced)."""
+        return (batch.sent_sequence != batch.base_sequence or self._reset_pid
+                or (batch.producer_id, batch.producer_epoch) != (self._producer_id, self._producer_epoch))
+
+    def _split(self, batch: ProducerBatch) -> None:
+        """MESSAGE_TOO_LARGE for a batch of several records: send it again as smaller pieces
+        (Java's ``splitAndReenqueue``). The pieces take its sequence numbers, so the batches
+        after it keep theirs."""
+        pieces = batch.split()
+        pid, epoch = self._producer_id, self._producer_epoch
+        keep = (self._idempotent and batch.base_sequence >= 0
+                and (batch.producer_id, batch.producer_epoch) == (pid, epoch)
+                and self._seq_owner.get((batch.topic, batch.partition)) == (pid, epoch))
+        seq = batch.base_sequence
+        for piece in pieces:
+            piece.attempts = batch.attempts + 1
+            if keep:
+                piece.stamp(pid, epoch, seq)
+                seq = (seq + piece.count) & _SEQ_MASK
+            self._acc.reenqueue(piece)
+        self._stats["retries"] += 1
+        log.debug("%r is too large for the broker: split in %d", batch, len(pieces))
 
     def _request_writer(self, node: int) -> trio.MemorySendChannel[_Plan]:
         """The channel of ``node``'s writer task, started on first use."""
@@ -415,6 +557,7 @@ class Sender:
         config = self._config
         acks = config.acks
         async for batches in requests:
+            carried = [batch.base_sequence for batch in batches]  # what this send says, whatever changes later
             try:
                 by_topic: dict[str, list[tuple[int, bytes]]] = {}
                 for batch in batches:
@@ -437,9 +580,12 @@ class Sender:
                 continue
             except (KafkaError, ClientClosedError) as exc:
                 for batch in batches:
+                    self._sequence_lost(batch, definite=batch.sent_sequence < 0)  # this one was not sent
                     self.finish(batch, exc)
                 self._request_done(node, batches)
                 continue
+            for batch, seq in zip(batches, carried):
+                batch.sent_sequence = seq
             self._stats["batches_sent"] += len(batches)
             if slot is None:  # acks=0: no answer will come
                 for batch in batches:
@@ -459,6 +605,7 @@ class Sender:
                 return
             except (KafkaError, ClientClosedError) as exc:
                 for batch in batches:
+                    self._sequence_lost(batch, definite=False)
                     self.finish(batch, exc)
                 return
             self._settle(batches, answer)
@@ -487,7 +634,12 @@ class Sender:
             code = p.error_code
             if code == ErrorCode.none or code == ErrorCode.duplicate_sequence_number:
                 lat = p.log_append_time
+                if self._unresolved:
+                    self._resolve(batch)
                 self.finish(batch, None, p.base_offset, to_ms(lat) if lat is not None else -1)
+                continue
+            if code == ErrorCode.message_too_large and batch.count > 1:
+                self._split(batch)
                 continue
             message = getattr(p, "error_message", None)
             context = f"produce to {batch.topic}[{batch.partition}]"
@@ -502,14 +654,19 @@ class Sender:
             error = kafka_error(code, message, context=context)
             if code in _REFRESH_CODES:
                 self._need_metadata = True
-            if code == ErrorCode.out_of_order_sequence_number and self._earlier_batch_retrying(batch):
-                error.retriable = True
+            definite = False  # the broker refused it for good: it was not written
+            if code == ErrorCode.out_of_order_sequence_number:
+                if self._earlier_batch_retrying(batch) or self._sent_stale(batch) or (
+                        (batch.topic, batch.partition) in self._unresolved):
+                    error.retriable = True  # sent again after the batches before it, or renumbered
+                elif self._idempotent:
+                    self._schedule_pid_reset()  # the broker lost track; later batches start over
             elif code in _RESET_PRODUCER_CODES and self._idempotent:
                 self._schedule_pid_reset()
                 error.retriable = True
-            elif code == ErrorCode.out_of_order_sequence_number and self._idempotent:
-                self._schedule_pid_reset()  # the broker lost track; later batches start over
-            self._retry_or_fail(batch, error)
+            else:
+                definite = True
+            self._retry_or_fail(batch, error, definite=definite)
 
     def _earlier_batch_retrying(self, batch: ProducerBatch) -> bool:
         tp = (batch.topic, batch.partition)
@@ -527,11 +684,15 @@ class Sender:
             self._pid_ready = trio.Event()
             self._nursery.start_soon(self._renew_producer_id)
 
-    def _retry_or_fail(self, batch: ProducerBatch, error: KafkaError) -> None:
+    def _retry_or_fail(self, batch: ProducerBatch, error: KafkaError, *, definite: bool = False) -> None:
+        """Queue ``batch`` again after backoff, or fail it (``definite``: the broker refused it,
+        so it was not written; only a non-retriable refusal is believed)."""
         now = trio.current_time()
         batch.attempts += 1
-        if (not getattr(error, "retriable", False) or batch.attempts > self._config.retries
+        retriable = getattr(error, "retriable", False)
+        if (not retriable or batch.attempts > self._config.retries
                 or now >= batch.deadline or self._stopping and self._closed):
+            self._sequence_lost(batch, definite=definite and not retriable)
             self.finish(batch, error)
             return
         self._stats["retries"] += 1

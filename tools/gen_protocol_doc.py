@@ -19,7 +19,7 @@ NOTES = {
     ApiKey.PRODUCE: "acks 0 (no response), 1, -1 (after fsync with flush=always); idempotent and transactional "
                     "producers (a transactional batch's partition must be in its transaction). v0-2 (old clients): "
                     "message sets (magic 0/1, gzip/snappy/lz4) stored as v2 batches, v1 timestamps kept.",
-    ApiKey.FETCH: "Long poll woken by appends; whole batches only; fetch sessions declined (session id 0); "
+    ApiKey.FETCH: "Long poll woken by appends; whole batches only; incremental fetch sessions from v7 (KIP-227; max.incremental.fetch.session.cache.slots, 0 = none); "
                   "last_stable_offset always; read_committed stops at it and lists aborted transactions. "
                   "v0-3 (old clients): batches down-converted (magic 0 for v0-1, 1 for v2-3; uncompressed, "
                   "no control batches, no headers), whole messages up to the limits.",

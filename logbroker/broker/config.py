@@ -51,6 +51,7 @@ RANGES: dict[str, tuple[int, int | None]] = {
     "max_connections_per_ip": (1, _INT32_MAX),  # the same
     "connections_max_idle_ms": (1, _INT64_MAX),  # or -1 (see SPECIAL)
     "queued_max_requests": (1, _INT32_MAX),
+    "max_incremental_fetch_session_cache_slots": (0, _INT32_MAX),  # Kafka: atLeast(0); 0 = no sessions
     "queued_max_bytes": (1, _INT64_MAX),
     "message_max_bytes": (1, _INT32_MAX),  # Kafka: atLeast(0); 0 refuses every batch
     "log_segment_bytes": (14, _INT32_MAX),  # LegacyRecord.RECORD_OVERHEAD_V0
@@ -192,6 +193,15 @@ class BrokerConfig:
     )
     max_connections_per_ip: int = field(
         default=1000, metadata={"help": "Most connections at once from one client address; more are closed at once."}
+    )
+    max_incremental_fetch_session_cache_slots: int = field(
+        default=1000,
+        metadata={"help": "Most incremental fetch sessions (KIP-227, Fetch v7+) the broker keeps. A consumer with "
+                          "a session sends and gets only the partitions that changed, so many idle partitions "
+                          "cost little per fetch. When full, a new session evicts one idle over two minutes, "
+                          "else the smallest session older than two minutes if the new one has more partitions, "
+                          "else it is answered without a session. 0 = no sessions (every fetch lists and reads "
+                          "all its partitions)."},
     )
     connections_max_idle_ms: int = field(
         default=600_000,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from logbroker.broker.config import BrokerConfig
 from logbroker.broker.dynamic_config import ConfigEntry, DynamicBrokerConfigs
+from logbroker.broker.fetch_sessions import FetchSessionCache
 from logbroker.broker.groups import OFFSETS_TOPIC, GroupConfig, GroupCoordinator, OffsetsTopic
 from logbroker.broker.internal_topic import internal_config_problem, is_internal_topic
 from logbroker.broker.limits import AutoCreateLimiter
@@ -151,6 +152,8 @@ class Broker:
         self._next_producer_id, self._producer_id_limit = 0, 0
         self._timer_sources: list = []
         self.traffic = TrafficCounters()  # bytes/records in and out per topic (metrics)
+        # Incremental fetch sessions (KIP-227), per broker, in memory.
+        self.fetch_sessions = FetchSessionCache(config.max_incremental_fetch_session_cache_slots)
         self._auto_create = AutoCreateLimiter(
             per_request=config.auto_create_topics_max_per_request,
             per_second=config.auto_create_topics_max_per_second,
@@ -241,6 +244,7 @@ class Broker:
             del self._producer_states[key]
         self.groups.topic_deleted(name, self.clock())
         self.share.topic_deleted(name, self.clock())
+        self.fetch_sessions.topic_deleted(name)
         self.traffic.forget(name)
         log.info("deleted topic %s", name)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from logbroker.protocol import ErrorCode
 
+from logbroker.broker.fetch_sessions import FetchSessionError
 from logbroker.broker.groups import GroupOutcome
 from logbroker.broker.producer_state import (
     InvalidProducerEpochError, InvalidTxnStateError, OutOfOrderSequenceError, TxnNotReadyError,
@@ -33,6 +34,9 @@ _TABLE: tuple[tuple[type[BaseException], ErrorCode], ...] = (
 
 GROUP_ERROR_CODES: dict[GroupOutcome, ErrorCode] = {e: getattr(ErrorCode, e.value) for e in GroupOutcome}
 """The group coordinator's GroupOutcome -> the ErrorCode sent on the wire."""
+
+FETCH_SESSION_ERROR_CODES: dict[FetchSessionError, ErrorCode] = {e: getattr(ErrorCode, e.value) for e in FetchSessionError}
+"""Why a Fetch cannot use its session (FetchSessionCache) -> the ErrorCode sent on the wire."""
 
 
 def error_code_for(exc: BaseException) -> ErrorCode:

@@ -74,6 +74,17 @@ def test_reset_offsets_from_the_console(broker_factory, tmp_path, driver):
     assert driver.find_element(By.ID, "total-lag").text == "20"
 
 
+def _text(driver, element_id: str) -> str:
+    """The element's text, or "" while the page it was on is being replaced."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return " ".join(e.text for e in driver.find_elements(By.ID, element_id))
+    except StaleElementReferenceException:
+        return ""
+
+
 def test_dead_letter_sent_back_is_consumed_again(broker_factory, tmp_path, driver):
     from selenium.webdriver.common.by import By
 
@@ -100,11 +111,13 @@ def test_dead_letter_sent_back_is_consumed_again(broker_factory, tmp_path, drive
     wait_until(lambda: (driver.refresh() or True) and driver.find_elements(By.ID, "send-back"), 20,
                what="the dead letter on the page")
     driver.find_element(By.ID, "dlq-link").click()
-    assert "poison" in driver.find_element(By.ID, "records").text  # browse the dead letters
+    wait_until(lambda: "poison" in _text(driver, "records"), 10,
+               what="the dead letters browsed")
     screenshot(driver, "dead-letters")
     driver.back()
+    wait_until(lambda: driver.find_elements(By.ID, "send-back-submit"), 10, what="the queue page again")
     driver.find_element(By.ID, "send-back-submit").click()
-    assert "sent 1 dead letters back to jobs-0" in driver.find_element(By.ID, "message").text
+    wait_until(lambda: "sent 1 dead letters back to jobs-0" in _text(driver, "message"), 10, what="the send-back message")
     with SyncQueueConsumer(bootstrap, "jobs", group_id="workers") as queue:
         again = queue.get(timeout=20)
         assert (again.value, again.key, again.delivery_count) == (b"poison", b"p1", 1)

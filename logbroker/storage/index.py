@@ -1,6 +1,7 @@
 """Sparse offset and time indexes of a segment: fixed-width numpy arrays over
 shared maps of the files (:mod:`logbroker.storage.mapping`: no descriptor
-stays open).
+stays open), made on first use and dropped when the process's budget of maps
+needs room (:mod:`logbroker.storage.mapbudget`).
 
 Byte layouts (big-endian, like Kafka; no header, no checksum)::
 
@@ -43,6 +44,7 @@ from logbroker.errors import StorageError
 from logbroker.records import BASE_OFFSET_AT, HEADER_SIZE, LAST_OFFSET_DELTA_AT, MAGIC, MAGIC_AT
 from logbroker.storage.config import DEFAULT_FILE_MODE
 from logbroker.storage.files import allocate
+from logbroker.storage.mapbudget import MAPS
 from logbroker.storage.mapping import map_path
 
 __all__ = ["CorruptIndexError", "OffsetIndex", "TimeIndex"]
@@ -79,23 +81,54 @@ class _MappedIndex:
         self._mm: np.ndarray | None = None
         self._u8: np.ndarray | None = None
         self._buf: memoryview | None = None  # the same bytes, for struct
-        self._map(self._entries)
+        self._map_entries = self._entries  # entries the map covers once made
 
     # -- mapping -----------------------------------------------------------------
     def _map(self, n: int) -> None:
+        """Map the first ``n`` entries from the next access on (0: unmap now).
+        Maps are made lazily and live within the process's map budget
+        (:data:`~logbroker.storage.mapbudget.MAPS`): an idle index holds none."""
+        self._drop()
+        self._map_entries = n
+
+    def _drop(self) -> None:
+        MAPS.forget(self)
+        self.release_map()
+
+    def release_map(self) -> None:
+        """Drop the map (the map budget calls this; the next access maps again)."""
         self._mm = self._u8 = None
         self._buf = None
-        if n > 0:
-            try:
-                view = map_path(self.path, n * self.ENTRY_SIZE, writable=True)  # holds no descriptor
-            except OSError as exc:
-                raise StorageError(f"cannot map {self.path}: {exc.strerror or exc}") from exc
-            if view is None:
-                self._mm = np.memmap(self.path, dtype=self.DTYPE, mode="r+", shape=(n,))
-            else:
-                self._mm = np.frombuffer(view, dtype=self.DTYPE, count=n)
-            self._u8 = self._mm.view(np.uint8)
-            self._buf = memoryview(self._u8)  # type: ignore[arg-type]  # a 1-D uint8 array exports the buffer protocol
+
+    def _ensure(self) -> np.ndarray:
+        """The mapped entries, mapping them if the map was dropped or not made yet."""
+        mm = self._mm
+        if mm is not None:
+            MAPS.touch(self)
+            return mm
+        n = self._map_entries
+        if n <= 0:
+            return np.zeros(0, dtype=self.DTYPE)
+        try:
+            view = map_path(self.path, n * self.ENTRY_SIZE, writable=True)  # holds no descriptor
+        except OSError as exc:
+            raise StorageError(f"cannot map {self.path}: {exc.strerror or exc}") from exc
+        if view is None:
+            mm = np.memmap(self.path, dtype=self.DTYPE, mode="r+", shape=(n,))
+        else:
+            mm = np.frombuffer(view, dtype=self.DTYPE, count=n)
+        u8 = mm.view(np.uint8)
+        self._mm, self._u8 = mm, u8
+        self._buf = memoryview(u8)  # type: ignore[arg-type]  # a 1-D uint8 array exports the buffer protocol
+        MAPS.add(self)
+        return mm
+
+    def pin(self) -> None:
+        """Map now and keep the map outside the budget, for good: the file is
+        about to be unlinked, so it could not be mapped again."""
+        if self._map_entries:
+            self._ensure()
+        MAPS.forget(self)
 
     def make_writable(self, capacity_bytes: int) -> None:
         """Allow up to ``capacity_bytes // ENTRY_SIZE`` entries (at least the current
@@ -176,19 +209,24 @@ class _MappedIndex:
 
     def _bytes(self) -> memoryview:
         """The mapped entries as bytes; only called with entries present (so mapped)."""
-        assert self._buf is not None
-        return self._buf
+        buf = self._buf
+        if buf is None:
+            # A view of the array just mapped: another thread may release the map meanwhile.
+            buf = memoryview(self._ensure().view(np.uint8))  # type: ignore[arg-type]  # as in _ensure
+        else:
+            MAPS.touch(self)
+        return buf
 
     def reset(self) -> None:
         """Drop every entry (before a rebuild)."""
-        if self._mm is not None and self._entries:
-            self._mm[: self._entries] = 0
+        if self._entries:
+            self._ensure()[: self._entries] = 0
         self._entries = 0
 
     def _truncate_entries(self, n: int) -> None:
         if n < self._entries:
-            if self._writable and self._mm is not None:
-                self._mm[n : self._entries] = 0
+            if self._writable:
+                self._ensure()[n : self._entries] = 0
             self._entries = n
 
     def _bisect(self, field_offset: int, fmt: struct.Struct, target: int) -> int:
@@ -206,8 +244,7 @@ class _MappedIndex:
         return lo - 1
 
     def _arrays(self) -> np.ndarray:
-        assert self._mm is not None
-        return self._mm[: self._entries]
+        return self._ensure()[: self._entries]
 
     def __repr__(self) -> str:
         return (

@@ -29,6 +29,9 @@ I/O choices:
   :data:`logbroker.storage.descriptors.WRITE_DESCRIPTORS` within a budget of
   open files (closed while the partition is idle); sealed segments are read
   through their map and flushed by path.
+* Maps are made on first read and live within the process's budget of maps
+  (:data:`logbroker.storage.mapbudget.MAPS`): the least recently read are
+  dropped and made again on the next read, so an idle partition holds none.
 
 Thread-safety: not thread-safe; the owning :class:`PartitionLog` calls it from
 one thread, except that ``log_path``/``index paths`` may be fsynced by path
@@ -70,6 +73,7 @@ from logbroker.storage.files import (
 )
 from logbroker.storage.index import CorruptIndexError, OffsetIndex, TimeIndex
 from logbroker.storage.descriptors import WRITE_DESCRIPTORS
+from logbroker.storage.mapbudget import MAPS
 from logbroker.storage.mapping import map_fd
 
 __all__ = ["REWRITE_SUFFIX", "LogSegment", "SegmentRecovery"]
@@ -177,6 +181,7 @@ class LogSegment:
         self._map: mmap.mmap | None = None
         self._view: memoryview = _EMPTY
         self._mapped = 0
+        self._pinned = False  # maps kept outside the map budget (files unlinked)
         # Scan hints for locate(), each (floor, position): every batch before
         # ``position`` ends below ``floor``, so an offset >= floor can be looked
         # for from ``position``. Consumers at the tail ask for the batches just
@@ -246,7 +251,7 @@ class LogSegment:
         if entry is not None:
             self.max_timestamp, self.offset_of_max_timestamp = entry
         if self.size:
-            self._set_rolling(parse_header(self._view, 0).max_timestamp)
+            self._set_rolling(parse_header(self._view_to(self.size), 0).max_timestamp)
         self._bytes_since_index = self.size - pos
         return True
 
@@ -342,6 +347,11 @@ class LogSegment:
             raise ValueError(f"{self.log_path.name}: an active segment is never unlinked")
         if self.size:
             self._view_to(self.size)
+        # Unlinked files cannot be mapped again: keep these maps outside the budget.
+        self._pinned = True
+        MAPS.forget(self)
+        self.offset_index.pin()
+        self.time_index.pin()
         try:
             for path in self.paths():
                 path.unlink(missing_ok=True)
@@ -388,14 +398,18 @@ class LogSegment:
     # -- reads -----------------------------------------------------------------------------
     def _view_to(self, end: int) -> memoryview:
         """A view of the file's first >= ``end`` bytes (at most ``size``), mapping
-        again only if the current map ends before ``end``."""
-        if end > self._mapped:
-            self._map_file()
-        if self._mapped > self.size:  # a reservation: never expose bytes past the data
-            return self._view[: self.size]
-        return self._view
+        again only if the current map ends before ``end`` (or the map budget
+        released it)."""
+        view = self._view
+        if end > len(view):
+            view = self._map_file()
+        else:
+            MAPS.touch(self)
+        if len(view) > self.size:  # a reservation: never expose bytes past the data
+            return view[: self.size]
+        return view
 
-    def _map_file(self) -> None:
+    def _map_file(self) -> memoryview:
         size = self.size
         capacity = size
         if self.active:
@@ -408,21 +422,30 @@ class LogSegment:
             view = map_fd(fd, capacity)  # holds no descriptor
             if view is None and capacity > size:
                 view = map_fd(fd, size)
-            if view is not None:
-                self._map, self._view, self._mapped = None, view, len(view)
-                return
-            self._map = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+            if view is None:
+                self._map = mmap.mmap(fd, size, access=mmap.ACCESS_READ)
+                view = memoryview(self._map)
+            else:
+                self._map = None
         except OSError as exc:
             raise StorageError(f"cannot map {self.log_path}: {exc.strerror or exc}") from exc
         finally:
             os.close(fd)
-        self._view = memoryview(self._map)
-        self._mapped = size
+        self._view, self._mapped = view, len(view)
+        if not self._pinned:
+            MAPS.add(self)
+        return view
 
-    def _drop_map(self) -> None:
+    def release_map(self) -> None:
+        """Drop the map (the map budget calls this; the next read maps again).
+        Views handed out keep their map alive."""
         self._view = _EMPTY
         self._map = None
         self._mapped = 0
+
+    def _drop_map(self) -> None:
+        MAPS.forget(self)
+        self.release_map()
 
     def locate(self, offset: int) -> int | None:
         """Position of the batch containing ``offset`` (the first batch whose last

@@ -56,6 +56,10 @@ TOPIC_IDS_MIN_VERSION = 13
 """Fetch versions from this one name topics by id; a session keeps the kind it began with."""
 DEFAULT_EVICTION_MS = 120_000
 """Kafka's ``min.incremental.fetch.session.eviction.ms``."""
+FULL_SCAN_INTERVAL_MS = 1_000
+"""An incremental fetch reads only the partitions that changed or still have
+something to say, and every partition of its session at most this often
+(changes nobody announces, such as retention moving a log start offset)."""
 _INT32_MAX = 2**31 - 1
 
 
@@ -127,9 +131,19 @@ class CachedPartition:
 
 class FetchSession:
     """One session: its partitions in fetch order (those that returned records
-    move to the end, so a size-limited response serves every partition in turn)."""
+    move to the end, so a size-limited response serves every partition in turn),
+    and which of them the next incremental fetch must read.
 
-    __slots__ = ("id", "epoch", "uses_topic_ids", "created_ms", "last_used_ms", "_partitions")
+    The partitions to read are those announced as changed (appends, see
+    :meth:`FetchSessionCache.partitions_changed`), those the client listed
+    again, and those that still had something to say when last read; the
+    others are idle and the client knows their offsets, so a fetch costs the
+    broker in proportion to what changed, not to the session's size. Every
+    :data:`FULL_SCAN_INTERVAL_MS` a fetch reads them all.
+    """
+
+    __slots__ = ("id", "epoch", "uses_topic_ids", "created_ms", "last_used_ms", "_partitions", "_to_read",
+                 "_last_full_scan_ms")
 
     def __init__(self, session_id: int, uses_topic_ids: bool, now_ms: int) -> None:
         self.id = session_id
@@ -138,10 +152,12 @@ class FetchSession:
         self.created_ms = now_ms
         self.last_used_ms = now_ms
         self._partitions: dict[tuple[str, int], CachedPartition] = {}
+        self._to_read: dict[tuple[str, int], None] = {}  # an ordered set
+        self._last_full_scan_ms = now_ms
 
     def __repr__(self) -> str:
         return (f"FetchSession(id={self.id}, epoch={self.epoch}, partitions={len(self._partitions)}, "
-                f"last_used_ms={self.last_used_ms})")
+                f"to_read={len(self._to_read)}, last_used_ms={self.last_used_ms})")
 
     def __len__(self) -> int:
         return len(self._partitions)
@@ -149,27 +165,65 @@ class FetchSession:
     def __iter__(self) -> Iterator[CachedPartition]:
         return iter(self._partitions.values())
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._partitions
+
+    def keys(self) -> Iterable[tuple[str, int]]:
+        return self._partitions.keys()
+
     def get(self, topic: str, partition: int) -> CachedPartition | None:
         return self._partitions.get((topic, partition))
 
     def topics(self) -> set[str]:
         return {topic for topic, _ in self._partitions}
 
-    def update(self, requested: Iterable[PartitionRequest], forgotten: Iterable[tuple[str, int]]) -> None:
+    def update(self, requested: Iterable[PartitionRequest],
+               forgotten: Iterable[tuple[str, int]]) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
         """Apply an incremental request: listed partitions are added or their
-        parameters replaced; forgotten ones dropped (unknown ones ignored)."""
+        parameters replaced (and read next); forgotten ones dropped (unknown
+        ones ignored). Returns the keys added and the keys dropped."""
         partitions = self._partitions
+        added: list[tuple[str, int]] = []
+        dropped: list[tuple[str, int]] = []
         for request in requested:
-            cached = partitions.get((request.topic, request.partition))
+            key = (request.topic, request.partition)
+            cached = partitions.get(key)
             if cached is None:
-                partitions[(request.topic, request.partition)] = CachedPartition(request)
+                partitions[key] = CachedPartition(request)
+                added.append(key)
             else:
                 cached.update_request(request)
+            self._to_read[key] = None
         for key in forgotten:
-            partitions.pop(key, None)
+            if partitions.pop(key, None) is not None:
+                self._to_read.pop(key, None)
+                dropped.append(key)
+        return added, dropped
 
     def add(self, cached: CachedPartition) -> None:
-        self._partitions[(cached.topic, cached.partition)] = cached
+        key = (cached.topic, cached.partition)
+        self._partitions[key] = cached
+        self._to_read[key] = None
+
+    def changed(self, key: tuple[str, int]) -> None:
+        """The partition ``key`` (of this session) has news: read it next."""
+        self._to_read[key] = None
+
+    def to_read(self, now_ms: int) -> list[CachedPartition]:
+        """The partitions the fetch now running must read, in fetch order; the
+        list to read next starts empty (:meth:`read_again` adds back those
+        that still have something to say)."""
+        if now_ms - self._last_full_scan_ms >= FULL_SCAN_INTERVAL_MS:
+            self._last_full_scan_ms = now_ms
+            self._to_read.clear()
+            return list(self._partitions.values())
+        keys, self._to_read = self._to_read, {}
+        partitions = self._partitions
+        return [cached for key in keys if (cached := partitions.get(key)) is not None]
+
+    def read_again(self, cached: CachedPartition) -> None:
+        """``cached`` had something to say (records, new offsets, an error): the next fetch reads it too."""
+        self._to_read[(cached.topic, cached.partition)] = None
 
     def move_to_end(self, topic: str, partition: int) -> None:
         """Fetch this partition after the others next time (it returned records)."""
@@ -225,6 +279,7 @@ class FetchSessionCache:
         self.max_slots = max_slots
         self.eviction_ms = eviction_ms
         self._sessions: dict[int, FetchSession] = {}
+        self._holding: dict[tuple[str, int], set[int]] = {}  # partition -> ids of the sessions holding it
         self._rng = rng or random.Random()
         self.evictions = 0
 
@@ -269,7 +324,8 @@ class FetchSessionCache:
             return SessionErrorContext(FetchSessionError.INVALID_EPOCH)
         if session.uses_topic_ids != (version >= TOPIC_IDS_MIN_VERSION):
             return SessionErrorContext(FetchSessionError.TOPIC_ID_ERROR)
-        session.update(requested, forgotten)
+        added, dropped = session.update(requested, forgotten)
+        self._index(session.id, added, dropped)
         if not len(session):
             # Everything forgotten: the session ends, this request is answered without one.
             self.remove(session_id)
@@ -289,17 +345,47 @@ class FetchSessionCache:
         for cached in partitions:
             session.add(cached)
         self._sessions[session.id] = session
+        self._index(session.id, session.keys(), ())
         return session.id
 
     def remove(self, session_id: int) -> FetchSession | None:
-        return self._sessions.pop(session_id, None)
+        session = self._sessions.pop(session_id, None)
+        if session is not None:
+            self._index(session_id, (), session.keys())
+        return session
 
     def topic_deleted(self, topic: str) -> int:
         """Close every session holding a partition of ``topic``; how many."""
         doomed = [sid for sid, session in self._sessions.items() if session.has_topic(topic)]
         for sid in doomed:
-            del self._sessions[sid]
+            self.remove(sid)
         return len(doomed)
+
+    def partitions_changed(self, partitions: Iterable[tuple[str, int]]) -> set[int]:
+        """Records were appended to ``partitions`` (or their visible end moved):
+        the sessions holding them read them on their next fetch. Returns those
+        sessions' ids (their long polls should wake)."""
+        holding = self._holding
+        sessions = self._sessions
+        woken: set[int] = set()
+        for key in partitions:
+            ids = holding.get(key)
+            if ids:
+                for sid in ids:
+                    sessions[sid].changed(key)
+                woken |= ids
+        return woken
+
+    def _index(self, session_id: int, added: Iterable[tuple[str, int]], dropped: Iterable[tuple[str, int]]) -> None:
+        holding = self._holding
+        for key in added:
+            holding.setdefault(key, set()).add(session_id)
+        for key in dropped:
+            ids = holding.get(key)
+            if ids is not None:
+                ids.discard(session_id)
+                if not ids:
+                    del holding[key]
 
     def _new_id(self) -> int:
         while True:
@@ -328,5 +414,5 @@ class FetchSessionCache:
         return True
 
     def _evict(self, session: FetchSession) -> None:
-        del self._sessions[session.id]
+        self.remove(session.id)
         self.evictions += 1

@@ -187,7 +187,7 @@ class Connection:
             slot.error = self._error
             slot.event.set()
 
-    def _dispatch(self, frame: bytes) -> None:
+    def _dispatch(self, frame: bytes | memoryview) -> None:
         correlation_id = int.from_bytes(frame[:4], "big", signed=True)
         slot = self._pending.pop(correlation_id, None)
         if slot is None:  # its caller gave up (cancelled); the answer is dropped

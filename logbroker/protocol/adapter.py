@@ -83,6 +83,8 @@ from .fastpath import Encoded
 from .legacy import STAND_IN
 from .legacy import decode_legacy_body
 from .legacy import encode_list_offsets_v0
+from .produce_request import PRODUCE_REQUEST_VERSIONS
+from .produce_request import read_produce_request
 from .versions import SUPPORTED_VERSIONS
 from .versions import ApiKey
 from .versions import api_versions_entries
@@ -110,6 +112,7 @@ __all__ = [
 ZERO_COPY_MIN: Final = 4096
 """Byte fields at least this long are returned as their own buffer, uncopied."""
 
+_PRODUCE: Final = int(ApiKey.PRODUCE)
 _REQUEST_HEAD: Final = struct.Struct(">hhi")  # api_key, api_version, correlation_id
 _SIZE: Final = struct.Struct(">i")
 _ERROR_CODE: Final = struct.Struct(">h")
@@ -263,6 +266,8 @@ def decode_request(
         header, header_size = codec.read_header(buffer, 0)
         if legacy:
             body = decode_legacy_body(api_key, api_version, buffer, header_size)
+        elif api_key == _PRODUCE and api_version in PRODUCE_REQUEST_VERSIONS:
+            body = read_produce_request(buffer, header_size, api_version)  # records uncopied
         else:
             body, body_size = codec.read_payload(buffer, header_size)
     except _DECODE_ERRORS as exc:

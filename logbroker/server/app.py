@@ -55,7 +55,7 @@ class Server:
     def __init__(self, broker: Broker, config: BrokerConfig) -> None:
         self.broker = broker
         self.config = config
-        self.waiters = AppendWaiters()
+        self.waiters = AppendWaiters(sessions_of=broker.fetch_sessions.partitions_changed)
         # Share-group records released by a lock expiry, a Release or a member
         # leaving wake the share fetches waiting on their partition.
         broker.share.wake = self.waiters.notify
@@ -279,7 +279,7 @@ class Server:
 
     async def _handle_frame(
         self,
-        frame: bytes,
+        frame: bytes | memoryview,
         peer: str = "",
         before_wait: Callable[[], Awaitable[bool]] | None = None,
         session: Session | None = None,

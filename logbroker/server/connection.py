@@ -45,7 +45,7 @@ from logbroker.server.watchdog import Watch
 log = logging.getLogger("logbroker.server")
 
 HandleFrame = Callable[
-    [bytes, str, Callable[[], Awaitable[bool]], Session, Callable[[], Awaitable[None]]],
+    [bytes | memoryview, str, Callable[[], Awaitable[bool]], Session, Callable[[], Awaitable[None]]],
     Awaitable["Sequence[Any] | None"],
 ]
 """``handle_frame(frame, peer, before_wait, session, hung_up)`` -> response buffers or None."""
@@ -60,6 +60,8 @@ _SEND_AFTER_BUFFERS = 64
 # A TLS send goes through the SSL object in steps of this many bytes, so that
 # each step that completes counts as progress (connections_max_idle_ms).
 _TLS_SEND_STEP = 256 * 1024
+# A connection that sent nothing for this long drops its spare frame buffer (up to a request's size).
+_SPARE_IDLE_SECONDS = 1.0
 
 
 class Connection:
@@ -97,6 +99,7 @@ class Connection:
             else config.socket_request_max_bytes
         )
         self._peer_closed = False  # the peer ended the stream while a request waited
+        self._socket: trio.socket.SocketType | None = getattr(stream, "socket", None)  # None: TLS
 
     def __repr__(self) -> str:
         return f"Connection(peer={self.peer!r}, session={self.session!r}, held={len(self._out)})"
@@ -158,17 +161,16 @@ class Connection:
                 watch.awaiting_request = True
                 watch.since = trio.current_time()
                 try:
-                    data = await self.stream.receive_some(receive_bytes)
+                    if not await self._receive(receive_bytes):
+                        return
                 finally:
                     watch.since = math.inf
                     watch.awaiting_request = False
-                if not data:
-                    return
-                decoder.receive_data(data)
                 continue
             if self._peer_closed:  # while its request waited: nobody to answer
                 log.debug("connection from %s closed by its peer during a wait", self.peer)
                 return
+            frame = None  # let the decoder reuse a large frame's buffer for the next one
             self._handled += 1
             if parts:
                 self._out += parts
@@ -187,6 +189,33 @@ class Connection:
                 if not await self.send_ready():  # nothing to send (acks=0 produce): still let others run
                     await trio.lowlevel.checkpoint()
         await self.send_ready()  # shutting down: answer what was handled
+
+
+    async def _receive(self, max_bytes: int) -> bool:
+        """Read what the peer sent into the decoder; False at the end of the stream.
+
+        A plain socket reads straight into the decoder's buffer (no
+        intermediate ``bytes``); a TLS stream hands over what it decrypted.
+        A connection idle for a second gives up its spare frame buffer.
+        """
+        decoder = self._decoder
+        sock = self._socket
+        if sock is None:
+            data = await self.stream.receive_some(max_bytes)
+            decoder.receive_data(data)
+            return bool(data)
+        try:
+            if decoder.holds_spare:
+                with trio.move_on_after(_SPARE_IDLE_SECONDS) as idle:
+                    await trio.lowlevel.wait_readable(sock)
+                if idle.cancelled_caught:
+                    decoder.release_spare()
+            view = decoder.receive_buffer()
+            count = await sock.recv_into(view[:max_bytes] if len(view) > max_bytes else view)
+        except OSError as exc:  # ECONNRESET: the peer's doing
+            raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
+        decoder.received(count)
+        return count > 0
 
 
 async def send_buffers(stream: trio.abc.Stream, parts: Sequence[Any], watch: Watch) -> None:

@@ -117,7 +117,7 @@ class Dispatcher:
         return f"Dispatcher(broker={self.broker!r}, unserved_logged={len(self._unserved_logged)})"
 
     async def handle_frame(
-        self, frame: bytes, session: Session, before_wait: BeforeWait = _no_wait, hung_up: HungUp | None = None,
+        self, frame: bytes | memoryview, session: Session, before_wait: BeforeWait = _no_wait, hung_up: HungUp | None = None,
     ) -> Buffers | None:
         """Handle one request frame from the connection of ``session``; return its
         response buffers (None: no response).
@@ -155,7 +155,7 @@ class Dispatcher:
             metrics.observe_request(request.api_key, perf_counter() - started)
         return parts
 
-    def _decode(self, frame: bytes, session: Session) -> Request | Buffers:
+    def _decode(self, frame: bytes | memoryview, session: Session) -> Request | Buffers:
         """The decoded request, or the buffers of an answer the decoder chose
         (UNSUPPORTED_VERSION).
 
@@ -207,7 +207,7 @@ class Dispatcher:
             ) from exc
         return parts
 
-    def _log_unserved(self, frame: bytes, api_key: int, api_version: int, peer: str) -> None:
+    def _log_unserved(self, frame: bytes | memoryview, api_key: int, api_version: int, peer: str) -> None:
         """Say once per client id and (API, version) that a client asked for
         something this broker does not serve (ApiVersions negotiation aside)."""
         client_id = peek_client_id(frame)
@@ -318,12 +318,13 @@ class Dispatcher:
     async def _poll(self, op: FetchOperation, peer: _Peer) -> Body:
         deadline = trio.current_time() + op.wait_ms / 1000
         while not self._closing():
-            event = peer.event = self.waiters.register(op.watch)
+            session = getattr(op, "watch_session", None)
+            event = peer.event = self.waiters.register(op.watch, session)
             try:
                 with trio.move_on_at(deadline):
                     await event.wait()
             finally:
-                self.waiters.unregister(op.watch, event)
+                self.waiters.unregister(op.watch, event, session)
                 peer.event = None
             if peer.gone:
                 return None

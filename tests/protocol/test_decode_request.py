@@ -210,7 +210,7 @@ def test_decode_accepts_bytearray_and_memoryview() -> None:
 def test_request_repr_is_short() -> None:
     request = decode_request(kp_produce(9, b"x" * 65536))
     assert repr(request) == (
-        "<Request PRODUCE v9 correlation_id=42 client_id='kp' body=ProduceRequest>"
+        "<Request PRODUCE v9 correlation_id=42 client_id='kp' body=ProduceRequestBody>"
     )
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from logbroker.errors import FrameTooLargeError
@@ -193,7 +193,7 @@ def test_the_limit_can_be_raised_for_the_frames_not_yet_read() -> None:
         capped.next_frame()
 
 
-def test_a_declared_size_allocates_nothing_before_the_bytes_arrive() -> None:
+def test_a_declared_size_costs_only_a_starting_buffer_before_the_bytes_arrive() -> None:
     import tracemalloc
 
     decoder = FrameDecoder()
@@ -205,4 +205,91 @@ def test_a_declared_size_allocates_nothing_before_the_bytes_arrive() -> None:
     finally:
         tracemalloc.stop()
     assert decoder.buffered_bytes == 4 + 1024
-    assert peak < 1024 * 1024
+    assert peak < 1024 * 1024 + 64 * 1024  # a 1 MiB starting buffer, not 100 MB
+
+
+def _feed_by_recv_into(decoder: FrameDecoder, wire: bytes, chunks: list[int]) -> list[bytes]:
+    """Write ``wire`` into the decoder as a socket's recv_into would, ``chunks`` bytes at most per read."""
+    frames: list[bytes] = []
+    done, i = 0, 0
+    while done < len(wire):
+        view = decoder.receive_buffer()
+        assert len(view) > 0
+        n = min(len(view), len(wire) - done, chunks[i % len(chunks)] if chunks else len(wire))
+        i += 1
+        view[:n] = wire[done : done + n]
+        decoder.received(n)
+        done += n
+        while (frame := decoder.next_frame()) is not None:
+            frames.append(bytes(frame))
+    return frames
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    sizes=st.lists(st.sampled_from([0, 1, 100, 4095, 64 * 1024 - 1, 64 * 1024, 70_000, 1024 * 1024 + 17]), max_size=6),
+    chunks=st.lists(st.one_of(st.integers(min_value=1, max_value=9), st.integers(min_value=1000, max_value=300_000)),
+                    min_size=1, max_size=8),
+)
+def test_recv_into_yields_the_same_frames_for_any_reads(sizes: list[int], chunks: list[int]) -> None:
+    payloads = [bytes([n % 251]) * n for n in sizes]
+    wire = b"".join(_frame(p) for p in payloads)
+    decoder = FrameDecoder()
+    assert _feed_by_recv_into(decoder, wire, chunks) == payloads
+    assert decoder.at_frame_boundary and decoder.buffered_bytes == 0
+
+
+def test_a_large_frame_is_its_own_read_only_buffer() -> None:
+    decoder = FrameDecoder()
+    payload = bytes(range(256)) * 1024  # 256 KiB
+    decoder.receive_data(_frame(payload) + _frame(b"small"))
+    frame = decoder.next_frame()
+    assert isinstance(frame, memoryview) and frame.readonly and frame == payload
+    assert decoder.next_frame() == b"small"
+
+
+def test_a_large_buffer_is_reused_only_once_nothing_holds_its_frame() -> None:
+    decoder = FrameDecoder()
+    first, second = b"a" * 100_000, b"b" * 100_000
+    decoder.receive_data(_frame(first))
+    held = decoder.next_frame()
+    decoder.receive_data(_frame(second))
+    assert decoder.next_frame() == second
+    assert held == first  # still held: the second frame went to a new buffer
+    held_buffer = id(held.obj)
+    del held
+    decoder.receive_data(_frame(first))
+    again = decoder.next_frame()
+    assert again == first and decoder.next_frame() is None
+    # The first buffer was held when the second frame came; the third reused the second's.
+    assert id(again.obj) != held_buffer
+
+
+def test_the_last_large_buffer_is_reused_when_released() -> None:
+    decoder = FrameDecoder()
+    decoder.receive_data(_frame(b"x" * 100_000))
+    frame = decoder.next_frame()
+    owner = id(frame.obj)
+    del frame
+    decoder.receive_data(_frame(b"y" * 90_000))
+    frame = decoder.next_frame()
+    assert id(frame.obj) == owner and frame == b"y" * 90_000
+    del frame
+    decoder.release_spare()
+    decoder.receive_data(_frame(b"z" * 90_000))
+    assert decoder.next_frame() == b"z" * 90_000
+
+
+def test_a_frame_above_the_starting_buffer_grows_its_buffer() -> None:
+    decoder = FrameDecoder()
+    payload = bytes(range(256)) * 20_000  # 5 MB
+    assert _feed_by_recv_into(decoder, _frame(payload), [65536]) == [payload]
+
+
+def test_received_checks_the_count() -> None:
+    decoder = FrameDecoder()
+    with pytest.raises(ValueError):
+        decoder.received(1)  # nothing lent
+    view = decoder.receive_buffer()
+    with pytest.raises(ValueError):
+        decoder.received(len(view) + 1)

@@ -55,7 +55,8 @@ class FetchOperation:
     """One Fetch request, attempted again each time watched data arrives."""
 
     __slots__ = ("_broker", "_version", "_correlation_id", "_topics", "_max_bytes", "_denied",
-                 "_read_committed", "_magic", "_context", "_log_starts", "wait_ms", "min_bytes", "watch")
+                 "_read_committed", "_magic", "_context", "_log_starts", "wait_ms", "min_bytes", "watch",
+                 "watch_session")
     flush: Sequence[FlushPoint] = ()
     """(partition log, offset) pairs to fsync before the first attempt (ShareFetch's acknowledgements)."""
 
@@ -77,13 +78,15 @@ class FetchOperation:
             for t in body.topics
         ]
         self._log_starts: dict[tuple[str, int], int] = {}
+        self.watch_session: int | None = None  # an incremental fetch waits on its whole session
         context: FetchContext = Sessionless()
         if version >= SESSION_MIN_VERSION:
             context = self._session_context(body)
         self._context = context
         if isinstance(context, IncrementalFetch):
             topics = context.session.topics()
-            self.watch = [(c.topic, c.partition) for c in context.session]
+            self.watch: list[tuple[str, int]] = []  # the whole session is watched (partitions_changed)
+            self.watch_session = context.session.id
         elif isinstance(context, SessionErrorContext):
             topics = set()
             self.watch = []
@@ -199,7 +202,7 @@ class FetchOperation:
         total = 0
         errors = False
         included: list[tuple[CachedPartition, FetchPartition]] = []
-        for cached in session:
+        for cached in session.to_read(broker.clock()):
             topic = cached.topic
             index = cached.partition
             if topic not in denied:
@@ -220,8 +223,10 @@ class FetchOperation:
                         stable = last_stable_offset(topic, index, plog)
                         if cached.unchanged(hw, stable, start):
                             continue
+                        session.read_again(cached)
                         included.append((cached, FetchPartition(index, _NONE, hw, stable, start, b"")))
                         continue
+            session.read_again(cached)  # records, an error or new offsets: read it next time too
             part, size = self._read(topic, index, cached.fetch_offset, min(cached.max_bytes, remaining), total)
             if part.error_code != _NONE:
                 errors = True

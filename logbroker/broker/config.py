@@ -41,6 +41,7 @@ RANGES: dict[str, tuple[int, int | None]] = {
     "node_id": (0, _INT32_MAX),  # Kafka refuses a negative node.id too
     "num_partitions": (1, _INT32_MAX),
     "log_max_open_files": (1, _INT32_MAX),
+    "log_max_memory_maps": (1, _INT32_MAX),
     "auto_create_topics_max_per_request": (1, _INT32_MAX),
     "auto_create_topics_max_per_second": (1, _INT32_MAX),
     "flush_interval_ms": (1, _INT64_MAX),
@@ -166,6 +167,12 @@ class BrokerConfig:
         default=1024,
         metadata={"help": "Segment files kept open for writing at once, least recently used closed first: idle "
                           "partitions hold no descriptor (see docs/operations.md for the descriptor budget)."},
+    )
+    log_max_memory_maps: int = field(
+        default=16384,
+        metadata={"help": "Memory maps of segments and indexes kept at once, least recently read dropped first "
+                          "(and made again on the next read): idle partitions hold none. Never more than a "
+                          "quarter of vm.max_map_count (see docs/operations.md)."},
     )
     auto_create_topics_max_per_request: int = field(
         default=50,

@@ -553,23 +553,27 @@ class Broker:
         return plog, info.last_offset + 1
 
     def _restore_producer_states(self) -> None:
-        """Load snapshots written at clean shutdown and replay the log after them.
+        """Load snapshots written at clean shutdown and replay the log after them,
+        for the partitions open now; the others when they open at first use
+        (``log_manager.on_open``), so a start does not open every partition.
 
         A snapshot is deleted once read, so a later crash never trusts a stale
         one; without a snapshot the state is rebuilt lazily from batch headers.
         """
-        for name, info in self.log_manager.topics().items():
-            for p in range(info.partitions):
-                plog = self.log_manager.get_partition(name, p)
-                loaded = PartitionProducerState.load(str(plog.directory))
-                if loaded is None:
-                    continue
-                PartitionProducerState.discard_snapshot(str(plog.directory))
-                state, covered = loaded
-                if covered > plog.log_end_offset:
-                    continue  # the log lost data after the snapshot: rebuild lazily
-                self._rebuild_producer_state(state, plog, max(covered, plog.log_start_offset))
-                self._producer_states[(name, p)] = state
+        self.log_manager.on_open = self._restore_producer_state
+        for (name, p), plog in self.log_manager.iter_partitions(opened_only=True):
+            self._restore_producer_state(name, p, plog)
+
+    def _restore_producer_state(self, name: str, p: int, plog: PartitionLog) -> None:
+        loaded = PartitionProducerState.load(str(plog.directory))
+        if loaded is None:
+            return
+        PartitionProducerState.discard_snapshot(str(plog.directory))
+        state, covered = loaded
+        if covered > plog.log_end_offset:
+            return  # the log lost data after the snapshot: rebuild lazily
+        self._rebuild_producer_state(state, plog, max(covered, plog.log_start_offset))
+        self._producer_states[(name, p)] = state
 
     def allocate_producer_id(self) -> int:
         """A producer id never handed out before, across restarts.
@@ -714,5 +718,5 @@ def _log_manager_config(config: BrokerConfig) -> LogManagerConfig:
     return LogManagerConfig(
         flush=cast(FlushMode, config.flush),  # validated to one of the three in BrokerConfig
         flush_interval_ms=config.flush_interval_ms, log=defaults,
-        max_open_files=config.log_max_open_files,
+        max_open_files=config.log_max_open_files, max_memory_maps=config.log_max_memory_maps,
     )

@@ -21,7 +21,15 @@ log = logging.getLogger("logbroker.server")
 async def clean_once(broker: Broker) -> int:
     """One pass over every compacted partition; returns how many were cleaned."""
     cleaned = 0
-    for (topic, index), plog in list(broker.log_manager.iter_partitions()):
+    manager = broker.log_manager
+    # Compacted topics only, so the pass does not open every partition.
+    compacted = [(name, n) for name, info in manager.topics().items() if manager.log_config(name).compacts
+                 for n in range(info.partitions)]
+    for topic, index in compacted:
+        try:
+            plog = manager.get_partition(topic, index)
+        except LogbrokerError:
+            continue  # deleted meanwhile
         if not plog.config.compacts:
             continue
         try:

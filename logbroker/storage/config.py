@@ -282,10 +282,15 @@ class LogManagerConfig:
     # Write descriptors of active segments kept open at once (least recently
     # used closed first): the whole log's budget of open files.
     max_open_files: int = 1024
+    # Memory maps of segments and indexes kept at once (least recently read
+    # dropped first), under Linux's vm.max_map_count.
+    max_memory_maps: int = 16384
 
     def __post_init__(self) -> None:
         if self.max_open_files < 1:
             raise InvalidConfigError(f"log.max.open.files must be at least 1, got {self.max_open_files}")
+        if self.max_memory_maps < 1:
+            raise InvalidConfigError(f"log.max.memory.maps must be at least 1, got {self.max_memory_maps}")
         if self.flush not in ("always", "interval", "never"):
             raise InvalidConfigError(f"flush must be always, interval or never, got {self.flush!r}")
         _check_int("flush_interval_ms", self.flush_interval_ms, 1)

@@ -63,11 +63,15 @@ from logbroker.errors import (
 from logbroker.storage.checkpoints import (
     LOG_START_OFFSET_CHECKPOINT,
     RECOVERY_POINT_CHECKPOINT,
+    RECOVERY_POSITION_CHECKPOINT,
     read_checkpoint,
+    read_positions,
     write_checkpoint,
+    write_positions,
 )
 from logbroker.storage.config import LogConfig, LogManagerConfig
 from logbroker.storage.descriptors import WRITE_DESCRIPTORS
+from logbroker.storage.mapbudget import MAPS, map_budget_for
 from logbroker.storage.files import (
     DELETE_DIR_SUFFIX,
     LOG_SUFFIX,
@@ -79,8 +83,11 @@ from logbroker.storage.files import (
     parse_partition_dir_name,
     parse_segment_name,
     partition_dir_name,
+    segment_name,
     write_atomically,
 )
+from logbroker.storage.segment import REWRITE_SUFFIX
+from logbroker.storage.swap import CLEANED_SUFFIX, SWAP_SUFFIX
 from logbroker.storage.loader import PartitionRecovery
 from logbroker.storage.partition import PartitionLog
 
@@ -108,6 +115,7 @@ DESCRIPTORS_PER_PARTITION = 1
 #: Descriptors that must stay free after a creation, for connections and files.
 DESCRIPTOR_HEADROOM = 64
 _SHOWN = 5  # names quoted in a summarised log line
+_UNFINISHED_SUFFIXES = (CLEANED_SUFFIX, SWAP_SUFFIX, REWRITE_SUFFIX)
 
 
 def spare_descriptors() -> tuple[int, int] | None:
@@ -185,8 +193,13 @@ class RecoveryReport:
 
     clean_shutdown: bool
     partitions: tuple[PartitionRecovery, ...]
+    """The partitions opened (recovered) at once; the others open at first use."""
     removed: tuple[str, ...]
     duration_s: float
+    total: int = 0
+    """Partitions in the data directory."""
+    checked: int = 0
+    """Partitions whose files were compared with their recovery position (after a crash)."""
 
     @property
     def truncated_bytes(self) -> int:
@@ -194,9 +207,13 @@ class RecoveryReport:
 
     def __str__(self) -> str:
         scanned = sum(p.scanned_bytes for p in self.partitions)
+        recovered = ""
+        if not self.clean_shutdown:
+            recovered = (f", {len(self.partitions)} of them recovered ({self.checked - len(self.partitions)} "
+                         f"unchanged since their last fsync)")
         return (
-            f"{'clean' if self.clean_shutdown else 'unclean'} shutdown before; opened "
-            f"{len(self.partitions)} partitions in {self.duration_s:.3f}s, scanned {scanned} bytes, "
+            f"{'clean' if self.clean_shutdown else 'unclean'} shutdown before; {self.total} partitions"
+            f"{recovered}, the rest open at first use; in {self.duration_s:.3f}s, scanned {scanned} bytes, "
             f"truncated {self.truncated_bytes} bytes, removed {len(self.removed)} leftovers"
         )
 
@@ -224,14 +241,22 @@ class LogManager:
         self.data_dir = Path(data_dir)
         self.config = config if config is not None else LogManagerConfig()
         WRITE_DESCRIPTORS.set_limit(_write_budget(self.config.max_open_files))
+        MAPS.set_limit(map_budget_for(self.config.max_memory_maps))
         self.opened_ms = now_ms if now_ms is not None else time.time_ns() // 1_000_000
         self._lock = threading.RLock()
         self._closed = False
         self._topics: dict[str, TopicInfo] = {}
         self._log_configs: dict[str, LogConfig] = {}
         self._logs: dict[tuple[str, int], PartitionLog] = {}
+        # Partitions not opened yet (opened at first use): (recovery point, log
+        # start offset, recovery position) from the checkpoints.
+        self._unopened: dict[tuple[str, int], tuple[int, int, tuple[int, int] | None]] = {}
         self._written: dict[str, dict[tuple[str, int], int]] = {}
+        self._written_positions: dict[tuple[str, int], tuple[int, int]] = {}
         self.on_fsync: Callable[[float], None] | None = None
+        # Called as on_open(topic, partition, log) when a partition opens at first
+        # use (the broker restores its own state of the partition then).
+        self.on_open: Callable[[str, int, PartitionLog], None] | None = None
         self._dir_mode, self._file_mode = self.config.log.dir_mode, self.config.log.file_mode
         try:
             self.data_dir.mkdir(mode=self._dir_mode, parents=True, exist_ok=True)
@@ -270,27 +295,77 @@ class LogManager:
         except StorageError as exc:
             logger.warning("%s; log start offsets fall back to the first segments", exc)
             log_starts = {}
+        try:
+            positions = read_positions(self.data_dir / RECOVERY_POSITION_CHECKPOINT)
+        except StorageError as exc:
+            logger.warning("%s; recovering every partition with unflushed data from its recovery point", exc)
+            positions = {}
         if had_marker:
             marker.unlink()
             fsync_dir(self.data_dir)  # a later crash must not look clean
+        # Partitions open at first use. After a crash, those whose files end
+        # where their last fsync left them are as good as cleanly closed; the
+        # others are recovered now, so recovery costs what was unflushed.
         reports = []
+        checked = 0
         for info in self._topics.values():
             for n in range(info.partitions):
                 tp = (info.name, n)
-                log = self._open_partition(info.name, n, recovery_points.get(tp, 0), log_starts.get(tp, 0), clean)
+                point, start = recovery_points.get(tp, 0), log_starts.get(tp, 0)
+                # A position is trusted only beside its recovery point (written first).
+                position = positions.get(tp) if tp in recovery_points else None
+                if not clean:
+                    checked += 1
+                if clean or self._unchanged_since_flush(info.name, n, position):
+                    self._unopened[tp] = (point, start, position)
+                    continue
+                log = self._open_partition(info.name, n, point, start, False)
                 reports.append(log.recovery_report)
-        report = RecoveryReport(clean, tuple(reports), tuple(removed), time.perf_counter() - started)
-        for part in reports:
-            if part.scanned_segments or part.changed_data or part.rebuilt_indexes:
-                logger.info("recovery: %s", part)
-        logger.info("opened %s: %s", self.data_dir, report)
+        report = RecoveryReport(clean, tuple(reports), tuple(removed), time.perf_counter() - started,
+                                total=len(self._unopened) + len(self._logs), checked=checked)
+        self._log_recovery(report)
         self._written = {
             RECOVERY_POINT_CHECKPOINT: dict(recovery_points),
             LOG_START_OFFSET_CHECKPOINT: dict(log_starts),
         }
+        self._written_positions = dict(positions)
         return report
 
+    def _unchanged_since_flush(self, topic: str, n: int, position: tuple[int, int] | None) -> bool:
+        """True if the partition's files end where its recovery position says
+        (no segment after that one, and that one of that size): nothing was
+        written after its last fsync, so it needs no recovery."""
+        if position is None:
+            return False
+        base, size = position
+        directory = self.data_dir / partition_dir_name(topic, n)
+        try:
+            names = os.listdir(directory)
+            if os.stat(directory / (segment_name(base) + LOG_SUFFIX)).st_size != size:
+                return False
+        except OSError:
+            return False
+        for name in names:
+            if name.endswith(_UNFINISHED_SUFFIXES):
+                return False  # an interrupted swap or rewrite: open it now to finish it
+            parsed = parse_segment_name(name)
+            if parsed is not None and parsed[0] > base:
+                return False
+        return True
+
+    def _log_recovery(self, report: RecoveryReport) -> None:
+        """A few lines whatever the number of partitions: the first recoveries
+        that changed or scanned something, then the totals."""
+        notable = [p for p in report.partitions if p.scanned_segments or p.changed_data or p.rebuilt_indexes]
+        for part in notable[:_SHOWN]:
+            logger.info("recovery: %s", part)
+        if len(notable) > _SHOWN:
+            logger.info("recovery: %d more partitions recovered (%d with data removed)", len(notable) - _SHOWN,
+                        sum(1 for p in notable[_SHOWN:] if p.changed_data))
+        logger.info("opened %s: %s", self.data_dir, report)
+
     def _open_partition(self, topic: str, n: int, recovery_point: int, log_start: int, clean: bool) -> PartitionLog:
+        """Open one partition's log (recovering it unless ``clean``) and keep it."""
         log = PartitionLog(
             self.data_dir / partition_dir_name(topic, n),
             self._log_configs[topic],
@@ -515,6 +590,7 @@ class LogManager:
             info = self.topic(name)
             closed = []
             for n in range(info.partitions):
+                self._unopened.pop((name, n), None)
                 log = self._logs.pop((name, n), None)
                 if log is None:
                     continue
@@ -634,7 +710,9 @@ class LogManager:
                 raise
             self._log_configs[name] = log_config
             for n in range(info.partitions):
-                self._logs[(name, n)].update_config(log_config)
+                log = self._logs.get((name, n))
+                if log is not None:  # the others take it when they open
+                    log.update_config(log_config)
         return altered
 
     def set_log_defaults(self, log: LogConfig) -> None:
@@ -648,21 +726,53 @@ class LogManager:
                 log_config = LogConfig.from_topic_configs(dict(info.configs), log)
                 self._log_configs[name] = log_config
                 for n in range(info.partitions):
-                    self._logs[(name, n)].update_config(log_config)
+                    plog = self._logs.get((name, n))
+                    if plog is not None:  # the others take it when they open
+                        plog.update_config(log_config)
 
     # -- partitions ----------------------------------------------------------------------------
     def get_partition(self, topic: str, partition: int) -> PartitionLog:
-        """The log of one partition. Raises UnknownTopicError."""
-        try:
-            return self._logs[(topic, partition)]
-        except KeyError:
-            raise UnknownTopicError(f"unknown topic-partition {topic}-{partition}") from None
+        """The log of one partition, opened now if this is its first use since
+        the start. Raises UnknownTopicError, StorageError (it cannot be opened)."""
+        tp = (topic, partition)
+        log = self._logs.get(tp)
+        if log is not None:
+            return log
+        with self._lock:
+            log = self._logs.get(tp)
+            if log is not None:
+                return log
+            unopened = self._unopened.get(tp)
+            if unopened is None:
+                raise UnknownTopicError(f"unknown topic-partition {topic}-{partition}") from None
+            point, start, _ = unopened
+            log = self._open_partition(topic, partition, point, start, True)
+            del self._unopened[tp]
+            hook = self.on_open
+            if hook is not None:
+                hook(topic, partition, log)
+        return log
 
-    def iter_partitions(self) -> Iterator[tuple[tuple[str, int], PartitionLog]]:
-        """``((topic, partition), log)`` for every partition (a snapshot)."""
+    def iter_partitions(self, *, opened_only: bool = False) -> Iterator[tuple[tuple[str, int], PartitionLog]]:
+        """``((topic, partition), log)`` for every partition (a snapshot), opening
+        those not used yet; with ``opened_only``, only the partitions already
+        open (what holds data not yet flushed, or state in memory)."""
+        if not opened_only:
+            with self._lock:
+                waiting = list(self._unopened)
+            for topic, n in waiting:
+                try:
+                    self.get_partition(topic, n)
+                except UnknownTopicError:
+                    continue  # deleted meanwhile
         with self._lock:
             items = list(self._logs.items())
         return iter(items)
+
+    @property
+    def open_partitions(self) -> int:
+        """Partitions opened so far (the others open at first use)."""
+        return len(self._logs)
 
     # -- maintenance -------------------------------------------------------------------------------
     def flush_dirty(self) -> int:
@@ -675,7 +785,7 @@ class LogManager:
         """
         flushed = 0
         failed: list[StorageError] = []
-        for _, log in self.iter_partitions():
+        for _, log in self.iter_partitions(opened_only=True):
             if log.dirty:
                 try:
                     log.flush()
@@ -689,11 +799,28 @@ class LogManager:
         return flushed
 
     def apply_retention(self, now_ms: int) -> int:
-        """Run retention on every partition; returns the number of segments deleted."""
+        """Run retention on every partition; returns the number of segments deleted.
+        A partition not opened yet is opened only if it has more than one
+        segment (the active segment is never deleted)."""
         deleted = 0
-        for _, log in self.iter_partitions():
+        with self._lock:
+            waiting = list(self._unopened)
+        for topic, n in waiting:
+            if self._segment_files(topic, n) > 1:
+                try:
+                    self.get_partition(topic, n)
+                except UnknownTopicError:
+                    continue
+        for _, log in self.iter_partitions(opened_only=True):
             deleted += log.apply_retention(now_ms)
         return deleted
+
+    def _segment_files(self, topic: str, n: int) -> int:
+        try:
+            with os.scandir(self.data_dir / partition_dir_name(topic, n)) as entries:
+                return sum(1 for e in entries if e.name.endswith(LOG_SUFFIX))
+        except OSError:
+            return 0
 
     def checkpoint(self) -> None:
         """Write the recovery-point and log-start-offset checkpoints if they changed.
@@ -702,14 +829,24 @@ class LogManager:
             if self._closed:
                 return
             items = list(self._logs.items())
-            files = {
-                RECOVERY_POINT_CHECKPOINT: {tp: log.recovery_point for tp, log in items},
-                LOG_START_OFFSET_CHECKPOINT: {tp: log.log_start_offset for tp, log in items},
-            }
-            for file_name, entries in files.items():
+            waiting = list(self._unopened.items())
+            points = {tp: point for tp, (point, _, _) in waiting}
+            points.update((tp, log.recovery_point) for tp, log in items)
+            starts = {tp: start for tp, (_, start, _) in waiting}
+            starts.update((tp, log.log_start_offset) for tp, log in items)
+            positions = {tp: position for tp, (_, _, position) in waiting if position is not None}
+            for tp, log in items:
+                position = log.recovery_position
+                if position is not None:
+                    positions[tp] = position
+            for file_name, entries in ((RECOVERY_POINT_CHECKPOINT, points), (LOG_START_OFFSET_CHECKPOINT, starts)):
                 if self._written.get(file_name) != entries:
                     write_checkpoint(self.data_dir / file_name, entries, self._file_mode)
                     self._written[file_name] = entries
+            # After the recovery points: a position names data those already cover.
+            if self._written_positions != positions:
+                write_positions(self.data_dir / RECOVERY_POSITION_CHECKPOINT, positions, self._file_mode)
+                self._written_positions = positions
 
     def close(self) -> None:
         """Flush and close every partition, write the checkpoints and the clean-shutdown
@@ -719,13 +856,13 @@ class LogManager:
             if self._closed:
                 return
             try:
-                for _, log in self.iter_partitions():
+                for _, log in self.iter_partitions(opened_only=True):
                     log.close()
                 self.checkpoint()
                 write_atomically(self.data_dir / CLEAN_SHUTDOWN_FILE, b"", self._file_mode)
             finally:
                 self._closed = True
-                for _, log in self.iter_partitions():
+                for _, log in self.iter_partitions(opened_only=True):
                     log.close(flush=False)
                 self._release()
         logger.info("closed %s cleanly", self.data_dir)
@@ -749,5 +886,6 @@ class LogManager:
     def __repr__(self) -> str:
         return (
             f"<LogManager {self.data_dir} flush={self.config.flush} topics={len(self._topics)} "
-            f"partitions={len(self._logs)}{' closed' if self._closed else ''}>"
+            f"partitions={len(self._logs) + len(self._unopened)} open={len(self._logs)}"
+            f"{' closed' if self._closed else ''}>"
         )

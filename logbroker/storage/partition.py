@@ -149,6 +149,12 @@ class PartitionLog:
         # As Kafka: recovered bytes are not known to be on disk, so the recovery
         # point stays where the checkpoint put it (capped by the log end).
         self._recovery_point = min(recovery_point, end)
+        # Where the recovery point lies in the files, while nothing past it is
+        # unflushed (see recovery_position).
+        active = self._active
+        self._recovery_position: tuple[int, int] | None = (
+            (active.base_offset, active.size) if self._recovery_point >= end else None
+        )
         self._on_log_start_change = on_log_start_offset_change
         self._on_fsync = on_fsync
         self._lock = threading.Lock()  # guards the segment list vs flush threads
@@ -209,6 +215,13 @@ class PartitionLog:
     def recovery_point(self) -> int:
         """Offsets below this are fsynced."""
         return self._recovery_point
+
+    @property
+    def recovery_position(self) -> tuple[int, int] | None:
+        """``(segment base offset, bytes)``: the files up to here are fsynced (that
+        segment up to ``bytes``, the earlier ones whole). None when unknown. A
+        log whose files end there after a crash needs no recovery."""
+        return self._recovery_position
 
     @property
     def dirty(self) -> bool:
@@ -532,6 +545,7 @@ class PartitionLog:
             self._active = self._segments[-1]
             self._unsynced_sealed = [s for s in self._unsynced_sealed if s in self._segments]
             self._recovery_point = min(self._recovery_point, self._active.next_offset)
+            self._recovery_position = None
             self._log_start_offset = min(self._log_start_offset, self._active.next_offset)
             self._dir_dirty = True
         for segment in doomed:
@@ -678,7 +692,11 @@ class PartitionLog:
             if self._fsync_failed is not None:  # a round that failed while this one waited
                 raise StorageError(f"{self._fsync_failed}; restart the broker to recover the log")
             with self._lock:
-                end = self._active.next_offset
+                active = self._active
+                # Size before next offset: appends set the size last, so the bytes
+                # counted here were written before the fsyncs below start.
+                position = (active.base_offset, active.size)
+                end = active.next_offset
                 generation = self._generation
                 start = self._recovery_point
                 paths: list[Path] = []
@@ -703,8 +721,10 @@ class PartitionLog:
             if self._on_fsync is not None and (paths or dir_dirty):
                 self._on_fsync(time.perf_counter() - started)
             with self._lock:
-                if generation == self._generation and end > self._recovery_point:
-                    self._recovery_point = end
+                if generation == self._generation:
+                    if end > self._recovery_point:
+                        self._recovery_point = end
+                    self._recovery_position = position
 
     def close(self, *, flush: bool = True) -> None:
         """Seal the active segment (trimming its indexes), fsync everything unless
@@ -714,8 +734,12 @@ class PartitionLog:
             return
         with self._lock:
             active = self._active
+            clean = not self.dirty and not self._dir_dirty
             active.seal()
-            if active not in self._unsynced_sealed:
+            # A log with nothing unflushed skips its fsyncs (three per partition add
+            # up to minutes at 100,000 partitions): its data is on disk, and an
+            # index whose trim is lost is rebuilt at open (it fails its check).
+            if not clean and active not in self._unsynced_sealed:
                 self._unsynced_sealed.append(active)
         if flush:
             self.flush()

@@ -73,7 +73,7 @@ def handle_metadata(broker: Broker, ctx: RequestContext, request: Request) -> An
                 broker.maybe_auto_create(name, allowance)
             except LogbrokerError as exc:
                 code = error_code_for(exc)
-        topics = broker.topics()
+            topics = broker.topics()  # a copy of the table: only after a creation
         info = topics.get(name)
         if info is None:
             if code == ErrorCode.none:

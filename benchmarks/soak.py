@@ -1059,7 +1059,8 @@ def probe_capacity(bootstrap: str, seconds: float, cpu_of_broker) -> dict:
     dt = final["seconds"]
     from confluent_kafka.admin import AdminClient
 
-    AdminClient({"bootstrap.servers": bootstrap}).delete_topics([PROBE])[PROBE].result(60)
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the result is in
+    admin.delete_topics([PROBE], operation_timeout=30)[PROBE].result(60)
     return {"records_per_s": round(final["acked_total"] / dt), "seconds": round(dt, 1),
             "broker_cpu_share": round((cpu_of_broker() - c0) / dt, 3), "client_cpu_share": None}
 

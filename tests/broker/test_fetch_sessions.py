@@ -217,7 +217,7 @@ def test_long_poll_of_an_incremental_fetch_waits_for_any_session_partition(topic
     h = topics
     sid = fetch(h, 0, 0, ALL).session_id
     request, op = fetch_op(h, sid, 1, max_wait=500, min_bytes=1)
-    assert sorted(op.watch) == sorted((t, p) for t, p, _ in ALL)
+    assert (op.watch, op.watch_session) == ([], sid)  # the whole session is watched, registered once
     assert op.attempt(final=False) is None  # nothing yet: the server waits
     produce(h, "a", 1)
     resp = decode(request, op.attempt(final=False))
@@ -247,6 +247,57 @@ def test_records_returned_move_a_partition_to_the_end(topics):
     assert set(listed(fetch(h, sid, 1))) == {("a", 0), ("a", 2)}
     session = h.broker.fetch_sessions.get(sid)
     assert [(c.topic, c.partition) for c in session] == [("a", 1), ("a", 0), ("a", 2)]
+
+
+def test_an_incremental_fetch_reads_only_what_changed(topics):
+    h = topics
+    sid = fetch(h, 0, 0, ALL).session_id
+    session = h.broker.fetch_sessions.get(sid)
+    assert listed(fetch(h, sid, 1)) == {}  # every partition read once more after the full fetch
+    assert session.to_read(h.broker.clock()) == []  # then none: nothing changed
+    produce(h, "b", 0)
+    produce(h, "a", 2)
+    assert [(c.topic, c.partition) for c in session.to_read(h.broker.clock())] == [("b", 0), ("a", 2)]
+
+
+def test_a_partition_with_records_left_is_read_until_the_client_moves_on(topics):
+    h = topics
+    sid = fetch(h, 0, 0, ALL).session_id
+    fetch(h, sid, 1)
+    produce(h, "a", 0, n=3)
+    assert listed(fetch(h, sid, 2))[("a", 0)][3] == [0, 1, 2]
+    assert listed(fetch(h, sid, 3))[("a", 0)][3] == [0, 1, 2]  # same cached offset: listed again
+    assert listed(fetch(h, sid, 4, [("a", 0, 3)])) == {}
+    assert listed(fetch(h, sid, 5)) == {}
+
+
+def test_a_change_nobody_announced_is_seen_within_the_full_scan_interval(make_broker):
+    from logbroker.broker.fetch_sessions import FULL_SCAN_INTERVAL_MS
+
+    now = [1_000_000]
+    h = make_broker()
+    h.broker.clock = lambda: now[0]
+    create(h, "a", 2)
+    produce(h, "a", 0, n=4)
+    sid = fetch(h, 0, 0, [("a", 0, 4), ("a", 1, 0)]).session_id
+    assert listed(fetch(h, sid, 1)) == {}
+    h.broker.partition("a", 0).delete_records_before(2)  # under the handlers: no announcement
+    assert listed(fetch(h, sid, 2)) == {}
+    now[0] += FULL_SCAN_INTERVAL_MS
+    assert listed(fetch(h, sid, 3)) == {("a", 0): (0, 4, 2, [])}
+
+
+def test_sessions_holding_a_partition_are_the_ones_woken():
+    cache = FetchSessionCache(10, rng=random.Random(3))
+    first = cache.create(parts(3), False, 0)
+    second = cache.create(parts(2), False, 0)
+    assert cache.partitions_changed([("t", 2)]) == {first}
+    assert cache.partitions_changed([("t", 0), ("x", 0)]) == {first, second}
+    context = cache.new_context(12, first, 1, [], [("t", 2)], 0)
+    assert isinstance(context, IncrementalFetch)
+    assert cache.partitions_changed([("t", 2)]) == set()
+    cache.remove(second)
+    assert cache.partitions_changed([("t", 0)]) == {first}
 
 
 # -- the cache alone ------------------------------------------------------------------

@@ -206,7 +206,10 @@ def dispatch(broker: Broker, request: Request, ctx: RequestContext | None = None
     """
     if ctx is None:
         ctx = RequestContext.for_request(request)
-    return as_result(HANDLERS[request.api_key](broker, ctx, request))
+    result = as_result(HANDLERS[request.api_key](broker, ctx, request))
+    if isinstance(result, Reply) and result.appended:  # fetch sessions read these partitions next
+        broker.fetch_sessions.partitions_changed(result.appended)
+    return result
 
 
 def error_response(request: Request, error_code: ErrorCode) -> list[Any] | None:

@@ -135,6 +135,7 @@ def handle_delete_records(broker: Broker, ctx: RequestContext, request: Request)
                     )
                     continue
                 low, code = broker.delete_records(topic.name, index, target), ErrorCode.none
+                broker.fetch_sessions.partitions_changed(((topic.name, index),))  # a new log start offset to tell
             except LogbrokerError as exc:
                 low, code = -1, error_code_for(exc)
             parts.append(build(mod.DeleteRecordsPartitionResult, partition_index=index, low_watermark=low, error_code=code))

@@ -56,7 +56,7 @@ TOPIC_IDS_MIN_VERSION = 13
 """Fetch versions from this one name topics by id; a session keeps the kind it began with."""
 DEFAULT_EVICTION_MS = 120_000
 """Kafka's ``min.incremental.fetch.session.eviction.ms``."""
-FULL_SCAN_INTERVAL_MS = 1_000
+FULL_SCAN_INTERVAL_MS = 5_000
 """An incremental fetch reads only the partitions that changed or still have
 something to say, and every partition of its session at most this often
 (changes nobody announces, such as retention moving a log start offset)."""

@@ -748,6 +748,9 @@ class LogManager:
             point, start, _ = unopened
             log = self._open_partition(topic, partition, point, start, True)
             del self._unopened[tp]
+            report = log.recovery_report
+            if report.scanned_segments or report.changed_data or report.rebuilt_indexes:
+                logger.warning("opened %s-%d at first use: %s", topic, partition, report)
             hook = self.on_open
             if hook is not None:
                 hook(topic, partition, log)

@@ -27,6 +27,7 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _harness import LogbrokerProcess, TansuProcess, find_tansu  # noqa: E402
+from bench_broker import _value, progress  # noqa: E402  # the same payload and progress lines
 
 PARTITIONS = 3
 SIZES = (("100B", 100, 1_000_000), ("1KiB", 1024, 1_000_000), ("64KiB", 65536, 16_384),
@@ -37,15 +38,6 @@ TARGET_CPU_S_PER_MILLION_100B = 0.2
 _MAX_BYTES = 4 * 1024 * 1024
 
 _t_start = time.monotonic()
-
-
-def progress(msg: str) -> None:
-    print(f"[{time.monotonic() - _t_start:7.1f}s] {msg}", file=sys.stderr, flush=True)
-
-
-def _value(size: int) -> bytes:
-    pattern = b"logbroker-benchmark-payload-0123456789abcdefghijklmnopqrstuvwxyz|"
-    return (pattern * (size // len(pattern) + 1))[:size]
 
 
 def worker_produce(a: dict) -> dict:

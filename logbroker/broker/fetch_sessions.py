@@ -165,9 +165,6 @@ class FetchSession:
     def __iter__(self) -> Iterator[CachedPartition]:
         return iter(self._partitions.values())
 
-    def __contains__(self, key: object) -> bool:
-        return key in self._partitions
-
     def keys(self) -> Iterable[tuple[str, int]]:
         return self._partitions.keys()
 

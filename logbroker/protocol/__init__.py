@@ -36,6 +36,10 @@ from .adapter import response_module as response_module
 from .adapter import timestamp as timestamp
 from .adapter import to_ms as to_ms
 from .fastpath import FETCH_VERSIONS as FETCH_VERSIONS
+from .fastpath import METADATA_VERSIONS as METADATA_VERSIONS
+from .fastpath import MetadataBroker as MetadataBroker
+from .fastpath import MetadataTopic as MetadataTopic
+from .fastpath import encode_metadata_response as encode_metadata_response
 from .fastpath import PRODUCE_VERSIONS as PRODUCE_VERSIONS
 from .fastpath import Encoded as Encoded
 from .fastpath import FetchPartition as FetchPartition
@@ -55,6 +59,7 @@ from .versions import is_enabled as is_enabled
 __all__ = [
     "DEFAULT_MAX_FRAME_BYTES",
     "FETCH_VERSIONS",
+    "METADATA_VERSIONS",
     "PRODUCE_VERSIONS",
     "SUPPORTED_VERSIONS",
     "ZERO_COPY_MIN",
@@ -63,6 +68,8 @@ __all__ = [
     "ErrorCode",
     "FetchPartition",
     "FrameDecoder",
+    "MetadataBroker",
+    "MetadataTopic",
     "ProducePartition",
     "Request",
     "api_versions_entries",
@@ -75,6 +82,7 @@ __all__ = [
     "encode_fetch_response",
     "encode_legacy_fetch_response",
     "encode_legacy_produce_response",
+    "encode_metadata_response",
     "encode_produce_response",
     "encode_request",
     "encode_response",

@@ -241,3 +241,93 @@ def test_unserved_versions_and_out_of_range_values_are_our_bug() -> None:
         encode_fetch_response(4, 1, [("x" * 40000, [])])
     with pytest.raises(LocalProtocolError):
         encode_produce_response(8, 1, [("t", [ProducePartition(0, ErrorCode.none, error_message="\udc80")])])
+
+
+# -- Metadata ---------------------------------------------------------------------
+
+from logbroker.protocol import METADATA_VERSIONS  # noqa: E402
+from logbroker.protocol import MetadataBroker  # noqa: E402
+from logbroker.protocol import MetadataTopic  # noqa: E402
+from logbroker.protocol import encode_metadata_response  # noqa: E402
+
+METADATA_TOPICS = st.builds(
+    MetadataTopic,
+    error_code=ERRORS,
+    name=NAMES,
+    topic_id=st.uuids(),
+    is_internal=st.booleans(),
+    partitions=st.integers(0, 40),
+    authorized_operations=INT32,
+)
+METADATA_BROKERS = st.builds(
+    MetadataBroker, node_id=INT32, host=NAMES, port=INT32, rack=st.none() | st.text(max_size=10)
+)
+
+
+def _kio_metadata(version, brokers, topics, cluster_id, controller_id, cluster_operations, throttle_ms):
+    m = response_module(ApiKey.METADATA, version)
+    return build(
+        m.MetadataResponse,
+        throttle_time=throttle_ms,
+        brokers=tuple(build(m.MetadataResponseBroker, node_id=b.node_id, host=b.host, port=b.port, rack=b.rack)
+                      for b in brokers),
+        cluster_id=cluster_id,
+        controller_id=controller_id,
+        topics=tuple(
+            build(
+                m.MetadataResponseTopic,
+                error_code=t.error_code,
+                name=t.name,
+                topic_id=t.topic_id,
+                is_internal=t.is_internal,
+                partitions=tuple(
+                    build(m.MetadataResponsePartition, error_code=ErrorCode.none, partition_index=p,
+                          leader_id=controller_id, leader_epoch=0, replica_nodes=(controller_id,),
+                          isr_nodes=(controller_id,), offline_replicas=())
+                    for p in range(t.partitions)
+                ),
+                topic_authorized_operations=t.authorized_operations,
+            )
+            for t in topics
+        ),
+        cluster_authorized_operations=cluster_operations,
+    )
+
+
+@pytest.mark.parametrize("version", METADATA_VERSIONS)
+@settings(max_examples=40, deadline=None)
+@given(
+    correlation_id=INT32,
+    throttle_ms=st.integers(0, 2**31 - 1),
+    brokers=st.lists(METADATA_BROKERS, min_size=1, max_size=2),
+    topics=st.lists(METADATA_TOPICS, max_size=4),
+    cluster_id=st.none() | st.text(max_size=22),
+    controller_id=INT32,
+    cluster_operations=INT32,
+)
+def test_metadata_response_matches_kio(version, correlation_id, throttle_ms, brokers, topics, cluster_id,
+                                       controller_id, cluster_operations) -> None:
+    fast = encode_metadata_response(version, correlation_id, brokers, topics, cluster_id=cluster_id,
+                                    controller_id=controller_id, cluster_authorized_operations=cluster_operations,
+                                    throttle_ms=throttle_ms)
+    kio = _kio_metadata(version, brokers, topics, cluster_id, controller_id, cluster_operations, throttle_ms)
+    _same_frame(fast, encode_response(_request(ApiKey.METADATA, version, correlation_id), kio))
+
+
+def test_metadata_serves_every_version() -> None:
+    assert tuple(SUPPORTED_VERSIONS[ApiKey.METADATA]) == (METADATA_VERSIONS.start, METADATA_VERSIONS[-1])
+
+
+@pytest.mark.parametrize("version", METADATA_VERSIONS)
+def test_metadata_unknown_topic_id_has_a_null_name_from_v12(version) -> None:
+    fast = encode_metadata_response(version, 3, [MetadataBroker(1, "h", 9092)],
+                                    [MetadataTopic(ErrorCode.unknown_topic_id, None)], cluster_id="c",
+                                    controller_id=1)
+    _, body = decode_response(ApiKey.METADATA, version, b"".join(fast.buffers)[4:])
+    assert body.topics[0].name == (None if version >= 12 else "")
+    assert body.topics[0].partitions == ()
+
+
+def test_metadata_refuses_a_value_out_of_range() -> None:
+    with pytest.raises(LocalProtocolError):
+        encode_metadata_response(12, 1, [MetadataBroker(1, "h", 2**31)], [], cluster_id=None, controller_id=1)

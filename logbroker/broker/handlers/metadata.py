@@ -6,7 +6,7 @@ from typing import Any
 
 from logbroker.broker.core import Broker
 from logbroker.protocol import Request
-from logbroker.protocol import ErrorCode
+from logbroker.protocol import ErrorCode, MetadataBroker, MetadataTopic, encode_metadata_response
 
 from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._acl import NO_AUTHORIZED_OPERATIONS
@@ -38,7 +38,6 @@ def _broker_entry(broker: Broker, cls: type) -> Any:
 
 def handle_metadata(broker: Broker, ctx: RequestContext, request: Request) -> Any:
     body = request.body
-    mod = module_of(request.response_class)
     topics = broker.topics()
     node = broker.config.node_id
     # v0 has no null array: an empty one asks for every topic (Kafka's MetadataRequest.json).
@@ -53,20 +52,16 @@ def handle_metadata(broker: Broker, ctx: RequestContext, request: Request) -> An
         if any(t.name is None for t in body.topics):
             by_id = {info.topic_id: name for name, info in topics.items()}
             wanted = [t.name if t.name is not None else by_id.get(t.topic_id) for t in body.topics]
-    topics_out = []
+    with_operations = bool(getattr(body, "include_topic_authorized_operations", False))
+    topics_out: list[MetadataTopic] = []
     allowance = broker.auto_create_request() if allow_create else None
     for name in wanted:
         code = ErrorCode.none
         if name is None:
-            topics_out.append(
-                build(mod.MetadataResponseTopic, error_code=ErrorCode.unknown_topic_id, name=None, partitions=())
-            )
+            topics_out.append(MetadataTopic(ErrorCode.unknown_topic_id, None))
             continue
         if not broker.allowed(ctx, "describe", "topic", name):
-            topics_out.append(
-                build(mod.MetadataResponseTopic, error_code=ErrorCode.topic_authorization_failed, name=name,
-                      partitions=())
-            )
+            topics_out.append(MetadataTopic(ErrorCode.topic_authorization_failed, name))
             continue
         if name not in topics and allow_create and broker.allowed(ctx, "create", "topic", name):
             try:
@@ -78,42 +73,24 @@ def handle_metadata(broker: Broker, ctx: RequestContext, request: Request) -> An
         if info is None:
             if code == ErrorCode.none:
                 code = ErrorCode.unknown_topic_or_partition
-            topics_out.append(build(mod.MetadataResponseTopic, error_code=code, name=name, partitions=()))
+            topics_out.append(MetadataTopic(code, name))
             continue
-        partitions = tuple(
-            build(
-                mod.MetadataResponsePartition,
-                error_code=ErrorCode.none,
-                partition_index=p,
-                leader_id=node,
-                leader_epoch=0,
-                replica_nodes=(node,),
-                isr_nodes=(node,),
-                offline_replicas=(),
-            )
-            for p in range(info.partitions)
+        operations = (
+            authorized_operations(lambda op, name=name: broker.allowed(ctx, op, "topic", name), "topic")
+            if with_operations
+            else NO_AUTHORIZED_OPERATIONS
         )
         topics_out.append(
-            build(
-                mod.MetadataResponseTopic,
-                error_code=ErrorCode.none,
-                name=name,
-                topic_id=info.topic_id,
-                is_internal=broker.is_internal_topic(name),
-                partitions=partitions,
-                topic_authorized_operations=(
-                    authorized_operations(lambda op, name=name: broker.allowed(ctx, op, "topic", name), "topic")
-                    if getattr(request.body, "include_topic_authorized_operations", False)
-                    else NO_AUTHORIZED_OPERATIONS
-                ),
-            )
+            MetadataTopic(ErrorCode.none, name, info.topic_id, broker.is_internal_topic(name), info.partitions,
+                          operations)
         )
-    return build(
-        request.response_class,
-        brokers=(_broker_entry(broker, mod.MetadataResponseBroker),),
+    return encode_metadata_response(
+        request.api_version,
+        request.correlation_id,
+        (MetadataBroker(node, broker.advertised_host, broker.advertised_port),),
+        topics_out,
         cluster_id=broker.cluster_id,
         controller_id=node,
-        topics=tuple(topics_out),
         cluster_authorized_operations=_cluster_operations(broker, ctx, request, "include_cluster_authorized_operations"),
     )
 

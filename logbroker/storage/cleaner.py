@@ -6,18 +6,25 @@ Cleaning runs in three steps so the slow part can leave the event loop:
    to clean (``min.compaction.lag.ms``) when their uncleaned share reaches
    ``min.cleanable.dirty.ratio``; it takes zero-copy views of them.
 2. :func:`build_cleaned` (any thread) maps each key's xxh3-128 digest to its
-   latest offset over that range, then rewrites each segment whose batches
-   lose records into a sealed segment beside it with the ``.cleaned`` file
-   suffix (``<base>.log.cleaned``...). Offsets are kept (gaps are
-   fine; a rewritten batch keeps its lastOffsetDelta and producer fields), and
-   tombstones (null values) are dropped once their segment is older than
+   latest offset over that range, then writes the cleaned segments beside
+   the old ones with the ``.cleaned`` file suffix (``<base>.log.cleaned``...).
+   Consecutive segments are grouped as Kafka's ``groupSegmentsBySize`` does,
+   by the size they clean down to: a group's output stays within
+   ``segment.bytes``, its offset index within ``segment.index.bytes``, and
+   its offsets within int32 of its base; each group becomes one segment at
+   its first segment's base offset (a group of one segment that loses
+   nothing is left alone). So small cleaned segments merge instead of piling
+   up. Offsets are kept (gaps are fine; a rewritten batch keeps its
+   lastOffsetDelta and producer fields), and tombstones (null values) are
+   dropped once their batch's newest timestamp is older than
    ``delete.retention.ms``. The active segment is never touched.
    Transactional and control batches are kept whole and supersede nothing:
    whether their records count is decided by a marker later in the log,
    which the cleaner does not interpret (see docs/on-disk-format.md).
-3. :func:`swap_cleaned` (owner thread) hands each run of rewritten segments
-   to :meth:`PartitionLog.replace_segments`, which swaps them in crash-safely
-   (``.cleaned`` -> ``.swap`` -> final names; a partition that opens after a
+3. :func:`swap_cleaned` (owner thread) hands each run of adjacent groups to
+   :meth:`PartitionLog.replace_segments`, which swaps them in crash-safely
+   (``.cleaned`` -> ``.swap`` -> final names, the merged segments'
+   aborted-transaction entries with them; a partition that opens after a
    crash discards or completes the swap, see :mod:`logbroker.storage.swap`).
    The cleaner never touches the partition log's segment list itself.
 
@@ -28,18 +35,30 @@ long as it or a view of it is held.
 from __future__ import annotations
 
 import logging
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 from pathlib import Path
 
 import xxhash
 
 from logbroker.errors import RecordsError, StorageError
-from logbroker.records import BatchBuilder, BatchHeader, Compression, Record, decode_batch, iter_batches, parse_header
+from logbroker.records import (
+    BatchBuilder,
+    BatchHeader,
+    BytesLike,
+    Compression,
+    Record,
+    decode_batch,
+    iter_batches,
+    parse_header,
+)
 from logbroker.storage.config import LogConfig
 from logbroker.storage.files import write_atomically
+from logbroker.storage.index import OffsetIndex
 from logbroker.storage.partition import PartitionLog
-from logbroker.storage.segment import LogSegment
+from logbroker.storage.segment import LogSegment, index_capacities
 from logbroker.storage.swap import CLEANED_SUFFIX
 
 __all__ = [
@@ -54,6 +73,7 @@ __all__ = [
 logger = logging.getLogger("logbroker.storage")
 
 CHECKPOINT_FILE = "cleaner-offset-checkpoint"
+_INT32_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +91,13 @@ class CleaningPlan:
 @dataclass(frozen=True, slots=True)
 class CleanResult:
     """What :func:`build_cleaned` wrote: ``cleaned``, sealed ``.cleaned`` segments
-    (one per rewritten segment, at its base offset), and the statistics."""
+    (one per group of planned segments, at the group's first base offset);
+    ``replaced``, the planned segments each one replaces (same order); and the
+    statistics."""
 
     plan: CleaningPlan
     cleaned: tuple[LogSegment, ...]
+    replaced: tuple[tuple[LogSegment, ...], ...]
     records_before: int
     records_after: int
     bytes_before: int
@@ -82,7 +105,7 @@ class CleanResult:
 
     @property
     def rewritten(self) -> tuple[int, ...]:
-        """Base offsets of the segments rewritten."""
+        """Base offsets of the segments written (one per group)."""
         return tuple(s.base_offset for s in self.cleaned)
 
     def discard(self) -> None:
@@ -93,7 +116,8 @@ class CleanResult:
     def __str__(self) -> str:
         return (
             f"{self.plan.directory.name}: kept {self.records_after} of {self.records_before} records, "
-            f"{self.bytes_after} of {self.bytes_before} bytes, rewrote {len(self.rewritten)} segments"
+            f"{self.bytes_after} of {self.bytes_before} bytes, "
+            f"rewrote {sum(map(len, self.replaced))} segments into {len(self.cleaned)}"
         )
 
 
@@ -154,12 +178,15 @@ def _latest_offsets(views: Iterable[memoryview]) -> dict[int, int]:
     return latest
 
 
-def _rewrite(view: memoryview, header: BatchHeader, pos: int, keep: Callable[[Record], bool]) -> bytes | None:
-    """The batch at ``pos`` with only the records ``keep`` accepts; None if none remain."""
+def _rewrite(
+    view: memoryview, header: BatchHeader, pos: int, keep: Callable[[Record], bool]
+) -> bytes | memoryview | None:
+    """The batch at ``pos`` with only the records ``keep`` accepts: a view of it
+    when it keeps them all, new bytes when some go, None if none remain."""
     records = decode_batch(view, pos).records
     kept = [r for r in records if keep(r)]
     if len(kept) == len(records):
-        return bytes(view[pos : pos + header.size])
+        return view[pos : pos + header.size]
     if not kept:
         return None
     builder = BatchBuilder(
@@ -177,9 +204,132 @@ def _rewrite(view: memoryview, header: BatchHeader, pos: int, keep: Callable[[Re
     return builder.build(last_offset_delta=header.last_offset_delta)
 
 
+# A kept batch: its bytes (a view of the planned segment when unchanged) and header.
+_Batch = tuple[BytesLike, BatchHeader]
+
+
+class _CleanedSegment(NamedTuple):
+    batches: list[_Batch]  # what stays of one planned segment
+    changed: bool  # some record went
+    records_before: int
+
+
+def _keep(latest: dict[int, int], drop_tombstones: bool, record: Record) -> bool:
+    if record.key is not None and latest.get(_digest(record.key)) != record.offset:
+        return False
+    return not (drop_tombstones and record.value is None)
+
+
+def _clean_segment(view: memoryview, latest: dict[int, int], tombstone_horizon: int) -> _CleanedSegment:
+    """What stays of one planned segment (its view: ``view``)."""
+    batches: list[_Batch] = []
+    changed = False
+    before = 0
+    for pos, header in iter_batches(view):
+        before += header.records_count
+        if header.is_control or header.is_transactional:
+            batches.append((view[pos : pos + header.size], header))
+            continue
+        # By the batch's newest timestamp, not the segment's: merging must not
+        # keep an old tombstone alive for as long as newer data joins its segment.
+        drop = 0 <= header.max_timestamp < tombstone_horizon
+        data = _rewrite(view, header, pos, functools.partial(_keep, latest, drop))
+        if isinstance(data, memoryview):
+            batches.append((data, header))
+            continue
+        changed = True
+        if data is not None:
+            batches.append((data, parse_header(data)))
+    return _CleanedSegment(batches, changed, before)
+
+
+class _Group:
+    """Consecutive planned segments cleaned into one segment at the first one's
+    base offset (Kafka's groupSegmentsBySize, by the size they clean down to).
+
+    The output is written as members join, except while the group is one
+    segment that lost nothing: that one is left as it is unless another joins.
+    """
+
+    def __init__(self, directory: Path, config: LogConfig, first: LogSegment) -> None:
+        self.base = first.base_offset
+        self.members: list[LogSegment] = []
+        self.size = 0
+        self._directory = directory
+        self._config = config
+        self._index_capacity = index_capacities(config)[0] // OffsetIndex.ENTRY_SIZE
+        self._index_entries = 0
+        self._since_index = 0
+        self._held: list[_Batch] = []  # the first member's batches while it may stay unchanged
+        self._fresh: LogSegment | None = None
+
+    def __repr__(self) -> str:
+        return (f"_Group(base={self.base}, members={[s.base_offset for s in self.members]}, size={self.size}, "
+                f"index_entries={self._index_entries}, written={self._fresh is not None})")
+
+    def fits(self, segment: LogSegment, batches: list[_Batch]) -> bool:
+        """True if ``segment``, cleaned down to ``batches``, may join: the output
+        stays within segment.bytes, its offset index within segment.index.bytes,
+        and its offsets within int32 of the base (indexes store them relative)."""
+        if not self.members:
+            return True
+        if segment.next_offset - 1 - self.base > _INT32_MAX:
+            return False
+        if self.size + sum(len(data) for data, _ in batches) > self._config.segment_bytes:
+            return False
+        entries, _ = self._count_index_entries(batches)
+        # The time index has one entry more than the offset index can: it fits too.
+        return entries <= self._index_capacity
+
+    def _count_index_entries(self, batches: list[_Batch]) -> tuple[int, int]:
+        """Offset-index entries and bytes since the last entry after appending
+        ``batches`` (LogSegment.append's rule: an entry once more than
+        index.interval.bytes went in since the previous one)."""
+        entries, since = self._index_entries, self._since_index
+        for data, _ in batches:
+            if since > self._config.index_interval_bytes:
+                entries += 1
+                since = 0
+            since += len(data)
+        return entries, since
+
+    def add(self, segment: LogSegment, batches: list[_Batch], changed: bool) -> None:
+        """Take ``segment`` in (``fits`` said yes). Raises StorageError."""
+        self.members.append(segment)
+        self.size += sum(len(data) for data, _ in batches)
+        self._index_entries, self._since_index = self._count_index_entries(batches)
+        if len(self.members) == 1 and not changed:
+            self._held = batches
+            return
+        self._write(self._held)
+        self._held = []
+        self._write(batches)
+
+    def _write(self, batches: list[_Batch]) -> None:
+        if self._fresh is None:
+            self._fresh = LogSegment.create(self._directory, self.base, self._config, file_suffix=CLEANED_SUFFIX)
+        for data, header in batches:
+            self._fresh.append([data], len(data), header.last_offset, header.max_timestamp)
+
+    def finish(self) -> LogSegment | None:
+        """The sealed ``.cleaned`` segment, or None when the group is one segment
+        left as it is. Raises StorageError."""
+        if self._fresh is None and len(self.members) > 1:
+            self._write([])  # members that all cleaned down to nothing
+        if self._fresh is not None:
+            self._fresh.seal()
+        return self._fresh
+
+    def discard(self) -> None:
+        if self._fresh is not None:
+            self._fresh.delete()
+
+
 def build_cleaned(plan: CleaningPlan) -> CleanResult:
     """Write the cleaned versions of the planned segments beside them, as sealed
-    segments with the ``.cleaned`` file suffix.
+    segments with the ``.cleaned`` file suffix: each run of consecutive segments
+    that fits one segment (see :class:`_Group`) becomes one segment at the run's
+    first base offset; a segment alone in its run that loses nothing stays.
 
     Safe to run in a worker thread: it reads only the plan's views of sealed
     segments and writes only ``.cleaned`` files. Raises StorageError (having
@@ -187,49 +337,36 @@ def build_cleaned(plan: CleaningPlan) -> CleanResult:
     """
     latest = _latest_offsets(plan.views)
     tombstone_horizon = plan.now_ms - plan.config.delete_retention_ms
+    groups: list[_Group] = []
     cleaned: list[LogSegment] = []
+    replaced: list[tuple[LogSegment, ...]] = []
     before = after = bytes_after = 0
     try:
         for segment, view in zip(plan.segments, plan.views):
-            drop_tombstones = 0 <= segment.max_timestamp < tombstone_horizon
-
-            def keep(record: Record, _drop: bool = drop_tombstones) -> bool:
-                if record.key is not None and latest.get(_digest(record.key)) != record.offset:
-                    return False
-                return not (_drop and record.value is None)
-
-            batches: list[tuple[bytes, BatchHeader]] = []
-            changed = False
-            for pos, header in iter_batches(view):
-                before += header.records_count
-                if header.is_control or header.is_transactional:
-                    batches.append((bytes(view[pos : pos + header.size]), header))
-                    after += header.records_count
-                    continue
-                data = _rewrite(view, header, pos, keep)
-                if data is None or len(data) != header.size:
-                    changed = True
-                if data is not None:
-                    kept_header = header if len(data) == header.size else _header_of(data)
-                    batches.append((data, kept_header))
-                    after += kept_header.records_count
-            if not changed:
-                bytes_after += len(view)
+            batches, changed, records = _clean_segment(view, latest, tombstone_horizon)
+            before += records
+            after += sum(h.records_count for _, h in batches)
+            if not groups or not groups[-1].fits(segment, batches):
+                groups.append(_Group(plan.directory, plan.config, segment))
+            groups[-1].add(segment, batches, changed)
+        for group in groups:
+            fresh = group.finish()
+            if fresh is None:
+                bytes_after += group.size
                 continue
-            fresh = _write_segment(plan.directory, segment.base_offset, plan.config, batches)
             cleaned.append(fresh)
+            replaced.append(tuple(group.members))
             bytes_after += fresh.size
-    except RecordsError as exc:
-        for fresh in cleaned:
-            fresh.delete()
-        raise StorageError(f"cannot clean {plan.directory.name}: {exc}") from exc
-    except BaseException:
-        for fresh in cleaned:
-            fresh.delete()
+    except BaseException as exc:
+        for group in groups:
+            group.discard()
+        if isinstance(exc, RecordsError):
+            raise StorageError(f"cannot clean {plan.directory.name}: {exc}") from exc
         raise
     return CleanResult(
         plan=plan,
         cleaned=tuple(cleaned),
+        replaced=tuple(replaced),
         records_before=before,
         records_after=after,
         bytes_before=sum(len(v) for v in plan.views),
@@ -237,28 +374,9 @@ def build_cleaned(plan: CleaningPlan) -> CleanResult:
     )
 
 
-def _header_of(data: bytes) -> BatchHeader:
-    return parse_header(data)
-
-
-def _write_segment(
-    directory: Path, base: int, config: LogConfig, batches: list[tuple[bytes, BatchHeader]],
-) -> LogSegment:
-    """A sealed ``.cleaned`` segment at ``base`` holding ``batches``."""
-    segment = LogSegment.create(directory, base, config, file_suffix=CLEANED_SUFFIX)
-    try:
-        for data, header in batches:
-            segment.append([data], len(data), header.last_offset, header.max_timestamp)
-        segment.seal()
-    except BaseException:
-        segment.delete()
-        raise
-    return segment
-
-
 def swap_cleaned(plog: PartitionLog, result: CleanResult) -> bool:
     """Put the cleaned segments in place of the old ones (owner thread), through
-    :meth:`PartitionLog.replace_segments`, one run of adjacent segments at a time.
+    :meth:`PartitionLog.replace_segments`, one run of adjacent groups at a time.
 
     Returns False, discarding the cleaned files, when the log changed in a way
     that invalidates them (a planned segment was deleted or truncated, or the
@@ -273,21 +391,20 @@ def swap_cleaned(plog: PartitionLog, result: CleanResult) -> bool:
     if any(id(s) not in current or s.size != len(v) for s, v in zip(plan.segments, plan.views)):
         result.discard()
         return False
-    by_base = {s.base_offset: s for s in plan.segments}
-    sealed = plog.sealed_segments()
-    position = {id(s): i for i, s in enumerate(sealed)}
-    runs: list[list[LogSegment]] = []
-    for fresh in result.cleaned:
-        old = by_base[fresh.base_offset]
-        if runs and position[id(by_base[runs[-1][-1].base_offset])] + 1 == position[id(old)]:
-            runs[-1].append(fresh)
+    # Adjacent groups go in one replacement: (new segments, the old ones they replace).
+    position = {id(s): i for i, s in enumerate(plog.sealed_segments())}
+    runs: list[tuple[list[LogSegment], list[LogSegment]]] = []
+    for fresh, olds in zip(result.cleaned, result.replaced):
+        if runs and position[id(runs[-1][1][-1])] + 1 == position[id(olds[0])]:
+            runs[-1][0].append(fresh)
+            runs[-1][1].extend(olds)
         else:
-            runs.append([fresh])
-    for i, run in enumerate(runs):
+            runs.append(([fresh], list(olds)))
+    for i, (new, old) in enumerate(runs):
         try:
-            plog.replace_segments(run, [by_base[s.base_offset] for s in run])
+            plog.replace_segments(new, old)
         except BaseException:
-            for rest in runs[i:]:
+            for rest, _ in runs[i:]:
                 for fresh in rest:
                     if fresh.file_suffix == CLEANED_SUFFIX:
                         fresh.delete()

@@ -567,14 +567,17 @@ class PartitionLog:
         ones, and each holds offsets below the next one's base offset (the last:
         below the base offset of the segment after the old run). The new
         segment at an old base offset replaces the old segments from there up
-        to the next new one's base offset; merging old segments that hold
-        aborted-transaction entries (``.txnindex``) is refused.
+        to the next new one's base offset, and takes over their
+        aborted-transaction entries (``.txnindex``).
 
         Steps (see :mod:`logbroker.storage.swap` for what a crash after each
-        one opens as): fsync the new files; rename them ``.cleaned`` -> ``.swap``
-        (indexes, then the ``.log``: the commit of that segment) and fsync the
-        directory; delete the old segments' files; rename ``.swap`` -> final
-        names and fsync the directory; then swap the segment list in memory.
+        one opens as): fsync the new files; write the ``.txnindex.cleaned`` of
+        each new segment that takes entries over; rename the files
+        ``.cleaned`` -> ``.swap`` (.txnindex and indexes, then the ``.log``: the
+        commit of that segment) and fsync the directory; delete the old
+        segments' files; rename ``.swap`` -> final names and fsync the
+        directory; then swap the segment list in memory and delete the
+        ``.txnindex`` files of the old segments merged away.
 
         Invariants kept, in memory and (after a crash at any step) on disk:
 
@@ -601,6 +604,13 @@ class PartitionLog:
             raise StorageError(f"{self._fsync_failed}; restart the broker to recover the log")
         old, new = list(old_segments), list(new_segments)
         start = self._check_replacement(new, old)
+        kept = {s.base_offset for s in new}
+        merged: list[list[int]] = []  # the old bases each new segment replaces
+        for segment in old:
+            if segment.base_offset in kept:
+                merged.append([])
+            merged[-1].append(segment.base_offset)
+        moved = self.txn_index.merged_entries(merged)
         for segment in new:
             for path in segment.paths():
                 try:
@@ -609,7 +619,11 @@ class PartitionLog:
                     raise StorageError(f"cannot fsync {path}: {exc.strerror or exc}") from exc
         committed = False
         try:
+            for base, entries in moved.items():
+                self.txn_index.stage(base, entries, CLEANED_SUFFIX)
             for segment in new:
+                if segment.base_offset in moved:  # before the .log, whose rename commits both
+                    self.txn_index.rename_staged(segment.base_offset, SWAP_SUFFIX)
                 segment.rename_files(SWAP_SUFFIX, log_last=True)
                 committed = committed or segment.log_path.name.endswith(SWAP_SUFFIX)
             fsync_dir(self._dir)
@@ -617,6 +631,8 @@ class PartitionLog:
                 segment.unlink_files()
             for segment in new:
                 segment.rename_files("", log_last=False)
+                if segment.base_offset in moved:
+                    self.txn_index.rename_staged(segment.base_offset, "")
             fsync_dir(self._dir)
         except (OSError, StorageError) as exc:
             if not committed:
@@ -625,6 +641,7 @@ class PartitionLog:
                         segment.rename_files(CLEANED_SUFFIX, log_last=False)
                 except StorageError:
                     pass  # a restart discards what is left (no .log was committed)
+                self.txn_index.discard_staged()
                 raise StorageError(f"{self._dir.name}: cannot swap in cleaned segments: {exc}") from exc
             self._fsync_failed = f"a segment swap failed in {self._dir}: {exc}"
             raise StorageError(f"{self._fsync_failed}; restart the broker to complete it") from exc
@@ -634,6 +651,7 @@ class PartitionLog:
             self._segments[start : start + len(old)] = new
             self._bases[start : start + len(old)] = [s.base_offset for s in new]
             self._unsynced_sealed = [s for s in self._unsynced_sealed if not any(s is o for o in old)]
+        self.txn_index.adopt_staged()
         self.txn_index.prune(self._bases, self._active.next_offset)
         logger.info("%s: replaced segments %s by %s", self._dir.name,
                     [s.base_offset for s in old], [s.base_offset for s in new])
@@ -665,10 +683,6 @@ class PartitionLog:
             if segment.next_offset > limit:
                 raise ValueError(f"new segment {segment.base_offset} holds offsets up to {segment.next_offset - 1}, "
                                  f"past {limit - 1}")
-        kept = {s.base_offset for s in new}
-        dropped = {b for b in old_bases if b not in kept}
-        if any(base in dropped for base, _ in self.txn_index.entries()):
-            raise ValueError("merging segments that hold aborted-transaction entries is not supported")
         return start
 
     # -- durability ---------------------------------------------------------------------------

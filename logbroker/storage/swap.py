@@ -4,17 +4,22 @@ crash interrupted (Kafka's ``.cleaned`` / ``.swap`` files, see its LogLoader).
 :meth:`PartitionLog.replace_segments` moves replacement segments through
 three names, one step at a time, each made durable before the next:
 
-1. ``<base>.log.cleaned`` (and ``.index.cleaned``, ``.timeindex.cleaned``):
-   written, fsynced, not part of the log. A crash here: the files are
-   deleted at open, and the log keeps its old segments.
-2. ``<base>.log.swap``: committed. Each replacement's indexes are renamed
+1. ``<base>.log.cleaned`` (and ``.index.cleaned``, ``.timeindex.cleaned``,
+   and ``.txnindex.cleaned`` when the replacement merges old segments whose
+   aborted-transaction entries it takes over): written, fsynced, not part of
+   the log. A crash here: the files are deleted at open, and the log keeps
+   its old segments.
+2. ``<base>.log.swap``: committed. Each replacement's other files are renamed
    first and its ``.log`` last, so a ``.log.swap`` means the whole segment
    is there. A crash from here on: at open, the old segments whose base
    offsets fall in the replacement's range ``[base, next offset)`` (and the
-   one at ``base``) are deleted and the ``.swap`` files renamed into place.
+   one at ``base``) are deleted and the ``.swap`` files renamed into place
+   (a ``.txnindex.swap`` over the old ``.txnindex`` at ``base``; those of the
+   other old segments go when the partition's aborted-transaction index
+   opens, their segments being gone).
 3. The old segments' files are deleted, then each ``.swap`` is renamed to
-   its final name (``.log`` first). Leftover index ``.swap`` files whose
-   ``.log`` already has its final name are renamed into place at open.
+   its final name (``.log`` first). Leftover ``.swap`` files whose ``.log``
+   already has its final name are renamed into place at open.
 
 So a crash at any point opens as either the old segments or their
 replacements (per replacement segment), never both and never neither.
@@ -32,6 +37,7 @@ from pathlib import Path
 
 from logbroker.records import iter_batches
 from logbroker.storage.files import LOG_SUFFIX, SEGMENT_SUFFIXES, fsync_dir, parse_segment_name
+from logbroker.storage.txnindex import TXN_INDEX_SUFFIX
 
 __all__ = ["CLEANED_SUFFIX", "SWAP_SUFFIX", "finish_interrupted_swaps"]
 
@@ -54,13 +60,13 @@ def finish_interrupted_swaps(directory: Path) -> list[str]:
     uncommitted: set[int] = set()  # a .log still .cleaned: its segment's swap never committed
     for name in sorted(os.listdir(directory)):
         if name.endswith(CLEANED_SUFFIX):
-            parsed = parse_segment_name(name[: -len(CLEANED_SUFFIX)])
+            parsed = _parse_swapped(name[: -len(CLEANED_SUFFIX)])
             if parsed is not None and parsed[1] == LOG_SUFFIX:
                 uncommitted.add(parsed[0])
             (directory / name).unlink(missing_ok=True)
             done.append(f"discarded unswapped {name}")
         elif name.endswith(SWAP_SUFFIX):
-            parsed = parse_segment_name(name[: -len(SWAP_SUFFIX)])
+            parsed = _parse_swapped(name[: -len(SWAP_SUFFIX)])
             if parsed is not None:
                 swaps.setdefault(parsed[0], []).append(parsed[1])
     for base, suffixes in sorted(swaps.items()):
@@ -84,6 +90,14 @@ def finish_interrupted_swaps(directory: Path) -> list[str]:
     for line in done:
         logger.warning("%s: %s", directory.name, line)
     return done
+
+
+def _parse_swapped(name: str) -> tuple[int, str] | None:
+    """``(base offset, suffix)`` of a segment file or ``.txnindex`` name, or None."""
+    stem, suffix = name[:20], name[20:]
+    if suffix == TXN_INDEX_SUFFIX and stem.isdigit():
+        return int(stem), suffix
+    return parse_segment_name(name)
 
 
 def _stem(base: int) -> str:

@@ -20,6 +20,12 @@ exist to survive a clean restart. A file whose segment is gone is deleted by
 dropped with it. After a crash the broker rewrites the entries it rebuilds
 from batch headers with :meth:`TxnIndexes.replace_from`.
 
+When the log cleaner merges segments, the merged segment's file must hold the
+entries of every segment it replaces: :meth:`TxnIndexes.merged_entries` says
+which, and :meth:`TxnIndexes.stage` writes that file under a suffixed name
+that :meth:`PartitionLog.replace_segments` renames along with the segment's
+other files (see :mod:`logbroker.storage.swap`).
+
 Thread-safety: one thread appends and reads; :meth:`TxnIndexes.flush` may
 run in a worker thread (it fsyncs files only).
 """
@@ -27,10 +33,11 @@ run in a worker thread (it fsyncs files only).
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import os
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -67,6 +74,8 @@ class TxnIndexes:
         self._mode = file_mode
         self._entries: dict[int, list[AbortedTxn]] = {}
         self._dirty: set[int] = set()
+        # Replacement files being swapped in: base -> (current name suffix, entries).
+        self._staged: dict[int, tuple[str, list[AbortedTxn]]] = {}
         for path in self._dir.glob("*" + TXN_INDEX_SUFFIX):
             try:
                 base = int(path.name[: -len(TXN_INDEX_SUFFIX)])
@@ -144,6 +153,69 @@ class TxnIndexes:
                 self._write_file(base, [])
         if any(e.last_offset >= log_end for entries in self._entries.values() for e in entries):
             self.replace_from(log_end, ())
+
+    def merged_entries(self, groups: Iterable[Sequence[int]]) -> dict[int, list[AbortedTxn]]:
+        """For each group of segment bases merged into one segment at the group's
+        first base, the entries that segment's file must hold, in order; only
+        for the groups where entries move (a later base of the group has some)."""
+        merged = {}
+        for bases in groups:
+            if any(self._entries.get(base) for base in bases[1:]):
+                merged[bases[0]] = [e for base in bases for e in self._entries.get(base, ())]
+        return merged
+
+    def stage(self, base: int, entries: Sequence[AbortedTxn], suffix: str) -> None:
+        """Write ``entries`` as a replacement of the file of ``base``, under its
+        name plus ``suffix``, fsynced: not part of the index until
+        :meth:`rename_staged` gives it the final name and :meth:`adopt_staged`
+        its entries. Raises StorageError (nothing left behind)."""
+        path = self._path(base).with_name(self._path(base).name + suffix)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, self._mode)
+            try:
+                data = memoryview(b"".join(ENTRY_STRUCT.pack(_VERSION, *e) for e in entries))
+                while data:
+                    data = data[os.write(fd, data) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
+            raise StorageError(f"cannot write {path}: {exc}") from exc
+        self._staged[base] = (suffix, list(entries))
+
+    def rename_staged(self, base: int, suffix: str) -> None:
+        """Rename the staged file of ``base`` to carry ``suffix`` instead ("" is its
+        final name, replacing the current file). Raises StorageError."""
+        old_suffix, entries = self._staged[base]
+        path = self._path(base)
+        try:
+            # os.rename, as the segment files: a swap's steps are all renames and unlinks.
+            os.rename(path.with_name(path.name + old_suffix), path.with_name(path.name + suffix))
+        except OSError as exc:
+            raise StorageError(f"cannot rename {path.name}{old_suffix}: {exc}") from exc
+        self._staged[base] = (suffix, entries)
+
+    def adopt_staged(self) -> None:
+        """The staged files renamed to their final names hold their bases' entries
+        now (the caller prunes the files of the bases merged away)."""
+        for base, (suffix, entries) in list(self._staged.items()):
+            if not suffix:
+                self._entries[base] = entries
+                del self._staged[base]
+
+    def discard_staged(self) -> None:
+        """Delete the staged files not yet renamed into place (a swap that did not
+        commit); missing ones are fine, a refusal is left to the next open."""
+        for base, (suffix, _) in self._staged.items():
+            if suffix:
+                path = self._path(base)
+                try:
+                    path.with_name(path.name + suffix).unlink(missing_ok=True)
+                except OSError as exc:
+                    logger.warning("%s: cannot remove %s%s: %s", self._dir.name, path.name, suffix, exc)
+        self._staged.clear()
 
     def flush(self) -> None:
         """fsync the files appended to since the last flush. Raises StorageError."""

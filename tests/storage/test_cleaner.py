@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 import random
 
-from logbroker.records import Compression, build_batch, decode_batches
-from logbroker.storage import LogConfig, PartitionLog
+from logbroker.records import BatchBuilder, Compression, build_batch, decode_batches, iter_batches, parse_header
+from logbroker.records.control import marker_key, marker_value
+from logbroker.storage import AbortedTxn, LogConfig, LogSegment, PartitionLog
 from logbroker.storage.cleaner import (
     build_cleaned,
     clean_partition,
@@ -17,7 +19,8 @@ from logbroker.storage.files import segment_name
 from logbroker.storage.swap import CLEANED_SUFFIX, LEGACY_CLEANING_DIR, SWAP_SUFFIX
 
 NOW = 1_700_000_000_000
-DAY = 24 * 3600 * 1000
+HOUR = 3600 * 1000
+DAY = 24 * HOUR
 
 
 def _config(**extra) -> LogConfig:
@@ -223,4 +226,136 @@ def test_transactional_batches_are_kept_whole_and_supersede_nothing(tmp_path):
     plog.roll()
     clean_partition(plog, NOW, force=True)
     assert [(r.offset, r.value) for r in _all_records(plog)] == [(0, b"committed"), (1, b"txn-1"), (2, b"txn-2")]
+    plog.close()
+
+
+def _marker(producer_id: int, commit: bool, ts: int) -> bytes:
+    builder = BatchBuilder(producer_id=producer_id, producer_epoch=0, base_sequence=-1, transactional=True, control=True)
+    builder.append(marker_value(0), marker_key(commit), timestamp_ms=ts)
+    return builder.build()
+
+
+def _transaction(plog: PartitionLog, producer_id: int, key: bytes, ts: int, *, commit: bool) -> list[int]:
+    """A transactional batch and its marker, with the .txnindex entry the broker
+    writes for an abort; returns the offsets of both (kept whole by the cleaner)."""
+    rows = [(key, b"txn-%d" % producer_id, (), ts), (key, b"txn-%d-2" % producer_id, (), ts)]
+    info = plog.append(build_batch(rows, producer_id=producer_id, producer_epoch=0, base_sequence=0,
+                                   transactional=True), ts)
+    batch = _marker(producer_id, commit, ts)
+    # Built here, so its header is trusted (a marker's base sequence is -1), as the broker does.
+    marker = plog.append(batch, ts, allow_control=True, header=parse_header(batch)).base_offset
+    if not commit:
+        base = plog.segments[-1].base_offset
+        plog.txn_index.append(base, AbortedTxn(producer_id, info.base_offset, marker, marker + 1))
+    return [info.base_offset, info.last_offset, marker]
+
+
+def _check_compacted(plog: PartitionLog, model, txn_offsets: list[int], entries: list[AbortedTxn], now: int) -> None:
+    """The log holds the latest non-transactional record of each key (a tombstone
+    only while younger than delete.retention.ms, by its batch's timestamp), every
+    transactional and control record, and the aborted-transaction entries, each
+    in the file of the segment holding its marker."""
+    horizon = now - plog.config.delete_retention_ms
+    records = _all_records(plog)
+    offsets = [r.offset for r in records]
+    assert offsets == sorted(set(offsets))
+    expected = {offset: value for offset, value, ts in model.values() if value is not None or ts >= horizon}
+    txn = set(txn_offsets)
+    got = {r.offset: r.value for r in records if r.offset not in txn}
+    assert got == expected
+    assert txn <= set(offsets), "transactional batches and markers are kept whole"
+    for offset in offsets:  # every kept offset is readable by offset
+        assert any(r.offset == offset for b in decode_batches(bytes(plog.read(offset, 1).records)) for r in b.records)
+    assert sorted(e for _, e in plog.txn_index.entries()) == sorted(entries)
+    segments = plog.segments
+    for base, entry in plog.txn_index.entries():
+        holder = next(s for s in segments if s.base_offset <= entry.last_offset < s.next_offset)
+        assert holder.base_offset == base, (base, entry)
+    files = sorted(p for p in os.listdir(plog.directory) if p.endswith(".txnindex"))
+    assert files == sorted(f"{b:020d}.txnindex" for b in {b for b, _ in plog.txn_index.entries()})
+
+
+def test_rounds_of_appends_and_cleaning_keep_the_segment_count_bounded(tmp_path):
+    """The soak's compacted topic: each round appends 1,000 records over 100 keys
+    (some tombstones, one transaction) and cleans. Small cleaned segments are
+    merged, so the number of segments follows the live data, not the rounds."""
+    config = _config(**{"segment.bytes": "16384", "delete.retention.ms": str(DAY)})
+    plog = PartitionLog(tmp_path / "p", config)
+    rng = random.Random(11)
+    model: dict[bytes, tuple[int, bytes | None, int]] = {}  # key -> latest (offset, value, batch timestamp)
+    txn_offsets: list[int] = []
+    entries: list[AbortedTxn] = []
+    counts = []
+    for rnd in range(30):
+        now = NOW + rnd * 6 * HOUR  # tombstones expire four rounds later
+        for _ in range(10):
+            rows = [(b"key-%d" % rng.randrange(100), None if rng.random() < 0.05 else b"v-%d-%d" % (rnd, i), (), now)
+                    for i in range(100)]
+            base = plog.append(build_batch(rows), now).base_offset
+            for i, (key, value, _, ts) in enumerate(rows):
+                model[key] = (base + i, value, ts)
+        # A transaction on a key the changelog uses too: it supersedes nothing.
+        abort = rnd % 2 == 0
+        txn_offsets += _transaction(plog, 1000 + rnd, b"key-%d" % rng.randrange(100), now, commit=not abort)
+        if abort:
+            entries.append(plog.txn_index.entries()[-1][1])
+        plog.roll()
+        assert clean_partition(plog, now, force=True) is not None
+        _check_compacted(plog, model, txn_offsets, entries, now)
+        sealed = plog.sealed_segments()
+        live = sum(s.size for s in sealed)
+        # Next-fit packing: any two neighbours hold more than segment.bytes.
+        assert len(sealed) <= 2 * math.ceil(live / config.segment_bytes) + 1, (rnd, [s.size for s in sealed])
+        counts.append(len(sealed))
+    assert max(counts) <= 3, counts
+    # A clean reopen and a reopen after a crash (indexes checked or rebuilt) see the same log.
+    plog.close()
+    again = PartitionLog(tmp_path / "p", config, clean_shutdown=True)
+    _check_compacted(again, model, txn_offsets, entries, now)
+    crashed = PartitionLog(tmp_path / "p", config, clean_shutdown=False)
+    _check_compacted(crashed, model, txn_offsets, entries, now)
+    crashed.close()
+    again.close()
+
+
+def test_merged_segments_keep_within_the_index_size_limit(tmp_path):
+    """A merged segment needs no more offset-index entries than segment.index.bytes
+    holds: every part of it stays indexed within index.interval.bytes."""
+    config = _config(**{"segment.bytes": "16384", "index.interval.bytes": "256", "segment.index.bytes": "32"})
+    plog = PartitionLog(tmp_path / "p", config)
+    latest = _changelog(plog, 3_000, 300, per_batch=10)
+    plog.roll()
+    before = len(plog.sealed_segments())
+    clean_partition(plog, NOW, force=True)
+    sealed = plog.sealed_segments()
+    assert len(sealed) < before / 2, "small segments were merged"
+    assert len(sealed) > 1, "the index size limit split the groups"
+    for segment in sealed:
+        assert segment.offset_index.entries <= 4
+        biggest = max(h.size for _, h in iter_batches(segment.view()))
+        assert segment.size - segment.offset_index.last_entry()[1] <= 256 + biggest, segment
+    assert {r.key: (r.offset, r.value) for r in _all_records(plog)} == latest
+    plog.close()
+
+
+def test_a_merged_segment_spans_no_more_than_int32_offsets(tmp_path):
+    """Indexes store offsets relative to the segment's base: segments further
+    apart than 2**31 - 1 offsets are never merged."""
+    config = _config()
+    directory = tmp_path / "p"
+    plog = PartitionLog(directory, config)
+    for value in (b"a", b"b"):
+        plog.append(build_batch([(b"k", value, (), NOW - DAY)]), NOW)
+    plog.close()
+    far = 2**31 + 5
+    for base, value in ((far, b"c"), (far + 1, b"d"), (far + 2, b"e")):
+        segment = LogSegment.create(directory, base, config)
+        batch = build_batch([(b"j", value, (), NOW - DAY)], base_offset=base)
+        segment.append([batch], len(batch), base, NOW - DAY)
+        segment.close()
+    plog = PartitionLog(directory, config, clean_shutdown=False)
+    assert [s.base_offset for s in plog.sealed_segments()] == [0, far, far + 1]
+    clean_partition(plog, NOW, force=True)
+    assert [s.base_offset for s in plog.sealed_segments()] == [0, far]
+    assert [(r.offset, r.value) for r in _all_records(plog)] == [(1, b"b"), (far + 1, b"d"), (far + 2, b"e")]
     plog.close()

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from logbroker.errors import StorageError
 from logbroker.records import build_batch, decode_batches, iter_batches
-from logbroker.storage import LogConfig, PartitionLog
+from logbroker.storage import AbortedTxn, LogConfig, PartitionLog
 from logbroker.storage import partition as partition_module
 from logbroker.storage import segment as segment_module
 from logbroker.storage.segment import LogSegment
@@ -341,4 +342,95 @@ def test_a_crash_at_each_step_opens_as_old_or_new_segments(tmp_path, steps):
     if steps <= 2:
         assert got == everything, "nothing was committed yet"
     _check_structure(reopened)
+    reopened.close()
+
+
+def _abort_entries(plog: PartitionLog) -> list[AbortedTxn]:
+    """One aborted-transaction entry in each of the first four segments, each
+    ending on an even offset (the marker, which the merges here keep)."""
+    entries = []
+    for n, segment in enumerate(plog.sealed_segments()[:4]):
+        marker = segment.base_offset + 2
+        entry = AbortedTxn(100 + n, segment.base_offset, marker, marker + 1)
+        plog.txn_index.append(segment.base_offset, entry)
+        entries.append(entry)
+    return entries
+
+
+def _check_txn_index(plog: PartitionLog, entries: list[AbortedTxn]) -> None:
+    """Every entry once, in the file of the segment that holds its marker, and
+    no file for a segment that is gone."""
+    got = plog.txn_index.entries()
+    assert sorted(e for _, e in got) == sorted(entries)
+    for base, entry in got:
+        holder = next(s for s in plog.segments if s.base_offset <= entry.last_offset < s.next_offset)
+        assert holder.base_offset == base, (base, entry)
+    files = {n for n in os.listdir(plog.directory) if n.endswith(".txnindex")}
+    assert files == {f"{b:020d}.txnindex" for b, _ in got}
+
+
+def test_merging_segments_takes_their_aborted_transactions_along(tmp_path):
+    plog = _log(tmp_path / "p")
+    entries = _abort_entries(plog)
+    old = list(plog.sealed_segments()[1:3])
+    plog.replace_segments([_merged(old, _even)], old)
+    _check_txn_index(plog, entries)
+    assert [e for b, e in plog.txn_index.entries() if b == old[0].base_offset] == entries[1:3], "in file order"
+    assert not (tmp_path / "p" / f"{old[1].base_offset:020d}.txnindex").exists()
+    plog.close()
+    reopened = PartitionLog(tmp_path / "p", CONFIG, clean_shutdown=True)
+    _check_txn_index(reopened, entries)
+    reopened.close()
+
+
+def test_a_merge_whose_disk_refuses_before_the_commit_leaves_the_aborted_transactions(tmp_path, monkeypatch):
+    plog = _log(tmp_path / "p")
+    entries = _abort_entries(plog)
+    old = list(plog.sealed_segments()[1:3])
+    names = sorted(os.listdir(tmp_path / "p"))
+    merged = _merged(old, _even)
+    real = os.rename
+
+    def refuse(src, dst):
+        if str(dst).endswith(".log" + SWAP_SUFFIX):
+            raise OSError(28, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(segment_module.os, "rename", refuse)
+    with pytest.raises(StorageError):
+        plog.replace_segments([merged], old)
+    monkeypatch.undo()
+    merged.delete()
+    assert sorted(os.listdir(tmp_path / "p")) == names, "the staged .txnindex is gone too"
+    _check_txn_index(plog, entries)
+    plog.close()
+
+
+@pytest.mark.parametrize("steps", range(16))
+def test_a_crash_at_each_step_of_a_merge_keeps_the_aborted_transactions(tmp_path, steps):
+    # 1 rename of the merged .txnindex to .swap, 3 of the segment, 6 unlinks, 3 renames
+    # to final names, 1 of the .txnindex, then the merged-away segment's .txnindex unlinked.
+    directory = tmp_path / "p"
+    plog = _log(directory)
+    entries = _abort_entries(plog)
+    everything = _offsets(plog)
+    old = list(plog.sealed_segments()[1:3])
+    whole = range(old[0].base_offset, old[1].next_offset)
+    merged = _merged(old, _even)
+    with _dies_after(steps) as done:
+        try:
+            plog.replace_segments([merged], old)
+        except _Crash:
+            pass
+    assert len(done) == min(steps, 15), done
+    if steps == 15:
+        _check_txn_index(plog, entries)
+    reopened = PartitionLog(directory, CONFIG, clean_shutdown=False)
+    assert not [n for n in os.listdir(directory) if n.endswith((CLEANED_SUFFIX, SWAP_SUFFIX))]
+    got = _offsets(reopened)
+    kept = [o for o in got if o in whole]
+    assert kept in (list(whole), [o for o in whole if _even(o)]), (steps, kept)
+    assert [o for o in got if o not in whole] == [o for o in everything if o not in whole]
+    _check_structure(reopened)
+    _check_txn_index(reopened, entries)
     reopened.close()

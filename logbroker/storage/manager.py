@@ -50,6 +50,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import MappingProxyType
 
@@ -64,10 +65,10 @@ from logbroker.storage.checkpoints import (
     LOG_START_OFFSET_CHECKPOINT,
     RECOVERY_POINT_CHECKPOINT,
     RECOVERY_POSITION_CHECKPOINT,
+    CheckpointEntry,
+    Checkpoints,
     read_checkpoint,
     read_positions,
-    write_checkpoint,
-    write_positions,
 )
 from logbroker.storage.config import LogConfig, LogManagerConfig
 from logbroker.storage.descriptors import WRITE_DESCRIPTORS
@@ -251,13 +252,12 @@ class LogManager:
         # Partitions not opened yet (opened at first use): (recovery point, log
         # start offset, recovery position) from the checkpoints.
         self._unopened: dict[tuple[str, int], tuple[int, int, tuple[int, int] | None]] = {}
-        self._written: dict[str, dict[tuple[str, int], int]] = {}
-        self._written_positions: dict[tuple[str, int], tuple[int, int]] = {}
         self.on_fsync: Callable[[float], None] | None = None
         # Called as on_open(topic, partition, log) when a partition opens at first
         # use (the broker restores its own state of the partition then).
         self.on_open: Callable[[str, int, PartitionLog], None] | None = None
         self._dir_mode, self._file_mode = self.config.log.dir_mode, self.config.log.file_mode
+        self._checkpoints = Checkpoints(self.data_dir, self._file_mode)
         try:
             self.data_dir.mkdir(mode=self._dir_mode, parents=True, exist_ok=True)
             mode = stat.S_IMODE(self.data_dir.stat().st_mode)
@@ -324,11 +324,7 @@ class LogManager:
         report = RecoveryReport(clean, tuple(reports), tuple(removed), time.perf_counter() - started,
                                 total=len(self._unopened) + len(self._logs), checked=checked)
         self._log_recovery(report)
-        self._written = {
-            RECOVERY_POINT_CHECKPOINT: dict(recovery_points),
-            LOG_START_OFFSET_CHECKPOINT: dict(log_starts),
-        }
-        self._written_positions = dict(positions)
+        self._checkpoints.reset(recovery_points, log_starts, positions)
         return report
 
     def _unchanged_since_flush(self, topic: str, n: int, position: tuple[int, int] | None) -> bool:
@@ -372,13 +368,20 @@ class LogManager:
             recovery_point=recovery_point,
             log_start_offset=log_start,
             clean_shutdown=clean,
-            on_log_start_offset_change=lambda _offset: self.checkpoint(),
-            on_fsync=self._fsynced,
+            on_log_start_offset_change=partial(self._log_start_moved, (topic, n)),
+            on_fsync=partial(self._fsynced, (topic, n)),
         )
         self._logs[(topic, n)] = log
+        self._checkpoints.changed((topic, n))
         return log
 
-    def _fsynced(self, seconds: float) -> None:
+    def _log_start_moved(self, tp: tuple[str, int], _offset: int) -> None:
+        self._checkpoints.changed(tp)
+        self.checkpoint()  # DeleteRecords is persisted at once
+
+    def _fsynced(self, tp: tuple[str, int], seconds: float) -> None:
+        # Its recovery point moves right after (checkpoint() reads a dirty log again later).
+        self._checkpoints.changed(tp)
         hook = self.on_fsync
         if hook is not None:
             hook(seconds)
@@ -590,6 +593,7 @@ class LogManager:
             info = self.topic(name)
             closed = []
             for n in range(info.partitions):
+                self._checkpoints.changed((name, n))
                 self._unopened.pop((name, n), None)
                 log = self._logs.pop((name, n), None)
                 if log is None:
@@ -681,6 +685,7 @@ class LogManager:
         """Close and remove partitions a failed creation made (best effort: what
         stays is removed at the next open, as it holds no records)."""
         for n in numbers:
+            self._checkpoints.changed((name, n))
             log = self._logs.pop((name, n), None)
             if log is not None:
                 try:
@@ -788,7 +793,12 @@ class LogManager:
         """
         flushed = 0
         failed: list[StorageError] = []
-        for _, log in self.iter_partitions(opened_only=True):
+        with self._lock:
+            # The logs alone (no (key, log) tuple per partition: a round must not
+            # allocate in proportion to the partitions, whose garbage collection
+            # scans the whole heap).
+            logs = list(self._logs.values())
+        for log in logs:
             if log.dirty:
                 try:
                     log.flush()
@@ -814,8 +824,11 @@ class LogManager:
                     self.get_partition(topic, n)
                 except UnknownTopicError:
                     continue
-        for _, log in self.iter_partitions(opened_only=True):
-            deleted += log.apply_retention(now_ms)
+        for tp, log in self.iter_partitions(opened_only=True):
+            removed = log.apply_retention(now_ms)
+            if removed:
+                self._checkpoints.changed(tp)  # its log start offset moved
+                deleted += removed
         return deleted
 
     def _segment_files(self, topic: str, n: int) -> int:
@@ -826,30 +839,26 @@ class LogManager:
             return 0
 
     def checkpoint(self) -> None:
-        """Write the recovery-point and log-start-offset checkpoints if they changed.
-        Thread-safe."""
+        """Write the recovery-point, log-start-offset and recovery-position
+        checkpoints if they changed, reading only the partitions that were
+        opened, flushed, created, deleted or moved their log start since the
+        last write. Thread-safe. Raises StorageError."""
         with self._lock:
             if self._closed:
                 return
-            items = list(self._logs.items())
-            waiting = list(self._unopened.items())
-            points = {tp: point for tp, (point, _, _) in waiting}
-            points.update((tp, log.recovery_point) for tp, log in items)
-            starts = {tp: start for tp, (_, start, _) in waiting}
-            starts.update((tp, log.log_start_offset) for tp, log in items)
-            positions = {tp: position for tp, (_, _, position) in waiting if position is not None}
-            for tp, log in items:
-                position = log.recovery_position
-                if position is not None:
-                    positions[tp] = position
-            for file_name, entries in ((RECOVERY_POINT_CHECKPOINT, points), (LOG_START_OFFSET_CHECKPOINT, starts)):
-                if self._written.get(file_name) != entries:
-                    write_checkpoint(self.data_dir / file_name, entries, self._file_mode)
-                    self._written[file_name] = entries
-            # After the recovery points: a position names data those already cover.
-            if self._written_positions != positions:
-                write_positions(self.data_dir / RECOVERY_POSITION_CHECKPOINT, positions, self._file_mode)
-                self._written_positions = positions
+            self._checkpoints.write(self._checkpoint_entry, self._all_partitions)
+
+    def _checkpoint_entry(self, tp: tuple[str, int]) -> CheckpointEntry | None:
+        log = self._logs.get(tp)
+        if log is None:
+            return self._unopened.get(tp)  # None: deleted
+        if log.dirty:
+            # A flush in another thread may be about to move its recovery point: read it again next time.
+            self._checkpoints.changed(tp)
+        return log.recovery_point, log.log_start_offset, log.recovery_position
+
+    def _all_partitions(self) -> list[tuple[str, int]]:
+        return [*self._unopened, *self._logs]
 
     def close(self) -> None:
         """Flush and close every partition, write the checkpoints and the clean-shutdown

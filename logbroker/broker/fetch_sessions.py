@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, KeysView, Sequence
 from dataclasses import dataclass
 
 INVALID_SESSION_ID = 0
@@ -143,7 +143,7 @@ class FetchSession:
     """
 
     __slots__ = ("id", "epoch", "uses_topic_ids", "created_ms", "last_used_ms", "_partitions", "_to_read",
-                 "_last_full_scan_ms")
+                 "_last_full_scan_ms", "_topics")
 
     def __init__(self, session_id: int, uses_topic_ids: bool, now_ms: int) -> None:
         self.id = session_id
@@ -154,6 +154,8 @@ class FetchSession:
         self._partitions: dict[tuple[str, int], CachedPartition] = {}
         self._to_read: dict[tuple[str, int], None] = {}  # an ordered set
         self._last_full_scan_ms = now_ms
+        # Partitions per topic, so a fetch learns the session's topics without a pass over its partitions.
+        self._topics: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return (f"FetchSession(id={self.id}, epoch={self.epoch}, partitions={len(self._partitions)}, "
@@ -171,8 +173,8 @@ class FetchSession:
     def get(self, topic: str, partition: int) -> CachedPartition | None:
         return self._partitions.get((topic, partition))
 
-    def topics(self) -> set[str]:
-        return {topic for topic, _ in self._partitions}
+    def topics(self) -> KeysView[str]:
+        return self._topics.keys()
 
     def update(self, requested: Iterable[PartitionRequest],
                forgotten: Iterable[tuple[str, int]]) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
@@ -187,6 +189,7 @@ class FetchSession:
             cached = partitions.get(key)
             if cached is None:
                 partitions[key] = CachedPartition(request)
+                self._topic_added(request.topic)
                 added.append(key)
             else:
                 cached.update_request(request)
@@ -194,13 +197,26 @@ class FetchSession:
         for key in forgotten:
             if partitions.pop(key, None) is not None:
                 self._to_read.pop(key, None)
+                self._topic_dropped(key[0])
                 dropped.append(key)
         return added, dropped
 
     def add(self, cached: CachedPartition) -> None:
         key = (cached.topic, cached.partition)
+        if key not in self._partitions:
+            self._topic_added(cached.topic)
         self._partitions[key] = cached
         self._to_read[key] = None
+
+    def _topic_added(self, topic: str) -> None:
+        self._topics[topic] = self._topics.get(topic, 0) + 1
+
+    def _topic_dropped(self, topic: str) -> None:
+        left = self._topics[topic] - 1
+        if left:
+            self._topics[topic] = left
+        else:
+            del self._topics[topic]
 
     def changed(self, key: tuple[str, int]) -> None:
         """The partition ``key`` (of this session) has news: read it next."""
@@ -229,7 +245,7 @@ class FetchSession:
             self._partitions[(topic, partition)] = cached
 
     def has_topic(self, topic: str) -> bool:
-        return any(t == topic for t, _ in self._partitions)
+        return topic in self._topics
 
 
 # -- what a request does with the cache: one small typed family ---------------------

@@ -353,3 +353,19 @@ def test_cache_topic_deleted_closes_sessions_holding_it():
     ab = cache.create(parts(2, "a") + parts(1, "b"), False, 0)
     assert cache.topic_deleted("b") == 1
     assert cache.get(ab) is None and cache.get(a) is not None
+
+
+def test_session_topics_follow_added_and_forgotten_partitions():
+    """A session knows its topics without a pass over its partitions (an
+    incremental fetch asks for them every time, to decide read permissions)."""
+    cache = FetchSessionCache(10)
+    sid = cache.create(parts(2, "a") + parts(1, "b"), False, 0)
+    session = cache.get(sid)
+    assert set(session.topics()) == {"a", "b"}
+    cache.new_context(12, sid, 1, [PartitionRequest("c", 0, 0, 100), PartitionRequest("a", 0, 5, 100)],
+                      [("b", 0), ("a", 1), ("x", 9)], 0)
+    assert set(session.topics()) == {"a", "c"}
+    assert session.has_topic("c") and not session.has_topic("b")
+    assert cache.topic_deleted("b") == 0  # no longer held: the session stays
+    cache.new_context(12, sid, 2, [], [("a", 0)], 0)
+    assert set(session.topics()) == {"c"} and len(session) == 1

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from logbroker.protocol import ErrorCode, FetchPartition, Request, encode_fetch_response, encode_legacy_fetch_response
 
@@ -83,6 +83,7 @@ class FetchOperation:
         if version >= SESSION_MIN_VERSION:
             context = self._session_context(body)
         self._context = context
+        topics: Collection[str]
         if isinstance(context, IncrementalFetch):
             topics = context.session.topics()
             self.watch: list[tuple[str, int]] = []  # the whole session is watched (partitions_changed)

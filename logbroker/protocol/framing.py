@@ -96,6 +96,11 @@ class FrameDecoder:
         return self._end - self._start + large
 
     @property
+    def filling_large(self) -> bool:
+        """The next bytes received belong to a large frame (its own buffer)."""
+        return self._large is not None and self._size is not None and self._filled < self._size
+
+    @property
     def at_frame_boundary(self) -> bool:
         """True when no partial frame is buffered; at EOF, False means truncation."""
         return self._large is None and self._start == self._end

@@ -7,8 +7,9 @@ request that must wait (a long-poll Fetch, a JoinGroup or SyncGroup, an
 fsync) first sends whatever is ready, so no response is held back behind
 another request's wait.
 
-Bounds: a connection reads at most ``queued.max.bytes`` at a time and only
-once it has answered what it read before, so a client that pipelines without
+Bounds: a connection reads at most ``queued.max.bytes`` at a time (the rest
+of a large frame whose buffer it already holds in one read) and only once it
+has answered what it read before, so a client that pipelines without
 reading is held back by TCP flow control, not by broker memory; it holds at
 most ``queued.max.requests`` handled requests or ``queued.max.bytes`` of
 responses before sending them. Its :class:`~logbroker.server.watchdog.Watch`
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import math
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -60,6 +62,10 @@ _SEND_AFTER_BUFFERS = 64
 # A TLS send goes through the SSL object in steps of this many bytes, so that
 # each step that completes counts as progress (connections_max_idle_ms).
 _TLS_SEND_STEP = 256 * 1024
+# A read of a large frame's rest waits for this much of it at most (the socket
+# grows its receive buffer to hold it); below the minimum it is not worth two setsockopt calls.
+_RCVLOWAT_MAX = 2 * 1024 * 1024
+_RCVLOWAT_MIN = 32 * 1024
 # A connection that sent nothing for this long drops its spare frame buffer (up to a request's size).
 _SPARE_IDLE_SECONDS = 1.0
 
@@ -211,7 +217,10 @@ class Connection:
                 if idle.cancelled_caught:
                     decoder.release_spare()
             view = decoder.receive_buffer()
-            count = await sock.recv_into(view[:max_bytes] if len(view) > max_bytes else view)
+            if decoder.filling_large:  # bytes of a frame already held whole: no cap on the read
+                count = await _recv_large_rest(sock, view)
+            else:
+                count = await sock.recv_into(view[:max_bytes] if len(view) > max_bytes else view)
         except OSError as exc:  # ECONNRESET: the peer's doing
             raise trio.BrokenResourceError(f"receive failed: {exc}") from exc
         decoder.received(count)
@@ -269,6 +278,22 @@ async def send_buffers(stream: trio.abc.Stream, parts: Sequence[Any], watch: Wat
     finally:
         watch.sending = False
         watch.since = math.inf
+
+
+async def _recv_large_rest(sock: trio.socket.SocketType, view: memoryview) -> int:
+    """Receive more of a large frame (``view`` is what is missing of it): if
+    the socket must be waited for, it wakes this task only once all of it has
+    arrived, or :data:`_RCVLOWAT_MAX` bytes (``SO_RCVLOWAT``), so a megabyte
+    request costs one wake-up and one read rather than one per TCP segment
+    burst. What a read finds already there it takes as usual."""
+    lowat = min(len(view), _RCVLOWAT_MAX)
+    if lowat < _RCVLOWAT_MIN:
+        return await sock.recv_into(view)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
+    try:
+        return await sock.recv_into(view)
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
 
 
 def peer_address(stream: trio.abc.Stream) -> str:

@@ -114,3 +114,49 @@ def test_a_long_poll_is_answered_when_another_connection_produces(module_broker,
         assert correlation_id == 1 and time.monotonic() - started < 2.0
         (batch,) = decode_batches(bytes(body.responses[0].partitions[0].records))
         assert batch.records[0].value == b"wake"
+
+
+def _produce_to_all(topic: str, values: list[bytes], correlation_id: int) -> bytes:
+    m = request_module(PRODUCE, 9)
+    data = [build(m.PartitionProduceData, index=i, records=build_batch([(None, v, (), 1_000)]))
+            for i, v in enumerate(values)]
+    body = build(m.ProduceRequest, transactional_id=None, acks=1, timeout=5000,
+                 topic_data=[build(m.TopicProduceData, name=topic, partition_data=data)])
+    return encode_request(PRODUCE, 9, correlation_id, "pipelining", body)
+
+
+def test_a_large_request_that_arrives_in_pieces_is_answered(module_broker, topic):
+    # The broker waits for the rest of a large frame with SO_RCVLOWAT (at most
+    # 2 MiB of it); pieces smaller than what it waits for, with pauses between
+    # them, must still add up to an answer, and so must a frame that arrives
+    # all at once next.
+    create_topic(module_broker.bootstrap, topic, partitions=3)
+    first = [bytes([i]) * (1_000_000 - i) for i in range(3)]  # a 3 MB frame
+    with _connect(module_broker.port) as sock:
+        frame = _produce_to_all(topic, first, 1)
+        for start in range(0, len(frame), 300_000):
+            sock.sendall(frame[start : start + 300_000])
+            time.sleep(0.03)
+        correlation_id, body = _read_response(sock, PRODUCE, 9)
+        assert correlation_id == 1
+        assert [p.error_code for p in body.responses[0].partition_responses] == [0, 0, 0]
+        sock.sendall(_produce_to_all(topic, [b"second" * 100_000], 2) + _fetch(topic, 0, 0, 3, max_wait_ms=0))
+        correlation_id, body = _read_response(sock, PRODUCE, 9)
+        assert correlation_id == 2 and body.responses[0].partition_responses[0].base_offset == 1
+        correlation_id, body = _read_response(sock, FETCH, 12)
+        batch = next(iter(decode_batches(bytes(body.responses[0].partitions[0].records))))
+        assert correlation_id == 3 and batch.records[0].value == first[0]
+
+
+def test_a_peer_that_hangs_up_inside_a_large_request_is_let_go(module_broker, topic):
+    create_topic(module_broker.bootstrap, topic, partitions=1)
+    frame = _produce(topic, 0, 1, b"x" * 1_000_000)
+    with _connect(module_broker.port) as sock:
+        sock.sendall(frame[: len(frame) // 3])
+        time.sleep(0.1)
+        sock.shutdown(socket.SHUT_WR)  # EOF with two thirds missing: readable despite SO_RCVLOWAT
+        sock.settimeout(5)
+        assert sock.recv(1) == b""  # the broker closed its end, it did not wait for the rest
+    with _connect(module_broker.port) as sock:  # and it still serves
+        sock.sendall(_metadata(7))
+        assert _read_response(sock, METADATA, 1)[0] == 7

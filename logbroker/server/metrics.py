@@ -18,6 +18,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest, make_asgi_app
@@ -171,21 +172,23 @@ class _BrokerCollector(Collector):
                                 "Duration of one partition's fsync round (log, indexes, directory).", [],
                                 [([], fsync)])
 
-        partitions = sorted(broker.log_manager.iter_partitions())
-        for name, help_text, read in (
-            ("logbroker_partition_log_bytes", "Bytes of log segments on disk, by partition.",
-             lambda plog: plog.size_bytes),
+        # From the manager's figures, not the logs: a scrape must not open the
+        # partitions left unopened since the start.
+        figures = broker.log_manager.partition_figures()
+        labels = [[row.topic, str(row.partition)] for row in figures]
+        for name, help_text, field in (
+            ("logbroker_partition_log_bytes", "Bytes of log segments on disk, by partition.", "size_bytes"),
             ("logbroker_partition_log_end_offset", "Log end offset (high watermark), by partition.",
-             lambda plog: plog.log_end_offset),
-            ("logbroker_partition_log_start_offset", "Log start offset, by partition.",
-             lambda plog: plog.log_start_offset),
+             "log_end_offset"),
+            ("logbroker_partition_log_start_offset", "Log start offset, by partition.", "log_start_offset"),
             ("logbroker_partition_damaged_batches",
              "Batches that reads found damaged and did not serve, by partition (0: none found; "
-             "stop the broker and run 'logbroker repair').", lambda plog: len(plog.damaged)),
+             "stop the broker and run 'logbroker repair').", "damaged"),
         ):
             gauge = GaugeMetricFamily(name, help_text, labels=["topic", "partition"])
-            for (topic, index), plog in partitions:
-                gauge.add_metric([topic, str(index)], read(plog))
+            read = attrgetter(field)
+            for values, row in zip(labels, figures):
+                gauge.add_metric(values, read(row))
             yield gauge
 
         lag = GaugeMetricFamily("logbroker_group_lag",

@@ -11,11 +11,12 @@ import urllib.request
 import pytest
 import trio
 
-from logbroker.broker import BrokerConfig
+from logbroker.broker import Broker, BrokerConfig
 from logbroker.client import Admin, Producer, SyncAdmin, SyncConsumer, SyncProducer
 from logbroker.client.queue import QueueConsumer
 from logbroker.errors import InvalidConfigError
-from logbroker.server.metrics import Histogram, api_name
+from logbroker.records import build_batch
+from logbroker.server.metrics import Histogram, Metrics, api_name, render
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 _LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
@@ -152,6 +153,42 @@ async def test_share_group_records_in_flight(broker_factory):
     assert sample(samples, "logbroker_share_partition_offset", **labels, kind="start") >= 2
     # ShareFetch responses count as bytes out of the topic, like Fetch responses.
     assert sample(samples, "logbroker_topic_bytes_out_total", topic=topic) > 0
+
+def _partition_samples(text: str) -> dict[tuple[str, frozenset], float]:
+    return {key: value for key, value in parse(text).items() if key[0].startswith("logbroker_partition_")}
+
+
+def test_a_scrape_after_a_restart_opens_no_partition_and_reports_the_same_figures(tmp_path):
+    config = BrokerConfig(data_dir=str(tmp_path / "data"))
+    broker = Broker(config)
+    try:
+        broker.create_topic("many", 40, {"segment.bytes": "300"})  # several segments each
+        broker.create_topic("few", 3)
+        for p in range(0, 40, 3):
+            plog = broker.log_manager.get_partition("many", p)
+            for i in range(p % 7 + 1):
+                plog.append(build_batch([(None, b"v" * (p + i), (), 1_000 + i)]), 1_000)
+        broker.log_manager.get_partition("many", 6).delete_records_before(5)
+        before = _partition_samples(render(Metrics(), broker))
+    finally:
+        broker.close()
+    assert len(before) == 4 * 43
+    assert sample(before, "logbroker_partition_log_start_offset", topic="many", partition=6) == 5
+    assert sample(before, "logbroker_partition_log_end_offset", topic="many", partition=39) == 5
+    assert sample(before, "logbroker_partition_log_bytes", topic="many", partition=39) > 300
+
+    broker = Broker(config)
+    try:
+        opened = broker.log_manager.open_partitions
+        assert _partition_samples(render(Metrics(), broker)) == before
+        assert broker.log_manager.open_partitions == opened  # the scrape opened none
+        for _ in broker.log_manager.iter_partitions():  # opens every one: their logs say the same
+            pass
+        assert broker.log_manager.open_partitions == opened + 43
+        assert _partition_samples(render(Metrics(), broker)) == before
+    finally:
+        broker.close()
+
 
 def test_no_metrics_port_by_default_and_range_checked():
     assert BrokerConfig().metrics_port is None

@@ -48,12 +48,11 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from types import MappingProxyType
-from typing import NamedTuple
 
 from logbroker.errors import (
     InvalidPartitionsError,
@@ -85,13 +84,11 @@ from logbroker.storage.files import (
     parse_partition_dir_name,
     parse_segment_name,
     partition_dir_name,
-    segment_name,
     write_atomically,
 )
-from logbroker.storage.segment import REWRITE_SUFFIX
-from logbroker.storage.swap import CLEANED_SUFFIX, SWAP_SUFFIX
 from logbroker.storage.loader import PartitionRecovery
 from logbroker.storage.partition import PartitionLog
+from logbroker.storage.unopened import PartitionFigures, UnopenedFigures, segment_files, unchanged_since_flush
 
 __all__ = [
     "DESCRIPTORS_PER_PARTITION",
@@ -118,7 +115,6 @@ DESCRIPTORS_PER_PARTITION = 1
 #: Descriptors that must stay free after a creation, for connections and files.
 DESCRIPTOR_HEADROOM = 64
 _SHOWN = 5  # names quoted in a summarised log line
-_UNFINISHED_SUFFIXES = (CLEANED_SUFFIX, SWAP_SUFFIX, REWRITE_SUFFIX)
 
 
 def spare_descriptors() -> tuple[int, int] | None:
@@ -190,51 +186,6 @@ class TopicInfo:
         object.__setattr__(self, "configs", MappingProxyType(dict(self.configs)))
 
 
-class PartitionFigures(NamedTuple):
-    """One partition's figures for the metrics (see :meth:`LogManager.partition_figures`)."""
-
-    topic: str
-    partition: int
-    size_bytes: int
-    log_end_offset: int
-    log_start_offset: int
-    damaged: int
-    """Batches that reads found damaged (0 until the partition opens: nothing was read)."""
-
-
-def _figures_on_disk(directory: str, tp: tuple[str, int], entry: CheckpointEntry) -> PartitionFigures | None:
-    """What a partition not opened yet would report once opened, from its
-    directory listing and checkpoint ``entry``: its size is that of its .log
-    files (a segment file is never longer than its data), its log start what
-    PartitionLog makes of the checkpointed one, and its log end its recovery
-    point, as nothing was written after its last fsync (a clean shutdown, or
-    files found at their recovery position). None if its last segment no
-    longer ends at its recovery position (``logbroker repair`` cut it while
-    the broker was stopped): only its log tells its end then. Raises OSError."""
-    point, start, position = entry
-    size, first, last, last_size = 0, -1, -1, 0
-    with os.scandir(directory) as entries:
-        for item in entries:
-            parsed = parse_segment_name(item.name) if item.name.endswith(LOG_SUFFIX) else None
-            if parsed is None or parsed[1] != LOG_SUFFIX:
-                continue
-            base, length = parsed[0], item.stat().st_size
-            size += length
-            if first < 0 or base < first:
-                first = base
-            if base > last:
-                last, last_size = base, length
-    if last < 0:  # opening creates an empty segment at the log start
-        return PartitionFigures(tp[0], tp[1], 0, start, start, 0)
-    if position is not None and position != (last, last_size):
-        return None
-    return PartitionFigures(tp[0], tp[1], size, point, min(max(start, first), point), 0)
-
-
-def _log_figures(tp: tuple[str, int], log: PartitionLog) -> PartitionFigures:
-    return PartitionFigures(tp[0], tp[1], log.size_bytes, log.log_end_offset, log.log_start_offset, len(log.damaged))
-
-
 @dataclass(frozen=True, slots=True)
 class RecoveryReport:
     """What opening the data directory did, for the server to log."""
@@ -299,9 +250,9 @@ class LogManager:
         # Partitions not opened yet (opened at first use): (recovery point, log
         # start offset, recovery position) from the checkpoints.
         self._unopened: dict[tuple[str, int], tuple[int, int, tuple[int, int] | None]] = {}
-        # Figures of unopened partitions read from their directories (their files
-        # do not change until they open); dropped with their _unopened entry.
-        self._unopened_figures: dict[tuple[str, int], PartitionFigures] = {}
+        # Figures of unopened partitions read from their directories; a row is
+        # forgotten when its _unopened entry goes.
+        self._figures = UnopenedFigures(self.data_dir)
         self.on_fsync: Callable[[float], None] | None = None
         # Called as on_open(topic, partition, log) when a partition opens at first
         # use (the broker restores its own state of the partition then).
@@ -366,7 +317,7 @@ class LogManager:
                 position = positions.get(tp) if tp in recovery_points else None
                 if not clean:
                     checked += 1
-                if clean or self._unchanged_since_flush(info.name, n, position):
+                if clean or unchanged_since_flush(self.data_dir / partition_dir_name(info.name, n), position):
                     self._unopened[tp] = (point, start, position)
                     continue
                 log = self._open_partition(info.name, n, point, start, False)
@@ -376,28 +327,6 @@ class LogManager:
         self._log_recovery(report)
         self._checkpoints.reset(recovery_points, log_starts, positions)
         return report
-
-    def _unchanged_since_flush(self, topic: str, n: int, position: tuple[int, int] | None) -> bool:
-        """True if the partition's files end where its recovery position says
-        (no segment after that one, and that one of that size): nothing was
-        written after its last fsync, so it needs no recovery."""
-        if position is None:
-            return False
-        base, size = position
-        directory = self.data_dir / partition_dir_name(topic, n)
-        try:
-            names = os.listdir(directory)
-            if os.stat(directory / (segment_name(base) + LOG_SUFFIX)).st_size != size:
-                return False
-        except OSError:
-            return False
-        for name in names:
-            if name.endswith(_UNFINISHED_SUFFIXES):
-                return False  # an interrupted swap or rewrite: open it now to finish it
-            parsed = parse_segment_name(name)
-            if parsed is not None and parsed[0] > base:
-                return False
-        return True
 
     def _log_recovery(self, report: RecoveryReport) -> None:
         """A few lines whatever the number of partitions: the first recoveries
@@ -645,7 +574,7 @@ class LogManager:
             for n in range(info.partitions):
                 self._checkpoints.changed((name, n))
                 self._unopened.pop((name, n), None)
-                self._unopened_figures.pop((name, n), None)
+                self._figures.forget((name, n))
                 log = self._logs.pop((name, n), None)
                 if log is None:
                     continue
@@ -804,7 +733,7 @@ class LogManager:
             point, start, _ = unopened
             log = self._open_partition(topic, partition, point, start, True)
             del self._unopened[tp]
-            self._unopened_figures.pop(tp, None)
+            self._figures.forget(tp)
             report = log.recovery_report
             if report.scanned_segments or report.changed_data or report.rebuilt_indexes:
                 logger.warning("opened %s-%d at first use: %s", topic, partition, report)
@@ -829,48 +758,35 @@ class LogManager:
             items = list(self._logs.items())
         return iter(items)
 
-    def partition_figures(self) -> list[PartitionFigures]:
-        """Size, offsets and damaged batches of every partition, sorted by topic and
-        partition, without opening the partitions not used yet (a scrape must
-        not open 100,000 of them).
+    def partition_figures(self, topics: Iterable[str] | None = None) -> list[PartitionFigures]:
+        """Size, offsets and damaged batches of every partition (of ``topics`` only,
+        if given: names of no topic are ignored), sorted by topic and partition,
+        without opening the partitions not used yet (a scrape must not open
+        100,000 of them).
 
-        A partition not opened yet is unchanged since its last fsync (a clean
-        shutdown, or after a crash its files end at its recovery position), so
-        its figures come from its directory listing (see
-        :func:`_figures_on_disk`), read once and kept until it opens or is
-        deleted. Only one whose last segment changed while the broker was
-        stopped is opened; one whose directory cannot be read or that cannot
-        be opened is left out (logged). Call it on the thread that uses the
-        open logs (it reads them, and may open one)."""
+        A partition not opened yet has the figures its directory listing and
+        checkpoint entry tell (see :mod:`logbroker.storage.unopened`), read once
+        and kept until it opens or is deleted; only one whose last segment
+        changed while the broker was stopped is opened. A partition whose
+        figures cannot be read or that cannot be opened is left out (logged).
+        Call it on the thread that uses the open logs (it reads them, and may
+        open one)."""
         with self._lock:
-            opened = list(self._logs.items())
-            rows = list(self._unopened_figures.values())
-            missing = ([] if len(rows) == len(self._unopened) else
-                       [(tp, entry) for tp, entry in self._unopened.items() if tp not in self._unopened_figures])
-        rows += [_log_figures(tp, log) for tp, log in opened]
-        read: list[PartitionFigures] = []
-        failed: list[str] = []
-        data_dir = os.fspath(self.data_dir)  # joined as strings: a Path per partition costs more than its listing
-        for tp, entry in missing:
-            # Outside the lock: flushing threads need it, and this is a directory listing per partition.
-            try:
-                row = _figures_on_disk(os.path.join(data_dir, partition_dir_name(*tp)), tp, entry)
-                if row is None:
-                    rows.append(_log_figures(tp, self.get_partition(*tp)))
-                else:
-                    read.append(row)
-            except UnknownTopicError:
-                continue  # deleted meanwhile
-            except (OSError, StorageError) as exc:
-                failed.append(f"{tp[0]}-{tp[1]} ({exc})")
-        if failed:  # one line, not one per partition (EMFILE would fail thousands)
-            logger.warning("cannot read the files of %d unopened partitions: %s", len(failed), _sample(failed))
+            if topics is None:
+                opened = list(self._logs.items())
+                kept, missing = self._figures.select(self._unopened)
+            else:
+                wanted = [(name, n) for name in dict.fromkeys(topics) if name in self._topics
+                          for n in range(self._topics[name].partitions)]
+                opened = [(tp, self._logs[tp]) for tp in wanted if tp in self._logs]
+                kept, missing = self._figures.select(self._unopened, [tp for tp in wanted if tp in self._unopened])
+        # Outside the lock: flushing threads need it, and this lists a directory per partition.
+        rows, read = self._figures.read(opened, missing, self.get_partition)
         if read:
-            rows += read
             with self._lock:
-                for row in read:  # not one opened or deleted meanwhile
-                    if (row.topic, row.partition) in self._unopened:
-                        self._unopened_figures[row.topic, row.partition] = row
+                self._figures.keep(read, self._unopened)
+        rows += kept
+        rows += read
         rows.sort()
         return rows
 
@@ -916,7 +832,7 @@ class LogManager:
         with self._lock:
             waiting = list(self._unopened)
         for topic, n in waiting:
-            if self._segment_files(topic, n) > 1:
+            if segment_files(self.data_dir / partition_dir_name(topic, n)) > 1:
                 try:
                     self.get_partition(topic, n)
                 except UnknownTopicError:
@@ -927,13 +843,6 @@ class LogManager:
                 self._checkpoints.changed(tp)  # its log start offset moved
                 deleted += removed
         return deleted
-
-    def _segment_files(self, topic: str, n: int) -> int:
-        try:
-            with os.scandir(self.data_dir / partition_dir_name(topic, n)) as entries:
-                return sum(1 for e in entries if e.name.endswith(LOG_SUFFIX))
-        except OSError:
-            return 0
 
     def checkpoint(self) -> None:
         """Write the recovery-point, log-start-offset and recovery-position

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import logging
 import os
 
 from logbroker.broker.core import Broker
 from logbroker.protocol import Request
-from logbroker.errors import LogbrokerError
 from logbroker.protocol import ErrorCode
 
 from logbroker.broker.session import RequestContext
 from logbroker.broker.handlers._build import build, module_of
-
-log = logging.getLogger("logbroker.broker")
 
 
 def handle_describe_log_dirs(broker: Broker, ctx: RequestContext, request: Request) -> Any:
@@ -26,6 +22,8 @@ def handle_describe_log_dirs(broker: Broker, ctx: RequestContext, request: Reque
     without it the answer is CLUSTER_AUTHORIZATION_FAILED and no directories.
     A partition whose size cannot be read is left out (the response has no
     per-partition error; clients show its size as unknown), never the answer.
+    Sizes come from ``LogManager.partition_figures``, which opens no partition
+    left unopened since the start.
     """
     mod = module_of(request.response_class)
     if not broker.allowed(ctx, "describe", "cluster", "kafka-cluster"):
@@ -38,16 +36,13 @@ def handle_describe_log_dirs(broker: Broker, ctx: RequestContext, request: Reque
         for t in requested:
             wanted.setdefault(t.topic, set()).update(int(p) for p in t.partitions)
     by_topic: dict[str, list] = {}
-    for (topic, index), plog in sorted(manager.iter_partitions()):
-        if wanted is not None and index not in wanted.get(topic, ()):
+    # The manager's figures of the topics asked for, not their logs: a
+    # partition unused since the start stays unopened.
+    for row in manager.partition_figures(wanted):
+        if wanted is not None and row.partition not in wanted[row.topic]:
             continue
-        try:
-            size = plog.size_bytes
-        except (LogbrokerError, OSError) as exc:
-            log.warning("DescribeLogDirs leaves out %s-%d: %s", topic, index, exc)
-            continue
-        by_topic.setdefault(topic, []).append(
-            build(mod.DescribeLogDirsPartition, partition_index=index, partition_size=size,
+        by_topic.setdefault(row.topic, []).append(
+            build(mod.DescribeLogDirsPartition, partition_index=row.partition, partition_size=row.size_bytes,
                   offset_lag=0, is_future_key=False)
         )
     path = os.path.abspath(manager.data_dir)

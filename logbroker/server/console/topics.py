@@ -43,17 +43,18 @@ def topic_rows(console: Console, viewer: Viewer, query: str = "", internal: bool
     """The topics ``viewer`` may describe whose name contains ``query``."""
     broker = console.broker
     infos = broker.topics()
-    names = [n for n in infos if query.lower() in n.lower() and (internal or not is_internal_topic(n))]
+    names = visible(console, viewer, [n for n in infos if query.lower() in n.lower()
+                                      and (internal or not is_internal_topic(n))])
     sizes: dict[str, list[int]] = {}
-    for (topic, _), plog in broker.log_manager.iter_partitions():
-        if topic in infos:
-            total = sizes.setdefault(topic, [0, 0])
-            total[0] += plog.log_end_offset - plog.log_start_offset
-            total[1] += plog.size_bytes
+    # The manager's figures of the topics shown: a page opens no partition unused since the start.
+    for row in broker.log_manager.partition_figures(names):
+        total = sizes.setdefault(row.topic, [0, 0])
+        total[0] += row.log_end_offset - row.log_start_offset
+        total[1] += row.size_bytes
     traffic = broker.traffic
     default_retention = str(broker.config.log_retention_ms)
     rows = []
-    for name in visible(console, viewer, names):
+    for name in names:
         info = infos[name]
         records, size = sizes.get(name, [0, 0])
         retention = info.configs.get("retention.ms", default_retention)
@@ -83,7 +84,7 @@ async def overview(console: Console, request: Request, viewer: Viewer) -> Respon
     broker = console.broker
     config = broker.config
     free, total = disk_usage(config.data_dir)
-    used = sum(plog.size_bytes for _, plog in broker.log_manager.iter_partitions())
+    used = sum(row.size_bytes for row in broker.log_manager.partition_figures())
     records_in, bytes_in, bytes_out = console.rates.sample(broker)
     query = request.query_params.get("q", "")
     rows = topic_rows(console, viewer, query)
@@ -157,11 +158,18 @@ async def topic_page(console: Console, request: Request, viewer: Viewer) -> Resp
     count = _topic(console, viewer, name)
     broker = console.broker
     q = request.query_params
+    # The manager's figures (the high watermark is the log end on a single node), not the logs: the
+    # table opens no partition; only the records read below open the partitions they are read from.
+    figures = {row.partition: row for row in broker.log_manager.partition_figures([name])}
     partitions = []
     for index in range(count):
-        plog = broker.partition(name, index)
-        partitions.append({"partition": index, "start": plog.log_start_offset, "end": plog.high_watermark,
-                           "size": plog.size_bytes})
+        row = figures.get(index)
+        if row is None:  # its figures cannot be read: its log raises why, as it did
+            plog = broker.partition(name, index)
+            start, end, size = plog.log_start_offset, plog.high_watermark, plog.size_bytes
+        else:
+            start, end, size = row.log_start_offset, row.log_end_offset, row.size_bytes
+        partitions.append({"partition": index, "start": start, "end": end, "size": size})
     may_read = console.allowed(viewer, "read", "topic", name)
     chosen = q.get("partition", "all")
     mode = q.get("mode", "newest") if q.get("mode") in ("newest", "offset", "time") else "newest"

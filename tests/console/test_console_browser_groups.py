@@ -62,16 +62,27 @@ def test_reset_offsets_from_the_console(broker_factory, tmp_path, driver):
     driver.find_element(By.LINK_TEXT, "billing").click()
     assert driver.find_element(By.ID, "total-lag").text == "0"
     Select(driver.find_element(By.ID, "reset-target")).select_by_value("earliest")
-    driver.find_element(By.ID, "reset-preview").click()
-    plan = driver.find_elements(By.CSS_SELECTOR, "#reset-plan tr[data-topic]")
-    assert sorted((r.get_attribute("data-current"), r.get_attribute("data-new")) for r in plan) == [
-        ("10", "0"), ("10", "0")]
+    driver.find_element(By.ID, "reset-preview").click()  # a form post: wait for the page it loads
+    wait_until(lambda: _plan(driver), 10, what="the reset plan")
+    assert _plan(driver) == [("10", "0"), ("10", "0")]
     screenshot(driver, "group-reset")
     assert _lag(proc.bootstrap, "billing") == {0: 0, 1: 0}  # a preview changes nothing
     driver.find_element(By.ID, "reset-apply").click()
     wait_until(lambda: _lag(proc.bootstrap, "billing") == {0: 10, 1: 10}, 10, what="the new lag")
     driver.get(url + "/groups/billing")
     assert driver.find_element(By.ID, "total-lag").text == "20"
+
+
+def _plan(driver) -> list[tuple[str, str]]:
+    """(current, new) offsets of the reset plan's rows; [] while the page is being replaced."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        rows = driver.find_elements(By.CSS_SELECTOR, "#reset-plan tr[data-topic]")
+        return sorted((r.get_attribute("data-current"), r.get_attribute("data-new")) for r in rows)
+    except StaleElementReferenceException:
+        return []
 
 
 def _text(driver, element_id: str) -> str:

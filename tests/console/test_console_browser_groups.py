@@ -60,7 +60,7 @@ def test_reset_offsets_from_the_console(broker_factory, tmp_path, driver):
     driver.get(url + "/groups")
     assert driver.find_element(By.CSS_SELECTOR, "#groups tr[data-group=billing]")
     driver.find_element(By.LINK_TEXT, "billing").click()
-    assert driver.find_element(By.ID, "total-lag").text == "0"
+    wait_until(lambda: _text(driver, "total-lag") == "0", 10, what="the group page")
     Select(driver.find_element(By.ID, "reset-target")).select_by_value("earliest")
     driver.find_element(By.ID, "reset-preview").click()  # a form post: wait for the page it loads
     wait_until(lambda: _plan(driver), 10, what="the reset plan")
@@ -149,7 +149,7 @@ def test_schema_versions_and_diff(broker_factory, tmp_path, driver):
         urllib.request.urlopen(request, timeout=10).read()
     driver.get(url + "/schemas")
     driver.find_element(By.LINK_TEXT, "users-value").click()
-    assert driver.find_element(By.ID, "latest-version").text == "2"
+    wait_until(lambda: _text(driver, "latest-version") == "2", 10, what="the subject page")
     added = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#diff .diff-add")]
     assert any('"age"' in line for line in added), added
     screenshot(driver, "schemas")

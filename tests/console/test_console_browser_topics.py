@@ -16,6 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from browser import chrome, screenshot, start_console  # noqa: E402
+from brokerproc import wait_until  # noqa: E402
 
 from logbroker.broker.security import Acl, Authorizer, UserStore  # noqa: E402
 from logbroker.client import SyncAdmin, SyncConsumer, SyncProducer  # noqa: E402
@@ -54,9 +55,8 @@ def test_overview_topic_page_browser_and_tail(broker_factory, tmp_path, driver):
     screenshot(driver, "overview")
     search = driver.find_element(By.CSS_SELECTOR, "#topic-search input[name=q]")
     search.send_keys("ord")
-    search.submit()
-    assert [r.get_attribute("data-topic") for r in driver.find_elements(By.CSS_SELECTOR, "#topics tr[data-topic]")] \
-        == ["orders"]
+    search.submit()  # a form get: wait for the page it loads
+    wait_until(lambda: _topics_listed(driver) == ["orders"], 10, what="the filtered topic list")
     assert "q=ord" in driver.current_url  # a link that can be shared
 
     driver.find_element(By.LINK_TEXT, "orders").click()
@@ -204,3 +204,14 @@ def test_read_only_console_refuses_actions(broker_factory, tmp_path, driver):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 403
+
+
+def _topics_listed(driver) -> list[str]:
+    """The topics of the list on the page; [] while the page is being replaced."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        return [r.get_attribute("data-topic") for r in driver.find_elements(By.CSS_SELECTOR, "#topics tr[data-topic]")]
+    except StaleElementReferenceException:
+        return []

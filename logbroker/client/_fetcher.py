@@ -99,7 +99,12 @@ class Fetcher:
         self._reset_target = reset_target
         self._chunks: deque[Chunk] = deque()
         self._parked: list[Chunk] = []
-        self._errors: deque[BaseException] = deque()
+        # Errors with the count of chunks queued before them: an error about a fetch is
+        # raised after the records fetched before it (the application sees a partition's
+        # records up to a damaged batch, then the error), not ahead of them.
+        self._errors: deque[tuple[int, BaseException]] = deque()
+        self._queued = 0  # chunks ever queued
+        self._taken = 0  # chunks ever taken off the queue
         self._data_ready = trio.Event()
         self._fetch_wake = trio.Event()
         self._fetching_nodes: set[int] = set()
@@ -121,9 +126,10 @@ class Fetcher:
         """Look for partitions to fetch now (assignment, seek, resume or room changed)."""
         self._fetch_wake.set()
 
-    def report(self, error: BaseException) -> None:
-        """Hand an error to the application: the next :meth:`take` raises it."""
-        self._errors.append(error)
+    def report(self, error: BaseException, *, after_queued: bool = True) -> None:
+        """Hand an error to the application: :meth:`take` raises it once the chunks
+        queued before it are taken (``after_queued``), or at its next call."""
+        self._errors.append((self._queued if after_queued else self._taken, error))
         self._data_ready.set()
 
     def close(self) -> None:
@@ -137,11 +143,13 @@ class Fetcher:
 
         :raises BaseException: an error reported since the last call.
         """
-        if self._errors:
-            raise self._errors.popleft()
+        errors = self._errors
         subscription = self._subscription
         while self._chunks:
+            if errors and errors[0][0] <= self._taken:
+                raise errors.popleft()[1]
             chunk = self._chunks.popleft()
+            self._taken += 1
             state = chunk.state
             current = subscription.is_current(state, chunk.epoch)
             if state.paused and current:
@@ -152,6 +160,8 @@ class Fetcher:
                 self._fetch_wake.set()
             if current:
                 return chunk
+        if errors:
+            raise errors.popleft()[1]
         return None
 
     async def wait(self) -> None:
@@ -172,6 +182,7 @@ class Fetcher:
         back = [c for c in self._parked if id(c.state) in ids]
         self._parked = [c for c in self._parked if id(c.state) not in ids]
         self._chunks.extendleft(reversed(back))
+        self._taken -= len(back)  # to be taken again
         if back:
             self._data_ready.set()
         self._fetch_wake.set()
@@ -335,6 +346,7 @@ class Fetcher:
                     state.fetch_offset = next_offset
                     state.buffered += len(data)
                     self._chunks.append(Chunk(state, epoch, data, next_offset, aborted=aborted))
+                    self._queued += 1
                     added = True
                 elif code == ErrorCode.offset_out_of_range:
                     if self._reset_target is None:

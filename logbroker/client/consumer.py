@@ -369,7 +369,7 @@ class Consumer:
     def report_error(self, error: BaseException) -> None:
         """Hand ``error`` to the application: the next read raises it."""
         if self._fetcher is not None:
-            self._fetcher.report(error)
+            self._fetcher.report(error, after_queued=False)
 
     def _drop(self, tp: TopicPartition) -> None:
         state = self._subscription.drop(tp)

@@ -260,3 +260,25 @@ def test_a_damaged_batch_surfaces_to_every_reader_and_repair_removes_it(template
     assert "Traceback" not in "".join(broker.all_log_lines)
     summary("damaged-batches", case="surfaces-then-repair", first=first, last=last, lost=len(lost), logged=len(said),
             served_before_error=len(offsets))
+
+
+def test_our_consumer_hands_out_the_records_before_a_damaged_batch_before_the_error(template, tmp_path, fault_broker):
+    # The fetcher reads ahead: the answer naming the damaged batch (CORRUPT_MESSAGE)
+    # can arrive while records fetched before it still wait for the application.
+    # Those come first, then the error, as the partition's order says.
+    from logbroker.client import SyncConsumer
+    from logbroker.errors import CorruptRecordError
+
+    data = _copy(template, tmp_path)
+    first = min(scribble(data))
+    broker = fault_broker("--flush", "always", data_dir=data)
+    with SyncConsumer(broker.bootstrap, auto_offset_reset="earliest", max_partition_fetch_bytes=4096) as consumer:
+        consumer.assign([(TOPIC, 0)])
+        consumer.getmany(timeout=10, max_records=1)  # fetching has started; now let it read ahead
+        time.sleep(2)
+        seen = [0]
+        with pytest.raises(CorruptRecordError, match=rf"at offset {first}\b"):
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                seen += [r.offset for r in consumer.getmany(timeout=0.5)]
+        assert seen == list(range(first))

@@ -1,6 +1,7 @@
 """DescribeLogDirs after a restart answers from the manager's figures: the
 same sizes as before, and no partition opened to find them."""
 
+from figures_support import write_mixed_partitions
 from logbroker.records import build_batch
 
 
@@ -24,14 +25,8 @@ ASKED = {"many": [0, 6, 39, 40], "few": [2], "none": [0]}  # 40 and "none" do no
 def test_describe_log_dirs_after_a_restart_opens_no_partition_and_reports_the_same_sizes(make_broker, tmp_path):
     data_dir = str(tmp_path / "data")
     h = make_broker(data_dir=data_dir)
-    h.broker.create_topic("many", 40, {"segment.bytes": "300"})  # several segments each
-    h.broker.create_topic("few", 3)
+    write_mixed_partitions(h.broker)
     manager = h.broker.log_manager
-    for p in range(0, 40, 3):
-        plog = manager.get_partition("many", p)
-        for i in range(p % 7 + 1):
-            plog.append(build_batch([(None, b"v" * (p + i), (), 1_000 + i)]), 1_000)
-    manager.get_partition("many", 6).delete_records_before(5)  # its first segments go
     manager.get_partition("few", 2).append(build_batch([(None, b"x", (), 1_000)]), 1_000)
     before, asked_before = _describe(h), _describe(h, ASKED)
     h.broker.close()

@@ -15,7 +15,7 @@ from logbroker.broker import Broker, BrokerConfig
 from logbroker.client import Admin, Producer, SyncAdmin, SyncConsumer, SyncProducer
 from logbroker.client.queue import QueueConsumer
 from logbroker.errors import InvalidConfigError
-from logbroker.records import build_batch
+from figures_support import write_mixed_partitions
 from logbroker.server.metrics import Histogram, Metrics, api_name, render
 
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
@@ -162,13 +162,7 @@ def test_a_scrape_after_a_restart_opens_no_partition_and_reports_the_same_figure
     config = BrokerConfig(data_dir=str(tmp_path / "data"))
     broker = Broker(config)
     try:
-        broker.create_topic("many", 40, {"segment.bytes": "300"})  # several segments each
-        broker.create_topic("few", 3)
-        for p in range(0, 40, 3):
-            plog = broker.log_manager.get_partition("many", p)
-            for i in range(p % 7 + 1):
-                plog.append(build_batch([(None, b"v" * (p + i), (), 1_000 + i)]), 1_000)
-        broker.log_manager.get_partition("many", 6).delete_records_before(5)
+        write_mixed_partitions(broker)
         before = _partition_samples(render(Metrics(), broker))
     finally:
         broker.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 from logbroker.broker import Broker, BrokerConfig
-from logbroker.records import build_batch
+from figures_support import write_mixed_partitions
 from logbroker.server.console.app import console_app
 
 
@@ -52,13 +52,7 @@ async def test_pages_after_a_restart_open_no_partition_and_show_the_same_figures
     config = BrokerConfig(data_dir=str(tmp_path / "data"))
     broker = Broker(config)
     try:
-        broker.create_topic("many", 40, {"segment.bytes": "300"})  # several segments each
-        broker.create_topic("few", 3)
-        for p in range(0, 40, 3):
-            plog = broker.log_manager.get_partition("many", p)
-            for i in range(p % 7 + 1):
-                plog.append(build_batch([(None, b"v" * (p + i), (), 1_000 + i)]), 1_000)
-        broker.log_manager.get_partition("many", 6).delete_records_before(5)
+        write_mixed_partitions(broker)
         before = await _pages(console_app(broker))
     finally:
         broker.close()
